@@ -1,0 +1,538 @@
+//! The concurrent cache where node outputs and run inputs live:
+//! namespace -> key -> value, with values shared through `Arc` so reads never
+//! copy them.
+
+use crate::error::CacheError;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One input of a node: a name and either a reference into the cache or a literal value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// The input's name, as the action reads it.
+    pub name: String,
+    /// What the input is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `inputs.<key>` (a run input) or `<node_id>.<output>` (another node's output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// A literal value of any type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+impl InputSpec {
+    /// An input read through a reference.
+    pub fn reference(name: impl Into<String>, reference: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            reference: Some(reference.into()),
+            ..Self::default()
+        }
+    }
+
+    /// An input with a literal value.
+    pub fn literal(name: impl Into<String>, value: Value) -> Self {
+        Self {
+            name: name.into(),
+            value: Some(value),
+            ..Self::default()
+        }
+    }
+
+    /// Splits a reference into `(namespace, key)`: `inputs.k` -> `("inputs", "k")`,
+    /// `node.out` -> `("node", "out")`. The split is at the first dot; `None`
+    /// when either side is empty.
+    pub fn split_reference(reference: &str) -> Option<(&str, &str)> {
+        let (ns, key) = reference.split_once('.')?;
+        (!ns.is_empty() && !key.is_empty()).then_some((ns, key))
+    }
+}
+
+/// Which entry leaves a bounded cache first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvictionPolicy {
+    /// Least recently read or written.
+    #[default]
+    Lru,
+    /// Least recently written (reads do not refresh).
+    Fifo,
+}
+
+/// Optional bounds of a [`Cache`]. With no bound set, the cache is unbounded
+/// and pays nothing for bookkeeping.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheConfig {
+    /// At most this many values.
+    pub max_entries: Option<usize>,
+    /// At most about this many MiB of values (estimated from their JSON size).
+    pub max_memory_mb: Option<usize>,
+    /// Which value to drop first when a bound is hit.
+    pub eviction_policy: EvictionPolicy,
+}
+
+type Key = (Arc<str>, Arc<str>);
+
+struct Bounds {
+    max_entries: usize,
+    max_bytes: u64,
+    policy: EvictionPolicy,
+    index: Mutex<lru::LruCache<Key, u64>>,
+    bytes: AtomicU64,
+}
+
+/// A concurrent namespace -> key -> value map.
+#[derive(Clone, Default)]
+pub struct Cache {
+    inner: Arc<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    data: DashMap<Arc<str>, HashMap<Arc<str>, Arc<Value>>>,
+    bounds: Option<Bounds>,
+    evictions: AtomicU64,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("namespaces", &self.inner.data.len())
+            .finish()
+    }
+}
+
+impl Cache {
+    /// An empty, unbounded cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty cache with bounds; errors when a bound is zero.
+    pub fn with_config(config: CacheConfig) -> Result<Self, CacheError> {
+        if config.max_entries == Some(0) || config.max_memory_mb == Some(0) {
+            return Err(CacheError::InvalidConfig(
+                "bounds must be at least 1".into(),
+            ));
+        }
+        if config.max_entries.is_none() && config.max_memory_mb.is_none() {
+            return Ok(Self::new());
+        }
+        let bounds = Bounds {
+            max_entries: config.max_entries.unwrap_or(usize::MAX),
+            max_bytes: config
+                .max_memory_mb
+                .map_or(u64::MAX, |mb| mb as u64 * 1024 * 1024),
+            policy: config.eviction_policy,
+            index: Mutex::new(lru::LruCache::unbounded()),
+            bytes: AtomicU64::new(0),
+        };
+        Ok(Self {
+            inner: Arc::new(CacheInner {
+                data: DashMap::new(),
+                bounds: Some(bounds),
+                evictions: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Stores an already shared value.
+    pub fn insert_arc(&self, namespace: &str, key: &str, value: Arc<Value>) {
+        let ns: Arc<str> = Arc::from(namespace);
+        let k: Arc<str> = Arc::from(key);
+        let size = self.inner.bounds.as_ref().map(|_| estimate_size(&value));
+        self.inner
+            .data
+            .entry(ns.clone())
+            .or_default()
+            .insert(k.clone(), value);
+        if let (Some(b), Some(size)) = (&self.inner.bounds, size) {
+            self.account_insert(b, (ns, k), size);
+        }
+    }
+
+    /// Stores a JSON value.
+    pub fn insert(&self, namespace: &str, key: &str, value: Value) {
+        self.insert_arc(namespace, key, Arc::new(value));
+    }
+
+    /// Stores every entry of a JSON object under `namespace`; a non-object is stored under `key` `"value"`.
+    pub fn insert_object(&self, namespace: &str, value: &Value) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    self.insert(namespace, k, v.clone());
+                }
+            }
+            other => self.insert(namespace, "value", other.clone()),
+        }
+    }
+
+    fn account_insert(&self, b: &Bounds, key: Key, size: u64) {
+        let mut index = b.index.lock();
+        if let Some(old) = index.put(key.clone(), size) {
+            b.bytes.fetch_sub(old, Ordering::Relaxed);
+        }
+        b.bytes.fetch_add(size, Ordering::Relaxed);
+        while index.len() > b.max_entries
+            || (b.bytes.load(Ordering::Relaxed) > b.max_bytes && index.len() > 1)
+        {
+            let Some(((ns, k), sz)) = index.pop_lru() else {
+                break;
+            };
+            if ns == key.0 && k == key.1 {
+                // Never evict what was just written; put it back as most recent.
+                index.put((ns, k), sz);
+                if index.len() <= 1 {
+                    break;
+                }
+                continue;
+            }
+            b.bytes.fetch_sub(sz, Ordering::Relaxed);
+            self.inner.evictions.fetch_add(1, Ordering::Relaxed);
+            let now_empty = self.inner.data.get_mut(&ns).is_some_and(|mut m| {
+                m.remove(&k);
+                m.is_empty()
+            });
+            if now_empty {
+                self.inner.data.remove_if(&ns, |_, m| m.is_empty());
+            }
+        }
+    }
+
+    /// The shared value at `namespace.key`.
+    pub fn get(&self, namespace: &str, key: &str) -> Option<Arc<Value>> {
+        let v = self.inner.data.get(namespace)?.get(key).cloned()?;
+        if let Some(b) = &self.inner.bounds
+            && b.policy == EvictionPolicy::Lru
+        {
+            let k: Key = (Arc::from(namespace), Arc::from(key));
+            b.index.lock().promote(&k);
+        }
+        Some(v)
+    }
+
+    /// Every `key -> value` of a namespace, as a JSON object.
+    pub fn namespace(&self, namespace: &str) -> Option<Map<String, Value>> {
+        let m = self.inner.data.get(namespace)?;
+        Some(
+            m.iter()
+                .map(|(k, v)| (k.to_string(), (**v).clone()))
+                .collect(),
+        )
+    }
+
+    /// Removes a whole namespace.
+    pub fn remove_namespace(&self, namespace: &str) {
+        if let Some((_, m)) = self.inner.data.remove(namespace)
+            && let Some(b) = &self.inner.bounds
+        {
+            let mut index = b.index.lock();
+            for k in m.keys() {
+                if let Some(sz) = index.pop(&(Arc::from(namespace), k.clone())) {
+                    b.bytes.fetch_sub(sz, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Number of values stored.
+    pub fn len(&self) -> usize {
+        self.inner.data.iter().map(|m| m.len()).sum()
+    }
+
+    /// True when no value is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many values a bound has evicted so far.
+    pub fn evictions(&self) -> u64 {
+        self.inner.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Estimated bytes held, when the cache is bounded by memory or entries.
+    pub fn estimated_bytes(&self) -> Option<u64> {
+        self.inner
+            .bounds
+            .as_ref()
+            .map(|b| b.bytes.load(Ordering::Relaxed))
+    }
+
+    /// The whole cache as a JSON object of objects.
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::new();
+        for entry in self.inner.data.iter() {
+            let inner: Map<String, Value> = entry
+                .value()
+                .iter()
+                .map(|(k, v)| (k.to_string(), (**v).clone()))
+                .collect();
+            out.insert(entry.key().to_string(), Value::Object(inner));
+        }
+        Value::Object(out)
+    }
+
+    /// Replaces nothing: adds every `namespace -> key -> value` of `json` to this cache.
+    pub fn merge_json(&self, json: &Value) -> Result<(), CacheError> {
+        let Value::Object(namespaces) = json else {
+            return Err(CacheError::MalformedSnapshot(
+                "top level is not an object".into(),
+            ));
+        };
+        for (ns, values) in namespaces {
+            let Value::Object(values) = values else {
+                return Err(CacheError::MalformedSnapshot(format!(
+                    "namespace `{ns}` is not an object"
+                )));
+            };
+            for (k, v) in values {
+                self.insert(ns, k, v.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves one input spec to its value: a literal, or the value its
+    /// reference points at.
+    pub fn resolve_input(&self, input: &InputSpec) -> Result<Arc<Value>, CacheError> {
+        if let Some(v) = &input.value {
+            return Ok(Arc::new(v.clone()));
+        }
+        let reference = input.reference.as_deref().unwrap_or_default();
+        let (ns, key) =
+            InputSpec::split_reference(reference).ok_or_else(|| CacheError::InvalidReference {
+                input: input.name.clone(),
+                reference: reference.to_string(),
+            })?;
+        self.get(ns, key).ok_or_else(|| CacheError::MissingValue {
+            input: input.name.clone(),
+            reference: reference.to_string(),
+        })
+    }
+}
+
+fn estimate_size(v: &Value) -> u64 {
+    match v {
+        Value::Null | Value::Bool(_) => 8,
+        Value::Number(_) => 16,
+        Value::String(s) => 24 + s.len() as u64,
+        Value::Array(a) => 24 + a.iter().map(estimate_size).sum::<u64>(),
+        Value::Object(o) => {
+            32 + o
+                .iter()
+                .map(|(k, v)| 24 + k.len() as u64 + estimate_size(v))
+                .sum::<u64>()
+        }
+    }
+}
+
+/// Serializes `value` and stores it at `namespace.key`.
+pub fn insert_value<T: Serialize>(
+    cache: &Cache,
+    namespace: &str,
+    key: &str,
+    value: T,
+) -> Result<(), CacheError> {
+    let v = serde_json::to_value(value).map_err(|source| CacheError::Serialize {
+        namespace: namespace.to_string(),
+        key: key.to_string(),
+        source,
+    })?;
+    cache.insert(namespace, key, v);
+    Ok(())
+}
+
+/// The value at `namespace.key`, or [`CacheError::NotFound`].
+pub fn get_value_from_cache(
+    cache: &Cache,
+    namespace: &str,
+    key: &str,
+) -> Result<Arc<Value>, CacheError> {
+    cache
+        .get(namespace, key)
+        .ok_or_else(|| CacheError::NotFound {
+            namespace: namespace.to_string(),
+            key: key.to_string(),
+        })
+}
+
+/// Reads the input `name` of a node through its declared reference (or
+/// literal) and deserializes it to `T`. Errors name the input and the reference.
+pub fn parse_input_from_name<T: DeserializeOwned>(
+    cache: &Cache,
+    name: &str,
+    inputs: &[InputSpec],
+) -> Result<T, CacheError> {
+    let spec = inputs
+        .iter()
+        .find(|i| i.name == name)
+        .ok_or_else(|| CacheError::UnknownInput {
+            input: name.to_string(),
+        })?;
+    let value = cache.resolve_input(spec)?;
+    T::deserialize(&*value).map_err(|e| CacheError::WrongType {
+        input: name.to_string(),
+        reference: spec.reference.clone().unwrap_or_else(|| "<literal>".into()),
+        message: e.to_string(),
+    })
+}
+
+/// The cache as compact JSON.
+pub fn serialize_cache_to_json(cache: &Cache) -> Result<String, CacheError> {
+    serde_json::to_string(&cache.to_json())
+        .map_err(|e| CacheError::MalformedSnapshot(format!("cannot serialize cache: {e}")))
+}
+
+/// The cache as indented JSON.
+pub fn serialize_cache_to_prettyjson(cache: &Cache) -> Result<String, CacheError> {
+    serde_json::to_string_pretty(&cache.to_json())
+        .map_err(|e| CacheError::MalformedSnapshot(format!("cannot serialize cache: {e}")))
+}
+
+/// A new cache from JSON written by [`serialize_cache_to_json`].
+pub fn load_cache_from_json(json: &str) -> Result<Cache, CacheError> {
+    let v: Value =
+        serde_json::from_str(json).map_err(|e| CacheError::MalformedSnapshot(e.to_string()))?;
+    let cache = Cache::new();
+    cache.merge_json(&v)?;
+    Ok(cache)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn insert_and_read_typed_inputs() {
+        let cache = Cache::new();
+        insert_value(&cache, "inputs", "age", 30).unwrap();
+        insert_value(&cache, "load", "rows", vec![1, 2, 3]).unwrap();
+        let inputs = vec![
+            InputSpec::reference("age", "inputs.age"),
+            InputSpec::reference("rows", "load.rows"),
+            InputSpec::literal("mode", json!("fast")),
+        ];
+        let age: i32 = parse_input_from_name(&cache, "age", &inputs).unwrap();
+        let rows: Vec<u8> = parse_input_from_name(&cache, "rows", &inputs).unwrap();
+        let mode: String = parse_input_from_name(&cache, "mode", &inputs).unwrap();
+        assert_eq!((age, rows, mode.as_str()), (30, vec![1, 2, 3], "fast"));
+    }
+
+    #[test]
+    fn input_errors_name_input_and_reference() {
+        let cache = Cache::new();
+        insert_value(&cache, "inputs", "age", "thirty").unwrap();
+        let inputs = vec![
+            InputSpec::reference("age", "inputs.age"),
+            InputSpec::reference("x", "load.rows"),
+        ];
+        let e = parse_input_from_name::<i32>(&cache, "age", &inputs).unwrap_err();
+        assert!(
+            matches!(&e, CacheError::WrongType { input, reference, .. } if input == "age" && reference == "inputs.age"),
+            "{e}"
+        );
+        let e = parse_input_from_name::<i32>(&cache, "x", &inputs).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "input `x`: reference `load.rows` has no value in the cache"
+        );
+        let e = parse_input_from_name::<i32>(&cache, "nope", &inputs).unwrap_err();
+        assert_eq!(e.to_string(), "input `nope` is not declared by the node");
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let cache = Cache::new();
+        cache.insert("a", "x", json!({"deep": [1, "two", null]}));
+        cache.insert("b", "y", json!(true));
+        let text = serialize_cache_to_json(&cache).unwrap();
+        let back = load_cache_from_json(&text).unwrap();
+        assert_eq!(back.to_json(), cache.to_json());
+        assert!(
+            serialize_cache_to_prettyjson(&cache)
+                .unwrap()
+                .contains('\n')
+        );
+        assert!(matches!(
+            load_cache_from_json("[1]"),
+            Err(CacheError::MalformedSnapshot(_))
+        ));
+    }
+
+    #[test]
+    fn reads_share_values_instead_of_copying() {
+        let cache = Cache::new();
+        cache.insert("n", "big", json!(vec![0; 1000]));
+        let a = cache.get("n", "big").unwrap();
+        let b = cache.get("n", "big").unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn lru_evicts_least_recently_used() {
+        let cache = Cache::with_config(CacheConfig {
+            max_entries: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+        cache.insert("n", "a", json!(1));
+        cache.insert("n", "b", json!(2));
+        assert!(cache.get("n", "a").is_some()); // a is now more recent than b
+        cache.insert("n", "c", json!(3));
+        assert!(cache.get("n", "b").is_none(), "b was least recently used");
+        assert!(cache.get("n", "a").is_some());
+        assert!(cache.get("n", "c").is_some());
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.evictions(), 1);
+    }
+
+    #[test]
+    fn fifo_ignores_reads() {
+        let cache = Cache::with_config(CacheConfig {
+            max_entries: Some(2),
+            eviction_policy: EvictionPolicy::Fifo,
+            ..Default::default()
+        })
+        .unwrap();
+        cache.insert("n", "a", json!(1));
+        cache.insert("n", "b", json!(2));
+        assert!(cache.get("n", "a").is_some());
+        cache.insert("n", "c", json!(3));
+        assert!(cache.get("n", "a").is_none(), "a was written first");
+    }
+
+    #[test]
+    fn memory_bound_keeps_estimate_under_limit() {
+        let cache = Cache::with_config(CacheConfig {
+            max_memory_mb: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        let blob = "x".repeat(100 * 1024);
+        for i in 0..50 {
+            cache.insert("n", &format!("k{i}"), json!(blob));
+        }
+        assert!(cache.estimated_bytes().unwrap() <= 1024 * 1024);
+        assert!(cache.get("n", "k49").is_some(), "newest survives");
+        assert!(cache.get("n", "k0").is_none(), "oldest evicted");
+        assert!(
+            Cache::with_config(CacheConfig {
+                max_entries: Some(0),
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! Runs, node runs, control requests, artifacts and cache snapshots in memory.
+
+use super::MemoryStore;
+use crate::error::StoreError;
+use crate::ids::RunId;
+use crate::status::NodeStatus;
+use crate::store::{
+    ArtifactId, ArtifactStore, CacheSnapshotStore, ControlRequest, NodeRunRecord, RunQuery,
+    RunRecord, RunStore, RunUpdate, SnapshotEntry,
+};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Default)]
+pub(super) struct RunTables {
+    runs: BTreeMap<RunId, RunRecord>,
+    /// Creation order, so listing is newest first without sorting by time ties.
+    order: Vec<RunId>,
+    node_runs: HashMap<RunId, BTreeMap<(String, String), NodeRunRecord>>,
+    controls: HashMap<RunId, Vec<ControlRequest>>,
+    artifacts: HashMap<ArtifactId, Vec<u8>>,
+    snapshots: HashMap<String, Vec<SnapshotEntry>>,
+}
+
+#[async_trait::async_trait]
+impl RunStore for MemoryStore {
+    async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
+        let mut t = self.runs.lock();
+        if t.runs.contains_key(&run.run_id) {
+            return Err(StoreError::AlreadyExists {
+                entity: "run",
+                id: run.run_id.to_string(),
+            });
+        }
+        t.order.push(run.run_id.clone());
+        t.runs.insert(run.run_id.clone(), run);
+        Ok(())
+    }
+
+    async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<(), StoreError> {
+        let mut t = self.runs.lock();
+        let run = t.runs.get_mut(run_id).ok_or_else(|| StoreError::NotFound {
+            entity: "run",
+            id: run_id.to_string(),
+        })?;
+        if let Some(s) = update.status {
+            run.status = s;
+        }
+        if let Some(r) = update.reason {
+            run.reason = r;
+        }
+        if let Some(d) = update.definition {
+            run.definition = d;
+        }
+        if let Some(f) = update.finished_at {
+            run.finished_at = f;
+        }
+        run.updated_at = crate::now_millis();
+        Ok(())
+    }
+
+    async fn get_run(&self, run_id: &RunId) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self.runs.lock().runs.get(run_id).cloned())
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let t = self.runs.lock();
+        Ok(t.order
+            .iter()
+            .rev()
+            .filter_map(|id| t.runs.get(id))
+            .filter(|r| query.status.is_none_or(|s| r.status == s))
+            .filter(|r| query.workflow.as_ref().is_none_or(|w| &r.workflow == w))
+            .skip(query.offset)
+            .take(query.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn put_node_run(&self, record: NodeRunRecord) -> Result<(), StoreError> {
+        let mut t = self.runs.lock();
+        if !t.runs.contains_key(&record.run_id) {
+            return Err(StoreError::NotFound {
+                entity: "run",
+                id: record.run_id.to_string(),
+            });
+        }
+        let key = (record.node_id.to_string(), record.invocation_key.clone());
+        t.node_runs
+            .entry(record.run_id.clone())
+            .or_default()
+            .insert(key, record);
+        Ok(())
+    }
+
+    async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {
+        Ok(self
+            .runs
+            .lock()
+            .node_runs
+            .get(run_id)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn push_control(
+        &self,
+        run_id: &RunId,
+        request: ControlRequest,
+    ) -> Result<u64, StoreError> {
+        let mut t = self.runs.lock();
+        if !t.runs.contains_key(run_id) {
+            return Err(StoreError::NotFound {
+                entity: "run",
+                id: run_id.to_string(),
+            });
+        }
+        let list = t.controls.entry(run_id.clone()).or_default();
+        list.push(request);
+        Ok(list.len() as u64)
+    }
+
+    async fn controls_after(
+        &self,
+        run_id: &RunId,
+        after: u64,
+    ) -> Result<Vec<(u64, ControlRequest)>, StoreError> {
+        let t = self.runs.lock();
+        Ok(t.controls
+            .get(run_id)
+            .map(|list| {
+                list.iter()
+                    .enumerate()
+                    .map(|(i, c)| (i as u64 + 1, c.clone()))
+                    .filter(|(seq, _)| *seq > after)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn find_memoized(
+        &self,
+        action: &str,
+        input_hash: &str,
+    ) -> Result<Option<ArtifactId>, StoreError> {
+        let t = self.runs.lock();
+        Ok(t.node_runs.values().flat_map(|m| m.values()).find_map(|r| {
+            (r.state == NodeStatus::Completed
+                && r.action == action
+                && r.input_hash.as_deref() == Some(input_hash))
+            .then(|| r.output_artifact_id.clone())
+            .flatten()
+        }))
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ArtifactStore for MemoryStore {
+    async fn put_artifact(&self, bytes: Vec<u8>) -> Result<ArtifactId, StoreError> {
+        let id = ArtifactId::of(&bytes);
+        self.runs
+            .lock()
+            .artifacts
+            .entry(id.clone())
+            .or_insert(bytes);
+        Ok(id)
+    }
+
+    async fn get_artifact(&self, id: &ArtifactId) -> Result<Vec<u8>, StoreError> {
+        self.runs
+            .lock()
+            .artifacts
+            .get(id)
+            .cloned()
+            .ok_or_else(|| StoreError::MissingArtifact {
+                id: id.to_string(),
+                path: "memory".into(),
+            })
+    }
+}
+
+#[async_trait::async_trait]
+impl CacheSnapshotStore for MemoryStore {
+    async fn append_snapshot(&self, scope: &str, entry: SnapshotEntry) -> Result<(), StoreError> {
+        self.runs
+            .lock()
+            .snapshots
+            .entry(scope.to_string())
+            .or_default()
+            .push(entry);
+        Ok(())
+    }
+
+    async fn load_snapshot_chain(&self, scope: &str) -> Result<Vec<SnapshotEntry>, StoreError> {
+        let t = self.runs.lock();
+        let Some(list) = t.snapshots.get(scope) else {
+            return Ok(Vec::new());
+        };
+        let start = list
+            .iter()
+            .rposition(|e| matches!(e, SnapshotEntry::Full { .. }))
+            .unwrap_or(0);
+        Ok(list[start..].to_vec())
+    }
+}

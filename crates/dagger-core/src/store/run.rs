@@ -1,0 +1,149 @@
+use super::artifact::ArtifactId;
+use crate::error::StoreError;
+use crate::ids::{NodeId, RunId};
+use crate::status::{NodeStatus, RunStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One DAG Flow run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub run_id: RunId,
+    /// The workflow's name.
+    pub workflow: String,
+    /// A snapshot of the workflow definition as JSON, including nodes added
+    /// at run time, so a resumed run is not confused by an edited file.
+    pub definition: Value,
+    /// The run's inputs (`inputs.<key>` references resolve here).
+    pub inputs: Value,
+    /// The effective configuration of the run.
+    pub config: Value,
+    /// The run's status.
+    pub status: RunStatus,
+    /// Why the run ended as it did (failure, cancel, budget), when it did.
+    pub reason: Option<String>,
+    /// When the run was created (ms since the epoch).
+    pub created_at: i64,
+    /// When the run last changed (ms since the epoch).
+    pub updated_at: i64,
+    /// When the run finished (ms since the epoch).
+    pub finished_at: Option<i64>,
+}
+
+/// A partial update of a [`RunRecord`]; `None` fields are left unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunUpdate {
+    /// New status.
+    pub status: Option<RunStatus>,
+    /// New reason (use `Some(None)` to clear it).
+    pub reason: Option<Option<String>>,
+    /// New definition snapshot (after the graph grew).
+    pub definition: Option<Value>,
+    /// New finish time.
+    pub finished_at: Option<Option<i64>>,
+}
+
+/// Filters for listing runs. Results are newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// At most this many runs (`None`: all).
+    pub limit: Option<usize>,
+    /// Skip this many runs first.
+    pub offset: usize,
+}
+
+/// One execution (invocation) of one node in one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRunRecord {
+    /// The run.
+    pub run_id: RunId,
+    /// The node.
+    pub node_id: NodeId,
+    /// Distinguishes the invocations of a fanned-out node (`""` for a plain node).
+    pub invocation_key: String,
+    /// The action the node runs.
+    pub action: String,
+    /// The attempt number, starting at 1.
+    pub attempt: u32,
+    /// The node's state.
+    pub state: NodeStatus,
+    /// Hash of the resolved inputs (for memoization).
+    pub input_hash: Option<String>,
+    /// Where the output is stored.
+    pub output_artifact_id: Option<ArtifactId>,
+    /// The error or skip/cancel reason.
+    pub error: Option<String>,
+    /// Start of the current attempt (ms since the epoch).
+    pub started_at: Option<i64>,
+    /// End of the node (ms since the epoch).
+    pub finished_at: Option<i64>,
+    /// Free-form metadata (tokens, cache hit, prompt of a human wait...).
+    pub metadata: Value,
+}
+
+/// A request to a running (or stopped) run from outside its process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ControlRequest {
+    /// Stop the run, cancelling running nodes.
+    Cancel {
+        /// Why.
+        reason: String,
+    },
+    /// Approve a node waiting for a human, with optional input.
+    Approve {
+        /// The waiting node.
+        node_id: NodeId,
+        /// Input given by the human.
+        input: Option<Value>,
+    },
+    /// Reject a node waiting for a human.
+    Reject {
+        /// The waiting node.
+        node_id: NodeId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Stores runs, their node executions and out-of-process control requests.
+#[async_trait::async_trait]
+pub trait RunStore: Send + Sync + 'static {
+    /// Records a new run; [`StoreError::AlreadyExists`] if the id is taken.
+    async fn create_run(&self, run: RunRecord) -> Result<(), StoreError>;
+    /// Applies a partial update; [`StoreError::NotFound`] if there is no such run.
+    async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<(), StoreError>;
+    /// Reads one run.
+    async fn get_run(&self, run_id: &RunId) -> Result<Option<RunRecord>, StoreError>;
+    /// Lists runs, newest first.
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
+    /// Inserts or replaces the record of `(run, node, invocation_key)`.
+    async fn put_node_run(&self, record: NodeRunRecord) -> Result<(), StoreError>;
+    /// Every node record of a run.
+    async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError>;
+    /// Queues a control request for a run; returns its sequence number.
+    async fn push_control(
+        &self,
+        run_id: &RunId,
+        request: ControlRequest,
+    ) -> Result<u64, StoreError>;
+    /// Control requests of a run with a sequence number above `after`, in order.
+    async fn controls_after(
+        &self,
+        run_id: &RunId,
+        after: u64,
+    ) -> Result<Vec<(u64, ControlRequest)>, StoreError>;
+    /// The output of an earlier completed execution of `action` with this input hash.
+    async fn find_memoized(
+        &self,
+        action: &str,
+        input_hash: &str,
+    ) -> Result<Option<ArtifactId>, StoreError>;
+    /// Waits until every write queued so far is committed.
+    async fn flush(&self) -> Result<(), StoreError>;
+}
