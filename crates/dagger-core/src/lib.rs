@@ -27,6 +27,7 @@ pub use ids::{JobId, MessageId, NodeId, RunId, TaskId};
 pub use retry::{ErrorClass, Jitter, RetryPolicy, RetryStrategy};
 pub use schema::{JsonSchema, SchemaViolation};
 pub use status::{JobStatus, NodeStatus, RunStatus, TaskStatus};
+pub use store::{Durability, Stores};
 
 /// Milliseconds since the Unix epoch, the time unit of every stored record.
 pub fn now_millis() -> i64 {

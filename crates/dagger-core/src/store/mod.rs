@@ -12,6 +12,54 @@ pub use memory::MemoryStore;
 pub use run::{ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate};
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 
+/// The stores a DAG Flow executor records runs in, bundled. Any backend that
+/// implements the traits converts into it (`From<Arc<MemoryStore>>` here,
+/// `From<Arc<SqliteStore>>` in `dagger-storage`).
+#[derive(Clone)]
+pub struct Stores {
+    /// Runs, node runs and control requests.
+    pub runs: std::sync::Arc<dyn RunStore>,
+    /// Node outputs and other blobs.
+    pub artifacts: std::sync::Arc<dyn ArtifactStore>,
+    /// Cache snapshots and deltas.
+    pub snapshots: std::sync::Arc<dyn CacheSnapshotStore>,
+    /// How writes are kept; [`Durability::Memory`] skips recording entirely.
+    pub durability: Durability,
+    /// A human-readable location (`sqlite:path`, `memory`), for messages.
+    pub location: String,
+}
+
+impl Stores {
+    /// Fresh in-memory stores that record nothing (the fastest path).
+    pub fn memory() -> Self {
+        let mut s = Self::from(std::sync::Arc::new(MemoryStore::new()));
+        s.durability = Durability::Memory;
+        s
+    }
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("location", &self.location)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<std::sync::Arc<MemoryStore>> for Stores {
+    /// In-memory stores that do record runs (so they can be inspected and resumed in-process).
+    fn from(store: std::sync::Arc<MemoryStore>) -> Self {
+        Self {
+            runs: store.clone(),
+            artifacts: store.clone(),
+            snapshots: store,
+            durability: Durability::Batched,
+            location: "memory".to_string(),
+        }
+    }
+}
+
 /// How hard a store works to keep a write before acknowledging it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,229 @@
+//! Actions: the pure units of computation a node runs, and their registry.
+
+use dagger_core::{BoxError, Cache, JsonSchema, NodeId, RunId};
+use parking_lot::RwLock;
+use serde_json::{Map, Value};
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What an action returns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeOutput {
+    /// The outputs, usually an object whose keys are the node's declared outputs.
+    pub outputs: Value,
+    /// Whether the action succeeded; `false` fails the attempt with `outputs` as the error detail.
+    pub success: bool,
+    /// Metadata: `tokens` (a number) counts toward `max_tokens`; `branches`
+    /// (a list of node ids) selects which direct dependents run.
+    pub metadata: Map<String, Value>,
+}
+
+impl NodeOutput {
+    /// A successful output.
+    pub fn success(outputs: Value) -> Self {
+        Self {
+            outputs,
+            success: true,
+            metadata: Map::new(),
+        }
+    }
+
+    /// A failed output; `detail` explains why.
+    pub fn failure(detail: Value) -> Self {
+        Self {
+            outputs: detail,
+            success: false,
+            metadata: Map::new(),
+        }
+    }
+
+    /// Adds a metadata entry.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.metadata.insert(key.into(), value);
+        self
+    }
+
+    /// Reports token usage, counted against the run's `max_tokens`.
+    pub fn with_tokens(self, tokens: u64) -> Self {
+        self.with_metadata("tokens", Value::from(tokens))
+    }
+
+    /// Selects the direct dependents that run; the other direct dependents
+    /// (and what only they lead to) are Skipped with the reason.
+    pub fn select_branches<I, S>(self, node_ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let ids: Vec<Value> = node_ids
+            .into_iter()
+            .map(|s| Value::String(s.into()))
+            .collect();
+        self.with_metadata("branches", Value::Array(ids))
+    }
+
+    /// The tokens reported in metadata (0 when none).
+    pub fn tokens(&self) -> u64 {
+        self.metadata
+            .get("tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    /// The selected branches, when the action selected any.
+    pub fn branches(&self) -> Option<Vec<String>> {
+        self.metadata.get("branches")?.as_array().map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+    }
+}
+
+/// Everything an action may see while it runs. Actions never touch the executor.
+#[derive(Clone)]
+pub struct NodeCtx {
+    /// The workflow's name.
+    pub dag_name: Arc<str>,
+    /// The run.
+    pub run_id: RunId,
+    /// The node.
+    pub node_id: NodeId,
+    /// `""` for a plain node; the element's index for a fanned-out invocation.
+    pub invocation_key: String,
+    /// The attempt number, starting at 1.
+    pub attempt: u32,
+    /// Resolved inputs by name.
+    pub inputs: Map<String, Value>,
+    /// Read access to the run's cache.
+    pub cache: Cache,
+    /// Stable across attempts and resumes of this invocation: use it to make side effects idempotent.
+    pub idempotency_key: String,
+    /// Cancelled when the node times out, the run is cancelled or halts.
+    pub cancel: CancellationToken,
+    /// Application data given to the executor.
+    pub app_data: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl NodeCtx {
+    /// A context for calling an action directly (tests, tools).
+    pub fn for_test(node_id: &str, inputs: Map<String, Value>) -> Self {
+        Self {
+            dag_name: Arc::from("test"),
+            run_id: RunId::from("test-run"),
+            node_id: NodeId::from(node_id),
+            invocation_key: String::new(),
+            attempt: 1,
+            inputs,
+            cache: Cache::new(),
+            idempotency_key: format!("test-run/{node_id}/"),
+            cancel: CancellationToken::new(),
+            app_data: None,
+        }
+    }
+
+    /// The application data, if it is a `T`.
+    pub fn app_data<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.app_data.as_deref()?.downcast_ref::<T>()
+    }
+
+    /// The input `name`, or an error naming it.
+    pub fn input(&self, name: &str) -> Result<&Value, BoxError> {
+        self.inputs
+            .get(name)
+            .ok_or_else(|| format!("node `{}`: missing input `{name}`", self.node_id).into())
+    }
+
+    /// The input `name` deserialized to `T`, or an error naming it.
+    pub fn input_as<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, BoxError> {
+        let v = self.input(name)?;
+        T::deserialize(v)
+            .map_err(|e| format!("node `{}`: input `{name}`: {e}", self.node_id).into())
+    }
+}
+
+impl fmt::Debug for NodeCtx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeCtx")
+            .field("dag_name", &self.dag_name)
+            .field("run_id", &self.run_id)
+            .field("node_id", &self.node_id)
+            .field("invocation_key", &self.invocation_key)
+            .field("attempt", &self.attempt)
+            .field("inputs", &self.inputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A unit of computation. Pure: it reads its context and returns an output.
+#[async_trait::async_trait]
+pub trait NodeAction: Send + Sync + 'static {
+    /// The name workflows use in `action:`.
+    fn name(&self) -> &str;
+
+    /// What the action does.
+    fn description(&self) -> &str {
+        ""
+    }
+
+    /// Schema the resolved inputs (as an object) must match before the action runs.
+    fn input_schema(&self) -> Option<&JsonSchema> {
+        None
+    }
+
+    /// Schema the outputs must match after the action runs.
+    fn output_schema(&self) -> Option<&JsonSchema> {
+        None
+    }
+
+    /// Runs the action.
+    async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput, BoxError>;
+}
+
+/// Actions by name. Cheap to clone; registration works through a shared reference.
+#[derive(Clone, Default)]
+pub struct ActionRegistry {
+    actions: Arc<RwLock<HashMap<String, Arc<dyn NodeAction>>>>,
+}
+
+impl ActionRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers an action under its name, replacing one of the same name.
+    pub fn register(&self, action: Arc<dyn NodeAction>) {
+        self.actions
+            .write()
+            .insert(action.name().to_string(), action);
+    }
+
+    /// The action with this name.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn NodeAction>> {
+        self.actions.read().get(name).cloned()
+    }
+
+    /// Whether an action with this name is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.actions.read().contains_key(name)
+    }
+
+    /// Registered names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.actions.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+impl fmt::Debug for ActionRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActionRegistry")
+            .field("actions", &self.names())
+            .finish()
+    }
+}

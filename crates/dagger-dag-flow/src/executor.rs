@@ -1,0 +1,169 @@
+//! The DAG executor: loaded workflow definitions, configuration, the action
+//! registry and the stores runs are recorded in. The coordinator
+//! (`dagger-coord`) runs workflows held here.
+
+use crate::action::ActionRegistry;
+use crate::config::DagConfig;
+use crate::error::DagError;
+use crate::model::{DagMetadata, WorkflowDef};
+use dagger_core::Stores;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// A loaded workflow and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedWorkflow {
+    /// The validated definition.
+    pub def: Arc<WorkflowDef>,
+    /// The file it was read from, or `<string>`.
+    pub source: String,
+}
+
+/// Holds workflow definitions, configuration, actions and stores.
+pub struct DagExecutor {
+    config: DagConfig,
+    registry: ActionRegistry,
+    stores: Stores,
+    workflows: BTreeMap<String, LoadedWorkflow>,
+    app_data: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for DagExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DagExecutor")
+            .field("config", &self.config)
+            .field("registry", &self.registry)
+            .field("stores", &self.stores)
+            .field("workflows", &self.workflows.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DagExecutor {
+    /// An executor with `config` (default when `None`), the actions of
+    /// `registry`, recording runs in `stores` (for example
+    /// `Stores::memory()` or `SqliteStore::open("sqlite:workflows.db")`).
+    pub fn new(
+        config: Option<DagConfig>,
+        registry: ActionRegistry,
+        stores: impl Into<Stores>,
+    ) -> Result<Self, DagError> {
+        let config = config.unwrap_or_default();
+        if let Some((field, message)) = config.problems().into_iter().next() {
+            return Err(DagError::InvalidConfig { field, message });
+        }
+        Ok(Self {
+            config,
+            registry,
+            stores: stores.into(),
+            workflows: BTreeMap::new(),
+            app_data: None,
+        })
+    }
+
+    /// Makes `data` available to actions through [`crate::NodeCtx::app_data`].
+    pub fn with_app_data<T: Any + Send + Sync>(mut self, data: T) -> Self {
+        self.app_data = Some(Arc::new(data));
+        self
+    }
+
+    /// The application data, shared.
+    pub fn app_data(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.app_data.clone()
+    }
+
+    /// The executor's configuration (before a workflow's overrides).
+    pub fn config(&self) -> &DagConfig {
+        &self.config
+    }
+
+    /// Replaces the executor's configuration.
+    pub fn set_config(&mut self, config: DagConfig) -> Result<(), DagError> {
+        if let Some((field, message)) = config.problems().into_iter().next() {
+            return Err(DagError::InvalidConfig { field, message });
+        }
+        self.config = config;
+        Ok(())
+    }
+
+    /// The configuration a run of `workflow` uses: the executor's with the workflow's overrides.
+    pub fn effective_config(&self, workflow: &WorkflowDef) -> Result<DagConfig, DagError> {
+        let config = match &workflow.config {
+            Some(o) => o.apply(&self.config),
+            None => self.config.clone(),
+        };
+        if let Some((field, message)) = config.problems().into_iter().next() {
+            return Err(DagError::InvalidConfig { field, message });
+        }
+        Ok(config)
+    }
+
+    /// The action registry.
+    pub fn registry(&self) -> &ActionRegistry {
+        &self.registry
+    }
+
+    /// The stores runs are recorded in.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// Adds an already validated workflow. Replaces one of the same name from
+    /// the same source; a different source is a [`DagError::DuplicateDag`].
+    pub fn insert_workflow(
+        &mut self,
+        def: WorkflowDef,
+        source: impl Into<String>,
+    ) -> Result<(), DagError> {
+        let source = source.into();
+        if let Some(existing) = self.workflows.get(&def.name)
+            && existing.source != source
+        {
+            return Err(DagError::DuplicateDag {
+                name: def.name.clone(),
+                existing: existing.source.clone(),
+            });
+        }
+        self.workflows.insert(
+            def.name.clone(),
+            LoadedWorkflow {
+                def: Arc::new(def),
+                source,
+            },
+        );
+        Ok(())
+    }
+
+    /// The loaded workflow `name`.
+    pub fn workflow(&self, name: &str) -> Result<&LoadedWorkflow, DagError> {
+        self.workflows
+            .get(name)
+            .ok_or_else(|| DagError::UnknownDag(name.to_string()))
+    }
+
+    /// Names of every loaded workflow, sorted.
+    pub fn list_dags(&self) -> Vec<String> {
+        self.workflows.keys().cloned().collect()
+    }
+
+    /// Names of the loaded workflows that carry every one of `tags`.
+    pub fn list_dags_by_tags(&self, tags: &[&str]) -> Vec<String> {
+        self.workflows
+            .values()
+            .filter(|w| tags.iter().all(|t| w.def.tags.iter().any(|wt| wt == t)))
+            .map(|w| w.def.name.clone())
+            .collect()
+    }
+
+    /// Whether a workflow `name` is loaded.
+    pub fn has_dag(&self, name: &str) -> bool {
+        self.workflows.contains_key(name)
+    }
+
+    /// The metadata of workflow `name`.
+    pub fn get_dag_metadata(&self, name: &str) -> Result<DagMetadata, DagError> {
+        Ok(self.workflow(name)?.def.metadata())
+    }
+}
