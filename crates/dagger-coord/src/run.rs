@@ -225,6 +225,7 @@ impl RunLoop {
             app_data: setup.app_data.clone(),
             record,
             incremental_cache: setup.config.enable_incremental_cache,
+            cancel_grace: coord.cancel_grace,
             tx,
         });
         let hook_ctx = HookContext {
@@ -443,6 +444,17 @@ impl RunLoop {
     }
 
     fn dispatch(&mut self) {
+        // With hooks, a node released by an event starts only after the hooks
+        // answered that event, so a hook can still pause, skip or rewire it.
+        let events_pending = self.g.events.as_ref().is_some_and(|e| !e.is_empty());
+        if events_pending
+            || self
+                .hooks
+                .as_ref()
+                .is_some_and(|h| h.outstanding > 0 || !h.outbox.is_empty())
+        {
+            return;
+        }
         while self.stop.is_none() && self.running < self.limit() {
             if let Some((i, inv)) = self.work_queue.pop_front() {
                 self.start_attempt(i, inv);
@@ -1134,22 +1146,18 @@ impl RunLoop {
             ExecutorCommand::CancelBranch { branch_id, reason } => {
                 let root = self.node_index(&branch_id)?;
                 let reason = reason.unwrap_or_else(|| format!("branch `{branch_id}` cancelled"));
-                for j in self.g.branch(root) {
+                let branch = self.g.branch(root);
+                for &j in &branch {
                     let n = &mut self.g.nodes[j as usize];
-                    match n.status {
-                        NodeStatus::Running => {
-                            n.cancel_reason = Some(reason.clone());
-                            if let Some(t) = &n.cancel {
-                                t.cancel();
-                            }
+                    if n.status == NodeStatus::Running {
+                        n.cancel_reason = Some(reason.clone());
+                        if let Some(t) = &n.cancel {
+                            t.cancel();
                         }
-                        s if !s.is_terminal() => {
-                            self.waiting.remove(&j);
-                            self.g.cancel_unstarted(j, reason.clone());
-                        }
-                        _ => {}
                     }
+                    self.waiting.remove(&j);
                 }
+                self.g.cancel_branch_nodes(&branch, &reason);
                 Ok(())
             }
             ExecutorCommand::SkipNodes { node_ids, reason } => {

@@ -258,6 +258,43 @@ impl RunGraph {
         }
     }
 
+    /// Cancels every unstarted node of `branch` with `reason` (the whole
+    /// branch ends Cancelled), and skips nodes outside it that depend on them.
+    pub(crate) fn cancel_branch_nodes(&mut self, branch: &[u32], reason: &str) {
+        let members: HashSet<u32> = branch.iter().copied().collect();
+        let mut outside = Vec::new();
+        for &j in branch {
+            let n = &mut self.nodes[j as usize];
+            if !matches!(
+                n.status,
+                NodeStatus::Pending
+                    | NodeStatus::Ready
+                    | NodeStatus::Paused
+                    | NodeStatus::WaitingForHuman
+                    | NodeStatus::Retrying
+            ) {
+                continue;
+            }
+            n.status = NodeStatus::Cancelled;
+            n.error = Some(reason.to_string());
+            n.waiting_since = None;
+            let node = n.node_ref(None);
+            outside.extend(
+                n.dependents
+                    .iter()
+                    .copied()
+                    .filter(|d| !members.contains(d))
+                    .map(|d| (d, n.id.clone())),
+            );
+            self.mark_dirty(j);
+            let why = reason.to_string();
+            self.emit(|| ExecutionEvent::NodeCancelled { node, reason: why });
+        }
+        for (d, dep) in outside {
+            self.skip(d, skip_reason(&dep, NodeStatus::Cancelled));
+        }
+    }
+
     /// Whether node `i` lies in a paused branch (a paused root is `i` or an ancestor).
     pub(crate) fn in_paused_branch(&self, i: u32) -> bool {
         if self.paused_roots.is_empty() {

@@ -25,6 +25,8 @@ pub(crate) struct RunShared {
     pub(crate) record: bool,
     /// Write a cache delta per completed node.
     pub(crate) incremental_cache: bool,
+    /// How long a cancelled action gets to return.
+    pub(crate) cancel_grace: Duration,
     pub(crate) tx: UnboundedSender<Msg>,
 }
 
@@ -211,24 +213,26 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         .timeout
         .filter(|t| t.is_finite() && *t > 0.0)
         .map(Duration::from_secs_f64);
-    let result = {
-        let exec = a.action.execute(&ctx);
-        let timed = async {
-            match timeout {
-                Some(t) => tokio::time::timeout(t, exec).await.map_err(|_| t),
-                None => Ok(exec.await),
+    // Cancellation is cooperative: the action sees `ctx.cancel` and returns;
+    // the run loop drops attempts that ignore it after its grace period.
+    let exec = a.action.execute(&ctx);
+    tokio::pin!(exec);
+    let result = match timeout {
+        None => Ok(exec.await),
+        Some(t) => tokio::select! {
+            r = &mut exec => Ok(r),
+            () = tokio::time::sleep(t) => {
+                ctx.cancel.cancel();
+                let _ = tokio::time::timeout(shared.cancel_grace, &mut exec).await;
+                Err(t)
             }
-        };
-        tokio::select! {
-            biased;
-            () = a.cancel.cancelled() => return Ok(AttemptResult::Cancelled),
-            r = timed => r,
-        }
+        },
     };
+    if a.cancel.is_cancelled() && matches!(result, Ok(Err(_))) {
+        return Ok(AttemptResult::Cancelled);
+    }
     let output = match result {
         Err(t) => {
-            // Stop whatever the action left running on the token.
-            ctx.cancel.cancel();
             return Ok(AttemptResult::Failed(Failure {
                 class: ErrorClass::Timeout,
                 message: format!(
