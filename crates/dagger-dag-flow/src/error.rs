@@ -22,6 +22,14 @@ pub enum DagError {
         /// What is wrong.
         message: String,
     },
+    /// A stored cache snapshot cannot be read back.
+    #[error("cache snapshot `{scope}` is unreadable: {reason}")]
+    Snapshot {
+        /// The snapshot's scope.
+        scope: String,
+        /// Why.
+        reason: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] dagger_core::StoreError),
