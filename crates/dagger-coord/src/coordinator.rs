@@ -256,3 +256,54 @@ async fn control(
     let seq = stores.runs.push_control(&id, request).await?;
     Ok(seq)
 }
+
+/// A recorded run as the store holds it: its record, definition and node outcomes.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    /// The run's record.
+    pub record: dagger_core::store::RunRecord,
+    /// The definition, including nodes added at run time.
+    pub workflow: dagger_dag_flow::WorkflowDef,
+    /// Per-node outcomes in definition order (added nodes last); nodes that
+    /// never ran are `Pending`.
+    pub nodes: Vec<crate::report::NodeReport>,
+}
+
+/// Reads run `run_id` back from the store.
+pub async fn load_run_view(stores: &Stores, run_id: &str) -> Result<RunView, CoordError> {
+    let id = RunId::from(run_id);
+    let record = stores.runs.get_run(&id).await?.ok_or_else(|| CoordError::RunNotFound(run_id.to_string()))?;
+    let (mut workflow, added) = persist::parse_snapshot(run_id, &record.definition)?;
+    let added_ids: Vec<String> = added.iter().map(|d| d.id.clone()).collect();
+    workflow.nodes.extend(added);
+    let mut by_node: std::collections::HashMap<String, Vec<dagger_core::store::NodeRunRecord>> = Default::default();
+    for rec in stores.runs.node_runs(&id).await? {
+        by_node.entry(rec.node_id.to_string()).or_default().push(rec);
+    }
+    let nodes = workflow
+        .nodes
+        .iter()
+        .map(|n| {
+            let recs = by_node.remove(&n.id).unwrap_or_default();
+            let plain = recs.iter().find(|r| r.invocation_key.is_empty());
+            let status = match plain {
+                Some(r) => r.state,
+                None if !recs.is_empty() => dagger_core::NodeStatus::Running,
+                None => dagger_core::NodeStatus::Pending,
+            };
+            let started = recs.iter().filter_map(|r| r.started_at).min();
+            let finished = plain.and_then(|r| r.finished_at);
+            crate::report::NodeReport {
+                id: n.id.clone(),
+                action: n.action.clone(),
+                status,
+                attempts: recs.iter().map(|r| r.attempt).max().unwrap_or(0),
+                duration_ms: started.zip(finished).map(|(s, f)| u64::try_from(f - s).unwrap_or(0)),
+                error: plain.and_then(|r| r.error.clone()),
+                cache_hit: plain.is_some_and(|r| r.metadata.get("cache_hit").and_then(serde_json::Value::as_bool) == Some(true)),
+                added_at_runtime: added_ids.contains(&n.id),
+            }
+        })
+        .collect();
+    Ok(RunView { record, workflow, nodes })
+}

@@ -601,6 +601,7 @@ impl RunLoop {
         };
         n.status = NodeStatus::Running;
         n.first_start.get_or_insert_with(Instant::now);
+        n.started_at_ms.get_or_insert_with(now_millis);
         let mut node = n.node_ref(inv);
         node.attempt = attempt;
         let job = Attempt {
@@ -1321,6 +1322,7 @@ impl RunLoop {
             n.status,
         );
         rec.error = n.error.clone();
+        rec.started_at = n.started_at_ms;
         if n.status.is_terminal() {
             rec.finished_at = Some(now_millis());
         }

@@ -50,6 +50,8 @@ pub(crate) struct NodeState {
     pub(crate) dependents: Vec<u32>,
     pub(crate) attempts: u32,
     pub(crate) first_start: Option<Instant>,
+    /// Wall-clock start of the first attempt (ms since the epoch), for records.
+    pub(crate) started_at_ms: Option<i64>,
     pub(crate) duration_ms: Option<u64>,
     pub(crate) error: Option<String>,
     pub(crate) cache_hit: bool,
@@ -82,6 +84,7 @@ impl NodeState {
             dependents: Vec::new(),
             attempts: 0,
             first_start: None,
+            started_at_ms: None,
             duration_ms: None,
             error: None,
             cache_hit: false,

@@ -177,12 +177,13 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         && let Some(output) = memoized(shared, &a.def.action, hash).await?
     {
         let output = Arc::new(output);
-        complete(shared, &a, &output, input_hash.clone(), true).await?;
+        complete(shared, &a, &output, input_hash.clone(), true, None).await?;
         return Ok(AttemptResult::Succeeded {
             output,
             cache_hit: true,
         });
     }
+    let started_at = now_millis();
     if shared.record {
         let mut rec = record(
             shared,
@@ -192,7 +193,7 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
             a.attempt,
             NodeStatus::Running,
         );
-        rec.started_at = Some(now_millis());
+        rec.started_at = Some(started_at);
         put(shared, rec).await?;
     }
 
@@ -278,7 +279,7 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         }));
     }
     let output = Arc::new(output);
-    complete(shared, &a, &output, input_hash, false).await?;
+    complete(shared, &a, &output, input_hash, false, Some(started_at)).await?;
     Ok(AttemptResult::Succeeded {
         output,
         cache_hit: false,
@@ -309,6 +310,7 @@ async fn complete(
     output: &NodeOutput,
     input_hash: Option<String>,
     cache_hit: bool,
+    started_at: Option<i64>,
 ) -> Result<(), dagger_core::StoreError> {
     if shared.record {
         let bytes = serde_json::to_vec(&output.outputs).unwrap_or_default();
@@ -323,6 +325,7 @@ async fn complete(
         );
         rec.input_hash = input_hash;
         rec.output_artifact_id = Some(artifact);
+        rec.started_at = started_at;
         rec.finished_at = Some(now_millis());
         let mut meta = output.metadata.clone();
         if cache_hit {
