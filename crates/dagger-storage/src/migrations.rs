@@ -41,15 +41,42 @@ pub(crate) fn migrate(conn: &mut Connection, location: &str) -> Result<i64, Stor
     migrate_to(conn, location, latest_version())
 }
 
+/// The schema version of `conn`'s database.
+pub(crate) fn current_version(conn: &Connection, location: &str) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| map_sqlite(e, location))
+}
+
+/// Checks, without writing, that the database is at [`latest_version`]
+/// (for a store opened read-only, which cannot migrate).
+pub(crate) fn require_latest(conn: &Connection, location: &str) -> Result<(), StoreError> {
+    let current = current_version(conn, location)?;
+    if current > latest_version() {
+        return Err(StoreError::NewerSchema {
+            location: location.to_string(),
+            found: current,
+            supported: latest_version(),
+        });
+    }
+    if current < latest_version() {
+        return Err(StoreError::Open {
+            location: location.to_string(),
+            reason: format!(
+                "schema version {current} must be migrated to {}, but the database is opened read-only",
+                latest_version()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Brings `conn` up to `target` (tests use this to build each earlier version).
 pub(crate) fn migrate_to(
     conn: &mut Connection,
     location: &str,
     target: i64,
 ) -> Result<i64, StoreError> {
-    let current: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| map_sqlite(e, location))?;
+    let current = current_version(conn, location)?;
     if current > latest_version() {
         return Err(StoreError::NewerSchema {
             location: location.to_string(),
@@ -61,15 +88,23 @@ pub(crate) fn migrate_to(
         .iter()
         .filter(|m| m.version > current && m.version <= target)
     {
-        let tx = conn.transaction().map_err(|e| map_sqlite(e, location))?;
-        tx.execute_batch(m.sql).map_err(|e| StoreError::Backend {
-            location: location.to_string(),
-            message: format!("migration {} ({}) failed: {e}", m.version, m.name),
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| map_sqlite(e, location))?;
+        // Another process may have applied this step since we looked.
+        if current_version(&tx, location)? >= m.version {
+            continue;
+        }
+        tx.execute_batch(m.sql).map_err(|e| match map_sqlite(e, location) {
+            StoreError::Backend { location, message } => StoreError::Backend {
+                location,
+                message: format!("migration {} ({}) failed: {message}", m.version, m.name),
+            },
+            typed => typed,
         })?;
         tx.pragma_update(None, "user_version", m.version)
             .map_err(|e| map_sqlite(e, location))?;
         tx.commit().map_err(|e| map_sqlite(e, location))?;
     }
-    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| map_sqlite(e, location))
+    current_version(conn, location)
 }
