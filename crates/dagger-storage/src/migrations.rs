@@ -108,3 +108,101 @@ pub(crate) fn migrate_to(
     }
     current_version(conn, location)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut s = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn versions_are_contiguous_from_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "migration `{}`", m.name);
+        }
+        assert_eq!(latest_version(), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn from_an_empty_file_to_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("empty.db")).unwrap();
+        assert_eq!(migrate(&mut conn, "t").unwrap(), latest_version());
+        let names = tables(&conn);
+        for table in [
+            "artifacts",
+            "cache_snapshots",
+            "flow_runs",
+            "node_runs",
+            "run_controls",
+        ] {
+            assert!(names.iter().any(|n| n == table), "{table} in {names:?}");
+        }
+        // A second run is a no-op.
+        assert_eq!(migrate(&mut conn, "t").unwrap(), latest_version());
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+
+    #[test]
+    fn from_each_earlier_version_to_latest_keeps_data() {
+        for start in 0..latest_version() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut conn = Connection::open(dir.path().join("old.db")).unwrap();
+            conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+            assert_eq!(migrate_to(&mut conn, "t", start).unwrap(), start);
+            if start >= 1 {
+                conn.execute_batch(
+                    "INSERT INTO flow_runs VALUES ('r1', 'wf', '{}', '{}', '{}', 'Running', NULL, 1, 1, NULL);
+                     INSERT INTO artifacts VALUES ('abc', 3, X'010203', NULL, 1);
+                     INSERT INTO node_runs (run_id, node_id, invocation_key, action, attempt, state, output_artifact_id)
+                       VALUES ('r1', 'a', '', 'act', 1, 'Completed', 'abc');
+                     INSERT INTO run_controls VALUES ('r1', 1, '{\"kind\":\"cancel\",\"reason\":\"x\"}', 1);
+                     INSERT INTO cache_snapshots VALUES ('r1', 1, 'full', NULL, '{}', 1);",
+                )
+                .unwrap();
+            }
+            assert_eq!(migrate(&mut conn, "t").unwrap(), latest_version(), "from {start}");
+            if start >= 1 {
+                let kept: (String, String, Vec<u8>) = conn
+                    .query_row(
+                        "SELECT f.status, n.state, a.inline_data FROM flow_runs f
+                         JOIN node_runs n USING (run_id)
+                         JOIN artifacts a ON a.artifact_id = n.output_artifact_id",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .unwrap();
+                assert_eq!(kept, ("Running".into(), "Completed".into(), vec![1, 2, 3]));
+            }
+            let check: String = conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(check, "ok");
+        }
+    }
+
+    #[test]
+    fn refuses_a_newer_database_without_touching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("new.db")).unwrap();
+        conn.pragma_update(None, "user_version", latest_version() + 1)
+            .unwrap();
+        let err = migrate(&mut conn, "sqlite:new.db").unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == latest_version() + 1),
+            "{err:?}"
+        );
+        assert!(tables(&conn).is_empty());
+    }
+}
