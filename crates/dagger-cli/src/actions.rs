@@ -41,21 +41,37 @@ impl NodeAction for Shell {
             .inputs
             .get("command")
             .and_then(Value::as_str)
-            .ok_or_else(|| Permanent::new(format!("node `{}`: shell needs a string input `command`", ctx.node_id)))?;
+            .ok_or_else(|| {
+                Permanent::new(format!(
+                    "node `{}`: shell needs a string input `command`",
+                    ctx.node_id
+                ))
+            })?;
         let parse_json = ctx.inputs.get("parse").and_then(Value::as_str) == Some("json");
         let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c").arg(command).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd.process_group(0).kill_on_drop(true);
-        for (name, value) in ctx.inputs.iter().filter(|(n, _)| *n != "command" && *n != "parse") {
+        for (name, value) in ctx
+            .inputs
+            .iter()
+            .filter(|(n, _)| *n != "command" && *n != "parse")
+        {
             let text = match value {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
             cmd.env(format!("DAGGER_INPUT_{}", env_name(name)), text);
         }
-        cmd.env("DAGGER_RUN_ID", ctx.run_id.as_str()).env("DAGGER_NODE_ID", ctx.node_id.as_str());
+        cmd.env("DAGGER_RUN_ID", ctx.run_id.as_str())
+            .env("DAGGER_NODE_ID", ctx.node_id.as_str());
         cmd.env("DAGGER_IDEMPOTENCY_KEY", &ctx.idempotency_key);
-        let mut child = cmd.spawn().map_err(|e| format!("node `{}`: cannot start `sh`: {e}", ctx.node_id))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("node `{}`: cannot start `sh`: {e}", ctx.node_id))?;
         let pgid = child.id().map(|id| Pid::from_raw(id as i32));
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
@@ -94,16 +110,28 @@ impl NodeAction for Shell {
             return Err(format!("command exited with status {code}: {tail}").into());
         }
         let stdout_value = if parse_json {
-            serde_json::from_str(&stdout).map_err(|e| Permanent::new(format!("node `{}`: stdout is not JSON ({e})", ctx.node_id)))?
+            serde_json::from_str(&stdout).map_err(|e| {
+                Permanent::new(format!("node `{}`: stdout is not JSON ({e})", ctx.node_id))
+            })?
         } else {
             Value::String(stdout)
         };
-        Ok(NodeOutput::success(json!({ "stdout": stdout_value, "stderr": stderr, "exit_code": code })))
+        Ok(NodeOutput::success(
+            json!({ "stdout": stdout_value, "stderr": stderr, "exit_code": code }),
+        ))
     }
 }
 
 fn env_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn tail(s: &str, max: usize) -> String {
@@ -132,13 +160,20 @@ impl NodeAction for Sleep {
     }
 
     async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
-        let secs = match (ctx.inputs.get("seconds").and_then(Value::as_f64), ctx.inputs.get("ms").and_then(Value::as_f64)) {
+        let secs = match (
+            ctx.inputs.get("seconds").and_then(Value::as_f64),
+            ctx.inputs.get("ms").and_then(Value::as_f64),
+        ) {
             (Some(s), _) => s,
             (None, Some(ms)) => ms / 1000.0,
             (None, None) => 0.0,
         };
         if !(secs.is_finite() && secs >= 0.0) {
-            return Err(Permanent::new(format!("node `{}`: sleep needs a non-negative duration", ctx.node_id)).into());
+            return Err(Permanent::new(format!(
+                "node `{}`: sleep needs a non-negative duration",
+                ctx.node_id
+            ))
+            .into());
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs_f64(secs)) => Ok(NodeOutput::success(json!({ "slept_seconds": secs }))),
@@ -179,7 +214,11 @@ impl NodeAction for Fail {
     }
 
     async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
-        let message = ctx.inputs.get("message").and_then(Value::as_str).unwrap_or("failed on purpose");
+        let message = ctx
+            .inputs
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("failed on purpose");
         Err(message.to_string().into())
     }
 }
@@ -190,7 +229,9 @@ mod tests {
     use serde_json::Map;
 
     fn ctx(inputs: Value) -> NodeCtx {
-        let Value::Object(map) = inputs else { panic!("object") };
+        let Value::Object(map) = inputs else {
+            panic!("object")
+        };
         NodeCtx::for_test("n", map)
     }
 
@@ -204,13 +245,21 @@ mod tests {
 
     #[tokio::test]
     async fn shell_parses_json_when_asked() {
-        let out = Shell.execute(&ctx(json!({"command": "echo '{\"n\": 3}'", "parse": "json"}))).await.unwrap();
+        let out = Shell
+            .execute(&ctx(
+                json!({"command": "echo '{\"n\": 3}'", "parse": "json"}),
+            ))
+            .await
+            .unwrap();
         assert_eq!(out.outputs["stdout"], json!({"n": 3}));
     }
 
     #[tokio::test]
     async fn shell_failure_carries_the_stderr_tail() {
-        let err = Shell.execute(&ctx(json!({"command": "echo broken >&2; exit 3"}))).await.unwrap_err();
+        let err = Shell
+            .execute(&ctx(json!({"command": "echo broken >&2; exit 3"})))
+            .await
+            .unwrap_err();
         assert_eq!(err.to_string(), "command exited with status 3: broken");
     }
 
@@ -218,7 +267,8 @@ mod tests {
     async fn shell_cancel_kills_the_process_group() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("survived");
-        let c = ctx(json!({"command": format!("(sleep 1; touch {}) & sleep 30", marker.display())}));
+        let c =
+            ctx(json!({"command": format!("(sleep 1; touch {}) & sleep 30", marker.display())}));
         let token = c.cancel.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -227,7 +277,10 @@ mod tests {
         let err = Shell.execute(&c).await.unwrap_err();
         assert_eq!(err.to_string(), "node `n`: command cancelled");
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert!(!marker.exists(), "the background child was killed with its group");
+        assert!(
+            !marker.exists(),
+            "the background child was killed with its group"
+        );
     }
 
     #[tokio::test]
@@ -235,7 +288,10 @@ mod tests {
         let out = Echo.execute(&ctx(json!({"a": 1}))).await.unwrap();
         assert_eq!(out.outputs, json!({"a": 1}));
         assert!(Sleep.execute(&ctx(json!({"ms": 1}))).await.is_ok());
-        let err = Fail.execute(&ctx(json!({"message": "boom"}))).await.unwrap_err();
+        let err = Fail
+            .execute(&ctx(json!({"message": "boom"})))
+            .await
+            .unwrap_err();
         assert_eq!(err.to_string(), "boom");
         let _ = Map::new();
     }

@@ -11,9 +11,17 @@ pub(crate) async fn cancel(run_id: &str, reason: &str, db: &str) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn approve(run_id: &str, node_id: &str, input: Option<&str>, db: &str) -> Result<ExitCode, CliError> {
+pub(crate) async fn approve(
+    run_id: &str,
+    node_id: &str,
+    input: Option<&str>,
+    db: &str,
+) -> Result<ExitCode, CliError> {
     let input = match input {
-        Some(text) => Some(serde_json::from_str(text).map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?),
+        Some(text) => Some(
+            serde_json::from_str(text)
+                .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?,
+        ),
         None => None,
     };
     let store = open_store(db).await?;
@@ -22,7 +30,12 @@ pub(crate) async fn approve(run_id: &str, node_id: &str, input: Option<&str>, db
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn reject(run_id: &str, node_id: &str, reason: &str, db: &str) -> Result<ExitCode, CliError> {
+pub(crate) async fn reject(
+    run_id: &str,
+    node_id: &str,
+    reason: &str,
+    db: &str,
+) -> Result<ExitCode, CliError> {
     let store = open_store(db).await?;
     dagger_coord::reject(&store.stores(), run_id, node_id, reason).await?;
     println!("rejected node {node_id} of run {run_id}");

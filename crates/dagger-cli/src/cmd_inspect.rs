@@ -39,14 +39,34 @@ pub(crate) enum RunsCommand {
 
 pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
     match command {
-        RunsCommand::List { db, status, workflow, limit } => {
+        RunsCommand::List {
+            db,
+            status,
+            workflow,
+            limit,
+        } => {
             let status = match status {
-                Some(s) => Some(RunStatus::parse(&s).ok_or_else(|| CliError::Usage(format!("unknown status `{s}`")))?),
+                Some(s) => Some(
+                    RunStatus::parse(&s)
+                        .ok_or_else(|| CliError::Usage(format!("unknown status `{s}`")))?,
+                ),
                 None => None,
             };
             let store = open_store(&db.db).await?;
-            let runs = store.stores().runs.list_runs(&RunQuery { status, workflow, limit: Some(limit), offset: 0 }).await?;
-            println!("{:<38} {:<24} {:<16} {:<20} {:>10}", "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION");
+            let runs = store
+                .stores()
+                .runs
+                .list_runs(&RunQuery {
+                    status,
+                    workflow,
+                    limit: Some(limit),
+                    offset: 0,
+                })
+                .await?;
+            println!(
+                "{:<38} {:<24} {:<16} {:<20} {:>10}",
+                "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION"
+            );
             for r in runs {
                 let end = r.finished_at.unwrap_or_else(now_millis);
                 println!(
@@ -74,24 +94,44 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
                     "inputs": view.record.inputs,
                     "nodes": view.nodes,
                 });
-                println!("{}", serde_json::to_string_pretty(&value).map_err(|e| CliError::Other(e.to_string()))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value)
+                        .map_err(|e| CliError::Other(e.to_string()))?
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             let r = &view.record;
             println!("run       {}", r.run_id);
             println!("workflow  {}", r.workflow);
-            println!("status    {}{}", r.status, r.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default());
+            println!(
+                "status    {}{}",
+                r.status,
+                r.reason
+                    .as_ref()
+                    .map(|x| format!(" ({x})"))
+                    .unwrap_or_default()
+            );
             println!("started   {}", format_time(r.created_at));
             println!();
-            println!("{:<28} {:<16} {:>8} {:>10}  ERROR", "NODE", "STATUS", "ATTEMPTS", "DURATION");
+            println!(
+                "{:<28} {:<16} {:>8} {:>10}  ERROR",
+                "NODE", "STATUS", "ATTEMPTS", "DURATION"
+            );
             for n in &view.nodes {
-                let id = if n.added_at_runtime { format!("{} (added)", n.id) } else { n.id.clone() };
+                let id = if n.added_at_runtime {
+                    format!("{} (added)", n.id)
+                } else {
+                    n.id.clone()
+                };
                 println!(
                     "{:<28} {:<16} {:>8} {:>10}  {}",
                     id,
                     n.status,
                     n.attempts,
-                    n.duration_ms.map(|d| format_ms(d as i64)).unwrap_or_else(|| "-".into()),
+                    n.duration_ms
+                        .map(|d| format_ms(d as i64))
+                        .unwrap_or_else(|| "-".into()),
                     n.error.as_deref().unwrap_or("")
                 );
             }
@@ -100,7 +140,11 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
     }
 }
 
-pub(crate) async fn dot(file: Option<PathBuf>, run: Option<String>, db: &str) -> Result<ExitCode, CliError> {
+pub(crate) async fn dot(
+    file: Option<PathBuf>,
+    run: Option<String>,
+    db: &str,
+) -> Result<ExitCode, CliError> {
     if let Some(file) = file {
         let def = match load_yaml_path(&file) {
             Ok(d) => d,
@@ -108,7 +152,9 @@ pub(crate) async fn dot(file: Option<PathBuf>, run: Option<String>, db: &str) ->
                 for issue in errors.issues() {
                     println!("{issue}");
                 }
-                return Err(CliError::Invalid { count: errors.issues().len() });
+                return Err(CliError::Invalid {
+                    count: errors.issues().len(),
+                });
             }
         };
         print!("{}", serialize_tree_to_dot(&def));
@@ -144,7 +190,11 @@ fn format_time(ms: i64) -> String {
 }
 
 fn format_ms(ms: i64) -> String {
-    if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1000.0) }
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::progress::Progress;
 use crate::{DbArg, open_store};
 use dagger_coord::{Coordinator, DagExecutionReport, EventHook};
 use dagger_core::{Cache, NodeStatus, RunId, RunStatus};
-use dagger_dag_flow::{DagConfig, DagConfigOverride, DagExecutor, load_yaml_path};
+use dagger_dag_flow::{DagConfig, DagConfigOverride, DagExecutor, WorkflowDef, load_yaml_path};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,21 +81,29 @@ fn parse_input(text: &str) -> Result<(String, Value), CliError> {
         .split_once('=')
         .ok_or_else(|| CliError::Usage(format!("--input `{text}` is not of the form KEY=VALUE")))?;
     if key.is_empty() {
-        return Err(CliError::Usage(format!("--input `{text}` has an empty key")));
+        return Err(CliError::Usage(format!(
+            "--input `{text}` has an empty key"
+        )));
     }
     let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
     Ok((key.to_string(), value))
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
-    let inputs: Vec<(String, Value)> = args.inputs.iter().map(|t| parse_input(t)).collect::<Result<_, _>>()?;
+    let inputs: Vec<(String, Value)> = args
+        .inputs
+        .iter()
+        .map(|t| parse_input(t))
+        .collect::<Result<_, _>>()?;
     let mut def = match load_yaml_path(&args.file) {
         Ok(def) => def,
         Err(errors) => {
             for issue in errors.issues() {
                 println!("{issue}");
             }
-            return Err(CliError::Invalid { count: errors.issues().len() });
+            return Err(CliError::Invalid {
+                count: errors.issues().len(),
+            });
         }
     };
     // Command-line flags win over the workflow's own config.
@@ -114,30 +122,83 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     let node_count = def.nodes.len();
 
     let store = open_store(&args.db.db).await?;
-    let mut executor = DagExecutor::new(Some(DagConfig::default()), builtin_registry(), store.stores()).map_err(dagger_coord::CoordError::from)?;
-    executor.insert_workflow(def, args.file.display().to_string()).map_err(dagger_coord::CoordError::from)?;
+    let mut executor = DagExecutor::new(
+        Some(DagConfig::default()),
+        builtin_registry(),
+        store.stores(),
+    )
+    .map_err(dagger_coord::CoordError::from)?;
+    executor
+        .insert_workflow(def, args.file.display().to_string())
+        .map_err(dagger_coord::CoordError::from)?;
     let cache = Cache::new();
     for (k, v) in inputs {
         cache.insert("inputs", &k, v);
     }
     let run_id = args.run_id.unwrap_or_else(|| RunId::generate().to_string());
-    eprintln!("run {run_id}: workflow `{name}` ({node_count} nodes), store {}", store.location());
-    let coordinator = Coordinator::new(vec![Arc::new(Progress::new(node_count)) as Arc<dyn EventHook>], 256, 256);
+    eprintln!(
+        "run {run_id}: workflow `{name}` ({node_count} nodes), store {}",
+        store.location()
+    );
+    let coordinator = Coordinator::new(
+        vec![Arc::new(Progress::new(node_count)) as Arc<dyn EventHook>],
+        256,
+        256,
+    );
     let (interrupted, cancel_rx) = cancel_on_ctrl_c();
-    let report = coordinator.run_parallel(&mut executor, &cache, &name, &run_id, cancel_rx).await?;
-    Ok(finish(&report, args.json, interrupted.load(Ordering::SeqCst)))
+    let report = coordinator
+        .run_parallel(&mut executor, &cache, &name, &run_id, cancel_rx)
+        .await?;
+    let def = executor
+        .workflow(&name)
+        .map_err(dagger_coord::CoordError::from)?
+        .def
+        .clone();
+    Ok(finish(
+        &report,
+        &cache,
+        &def,
+        args.json,
+        interrupted.load(Ordering::SeqCst),
+    ))
 }
 
 pub(crate) async fn resume(run_id: &str, db: &str, json: bool) -> Result<ExitCode, CliError> {
     let store = open_store(db).await?;
-    let mut executor = DagExecutor::new(None, builtin_registry(), store.stores()).map_err(dagger_coord::CoordError::from)?;
+    let mut executor = DagExecutor::new(None, builtin_registry(), store.stores())
+        .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), run_id).await?;
-    let pending = view.nodes.iter().filter(|n| n.status != NodeStatus::Completed).count();
-    eprintln!("resuming run {run_id}: workflow `{}`, {pending} node(s) not completed", view.record.workflow);
-    let coordinator = Coordinator::new(vec![Arc::new(Progress::new(pending)) as Arc<dyn EventHook>], 256, 256);
+    if view.record.status == RunStatus::Completed {
+        println!("run {run_id} already finished with status Completed; nothing to resume");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pending = view
+        .nodes
+        .iter()
+        .filter(|n| n.status != NodeStatus::Completed)
+        .count();
+    eprintln!(
+        "resuming run {run_id}: workflow `{}`, {pending} node(s) not completed",
+        view.record.workflow
+    );
+    let coordinator = Coordinator::new(
+        vec![Arc::new(Progress::new(pending)) as Arc<dyn EventHook>],
+        256,
+        256,
+    );
     let (interrupted, cancel_rx) = cancel_on_ctrl_c();
-    match coordinator.resume(&mut executor, &Cache::new(), run_id, cancel_rx).await {
-        Ok(report) => Ok(finish(&report, json, interrupted.load(Ordering::SeqCst))),
+    let cache = Cache::new();
+    match coordinator
+        .resume(&mut executor, &cache, run_id, cancel_rx)
+        .await
+    {
+        Ok(report) => Ok(finish(
+            &report,
+            &cache,
+            &view.workflow,
+            json,
+            interrupted.load(Ordering::SeqCst),
+        )),
         Err(dagger_coord::CoordError::AlreadyFinished { status, .. }) => {
             println!("run {run_id} already finished with status {status}; nothing to resume");
             Ok(ExitCode::SUCCESS)
@@ -161,7 +222,13 @@ fn cancel_on_ctrl_c() -> (Arc<AtomicBool>, tokio::sync::oneshot::Receiver<()>) {
     (flag, rx)
 }
 
-fn finish(report: &DagExecutionReport, json: bool, interrupted: bool) -> ExitCode {
+fn finish(
+    report: &DagExecutionReport,
+    cache: &Cache,
+    def: &WorkflowDef,
+    json: bool,
+    interrupted: bool,
+) -> ExitCode {
     if json {
         match serde_json::to_string_pretty(report) {
             Ok(text) => println!("{text}"),
@@ -169,6 +236,7 @@ fn finish(report: &DagExecutionReport, json: bool, interrupted: bool) -> ExitCod
         }
     } else {
         print_summary(report);
+        print_results(report, cache, def);
     }
     match report.status {
         RunStatus::Completed => ExitCode::SUCCESS,
@@ -177,11 +245,43 @@ fn finish(report: &DagExecutionReport, json: bool, interrupted: bool) -> ExitCod
     }
 }
 
+/// Prints what the run produced: the outputs of completed nodes nothing else depends on.
+fn print_results(report: &DagExecutionReport, cache: &Cache, def: &WorkflowDef) {
+    let upstream: std::collections::HashSet<&str> = def
+        .nodes
+        .iter()
+        .flat_map(|n| n.dependencies.iter().map(String::as_str))
+        .collect();
+    for n in report
+        .nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Completed && !upstream.contains(n.id.as_str()))
+    {
+        let Some(outputs) = cache.namespace(&n.id) else {
+            continue;
+        };
+        let shown = match outputs.get("stdout") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => Value::Object(outputs).to_string(),
+        };
+        if !shown.is_empty() {
+            println!("\n[{}]\n{shown}", n.id);
+        }
+    }
+}
+
 fn print_summary(report: &DagExecutionReport) {
     let m = &report.metrics;
     println!(
         "run {} {}: {} completed, {} failed, {} skipped, {} cancelled in {} ms",
-        report.run_id, report.status, m.nodes_completed, m.nodes_failed, m.nodes_skipped, m.nodes_cancelled, report.duration_ms
+        report.run_id,
+        report.status,
+        m.nodes_completed,
+        m.nodes_failed,
+        m.nodes_skipped,
+        m.nodes_cancelled,
+        report.duration_ms
     );
     if let Some(reason) = &report.reason {
         println!("reason: {reason}");
@@ -193,7 +293,10 @@ fn print_summary(report: &DagExecutionReport) {
             println!("  {} failed after {} attempt(s): {err}", n.id, n.attempts);
         }
     }
-    if matches!(report.status, RunStatus::Paused | RunStatus::Failed | RunStatus::Cancelled | RunStatus::WaitingForHuman) {
+    if matches!(
+        report.status,
+        RunStatus::Paused | RunStatus::Failed | RunStatus::Cancelled | RunStatus::WaitingForHuman
+    ) {
         println!("resume with: dagger resume {}", report.run_id);
     }
 }
@@ -205,7 +308,10 @@ mod tests {
     #[test]
     fn inputs_parse_as_json_or_string() {
         assert_eq!(parse_input("n=3").unwrap(), ("n".into(), Value::from(3)));
-        assert_eq!(parse_input("s=hello world").unwrap(), ("s".into(), Value::from("hello world")));
+        assert_eq!(
+            parse_input("s=hello world").unwrap(),
+            ("s".into(), Value::from("hello world"))
+        );
         assert_eq!(parse_input("o={\"a\":1}").unwrap().1["a"], 1);
         assert_eq!(parse_input("e=").unwrap().1, Value::from(""));
         assert!(matches!(parse_input("novalue"), Err(CliError::Usage(_))));

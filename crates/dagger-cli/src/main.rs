@@ -17,7 +17,12 @@ use std::process::ExitCode;
 pub(crate) const DEFAULT_DB: &str = "sqlite:.dagger/dagger.db";
 
 #[derive(Parser, Debug)]
-#[command(name = "dagger", version, about = "Run and inspect Dagger workflows", propagate_version = true)]
+#[command(
+    name = "dagger",
+    version,
+    about = "Run and inspect Dagger workflows",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,10 +112,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DAGGER_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DAGGER_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -141,16 +152,29 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         Command::Resume { run_id, db, json } => cmd_run::resume(&run_id, &db.db, json).await,
         Command::Runs { command } => cmd_inspect::runs(command).await,
         Command::Dot { file, run, db } => cmd_inspect::dot(file, run, &db.db).await,
-        Command::Cancel { run_id, reason, db } => cmd_control::cancel(&run_id, &reason, &db.db).await,
-        Command::Approve { run_id, node_id, input, db } => cmd_control::approve(&run_id, &node_id, input.as_deref(), &db.db).await,
-        Command::Reject { run_id, node_id, reason, db } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
+        Command::Cancel { run_id, reason, db } => {
+            cmd_control::cancel(&run_id, &reason, &db.db).await
+        }
+        Command::Approve {
+            run_id,
+            node_id,
+            input,
+            db,
+        } => cmd_control::approve(&run_id, &node_id, input.as_deref(), &db.db).await,
+        Command::Reject {
+            run_id,
+            node_id,
+            reason,
+            db,
+        } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
     }
 }
 
 /// Opens the store, creating the default `.dagger/` directory when needed.
 pub(crate) async fn open_store(db: &str) -> Result<dagger_storage::SqliteStore, CliError> {
     if db == DEFAULT_DB {
-        std::fs::create_dir_all(".dagger").map_err(|e| CliError::Other(format!("cannot create `.dagger/`: {e}")))?;
+        std::fs::create_dir_all(".dagger")
+            .map_err(|e| CliError::Other(format!("cannot create `.dagger/`: {e}")))?;
     }
     Ok(dagger_storage::SqliteStore::open(db).await?)
 }

@@ -13,7 +13,9 @@ impl Progress {
     pub(crate) fn new(total: usize) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total as u64);
-            if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}") {
+            if let Ok(style) = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            ) {
                 bar.set_style(style);
             }
             bar
@@ -37,20 +39,32 @@ impl EventHook for Progress {
                 if let Some(bar) = &self.bar {
                     bar.set_message(node.node_id.clone());
                 } else if node.attempt > 1 {
-                    self.line(format!("started   {} (attempt {})", node.node_id, node.attempt));
+                    self.line(format!(
+                        "started   {} (attempt {})",
+                        node.node_id, node.attempt
+                    ));
                 } else {
                     self.line(format!("started   {}", node.node_id));
                 }
             }
-            ExecutionEvent::NodeCompleted { node, cache_hit, .. } => {
+            ExecutionEvent::NodeCompleted {
+                node, cache_hit, ..
+            } => {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
                 let hit = if *cache_hit { " (cached)" } else { "" };
                 self.line(format!("completed {}{hit}", node.node_id));
             }
-            ExecutionEvent::NodeRetrying { node, error, delay_ms } => {
-                self.line(format!("retrying  {} in {delay_ms} ms: {error}", node.node_id));
+            ExecutionEvent::NodeRetrying {
+                node,
+                error,
+                delay_ms,
+            } => {
+                self.line(format!(
+                    "retrying  {} in {delay_ms} ms: {error}",
+                    node.node_id
+                ));
             }
             ExecutionEvent::NodeFailed { node, error } => {
                 if let Some(bar) = &self.bar {
@@ -71,7 +85,10 @@ impl EventHook for Progress {
                 self.line(format!("cancelled {}: {reason}", node.node_id));
             }
             ExecutionEvent::NodeWaitingForHuman { node, prompt } => {
-                self.line(format!("waiting   {} for a human: {prompt} (answer with: dagger approve {} {})", node.node_id, ctx.run_id, node.node_id));
+                self.line(format!(
+                    "waiting   {} for a human: {prompt} (answer with: dagger approve {} {})",
+                    node.node_id, ctx.run_id, node.node_id
+                ));
             }
             ExecutionEvent::NodesAdded { node_ids } => {
                 if let Some(bar) = &self.bar {

@@ -272,13 +272,21 @@ pub struct RunView {
 /// Reads run `run_id` back from the store.
 pub async fn load_run_view(stores: &Stores, run_id: &str) -> Result<RunView, CoordError> {
     let id = RunId::from(run_id);
-    let record = stores.runs.get_run(&id).await?.ok_or_else(|| CoordError::RunNotFound(run_id.to_string()))?;
+    let record = stores
+        .runs
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| CoordError::RunNotFound(run_id.to_string()))?;
     let (mut workflow, added) = persist::parse_snapshot(run_id, &record.definition)?;
     let added_ids: Vec<String> = added.iter().map(|d| d.id.clone()).collect();
     workflow.nodes.extend(added);
-    let mut by_node: std::collections::HashMap<String, Vec<dagger_core::store::NodeRunRecord>> = Default::default();
+    let mut by_node: std::collections::HashMap<String, Vec<dagger_core::store::NodeRunRecord>> =
+        Default::default();
     for rec in stores.runs.node_runs(&id).await? {
-        by_node.entry(rec.node_id.to_string()).or_default().push(rec);
+        by_node
+            .entry(rec.node_id.to_string())
+            .or_default()
+            .push(rec);
     }
     let nodes = workflow
         .nodes
@@ -298,12 +306,23 @@ pub async fn load_run_view(stores: &Stores, run_id: &str) -> Result<RunView, Coo
                 action: n.action.clone(),
                 status,
                 attempts: recs.iter().map(|r| r.attempt).max().unwrap_or(0),
-                duration_ms: started.zip(finished).map(|(s, f)| u64::try_from(f - s).unwrap_or(0)),
+                duration_ms: started
+                    .zip(finished)
+                    .map(|(s, f)| u64::try_from(f - s).unwrap_or(0)),
                 error: plain.and_then(|r| r.error.clone()),
-                cache_hit: plain.is_some_and(|r| r.metadata.get("cache_hit").and_then(serde_json::Value::as_bool) == Some(true)),
+                cache_hit: plain.is_some_and(|r| {
+                    r.metadata
+                        .get("cache_hit")
+                        .and_then(serde_json::Value::as_bool)
+                        == Some(true)
+                }),
                 added_at_runtime: added_ids.contains(&n.id),
             }
         })
         .collect();
-    Ok(RunView { record, workflow, nodes })
+    Ok(RunView {
+        record,
+        workflow,
+        nodes,
+    })
 }

@@ -15,7 +15,9 @@ mod run;
 mod state;
 mod worker;
 
-pub use coordinator::{Coordinator, RunView, approve, execute_dag, load_run_view, reject, request_cancel};
+pub use coordinator::{
+    Coordinator, RunView, approve, execute_dag, load_run_view, reject, request_cancel,
+};
 pub use dagger_core::Cache;
 pub use dagger_dag_flow::{
     ActionRegistry, DagConfig, DagExecutor, NodeAction, NodeCtx, NodeInputs, NodeOutput,

@@ -124,7 +124,9 @@ fn workflow_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, LoadIssueKind> 
 
 fn already_loaded(file: &str, err: DagError) -> LoadErrors {
     let kind = match err {
-        DagError::DuplicateDag { name, existing } => LoadIssueKind::AlreadyLoaded { name, existing },
+        DagError::DuplicateDag { name, existing } => {
+            LoadIssueKind::AlreadyLoaded { name, existing }
+        }
         other => LoadIssueKind::Io(other.to_string()),
     };
     LoadErrors(vec![LoadIssue {

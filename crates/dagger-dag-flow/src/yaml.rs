@@ -94,9 +94,9 @@ impl<'de> Deserialize<'de> for YNode {
         let spanned = Spanned::<YValue>::deserialize(d)?;
         let loc = spanned.referenced;
         let span = match (loc.span().byte_offset(), loc.span().byte_len()) {
-            (Some(off), Some(len)) if len > 0 => usize::try_from(off)
-                .ok()
-                .zip(usize::try_from(len).ok()),
+            (Some(off), Some(len)) if len > 0 => {
+                usize::try_from(off).ok().zip(usize::try_from(len).ok())
+            }
             _ => None,
         };
         Ok(Self {

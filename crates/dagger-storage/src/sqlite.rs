@@ -100,7 +100,11 @@ impl Drop for TempDir {
     }
 }
 
-fn configure(conn: &Connection, durability: Durability, options: &SqliteOptions) -> rusqlite::Result<()> {
+fn configure(
+    conn: &Connection,
+    durability: Durability,
+    options: &SqliteOptions,
+) -> rusqlite::Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let sync = match durability {
