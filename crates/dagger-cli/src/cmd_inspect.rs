@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn times_format_in_utc() {
         assert_eq!(format_time(0), "1970-01-01 00:00:00");
-        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 09:46:40");
+        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 11:06:40");
         assert_eq!(format_ms(12), "12 ms");
         assert_eq!(format_ms(1500), "1.5 s");
     }

@@ -169,7 +169,21 @@ pub(crate) async fn resume(run_id: &str, db: &str, json: bool) -> Result<ExitCod
         .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), run_id).await?;
     if view.record.status == RunStatus::Completed {
-        println!("run {run_id} already finished with status Completed; nothing to resume");
+        if json {
+            let value = serde_json::json!({
+                "run_id": run_id,
+                "dag_name": view.record.workflow,
+                "status": view.record.status,
+                "reason": "already finished; nothing to resume",
+                "nodes": view.nodes,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).map_err(|e| CliError::Other(e.to_string()))?
+            );
+        } else {
+            println!("run {run_id} already finished with status Completed; nothing to resume");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let pending = view
