@@ -231,6 +231,7 @@ impl RunLoop {
             defer_completion: record && !coord.hooks.is_empty(),
             incremental_cache: setup.config.enable_incremental_cache,
             cancel_grace: coord.cancel_grace,
+            tracker: coord.tracker.clone(),
             tx,
         });
         let hook_ctx = HookContext {

@@ -28,6 +28,8 @@ pub(crate) struct RunShared {
     pub(crate) defer_completion: bool,
     /// Write a cache delta per completed node.
     pub(crate) incremental_cache: bool,
+    /// Shared limits every attempt must get a permit from before it executes.
+    pub(crate) tracker: Option<dagger_core::ResourceTracker>,
     /// How long a cancelled action gets to return.
     pub(crate) cancel_grace: Duration,
     pub(crate) tx: UnboundedSender<Msg>,
@@ -190,6 +192,13 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
             deferred,
         });
     }
+    let _permit = match &shared.tracker {
+        Some(t) => Some(tokio::select! {
+            p = t.acquire() => p,
+            () = a.cancel.cancelled() => return Ok(AttemptResult::Cancelled),
+        }),
+        None => None,
+    };
     let started_at = now_millis();
     if shared.record {
         let mut rec = record(
