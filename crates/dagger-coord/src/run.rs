@@ -28,6 +28,9 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
 
+/// Completed invocation outputs and attempt counts of a fan-out node, by index.
+type RestoredFanOut = (HashMap<u32, Value>, HashMap<u32, u32>);
+
 /// Everything a run needs before its loop starts.
 pub(crate) struct Setup {
     pub(crate) wf: Arc<WorkflowDef>,
@@ -40,7 +43,7 @@ pub(crate) struct Setup {
     cache: Cache,
     app_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
     run_id: RunId,
-    restored_invocations: HashMap<u32, (HashMap<u32, Value>, HashMap<u32, u32>)>,
+    restored_invocations: HashMap<u32, RestoredFanOut>,
 }
 
 impl Setup {
@@ -173,10 +176,10 @@ impl Stop {
 struct HookPipe {
     event_tx: Option<mpsc::Sender<ExecutionEvent>>,
     cmd_rx: mpsc::Receiver<Vec<ExecutorCommand>>,
-    outbox: VecDeque<(ExecutionEvent, Option<NodeRunRecord>)>,
+    outbox: VecDeque<(ExecutionEvent, Option<Box<NodeRunRecord>>)>,
     outstanding: usize,
     /// Records waiting for the hooks' answer to their event, in send order.
-    awaiting: VecDeque<Option<NodeRunRecord>>,
+    awaiting: VecDeque<Option<Box<NodeRunRecord>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -206,9 +209,10 @@ pub(crate) struct RunLoop {
     hook_list: Vec<Arc<dyn EventHook>>,
     hook_ctx: HookContext,
     retry_seed: RandomState,
-    restored_invocations: HashMap<u32, (HashMap<u32, Value>, HashMap<u32, u32>)>,
+    restored_invocations: HashMap<u32, RestoredFanOut>,
     /// Deferred records with no hook event to wait for.
-    late_records: Vec<NodeRunRecord>,
+    #[allow(clippy::vec_box)] // records arrive boxed from attempts; unboxing would copy them
+    late_records: Vec<Box<NodeRunRecord>>,
 }
 
 impl RunLoop {
@@ -1127,10 +1131,10 @@ impl RunLoop {
     async fn apply_command(&mut self, cmd: ExecutorCommand) -> Result<(), String> {
         match cmd {
             ExecutorCommand::AddNode { dag_name, spec } => {
-                self.add_nodes(&dag_name, vec![spec.def]).await
+                self.add_nodes(&dag_name, vec![*spec.def]).await
             }
             ExecutorCommand::AddNodes { dag_name, specs } => {
-                self.add_nodes(&dag_name, specs.into_iter().map(|s| s.def).collect())
+                self.add_nodes(&dag_name, specs.into_iter().map(|s| *s.def).collect())
                     .await
             }
             ExecutorCommand::SetNodeInputs { node_id, inputs } => {
@@ -1375,8 +1379,8 @@ impl RunLoop {
         Ok(rec)
     }
 
-    async fn put_record(&mut self, record: NodeRunRecord) {
-        if let Err(e) = self.shared.stores.runs.put_node_run(record).await {
+    async fn put_record(&mut self, record: Box<NodeRunRecord>) {
+        if let Err(e) = self.shared.stores.runs.put_node_run(*record).await {
             self.stop_without_coord(Stop::Store(format!("storage error: {e}")));
         }
     }
@@ -1421,7 +1425,7 @@ impl RunLoop {
         if let Some(mut h) = self.hooks.take() {
             // Hooks see every event; commands answered now are not applied.
             if let Some(tx) = h.event_tx.take() {
-                let mut late: Vec<NodeRunRecord> = h.awaiting.drain(..).flatten().collect();
+                let mut late: Vec<Box<NodeRunRecord>> = h.awaiting.drain(..).flatten().collect();
                 for (ev, record) in h.outbox.drain(..) {
                     late.extend(record);
                     let _ = tx.send(ev).await;

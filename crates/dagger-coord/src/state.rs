@@ -137,7 +137,7 @@ pub(crate) struct RunGraph {
     /// Each event may carry a node record that becomes durable only after the
     /// hooks answered the event (so growth and the completion that caused it
     /// are recorded in that order).
-    pub(crate) events: Option<Vec<(ExecutionEvent, Option<NodeRunRecord>)>>,
+    pub(crate) events: Option<Vec<(ExecutionEvent, Option<Box<NodeRunRecord>>)>>,
     /// Node records to persist (loop-side state changes).
     pub(crate) dirty: Vec<u32>,
     pub(crate) record: bool,
