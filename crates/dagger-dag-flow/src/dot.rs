@@ -87,7 +87,11 @@ fn definition_label(node: &NodeDef) -> Vec<String> {
 fn start(def: &WorkflowDef) -> DotWriter {
     let mut w = DotWriter::new(&def.name);
     w.graph_attr("rankdir", "TB");
-    w.node_defaults(&[("shape", "box"), ("style", "rounded,filled"), ("fillcolor", "white")]);
+    w.node_defaults(&[
+        ("shape", "box"),
+        ("style", "rounded,filled"),
+        ("fillcolor", "white"),
+    ]);
     w
 }
 
@@ -116,7 +120,8 @@ pub fn serialize_tree_to_dot(def: &WorkflowDef) -> String {
 /// nodes added at run time are dashed. `nodes` may hold nodes the definition
 /// does not (they are drawn without edges) and may miss nodes (drawn Pending).
 pub fn serialize_run_to_dot(def: &WorkflowDef, nodes: &[NodeRunView]) -> String {
-    let views: HashMap<&str, &NodeRunView> = nodes.iter().map(|v| (v.node_id.as_str(), v)).collect();
+    let views: HashMap<&str, &NodeRunView> =
+        nodes.iter().map(|v| (v.node_id.as_str(), v)).collect();
     let mut w = start(def);
     let mut drawn: HashSet<&str> = HashSet::with_capacity(def.nodes.len());
     for node in &def.nodes {
@@ -126,7 +131,12 @@ pub fn serialize_run_to_dot(def: &WorkflowDef, nodes: &[NodeRunView]) -> String 
     }
     for view in nodes {
         if !drawn.contains(view.node_id.as_str()) {
-            run_node(&mut w, vec![view.node_id.clone()], &view.node_id, Some(view));
+            run_node(
+                &mut w,
+                vec![view.node_id.clone()],
+                &view.node_id,
+                Some(view),
+            );
         }
     }
     edges(&mut w, def);

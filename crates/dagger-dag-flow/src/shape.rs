@@ -45,10 +45,14 @@ const OUTPUT_FIELDS: &[&str] = &["name", "description"];
 
 /// The non-blank string value of field `name`, to name an entry in messages.
 fn str_field<'t>(entries: &'t [(YNode, YNode)], name: &str) -> Option<&'t str> {
-    entries.iter().find_map(|(k, v)| match (&k.value, &v.value) {
-        (YValue::Str(k), YValue::Str(v)) if k == name && !v.trim().is_empty() => Some(v.as_str()),
-        _ => None,
-    })
+    entries
+        .iter()
+        .find_map(|(k, v)| match (&k.value, &v.value) {
+            (YValue::Str(k), YValue::Str(v)) if k == name && !v.trim().is_empty() => {
+                Some(v.as_str())
+            }
+            _ => None,
+        })
 }
 
 /// One field of a mapping: its name, key and value.
@@ -77,7 +81,12 @@ impl<'t> Shape<'t> {
     }
 
     /// Reads a typed value, or reports why it cannot.
-    fn typed<T: DeserializeOwned>(&mut self, node: &YNode, context: &str, field: &str) -> Option<T> {
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        node: &YNode,
+        context: &str,
+        field: &str,
+    ) -> Option<T> {
         match T::deserialize(NodeDe::new(node, self.src)) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -241,7 +250,11 @@ impl<'t> Shape<'t> {
 
     /// Reads `config:`: each field on its own, so every bad field is
     /// reported, then the good ones together.
-    fn config(&mut self, node: &'t YNode, locs: &mut WorkflowLocations) -> Option<DagConfigOverride> {
+    fn config(
+        &mut self,
+        node: &'t YNode,
+        locs: &mut WorkflowLocations,
+    ) -> Option<DagConfigOverride> {
         locs.config = node.pos;
         if matches!(node.value, YValue::Null) {
             return None;
@@ -287,7 +300,7 @@ impl<'t> Shape<'t> {
                 }
             }
         }
-        match self.config_from(good.into_iter()) {
+        match self.config_from(good) {
             Ok(config) => Some(config),
             Err(e) => {
                 // Each field was read alone above; together they cannot fail
@@ -424,7 +437,12 @@ impl<'t> Shape<'t> {
     }
 
     /// Reads input `j` of a node.
-    fn input(&mut self, node_ctx: &str, j: usize, item: &'t YNode) -> Option<(InputSpec, InputLocations)> {
+    fn input(
+        &mut self,
+        node_ctx: &str,
+        j: usize,
+        item: &'t YNode,
+    ) -> Option<(InputSpec, InputLocations)> {
         let mut ctx = format!("{node_ctx}, input #{}", j + 1);
         let entries = self.mapping(item, &ctx)?;
         let mut spec = InputSpec::default();

@@ -219,7 +219,9 @@ fn check_node(i: usize, node: &NodeDef, loc: Option<&NodeLocations>, out: &mut V
     check_inputs(&name, node, loc, out);
     let mut seen_outputs = HashSet::with_capacity(node.outputs.len());
     for (j, output) in node.outputs.iter().enumerate() {
-        let pos = loc.and_then(|l| l.outputs.get(j).copied().flatten()).or(entry);
+        let pos = loc
+            .and_then(|l| l.outputs.get(j).copied().flatten())
+            .or(entry);
         if output.name.trim().is_empty() {
             out.push((
                 pos,
@@ -569,8 +571,12 @@ impl Ancestry {
 /// nodes that are not their ancestors. `existing` is assumed valid. Costs
 /// O(existing nodes) to index them; see [`validate_added_nodes_with`] to
 /// reuse an index.
-pub fn validate_added_nodes(existing: &WorkflowDef, added: &[NodeDef]) -> Result<(), Vec<LoadIssue>> {
-    let index: HashMap<&str, &NodeDef> = existing.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+pub fn validate_added_nodes(
+    existing: &WorkflowDef,
+    added: &[NodeDef],
+) -> Result<(), Vec<LoadIssue>> {
+    let index: HashMap<&str, &NodeDef> =
+        existing.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
     validate_added_nodes_with(|id| index.get(id).copied(), added)
 }
 
@@ -589,7 +595,12 @@ pub fn validate_added_nodes_with<'a>(
             continue;
         }
         if existing(&node.id).is_some() || batch.insert(node.id.as_str(), i).is_some() {
-            out.push((None, LoadIssueKind::DuplicateNodeId { id: node.id.clone() }));
+            out.push((
+                None,
+                LoadIssueKind::DuplicateNodeId {
+                    id: node.id.clone(),
+                },
+            ));
         }
     }
     let lookup = |id: &str| -> Option<&'a NodeDef> {

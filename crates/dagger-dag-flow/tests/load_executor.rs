@@ -23,17 +23,34 @@ fn write(dir: &Path, file: &str, text: &str) {
 #[test]
 fn load_yaml_string_lists_filters_and_describes() {
     let mut ex = executor();
-    assert_eq!(ex.load_yaml_string(&workflow("etl", &["prod", "etl"])).expect("etl"), "etl");
-    assert_eq!(ex.load_yaml_string(&workflow("report", &["prod"])).expect("report"), "report");
+    assert_eq!(
+        ex.load_yaml_string(&workflow("etl", &["prod", "etl"]))
+            .expect("etl"),
+        "etl"
+    );
+    assert_eq!(
+        ex.load_yaml_string(&workflow("report", &["prod"]))
+            .expect("report"),
+        "report"
+    );
     assert!(ex.has_dag("etl"));
     assert!(!ex.has_dag("nope"));
     assert_eq!(ex.list_dags(), ["etl", "report"]);
     assert_eq!(ex.list_dags_by_tags(&["prod"]), ["etl", "report"]);
-    assert_eq!(ex.list_dags_by_tags(&["prod", "etl"]), ["etl"], "all tags must match");
+    assert_eq!(
+        ex.list_dags_by_tags(&["prod", "etl"]),
+        ["etl"],
+        "all tags must match"
+    );
     assert!(ex.list_dags_by_tags(&["etl", "missing"]).is_empty());
     let meta = ex.get_dag_metadata("etl").expect("metadata");
     assert_eq!(
-        (meta.description.as_str(), meta.author.as_str(), meta.version.as_str(), meta.node_count),
+        (
+            meta.description.as_str(),
+            meta.author.as_str(),
+            meta.version.as_str(),
+            meta.node_count
+        ),
         ("the etl flow", "me", "2", 1)
     );
     assert_eq!(ex.workflow("etl").expect("etl").source, STRING_SOURCE);
@@ -87,7 +104,11 @@ fn load_yaml_dir_reports_every_file_and_loads_nothing_on_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "a.yaml", &workflow("alpha", &[]));
     write(dir.path(), "b.yml", &workflow("beta", &[]));
-    write(dir.path(), "c.yaml", "name: gamma\nnodes:\n  - id: x\n    action: echo\n    dependencies: [y]\n");
+    write(
+        dir.path(),
+        "c.yaml",
+        "name: gamma\nnodes:\n  - id: x\n    action: echo\n    dependencies: [y]\n",
+    );
     write(dir.path(), "d.yaml", "- not a workflow\n");
     write(dir.path(), "notes.txt", "not yaml at all: [");
     write(dir.path(), ".hidden.yaml", "garbage: [");
@@ -107,10 +128,16 @@ fn load_yaml_dir_reports_every_file_and_loads_nothing_on_error() {
 
     std::fs::remove_file(dir.path().join("c.yaml")).expect("rm");
     std::fs::remove_file(dir.path().join("d.yaml")).expect("rm");
-    assert_eq!(ex.load_yaml_dir(dir.path()).expect("valid dir"), ["alpha", "beta"]);
+    assert_eq!(
+        ex.load_yaml_dir(dir.path()).expect("valid dir"),
+        ["alpha", "beta"]
+    );
     assert_eq!(ex.list_dags(), ["alpha", "beta"]);
     // Loading the same directory again replaces, it does not clash.
-    assert_eq!(ex.load_yaml_dir(dir.path()).expect("reload"), ["alpha", "beta"]);
+    assert_eq!(
+        ex.load_yaml_dir(dir.path()).expect("reload"),
+        ["alpha", "beta"]
+    );
 }
 
 #[test]
@@ -127,7 +154,10 @@ fn load_yaml_dir_refuses_two_files_with_one_name() {
             existing: dir.path().join("a.yaml").display().to_string()
         }
     );
-    assert_eq!(errors.issues()[0].file, dir.path().join("b.yaml").display().to_string());
+    assert_eq!(
+        errors.issues()[0].file,
+        dir.path().join("b.yaml").display().to_string()
+    );
     assert!(ex.list_dags().is_empty());
 }
 
@@ -136,7 +166,9 @@ fn load_yaml_dir_on_a_missing_dir_names_it() {
     let mut ex = executor();
     let errors = ex.load_yaml_dir("/nonexistent/flows").expect_err("missing");
     assert!(
-        errors.to_string().starts_with("/nonexistent/flows: cannot read: "),
+        errors
+            .to_string()
+            .starts_with("/nonexistent/flows: cannot read: "),
         "{errors}"
     );
 }

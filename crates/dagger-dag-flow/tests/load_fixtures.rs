@@ -117,7 +117,9 @@ fn unknown_field_lists_the_allowed_ones() {
     let (line, col, kind) = only("unknown_field");
     assert_eq!((line, col), (Some(4), Some(5)));
     let LoadIssueKind::UnknownField {
-        context, field, expected,
+        context,
+        field,
+        expected,
     } = kind
     else {
         panic!("{kind:?}")
@@ -155,7 +157,9 @@ fn non_ancestor_reference() {
 fn non_ancestor_when() {
     assert_eq!(
         lines("non_ancestor_when"),
-        ["7:11: node `act`: `when` references `check.ok`, but `check` is not among the node's dependencies (direct or transitive)"]
+        [
+            "7:11: node `act`: `when` references `check.ok`, but `check` is not among the node's dependencies (direct or transitive)"
+        ]
     );
 }
 
@@ -163,7 +167,9 @@ fn non_ancestor_when() {
 fn bad_map_over_reference() {
     assert_eq!(
         lines("bad_map_over_reference"),
-        ["7:15: node `each`: `map_over` has malformed reference `list`; expected `inputs.<key>` or `<node_id>.<output>`"]
+        [
+            "7:15: node `each`: `map_over` has malformed reference `list`; expected `inputs.<key>` or `<node_id>.<output>`"
+        ]
     );
 }
 
@@ -228,7 +234,9 @@ fn anchor_bomb_hits_the_alias_limit() {
 fn multiple_documents() {
     assert_eq!(
         lines("multiple_documents"),
-        ["5:1: YAML exceeds a safety limit: more than one YAML document; a workflow file holds exactly one"]
+        [
+            "5:1: YAML exceeds a safety limit: more than one YAML document; a workflow file holds exactly one"
+        ]
     );
 }
 
@@ -266,8 +274,14 @@ fn empty_nodes() {
 
 #[test]
 fn blank_name_and_blank_id() {
-    assert_eq!(lines("blank_name"), ["1:7: workflow: `name` must not be empty"]);
-    assert_eq!(lines("blank_id"), ["3:9: node `#1`: `id` must not be empty"]);
+    assert_eq!(
+        lines("blank_name"),
+        ["1:7: workflow: `name` must not be empty"]
+    );
+    assert_eq!(
+        lines("blank_id"),
+        ["3:9: node `#1`: `id` must not be empty"]
+    );
 }
 
 #[test]
@@ -290,7 +304,9 @@ fn duplicate_key() {
 fn invalid_node_id() {
     assert_eq!(
         lines("invalid_node_id"),
-        ["3:9: node id `load.csv` must not contain `.`: references `<node_id>.<output>` split at the first dot"]
+        [
+            "3:9: node id `load.csv` must not contain `.`: references `<node_id>.<output>` split at the first dot"
+        ]
     );
 }
 
@@ -323,20 +339,43 @@ fn multiple_problems_are_all_reported_in_file_order() {
 fn every_invalid_fixture_has_a_test_above() {
     // A new fixture without an assertion would silently test nothing.
     let tested = [
-        "anchor_bomb", "bad_map_over_reference", "blank_id", "blank_name",
-        "cycle_three_nodes", "dangling_reference", "duplicate_ids", "duplicate_key",
-        "empty_file", "empty_nodes", "input_both_sources", "input_without_source",
-        "invalid_config", "invalid_node_id", "invalid_timeout", "list_not_mapping",
-        "missing_action", "missing_dependency", "missing_name", "multiple_documents",
-        "multiple_problems", "non_ancestor_reference", "non_ancestor_when",
-        "self_dependency", "syntax_error", "unknown_field", "wrong_type",
+        "anchor_bomb",
+        "bad_map_over_reference",
+        "blank_id",
+        "blank_name",
+        "cycle_three_nodes",
+        "dangling_reference",
+        "duplicate_ids",
+        "duplicate_key",
+        "empty_file",
+        "empty_nodes",
+        "input_both_sources",
+        "input_without_source",
+        "invalid_config",
+        "invalid_node_id",
+        "invalid_timeout",
+        "list_not_mapping",
+        "missing_action",
+        "missing_dependency",
+        "missing_name",
+        "multiple_documents",
+        "multiple_problems",
+        "non_ancestor_reference",
+        "non_ancestor_when",
+        "self_dependency",
+        "syntax_error",
+        "unknown_field",
+        "wrong_type",
     ];
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
     let mut found: Vec<String> = std::fs::read_dir(dir)
         .expect("fixture dir")
         .map(|e| {
             let path = e.expect("dir entry").path();
-            path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string()
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string()
         })
         .collect();
     found.sort();
@@ -347,11 +386,18 @@ fn every_invalid_fixture_has_a_test_above() {
 fn valid_fixtures_load_with_every_field() {
     let def = load_yaml_path(fixture("valid", "pipeline")).expect("pipeline loads");
     assert_eq!(def.name, "data_processing_pipeline");
-    assert_eq!(def.version.as_deref(), Some("1.0"), "numbers read back as text where text is expected");
+    assert_eq!(
+        def.version.as_deref(),
+        Some("1.0"),
+        "numbers read back as text where text is expected"
+    );
     assert_eq!(def.tags, ["production", "etl"]);
     let config = def.config.as_ref().expect("config");
     assert_eq!(config.max_parallel_nodes, Some(4));
-    assert_eq!(config.retry_strategy, Some(dagger_dag_flow::RetryStrategy::Linear));
+    assert_eq!(
+        config.retry_strategy,
+        Some(dagger_dag_flow::RetryStrategy::Linear)
+    );
     assert_eq!(config.on_failure, Some(dagger_dag_flow::OnFailure::Halt));
     assert_eq!(config.timeout_seconds, Some(Some(3600.0)));
     let ids: Vec<&str> = def.nodes.iter().map(|n| n.id.as_str()).collect();
@@ -359,14 +405,20 @@ fn valid_fixtures_load_with_every_field() {
     let v = &def.nodes[0];
     assert_eq!(v.failure.as_deref(), Some("handle_validation_error"));
     assert_eq!((v.timeout, v.try_count), (Some(300.0), Some(2)));
-    assert_eq!(v.inputs[0].reference.as_deref(), Some("inputs.customer_data"));
+    assert_eq!(
+        v.inputs[0].reference.as_deref(),
+        Some("inputs.customer_data")
+    );
     assert_eq!(v.outputs[0].name, "valid_data");
     let t = &def.nodes[1];
     assert_eq!(
         t.inputs[1].value,
         Some(serde_json::json!({"upper": true, "fields": ["a", "b"]}))
     );
-    assert_eq!(def.nodes[2].when.as_deref(), Some("transform_data.transformed"));
+    assert_eq!(
+        def.nodes[2].when.as_deref(),
+        Some("transform_data.transformed")
+    );
     let minimal = load_yaml_path(fixture("valid", "minimal")).expect("minimal loads");
     assert_eq!(minimal.nodes[0].action, "echo");
 }

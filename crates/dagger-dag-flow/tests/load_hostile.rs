@@ -3,10 +3,13 @@
 //! so a stack-hungry parse would crash the test.
 
 use dagger_dag_flow::{
-    LoadIssueKind, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, load_yaml_bytes, load_yaml_path, load_yaml_str,
+    LoadIssueKind, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, load_yaml_bytes, load_yaml_path,
+    load_yaml_str,
 };
 
-fn single(result: Result<dagger_dag_flow::WorkflowDef, dagger_dag_flow::LoadErrors>) -> dagger_dag_flow::LoadIssue {
+fn single(
+    result: Result<dagger_dag_flow::WorkflowDef, dagger_dag_flow::LoadErrors>,
+) -> dagger_dag_flow::LoadIssue {
     let mut issues = result.expect_err("must fail").into_issues();
     assert_eq!(issues.len(), 1, "{issues:?}");
     issues.remove(0)
@@ -34,15 +37,26 @@ fn deep_block_nesting_is_refused_at_the_limit() {
         issue.kind,
         LoadIssueKind::LimitExceeded(format!("nesting deeper than {MAX_NESTING_DEPTH} levels"))
     );
-    assert_eq!(issue.line, Some(MAX_NESTING_DEPTH + 1), "points at the first level too deep");
+    assert_eq!(
+        issue.line,
+        Some(MAX_NESTING_DEPTH + 1),
+        "points at the first level too deep"
+    );
 }
 
 #[test]
 fn deep_flow_nesting_is_refused() {
-    let text = format!("name: x\nnodes: {}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+    let text = format!(
+        "name: x\nnodes: {}{}\n",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
     let issue = single(load_yaml_str(&text, "flow.yaml"));
     assert!(
-        matches!(issue.kind, LoadIssueKind::LimitExceeded(_) | LoadIssueKind::Syntax(_)),
+        matches!(
+            issue.kind,
+            LoadIssueKind::LimitExceeded(_) | LoadIssueKind::Syntax(_)
+        ),
         "{issue}"
     );
     assert_eq!(issue.line, Some(2));
@@ -69,7 +83,10 @@ fn nesting_up_to_the_limit_is_accepted_and_one_more_is_not() {
         value = &inner[0];
     }
     assert_eq!(levels, MAX_NESTING_DEPTH - 5);
-    let issue = single(load_yaml_str(&nested_literal(MAX_NESTING_DEPTH + 1), "deep.yaml"));
+    let issue = single(load_yaml_str(
+        &nested_literal(MAX_NESTING_DEPTH + 1),
+        "deep.yaml",
+    ));
     assert_eq!(
         issue.kind,
         LoadIssueKind::LimitExceeded(format!("nesting deeper than {MAX_NESTING_DEPTH} levels"))
@@ -107,7 +124,8 @@ fn oversized_input_is_refused_before_parsing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("big.yaml");
     let file = std::fs::File::create(&path).expect("create");
-    file.set_len(MAX_INPUT_BYTES as u64 + 10).expect("sparse file");
+    file.set_len(MAX_INPUT_BYTES as u64 + 10)
+        .expect("sparse file");
     let issue = single(load_yaml_path(&path));
     assert_eq!(
         issue.to_string(),
@@ -129,7 +147,10 @@ fn billion_laughs_in_a_string_hits_the_alias_budget() {
         prev = c;
     }
     let issue = single(load_yaml_str(&text, "bomb.yaml"));
-    assert!(matches!(issue.kind, LoadIssueKind::LimitExceeded(_)), "{issue}");
+    assert!(
+        matches!(issue.kind, LoadIssueKind::LimitExceeded(_)),
+        "{issue}"
+    );
 }
 
 #[test]
@@ -147,7 +168,9 @@ fn missing_file_is_an_io_issue_naming_the_file() {
     let issue = single(load_yaml_path("/nonexistent/dir/wf.yaml"));
     assert!(matches!(issue.kind, LoadIssueKind::Io(_)));
     assert!(
-        issue.to_string().starts_with("/nonexistent/dir/wf.yaml: cannot read: "),
+        issue
+            .to_string()
+            .starts_with("/nonexistent/dir/wf.yaml: cannot read: "),
         "{issue}"
     );
 }

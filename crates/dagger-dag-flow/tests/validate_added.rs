@@ -148,5 +148,8 @@ fn validate_workflow_checks_definitions_built_in_code() {
     assert!(validate_workflow(&def, "code").is_ok());
     def.nodes[0].dependencies = vec!["mid".into()];
     let errors = validate_workflow(&def, "code").expect_err("cycle");
-    assert_eq!(errors.to_string(), "code: dependency cycle: root -> mid -> root");
+    assert_eq!(
+        errors.to_string(),
+        "code: dependency cycle: root -> mid -> root"
+    );
 }
