@@ -1,1 +1,101 @@
-//! Work in progress.
+//! Procedural macros of Dagger: [`macro@action`], [`macro@task_agent`] and
+//! [`macro@pubsub_agent`].
+//!
+//! Use them through the `dagger` facade (`use dagger::prelude::*;`), not
+//! directly: generated code names every path through `::dagger::__private`,
+//! and the facade pins this crate to its own version.
+//!
+//! Every attribute takes `key = "string"` arguments. JSON Schema strings are
+//! parsed and checked while the macro expands, so an invalid schema is a
+//! compile error pointing at the string. All mistakes in one attribute are
+//! reported together, and the annotated item is always emitted unchanged, so
+//! one mistake does not cascade into errors at every use.
+//!
+//! The generated items live in a module named after the function (a
+//! function and a module may share a name), next to the function, which stays
+//! callable as written:
+//!
+//! | macro | module items | register one | register all |
+//! |---|---|---|---|
+//! | `#[action]` on `fn f` | `f::NAME`, `f::Action`, `f::action()` | `registry.register(f::action())` | `dagger::register_all_actions(&registry)` |
+//! | `#[task_agent]` on `fn f` | `f::NAME`, `f::Agent`, `f::agent()` | `registry.register_agent(f::agent())` | `dagger::register_all_task_agents(&registry)` |
+//! | `#[task_agent]` on `impl T` | `impl TaskAgent for T` | `registry.register_agent(Arc::new(t))` | — (needs a value of `T`) |
+//! | `#[pubsub_agent]` on `fn f` | `f::NAME`, `f::SUBSCRIBE`, `f::PUBLISH`, `f::Agent`, `f::agent()` | `f::agent()` | `dagger::annotated_pubsub_agents()` |
+//!
+//! The annotated function must be a module-level item (the generated module
+//! calls it as `super::f`).
+
+mod action;
+mod attr;
+mod codegen;
+mod errors;
+mod pubsub_agent;
+mod schema;
+mod shape;
+mod task_agent;
+
+use proc_macro::TokenStream;
+
+/// Turns an `async fn` into a DAG Flow action (a `NodeAction`).
+///
+/// Arguments: `name` (required: the name workflows use in `action:`),
+/// `description`, `input_schema` and `output_schema` (JSON Schema text,
+/// checked at compile time; the coordinator validates the node's resolved
+/// inputs and its outputs against them), `crate` (the path of the `dagger`
+/// facade, default `::dagger`).
+///
+/// Two function forms:
+/// - `async fn f(ctx: &NodeCtx) -> Result<NodeOutput, E>`: full access to the
+///   node's context.
+/// - `async fn f(input: T) -> Result<U, E>` (or no parameter): `T:
+///   Deserialize` is read from the node's resolved inputs as an object (a
+///   mismatch fails the node permanently with an error naming the input), and
+///   `U: Serialize` becomes the node's outputs, normally an object whose keys
+///   are the node's declared outputs.
+///
+/// In both, `E: Into<BoxError>` (`String`, `&str`, any `std::error::Error`).
+///
+/// ```ignore
+/// #[dagger::action(name = "add", input_schema = r#"{"type": "object", "required": ["a", "b"]}"#)]
+/// async fn add(input: AddInput) -> Result<AddOutput, String> {
+///     Ok(AddOutput { sum: input.a + input.b })
+/// }
+/// registry.register(add::action());
+/// ```
+#[proc_macro_attribute]
+pub fn action(attr: TokenStream, item: TokenStream) -> TokenStream {
+    action::expand(attr.into(), item.into()).into()
+}
+
+/// Turns an `async fn`, or an inherent `impl` block with an `async fn
+/// execute`, into a Task Agent (a `TaskAgent`).
+///
+/// Arguments: `name` (required: the agent name tasks are assigned to),
+/// `description`, `input_schema`, `output_schema` (checked at compile time;
+/// the task manager validates task input and output against them), `crate`.
+///
+/// Function forms, returning `Result<T, E>` with `T: Into<TaskOutcome>`
+/// (`serde_json::Value` is completed output) and `E: Into<BoxError>`:
+/// - `async fn f(input: Value, task_id: &str, job_id: &str, task_manager: &TaskManager)`
+/// - `async fn f(input: Value, ctx: &TaskContext)`
+///
+/// On `impl T { async fn execute(&self, input: Value, task_id: &str, job_id: &str) ... }`
+/// (optionally followed by `task_manager: &TaskManager`, or taking
+/// `(&self, input: Value, ctx: &TaskContext)`) it implements `TaskAgent` for
+/// `T`; register a value with `registry.register_agent(Arc::new(value))`.
+#[proc_macro_attribute]
+pub fn task_agent(attr: TokenStream, item: TokenStream) -> TokenStream {
+    task_agent::expand(attr.into(), item.into()).into()
+}
+
+/// Turns an `async fn(ctx: &PubSubContext, message: &Message) -> Result<(), E>`
+/// into a Pub/Sub agent (a `PubSubAgent`).
+///
+/// Arguments: `name` (required), `description`, `subscribe` (comma-separated
+/// channels or patterns such as `"orders.new, audit.*"`), `publish`
+/// (comma-separated channel names the agent may publish to), `input_schema`,
+/// `output_schema`, `crate`.
+#[proc_macro_attribute]
+pub fn pubsub_agent(attr: TokenStream, item: TokenStream) -> TokenStream {
+    pubsub_agent::expand(attr.into(), item.into()).into()
+}
