@@ -37,6 +37,8 @@ impl Parse for RawArg {
 /// The arguments of one attribute, each a string literal, keyed by name.
 pub(crate) struct Args {
     values: Vec<(Ident, LitStr)>,
+    /// Keys given with an invalid value (already reported; not "missing").
+    invalid: Vec<String>,
     /// The span of the whole attribute, for "missing argument" errors.
     attr_span: Span,
 }
@@ -57,11 +59,13 @@ impl Args {
                 errors.push(err);
                 return Self {
                     values: Vec::new(),
+                    invalid: Vec::new(),
                     attr_span,
                 };
             }
         };
         let mut values: Vec<(Ident, LitStr)> = Vec::new();
+        let mut invalid = Vec::new();
         for arg in parsed {
             let key = arg.key.unraw().to_string();
             if !known.contains(&key.as_str()) {
@@ -78,7 +82,7 @@ impl Args {
                 );
                 continue;
             }
-            if values.iter().any(|(k, _)| k.unraw() == key) {
+            if values.iter().any(|(k, _)| k.unraw() == key) || invalid.contains(&key) {
                 errors.spanned(&arg.key, format!("`{key}` specified more than once"));
                 continue;
             }
@@ -86,13 +90,20 @@ impl Args {
                 Expr::Lit(ExprLit {
                     lit: Lit::Str(lit), ..
                 }) => values.push((arg.key, lit)),
-                other => errors.spanned(
-                    other,
-                    format!("`{key}` expects a string literal, like `{key} = \"...\"`"),
-                ),
+                other => {
+                    errors.spanned(
+                        other,
+                        format!("`{key}` expects a string literal, like `{key} = \"...\"`"),
+                    );
+                    invalid.push(key);
+                }
             }
         }
-        Self { values, attr_span }
+        Self {
+            values,
+            invalid,
+            attr_span,
+        }
     }
 
     /// The argument `key`, if given.
@@ -111,7 +122,7 @@ impl Args {
         errors: &mut Errors,
     ) -> Option<&LitStr> {
         let found = self.get(key);
-        if found.is_none() {
+        if found.is_none() && !self.invalid.iter().any(|k| k == key) {
             errors.push(syn::Error::new(
                 self.attr_span,
                 format!("`#[{macro_name}]` requires `{key} = \"...\"`"),

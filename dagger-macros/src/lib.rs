@@ -55,13 +55,7 @@ use proc_macro::TokenStream;
 ///
 /// In both, `E: Into<BoxError>` (`String`, `&str`, any `std::error::Error`).
 ///
-/// ```ignore
-/// #[dagger::action(name = "add", input_schema = r#"{"type": "object", "required": ["a", "b"]}"#)]
-/// async fn add(input: AddInput) -> Result<AddOutput, String> {
-///     Ok(AddOutput { sum: input.a + input.b })
-/// }
-/// registry.register(add::action());
-/// ```
+/// See the `dagger` crate's documentation for a compiled example.
 #[proc_macro_attribute]
 pub fn action(attr: TokenStream, item: TokenStream) -> TokenStream {
     action::expand(attr.into(), item.into()).into()

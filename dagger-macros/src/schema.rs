@@ -16,9 +16,14 @@ pub(crate) fn check(source: &str) -> Result<(), String> {
     if !matches!(value, Value::Object(_) | Value::Bool(_)) {
         return Err("a JSON Schema must be an object or a boolean".to_string());
     }
-    jsonschema::validator_for(&value)
-        .map(drop)
-        .map_err(|e| format!("not a valid JSON Schema: {e}"))
+    jsonschema::validator_for(&value).map(drop).map_err(|e| {
+        let at = e.instance_path().to_string();
+        if at.is_empty() {
+            format!("not a valid JSON Schema: {e}")
+        } else {
+            format!("not a valid JSON Schema: at `{at}`: {e}")
+        }
+    })
 }
 
 /// serde_json's message without its trailing position (we print our own).
@@ -51,8 +56,11 @@ mod tests {
 
     #[test]
     fn invalid_keywords_are_rejected() {
-        let err = check(r#"{"type": 5}"#).unwrap_err();
-        assert!(err.starts_with("not a valid JSON Schema: "), "{err}");
+        let err = check(r#"{"properties": {"n": {"type": 5}}}"#).unwrap_err();
+        assert!(
+            err.starts_with("not a valid JSON Schema: at `/properties/n/type`: "),
+            "{err}"
+        );
         let err = check(r#"{"type": "no-such-type"}"#).unwrap_err();
         assert!(err.starts_with("not a valid JSON Schema: "), "{err}");
         assert_eq!(

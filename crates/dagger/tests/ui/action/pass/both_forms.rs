@@ -1,0 +1,33 @@
+use dagger::prelude::*;
+use serde_json::json;
+
+#[action(
+    name = "greet",
+    description = "Greets someone",
+    input_schema = r#"{"type": "object", "properties": {"who": {"type": "string"}}}"#,
+    output_schema = r#"{"type": "object"}"#
+)]
+pub async fn greet(ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
+    let who: String = ctx.input_as("who")?;
+    Ok(NodeOutput::success(json!({ "greeting": format!("hello {who}") })))
+}
+
+#[derive(dagger::serde::Deserialize)]
+#[serde(crate = "dagger::serde")]
+pub struct Pair {
+    pub a: i64,
+    pub b: i64,
+}
+
+#[action(name = "sum")]
+async fn sum(pair: Pair) -> Result<serde_json::Value, std::io::Error> {
+    Ok(json!({ "sum": pair.a + pair.b }))
+}
+
+fn main() {
+    let registry = ActionRegistry::new();
+    registry.register(greet::action());
+    registry.register(std::sync::Arc::new(sum::Action));
+    assert_eq!(dagger::register_all_actions(&ActionRegistry::new()), Ok(2));
+    let _ = (greet::NAME, sum::NAME);
+}
