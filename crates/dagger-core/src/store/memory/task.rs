@@ -266,11 +266,7 @@ impl TaskTx for MemTx<'_> {
             return Ok(None);
         };
         let lease = ix.leases.iter().next().map(|(at, _)| *at);
-        let retry = ix
-            .delayed
-            .iter()
-            .map(|(at, _)| *at)
-            .find(|at| *at > now);
+        let retry = ix.delayed.iter().map(|(at, _)| *at).find(|at| *at > now);
         Ok(match (lease, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
