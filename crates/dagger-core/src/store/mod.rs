@@ -4,11 +4,13 @@
 
 mod artifact;
 pub mod memory;
+mod message;
 mod run;
 mod snapshot;
 
 pub use artifact::{ArtifactId, ArtifactStore};
 pub use memory::MemoryStore;
+pub use message::{MessageLog, MessageRecord};
 pub use run::{ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate};
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 

@@ -1,6 +1,7 @@
 //! In-memory implementations of every store trait, for tests and for runs
 //! that need no persistence.
 
+mod message;
 mod run;
 
 use parking_lot::Mutex;
@@ -9,6 +10,7 @@ use parking_lot::Mutex;
 #[derive(Default)]
 pub struct MemoryStore {
     runs: Mutex<run::RunTables>,
+    messages: Mutex<message::MessageTables>,
 }
 
 impl MemoryStore {
