@@ -4,12 +4,14 @@
 
 mod artifact;
 pub mod memory;
+mod message;
 mod run;
 mod snapshot;
 mod task;
 
 pub use artifact::{ArtifactId, ArtifactStore};
 pub use memory::MemoryStore;
+pub use message::{MessageLog, MessageRecord};
 pub use run::{ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate};
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 pub use task::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType, transact};

@@ -1,6 +1,7 @@
 //! In-memory implementations of every store trait, for tests and for runs
 //! that need no persistence.
 
+mod message;
 mod run;
 mod task;
 
@@ -11,6 +12,7 @@ use parking_lot::Mutex;
 pub struct MemoryStore {
     runs: Mutex<run::RunTables>,
     tasks: Mutex<task::TaskTables>,
+    messages: Mutex<message::MessageTables>,
 }
 
 impl MemoryStore {
