@@ -20,7 +20,7 @@
 //! | `#[action]` on `fn f` | `f::NAME`, `f::Action`, `f::action()` | `registry.register(f::action())` | `dagger::register_all_actions(&registry)` |
 //! | `#[task_agent]` on `fn f` | `f::NAME`, `f::Agent`, `f::agent()` | `registry.register_agent(f::agent())` | `dagger::register_all_task_agents(&registry)` |
 //! | `#[task_agent]` on `impl T` | `impl TaskAgent for T` | `registry.register_agent(Arc::new(t))` | — (needs a value of `T`) |
-//! | `#[pubsub_agent]` on `fn f` | `f::NAME`, `f::SUBSCRIBE`, `f::PUBLISH`, `f::Agent`, `f::agent()` | `f::agent()` | `dagger::annotated_pubsub_agents()` |
+//! | `#[pubsub_agent]` on `fn f` | `f::NAME`, `f::SUBSCRIBE`, `f::PUBLISH`, `f::Agent`, `f::agent()` | `executor.register_agent(f::agent())` | `dagger::register_all_pubsub_agents(&executor)` |
 //!
 //! The annotated function must be a module-level item (the generated module
 //! calls it as `super::f`).
@@ -87,7 +87,7 @@ pub fn task_agent(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Arguments: `name` (required), `description`, `subscribe` (comma-separated
 /// channels or patterns such as `"orders.new, audit.*"`), `publish`
-/// (comma-separated channel names the agent may publish to), `input_schema`,
+/// (comma-separated channels or patterns the agent may publish to), `input_schema`,
 /// `output_schema`, `crate`.
 #[proc_macro_attribute]
 pub fn pubsub_agent(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -19,8 +19,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     keys.extend(["subscribe", "publish"]);
     let args = Args::parse(MACRO, attr, &keys, &mut errors);
     let common = Common::from_args(MACRO, &args, &mut errors);
-    let subscribe = channels(args.get("subscribe"), "subscribe", true, &mut errors);
-    let publish = channels(args.get("publish"), "publish", false, &mut errors);
+    let subscribe = channels(args.get("subscribe"), "subscribe", &mut errors);
+    let publish = channels(args.get("publish"), "publish", &mut errors);
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(err) => {
@@ -51,9 +51,9 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// Splits a comma-separated channel list. Patterns (`orders.*`) are allowed
-/// only in `subscribe`.
-fn channels(lit: Option<&LitStr>, key: &str, patterns: bool, errors: &mut Errors) -> Vec<String> {
+/// Splits a comma-separated list of channels or patterns (`orders.*`); the
+/// executor checks pattern syntax when the agent is registered.
+fn channels(lit: Option<&LitStr>, key: &str, errors: &mut Errors) -> Vec<String> {
     let Some(lit) = lit else { return Vec::new() };
     let mut out: Vec<String> = Vec::new();
     for entry in lit.value().split(',').map(str::trim) {
@@ -61,11 +61,6 @@ fn channels(lit: Option<&LitStr>, key: &str, patterns: bool, errors: &mut Errors
             errors.spanned(lit, format!("`{key}` has an empty channel name"));
         } else if entry.contains(char::is_whitespace) {
             errors.spanned(lit, format!("`{key}`: channel `{entry}` contains whitespace"));
-        } else if !patterns && entry.contains('*') {
-            errors.spanned(
-                lit,
-                format!("`{key}`: `{entry}` is a pattern; agents publish to named channels"),
-            );
         } else if out.iter().any(|c| c == entry) {
             errors.spanned(lit, format!("`{key}` lists `{entry}` more than once"));
         } else {
@@ -108,7 +103,7 @@ fn generate(func: &ItemFn, common: &Common, subscribe: &[String], publish: &[Str
             /// The channels (and patterns) the agent subscribes to.
             pub const SUBSCRIBE: &[&str] = &[#(#subscribe),*];
 
-            /// The channels the agent may publish to.
+            /// The channels (and patterns) the agent may publish to.
             pub const PUBLISH: &[&str] = &[#(#publish),*];
 
             /// The generated agent type.

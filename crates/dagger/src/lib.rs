@@ -19,8 +19,8 @@
 //! async functions into actions and agents. Each generates a module named
 //! after the function with the generated type and a constructor
 //! (`my_fn::action()`, `my_fn::agent()`), and records the function so that
-//! [`register_all_actions`] and [`register_all_task_agents`] register every
-//! annotated function at once.
+//! [`register_all_actions`], [`register_all_task_agents`] and
+//! [`register_all_pubsub_agents`] register every annotated function at once.
 //!
 //! ```
 //! use dagger::prelude::*;
@@ -82,7 +82,10 @@ pub use dagger_storage as storage;
 pub use dagger_macros::{action, pubsub_agent, task_agent};
 
 #[cfg(feature = "macros")]
-pub use annotated::{annotated_actions, register_all_actions};
+pub use annotated::{
+    annotated_actions, annotated_pubsub_agents, annotated_task_agents, register_all_actions,
+    register_all_pubsub_agents, register_all_task_agents,
+};
 
 pub use error::RegistrationError;
 
@@ -103,6 +106,18 @@ pub mod prelude {
         OnFailure,
     };
 
+    pub use dagger_task_core::{
+        JobHandle, StallAction, TaskAgent, TaskAgentRegistry, TaskContext, TaskError,
+        TaskManager, TaskOutcome, TaskSpec, TaskType,
+    };
+
+    pub use dagger_pubsub::{
+        Message, PubSubAgent, PubSubConfig, PubSubContext, PubSubError, PubSubExecutor,
+    };
+
+    #[cfg(feature = "sqlite")]
+    pub use dagger_storage::SqliteStore;
+
     #[cfg(feature = "macros")]
     pub use dagger_macros::{action, pubsub_agent, task_agent};
 }
@@ -114,11 +129,13 @@ pub mod __private {
     pub use async_trait::async_trait;
     pub use dagger_core::{BoxError, JsonSchema, Permanent};
     pub use dagger_dag_flow::{NodeAction, NodeCtx, NodeOutput};
+    pub use dagger_pubsub::{Message, PubSubAgent, PubSubContext};
+    pub use dagger_task_core::{TaskAgent, TaskContext, TaskOutcome};
     pub use serde;
     pub use serde_json;
 
     #[cfg(feature = "macros")]
-    pub use crate::annotated::AnnotatedAction;
+    pub use crate::annotated::{AnnotatedAction, AnnotatedPubSubAgent, AnnotatedTaskAgent};
     #[cfg(feature = "macros")]
     pub use inventory;
     #[cfg(feature = "macros")]

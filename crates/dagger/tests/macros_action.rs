@@ -154,12 +154,17 @@ async fn user_errors_are_passed_through() {
 #[test]
 fn register_all_registers_every_annotated_action_once() {
     let registry = ActionRegistry::new();
-    assert_eq!(dagger::register_all_actions(&registry), Ok(4));
+    assert_eq!(dagger::register_all_actions(&registry).unwrap(), 4);
     assert_eq!(registry.names(), ["add", "double", "nested_hello", "now"]);
     // A second registration would silently replace: it is refused instead.
+    let err = dagger::register_all_actions(&registry).unwrap_err();
+    assert!(
+        matches!(&err, RegistrationError::DuplicateAction { name } if name == "add"),
+        "{err:?}"
+    );
     assert_eq!(
-        dagger::register_all_actions(&registry),
-        Err(RegistrationError::DuplicateAction { name: "add".to_string() })
+        err.to_string(),
+        "action `add` is defined more than once (by two `#[action]` functions, or one and an action already registered)"
     );
     let names: Vec<String> = dagger::annotated_actions()
         .iter()

@@ -28,6 +28,6 @@ fn main() {
     let registry = ActionRegistry::new();
     registry.register(greet::action());
     registry.register(std::sync::Arc::new(sum::Action));
-    assert_eq!(dagger::register_all_actions(&ActionRegistry::new()), Ok(2));
+    assert_eq!(dagger::register_all_actions(&ActionRegistry::new()).unwrap(), 2);
     let _ = (greet::NAME, sum::NAME);
 }
