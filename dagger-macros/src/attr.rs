@@ -147,8 +147,13 @@ pub(crate) struct Common {
 }
 
 /// The keys of [`Common`].
-pub(crate) const COMMON_KEYS: [&str; 5] =
-    ["name", "description", "input_schema", "output_schema", "crate"];
+pub(crate) const COMMON_KEYS: [&str; 5] = [
+    "name",
+    "description",
+    "input_schema",
+    "output_schema",
+    "crate",
+];
 
 impl Common {
     /// Extracts and checks the common arguments. Returns `None` when one of

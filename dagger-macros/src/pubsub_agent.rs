@@ -60,7 +60,10 @@ fn channels(lit: Option<&LitStr>, key: &str, errors: &mut Errors) -> Vec<String>
         if entry.is_empty() {
             errors.spanned(lit, format!("`{key}` has an empty channel name"));
         } else if entry.contains(char::is_whitespace) {
-            errors.spanned(lit, format!("`{key}`: channel `{entry}` contains whitespace"));
+            errors.spanned(
+                lit,
+                format!("`{key}`: channel `{entry}` contains whitespace"),
+            );
         } else if out.iter().any(|c| c == entry) {
             errors.spanned(lit, format!("`{key}` lists `{entry}` more than once"));
         } else {
@@ -70,7 +73,12 @@ fn channels(lit: Option<&LitStr>, key: &str, errors: &mut Errors) -> Vec<String>
     out
 }
 
-fn generate(func: &ItemFn, common: &Common, subscribe: &[String], publish: &[String]) -> TokenStream {
+fn generate(
+    func: &ItemFn,
+    common: &Common,
+    subscribe: &[String],
+    publish: &[String],
+) -> TokenStream {
     let krate = &common.krate;
     let p = quote!(#krate::__private);
     let fn_name = &func.sig.ident;

@@ -48,10 +48,7 @@ mod tests {
     #[test]
     fn json_syntax_errors_give_a_position() {
         let err = check("{\"type\": \n \"object\",}").unwrap_err();
-        assert_eq!(
-            err,
-            "not valid JSON: trailing comma at line 2 column 11"
-        );
+        assert_eq!(err, "not valid JSON: trailing comma at line 2 column 11");
     }
 
     #[test]

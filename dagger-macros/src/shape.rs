@@ -2,6 +2,7 @@
 //! count, return type. Each mistake is recorded with a span on the culprit.
 
 use crate::errors::Errors;
+use quote::ToTokens;
 use syn::{FnArg, PatType, ReturnType, Signature, Type};
 
 /// What a parameter's type must look like.
@@ -38,7 +39,9 @@ impl Expect {
 /// and `Value` both match `Value`).
 pub(crate) fn last_segment_is(ty: &Type, name: &str) -> bool {
     match ty {
-        Type::Path(p) => p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == name),
+        Type::Path(p) => {
+            p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == name)
+        }
         Type::Group(g) => last_segment_is(&g.elem, name),
         Type::Paren(p) => last_segment_is(&p.elem, name),
         _ => false,
@@ -83,7 +86,10 @@ pub(crate) fn check_common(sig: &Signature, macro_name: &str, returns: &str, err
         errors.spanned(u, format!("`#[{macro_name}]` functions cannot be `unsafe`"));
     }
     if let Some(abi) = &sig.abi {
-        errors.spanned(abi, format!("`#[{macro_name}]` functions cannot be `extern`"));
+        errors.spanned(
+            abi,
+            format!("`#[{macro_name}]` functions cannot be `extern`"),
+        );
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.spanned(
@@ -112,22 +118,15 @@ pub(crate) fn check_params(
     errors: &mut Errors,
 ) {
     if params.len() != expected.len() {
-        let culprit = params
-            .get(expected.len())
-            .map(|p| quote::ToTokens::to_token_stream(p))
-            .unwrap_or_else(|| quote::ToTokens::to_token_stream(&sig.inputs));
-        let culprit = if params.is_empty() {
-            quote::ToTokens::to_token_stream(&sig.ident)
-        } else {
-            culprit
+        // Point at the first extra parameter, or at the list when some are missing.
+        let culprit = match params.get(expected.len()) {
+            Some(extra) => extra.to_token_stream(),
+            None if params.is_empty() => sig.ident.to_token_stream(),
+            None => sig.inputs.to_token_stream(),
         };
         errors.spanned(
             culprit,
-            format!(
-                "expected {} parameter{}: {form}",
-                expected.len(),
-                if expected.len() == 1 { "" } else { "s" }
-            ),
+            format!("wrong number of parameters: expected {form}"),
         );
         return;
     }

@@ -32,9 +32,21 @@ pub enum RegistrationError {
     },
     /// The task agent registry refused an agent.
     #[error(transparent)]
-    TaskAgent(#[from] TaskError),
+    TaskAgent(Box<TaskError>),
     /// The pub/sub executor refused an agent (a name it already has, an
     /// invalid pattern, or an executor that has started).
     #[error(transparent)]
-    PubSubAgent(#[from] PubSubError),
+    PubSubAgent(Box<PubSubError>),
+}
+
+impl From<TaskError> for RegistrationError {
+    fn from(err: TaskError) -> Self {
+        Self::TaskAgent(Box::new(err))
+    }
+}
+
+impl From<PubSubError> for RegistrationError {
+    fn from(err: PubSubError) -> Self {
+        Self::PubSubAgent(Box::new(err))
+    }
 }

@@ -107,8 +107,8 @@ pub mod prelude {
     };
 
     pub use dagger_task_core::{
-        JobHandle, StallAction, TaskAgent, TaskAgentRegistry, TaskContext, TaskError,
-        TaskManager, TaskOutcome, TaskSpec, TaskType,
+        JobHandle, StallAction, TaskAgent, TaskAgentRegistry, TaskContext, TaskError, TaskManager,
+        TaskOutcome, TaskSpec, TaskType,
     };
 
     pub use dagger_pubsub::{

@@ -1,7 +1,7 @@
 //! Behaviour of the code `#[action]` generates.
 
-use dagger::prelude::*;
 use dagger::RegistrationError;
+use dagger::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -51,11 +51,15 @@ mod nested {
     use ::dagger as dg;
 
     #[dg::action(name = "nested_hello", crate = "dg")]
-    pub(crate) async fn hello(ctx: &dg::prelude::NodeCtx) -> Result<dg::prelude::NodeOutput, &'static str> {
+    pub(crate) async fn hello(
+        ctx: &dg::prelude::NodeCtx,
+    ) -> Result<dg::prelude::NodeOutput, &'static str> {
         if ctx.inputs.is_empty() {
             return Err("no inputs");
         }
-        Ok(dg::prelude::NodeOutput::success(serde_json::json!({ "greeting": "hello" })))
+        Ok(dg::prelude::NodeOutput::success(
+            serde_json::json!({ "greeting": "hello" }),
+        ))
     }
 }
 
@@ -72,7 +76,10 @@ async fn context_form_runs_and_describes_itself() {
     assert_eq!(action.name(), "double");
     assert_eq!(double::NAME, "double");
     assert_eq!(action.description(), "Doubles `x`");
-    let out = action.execute(&ctx("n1", json!({ "x": 21 }))).await.unwrap();
+    let out = action
+        .execute(&ctx("n1", json!({ "x": 21 })))
+        .await
+        .unwrap();
     assert_eq!(out, NodeOutput::success(json!({ "y": 42 })));
     // The function itself stays callable as written.
     let direct = double(&ctx("n1", json!({ "x": 1 }))).await.unwrap();
@@ -85,12 +92,18 @@ async fn schemas_are_compiled_once_and_reject_bad_input() {
     let schema = action.input_schema().expect("input schema");
     assert!(std::ptr::eq(schema, double::Action.input_schema().unwrap()));
     let violation = schema.validate(&json!({ "x": "seven" })).unwrap_err();
-    assert_eq!((violation.instance_path.as_str(), violation.keyword.as_str()), ("/x", "type"));
+    assert_eq!(
+        (violation.instance_path.as_str(), violation.keyword.as_str()),
+        ("/x", "type")
+    );
     let violation = schema.validate(&json!({})).unwrap_err();
     assert_eq!(violation.keyword, "required");
     assert!(schema.validate(&json!({ "x": 3 })).is_ok());
     let output = action.output_schema().expect("output schema");
-    assert_eq!(output.validate(&json!({ "z": 1 })).unwrap_err().keyword, "required");
+    assert_eq!(
+        output.validate(&json!({ "z": 1 })).unwrap_err().keyword,
+        "required"
+    );
     // No schema given, none reported.
     assert!(add::Action.input_schema().is_none());
     assert!(add::Action.output_schema().is_none());
@@ -99,7 +112,10 @@ async fn schemas_are_compiled_once_and_reject_bad_input() {
 #[tokio::test]
 async fn typed_form_reads_inputs_and_serializes_outputs() {
     let out = add::Action
-        .execute(&ctx("sum", json!({ "a": 1.5, "b": 2.0, "labels": ["p", "q"] })))
+        .execute(&ctx(
+            "sum",
+            json!({ "a": 1.5, "b": 2.0, "labels": ["p", "q"] }),
+        ))
         .await
         .unwrap();
     assert!(out.success);
@@ -121,7 +137,10 @@ async fn typed_input_errors_name_the_field_and_are_permanent() {
     assert!(Permanent::is_permanent(err.as_ref()));
 
     let err = add::Action
-        .execute(&ctx("sum", json!({ "a": 1.0, "b": 2.0, "labels": ["ok", 7] })))
+        .execute(&ctx(
+            "sum",
+            json!({ "a": 1.0, "b": 2.0, "labels": ["ok", 7] }),
+        ))
         .await
         .unwrap_err();
     assert_eq!(
@@ -133,7 +152,10 @@ async fn typed_input_errors_name_the_field_and_are_permanent() {
         .execute(&ctx("sum", json!({ "a": 1.0 })))
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), "node `sum` (action `add`): inputs: missing field `b`");
+    assert_eq!(
+        err.to_string(),
+        "node `sum` (action `add`): inputs: missing field `b`"
+    );
 }
 
 #[tokio::test]

@@ -33,9 +33,12 @@ async fn sink(ctx: &PubSubContext, message: &Message) -> Result<(), String> {
 
 async fn run(items: &[serde_json::Value]) -> PubSubExecutor {
     let ex = PubSubExecutor::new(PubSubConfig::default()).expect("executor");
-    assert_eq!(dagger::register_all_pubsub_agents(&ex).unwrap(), 2);
+    let registered = dagger::register_all_pubsub_agents(&ex).expect("agents register");
+    assert_eq!(registered, 2);
     for item in items {
-        ex.publish("news.tech", item.clone()).await.expect("publish");
+        ex.publish("news.tech", item.clone())
+            .await
+            .expect("publish");
     }
     assert_eq!(
         ex.run(CancellationToken::new()).await.expect("run"),

@@ -2,8 +2,8 @@
 //! `TaskManager` (in-memory store).
 
 use dagger::RegistrationError;
-use dagger::task_core::Task;
 use dagger::prelude::*;
+use dagger::task_core::Task;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,7 +38,10 @@ async fn calculator(
 
 // The seed's research agent: asks for more data through a dependency, then
 // writes its report from the dependency's output.
-#[task_agent(name = "research_agent", description = "Researches, asking for data when needed")]
+#[task_agent(
+    name = "research_agent",
+    description = "Researches, asking for data when needed"
+)]
 async fn research_agent(
     input: Value,
     task_id: &str,
@@ -117,7 +120,9 @@ fn manager() -> TaskManager {
 
 async fn run_one(m: &TaskManager, job: &str, agent: &str, input: Value) -> (JobStatus, Task) {
     let spec = TaskSpec::new(job, agent, "test task").input(input);
-    let handle = m.start_job(job, vec![spec], None, None).expect("job starts");
+    let handle = m
+        .start_job(job, vec![spec], None, None)
+        .expect("job starts");
     let status = tokio::time::timeout(Duration::from_secs(20), handle.wait())
         .await
         .expect("job ends");
@@ -128,7 +133,8 @@ async fn run_one(m: &TaskManager, job: &str, agent: &str, input: Value) -> (JobS
 #[tokio::test]
 async fn function_form_completes_tasks() {
     let m = manager();
-    let (status, task) = run_one(&m, "j1", "calculator", json!({"a": 6, "b": 7, "op": "mul"})).await;
+    let (status, task) =
+        run_one(&m, "j1", "calculator", json!({"a": 6, "b": 7, "op": "mul"})).await;
     assert_eq!(status, JobStatus::Completed(true));
     assert_eq!(task.status, TaskStatus::Completed);
     assert_eq!(task.output, Some(json!({ "result": 42.0 })));
@@ -137,7 +143,8 @@ async fn function_form_completes_tasks() {
 #[tokio::test]
 async fn agent_errors_fail_the_task_with_their_message() {
     let m = manager();
-    let (status, task) = run_one(&m, "j2", "calculator", json!({"a": 1, "b": 0, "op": "div"})).await;
+    let (status, task) =
+        run_one(&m, "j2", "calculator", json!({"a": 1, "b": 0, "op": "div"})).await;
     assert_eq!(status, JobStatus::Completed(false));
     assert_eq!(task.status, TaskStatus::Failed);
     assert_eq!(task.error.as_deref(), Some("Division by zero"));
@@ -150,11 +157,14 @@ async fn schemas_reject_bad_input_and_output() {
     assert_eq!(task.status, TaskStatus::Failed);
     assert_eq!(
         task.error.as_deref(),
-        Some(format!(
-            "task `{}`: input of agent `calculator` violates its schema: \
+        Some(
+            format!(
+                "task `{}`: input of agent `calculator` violates its schema: \
              schema violation at `/a` (keyword `type`): \"six\" is not of type \"number\"",
-            task.task_id
-        ).as_str())
+                task.task_id
+            )
+            .as_str()
+        )
     );
     let (_, task) = run_one(&m, "j4", "calculator", json!({"op": "text"})).await;
     assert_eq!(task.status, TaskStatus::Failed);
@@ -201,12 +211,23 @@ async fn context_form_sees_the_task_context() {
 #[test]
 fn generated_items_describe_the_agent() {
     let agent = calculator::agent();
-    assert_eq!((agent.name(), calculator::NAME), ("calculator", "calculator"));
+    assert_eq!(
+        (agent.name(), calculator::NAME),
+        ("calculator", "calculator")
+    );
     assert_eq!(agent.description(), "Performs basic arithmetic");
     let schema = agent.input_schema().expect("input schema");
-    assert_eq!(schema.validate(&json!({"a": "x"})).unwrap_err().instance_path, "/a");
+    assert_eq!(
+        schema
+            .validate(&json!({"a": "x"}))
+            .unwrap_err()
+            .instance_path,
+        "/a"
+    );
     assert!(research_agent::Agent.input_schema().is_none());
-    let stateful = DataGatherer { calls: AtomicUsize::new(0) };
+    let stateful = DataGatherer {
+        calls: AtomicUsize::new(0),
+    };
     assert_eq!(TaskAgent::name(&stateful), "data_gatherer");
     assert!(TaskAgent::input_schema(&stateful).is_some());
 }
@@ -215,7 +236,10 @@ fn generated_items_describe_the_agent() {
 fn register_all_refuses_names_already_taken() {
     let registry = TaskAgentRegistry::new();
     assert_eq!(dagger::register_all_task_agents(&registry).unwrap(), 3);
-    assert_eq!(registry.names(), ["attempt_reporter", "calculator", "research_agent"]);
+    assert_eq!(
+        registry.names(),
+        ["attempt_reporter", "calculator", "research_agent"]
+    );
     let err = dagger::register_all_task_agents(&registry).unwrap_err();
     assert!(
         matches!(&err, RegistrationError::DuplicateTaskAgent { name } if name == "attempt_reporter"),

@@ -8,3 +8,17 @@ fn action() {
     t.pass("tests/ui/action/pass/*.rs");
     t.compile_fail("tests/ui/action/fail/*.rs");
 }
+
+#[test]
+fn task_agent() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/ui/task_agent/pass/*.rs");
+    t.compile_fail("tests/ui/task_agent/fail/*.rs");
+}
+
+#[test]
+fn pubsub_agent() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/ui/pubsub_agent/pass/*.rs");
+    t.compile_fail("tests/ui/pubsub_agent/fail/*.rs");
+}
