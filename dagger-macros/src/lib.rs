@@ -11,19 +11,21 @@
 //! reported together, and the annotated item is always emitted unchanged, so
 //! one mistake does not cascade into errors at every use.
 //!
-//! The generated items live in a module named after the function (a
-//! function and a module may share a name), next to the function, which stays
-//! callable as written:
+//! On a function, each macro keeps the function as written (still callable)
+//! and generates next to it a unit type named after the function in
+//! CamelCase (`research_agent` -> `ResearchAgent`), implementing the trait:
 //!
-//! | macro | module items | register one | register all |
+//! | macro | generated | register one | register all |
 //! |---|---|---|---|
-//! | `#[action]` on `fn f` | `f::NAME`, `f::Action`, `f::action()` | `registry.register(f::action())` | `dagger::register_all_actions(&registry)` |
-//! | `#[task_agent]` on `fn f` | `f::NAME`, `f::Agent`, `f::agent()` | `registry.register_agent(f::agent())` | `dagger::register_all_task_agents(&registry)` |
-//! | `#[task_agent]` on `impl T` | `impl TaskAgent for T` | `registry.register_agent(Arc::new(t))` | — (needs a value of `T`) |
-//! | `#[pubsub_agent]` on `fn f` | `f::NAME`, `f::SUBSCRIBE`, `f::PUBLISH`, `f::Agent`, `f::agent()` | `executor.register_agent(f::agent())` | `dagger::register_all_pubsub_agents(&executor)` |
+//! | `#[action]` on `fn add_numbers` | `AddNumbers`: `NodeAction` | `registry.register(Arc::new(AddNumbers))` | `dagger::register_all_actions(&registry)` |
+//! | `#[task_agent]` on `fn research_agent` | `ResearchAgent`: `TaskAgent` | `registry.register_agent(Arc::new(ResearchAgent::new()))` | `dagger::register_all_task_agents(&registry)` |
+//! | `#[task_agent]` on `impl T` | `impl TaskAgent for T` | `registry.register_agent(Arc::new(value))` | — (needs a value of `T`) |
+//! | `#[pubsub_agent]` on `fn enricher` | `Enricher`: `PubSubAgent` | `executor.register_agent(Arc::new(Enricher))` | `dagger::register_all_pubsub_agents(&executor)` |
 //!
-//! The annotated function must be a module-level item (the generated module
-//! calls it as `super::f`).
+//! Each generated type has `NAME` (the registered name) and `new()`; a
+//! pub/sub agent's also has `SUBSCRIBE` and `PUBLISH`. Schemas are compiled
+//! once, on first use. "Register all" finds every annotated function of the
+//! program, wherever it is defined (through `inventory`).
 
 mod action;
 mod attr;

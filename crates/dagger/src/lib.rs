@@ -16,9 +16,9 @@
 //! # Macros
 //!
 //! [`macro@action`], [`macro@task_agent`] and [`macro@pubsub_agent`] turn plain
-//! async functions into actions and agents. Each generates a module named
-//! after the function with the generated type and a constructor
-//! (`my_fn::action()`, `my_fn::agent()`), and records the function so that
+//! async functions into actions and agents. Each keeps the function and
+//! generates next to it a unit type named after it in CamelCase (`double` ->
+//! `Double`) that implements the trait, and records the function so that
 //! [`register_all_actions`], [`register_all_task_agents`] and
 //! [`register_all_pubsub_agents`] register every annotated function at once.
 //!
@@ -33,8 +33,8 @@
 //! }
 //!
 //! let registry = ActionRegistry::new();
-//! registry.register(double::action());
-//! assert!(registry.contains("double"));
+//! registry.register(std::sync::Arc::new(Double));
+//! assert!(registry.contains(Double::NAME));
 //! ```
 //!
 //! `#[derive(Deserialize)]` on a typed action's input needs `serde` as a

@@ -4,6 +4,7 @@ use dagger::RegistrationError;
 use dagger::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 #[action(
     name = "double",
@@ -72,9 +73,9 @@ fn ctx(node: &str, inputs: Value) -> NodeCtx {
 
 #[tokio::test]
 async fn context_form_runs_and_describes_itself() {
-    let action = double::action();
+    let action = Arc::new(Double);
     assert_eq!(action.name(), "double");
-    assert_eq!(double::NAME, "double");
+    assert_eq!(Double::NAME, "double");
     assert_eq!(action.description(), "Doubles `x`");
     let out = action
         .execute(&ctx("n1", json!({ "x": 21 })))
@@ -88,9 +89,9 @@ async fn context_form_runs_and_describes_itself() {
 
 #[tokio::test]
 async fn schemas_are_compiled_once_and_reject_bad_input() {
-    let action = double::Action;
+    let action = Double;
     let schema = action.input_schema().expect("input schema");
-    assert!(std::ptr::eq(schema, double::Action.input_schema().unwrap()));
+    assert!(std::ptr::eq(schema, Double.input_schema().unwrap()));
     let violation = schema.validate(&json!({ "x": "seven" })).unwrap_err();
     assert_eq!(
         (violation.instance_path.as_str(), violation.keyword.as_str()),
@@ -105,13 +106,13 @@ async fn schemas_are_compiled_once_and_reject_bad_input() {
         "required"
     );
     // No schema given, none reported.
-    assert!(add::Action.input_schema().is_none());
-    assert!(add::Action.output_schema().is_none());
+    assert!(Add.input_schema().is_none());
+    assert!(Add.output_schema().is_none());
 }
 
 #[tokio::test]
 async fn typed_form_reads_inputs_and_serializes_outputs() {
-    let out = add::Action
+    let out = Add
         .execute(&ctx(
             "sum",
             json!({ "a": 1.5, "b": 2.0, "labels": ["p", "q"] }),
@@ -120,13 +121,13 @@ async fn typed_form_reads_inputs_and_serializes_outputs() {
         .unwrap();
     assert!(out.success);
     assert_eq!(out.outputs, json!({ "sum": 3.5, "labels": 2 }));
-    let out = now::Action.execute(&ctx("clock", json!({}))).await.unwrap();
+    let out = Now.execute(&ctx("clock", json!({}))).await.unwrap();
     assert_eq!(out.outputs, json!({ "t": 42 }));
 }
 
 #[tokio::test]
 async fn typed_input_errors_name_the_field_and_are_permanent() {
-    let err = add::Action
+    let err = Add
         .execute(&ctx("sum", json!({ "a": "one", "b": 2.0 })))
         .await
         .unwrap_err();
@@ -136,7 +137,7 @@ async fn typed_input_errors_name_the_field_and_are_permanent() {
     );
     assert!(Permanent::is_permanent(err.as_ref()));
 
-    let err = add::Action
+    let err = Add
         .execute(&ctx(
             "sum",
             json!({ "a": 1.0, "b": 2.0, "labels": ["ok", 7] }),
@@ -148,7 +149,7 @@ async fn typed_input_errors_name_the_field_and_are_permanent() {
         "node `sum` (action `add`): input `labels[1]`: invalid type: integer `7`, expected a string"
     );
 
-    let err = add::Action
+    let err = Add
         .execute(&ctx("sum", json!({ "a": 1.0 })))
         .await
         .unwrap_err();
@@ -160,13 +161,13 @@ async fn typed_input_errors_name_the_field_and_are_permanent() {
 
 #[tokio::test]
 async fn user_errors_are_passed_through() {
-    let err = add::Action
+    let err = Add
         .execute(&ctx("sum", json!({ "a": 1.0, "b": -1.0 })))
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "`b` must not be negative, got -1");
     assert!(!Permanent::is_permanent(err.as_ref()));
-    let err = nested::hello::action()
+    let err = Arc::new(nested::Hello)
         .execute(&NodeCtx::for_test("greet", Map::new()))
         .await
         .unwrap_err();

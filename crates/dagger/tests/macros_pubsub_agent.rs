@@ -89,13 +89,13 @@ async fn handler_errors_are_dead_lettered_with_the_message() {
 
 #[test]
 fn generated_items_describe_the_agent() {
-    assert_eq!(enricher::NAME, "enricher");
-    assert_eq!(enricher::SUBSCRIBE, ["news.*"]);
-    assert_eq!(enricher::PUBLISH, ["news_enriched"]);
-    let agent = enricher::agent();
+    assert_eq!(Enricher::NAME, "enricher");
+    assert_eq!(Enricher::SUBSCRIBE, ["news.*"]);
+    assert_eq!(Enricher::PUBLISH, ["news_enriched"]);
+    let agent = std::sync::Arc::new(Enricher);
     assert_eq!(agent.description(), "Counts the words of each headline");
     assert_eq!(agent.subscriptions(), ["news.*"]);
     assert_eq!(agent.publications(), ["news_enriched"]);
     assert!(agent.input_schema().is_some() && agent.output_schema().is_some());
-    assert!(sink::Agent.publications().is_empty());
+    assert!(Sink.publications().is_empty());
 }

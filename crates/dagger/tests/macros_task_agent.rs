@@ -210,9 +210,9 @@ async fn context_form_sees_the_task_context() {
 
 #[test]
 fn generated_items_describe_the_agent() {
-    let agent = calculator::agent();
+    let agent = Arc::new(Calculator);
     assert_eq!(
-        (agent.name(), calculator::NAME),
+        (agent.name(), Calculator::NAME),
         ("calculator", "calculator")
     );
     assert_eq!(agent.description(), "Performs basic arithmetic");
@@ -224,7 +224,7 @@ fn generated_items_describe_the_agent() {
             .instance_path,
         "/a"
     );
-    assert!(research_agent::Agent.input_schema().is_none());
+    assert!(ResearchAgent::new().input_schema().is_none());
     let stateful = DataGatherer {
         calls: AtomicUsize::new(0),
     };

@@ -26,8 +26,8 @@ async fn sum(pair: Pair) -> Result<serde_json::Value, std::io::Error> {
 
 fn main() {
     let registry = ActionRegistry::new();
-    registry.register(greet::action());
-    registry.register(std::sync::Arc::new(sum::Action));
+    registry.register(std::sync::Arc::new(Greet));
+    registry.register(std::sync::Arc::new(Sum::new()));
     assert_eq!(dagger::register_all_actions(&ActionRegistry::new()).unwrap(), 2);
-    let _ = (greet::NAME, sum::NAME);
+    assert_eq!((Greet::NAME, Sum::NAME), ("greet", "sum"));
 }

@@ -7,5 +7,5 @@ async fn noop() -> Result<(), String> {
 }
 
 fn main() {
-    let _ = noop::action();
+    let _ = Noop::NAME;
 }

@@ -16,6 +16,6 @@ pub async fn enricher(ctx: &PubSubContext, message: &Message) -> Result<(), PubS
 
 fn main() {
     let ex = PubSubExecutor::new(PubSubConfig::default()).unwrap();
-    ex.register_agent(enricher::agent()).unwrap();
-    assert_eq!(enricher::SUBSCRIBE, ["news.*", "alerts.>"]);
+    ex.register_agent(std::sync::Arc::new(Enricher)).unwrap();
+    assert_eq!(Enricher::SUBSCRIBE, ["news.*", "alerts.>"]);
 }

@@ -27,7 +27,7 @@ pub async fn with_context(input: Value, ctx: &TaskContext) -> Result<TaskOutcome
 
 fn main() {
     let registry = TaskAgentRegistry::new();
-    registry.register_agent(calculator::agent()).unwrap();
-    registry.register_agent(std::sync::Arc::new(with_context::Agent)).unwrap();
-    let _ = (calculator::NAME, with_context::NAME);
+    registry.register("calculator", Box::new(Calculator::new())).unwrap();
+    registry.register_agent(std::sync::Arc::new(WithContext)).unwrap();
+    assert_eq!(dagger::register_all_task_agents(&TaskAgentRegistry::new()).unwrap(), 2);
 }
