@@ -127,12 +127,15 @@ fn generate(func: &ItemFn, ty: &Ident, common: &Common, form: &Form) -> TokenStr
                     quote_spanned!(ret_span=> #fn_name().await),
                 )
             };
-            quote! {
-                #read_input
+            let output = quote_spanned! {ret_span=>
                 let output = match #call {
                     ::core::result::Result::Ok(output) => output,
                     ::core::result::Result::Err(e) => return ::core::result::Result::Err(::core::convert::Into::<#p::BoxError>::into(e)),
                 };
+            };
+            quote! {
+                #read_input
+                #output
                 match #p::serde_json::to_value(&output) {
                     ::core::result::Result::Ok(value) => ::core::result::Result::Ok(#p::NodeOutput::success(value)),
                     ::core::result::Result::Err(e) => ::core::result::Result::Err(::core::convert::Into::into(::std::format!(

@@ -136,14 +136,23 @@ fn call_args(params: Params) -> TokenStream {
     }
 }
 
-/// The body of `TaskAgent::execute` around `call` (an awaited future).
-fn execute_body(p: &TokenStream, precheck: &TokenStream, call: &TokenStream) -> TokenStream {
-    quote! {
-        #precheck
+/// The body of `TaskAgent::execute` around `call` (an awaited future). Type
+/// errors in the conversions point at the user's return type (`span`).
+fn execute_body(
+    p: &TokenStream,
+    precheck: &TokenStream,
+    call: &TokenStream,
+    span: proc_macro2::Span,
+) -> TokenStream {
+    let convert = quote_spanned! {span=>
         match #call {
             ::core::result::Result::Ok(output) => ::core::result::Result::Ok(::core::convert::Into::<#p::TaskOutcome>::into(output)),
             ::core::result::Result::Err(e) => ::core::result::Result::Err(::core::convert::Into::<#p::BoxError>::into(e)),
         }
+    };
+    quote! {
+        #precheck
+        #convert
     }
 }
 
@@ -162,8 +171,9 @@ fn generate_fn(func: &ItemFn, ty: &Ident, common: &Common, params: Params) -> To
     let code = codegen::describe(common, &quote!(#name));
     let (statics, methods) = (&code.statics, &code.methods);
     let args = call_args(params);
-    let call = quote_spanned!(ret_span(&func.sig)=> #fn_name(#args).await);
-    let body = execute_body(&p, &code.precheck, &call);
+    let span = ret_span(&func.sig);
+    let call = quote_spanned!(span=> #fn_name(#args).await);
+    let body = execute_body(&p, &code.precheck, &call, span);
     let unit = codegen::unit_type(func, ty, common, (MACRO, "task agent"), &TokenStream::new());
     quote! {
         #func
@@ -212,8 +222,9 @@ fn generate_impl(
     let self_ty = &imp.self_ty;
     let args = call_args(params);
     // Inherent methods take precedence over the trait's `execute` in a path call.
-    let call = quote_spanned!(ret_span(&method.sig)=> <#self_ty>::execute(self, #args).await);
-    let body = execute_body(&p, &code.precheck, &call);
+    let span = ret_span(&method.sig);
+    let call = quote_spanned!(span=> <#self_ty>::execute(self, #args).await);
+    let body = execute_body(&p, &code.precheck, &call, span);
     quote! {
         #imp
 
