@@ -176,7 +176,12 @@ impl NodeInputs {
 
     /// Inputs copied from a JSON map.
     pub fn from_map(map: Map<String, Value>) -> Self {
-        Self { entries: map.into_iter().map(|(k, v)| (Arc::from(k), Arc::new(v))).collect() }
+        Self {
+            entries: map
+                .into_iter()
+                .map(|(k, v)| (Arc::from(k), Arc::new(v)))
+                .collect(),
+        }
     }
 
     /// Sets (or replaces) an input.
@@ -189,12 +194,18 @@ impl NodeInputs {
 
     /// The input `name`.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.entries.iter().find(|(k, _)| &**k == name).map(|(_, v)| &**v)
+        self.entries
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| &**v)
     }
 
     /// The shared input `name`.
     pub fn get_arc(&self, name: &str) -> Option<&Arc<Value>> {
-        self.entries.iter().find(|(k, _)| &**k == name).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| v)
     }
 
     /// Whether input `name` exists.
@@ -219,7 +230,12 @@ impl NodeInputs {
 
     /// The inputs as a JSON object (copies the values).
     pub fn to_value(&self) -> Value {
-        Value::Object(self.entries.iter().map(|(k, v)| (k.to_string(), (**v).clone())).collect())
+        Value::Object(
+            self.entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), (**v).clone()))
+                .collect(),
+        )
     }
 }
 

@@ -53,3 +53,24 @@ pub(crate) fn decode(what: impl Into<String>, err: impl std::fmt::Display) -> St
         reason: err.to_string(),
     }
 }
+
+/// Replaces the default wait of a [`StoreError::Locked`] with the busy
+/// timeout the store was opened with; other errors pass through.
+pub(crate) fn with_waited(err: StoreError, busy_timeout_ms: u64) -> StoreError {
+    match err {
+        StoreError::Locked { location, .. } => StoreError::Locked {
+            location,
+            waited_ms: busy_timeout_ms,
+        },
+        other => other,
+    }
+}
+
+/// True when `err` is a failed foreign-key constraint.
+pub(crate) fn is_foreign_key(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+    )
+}

@@ -5,12 +5,16 @@
 //! migrations, an r2d2 pool for readers and one writer thread that
 //! group-commits batches of writes in submission order.
 
+mod artifacts;
 pub mod error;
 mod location;
 mod migrations;
+mod runs;
+mod snapshots;
 mod sqlite;
 mod writer;
 
+pub use artifacts::INLINE_LIMIT;
 pub use dagger_core::store::Durability;
 pub use error::Result;
 pub use location::SqliteLocation;

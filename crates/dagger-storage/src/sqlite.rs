@@ -1,7 +1,7 @@
 //! The SQLite store: an r2d2 pool for readers and one writer thread for
 //! every write (see [`crate::writer`]).
 
-use crate::error::{BUSY_TIMEOUT_MS, map_pool, map_sqlite};
+use crate::error::{BUSY_TIMEOUT_MS, map_pool, map_sqlite, with_waited};
 use crate::location::SqliteLocation;
 use crate::migrations;
 use crate::writer::{self, AnyResult, Job, Reply};
@@ -12,6 +12,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -24,6 +25,13 @@ pub struct SqliteOptions {
     pub max_readers: u32,
     /// Limit of database pages (tests use it to simulate a full disk).
     pub max_page_count: Option<u64>,
+    /// How long a connection waits for another process's lock before a
+    /// write fails with [`StoreError::Locked`] (default 5 s).
+    pub busy_timeout: Duration,
+    /// Opens the file read-only: reads work, every write fails with
+    /// [`StoreError::ReadOnly`]. The schema must already be at
+    /// [`crate::latest_version`].
+    pub read_only: bool,
 }
 
 impl Default for SqliteOptions {
@@ -32,6 +40,8 @@ impl Default for SqliteOptions {
             durability: Durability::Batched,
             max_readers: 4,
             max_page_count: None,
+            busy_timeout: Duration::from_millis(BUSY_TIMEOUT_MS),
+            read_only: false,
         }
     }
 }
@@ -49,7 +59,14 @@ pub(crate) struct Inner {
     pub(crate) pool: r2d2::Pool<SqliteConnectionManager>,
     /// Directory for artifacts too large to keep inline.
     pub(crate) artifact_dir: PathBuf,
+    /// The configured busy timeout (reported by [`StoreError::Locked`]).
+    pub(crate) busy_timeout_ms: u64,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Jobs queued so far; with `processed` it tells a reader whether
+    /// accepted writes are still waiting for their commit.
+    submitted: AtomicU64,
+    /// Jobs the writer has finished, in queue order.
+    processed: Arc<AtomicU64>,
     deferred_error: Arc<Mutex<Option<StoreError>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Keeps a `sqlite::memory:` store's files alive until drop.
@@ -86,9 +103,9 @@ impl Drop for TempDir {
 fn configure(
     conn: &Connection,
     durability: Durability,
-    max_page_count: Option<u64>,
+    options: &SqliteOptions,
 ) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    conn.busy_timeout(options.busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let sync = match durability {
         Durability::Memory => "OFF",
@@ -96,7 +113,7 @@ fn configure(
         Durability::Sync => "FULL",
     };
     conn.pragma_update(None, "synchronous", sync)?;
-    if let Some(pages) = max_page_count {
+    if let Some(pages) = options.max_page_count {
         conn.pragma_update(
             None,
             "max_page_count",
@@ -147,33 +164,57 @@ impl SqliteStore {
             format!("sqlite:{}", path.display())
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-            && !parent.exists()
+            && !parent.is_dir()
         {
             return Err(StoreError::Open {
                 location: name,
                 reason: format!("directory `{}` does not exist", parent.display()),
             });
         }
-
-        let mut writer = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| map_sqlite(e, &name))?;
-        configure(&writer, durability, options.max_page_count).map_err(|e| map_sqlite(e, &name))?;
-        let mode: String = writer
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(|e| map_sqlite(e, &name))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(location = %name, mode, "could not switch to WAL");
+        if path.is_dir() {
+            return Err(StoreError::Open {
+                location: name,
+                reason: format!("`{}` is a directory, not a database file", path.display()),
+            });
         }
-        migrations::migrate(&mut writer, &name)?;
+        let busy_timeout_ms = u64::try_from(options.busy_timeout.as_millis()).unwrap_or(u64::MAX);
+        let sql = |e: rusqlite::Error| with_waited(map_sqlite(e, &name), busy_timeout_ms);
 
+        let mode_flags = if options.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        };
+        let mut writer =
+            Connection::open_with_flags(&path, mode_flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(sql)?;
+        configure(&writer, durability, &options).map_err(sql)?;
+        if !options.read_only {
+            let mode: String = writer
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .map_err(sql)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(location = %name, mode, "could not switch to WAL");
+            }
+        }
+        if options.read_only {
+            migrations::require_latest(&writer, &name)?;
+        } else {
+            migrations::migrate(&mut writer, &name).map_err(|e| with_waited(e, busy_timeout_ms))?;
+        }
+
+        let reader_flags = if options.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
+        let reader_options = SqliteOptions {
+            max_page_count: None,
+            ..options.clone()
+        };
         let manager = SqliteConnectionManager::file(&path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(move |c| configure(c, durability, None));
+            .with_flags(reader_flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(move |c| configure(c, durability, &reader_options));
         let pool = r2d2::Pool::builder()
             .max_size(options.max_readers.max(1))
             .min_idle(Some(0))
@@ -183,12 +224,17 @@ impl SqliteStore {
         let artifact_dir = artifact_dir_for(&path);
         let (tx, rx) = mpsc::channel();
         let deferred_error = Arc::new(Mutex::new(None));
+        let processed = Arc::new(AtomicU64::new(0));
         let thread = {
-            let name = name.clone();
-            let deferred = deferred_error.clone();
+            let shared = writer::Shared {
+                location: name.clone(),
+                deferred: deferred_error.clone(),
+                processed: processed.clone(),
+                busy_timeout_ms,
+            };
             std::thread::Builder::new()
                 .name("dagger-sqlite-writer".into())
-                .spawn(move || writer::run(writer, rx, name, deferred))
+                .spawn(move || writer::run(writer, rx, shared))
                 .map_err(|source| StoreError::Io {
                     context: "spawning the SQLite writer thread".into(),
                     source,
@@ -200,7 +246,10 @@ impl SqliteStore {
                 durability,
                 pool,
                 artifact_dir,
+                busy_timeout_ms,
                 sender: Mutex::new(Some(tx)),
+                submitted: AtomicU64::new(0),
+                processed,
                 deferred_error,
                 writer_thread: Mutex::new(Some(thread)),
                 _temp_dir: temp_dir,
@@ -224,6 +273,40 @@ impl SqliteStore {
             location: self.inner.location.clone(),
         })?;
         sender.send(job).map_err(|_| StoreError::Closed {
+            location: self.inner.location.clone(),
+        })?;
+        // Counted under the sender lock, so the count matches queue order.
+        self.inner.submitted.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// True when every job queued so far has been processed by the writer.
+    fn caught_up(&self) -> bool {
+        let submitted = self.inner.submitted.load(Ordering::Acquire);
+        self.inner.processed.load(Ordering::Acquire) >= submitted
+    }
+
+    /// Waits until the writer has processed everything queued before this
+    /// call (a barrier; errors of queued jobs stay for [`SqliteStore::flush`]).
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        if self.caught_up() {
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.enqueue(Job::Flush(Reply::Async(tx)))?;
+        rx.await.map(drop).map_err(|_| StoreError::Closed {
+            location: self.inner.location.clone(),
+        })
+    }
+
+    /// [`SqliteStore::catch_up`] for synchronous callers.
+    fn catch_up_blocking(&self) -> Result<(), StoreError> {
+        if self.caught_up() {
+            return Ok(());
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.enqueue(Job::Flush(Reply::Blocking(tx)))?;
+        rx.recv().map(drop).map_err(|_| StoreError::Closed {
             location: self.inner.location.clone(),
         })
     }
@@ -308,13 +391,18 @@ impl SqliteStore {
     }
 
     /// Runs `read` with a pooled connection on the blocking thread pool.
+    ///
+    /// The read sees every write this store accepted before the call,
+    /// including queued ([`SqliteStore::submit`]) ones: if any is still
+    /// waiting for its commit, the read waits for it first.
     pub async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.catch_up().await?;
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_blocking(read))
+        tokio::task::spawn_blocking(move || store.read_pooled(read))
             .await
             .map_err(|e| StoreError::Backend {
                 location: self.inner.location.clone(),
@@ -322,8 +410,17 @@ impl SqliteStore {
             })?
     }
 
-    /// Runs `read` with a pooled connection on the current thread.
+    /// Runs `read` with a pooled connection on the current thread; like
+    /// [`SqliteStore::read`], it sees every write accepted before the call.
     pub fn read_blocking<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError>,
+    {
+        self.catch_up_blocking()?;
+        self.read_pooled(read)
+    }
+
+    fn read_pooled<T, F>(&self, read: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Connection) -> Result<T, StoreError>,
     {
@@ -337,7 +434,10 @@ impl SqliteStore {
 
     /// Maps a rusqlite error to a store error naming this database.
     pub fn map_err(&self, err: rusqlite::Error) -> StoreError {
-        map_sqlite(err, &self.inner.location)
+        with_waited(
+            map_sqlite(err, &self.inner.location),
+            self.inner.busy_timeout_ms,
+        )
     }
 
     /// Runs `PRAGMA integrity_check`; `Ok(())` when the database is sound.
@@ -385,4 +485,26 @@ fn artifact_dir_for(db: &Path) -> PathBuf {
     let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".artifacts");
     db.with_file_name(name)
+}
+
+impl SqliteStore {
+    /// This store as the bundle of stores a DAG Flow executor records runs in.
+    pub fn stores(&self) -> dagger_core::Stores {
+        dagger_core::Stores::from(self.clone())
+    }
+}
+
+impl From<SqliteStore> for dagger_core::Stores {
+    fn from(store: SqliteStore) -> Self {
+        let durability = store.durability();
+        let location = store.location().to_string();
+        let shared = Arc::new(store);
+        Self {
+            runs: shared.clone(),
+            artifacts: shared.clone(),
+            snapshots: shared,
+            durability,
+            location,
+        }
+    }
 }

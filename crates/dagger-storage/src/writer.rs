@@ -4,12 +4,13 @@
 //! Jobs commit in submission order, so what is on disk after a crash is
 //! always a prefix of what was submitted.
 
-use crate::error::map_sqlite;
+use crate::error::{map_sqlite, with_waited};
 use dagger_core::StoreError;
 use parking_lot::Mutex;
 use rusqlite::{Connection, Transaction};
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 /// Most jobs committed in one transaction.
@@ -55,13 +56,29 @@ pub(crate) enum Job {
     Flush(Reply),
 }
 
+impl Job {
+    fn into_reply(self) -> Reply {
+        match self {
+            Job::Write { reply, .. } | Job::Flush(reply) => reply,
+        }
+    }
+}
+
+/// What the writer thread shares with the store handles.
+pub(crate) struct Shared {
+    /// The database's name for error messages.
+    pub(crate) location: String,
+    /// The first error of a fire-and-forget job since the last flush.
+    pub(crate) deferred: Arc<Mutex<Option<StoreError>>>,
+    /// Jobs taken off the queue and finished (committed or failed), counted
+    /// in queue order; readers compare it with the number submitted.
+    pub(crate) processed: Arc<AtomicU64>,
+    /// The configured busy timeout, reported in [`StoreError::Locked`].
+    pub(crate) busy_timeout_ms: u64,
+}
+
 /// Runs the writer loop until every sender is dropped.
-pub(crate) fn run(
-    mut conn: Connection,
-    rx: mpsc::Receiver<Job>,
-    location: String,
-    deferred: Arc<Mutex<Option<StoreError>>>,
-) {
+pub(crate) fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Shared) {
     let mut batch: Vec<Job> = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -71,81 +88,152 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch, &location, &deferred);
+        let count = batch.len() as u64;
+        let replies = commit_batch(&mut conn, std::mem::take(&mut batch), &shared);
+        shared.processed.fetch_add(count, Ordering::AcqRel);
+        for (result, reply) in replies {
+            reply.send(result, &shared.deferred);
+        }
     }
 }
 
+/// Runs and commits one batch; returns each job's result with its reply, in
+/// order. When the batch cannot commit, every job learns the cause: none of
+/// them is on disk, so none may report success.
 fn commit_batch(
     conn: &mut Connection,
-    batch: &mut Vec<Job>,
-    location: &str,
-    deferred: &Mutex<Option<StoreError>>,
-) {
+    batch: Vec<Job>,
+    shared: &Shared,
+) -> Vec<(AnyResult, Reply)> {
+    let location = shared.location.as_str();
+    let fix = |e: StoreError| with_waited(e, shared.busy_timeout_ms);
+    let sql = |e: rusqlite::Error| fix(map_sqlite(e, location));
     let mut results: Vec<(AnyResult, Reply)> = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
     let outcome = (|| -> Result<(), StoreError> {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| map_sqlite(e, location))?;
-        for job in batch.drain(..) {
-            match job {
-                Job::Write { work, reply } => {
-                    tx.execute_batch("SAVEPOINT job")
-                        .map_err(|e| map_sqlite(e, location))?;
-                    let result = work(&tx);
-                    let end = if result.is_ok() {
-                        "RELEASE job"
-                    } else {
-                        "ROLLBACK TO job; RELEASE job"
-                    };
-                    tx.execute_batch(end).map_err(|e| map_sqlite(e, location))?;
-                    results.push((result, reply));
+            .map_err(sql)?;
+        for job in jobs.by_ref() {
+            let (work, reply) = match job {
+                Job::Write { work, reply } => (work, reply),
+                Job::Flush(reply) => {
+                    results.push((Ok(Box::new(())), reply));
+                    continue;
                 }
-                Job::Flush(reply) => results.push((Ok(Box::new(())), reply)),
+            };
+            tx.execute_batch("SAVEPOINT job").map_err(sql)?;
+            let result = work(&tx).map_err(fix);
+            match &result {
+                Ok(_) => tx.execute_batch("RELEASE job").map_err(sql)?,
+                Err(err) if tx.is_autocommit() => {
+                    // SQLite rolled the whole transaction back (a full disk,
+                    // an I/O error): the batch is lost, and this job's error
+                    // is the cause every job of it must hear.
+                    let cause = duplicate(err);
+                    results.push((result, reply));
+                    return Err(cause);
+                }
+                Err(_) => tx
+                    .execute_batch("ROLLBACK TO job; RELEASE job")
+                    .map_err(sql)?,
             }
+            results.push((result, reply));
         }
-        tx.commit().map_err(|e| map_sqlite(e, location))
+        tx.commit().map_err(sql)
     })();
-    match outcome {
-        Ok(()) => {
-            for (result, reply) in results {
-                reply.send(result, deferred);
-            }
-        }
-        Err(err) => {
-            // The whole batch rolled back: every job learns it, none is half-written.
-            let msg = err.to_string();
-            let mut err = Some(err);
-            for (_, reply) in results {
-                let e = err.take().unwrap_or_else(|| clone_error(&msg, location));
-                reply.send(Err(e), deferred);
-            }
-            for job in batch.drain(..) {
-                let reply = match job {
-                    Job::Write { reply, .. } | Job::Flush(reply) => reply,
-                };
-                reply.send(Err(clone_error(&msg, location)), deferred);
-            }
-        }
+    let Err(cause) = outcome else {
+        return results;
+    };
+    let mut failed: Vec<(AnyResult, Reply)> = results
+        .into_iter()
+        .map(|(_, reply)| (Err(duplicate(&cause)), reply))
+        .collect();
+    failed.extend(jobs.map(|job| (Err(duplicate(&cause)), job.into_reply())));
+    if let Some((first, _)) = failed.first_mut() {
+        *first = Err(cause);
     }
+    failed
 }
 
-/// `StoreError` is not `Clone` (it can hold an `io::Error`); batch failures
-/// are re-created from their message, keeping the typed variants that matter.
-fn clone_error(msg: &str, location: &str) -> StoreError {
-    let location = location.to_string();
-    if msg.contains("is full") {
-        StoreError::DiskFull { location }
-    } else if msg.contains("read-only") {
-        StoreError::ReadOnly { location }
-    } else if msg.contains("is locked") {
-        StoreError::Locked {
+/// A copy of `err` for each job of a failed batch (`StoreError` is not
+/// `Clone`: it can hold an `io::Error`, which is copied by kind and message).
+pub(crate) fn duplicate(err: &StoreError) -> StoreError {
+    use StoreError as E;
+    match err {
+        E::InvalidLocation { location, reason } => E::InvalidLocation {
+            location: location.clone(),
+            reason: reason.clone(),
+        },
+        E::Open { location, reason } => E::Open {
+            location: location.clone(),
+            reason: reason.clone(),
+        },
+        E::Locked {
             location,
-            waited_ms: crate::error::BUSY_TIMEOUT_MS,
-        }
-    } else {
-        StoreError::Backend {
+            waited_ms,
+        } => E::Locked {
+            location: location.clone(),
+            waited_ms: *waited_ms,
+        },
+        E::ReadOnly { location } => E::ReadOnly {
+            location: location.clone(),
+        },
+        E::DiskFull { location } => E::DiskFull {
+            location: location.clone(),
+        },
+        E::NewerSchema {
             location,
-            message: msg.to_string(),
-        }
+            found,
+            supported,
+        } => E::NewerSchema {
+            location: location.clone(),
+            found: *found,
+            supported: *supported,
+        },
+        E::MissingArtifact { id, path } => E::MissingArtifact {
+            id: id.clone(),
+            path: path.clone(),
+        },
+        E::CorruptArtifact { id, path, reason } => E::CorruptArtifact {
+            id: id.clone(),
+            path: path.clone(),
+            reason: reason.clone(),
+        },
+        E::NotFound { entity, id } => E::NotFound {
+            entity,
+            id: id.clone(),
+        },
+        E::AlreadyExists { entity, id } => E::AlreadyExists {
+            entity,
+            id: id.clone(),
+        },
+        E::StaleToken {
+            entity,
+            id,
+            held,
+            current,
+        } => E::StaleToken {
+            entity,
+            id: id.clone(),
+            held: *held,
+            current: *current,
+        },
+        E::Conflict(msg) => E::Conflict(msg.clone()),
+        E::Io { context, source } => E::Io {
+            context: context.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        E::Decode { what, reason } => E::Decode {
+            what: what.clone(),
+            reason: reason.clone(),
+        },
+        E::Closed { location } => E::Closed {
+            location: location.clone(),
+        },
+        E::Backend { location, message } => E::Backend {
+            location: location.clone(),
+            message: message.clone(),
+        },
     }
 }
