@@ -97,8 +97,13 @@ pub mod prelude {
     pub use async_trait::async_trait;
 
     pub use dagger_core::{
-        BoxError, Cache, DaggerError, JobStatus, JsonSchema, NodeStatus, Permanent, RetryPolicy,
-        RetryStrategy, RunStatus, TaskStatus,
+        BoxError, Cache, DaggerError, Durability, JobStatus, JsonSchema, NodeStatus, Permanent,
+        RetryPolicy, RetryStrategy, RunStatus, Stores, TaskStatus, insert_value,
+    };
+
+    pub use dagger_coord::{
+        CoordError, Coordinator, DagExecutionReport, EventHook, ExecutionEvent, ExecutorCommand,
+        HookContext, NodeSpec, execute_dag,
     };
 
     pub use dagger_dag_flow::{
@@ -107,8 +112,8 @@ pub mod prelude {
     };
 
     pub use dagger_task_core::{
-        JobHandle, StallAction, TaskAgent, TaskAgentRegistry, TaskContext, TaskError, TaskManager,
-        TaskOutcome, TaskSpec, TaskType,
+        JobConfig, JobHandle, StallAction, TaskAgent, TaskAgentRegistry, TaskContext, TaskError,
+        TaskManager, TaskOutcome, TaskSpec, TaskType,
     };
 
     pub use dagger_pubsub::{
