@@ -39,6 +39,8 @@ pub(crate) struct Args {
     values: Vec<(Ident, LitStr)>,
     /// Keys given with an invalid value (already reported; not "missing").
     invalid: Vec<String>,
+    /// The arguments did not parse (already reported): nothing is "missing".
+    unparsed: bool,
     /// The span of the whole attribute, for "missing argument" errors.
     attr_span: Span,
 }
@@ -60,6 +62,7 @@ impl Args {
                 return Self {
                     values: Vec::new(),
                     invalid: Vec::new(),
+                    unparsed: true,
                     attr_span,
                 };
             }
@@ -102,6 +105,7 @@ impl Args {
         Self {
             values,
             invalid,
+            unparsed: false,
             attr_span,
         }
     }
@@ -122,7 +126,7 @@ impl Args {
         errors: &mut Errors,
     ) -> Option<&LitStr> {
         let found = self.get(key);
-        if found.is_none() && !self.invalid.iter().any(|k| k == key) {
+        if found.is_none() && !self.unparsed && !self.invalid.iter().any(|k| k == key) {
             errors.push(syn::Error::new(
                 self.attr_span,
                 format!("`#[{macro_name}]` requires `{key} = \"...\"`"),
@@ -201,5 +205,55 @@ impl Common {
             output_schema,
             krate: krate?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Args, COMMON_KEYS, Common};
+    use crate::errors::Errors;
+    use quote::quote;
+
+    fn errors_of(tokens: proc_macro2::TokenStream) -> Vec<String> {
+        let mut errors = Errors::default();
+        let args = Args::parse("action", tokens, &COMMON_KEYS, &mut errors);
+        let _ = Common::from_args("action", &args, &mut errors);
+        match errors.finish() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn valid_arguments_parse() {
+        assert!(errors_of(quote!(name = "a", description = "d", crate = "::x::dagger")).is_empty());
+        assert!(errors_of(quote!(name = "a",)).is_empty());
+    }
+
+    #[test]
+    fn every_mistake_is_reported() {
+        assert_eq!(
+            errors_of(quote!(
+                name = "a",
+                name = "b",
+                colour = "red",
+                description = 3
+            )),
+            [
+                "`name` specified more than once",
+                "unknown argument `colour` for `#[action]`; expected one of: `name`, `description`, `input_schema`, `output_schema`, `crate`",
+                "`description` expects a string literal, like `description = \"...\"`",
+            ]
+        );
+        assert_eq!(
+            errors_of(quote!(name = " padded ")),
+            ["`name` must not start or end with whitespace"]
+        );
+        assert_eq!(errors_of(quote!(name = "")), ["`name` must not be empty"]);
+        assert_eq!(
+            errors_of(quote!()),
+            ["`#[action]` requires `name = \"...\"`"]
+        );
+        assert_eq!(errors_of(quote!(name)), ["expected `name = \"...\"`"]);
     }
 }

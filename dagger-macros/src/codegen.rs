@@ -129,3 +129,55 @@ pub(crate) fn describe(common: &Common, name_expr: &TokenStream) -> SchemaCode {
         precheck,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::type_name;
+    use crate::errors::Errors;
+
+    fn camel(item: syn::ItemFn) -> Result<String, String> {
+        let mut errors = Errors::default();
+        let ty = type_name(&item, "action", &mut errors);
+        match errors.finish() {
+            Ok(()) => Ok(ty.map(|t| t.to_string()).unwrap_or_default()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn function_names_become_camel_case_types() {
+        assert_eq!(
+            camel(syn::parse_quote!(
+                async fn double() {}
+            )),
+            Ok("Double".into())
+        );
+        assert_eq!(
+            camel(syn::parse_quote!(
+                async fn add_numbers_2() {}
+            )),
+            Ok("AddNumbers2".into())
+        );
+        assert_eq!(
+            camel(syn::parse_quote!(
+                async fn r#type() {}
+            )),
+            Ok("Type".into())
+        );
+        assert_eq!(
+            camel(syn::parse_quote!(
+                async fn _a__b_() {}
+            )),
+            Ok("AB".into())
+        );
+    }
+
+    #[test]
+    fn names_already_camel_case_are_refused() {
+        let err = camel(syn::parse_quote!(
+            async fn Double() {}
+        ))
+        .unwrap_err();
+        assert!(err.contains("give the function a snake_case name"), "{err}");
+    }
+}
