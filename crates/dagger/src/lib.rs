@@ -40,6 +40,10 @@
 //! `#[derive(Deserialize)]` on a typed action's input needs `serde` as a
 //! dependency, or `#[serde(crate = "dagger::serde")]` on the type.
 //!
+//! Import `dagger::prelude::*` rather than `dagger::*`: a glob import of the
+//! crate root brings the module [`core`] into scope, which then
+//! shadows the standard library's `core` in relative paths.
+//!
 //! # Feature flags
 //!
 //! | feature | default | enables |
