@@ -134,7 +134,7 @@ pub enum TaskError {
         /// `input` or `output`.
         direction: &'static str,
         /// The violation.
-        violation: SchemaViolation,
+        violation: Box<SchemaViolation>,
     },
     /// A job configuration value is invalid.
     #[error("job `{job}`: invalid configuration: {reason}")]

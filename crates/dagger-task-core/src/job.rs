@@ -130,7 +130,11 @@ struct Turn {
 }
 
 async fn drive(m: TaskManager, rt: Arc<JobRuntime>) {
+    let mut changes = m.inner.store.change_signal();
     let final_status = loop {
+        if let Some(c) = &mut changes {
+            c.borrow_and_update();
+        }
         let turn = match turn(&m, &rt) {
             Ok(t) => t,
             Err(e) => {
@@ -159,8 +163,18 @@ async fn drive(m: TaskManager, rt: Arc<JobRuntime>) {
                 None => std::future::pending::<()>().await,
             }
         };
+        let changed = async {
+            let alive = match &mut changes {
+                Some(c) => c.changed().await.is_ok(),
+                None => false,
+            };
+            if !alive {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             () = rt.notify.notified() => {}
+            () = changed => {}
             () = sleep => {}
             () = rt.cancel.cancelled() => {}
         }

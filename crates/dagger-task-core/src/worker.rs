@@ -105,7 +105,7 @@ async fn execute(m: &TaskManager, task: &TaskRecord, ctx: &TaskContext) -> Attem
             task: task.task_id.to_string(),
             agent: task.agent.clone(),
             direction,
-            violation,
+            violation: Box::new(violation),
         }
         .to_string(),
     };

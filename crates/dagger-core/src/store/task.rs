@@ -196,6 +196,14 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// A human-readable location (`memory`, `sqlite:path`), for messages.
     fn location(&self) -> String;
+
+    /// A counter the store bumps after each committed transaction, so that
+    /// job loops sharing the store in this process wake on each other's
+    /// changes. `None` when the backend cannot signal; loops then rely on
+    /// their lease and heartbeat timers.
+    fn change_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// Runs `f` in one transaction of `store` and returns its value.
