@@ -10,7 +10,7 @@ pub mod error;
 pub mod executor;
 pub mod model;
 
-pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeOutput};
+pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeInputs, NodeOutput};
 pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};
 pub use dagger_core::{Cache, InputSpec, RetryStrategy};
 pub use error::DagError;

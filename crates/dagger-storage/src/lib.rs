@@ -1,1 +1,18 @@
-//! Work in progress.
+//! The SQLite store of Dagger.
+//!
+//! [`SqliteStore`] implements the storage traits of `dagger-core` over one
+//! SQLite file: WAL, a busy timeout, foreign keys, `PRAGMA user_version`
+//! migrations, an r2d2 pool for readers and one writer thread that
+//! group-commits batches of writes in submission order.
+
+pub mod error;
+mod location;
+mod migrations;
+mod sqlite;
+mod writer;
+
+pub use dagger_core::store::Durability;
+pub use error::Result;
+pub use location::SqliteLocation;
+pub use migrations::latest_version;
+pub use sqlite::{SqliteOptions, SqliteStore};
