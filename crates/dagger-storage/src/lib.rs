@@ -9,6 +9,7 @@ pub mod error;
 mod location;
 mod migrations;
 mod sqlite;
+mod task_store;
 mod writer;
 
 pub use dagger_core::store::Durability;
