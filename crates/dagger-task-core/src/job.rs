@@ -7,11 +7,13 @@
 //! stall heartbeat). Then it sleeps until a worker or an API call notifies
 //! it, or the deadline passes: no polling.
 
+use crate::TaskError;
 use crate::config::{JobConfig, StallAction, StallReport, StalledTask};
 use crate::manager::TaskManager;
 use crate::ops;
 use crate::spec::TaskSpec;
 use crate::worker;
+use dagger_core::StoreError;
 use dagger_core::store::TaskRecord;
 use dagger_core::{JobId, JobStatus, TaskStatus, now_millis};
 use parking_lot::Mutex;
@@ -131,17 +133,30 @@ struct Turn {
 
 async fn drive(m: TaskManager, rt: Arc<JobRuntime>) {
     let mut changes = m.inner.store.change_signal();
+    let mut backoff = Duration::from_millis(50);
     let final_status = loop {
         if let Some(c) = &mut changes {
             c.borrow_and_update();
         }
         let turn = match turn(&m, &rt) {
-            Ok(t) => t,
-            Err(e) => {
-                // The store failed; stop driving and leave state as stored so
-                // a resume can continue.
-                tracing::error!(job = %rt.job_id, error = %e, "job loop stopped by a store error");
+            Ok(t) => {
+                backoff = Duration::from_millis(50);
+                t
+            }
+            Err(TaskError::Store(StoreError::Closed { .. })) => {
+                tracing::error!(job = %rt.job_id, "job loop stopped: the store is closed");
                 break None;
+            }
+            Err(e) => {
+                // A transient store failure (locked, full): state is as
+                // stored, so retry the turn after a growing pause.
+                tracing::error!(job = %rt.job_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "job turn failed");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = rt.cancel.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
             }
         };
         for task in turn.claimed {

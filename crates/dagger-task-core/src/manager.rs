@@ -99,7 +99,7 @@ impl TaskManager {
 
     /// Completions, failures and renewals this manager discarded because
     /// their lease was no longer current (each a [`TaskError::StaleLease`]),
-    /// oldest first; taking them clears the list.
+    /// oldest first (the latest 1024 are kept); taking them clears the list.
     pub fn take_stale_completions(&self) -> Vec<TaskError> {
         std::mem::take(&mut *self.inner.stale.lock())
     }

@@ -156,10 +156,7 @@ fn check_dependency(task: &TaskId, job: &JobId, dep: &TaskRecord) -> Result<(), 
             other_job: dep.job_id.to_string(),
         });
     }
-    if matches!(
-        dep.status,
-        TaskStatus::Failed | TaskStatus::Rejected | TaskStatus::Cancelled
-    ) {
+    if matches!(dep.status, TaskStatus::Failed | TaskStatus::Cancelled) {
         return Err(TaskError::DependencyFailed {
             task: task.to_string(),
             dependency: dep.task_id.to_string(),
@@ -323,10 +320,9 @@ pub(crate) fn set_status(
 fn settle(tx: &mut dyn TaskTx, task: &TaskRecord, now: i64) -> Result<(), TaskError> {
     if task.status.is_done() {
         release_dependents(tx, &task.task_id, now)?;
-    } else if matches!(
-        task.status,
-        TaskStatus::Failed | TaskStatus::Rejected | TaskStatus::Cancelled
-    ) {
+    } else if matches!(task.status, TaskStatus::Failed | TaskStatus::Cancelled) {
+        // A Rejected task may be reworked (Rejected -> Ready), so its
+        // dependents wait; if nobody reworks it, stall detection reports it.
         fail_dependents(tx, &task.task_id, now)?;
     }
     Ok(())

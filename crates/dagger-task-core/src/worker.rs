@@ -13,6 +13,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Stale-lease reports kept for [`TaskManager::take_stale_completions`].
+const STALE_KEPT: usize = 1024;
+
 /// How an attempt ended, before it is committed.
 enum Attempt {
     Output(Value),
@@ -85,7 +88,11 @@ async fn renew_lease(m: &TaskManager, rt: &JobRuntime, task: &TaskRecord, ctx: &
 
 fn report_stale(m: &TaskManager, e: TaskError) {
     tracing::warn!(error = %e, "discarded work under a stale lease");
-    m.inner.stale.lock().push(e);
+    let mut stale = m.inner.stale.lock();
+    if stale.len() >= STALE_KEPT {
+        stale.remove(0);
+    }
+    stale.push(e);
 }
 
 async fn execute(m: &TaskManager, task: &TaskRecord, ctx: &TaskContext) -> Attempt {
