@@ -148,7 +148,8 @@ impl Runtime {
             source: source.map(str::to_string),
             payload,
             timestamp: dagger_core::now_millis(),
-            correlation_id: correlation_id.or_else(|| parent.and_then(|p| p.correlation_id.clone())),
+            correlation_id: correlation_id
+                .or_else(|| parent.and_then(|p| p.correlation_id.clone())),
             causation_id: parent.map(|p| p.id.clone()),
             headers,
             depth: parent.map_or(0, |p| p.depth.saturating_add(1)),
@@ -168,7 +169,8 @@ impl Runtime {
         if channel.durable {
             let _order = channel.append_lock.lock().await;
             let offset = self.append(channel, vec![message.to_record()]).await?;
-            self.enqueue(channel, message, offset, publisher, false).await;
+            self.enqueue(channel, message, offset, publisher, false)
+                .await;
         } else {
             self.enqueue(channel, message, 0, publisher, false).await;
         }
@@ -187,7 +189,8 @@ impl Runtime {
             let records = messages.iter().map(Message::to_record).collect();
             let first = self.append(channel, records).await?;
             for (i, m) in messages.into_iter().enumerate() {
-                self.enqueue(channel, m, first + i as u64, None, false).await;
+                self.enqueue(channel, m, first + i as u64, None, false)
+                    .await;
             }
         } else {
             for m in messages {
@@ -226,7 +229,8 @@ impl Runtime {
         if subs.is_empty() {
             return;
         }
-        self.in_flight.fetch_add(subs.len() as u64, Ordering::AcqRel);
+        self.in_flight
+            .fetch_add(subs.len() as u64, Ordering::AcqRel);
         let env = Arc::new(Envelope {
             message,
             channel: channel.clone(),
@@ -307,7 +311,10 @@ impl Runtime {
         let payload = letter.to_payload();
         let dl_channel = self.channel(DEAD_LETTER_CHANNEL);
         let mut headers = BTreeMap::new();
-        headers.insert("dead-letter-reason".to_string(), letter.reason.kind().to_string());
+        headers.insert(
+            "dead-letter-reason".to_string(),
+            letter.reason.kind().to_string(),
+        );
         let mut dl = self.new_message(
             &dl_channel,
             payload,
