@@ -1,1 +1,180 @@
-fn main() {}
+//! The `dagger` command: validate, run, resume and inspect DAG Flow workflows
+//! on the embedded SQLite store.
+
+mod actions;
+mod cmd_control;
+mod cmd_inspect;
+mod cmd_run;
+mod error;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use error::CliError;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where runs are stored unless `--db` or `DAGGER_DB` says otherwise.
+pub(crate) const DEFAULT_DB: &str = "sqlite:.dagger/dagger.db";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dagger",
+    version,
+    about = "Run and inspect Dagger workflows",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The store location flag shared by the commands that use one.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct DbArg {
+    /// Store location: `sqlite:PATH` or `sqlite::memory:` [default: sqlite:.dagger/dagger.db in the
+    /// current directory, or $DAGGER_DB]
+    #[arg(long, env = "DAGGER_DB", default_value = DEFAULT_DB, hide_default_value = true)]
+    pub(crate) db: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check workflow files; print every problem as `file:line:col: message`.
+    Validate {
+        /// Workflow YAML files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a workflow with the built-in actions (shell, sleep, echo, fail).
+    Run(cmd_run::RunArgs),
+    /// Resume an interrupted, paused or failed run; only unfinished nodes run.
+    Resume {
+        /// The run to resume.
+        run_id: String,
+        #[command(flatten)]
+        db: DbArg,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List or show recorded runs.
+    Runs {
+        #[command(subcommand)]
+        command: cmd_inspect::RunsCommand,
+    },
+    /// Print a workflow definition (FILE) or a recorded run (--run ID) as Graphviz DOT.
+    Dot {
+        /// A workflow YAML file.
+        #[arg(required_unless_present = "run", conflicts_with = "run")]
+        file: Option<PathBuf>,
+        /// A recorded run id.
+        #[arg(long)]
+        run: Option<String>,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Ask a run (possibly in another process) to stop; it stops within a second.
+    Cancel {
+        /// The run.
+        run_id: String,
+        /// Why.
+        #[arg(long, default_value = "cancelled from the command line")]
+        reason: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Approve a node waiting for a human, optionally with JSON input.
+    Approve {
+        /// The run.
+        run_id: String,
+        /// The waiting node.
+        node_id: String,
+        /// JSON given to the node as its input `human_input`.
+        #[arg(long)]
+        input: Option<String>,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Reject a node waiting for a human: it fails with the reason.
+    Reject {
+        /// The run.
+        run_id: String,
+        /// The waiting node.
+        node_id: String,
+        /// Why.
+        #[arg(long, default_value = "rejected from the command line")]
+        reason: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DAGGER_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(CliError::Invalid { count }) => {
+            eprintln!("{count} problem(s) found");
+            ExitCode::from(1)
+        }
+        Err(CliError::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
+    match command {
+        Command::Validate { files } => cmd_run::validate(&files),
+        Command::Run(args) => cmd_run::run(args).await,
+        Command::Resume { run_id, db, json } => cmd_run::resume(&run_id, &db.db, json).await,
+        Command::Runs { command } => cmd_inspect::runs(command).await,
+        Command::Dot { file, run, db } => cmd_inspect::dot(file, run, &db.db).await,
+        Command::Cancel { run_id, reason, db } => {
+            cmd_control::cancel(&run_id, &reason, &db.db).await
+        }
+        Command::Approve {
+            run_id,
+            node_id,
+            input,
+            db,
+        } => cmd_control::approve(&run_id, &node_id, input.as_deref(), &db.db).await,
+        Command::Reject {
+            run_id,
+            node_id,
+            reason,
+            db,
+        } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
+    }
+}
+
+/// Opens the store, creating the default `.dagger/` directory when needed.
+pub(crate) async fn open_store(db: &str) -> Result<dagger_storage::SqliteStore, CliError> {
+    if db == DEFAULT_DB {
+        std::fs::create_dir_all(".dagger")
+            .map_err(|e| CliError::Other(format!("cannot create `.dagger/`: {e}")))?;
+    }
+    Ok(dagger_storage::SqliteStore::open(db).await?)
+}

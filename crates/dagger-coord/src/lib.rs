@@ -1,1 +1,27 @@
-//! Work in progress.
+//! The Dagger coordinator: runs DAG Flow workflows in parallel.
+//!
+//! Actions ([`NodeAction`]) are pure computations; the [`Coordinator`] owns
+//! the run loop; [`EventHook`]s see every [`ExecutionEvent`] and answer with
+//! [`ExecutorCommand`]s (add nodes, pause or cancel branches, skip nodes)
+//! that are applied between events, so the graph never changes under a
+//! running decision.
+
+mod coordinator;
+pub mod error;
+mod event;
+mod persist;
+mod report;
+mod run;
+mod state;
+mod worker;
+
+pub use coordinator::{
+    Coordinator, RunView, approve, execute_dag, load_run_view, reject, request_cancel,
+};
+pub use dagger_core::Cache;
+pub use dagger_dag_flow::{
+    ActionRegistry, DagConfig, DagExecutor, NodeAction, NodeCtx, NodeInputs, NodeOutput,
+};
+pub use error::CoordError;
+pub use event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext, NodeRef, NodeSpec};
+pub use report::{DagExecutionReport, ExecutionMetrics, NodeReport};

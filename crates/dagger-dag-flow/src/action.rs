@@ -96,8 +96,8 @@ pub struct NodeCtx {
     pub invocation_key: String,
     /// The attempt number, starting at 1.
     pub attempt: u32,
-    /// Resolved inputs by name.
-    pub inputs: Map<String, Value>,
+    /// Resolved inputs by name (shared with the cache, never copied).
+    pub inputs: NodeInputs,
     /// Read access to the run's cache.
     pub cache: Cache,
     /// Stable across attempts and resumes of this invocation: use it to make side effects idempotent.
@@ -111,6 +111,7 @@ pub struct NodeCtx {
 impl NodeCtx {
     /// A context for calling an action directly (tests, tools).
     pub fn for_test(node_id: &str, inputs: Map<String, Value>) -> Self {
+        let inputs = NodeInputs::from_map(inputs);
         Self {
             dag_name: Arc::from("test"),
             run_id: RunId::from("test-run"),
@@ -155,6 +156,95 @@ impl fmt::Debug for NodeCtx {
             .field("attempt", &self.attempt)
             .field("inputs", &self.inputs)
             .finish_non_exhaustive()
+    }
+}
+
+/// The resolved inputs of a node: name -> value, the values shared with the
+/// cache through `Arc`. Reads like a JSON map: `inputs.get("x")`, `inputs["x"]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeInputs {
+    entries: Vec<(Arc<str>, Arc<Value>)>,
+}
+
+static NULL: Value = Value::Null;
+
+impl NodeInputs {
+    /// No inputs.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inputs copied from a JSON map.
+    pub fn from_map(map: Map<String, Value>) -> Self {
+        Self {
+            entries: map
+                .into_iter()
+                .map(|(k, v)| (Arc::from(k), Arc::new(v)))
+                .collect(),
+        }
+    }
+
+    /// Sets (or replaces) an input.
+    pub fn insert(&mut self, name: &str, value: Arc<Value>) {
+        match self.entries.iter_mut().find(|(k, _)| &**k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.entries.push((Arc::from(name), value)),
+        }
+    }
+
+    /// The input `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.entries
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| &**v)
+    }
+
+    /// The shared input `name`.
+    pub fn get_arc(&self, name: &str) -> Option<&Arc<Value>> {
+        self.entries
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Whether input `name` exists.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Number of inputs.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no inputs.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// `(name, value)` pairs in declaration order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// The inputs as a JSON object (copies the values).
+    pub fn to_value(&self) -> Value {
+        Value::Object(
+            self.entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), (**v).clone()))
+                .collect(),
+        )
+    }
+}
+
+impl std::ops::Index<&str> for NodeInputs {
+    type Output = Value;
+
+    /// The input, or `null` when absent (like `serde_json::Value`'s indexing).
+    fn index(&self, name: &str) -> &Value {
+        self.get(name).unwrap_or(&NULL)
     }
 }
 

@@ -22,7 +22,310 @@ pub enum DagError {
         /// What is wrong.
         message: String,
     },
+    /// A stored cache snapshot cannot be read back.
+    #[error("cache snapshot `{scope}` is unreadable: {reason}")]
+    Snapshot {
+        /// The snapshot's scope.
+        scope: String,
+        /// Why.
+        reason: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] dagger_core::StoreError),
+}
+
+/// One problem found while loading or validating a workflow definition, with
+/// where it is. Displays as `file:line:col: message` (or `file: message` when
+/// the problem has no position, such as an unreadable file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadIssue {
+    /// The file the definition came from, or `<string>` / `<added nodes>`.
+    pub file: String,
+    /// 1-based line, when the problem has a position.
+    pub line: Option<usize>,
+    /// 1-based column (in characters), when the problem has a position.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub kind: LoadIssueKind,
+}
+
+impl std::fmt::Display for LoadIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(line), Some(col)) => write!(f, "{}:{line}:{col}: {}", self.file, self.kind),
+            (Some(line), None) => write!(f, "{}:{line}: {}", self.file, self.kind),
+            _ => write!(f, "{}: {}", self.file, self.kind),
+        }
+    }
+}
+
+impl std::error::Error for LoadIssue {}
+
+/// Every problem of one load, in file order. Displays one issue per line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadErrors(pub Vec<LoadIssue>);
+
+impl LoadErrors {
+    /// The issues.
+    pub fn issues(&self) -> &[LoadIssue] {
+        &self.0
+    }
+
+    /// The issues, owned.
+    pub fn into_issues(self) -> Vec<LoadIssue> {
+        self.0
+    }
+}
+
+impl std::fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadErrors {}
+
+impl IntoIterator for LoadErrors {
+    type Item = LoadIssue;
+    type IntoIter = std::vec::IntoIter<LoadIssue>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// What is wrong with a workflow definition. Each message names the culprit
+/// (field, node, input, reference).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoadIssueKind {
+    /// The file or directory could not be read.
+    #[error("cannot read: {0}")]
+    Io(String),
+    /// The input is larger than the loader accepts.
+    #[error("input is {size} bytes, more than the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the input in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The bytes are not UTF-8; the position is the first invalid byte.
+    #[error("input is not valid UTF-8")]
+    InvalidUtf8,
+    /// The text is not well-formed YAML.
+    #[error("YAML syntax error: {0}")]
+    Syntax(String),
+    /// The YAML breaches a size, nesting or alias budget (hostile or runaway input).
+    #[error("YAML exceeds a safety limit: {0}")]
+    LimitExceeded(String),
+    /// The document holds no value (empty file, only comments, or `~`).
+    #[error("the document is empty; a workflow is a mapping with `name` and `nodes`")]
+    EmptyDocument,
+    /// The top level is not a mapping.
+    #[error("a workflow must be a mapping with `name` and `nodes`, found {found}")]
+    NotAMapping {
+        /// What was found instead (`a list`, `a string`, ...).
+        found: &'static str,
+    },
+    /// A nested entry (node, input, output, config) is not a mapping.
+    #[error("{context}: expected a mapping, found {found}")]
+    ExpectedMapping {
+        /// Which entry (`node #2`, `node \`a\`, input #1`, `config`).
+        context: String,
+        /// What was found instead.
+        found: &'static str,
+    },
+    /// A field the model does not have.
+    #[error("{context}: unknown field `{field}`, expected one of {expected}")]
+    UnknownField {
+        /// Where (`workflow`, `node \`a\``, ...).
+        context: String,
+        /// The unknown field.
+        field: String,
+        /// The fields allowed there.
+        expected: String,
+    },
+    /// A field given twice in the same mapping.
+    #[error("{context}: field `{field}` is given more than once")]
+    DuplicateField {
+        /// Where.
+        context: String,
+        /// The repeated field.
+        field: String,
+    },
+    /// A required field is absent.
+    #[error("{context}: missing required field `{field}`")]
+    MissingField {
+        /// Where.
+        context: String,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// A field's value has the wrong type or an out-of-range value.
+    #[error("{context}: field `{field}`: {message}")]
+    WrongType {
+        /// Where.
+        context: String,
+        /// The field.
+        field: String,
+        /// What was expected and found.
+        message: String,
+    },
+    /// A required text field is empty or blank.
+    #[error("{context}: `{field}` must not be empty")]
+    EmptyValue {
+        /// Where.
+        context: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// `nodes` is an empty list.
+    #[error("`nodes` is empty; a workflow needs at least one node")]
+    NoNodes,
+    /// Two nodes share an id.
+    #[error("node id `{id}` is used by more than one node")]
+    DuplicateNodeId {
+        /// The id.
+        id: String,
+    },
+    /// A node id that references could not name.
+    #[error("node id `{id}` {reason}")]
+    InvalidNodeId {
+        /// The id.
+        id: String,
+        /// Why it is not allowed.
+        reason: &'static str,
+    },
+    /// A node lists itself as a dependency.
+    #[error("node `{node}` depends on itself")]
+    SelfDependency {
+        /// The node.
+        node: String,
+    },
+    /// A dependency names no node.
+    #[error("node `{node}` depends on `{dependency}`, which is not a node of this workflow")]
+    MissingDependency {
+        /// The node.
+        node: String,
+        /// The unknown dependency.
+        dependency: String,
+    },
+    /// A dependency listed twice by the same node.
+    #[error("node `{node}` lists dependency `{dependency}` more than once")]
+    DuplicateDependency {
+        /// The node.
+        node: String,
+        /// The repeated dependency.
+        dependency: String,
+    },
+    /// Dependencies form a cycle; the path starts and ends at the same node,
+    /// each node running before the next (`a -> b`: `b` depends on `a`).
+    #[error("dependency cycle: {}", path.join(" -> "))]
+    Cycle {
+        /// The node ids along the cycle, first repeated at the end.
+        path: Vec<String>,
+    },
+    /// A reference that is neither `inputs.<key>` nor `<node_id>.<output>`.
+    #[error(
+        "node `{node}`: {site} has malformed reference `{reference}`; expected `inputs.<key>` or `<node_id>.<output>`"
+    )]
+    MalformedReference {
+        /// The node holding the reference.
+        node: String,
+        /// Where in the node (`input \`x\``, `map_over`, `when`).
+        site: String,
+        /// The reference.
+        reference: String,
+    },
+    /// A reference to a node that does not exist.
+    #[error("node `{node}`: {site} references `{reference}`, but there is no node `{target}`")]
+    UnknownReferenceTarget {
+        /// The node holding the reference.
+        node: String,
+        /// Where in the node.
+        site: String,
+        /// The reference.
+        reference: String,
+        /// The node it names.
+        target: String,
+    },
+    /// A reference to a node that is not a (transitive) dependency, so its
+    /// output may not exist when the node runs.
+    #[error(
+        "node `{node}`: {site} references `{reference}`, but `{target}` is not among the node's dependencies (direct or transitive)"
+    )]
+    NonAncestorReference {
+        /// The node holding the reference.
+        node: String,
+        /// Where in the node.
+        site: String,
+        /// The reference.
+        reference: String,
+        /// The node it names.
+        target: String,
+    },
+    /// An input with both `reference` and `value`.
+    #[error("node `{node}`: input `{input}` has both `reference` and `value`; give exactly one")]
+    InputWithBothSources {
+        /// The node.
+        node: String,
+        /// The input.
+        input: String,
+    },
+    /// An input with neither `reference` nor `value`.
+    #[error("node `{node}`: input `{input}` has neither `reference` nor `value`; give exactly one")]
+    InputWithoutSource {
+        /// The node.
+        node: String,
+        /// The input.
+        input: String,
+    },
+    /// Two inputs of a node share a name.
+    #[error("node `{node}`: input `{input}` is declared more than once")]
+    DuplicateInput {
+        /// The node.
+        node: String,
+        /// The input.
+        input: String,
+    },
+    /// Two outputs of a node share a name.
+    #[error("node `{node}`: output `{output}` is declared more than once")]
+    DuplicateOutput {
+        /// The node.
+        node: String,
+        /// The output.
+        output: String,
+    },
+    /// A node field with a value outside its domain (`timeout: 0`, `try_count: 0`).
+    #[error("node `{node}`: `{field}` {message}")]
+    InvalidNodeValue {
+        /// The node.
+        node: String,
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `config:` value that [`crate::DagConfig::problems`] rejects.
+    #[error("config: `{field}` {message}")]
+    InvalidConfig {
+        /// The config field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The executor already holds a workflow of this name from another source.
+    #[error("workflow `{name}` is already loaded (from {existing})")]
+    AlreadyLoaded {
+        /// The workflow's name.
+        name: String,
+        /// Where the loaded one came from.
+        existing: String,
+    },
 }

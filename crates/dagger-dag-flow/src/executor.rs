@@ -6,7 +6,8 @@ use crate::action::ActionRegistry;
 use crate::config::DagConfig;
 use crate::error::DagError;
 use crate::model::{DagMetadata, WorkflowDef};
-use dagger_core::Stores;
+use dagger_core::store::SnapshotEntry;
+use dagger_core::{Cache, Stores};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -165,5 +166,32 @@ impl DagExecutor {
     /// The metadata of workflow `name`.
     pub fn get_dag_metadata(&self, name: &str) -> Result<DagMetadata, DagError> {
         Ok(self.workflow(name)?.def.metadata())
+    }
+
+    /// Persists a full snapshot of `cache` under `scope` (a workflow name or run id).
+    pub async fn save_cache_snapshot(&self, scope: &str, cache: &Cache) -> Result<(), DagError> {
+        let entry = SnapshotEntry::Full {
+            data: cache.to_json(),
+        };
+        self.stores.snapshots.append_snapshot(scope, entry).await?;
+        Ok(())
+    }
+
+    /// A cache rebuilt from the latest snapshot of `scope` and the deltas after it
+    /// (empty when nothing was saved).
+    pub async fn load_cache_snapshot(&self, scope: &str) -> Result<Cache, DagError> {
+        let cache = Cache::new();
+        for entry in self.stores.snapshots.load_snapshot_chain(scope).await? {
+            match entry {
+                SnapshotEntry::Full { data } => {
+                    cache.merge_json(&data).map_err(|e| DagError::Snapshot {
+                        scope: scope.to_string(),
+                        reason: e.to_string(),
+                    })?
+                }
+                SnapshotEntry::Delta { namespace, data } => cache.insert_object(&namespace, &data),
+            }
+        }
+        Ok(cache)
     }
 }

@@ -6,13 +6,22 @@
 
 pub mod action;
 pub mod config;
+pub mod dot;
 pub mod error;
 pub mod executor;
+pub mod loader;
 pub mod model;
+mod shape;
+pub mod validate;
+mod yaml;
 
-pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeOutput};
+pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeInputs, NodeOutput};
 pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};
 pub use dagger_core::{Cache, InputSpec, RetryStrategy};
-pub use error::DagError;
+pub use dot::{NodeRunView, serialize_run_to_dot, serialize_tree_to_dot};
+pub use error::{DagError, LoadErrors, LoadIssue, LoadIssueKind};
 pub use executor::{DagExecutor, LoadedWorkflow};
+pub use loader::{STRING_SOURCE, load_yaml_bytes, load_yaml_path, load_yaml_str};
 pub use model::{DagMetadata, NodeDef, OutputSpec, WorkflowDef};
+pub use validate::{validate_added_nodes, validate_added_nodes_with, validate_workflow};
+pub use yaml::{MAX_ALIAS_REPLAY_EVENTS, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES};

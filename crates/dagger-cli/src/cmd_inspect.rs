@@ -1,0 +1,211 @@
+//! `dagger runs list|show` and `dagger dot`.
+
+use crate::error::CliError;
+use crate::{DbArg, open_store};
+use dagger_core::store::RunQuery;
+use dagger_core::{RunStatus, now_millis};
+use dagger_dag_flow::{NodeRunView, load_yaml_path, serialize_run_to_dot, serialize_tree_to_dot};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `dagger runs ...`
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum RunsCommand {
+    /// Recorded runs, newest first: id, workflow, status, started, duration.
+    List {
+        #[command(flatten)]
+        db: DbArg,
+        /// Only runs with this status (Running, Completed, Failed, Cancelled, Paused, WaitingForHuman).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One run with a per-node table.
+    Show {
+        /// The run.
+        run_id: String,
+        #[command(flatten)]
+        db: DbArg,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
+    match command {
+        RunsCommand::List {
+            db,
+            status,
+            workflow,
+            limit,
+        } => {
+            let status = match status {
+                Some(s) => Some(
+                    RunStatus::parse(&s)
+                        .ok_or_else(|| CliError::Usage(format!("unknown status `{s}`")))?,
+                ),
+                None => None,
+            };
+            let store = open_store(&db.db).await?;
+            let runs = store
+                .stores()
+                .runs
+                .list_runs(&RunQuery {
+                    status,
+                    workflow,
+                    limit: Some(limit),
+                    offset: 0,
+                })
+                .await?;
+            println!(
+                "{:<38} {:<24} {:<16} {:<20} {:>10}",
+                "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION"
+            );
+            for r in runs {
+                let end = r.finished_at.unwrap_or_else(now_millis);
+                println!(
+                    "{:<38} {:<24} {:<16} {:<20} {:>10}",
+                    r.run_id,
+                    r.workflow,
+                    r.status,
+                    format_time(r.created_at),
+                    format_ms(end - r.created_at)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Show { run_id, db, json } => {
+            let store = open_store(&db.db).await?;
+            let view = dagger_coord::load_run_view(&store.stores(), &run_id).await?;
+            if json {
+                let value = serde_json::json!({
+                    "run_id": view.record.run_id,
+                    "workflow": view.record.workflow,
+                    "status": view.record.status,
+                    "reason": view.record.reason,
+                    "created_at": view.record.created_at,
+                    "finished_at": view.record.finished_at,
+                    "inputs": view.record.inputs,
+                    "nodes": view.nodes,
+                });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value)
+                        .map_err(|e| CliError::Other(e.to_string()))?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let r = &view.record;
+            println!("run       {}", r.run_id);
+            println!("workflow  {}", r.workflow);
+            println!(
+                "status    {}{}",
+                r.status,
+                r.reason
+                    .as_ref()
+                    .map(|x| format!(" ({x})"))
+                    .unwrap_or_default()
+            );
+            println!("started   {}", format_time(r.created_at));
+            println!();
+            println!(
+                "{:<28} {:<16} {:>8} {:>10}  ERROR",
+                "NODE", "STATUS", "ATTEMPTS", "DURATION"
+            );
+            for n in &view.nodes {
+                let id = if n.added_at_runtime {
+                    format!("{} (added)", n.id)
+                } else {
+                    n.id.clone()
+                };
+                println!(
+                    "{:<28} {:<16} {:>8} {:>10}  {}",
+                    id,
+                    n.status,
+                    n.attempts,
+                    n.duration_ms
+                        .map(|d| format_ms(d as i64))
+                        .unwrap_or_else(|| "-".into()),
+                    n.error.as_deref().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub(crate) async fn dot(
+    file: Option<PathBuf>,
+    run: Option<String>,
+    db: &str,
+) -> Result<ExitCode, CliError> {
+    if let Some(file) = file {
+        let def = match load_yaml_path(&file) {
+            Ok(d) => d,
+            Err(errors) => {
+                for issue in errors.issues() {
+                    println!("{issue}");
+                }
+                return Err(CliError::Invalid {
+                    count: errors.issues().len(),
+                });
+            }
+        };
+        print!("{}", serialize_tree_to_dot(&def));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run_id = run.ok_or_else(|| CliError::Usage("give a FILE or --run RUN_ID".into()))?;
+    let store = open_store(db).await?;
+    let view = dagger_coord::load_run_view(&store.stores(), &run_id).await?;
+    let nodes: Vec<NodeRunView> = view
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut v = NodeRunView::new(n.id.clone(), n.status);
+            v.attempts = n.attempts;
+            v.duration_ms = n.duration_ms;
+            v.added_at_runtime = n.added_at_runtime;
+            match n.status {
+                dagger_core::NodeStatus::Failed => v.error = n.error.clone(),
+                _ => v.reason = n.error.clone(),
+            }
+            v
+        })
+        .collect();
+    print!("{}", serialize_run_to_dot(&view.workflow, &nodes));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC, from ms since the epoch.
+fn format_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn format_ms(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_in_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 11:06:40");
+        assert_eq!(format_ms(12), "12 ms");
+        assert_eq!(format_ms(1500), "1.5 s");
+    }
+}

@@ -1,0 +1,334 @@
+//! `dagger validate`, `dagger run` and `dagger resume`.
+
+use crate::actions::builtin_registry;
+use crate::error::CliError;
+use crate::progress::Progress;
+use crate::{DbArg, open_store};
+use dagger_coord::{Coordinator, DagExecutionReport, EventHook};
+use dagger_core::{Cache, NodeStatus, RunId, RunStatus};
+use dagger_dag_flow::{DagConfig, DagConfigOverride, DagExecutor, WorkflowDef, load_yaml_path};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Exit code after a clean cancel on Ctrl-C (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Arguments of `dagger run`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct RunArgs {
+    /// The workflow YAML file.
+    file: PathBuf,
+    /// A run input as KEY=VALUE (VALUE is parsed as JSON when it is valid JSON, else taken as a string).
+    #[arg(long = "input", value_name = "KEY=VALUE")]
+    inputs: Vec<String>,
+    #[command(flatten)]
+    db: DbArg,
+    /// The run id (default: a new UUID v7).
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Run one node at a time, in topological order.
+    #[arg(long)]
+    sequential: bool,
+    /// At most N nodes at once.
+    #[arg(long, value_name = "N")]
+    max_parallel: Option<usize>,
+    /// Print the report as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Checks files against the built-in actions; prints every problem.
+pub(crate) fn validate(files: &[PathBuf]) -> Result<ExitCode, CliError> {
+    let registry = builtin_registry();
+    let mut count = 0;
+    for file in files {
+        match load_yaml_path(file) {
+            Ok(def) => {
+                for node in &def.nodes {
+                    for action in std::iter::once(&node.action).chain(node.failure.iter()) {
+                        if !registry.contains(action) {
+                            count += 1;
+                            println!(
+                                "{}: node `{}` uses unknown action `{action}` (built-in actions: {})",
+                                file.display(),
+                                node.id,
+                                registry.names().join(", ")
+                            );
+                        }
+                    }
+                }
+            }
+            Err(errors) => {
+                for issue in errors.issues() {
+                    count += 1;
+                    println!("{issue}");
+                }
+            }
+        }
+    }
+    if count > 0 {
+        return Err(CliError::Invalid { count });
+    }
+    println!("{} workflow file(s) valid", files.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_input(text: &str) -> Result<(String, Value), CliError> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| CliError::Usage(format!("--input `{text}` is not of the form KEY=VALUE")))?;
+    if key.is_empty() {
+        return Err(CliError::Usage(format!(
+            "--input `{text}` has an empty key"
+        )));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+    Ok((key.to_string(), value))
+}
+
+pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
+    let inputs: Vec<(String, Value)> = args
+        .inputs
+        .iter()
+        .map(|t| parse_input(t))
+        .collect::<Result<_, _>>()?;
+    let mut def = match load_yaml_path(&args.file) {
+        Ok(def) => def,
+        Err(errors) => {
+            for issue in errors.issues() {
+                println!("{issue}");
+            }
+            return Err(CliError::Invalid {
+                count: errors.issues().len(),
+            });
+        }
+    };
+    // Command-line flags win over the workflow's own config.
+    let mut overrides = def.config.take().unwrap_or_default();
+    if args.sequential {
+        overrides.enable_parallel_execution = Some(false);
+    }
+    if let Some(n) = args.max_parallel {
+        if n == 0 {
+            return Err(CliError::Usage("--max-parallel must be at least 1".into()));
+        }
+        overrides.max_parallel_nodes = Some(n);
+    }
+    def.config = (overrides != DagConfigOverride::default()).then_some(overrides);
+    let name = def.name.clone();
+    let node_count = def.nodes.len();
+
+    let store = open_store(&args.db.db).await?;
+    let mut executor = DagExecutor::new(
+        Some(DagConfig::default()),
+        builtin_registry(),
+        store.stores(),
+    )
+    .map_err(dagger_coord::CoordError::from)?;
+    executor
+        .insert_workflow(def, args.file.display().to_string())
+        .map_err(dagger_coord::CoordError::from)?;
+    let cache = Cache::new();
+    for (k, v) in inputs {
+        cache.insert("inputs", &k, v);
+    }
+    let run_id = args.run_id.unwrap_or_else(|| RunId::generate().to_string());
+    eprintln!(
+        "run {run_id}: workflow `{name}` ({node_count} nodes), store {}",
+        store.location()
+    );
+    let coordinator = Coordinator::new(
+        vec![Arc::new(Progress::new(node_count)) as Arc<dyn EventHook>],
+        256,
+        256,
+    );
+    let (interrupted, cancel_rx) = cancel_on_ctrl_c();
+    let report = coordinator
+        .run_parallel(&mut executor, &cache, &name, &run_id, cancel_rx)
+        .await?;
+    let def = executor
+        .workflow(&name)
+        .map_err(dagger_coord::CoordError::from)?
+        .def
+        .clone();
+    Ok(finish(
+        &report,
+        &cache,
+        &def,
+        args.json,
+        interrupted.load(Ordering::SeqCst),
+    ))
+}
+
+pub(crate) async fn resume(run_id: &str, db: &str, json: bool) -> Result<ExitCode, CliError> {
+    let store = open_store(db).await?;
+    let mut executor = DagExecutor::new(None, builtin_registry(), store.stores())
+        .map_err(dagger_coord::CoordError::from)?;
+    let view = dagger_coord::load_run_view(&store.stores(), run_id).await?;
+    if view.record.status == RunStatus::Completed {
+        if json {
+            let value = serde_json::json!({
+                "run_id": run_id,
+                "dag_name": view.record.workflow,
+                "status": view.record.status,
+                "reason": "already finished; nothing to resume",
+                "nodes": view.nodes,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).map_err(|e| CliError::Other(e.to_string()))?
+            );
+        } else {
+            println!("run {run_id} already finished with status Completed; nothing to resume");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pending = view
+        .nodes
+        .iter()
+        .filter(|n| n.status != NodeStatus::Completed)
+        .count();
+    eprintln!(
+        "resuming run {run_id}: workflow `{}`, {pending} node(s) not completed",
+        view.record.workflow
+    );
+    let coordinator = Coordinator::new(
+        vec![Arc::new(Progress::new(pending)) as Arc<dyn EventHook>],
+        256,
+        256,
+    );
+    let (interrupted, cancel_rx) = cancel_on_ctrl_c();
+    let cache = Cache::new();
+    match coordinator
+        .resume(&mut executor, &cache, run_id, cancel_rx)
+        .await
+    {
+        Ok(report) => Ok(finish(
+            &report,
+            &cache,
+            &view.workflow,
+            json,
+            interrupted.load(Ordering::SeqCst),
+        )),
+        Err(dagger_coord::CoordError::AlreadyFinished { status, .. }) => {
+            println!("run {run_id} already finished with status {status}; nothing to resume");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends on the returned receiver's channel when Ctrl-C is pressed.
+fn cancel_on_ctrl_c() -> (Arc<AtomicBool>, tokio::sync::oneshot::Receiver<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: cancelling the run (running nodes get a grace period)");
+            set.store(true, Ordering::SeqCst);
+            let _ = tx.send(());
+        }
+    });
+    (flag, rx)
+}
+
+fn finish(
+    report: &DagExecutionReport,
+    cache: &Cache,
+    def: &WorkflowDef,
+    json: bool,
+    interrupted: bool,
+) -> ExitCode {
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("error: cannot encode the report: {e}"),
+        }
+    } else {
+        print_summary(report);
+        print_results(report, cache, def);
+    }
+    match report.status {
+        RunStatus::Completed => ExitCode::SUCCESS,
+        RunStatus::Cancelled if interrupted => ExitCode::from(EXIT_INTERRUPTED),
+        _ => ExitCode::from(1),
+    }
+}
+
+/// Prints what the run produced: the outputs of completed nodes nothing else depends on.
+fn print_results(report: &DagExecutionReport, cache: &Cache, def: &WorkflowDef) {
+    let upstream: std::collections::HashSet<&str> = def
+        .nodes
+        .iter()
+        .flat_map(|n| n.dependencies.iter().map(String::as_str))
+        .collect();
+    for n in report
+        .nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Completed && !upstream.contains(n.id.as_str()))
+    {
+        let Some(outputs) = cache.namespace(&n.id) else {
+            continue;
+        };
+        let shown = match outputs.get("stdout") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => Value::Object(outputs).to_string(),
+        };
+        if !shown.is_empty() {
+            println!("\n[{}]\n{shown}", n.id);
+        }
+    }
+}
+
+fn print_summary(report: &DagExecutionReport) {
+    let m = &report.metrics;
+    println!(
+        "run {} {}: {} completed, {} failed, {} skipped, {} cancelled in {} ms",
+        report.run_id,
+        report.status,
+        m.nodes_completed,
+        m.nodes_failed,
+        m.nodes_skipped,
+        m.nodes_cancelled,
+        report.duration_ms
+    );
+    if let Some(reason) = &report.reason {
+        println!("reason: {reason}");
+    }
+    for n in &report.nodes {
+        if let Some(err) = &n.error
+            && matches!(n.status, NodeStatus::Failed)
+        {
+            println!("  {} failed after {} attempt(s): {err}", n.id, n.attempts);
+        }
+    }
+    if matches!(
+        report.status,
+        RunStatus::Paused | RunStatus::Failed | RunStatus::Cancelled | RunStatus::WaitingForHuman
+    ) {
+        println!("resume with: dagger resume {}", report.run_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_parse_as_json_or_string() {
+        assert_eq!(parse_input("n=3").unwrap(), ("n".into(), Value::from(3)));
+        assert_eq!(
+            parse_input("s=hello world").unwrap(),
+            ("s".into(), Value::from("hello world"))
+        );
+        assert_eq!(parse_input("o={\"a\":1}").unwrap().1["a"], 1);
+        assert_eq!(parse_input("e=").unwrap().1, Value::from(""));
+        assert!(matches!(parse_input("novalue"), Err(CliError::Usage(_))));
+        assert!(matches!(parse_input("=1"), Err(CliError::Usage(_))));
+    }
+}

@@ -1,0 +1,337 @@
+//! The public entry points: [`Coordinator`] runs and resumes workflows,
+//! [`execute_dag`] runs one without hooks, and the control functions reach a
+//! run from outside (another task or another process).
+
+use crate::error::CoordError;
+use crate::event::EventHook;
+use crate::persist;
+use crate::report::DagExecutionReport;
+use crate::run::{RunLoop, Setup};
+use dagger_core::store::{ControlRequest, RunRecord, RunUpdate};
+use dagger_core::{Cache, NodeId, RunId, RunStatus, Stores, now_millis};
+use dagger_dag_flow::DagExecutor;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Runs DAG Flow workflows in parallel, feeding events to hooks and applying
+/// the commands they answer with.
+#[derive(Clone)]
+pub struct Coordinator {
+    pub(crate) hooks: Vec<Arc<dyn EventHook>>,
+    pub(crate) event_capacity: usize,
+    pub(crate) command_capacity: usize,
+    pub(crate) cancel_grace: Duration,
+    pub(crate) control_poll: Duration,
+    pub(crate) tracker: Option<dagger_core::ResourceTracker>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("hooks", &self.hooks.len())
+            .field("event_capacity", &self.event_capacity)
+            .field("command_capacity", &self.command_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// A coordinator with `hooks`; events to hooks and commands back travel
+    /// over channels of the given capacities (at least 1).
+    pub fn new(
+        hooks: Vec<Arc<dyn EventHook>>,
+        event_capacity: usize,
+        command_capacity: usize,
+    ) -> Self {
+        Self {
+            hooks,
+            event_capacity: event_capacity.max(1),
+            command_capacity: command_capacity.max(1),
+            cancel_grace: Duration::from_secs(5),
+            control_poll: Duration::from_millis(250),
+            tracker: None,
+        }
+    }
+
+    /// How long cancelled actions get to return before they are dropped (default 5 s).
+    pub fn with_cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// How often the run checks its store for control requests from other
+    /// processes (cancel, approve, reject); default 250 ms.
+    pub fn with_control_poll(mut self, every: Duration) -> Self {
+        self.control_poll = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Shares `tracker`'s limits (concurrent actions, resident memory) with
+    /// every run of this coordinator and anything else holding the tracker.
+    pub fn with_resource_tracker(mut self, tracker: dagger_core::ResourceTracker) -> Self {
+        self.tracker = Some(tracker);
+        self
+    }
+
+    /// Runs workflow `dag_name` as run `run_id`. Run inputs are read from
+    /// the cache namespace `inputs`; node outputs land in the cache under
+    /// each node's id. Sending on (not dropping) `cancel_rx`'s sender cancels
+    /// the run. Unknown actions are reported before any node runs.
+    pub async fn run_parallel(
+        &self,
+        executor: &mut DagExecutor,
+        cache: &Cache,
+        dag_name: &str,
+        run_id: &str,
+        cancel_rx: oneshot::Receiver<()>,
+    ) -> Result<DagExecutionReport, CoordError> {
+        let loaded = executor.workflow(dag_name)?;
+        let wf = loaded.def.clone();
+        let config = executor.effective_config(&wf)?;
+        let stores = executor.stores().clone();
+        let run_id = RunId::from(run_id);
+        let setup = Setup::new(
+            self,
+            executor,
+            cache,
+            wf,
+            Vec::new(),
+            config.clone(),
+            run_id.clone(),
+        )?;
+        if stores.runs.get_run(&run_id).await?.is_some() {
+            return Err(CoordError::RunExists(run_id.to_string()));
+        }
+        let now = now_millis();
+        stores
+            .runs
+            .create_run(RunRecord {
+                run_id: run_id.clone(),
+                workflow: dag_name.to_string(),
+                definition: persist::snapshot_json(&setup.wf, &[]),
+                inputs: cache
+                    .namespace("inputs")
+                    .map(serde_json::Value::Object)
+                    .unwrap_or_default(),
+                config: serde_json::to_value(&config).unwrap_or_default(),
+                status: RunStatus::Running,
+                reason: None,
+                created_at: now,
+                updated_at: now,
+                finished_at: None,
+            })
+            .await?;
+        RunLoop::start(self, setup, false, cancel_rx).await
+    }
+
+    /// Resumes run `run_id` from its store: restores the cache and node
+    /// states and runs only what had not completed, using the recorded
+    /// definition (not the file, which may have changed). A node that was
+    /// running at a crash runs again with the same idempotency key and the
+    /// next attempt number.
+    pub async fn resume(
+        &self,
+        executor: &mut DagExecutor,
+        cache: &Cache,
+        run_id: &str,
+        cancel_rx: oneshot::Receiver<()>,
+    ) -> Result<DagExecutionReport, CoordError> {
+        let run_id = RunId::from(run_id);
+        let stores = executor.stores().clone();
+        let record = stores
+            .runs
+            .get_run(&run_id)
+            .await?
+            .ok_or_else(|| CoordError::RunNotFound(run_id.to_string()))?;
+        if record.status == RunStatus::Completed {
+            return Err(CoordError::AlreadyFinished {
+                run_id: run_id.to_string(),
+                status: record.status,
+            });
+        }
+        let (wf, added) = persist::parse_snapshot(run_id.as_str(), &record.definition)?;
+        let config =
+            serde_json::from_value(record.config.clone()).map_err(|e| CoordError::CorruptRun {
+                run_id: run_id.to_string(),
+                reason: format!("config: {e}"),
+            })?;
+        if let serde_json::Value::Object(inputs) = &record.inputs {
+            for (k, v) in inputs {
+                cache.insert("inputs", k, v.clone());
+            }
+        }
+        let progress = persist::load_progress(&stores, &run_id, cache).await?;
+        let mut setup = Setup::new(
+            self,
+            executor,
+            cache,
+            Arc::new(wf),
+            added,
+            config,
+            run_id.clone(),
+        )?;
+        setup.restore(progress);
+        stores
+            .runs
+            .update_run(
+                &run_id,
+                RunUpdate {
+                    status: Some(RunStatus::Running),
+                    reason: Some(None),
+                    finished_at: Some(None),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        RunLoop::start(self, setup, true, cancel_rx).await
+    }
+}
+
+/// Runs `dag_name` without hooks under a fresh run id.
+pub async fn execute_dag(
+    executor: &mut DagExecutor,
+    cache: &Cache,
+    dag_name: &str,
+) -> Result<DagExecutionReport, CoordError> {
+    let (_keep, cancel_rx) = oneshot::channel();
+    let run_id = RunId::generate();
+    Coordinator::new(Vec::new(), 1, 1)
+        .run_parallel(executor, cache, dag_name, run_id.as_str(), cancel_rx)
+        .await
+}
+
+/// Asks run `run_id` to stop (it may run in another process sharing the store).
+pub async fn request_cancel(
+    stores: &Stores,
+    run_id: &str,
+    reason: &str,
+) -> Result<u64, CoordError> {
+    control(
+        stores,
+        run_id,
+        ControlRequest::Cancel {
+            reason: reason.to_string(),
+        },
+    )
+    .await
+}
+
+/// Approves node `node_id` of run `run_id`, waiting for a human, with optional input.
+pub async fn approve(
+    stores: &Stores,
+    run_id: &str,
+    node_id: &str,
+    input: Option<serde_json::Value>,
+) -> Result<u64, CoordError> {
+    control(
+        stores,
+        run_id,
+        ControlRequest::Approve {
+            node_id: NodeId::from(node_id),
+            input,
+        },
+    )
+    .await
+}
+
+/// Rejects node `node_id` of run `run_id`, waiting for a human: the node fails with `reason`.
+pub async fn reject(
+    stores: &Stores,
+    run_id: &str,
+    node_id: &str,
+    reason: &str,
+) -> Result<u64, CoordError> {
+    control(
+        stores,
+        run_id,
+        ControlRequest::Reject {
+            node_id: NodeId::from(node_id),
+            reason: reason.to_string(),
+        },
+    )
+    .await
+}
+
+async fn control(
+    stores: &Stores,
+    run_id: &str,
+    request: ControlRequest,
+) -> Result<u64, CoordError> {
+    let id = RunId::from(run_id);
+    if stores.runs.get_run(&id).await?.is_none() {
+        return Err(CoordError::RunNotFound(run_id.to_string()));
+    }
+    let seq = stores.runs.push_control(&id, request).await?;
+    Ok(seq)
+}
+
+/// A recorded run as the store holds it: its record, definition and node outcomes.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    /// The run's record.
+    pub record: dagger_core::store::RunRecord,
+    /// The definition, including nodes added at run time.
+    pub workflow: dagger_dag_flow::WorkflowDef,
+    /// Per-node outcomes in definition order (added nodes last); nodes that
+    /// never ran are `Pending`.
+    pub nodes: Vec<crate::report::NodeReport>,
+}
+
+/// Reads run `run_id` back from the store.
+pub async fn load_run_view(stores: &Stores, run_id: &str) -> Result<RunView, CoordError> {
+    let id = RunId::from(run_id);
+    let record = stores
+        .runs
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| CoordError::RunNotFound(run_id.to_string()))?;
+    let (mut workflow, added) = persist::parse_snapshot(run_id, &record.definition)?;
+    let added_ids: Vec<String> = added.iter().map(|d| d.id.clone()).collect();
+    workflow.nodes.extend(added);
+    let mut by_node: std::collections::HashMap<String, Vec<dagger_core::store::NodeRunRecord>> =
+        Default::default();
+    for rec in stores.runs.node_runs(&id).await? {
+        by_node
+            .entry(rec.node_id.to_string())
+            .or_default()
+            .push(rec);
+    }
+    let nodes = workflow
+        .nodes
+        .iter()
+        .map(|n| {
+            let recs = by_node.remove(&n.id).unwrap_or_default();
+            let plain = recs.iter().find(|r| r.invocation_key.is_empty());
+            let status = match plain {
+                Some(r) => r.state,
+                None if !recs.is_empty() => dagger_core::NodeStatus::Running,
+                None => dagger_core::NodeStatus::Pending,
+            };
+            let started = recs.iter().filter_map(|r| r.started_at).min();
+            let finished = plain.and_then(|r| r.finished_at);
+            crate::report::NodeReport {
+                id: n.id.clone(),
+                action: n.action.clone(),
+                status,
+                attempts: recs.iter().map(|r| r.attempt).max().unwrap_or(0),
+                duration_ms: started
+                    .zip(finished)
+                    .map(|(s, f)| u64::try_from(f - s).unwrap_or(0)),
+                error: plain.and_then(|r| r.error.clone()),
+                cache_hit: plain.is_some_and(|r| {
+                    r.metadata
+                        .get("cache_hit")
+                        .and_then(serde_json::Value::as_bool)
+                        == Some(true)
+                }),
+                added_at_runtime: added_ids.contains(&n.id),
+            }
+        })
+        .collect();
+    Ok(RunView {
+        record,
+        workflow,
+        nodes,
+    })
+}

@@ -1,0 +1,57 @@
+//! Errors of the coordinator.
+
+use dagger_core::{RunStatus, StoreError};
+use dagger_dag_flow::DagError;
+
+/// Why a run could not be started or resumed. (How a run *ended* — failed,
+/// cancelled, timed out — is in its report, not an error.)
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    /// Loading or configuring the workflow failed.
+    #[error(transparent)]
+    Dag(#[from] DagError),
+    /// Nodes name actions that are not registered; no node ran.
+    #[error("unknown actions: {}", list(.0))]
+    UnknownActions(Vec<(String, String)>),
+    /// A run with this id exists already.
+    #[error("run `{0}` already exists; use resume to continue it")]
+    RunExists(String),
+    /// No run with this id is recorded.
+    #[error("run `{0}` not found")]
+    RunNotFound(String),
+    /// The run already finished; resuming it does nothing.
+    #[error("run `{run_id}` already finished with status {status}; nothing to resume")]
+    AlreadyFinished {
+        /// The run.
+        run_id: String,
+        /// Its final status.
+        status: RunStatus,
+    },
+    /// The recorded definition of a run cannot be read back.
+    #[error("run `{run_id}`: recorded definition is unreadable: {reason}")]
+    CorruptRun {
+        /// The run.
+        run_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A node is not waiting for a human.
+    #[error("run `{run_id}`: node `{node_id}` is not waiting for a human")]
+    NotWaiting {
+        /// The run.
+        run_id: String,
+        /// The node.
+        node_id: String,
+    },
+    /// The store failed; the run stopped with its state as last recorded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn list(items: &[(String, String)]) -> String {
+    items
+        .iter()
+        .map(|(node, action)| format!("node `{node}` uses unknown action `{action}`"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

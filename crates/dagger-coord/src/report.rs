@@ -1,0 +1,128 @@
+//! What a run produced: per-node outcomes, the run's status and metrics.
+
+use dagger_core::{NodeStatus, RunStatus};
+use serde::{Deserialize, Serialize};
+
+/// The outcome of one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// The node's id.
+    pub id: String,
+    /// Its action.
+    pub action: String,
+    /// Its final (or current, for a paused run) status.
+    pub status: NodeStatus,
+    /// Attempts made (for a fanned-out node: the most any invocation made).
+    pub attempts: u32,
+    /// Time from first start to end, in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// The error, or why the node was skipped or cancelled.
+    pub error: Option<String>,
+    /// The output was reused from an earlier execution.
+    pub cache_hit: bool,
+    /// The node was added by a hook while the run went on.
+    pub added_at_runtime: bool,
+}
+
+/// Aggregates over a run's nodes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionMetrics {
+    /// Nodes in the run.
+    pub nodes_total: usize,
+    /// Completed nodes.
+    pub nodes_completed: usize,
+    /// Failed nodes.
+    pub nodes_failed: usize,
+    /// Skipped nodes.
+    pub nodes_skipped: usize,
+    /// Cancelled nodes.
+    pub nodes_cancelled: usize,
+    /// Attempts beyond the first, over all nodes.
+    pub retries: u64,
+    /// Nodes whose output came from memoization.
+    pub cache_hits: u64,
+    /// Average node duration in milliseconds (over nodes that ran).
+    pub average_node_ms: f64,
+    /// The slowest node and its duration in milliseconds.
+    pub slowest_node: Option<(String, u64)>,
+    /// Tokens reported by actions.
+    pub tokens: u64,
+    /// Node executions started (attempts and fan-out invocations).
+    pub iterations: u64,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DagExecutionReport {
+    /// The run.
+    pub run_id: String,
+    /// The workflow.
+    pub dag_name: String,
+    /// How the run ended (or stopped, for Paused/WaitingForHuman).
+    pub status: RunStatus,
+    /// Why, when not a plain success.
+    pub reason: Option<String>,
+    /// Per-node outcomes, in definition order (added nodes last).
+    pub nodes: Vec<NodeReport>,
+    /// Wall time of this execution in milliseconds.
+    pub duration_ms: u64,
+    /// Aggregates.
+    pub metrics: ExecutionMetrics,
+    /// True when this execution resumed an earlier one.
+    pub resumed: bool,
+}
+
+impl DagExecutionReport {
+    /// Whether the run completed.
+    pub fn succeeded(&self) -> bool {
+        self.status == RunStatus::Completed
+    }
+
+    /// The outcome of node `id`.
+    pub fn get_node_state(&self, id: &str) -> Option<&NodeReport> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The run's metrics.
+    pub fn get_execution_metrics(&self) -> &ExecutionMetrics {
+        &self.metrics
+    }
+
+    /// Number of completed nodes.
+    pub fn completed_nodes(&self) -> usize {
+        self.metrics.nodes_completed
+    }
+}
+
+pub(crate) fn metrics_for(nodes: &[NodeReport], tokens: u64, iterations: u64) -> ExecutionMetrics {
+    let mut m = ExecutionMetrics {
+        nodes_total: nodes.len(),
+        tokens,
+        iterations,
+        ..Default::default()
+    };
+    let mut total_ms = 0u64;
+    let mut timed = 0u64;
+    for n in nodes {
+        match n.status {
+            NodeStatus::Completed => m.nodes_completed += 1,
+            NodeStatus::Failed => m.nodes_failed += 1,
+            NodeStatus::Skipped => m.nodes_skipped += 1,
+            NodeStatus::Cancelled => m.nodes_cancelled += 1,
+            _ => {}
+        }
+        m.retries += u64::from(n.attempts.saturating_sub(1));
+        m.cache_hits += u64::from(n.cache_hit);
+        if let Some(d) = n.duration_ms {
+            total_ms += d;
+            timed += 1;
+            if m.slowest_node.as_ref().is_none_or(|(_, s)| d > *s) {
+                m.slowest_node = Some((n.id.clone(), d));
+            }
+        }
+    }
+    if timed > 0 {
+        m.average_node_ms = total_ms as f64 / timed as f64;
+    }
+    m
+}

@@ -1,0 +1,373 @@
+//! The state of one run: interned nodes with dependency counters, the ready
+//! queue, and the bookkeeping that propagates completions, skips and pauses.
+//! Every operation here is O(affected nodes); nothing rescans the graph.
+
+use crate::event::{ExecutionEvent, NodeRef};
+use dagger_core::store::NodeRunRecord;
+use dagger_core::{Cache, NodeStatus};
+use dagger_dag_flow::{NodeAction, NodeDef, WorkflowDef};
+use serde_json::{Map, Value};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A node definition, shared: a static node points into the workflow, a
+/// node added at run time owns its definition.
+#[derive(Clone)]
+pub(crate) enum DefHandle {
+    Static(Arc<WorkflowDef>, u32),
+    Dynamic(Arc<NodeDef>),
+}
+
+impl std::ops::Deref for DefHandle {
+    type Target = NodeDef;
+    fn deref(&self) -> &NodeDef {
+        match self {
+            DefHandle::Static(wf, i) => &wf.nodes[*i as usize],
+            DefHandle::Dynamic(d) => d,
+        }
+    }
+}
+
+/// Fan-out bookkeeping of a node with `map_over`.
+pub(crate) struct FanOut {
+    pub(crate) items: Vec<Arc<Value>>,
+    pub(crate) results: Vec<Option<Value>>,
+    pub(crate) attempts: Vec<u32>,
+    pub(crate) running: usize,
+    pub(crate) remaining: usize,
+    /// Set once an invocation finally failed: the node fails when the running ones return.
+    pub(crate) failed: Option<String>,
+}
+
+pub(crate) struct NodeState {
+    pub(crate) id: Arc<str>,
+    pub(crate) def: DefHandle,
+    pub(crate) action: Arc<dyn NodeAction>,
+    pub(crate) status: NodeStatus,
+    pub(crate) remaining: u32,
+    pub(crate) dependents: Vec<u32>,
+    pub(crate) attempts: u32,
+    pub(crate) first_start: Option<Instant>,
+    /// Wall-clock start of the first attempt (ms since the epoch), for records.
+    pub(crate) started_at_ms: Option<i64>,
+    pub(crate) duration_ms: Option<u64>,
+    pub(crate) error: Option<String>,
+    pub(crate) cache_hit: bool,
+    pub(crate) added: bool,
+    pub(crate) cancel: Option<CancellationToken>,
+    /// Why a running node is being cancelled (CancelBranch).
+    pub(crate) cancel_reason: Option<String>,
+    pub(crate) overrides: Option<Map<String, Value>>,
+    /// A human prompt set by `RequestHuman` (overrides `approval:`).
+    pub(crate) human_prompt: Option<String>,
+    /// The human approved (with optional input under `human_input`).
+    pub(crate) approved: bool,
+    pub(crate) waiting_since: Option<Instant>,
+    pub(crate) fanout: Option<Box<FanOut>>,
+}
+
+impl NodeState {
+    pub(crate) fn new(
+        id: Arc<str>,
+        def: DefHandle,
+        action: Arc<dyn NodeAction>,
+        added: bool,
+    ) -> Self {
+        Self {
+            id,
+            def,
+            action,
+            status: NodeStatus::Pending,
+            remaining: 0,
+            dependents: Vec::new(),
+            attempts: 0,
+            first_start: None,
+            started_at_ms: None,
+            duration_ms: None,
+            error: None,
+            cache_hit: false,
+            added,
+            cancel: None,
+            cancel_reason: None,
+            overrides: None,
+            human_prompt: None,
+            approved: false,
+            waiting_since: None,
+            fanout: None,
+        }
+    }
+
+    pub(crate) fn node_ref(&self, invocation: Option<u32>) -> NodeRef {
+        NodeRef {
+            node_id: self.id.to_string(),
+            action: self.def.action.clone(),
+            attempt: self.attempts,
+            invocation_key: invocation.map(|i| i.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// The prompt this node must be approved with before it runs, if any.
+    pub(crate) fn approval_prompt(&self) -> Option<&str> {
+        if self.approved {
+            return None;
+        }
+        self.human_prompt
+            .as_deref()
+            .or(self.def.approval.as_deref())
+    }
+
+    /// A failed node whose dependents may still run (`onfailure: true`).
+    pub(crate) fn satisfies_dependents(&self) -> bool {
+        self.status == NodeStatus::Completed
+            || (self.status == NodeStatus::Failed && self.def.onfailure)
+    }
+}
+
+/// The run's graph and scheduling state.
+pub(crate) struct RunGraph {
+    pub(crate) nodes: Vec<NodeState>,
+    pub(crate) index: HashMap<Arc<str>, u32>,
+    pub(crate) ready: BinaryHeap<Reverse<u32>>,
+    pub(crate) paused_roots: HashMap<u32, Option<String>>,
+    pub(crate) parked: Vec<u32>,
+    /// Events to hand to hooks (only collected when there are hooks).
+    /// Each event may carry a node record that becomes durable only after the
+    /// hooks answered the event (so growth and the completion that caused it
+    /// are recorded in that order).
+    pub(crate) events: Option<Vec<(ExecutionEvent, Option<NodeRunRecord>)>>,
+    /// Node records to persist (loop-side state changes).
+    pub(crate) dirty: Vec<u32>,
+    pub(crate) record: bool,
+}
+
+impl RunGraph {
+    pub(crate) fn emit(&mut self, event: impl FnOnce() -> ExecutionEvent) {
+        if let Some(events) = &mut self.events {
+            events.push((event(), None));
+        }
+    }
+
+    fn mark_dirty(&mut self, i: u32) {
+        if self.record {
+            self.dirty.push(i);
+        }
+    }
+
+    pub(crate) fn id_of(&self, i: u32) -> &str {
+        &self.nodes[i as usize].id
+    }
+
+    /// Connects node `i` to its dependencies and sets its counter. Returns
+    /// a skip reason when a dependency already ended unsatisfied.
+    pub(crate) fn wire(&mut self, i: u32) -> Option<String> {
+        let deps: Vec<String> = self.nodes[i as usize].def.dependencies.clone();
+        let mut remaining = 0;
+        let mut skip = None;
+        for d in deps {
+            let Some(&di) = self.index.get(d.as_str()) else {
+                continue;
+            };
+            // Dependents lists are complete (also for satisfied links) so branches can be walked.
+            self.nodes[di as usize].dependents.push(i);
+            let dep = &self.nodes[di as usize];
+            if dep.satisfies_dependents() {
+                continue;
+            }
+            if dep.status.is_terminal() {
+                skip.get_or_insert_with(|| skip_reason(&dep.id, dep.status));
+                continue;
+            }
+            remaining += 1;
+        }
+        self.nodes[i as usize].remaining = remaining;
+        skip
+    }
+
+    /// Marks `i` Ready and queues it.
+    pub(crate) fn make_ready(&mut self, i: u32) {
+        let n = &mut self.nodes[i as usize];
+        if n.status == NodeStatus::Pending || n.status == NodeStatus::Paused {
+            n.status = NodeStatus::Ready;
+            self.ready.push(Reverse(i));
+        }
+    }
+
+    /// Node `i` ended (Completed, Failed, Skipped or Cancelled): update its dependents.
+    /// `selected` limits which direct dependents run (branch selection).
+    pub(crate) fn release_dependents(&mut self, i: u32, selected: Option<&HashSet<String>>) {
+        let satisfied = self.nodes[i as usize].satisfies_dependents();
+        let dependents = std::mem::take(&mut self.nodes[i as usize].dependents);
+        for &d in &dependents {
+            if !matches!(self.nodes[d as usize].status, NodeStatus::Pending) {
+                continue;
+            }
+            if !satisfied {
+                let n = &self.nodes[i as usize];
+                let reason = skip_reason(&n.id, n.status);
+                self.skip(d, reason);
+            } else if let Some(sel) = selected
+                && !sel.contains(&*self.nodes[d as usize].id)
+            {
+                let reason = format!("branch not selected by `{}`", self.nodes[i as usize].id);
+                self.skip(d, reason);
+            } else {
+                let n = &mut self.nodes[d as usize];
+                n.remaining = n.remaining.saturating_sub(1);
+                if n.remaining == 0 {
+                    self.make_ready(d);
+                }
+            }
+        }
+        self.nodes[i as usize].dependents = dependents;
+    }
+
+    /// Skips `i` (if it has not started) and, transitively, what depends on it.
+    pub(crate) fn skip(&mut self, i: u32, reason: String) {
+        self.end_unstarted(i, NodeStatus::Skipped, reason);
+    }
+
+    /// Cancels `i` (if it has not started) and skips what depends on it.
+    pub(crate) fn cancel_unstarted(&mut self, i: u32, reason: String) {
+        self.end_unstarted(i, NodeStatus::Cancelled, reason);
+    }
+
+    fn end_unstarted(&mut self, i: u32, status: NodeStatus, reason: String) {
+        let mut stack = vec![(i, status, reason)];
+        while let Some((j, st, why)) = stack.pop() {
+            let n = &mut self.nodes[j as usize];
+            if !matches!(
+                n.status,
+                NodeStatus::Pending
+                    | NodeStatus::Ready
+                    | NodeStatus::Paused
+                    | NodeStatus::WaitingForHuman
+                    | NodeStatus::Retrying
+            ) {
+                continue;
+            }
+            n.status = st;
+            n.error = Some(why.clone());
+            n.waiting_since = None;
+            let node = n.node_ref(None);
+            let dependents = n.dependents.clone();
+            self.mark_dirty(j);
+            self.emit(|| match st {
+                NodeStatus::Cancelled => ExecutionEvent::NodeCancelled { node, reason: why },
+                _ => ExecutionEvent::NodeSkipped { node, reason: why },
+            });
+            let id = self.nodes[j as usize].id.clone();
+            for d in dependents {
+                stack.push((d, NodeStatus::Skipped, skip_reason(&id, st)));
+            }
+        }
+    }
+
+    /// Cancels every unstarted node of `branch` with `reason` (the whole
+    /// branch ends Cancelled), and skips nodes outside it that depend on them.
+    pub(crate) fn cancel_branch_nodes(&mut self, branch: &[u32], reason: &str) {
+        let members: HashSet<u32> = branch.iter().copied().collect();
+        let mut outside = Vec::new();
+        for &j in branch {
+            let n = &mut self.nodes[j as usize];
+            if !matches!(
+                n.status,
+                NodeStatus::Pending
+                    | NodeStatus::Ready
+                    | NodeStatus::Paused
+                    | NodeStatus::WaitingForHuman
+                    | NodeStatus::Retrying
+            ) {
+                continue;
+            }
+            n.status = NodeStatus::Cancelled;
+            n.error = Some(reason.to_string());
+            n.waiting_since = None;
+            let node = n.node_ref(None);
+            outside.extend(
+                n.dependents
+                    .iter()
+                    .copied()
+                    .filter(|d| !members.contains(d))
+                    .map(|d| (d, n.id.clone())),
+            );
+            self.mark_dirty(j);
+            let why = reason.to_string();
+            self.emit(|| ExecutionEvent::NodeCancelled { node, reason: why });
+        }
+        for (d, dep) in outside {
+            self.skip(d, skip_reason(&dep, NodeStatus::Cancelled));
+        }
+    }
+
+    /// Whether node `i` lies in a paused branch (a paused root is `i` or an ancestor).
+    pub(crate) fn in_paused_branch(&self, i: u32) -> bool {
+        if self.paused_roots.is_empty() {
+            return false;
+        }
+        let mut seen = HashSet::new();
+        let mut stack = vec![i];
+        while let Some(j) = stack.pop() {
+            if !seen.insert(j) {
+                continue;
+            }
+            if self.paused_roots.contains_key(&j) {
+                return true;
+            }
+            for d in &self.nodes[j as usize].def.dependencies {
+                if let Some(&di) = self.index.get(d.as_str()) {
+                    stack.push(di);
+                }
+            }
+        }
+        false
+    }
+
+    /// `root` and every node downstream of it.
+    pub(crate) fn branch(&self, root: u32) -> Vec<u32> {
+        let mut seen = HashSet::new();
+        let mut order = Vec::new();
+        let mut stack = vec![root];
+        while let Some(j) = stack.pop() {
+            if seen.insert(j) {
+                order.push(j);
+                stack.extend(self.nodes[j as usize].dependents.iter().copied());
+            }
+        }
+        order
+    }
+
+    /// Records node `i` as needing persistence.
+    pub(crate) fn touch(&mut self, i: u32) {
+        self.mark_dirty(i);
+    }
+}
+
+/// Why a dependent of a node that ended with `status` is skipped.
+pub(crate) fn skip_reason(dep: &str, status: NodeStatus) -> String {
+    match status {
+        NodeStatus::Failed => format!("dependency `{dep}` failed"),
+        NodeStatus::Cancelled => format!("dependency `{dep}` was cancelled"),
+        _ => format!("dependency `{dep}` was skipped"),
+    }
+}
+
+/// Truthiness of a `when:` value.
+pub(crate) fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Resolves a reference against the cache.
+pub(crate) fn resolve_reference(cache: &Cache, reference: &str) -> Option<Arc<Value>> {
+    let (ns, key) = dagger_core::InputSpec::split_reference(reference)?;
+    cache.get(ns, key)
+}

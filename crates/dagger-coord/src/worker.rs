@@ -1,0 +1,413 @@
+//! One attempt of one node (or one fan-out invocation), run as its own tokio
+//! task: resolve inputs, check schemas, reuse a memoized output, execute
+//! with timeout and cancellation, store the output, report back.
+
+use crate::state::DefHandle;
+use dagger_core::store::{ArtifactId, NodeRunRecord};
+use dagger_core::{Cache, ErrorClass, NodeId, NodeStatus, Permanent, RunId, Stores, now_millis};
+use dagger_dag_flow::{NodeAction, NodeCtx, NodeInputs, NodeOutput};
+use serde_json::{Map, Value};
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// What the run shares with every attempt.
+pub(crate) struct RunShared {
+    pub(crate) dag_name: Arc<str>,
+    pub(crate) run_id: RunId,
+    pub(crate) cache: Cache,
+    pub(crate) stores: Stores,
+    pub(crate) app_data: Option<Arc<dyn Any + Send + Sync>>,
+    /// Record node runs in the store (false for `Durability::Memory`).
+    pub(crate) record: bool,
+    /// Hand Completed records of plain nodes to the loop instead of writing
+    /// them (runs with hooks: growth is recorded before the completion).
+    pub(crate) defer_completion: bool,
+    /// Write a cache delta per completed node.
+    pub(crate) incremental_cache: bool,
+    /// Shared limits every attempt must get a permit from before it executes.
+    pub(crate) tracker: Option<dagger_core::ResourceTracker>,
+    /// How long a cancelled action gets to return.
+    pub(crate) cancel_grace: Duration,
+    pub(crate) tx: UnboundedSender<Msg>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) class: ErrorClass,
+    pub(crate) message: String,
+}
+
+/// An attempt's result.
+pub(crate) enum AttemptResult {
+    /// `deferred`: the Completed record, when the run loop must write it
+    /// after the hooks answered the completion (see `RunShared::defer_completion`).
+    Succeeded {
+        output: Arc<NodeOutput>,
+        cache_hit: bool,
+        deferred: Option<NodeRunRecord>,
+    },
+    Failed(Failure),
+    /// The attempt stopped because its token was cancelled.
+    Cancelled,
+}
+
+/// Messages from attempts and timers to the run loop.
+pub(crate) enum Msg {
+    Done {
+        node: u32,
+        invocation: Option<u32>,
+        result: AttemptResult,
+        elapsed: Duration,
+    },
+    RetryDue {
+        node: u32,
+        invocation: Option<u32>,
+    },
+    FailureHandled {
+        node: u32,
+        error: String,
+    },
+    StoreFailed(dagger_core::StoreError),
+}
+
+pub(crate) struct Attempt {
+    pub(crate) node: u32,
+    pub(crate) invocation: Option<u32>,
+    pub(crate) attempt: u32,
+    pub(crate) node_id: Arc<str>,
+    pub(crate) def: DefHandle,
+    pub(crate) action: Arc<dyn NodeAction>,
+    pub(crate) cancel: CancellationToken,
+    /// The fan-out element and its index.
+    pub(crate) item: Option<Arc<Value>>,
+    pub(crate) overrides: Option<Map<String, Value>>,
+}
+
+pub(crate) fn spawn(shared: &Arc<RunShared>, attempt: Attempt) -> tokio::task::AbortHandle {
+    let shared = shared.clone();
+    let span = tracing::info_span!("node", run_id = %shared.run_id, node_id = %attempt.node_id, attempt = attempt.attempt);
+    tokio::spawn(
+        async move {
+            let started = Instant::now();
+            let (node, invocation) = (attempt.node, attempt.invocation);
+            let result = run(&shared, attempt).await;
+            let msg = match result {
+                Ok(result) => Msg::Done {
+                    node,
+                    invocation,
+                    result,
+                    elapsed: started.elapsed(),
+                },
+                Err(e) => Msg::StoreFailed(e),
+            };
+            let _ = shared.tx.send(msg);
+        }
+        .instrument(span),
+    )
+    .abort_handle()
+}
+
+fn resolve_inputs(shared: &RunShared, a: &Attempt) -> Result<NodeInputs, Failure> {
+    let mut inputs = NodeInputs::new();
+    for spec in &a.def.inputs {
+        let value = shared.cache.resolve_input(spec).map_err(|e| Failure {
+            class: ErrorClass::Permanent,
+            message: format!("node `{}`: {e}", a.node_id),
+        })?;
+        inputs.insert(&spec.name, value);
+    }
+    if let Some(overrides) = &a.overrides {
+        for (k, v) in overrides {
+            inputs.insert(k, Arc::new(v.clone()));
+        }
+    }
+    if let (Some(item), Some(index)) = (&a.item, a.invocation) {
+        inputs.insert("item", item.clone());
+        inputs.insert("index", Arc::new(Value::from(index)));
+    }
+    Ok(inputs)
+}
+
+fn invocation_key(a: &Attempt) -> String {
+    a.invocation.map(|i| i.to_string()).unwrap_or_default()
+}
+
+pub(crate) fn record(
+    shared: &RunShared,
+    node_id: &str,
+    invocation_key: String,
+    action: &str,
+    attempt: u32,
+    state: NodeStatus,
+) -> NodeRunRecord {
+    NodeRunRecord {
+        run_id: shared.run_id.clone(),
+        node_id: NodeId::from(node_id),
+        invocation_key,
+        action: action.to_string(),
+        attempt,
+        state,
+        input_hash: None,
+        output_artifact_id: None,
+        error: None,
+        started_at: None,
+        finished_at: None,
+        metadata: Value::Null,
+    }
+}
+
+async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_core::StoreError> {
+    let inputs = match resolve_inputs(shared, &a) {
+        Ok(i) => i,
+        Err(f) => return Ok(AttemptResult::Failed(f)),
+    };
+    if let Some(schema) = a.action.input_schema()
+        && let Err(v) = schema.validate(&inputs.to_value())
+    {
+        return Ok(AttemptResult::Failed(Failure {
+            class: ErrorClass::Schema,
+            message: format!(
+                "node `{}`: inputs rejected by action `{}`: {v}",
+                a.node_id, a.def.action
+            ),
+        }));
+    }
+    let input_hash = a.def.cache.then(|| {
+        let text = serde_json::to_string(&inputs.to_value()).unwrap_or_default();
+        ArtifactId::of(format!("{}\0{text}", a.def.action).as_bytes()).to_string()
+    });
+    if let Some(hash) = &input_hash
+        && let Some(output) = memoized(shared, &a.def.action, hash).await?
+    {
+        let output = Arc::new(output);
+        let deferred = complete(shared, &a, &output, input_hash.clone(), true, None).await?;
+        return Ok(AttemptResult::Succeeded {
+            output,
+            cache_hit: true,
+            deferred,
+        });
+    }
+    let _permit = match &shared.tracker {
+        Some(t) => Some(tokio::select! {
+            p = t.acquire() => p,
+            () = a.cancel.cancelled() => return Ok(AttemptResult::Cancelled),
+        }),
+        None => None,
+    };
+    let started_at = now_millis();
+    if shared.record {
+        let mut rec = record(
+            shared,
+            &a.node_id,
+            invocation_key(&a),
+            &a.def.action,
+            a.attempt,
+            NodeStatus::Running,
+        );
+        rec.started_at = Some(started_at);
+        put(shared, rec).await?;
+    }
+
+    let ctx = NodeCtx {
+        dag_name: shared.dag_name.clone(),
+        run_id: shared.run_id.clone(),
+        node_id: NodeId::new(a.node_id.clone()),
+        invocation_key: invocation_key(&a),
+        attempt: a.attempt,
+        inputs,
+        cache: shared.cache.clone(),
+        idempotency_key: format!("{}/{}/{}", shared.run_id, a.node_id, invocation_key(&a)),
+        cancel: a.cancel.clone(),
+        app_data: shared.app_data.clone(),
+    };
+    let timeout = a
+        .def
+        .timeout
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(Duration::from_secs_f64);
+    // Cancellation is cooperative: the action sees `ctx.cancel` and returns;
+    // the run loop drops attempts that ignore it after its grace period.
+    let exec = a.action.execute(&ctx);
+    tokio::pin!(exec);
+    let result = match timeout {
+        None => Ok(exec.await),
+        Some(t) => tokio::select! {
+            r = &mut exec => Ok(r),
+            () = tokio::time::sleep(t) => {
+                ctx.cancel.cancel();
+                let _ = tokio::time::timeout(shared.cancel_grace, &mut exec).await;
+                Err(t)
+            }
+        },
+    };
+    if a.cancel.is_cancelled() && matches!(result, Ok(Err(_))) {
+        return Ok(AttemptResult::Cancelled);
+    }
+    let output = match result {
+        Err(t) => {
+            return Ok(AttemptResult::Failed(Failure {
+                class: ErrorClass::Timeout,
+                message: format!(
+                    "node `{}` timed out after {:.3}s",
+                    a.node_id,
+                    t.as_secs_f64()
+                ),
+            }));
+        }
+        Ok(Err(e)) => {
+            let class = if Permanent::is_permanent(e.as_ref()) {
+                ErrorClass::Permanent
+            } else {
+                ErrorClass::Error
+            };
+            return Ok(AttemptResult::Failed(Failure {
+                class,
+                message: e.to_string(),
+            }));
+        }
+        Ok(Ok(output)) if !output.success => {
+            let message = match &output.outputs {
+                Value::String(s) => s.clone(),
+                Value::Null => format!("action `{}` reported failure", a.def.action),
+                other => other.to_string(),
+            };
+            return Ok(AttemptResult::Failed(Failure {
+                class: ErrorClass::Error,
+                message,
+            }));
+        }
+        Ok(Ok(output)) => output,
+    };
+    if let Some(schema) = a.action.output_schema()
+        && let Err(v) = schema.validate(&output.outputs)
+    {
+        return Ok(AttemptResult::Failed(Failure {
+            class: ErrorClass::Schema,
+            message: format!(
+                "node `{}`: output rejected by action `{}`: {v}",
+                a.node_id, a.def.action
+            ),
+        }));
+    }
+    let output = Arc::new(output);
+    let deferred = complete(shared, &a, &output, input_hash, false, Some(started_at)).await?;
+    Ok(AttemptResult::Succeeded {
+        output,
+        cache_hit: false,
+        deferred,
+    })
+}
+
+async fn memoized(
+    shared: &RunShared,
+    action: &str,
+    hash: &str,
+) -> Result<Option<NodeOutput>, dagger_core::StoreError> {
+    let Some(id) = shared.stores.runs.find_memoized(action, hash).await? else {
+        return Ok(None);
+    };
+    let bytes = shared.stores.artifacts.get_artifact(&id).await?;
+    let outputs: Value =
+        serde_json::from_slice(&bytes).map_err(|e| dagger_core::StoreError::Decode {
+            what: format!("artifact {id}"),
+            reason: e.to_string(),
+        })?;
+    Ok(Some(NodeOutput::success(outputs)))
+}
+
+/// Publishes a successful attempt: the cache (plain nodes) and the store.
+async fn complete(
+    shared: &RunShared,
+    a: &Attempt,
+    output: &NodeOutput,
+    input_hash: Option<String>,
+    cache_hit: bool,
+    started_at: Option<i64>,
+) -> Result<Option<NodeRunRecord>, dagger_core::StoreError> {
+    let mut deferred = None;
+    if shared.record {
+        let bytes = serde_json::to_vec(&output.outputs).unwrap_or_default();
+        let artifact = shared.stores.artifacts.put_artifact(bytes).await?;
+        let mut rec = record(
+            shared,
+            &a.node_id,
+            invocation_key(a),
+            &a.def.action,
+            a.attempt,
+            NodeStatus::Completed,
+        );
+        rec.input_hash = input_hash;
+        rec.output_artifact_id = Some(artifact);
+        rec.started_at = started_at;
+        rec.finished_at = Some(now_millis());
+        let mut meta = output.metadata.clone();
+        if cache_hit {
+            meta.insert("cache_hit".into(), Value::Bool(true));
+        }
+        rec.metadata = Value::Object(meta);
+        if shared.defer_completion && a.invocation.is_none() {
+            deferred = Some(rec);
+        } else {
+            put(shared, rec).await?;
+        }
+        if shared.incremental_cache && a.invocation.is_none() {
+            let entry = dagger_core::store::SnapshotEntry::Delta {
+                namespace: a.node_id.to_string(),
+                data: output.outputs.clone(),
+            };
+            shared
+                .stores
+                .snapshots
+                .append_snapshot(shared.run_id.as_str(), entry)
+                .await?;
+        }
+    }
+    // Dependents start only after this: they always see the output.
+    if a.invocation.is_none() {
+        shared.cache.insert_object(&a.node_id, &output.outputs);
+    }
+    Ok(deferred)
+}
+
+/// Records a node run; the store decides whether this waits for the commit
+/// (`Durability::Sync`) or only queues it (`Batched`).
+pub(crate) async fn put(
+    shared: &RunShared,
+    rec: NodeRunRecord,
+) -> Result<(), dagger_core::StoreError> {
+    shared.stores.runs.put_node_run(rec).await
+}
+
+/// Runs a node's `failure:` action once, then reports back.
+pub(crate) fn spawn_failure_handler(
+    shared: &Arc<RunShared>,
+    node: u32,
+    node_id: Arc<str>,
+    handler: Arc<dyn NodeAction>,
+    error: String,
+) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let mut inputs = Map::new();
+        inputs.insert("failed_node".into(), Value::String(node_id.to_string()));
+        inputs.insert("error".into(), Value::String(error.clone()));
+        let mut ctx = NodeCtx::for_test(&format!("{node_id}.failure"), inputs);
+        ctx.dag_name = shared.dag_name.clone();
+        ctx.run_id = shared.run_id.clone();
+        ctx.cache = shared.cache.clone();
+        ctx.idempotency_key = format!("{}/{node_id}/failure", shared.run_id);
+        ctx.app_data = shared.app_data.clone();
+        match handler.execute(&ctx).await {
+            Ok(out) => shared
+                .cache
+                .insert(&node_id, "failure_handler", out.outputs),
+            Err(e) => tracing::warn!(node_id = %node_id, error = %e, "failure handler failed"),
+        }
+        let _ = shared.tx.send(Msg::FailureHandled { node, error });
+    });
+}

@@ -1,0 +1,680 @@
+//! Semantic checks of workflow definitions: ids, dependencies, cycles,
+//! references and config values. They run on the typed model, so they serve
+//! YAML files (with positions from the loader), definitions built in code, and
+//! nodes a running workflow grows (`validate_added_nodes`).
+//!
+//! Cost is O(nodes + edges) for everything except a reference to a node that
+//! is not a direct dependency: that costs one upward walk per referring node.
+
+use crate::config::DagConfig;
+use crate::error::{LoadErrors, LoadIssue, LoadIssueKind};
+use crate::model::{NodeDef, WorkflowDef};
+use crate::yaml::Pos;
+use dagger_core::InputSpec;
+use petgraph::Direction;
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// A problem and its position, before the file name is attached.
+pub(crate) type Found = (Option<Pos>, LoadIssueKind);
+
+/// The namespace of run inputs in references (`inputs.<key>`).
+const INPUTS_NAMESPACE: &str = "inputs";
+
+/// Where the parts of a workflow are in its file. Empty for definitions
+/// that do not come from a file.
+#[derive(Debug, Default)]
+pub(crate) struct WorkflowLocations {
+    pub(crate) root: Option<Pos>,
+    pub(crate) name: Option<Pos>,
+    pub(crate) nodes_key: Option<Pos>,
+    pub(crate) config: Option<Pos>,
+    /// Config field name -> position of its value.
+    pub(crate) config_fields: HashMap<String, Pos>,
+    pub(crate) nodes: Vec<NodeLocations>,
+    /// The loader already reported `name` / `nodes` missing or malformed.
+    pub(crate) name_reported: bool,
+    pub(crate) nodes_reported: bool,
+}
+
+/// Where the parts of one node are.
+#[derive(Debug, Default)]
+pub(crate) struct NodeLocations {
+    pub(crate) entry: Option<Pos>,
+    pub(crate) id: Option<Pos>,
+    pub(crate) action: Option<Pos>,
+    pub(crate) failure: Option<Pos>,
+    pub(crate) timeout: Option<Pos>,
+    pub(crate) try_count: Option<Pos>,
+    pub(crate) map_over: Option<Pos>,
+    pub(crate) when: Option<Pos>,
+    pub(crate) dependencies: Vec<Option<Pos>>,
+    pub(crate) inputs: Vec<InputLocations>,
+    pub(crate) outputs: Vec<Option<Pos>>,
+    /// The loader already reported `id` / `action` missing or malformed.
+    pub(crate) id_reported: bool,
+    pub(crate) action_reported: bool,
+}
+
+/// Where the parts of one input are.
+#[derive(Debug, Default)]
+pub(crate) struct InputLocations {
+    pub(crate) entry: Option<Pos>,
+    pub(crate) name: Option<Pos>,
+    pub(crate) reference: Option<Pos>,
+    pub(crate) name_reported: bool,
+}
+
+fn node_loc(locs: &WorkflowLocations, i: usize) -> Option<&NodeLocations> {
+    locs.nodes.get(i)
+}
+
+/// Checks a definition built in code (no positions). `source` names it in the issues.
+pub fn validate_workflow(def: &WorkflowDef, source: &str) -> Result<(), LoadErrors> {
+    let found = check_workflow(def, &WorkflowLocations::default());
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadErrors(attach(source, found)))
+    }
+}
+
+/// Attaches the file name to found problems, in file order.
+pub(crate) fn attach(file: &str, mut found: Vec<Found>) -> Vec<LoadIssue> {
+    // Issues without a position go last; the sort is stable, so discovery
+    // order breaks ties.
+    found.sort_by_key(|(pos, _)| pos.map_or((usize::MAX, usize::MAX), |p| (p.line, p.column)));
+    found
+        .into_iter()
+        .map(|(pos, kind)| LoadIssue {
+            file: file.to_string(),
+            line: pos.map(|p| p.line),
+            column: pos.map(|p| p.column),
+            kind,
+        })
+        .collect()
+}
+
+/// Every semantic problem of `def`.
+pub(crate) fn check_workflow(def: &WorkflowDef, locs: &WorkflowLocations) -> Vec<Found> {
+    let mut out = Vec::new();
+    if !locs.name_reported && def.name.trim().is_empty() {
+        out.push((
+            locs.name.or(locs.root),
+            LoadIssueKind::EmptyValue {
+                context: "workflow".into(),
+                field: "name",
+            },
+        ));
+    }
+    if !locs.nodes_reported && def.nodes.is_empty() {
+        out.push((locs.nodes_key.or(locs.root), LoadIssueKind::NoNodes));
+    }
+    if let Some(config) = &def.config {
+        for (field, message) in config.apply(&DagConfig::default()).problems() {
+            let pos = locs.config_fields.get(field).copied().or(locs.config);
+            out.push((pos, LoadIssueKind::InvalidConfig { field, message }));
+        }
+    }
+    for (i, node) in def.nodes.iter().enumerate() {
+        check_node(i, node, node_loc(locs, i), &mut out);
+    }
+    check_graph(&def.nodes, locs, &mut out);
+    out
+}
+
+/// The name of node `i` in messages: its id, or `#n` when it has none.
+fn display_id(i: usize, node: &NodeDef) -> String {
+    if node.id.trim().is_empty() {
+        format!("#{}", i + 1)
+    } else {
+        node.id.clone()
+    }
+}
+
+/// Checks of one node that need no other node.
+fn check_node(i: usize, node: &NodeDef, loc: Option<&NodeLocations>, out: &mut Vec<Found>) {
+    let name = display_id(i, node);
+    let entry = loc.and_then(|l| l.entry);
+    let context = || format!("node `{name}`");
+    if !loc.is_some_and(|l| l.id_reported) {
+        let pos = loc.and_then(|l| l.id).or(entry);
+        if node.id.trim().is_empty() {
+            out.push((
+                pos,
+                LoadIssueKind::EmptyValue {
+                    context: context(),
+                    field: "id",
+                },
+            ));
+        } else if let Some(reason) = id_problem(&node.id) {
+            out.push((
+                pos,
+                LoadIssueKind::InvalidNodeId {
+                    id: node.id.clone(),
+                    reason,
+                },
+            ));
+        }
+    }
+    if !loc.is_some_and(|l| l.action_reported) && node.action.trim().is_empty() {
+        out.push((
+            loc.and_then(|l| l.action).or(entry),
+            LoadIssueKind::EmptyValue {
+                context: context(),
+                field: "action",
+            },
+        ));
+    }
+    if node.failure.as_deref().is_some_and(|f| f.trim().is_empty()) {
+        out.push((
+            loc.and_then(|l| l.failure).or(entry),
+            LoadIssueKind::EmptyValue {
+                context: context(),
+                field: "failure",
+            },
+        ));
+    }
+    if let Some(t) = node.timeout
+        && !(t.is_finite() && t > 0.0)
+    {
+        out.push((
+            loc.and_then(|l| l.timeout).or(entry),
+            LoadIssueKind::InvalidNodeValue {
+                node: name.clone(),
+                field: "timeout",
+                message: format!("must be a positive number of seconds, got {t}"),
+            },
+        ));
+    }
+    if node.try_count == Some(0) {
+        out.push((
+            loc.and_then(|l| l.try_count).or(entry),
+            LoadIssueKind::InvalidNodeValue {
+                node: name.clone(),
+                field: "try_count",
+                message: "must be at least 1".into(),
+            },
+        ));
+    }
+    let mut seen_deps = HashSet::with_capacity(node.dependencies.len());
+    for (j, dep) in node.dependencies.iter().enumerate() {
+        let pos = loc
+            .and_then(|l| l.dependencies.get(j).copied().flatten())
+            .or(entry);
+        if *dep == node.id {
+            out.push((pos, LoadIssueKind::SelfDependency { node: name.clone() }));
+        } else if !seen_deps.insert(dep.as_str()) {
+            out.push((
+                pos,
+                LoadIssueKind::DuplicateDependency {
+                    node: name.clone(),
+                    dependency: dep.clone(),
+                },
+            ));
+        }
+    }
+    check_inputs(&name, node, loc, out);
+    let mut seen_outputs = HashSet::with_capacity(node.outputs.len());
+    for (j, output) in node.outputs.iter().enumerate() {
+        let pos = loc
+            .and_then(|l| l.outputs.get(j).copied().flatten())
+            .or(entry);
+        if output.name.trim().is_empty() {
+            out.push((
+                pos,
+                LoadIssueKind::EmptyValue {
+                    context: format!("node `{name}`, output #{}", j + 1),
+                    field: "name",
+                },
+            ));
+        } else if !seen_outputs.insert(output.name.as_str()) {
+            out.push((
+                pos,
+                LoadIssueKind::DuplicateOutput {
+                    node: name.clone(),
+                    output: output.name.clone(),
+                },
+            ));
+        }
+    }
+}
+
+fn check_inputs(name: &str, node: &NodeDef, loc: Option<&NodeLocations>, out: &mut Vec<Found>) {
+    let entry = loc.and_then(|l| l.entry);
+    let mut seen = HashSet::with_capacity(node.inputs.len());
+    for (j, input) in node.inputs.iter().enumerate() {
+        let iloc = loc.and_then(|l| l.inputs.get(j));
+        let pos = iloc.and_then(|l| l.entry).or(entry);
+        let label = if input.name.trim().is_empty() {
+            format!("#{}", j + 1)
+        } else {
+            input.name.clone()
+        };
+        if !iloc.is_some_and(|l| l.name_reported) {
+            if input.name.trim().is_empty() {
+                out.push((
+                    iloc.and_then(|l| l.name).or(pos),
+                    LoadIssueKind::EmptyValue {
+                        context: format!("node `{name}`, input {label}"),
+                        field: "name",
+                    },
+                ));
+            } else if !seen.insert(input.name.as_str()) {
+                out.push((
+                    iloc.and_then(|l| l.name).or(pos),
+                    LoadIssueKind::DuplicateInput {
+                        node: name.to_string(),
+                        input: input.name.clone(),
+                    },
+                ));
+            }
+        }
+        match (&input.reference, &input.value) {
+            (Some(_), Some(_)) => out.push((
+                pos,
+                LoadIssueKind::InputWithBothSources {
+                    node: name.to_string(),
+                    input: label,
+                },
+            )),
+            (None, None) => out.push((
+                pos,
+                LoadIssueKind::InputWithoutSource {
+                    node: name.to_string(),
+                    input: label,
+                },
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// Why `id` cannot be a node id, if it cannot.
+fn id_problem(id: &str) -> Option<&'static str> {
+    if id == INPUTS_NAMESPACE {
+        Some("is reserved: references `inputs.<key>` name the run's inputs")
+    } else if id.contains('.') {
+        Some("must not contain `.`: references `<node_id>.<output>` split at the first dot")
+    } else {
+        None
+    }
+}
+
+/// A reference a node makes, and where.
+struct RefSite<'a> {
+    site: String,
+    reference: &'a str,
+    pos: Option<Pos>,
+}
+
+/// Every reference of `node`: inputs, `map_over`, `when`.
+fn references<'a>(node: &'a NodeDef, loc: Option<&NodeLocations>) -> Vec<RefSite<'a>> {
+    let entry = loc.and_then(|l| l.entry);
+    let mut refs = Vec::new();
+    for (j, input) in node.inputs.iter().enumerate() {
+        if let InputSpec {
+            reference: Some(reference),
+            ..
+        } = input
+        {
+            let iloc = loc.and_then(|l| l.inputs.get(j));
+            refs.push(RefSite {
+                site: format!("input `{}`", input.name),
+                reference,
+                pos: iloc.and_then(|l| l.reference.or(l.entry)).or(entry),
+            });
+        }
+    }
+    if let Some(reference) = &node.map_over {
+        refs.push(RefSite {
+            site: "`map_over`".into(),
+            reference,
+            pos: loc.and_then(|l| l.map_over).or(entry),
+        });
+    }
+    if let Some(reference) = &node.when {
+        refs.push(RefSite {
+            site: "`when`".into(),
+            reference,
+            pos: loc.and_then(|l| l.when).or(entry),
+        });
+    }
+    refs
+}
+
+/// What a reference names: run inputs, a node id, or nothing valid.
+enum RefTarget<'a> {
+    RunInput,
+    Node(&'a str),
+    Malformed,
+}
+
+fn ref_target(reference: &str) -> RefTarget<'_> {
+    match InputSpec::split_reference(reference) {
+        None => RefTarget::Malformed,
+        Some((INPUTS_NAMESPACE, _)) => RefTarget::RunInput,
+        Some((node, _)) => RefTarget::Node(node),
+    }
+}
+
+/// Dependencies, cycles and references across the nodes of one workflow.
+fn check_graph(nodes: &[NodeDef], locs: &WorkflowLocations, out: &mut Vec<Found>) {
+    let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(nodes.len(), nodes.len() * 2);
+    let mut index: HashMap<&str, NodeIndex> = HashMap::with_capacity(nodes.len());
+    let handles: Vec<NodeIndex> = (0..nodes.len()).map(|i| graph.add_node(i)).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let loc = node_loc(locs, i);
+        if node.id.trim().is_empty() || loc.is_some_and(|l| l.id_reported) {
+            continue;
+        }
+        // The first definition keeps the id; later ones are reported.
+        match index.entry(node.id.as_str()) {
+            Entry::Occupied(_) => out.push((
+                loc.and_then(|l| l.id.or(l.entry)),
+                LoadIssueKind::DuplicateNodeId {
+                    id: node.id.clone(),
+                },
+            )),
+            Entry::Vacant(slot) => {
+                slot.insert(handles[i]);
+            }
+        }
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let loc = node_loc(locs, i);
+        let mut seen = HashSet::with_capacity(node.dependencies.len());
+        for (j, dep) in node.dependencies.iter().enumerate() {
+            if *dep == node.id || !seen.insert(dep.as_str()) {
+                continue; // reported by check_node
+            }
+            match index.get(dep.as_str()) {
+                Some(&from) => {
+                    graph.add_edge(from, handles[i], ());
+                }
+                None => out.push((
+                    loc.and_then(|l| l.dependencies.get(j).copied().flatten())
+                        .or(loc.and_then(|l| l.entry)),
+                    LoadIssueKind::MissingDependency {
+                        node: display_id(i, node),
+                        dependency: dep.clone(),
+                    },
+                )),
+            }
+        }
+    }
+    for cycle in cycles(&graph) {
+        let ids: Vec<usize> = cycle.iter().map(|h| graph[*h]).collect();
+        out.push(cycle_issue(nodes, &ids, |i, j| {
+            node_loc(locs, i).and_then(|l| l.dependencies.get(j).copied().flatten())
+        }));
+    }
+    let mut ancestry = Ancestry::new(graph.node_count());
+    for (i, node) in nodes.iter().enumerate() {
+        for r in references(node, node_loc(locs, i)) {
+            let target = match ref_target(r.reference) {
+                RefTarget::RunInput => continue,
+                RefTarget::Malformed => {
+                    out.push((r.pos, malformed(i, node, &r)));
+                    continue;
+                }
+                RefTarget::Node(target) => target,
+            };
+            let Some(&t) = index.get(target) else {
+                out.push((r.pos, unknown_target(i, node, &r, target)));
+                continue;
+            };
+            let direct = node.dependencies.iter().any(|d| d == target) && target != node.id;
+            if !direct && !ancestry.is_ancestor(&graph, handles[i], t) {
+                out.push((r.pos, non_ancestor(i, node, &r, target)));
+            }
+        }
+    }
+}
+
+fn malformed(i: usize, node: &NodeDef, r: &RefSite<'_>) -> LoadIssueKind {
+    LoadIssueKind::MalformedReference {
+        node: display_id(i, node),
+        site: r.site.clone(),
+        reference: r.reference.to_string(),
+    }
+}
+
+fn unknown_target(i: usize, node: &NodeDef, r: &RefSite<'_>, target: &str) -> LoadIssueKind {
+    LoadIssueKind::UnknownReferenceTarget {
+        node: display_id(i, node),
+        site: r.site.clone(),
+        reference: r.reference.to_string(),
+        target: target.to_string(),
+    }
+}
+
+fn non_ancestor(i: usize, node: &NodeDef, r: &RefSite<'_>, target: &str) -> LoadIssueKind {
+    LoadIssueKind::NonAncestorReference {
+        node: display_id(i, node),
+        site: r.site.clone(),
+        reference: r.reference.to_string(),
+        target: target.to_string(),
+    }
+}
+
+/// The cycle issue for the closed path `ids` (indices into `nodes`, first
+/// repeated at the end), located at the dependency entry that closes it.
+fn cycle_issue(
+    nodes: &[NodeDef],
+    ids: &[usize],
+    dep_pos: impl Fn(usize, usize) -> Option<Pos>,
+) -> Found {
+    let path: Vec<String> = ids.iter().map(|&i| nodes[i].id.clone()).collect();
+    // The last edge is `ids[len-2] -> ids[0]`: ids[0] depends on ids[len-2].
+    let closing = (ids.len() >= 2)
+        .then(|| {
+            let (start, prev) = (ids[0], ids[ids.len() - 2]);
+            let j = nodes[start]
+                .dependencies
+                .iter()
+                .position(|d| *d == nodes[prev].id)?;
+            dep_pos(start, j)
+        })
+        .flatten();
+    (closing, LoadIssueKind::Cycle { path })
+}
+
+/// One closed path per cyclic strongly connected component, starting at the
+/// component's first node in definition order (edges run dependency -> dependent).
+fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<NodeIndex>> {
+    let mut found = Vec::new();
+    for scc in tarjan_scc(graph) {
+        if scc.len() < 2 {
+            continue;
+        }
+        let members: HashSet<NodeIndex> = scc.iter().copied().collect();
+        let Some(&start) = scc.iter().min_by_key(|h| graph[**h]) else {
+            continue;
+        };
+        let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+        let mut queue = VecDeque::from([start]);
+        'bfs: while let Some(u) = queue.pop_front() {
+            // Visit successors in definition order for a deterministic path.
+            let mut next: Vec<NodeIndex> = graph
+                .neighbors_directed(u, Direction::Outgoing)
+                .filter(|w| members.contains(w))
+                .collect();
+            next.sort_by_key(|w| graph[*w]);
+            for w in next {
+                if w == start {
+                    let mut path = vec![u];
+                    let mut cur = u;
+                    while let Some(&p) = parent.get(&cur) {
+                        path.push(p);
+                        cur = p;
+                    }
+                    path.reverse();
+                    path.push(start);
+                    found.push(path);
+                    break 'bfs;
+                }
+                if w != start && !parent.contains_key(&w) {
+                    parent.insert(w, u);
+                    queue.push_back(w);
+                }
+            }
+        }
+    }
+    found.sort_by_key(|p| graph[p[0]]);
+    found
+}
+
+/// Answers "is `t` an ancestor of `n`" with one upward walk per `n`,
+/// reusing its buffers.
+struct Ancestry {
+    mark: Vec<u32>,
+    stamp: u32,
+    walked_from: Option<NodeIndex>,
+    stack: Vec<NodeIndex>,
+}
+
+impl Ancestry {
+    fn new(n: usize) -> Self {
+        Self {
+            mark: vec![0; n],
+            stamp: 0,
+            walked_from: None,
+            stack: Vec::new(),
+        }
+    }
+
+    fn is_ancestor(&mut self, graph: &DiGraph<usize, ()>, n: NodeIndex, t: NodeIndex) -> bool {
+        if self.walked_from != Some(n) {
+            self.stamp += 1;
+            self.walked_from = Some(n);
+            self.stack.clear();
+            self.stack.push(n);
+            while let Some(u) = self.stack.pop() {
+                for p in graph.neighbors_directed(u, Direction::Incoming) {
+                    if self.mark[p.index()] != self.stamp {
+                        self.mark[p.index()] = self.stamp;
+                        self.stack.push(p);
+                    }
+                }
+            }
+        }
+        // `n` itself is marked only when it lies on a cycle; it is never its own ancestor here.
+        t != n && self.mark[t.index()] == self.stamp
+    }
+}
+
+/// Checks nodes a running workflow is about to grow by: their own fields,
+/// duplicate ids, unknown dependencies, cycles among them, and references to
+/// nodes that are not their ancestors. `existing` is assumed valid. Costs
+/// O(existing nodes) to index them; see [`validate_added_nodes_with`] to
+/// reuse an index.
+pub fn validate_added_nodes(
+    existing: &WorkflowDef,
+    added: &[NodeDef],
+) -> Result<(), Vec<LoadIssue>> {
+    let index: HashMap<&str, &NodeDef> =
+        existing.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    validate_added_nodes_with(|id| index.get(id).copied(), added)
+}
+
+/// [`validate_added_nodes`] with the existing nodes given by a lookup by id,
+/// so a caller that keeps an index pays only for the added nodes (and for
+/// walks up the graph when a reference is not a direct dependency).
+pub fn validate_added_nodes_with<'a>(
+    existing: impl Fn(&str) -> Option<&'a NodeDef>,
+    added: &'a [NodeDef],
+) -> Result<(), Vec<LoadIssue>> {
+    let mut out = Vec::new();
+    let mut batch: HashMap<&str, usize> = HashMap::with_capacity(added.len());
+    for (i, node) in added.iter().enumerate() {
+        check_node(i, node, None, &mut out);
+        if node.id.trim().is_empty() {
+            continue;
+        }
+        if existing(&node.id).is_some() || batch.insert(node.id.as_str(), i).is_some() {
+            out.push((
+                None,
+                LoadIssueKind::DuplicateNodeId {
+                    id: node.id.clone(),
+                },
+            ));
+        }
+    }
+    let lookup = |id: &str| -> Option<&'a NodeDef> {
+        batch.get(id).map(|&i| &added[i]).or_else(|| existing(id))
+    };
+    let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(added.len(), added.len());
+    let handles: Vec<NodeIndex> = (0..added.len()).map(|i| graph.add_node(i)).collect();
+    for (i, node) in added.iter().enumerate() {
+        for dep in &node.dependencies {
+            if *dep == node.id {
+                continue;
+            }
+            if let Some(&j) = batch.get(dep.as_str()) {
+                graph.update_edge(handles[j], handles[i], ());
+            } else if existing(dep).is_none() {
+                out.push((
+                    None,
+                    LoadIssueKind::MissingDependency {
+                        node: display_id(i, node),
+                        dependency: dep.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    for cycle in cycles(&graph) {
+        let ids: Vec<usize> = cycle.iter().map(|h| graph[*h]).collect();
+        out.push(cycle_issue(added, &ids, |_, _| None));
+    }
+    for (i, node) in added.iter().enumerate() {
+        for r in references(node, None) {
+            let target = match ref_target(r.reference) {
+                RefTarget::RunInput => continue,
+                RefTarget::Malformed => {
+                    out.push((None, malformed(i, node, &r)));
+                    continue;
+                }
+                RefTarget::Node(target) => target,
+            };
+            if lookup(target).is_none() {
+                out.push((None, unknown_target(i, node, &r, target)));
+            } else if target == node.id || !reaches_up(node, target, &lookup) {
+                out.push((None, non_ancestor(i, node, &r, target)));
+            }
+        }
+    }
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(attach("<added nodes>", out))
+    }
+}
+
+/// Whether `target` is among the transitive dependencies of `node`.
+fn reaches_up<'a>(
+    node: &'a NodeDef,
+    target: &str,
+    lookup: &impl Fn(&str) -> Option<&'a NodeDef>,
+) -> bool {
+    if node.dependencies.iter().any(|d| d == target) {
+        return true;
+    }
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut stack: Vec<&str> = node.dependencies.iter().map(String::as_str).collect();
+    while let Some(id) = stack.pop() {
+        if id == target {
+            return true;
+        }
+        if !seen.insert(id) {
+            continue;
+        }
+        if let Some(n) = lookup(id) {
+            stack.extend(n.dependencies.iter().map(String::as_str));
+        }
+    }
+    false
+}

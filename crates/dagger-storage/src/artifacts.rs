@@ -1,0 +1,246 @@
+//! [`ArtifactStore`] over SQLite: content-addressed (BLAKE3) blobs, kept
+//! inline in the `artifacts` table under [`INLINE_LIMIT`] bytes and as files
+//! under `<db>.artifacts/<first two hex digits>/<id>` from that size up.
+//!
+//! A file is written atomically before its row is queued: temporary file,
+//! fsync, rename, fsync of the directory. The writer commits in order, so a
+//! row (and any node run pointing at it) is never on disk without its file.
+//! Every read checks the content against its hash.
+
+use crate::sqlite::SqliteStore;
+use dagger_core::StoreError;
+use dagger_core::store::{ArtifactId, ArtifactStore, Durability};
+use rusqlite::{OptionalExtension, params};
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+/// Artifacts of this many bytes or more are stored as files.
+pub const INLINE_LIMIT: usize = 32 * 1024;
+
+/// Where an artifact's file lives, relative to the artifact directory.
+fn relative_path(id: &ArtifactId) -> PathBuf {
+    let hex = id.as_str();
+    let shard = hex.get(..2).unwrap_or("00");
+    Path::new(shard).join(hex)
+}
+
+fn io_error(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Io { context, source }
+}
+
+/// True when `path` holds exactly `bytes` (a previous put of the same content).
+fn holds(path: &Path, id: &ArtifactId, len: usize) -> bool {
+    match fs::metadata(path) {
+        Ok(meta) if meta.len() == len as u64 => {
+            fs::read(path).is_ok_and(|existing| ArtifactId::of(&existing) == *id)
+        }
+        _ => false,
+    }
+}
+
+/// Writes `bytes` to `path` so that `path` either does not exist or holds
+/// all of them: temporary file, fsync, rename, fsync of the directory.
+fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
+    let dir = path.parent().ok_or_else(|| StoreError::Io {
+        context: format!("artifact path `{}` has no directory", path.display()),
+        source: std::io::Error::from(ErrorKind::InvalidInput),
+    })?;
+    if !dir.is_dir() {
+        fs::create_dir_all(dir)
+            .map_err(io_error(format!("creating directory `{}`", dir.display())))?;
+        if sync {
+            // Make the new directory entries themselves durable.
+            for d in [dir, dir.parent().unwrap_or(dir)] {
+                sync_dir(d)?;
+            }
+        }
+    }
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let result = (|| {
+        let mut file =
+            File::create(&tmp).map_err(io_error(format!("creating `{}`", tmp.display())))?;
+        file.write_all(bytes)
+            .map_err(io_error(format!("writing `{}`", tmp.display())))?;
+        if sync {
+            file.sync_all()
+                .map_err(io_error(format!("syncing `{}`", tmp.display())))?;
+        }
+        fs::rename(&tmp, path).map_err(io_error(format!(
+            "renaming `{}` to `{}`",
+            tmp.display(),
+            path.display()
+        )))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    if sync {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(format!("syncing directory `{}`", dir.display())))
+}
+
+/// Checks that `bytes` read from `path` are the artifact `id`.
+fn verify(id: &ArtifactId, path: &str, bytes: &[u8], size: i64) -> Result<(), StoreError> {
+    let corrupt = |reason: String| StoreError::CorruptArtifact {
+        id: id.to_string(),
+        path: path.to_string(),
+        reason,
+    };
+    if i64::try_from(bytes.len()).ok() != Some(size) {
+        return Err(corrupt(format!(
+            "{} bytes instead of the {size} recorded",
+            bytes.len()
+        )));
+    }
+    let actual = ArtifactId::of(bytes);
+    if actual != *id {
+        return Err(corrupt(format!("content hashes to {actual}")));
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// The directory holding artifacts of [`INLINE_LIMIT`] bytes or more.
+    pub fn artifact_dir(&self) -> &Path {
+        &self.inner.artifact_dir
+    }
+
+    /// The file an artifact of [`INLINE_LIMIT`] bytes or more is stored in
+    /// (whether or not it exists).
+    pub fn artifact_path(&self, id: &ArtifactId) -> PathBuf {
+        self.inner.artifact_dir.join(relative_path(id))
+    }
+}
+
+#[async_trait::async_trait]
+impl ArtifactStore for SqliteStore {
+    async fn put_artifact(&self, bytes: Vec<u8>) -> Result<ArtifactId, StoreError> {
+        let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+        let store = self.clone();
+        if bytes.len() < INLINE_LIMIT {
+            let id = ArtifactId::of(&bytes);
+            let key = id.clone();
+            self.write_durable(move |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO artifacts (artifact_id, size, inline_data, file_path, created_at) \
+                     VALUES (?1, ?2, ?3, NULL, ?4) ON CONFLICT DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        key.as_str(),
+                        size,
+                        bytes,
+                        dagger_core::now_millis()
+                    ])
+                })
+                .map(drop)
+                .map_err(|e| store.map_err(e))
+            })
+            .await?;
+            return Ok(id);
+        }
+
+        let sync = self.durability() != Durability::Memory;
+        let dir = self.inner.artifact_dir.clone();
+        let (id, relative) = tokio::task::spawn_blocking(move || {
+            let id = ArtifactId::of(&bytes);
+            let relative = relative_path(&id);
+            let path = dir.join(&relative);
+            if !holds(&path, &id, bytes.len()) {
+                write_atomically(&path, &bytes, sync)?;
+            }
+            Ok::<_, StoreError>((id, relative))
+        })
+        .await
+        .map_err(|e| StoreError::Backend {
+            location: self.location().to_string(),
+            message: format!("artifact writer task failed: {e}"),
+        })??;
+        let key = id.clone();
+        self.write_durable(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO artifacts (artifact_id, size, inline_data, file_path, created_at) \
+                 VALUES (?1, ?2, NULL, ?3, ?4) ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    key.as_str(),
+                    size,
+                    relative.to_string_lossy(),
+                    dagger_core::now_millis()
+                ])
+            })
+            .map(drop)
+            .map_err(|e| store.map_err(e))
+        })
+        .await?;
+        Ok(id)
+    }
+
+    async fn get_artifact(&self, id: &ArtifactId) -> Result<Vec<u8>, StoreError> {
+        let id = id.clone();
+        let store = self.clone();
+        self.read(move |c| {
+            let row: Option<(i64, Option<Vec<u8>>, Option<String>)> = c
+                .prepare_cached(
+                    "SELECT size, inline_data, file_path FROM artifacts WHERE artifact_id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()
+                })
+                .map_err(|e| store.map_err(e))?;
+            let location = store.location();
+            match row {
+                None => Err(StoreError::MissingArtifact {
+                    id: id.to_string(),
+                    path: format!("{location} (no record)"),
+                }),
+                Some((size, Some(bytes), _)) => {
+                    verify(&id, &format!("{location} (inline)"), &bytes, size)?;
+                    Ok(bytes)
+                }
+                Some((size, None, Some(relative))) => {
+                    let path = store.inner.artifact_dir.join(relative);
+                    let shown = path.display().to_string();
+                    let bytes = fs::read(&path).map_err(|source| {
+                        if source.kind() == ErrorKind::NotFound {
+                            StoreError::MissingArtifact {
+                                id: id.to_string(),
+                                path: shown.clone(),
+                            }
+                        } else {
+                            StoreError::Io {
+                                context: format!("reading artifact {id} at `{shown}`"),
+                                source,
+                            }
+                        }
+                    })?;
+                    verify(&id, &shown, &bytes, size)?;
+                    Ok(bytes)
+                }
+                Some((_, None, None)) => Err(StoreError::CorruptArtifact {
+                    id: id.to_string(),
+                    path: location.to_string(),
+                    reason: "the record has neither inline data nor a file".into(),
+                }),
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,494 @@
+//! [`RunStore`] over SQLite: `flow_runs`, `node_runs` and `run_controls`.
+//!
+//! Run-state writes (`update_run`, `put_node_run`) go through
+//! [`SqliteStore::write_durable`]: queued in `Batched` mode (a failure shows
+//! at the next `flush`), acknowledged after commit in `Sync` mode.
+//! `create_run` and `push_control` always wait for their commit, because
+//! their callers act on the answer (a taken id, a sequence number).
+
+use crate::error::{decode, is_foreign_key};
+use crate::sqlite::SqliteStore;
+use dagger_core::store::{
+    ArtifactId, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate,
+};
+use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError, now_millis};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// The columns of `flow_runs`, in the order [`RunRow::read`] expects.
+macro_rules! run_columns {
+    () => {
+        "run_id, workflow, definition, inputs, config, status, reason, \
+         created_at, updated_at, finished_at"
+    };
+}
+
+/// The columns of `node_runs`, in the order [`NodeRow::read`] expects.
+macro_rules! node_columns {
+    () => {
+        "run_id, node_id, invocation_key, action, attempt, state, \
+         input_hash, output_artifact_id, error, started_at, finished_at, metadata"
+    };
+}
+
+fn to_json(what: &str, value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| decode(what, e))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| decode(what, e))
+}
+
+/// The raw columns of a `flow_runs` row, decoded outside the row callback
+/// so that a bad JSON column becomes a [`StoreError::Decode`] naming it.
+struct RunRow {
+    run_id: String,
+    workflow: String,
+    definition: String,
+    inputs: String,
+    config: String,
+    status: String,
+    reason: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+}
+
+impl RunRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            run_id: row.get(0)?,
+            workflow: row.get(1)?,
+            definition: row.get(2)?,
+            inputs: row.get(3)?,
+            config: row.get(4)?,
+            status: row.get(5)?,
+            reason: row.get(6)?,
+            created_at: row.get(7)?,
+            updated_at: row.get(8)?,
+            finished_at: row.get(9)?,
+        })
+    }
+
+    fn decode(self) -> Result<RunRecord, StoreError> {
+        let what = |col: &str| format!("run `{}` column `{col}`", self.run_id);
+        let status = RunStatus::parse(&self.status).ok_or_else(|| {
+            decode(
+                what("status"),
+                format!("unknown run status `{}`", self.status),
+            )
+        })?;
+        Ok(RunRecord {
+            definition: from_json(&what("definition"), &self.definition)?,
+            inputs: from_json(&what("inputs"), &self.inputs)?,
+            config: from_json(&what("config"), &self.config)?,
+            run_id: RunId::from(self.run_id),
+            workflow: self.workflow,
+            status,
+            reason: self.reason,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+/// The raw columns of a `node_runs` row.
+struct NodeRow {
+    run_id: String,
+    node_id: String,
+    invocation_key: String,
+    action: String,
+    attempt: i64,
+    state: String,
+    input_hash: Option<String>,
+    output_artifact_id: Option<String>,
+    error: Option<String>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    metadata: String,
+}
+
+impl NodeRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            run_id: row.get(0)?,
+            node_id: row.get(1)?,
+            invocation_key: row.get(2)?,
+            action: row.get(3)?,
+            attempt: row.get(4)?,
+            state: row.get(5)?,
+            input_hash: row.get(6)?,
+            output_artifact_id: row.get(7)?,
+            error: row.get(8)?,
+            started_at: row.get(9)?,
+            finished_at: row.get(10)?,
+            metadata: row.get(11)?,
+        })
+    }
+
+    fn decode(self) -> Result<NodeRunRecord, StoreError> {
+        let what = |col: &str| {
+            format!(
+                "node `{}` (invocation `{}`) of run `{}` column `{col}`",
+                self.node_id, self.invocation_key, self.run_id
+            )
+        };
+        let state = NodeStatus::parse(&self.state).ok_or_else(|| {
+            decode(
+                what("state"),
+                format!("unknown node status `{}`", self.state),
+            )
+        })?;
+        let attempt = u32::try_from(self.attempt)
+            .map_err(|_| decode(what("attempt"), format!("{} is out of range", self.attempt)))?;
+        Ok(NodeRunRecord {
+            metadata: from_json(&what("metadata"), &self.metadata)?,
+            run_id: RunId::from(self.run_id),
+            node_id: NodeId::from(self.node_id),
+            invocation_key: self.invocation_key,
+            action: self.action,
+            attempt,
+            state,
+            input_hash: self.input_hash,
+            output_artifact_id: self.output_artifact_id.map(ArtifactId::from_hex),
+            error: self.error,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+fn run_exists(conn: &Connection, run_id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM flow_runs WHERE run_id = ?1")?
+        .query_row([run_id], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+}
+
+fn run_not_found(run_id: &str) -> StoreError {
+    StoreError::NotFound {
+        entity: "run",
+        id: run_id.to_string(),
+    }
+}
+
+/// `list_runs` statements, one per filter combination so each can use its
+/// index (`flow_runs_by_status`, `flow_runs_by_workflow`, `flow_runs_by_created`).
+fn list_sql(query: &RunQuery) -> String {
+    let filter = match (query.status.is_some(), query.workflow.is_some()) {
+        (false, false) => "",
+        (true, false) => "WHERE status = ?3",
+        (false, true) => "WHERE workflow = ?4",
+        (true, true) => "WHERE status = ?3 AND workflow = ?4",
+    };
+    // `rowid` breaks ties between runs created in the same millisecond, newest first.
+    format!(
+        "SELECT {} FROM flow_runs {filter} \
+         ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2",
+        run_columns!()
+    )
+}
+
+#[async_trait::async_trait]
+impl RunStore for SqliteStore {
+    async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
+        let what = format!("run `{}`", run.run_id);
+        let definition = to_json(&what, &run.definition)?;
+        let inputs = to_json(&what, &run.inputs)?;
+        let config = to_json(&what, &run.config)?;
+        let store = self.clone();
+        self.write(move |tx| {
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, \
+                     reason, created_at, updated_at, finished_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        run.run_id.as_str(),
+                        run.workflow,
+                        definition,
+                        inputs,
+                        config,
+                        run.status.as_str(),
+                        run.reason,
+                        run.created_at,
+                        run.updated_at,
+                        run.finished_at,
+                    ])
+                })
+                .map_err(|e| store.map_err(e))?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists {
+                    entity: "run",
+                    id: run.run_id.to_string(),
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<(), StoreError> {
+        let definition = update
+            .definition
+            .as_ref()
+            .map(|d| to_json(&format!("definition of run `{run_id}`"), d))
+            .transpose()?;
+        let run_id = run_id.clone();
+        let store = self.clone();
+        self.write_durable(move |tx| {
+            // `?n IS NULL` selects "leave unchanged"; the `*_set` flags let a
+            // `Some(None)` clear a nullable column.
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE flow_runs SET \
+                       status = COALESCE(?2, status), \
+                       reason = CASE WHEN ?3 THEN ?4 ELSE reason END, \
+                       definition = COALESCE(?5, definition), \
+                       finished_at = CASE WHEN ?6 THEN ?7 ELSE finished_at END, \
+                       updated_at = ?8 \
+                     WHERE run_id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        run_id.as_str(),
+                        update.status.map(RunStatus::as_str),
+                        update.reason.is_some(),
+                        update.reason.flatten(),
+                        definition,
+                        update.finished_at.is_some(),
+                        update.finished_at.flatten(),
+                        now_millis(),
+                    ])
+                })
+                .map_err(|e| store.map_err(e))?;
+            if changed == 0 {
+                return Err(run_not_found(run_id.as_str()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_run(&self, run_id: &RunId) -> Result<Option<RunRecord>, StoreError> {
+        let run_id = run_id.clone();
+        let store = self.clone();
+        let row = self
+            .read(move |c| {
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    run_columns!(),
+                    " FROM flow_runs WHERE run_id = ?1"
+                ))
+                .and_then(|mut s| s.query_row([run_id.as_str()], RunRow::read).optional())
+                .map_err(|e| store.map_err(e))
+            })
+            .await?;
+        row.map(RunRow::decode).transpose()
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let sql = list_sql(query);
+        let limit = query
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        let status = query.status.map(RunStatus::as_str);
+        let workflow = query.workflow.clone();
+        let store = self.clone();
+        let rows = self
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(&sql).map_err(|e| store.map_err(e))?;
+                // A filter's parameter is in the statement exactly when the
+                // filter is set (an unused `?3` before `?4` stays NULL).
+                let bound = stmt
+                    .raw_bind_parameter(1, limit)
+                    .and_then(|()| stmt.raw_bind_parameter(2, offset))
+                    .and_then(|()| status.map_or(Ok(()), |s| stmt.raw_bind_parameter(3, s)))
+                    .and_then(|()| {
+                        workflow
+                            .as_ref()
+                            .map_or(Ok(()), |w| stmt.raw_bind_parameter(4, w))
+                    });
+                bound.map_err(|e| store.map_err(e))?;
+                let mut rows = stmt.raw_query();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().map_err(|e| store.map_err(e))? {
+                    out.push(RunRow::read(row).map_err(|e| store.map_err(e))?);
+                }
+                Ok(out)
+            })
+            .await?;
+        rows.into_iter().map(RunRow::decode).collect()
+    }
+
+    async fn put_node_run(&self, record: NodeRunRecord) -> Result<(), StoreError> {
+        let metadata = to_json(
+            &format!("metadata of node `{}`", record.node_id),
+            &record.metadata,
+        )?;
+        let store = self.clone();
+        self.write_durable(move |tx| {
+            let result = tx
+                .prepare_cached(concat!(
+                    "INSERT INTO node_runs (",
+                    node_columns!(),
+                    ") \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                     ON CONFLICT (run_id, node_id, invocation_key) DO UPDATE SET \
+                       action = excluded.action, attempt = excluded.attempt, \
+                       state = excluded.state, input_hash = excluded.input_hash, \
+                       output_artifact_id = excluded.output_artifact_id, \
+                       error = excluded.error, started_at = excluded.started_at, \
+                       finished_at = excluded.finished_at, metadata = excluded.metadata"
+                ))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        record.run_id.as_str(),
+                        record.node_id.as_str(),
+                        record.invocation_key,
+                        record.action,
+                        record.attempt,
+                        record.state.as_str(),
+                        record.input_hash,
+                        record.output_artifact_id.as_ref().map(ArtifactId::as_str),
+                        record.error,
+                        record.started_at,
+                        record.finished_at,
+                        metadata,
+                    ])
+                });
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_foreign_key(&e) => {
+                    // Either the run or the output artifact is unknown; say which.
+                    if !run_exists(tx, record.run_id.as_str()).map_err(|e| store.map_err(e))? {
+                        return Err(run_not_found(record.run_id.as_str()));
+                    }
+                    Err(StoreError::NotFound {
+                        entity: "artifact",
+                        id: record
+                            .output_artifact_id
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                    })
+                }
+                Err(e) => Err(store.map_err(e)),
+            }
+        })
+        .await
+    }
+
+    async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {
+        let run_id = run_id.clone();
+        let store = self.clone();
+        let rows = self
+            .read(move |c| {
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    node_columns!(),
+                    " FROM node_runs WHERE run_id = ?1 ORDER BY node_id, invocation_key"
+                ))
+                .and_then(|mut s| {
+                    s.query_map([run_id.as_str()], NodeRow::read)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(|e| store.map_err(e))
+            })
+            .await?;
+        rows.into_iter().map(NodeRow::decode).collect()
+    }
+
+    async fn push_control(
+        &self,
+        run_id: &RunId,
+        request: ControlRequest,
+    ) -> Result<u64, StoreError> {
+        let text = to_json(&format!("control request for run `{run_id}`"), &request)?;
+        let run_id = run_id.clone();
+        let store = self.clone();
+        self.write(move |tx| {
+            let sql = |e| store.map_err(e);
+            if !run_exists(tx, run_id.as_str()).map_err(sql)? {
+                return Err(run_not_found(run_id.as_str()));
+            }
+            // The writer holds the write lock, so MAX + 1 cannot race, even
+            // with another process pushing to the same database.
+            let seq: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO run_controls (run_id, seq, request, created_at) \
+                     SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3 FROM run_controls \
+                     WHERE run_id = ?1 RETURNING seq",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![run_id.as_str(), text, now_millis()], |r| r.get(0))
+                })
+                .map_err(sql)?;
+            u64::try_from(seq).map_err(|_| decode("control sequence number", seq))
+        })
+        .await
+    }
+
+    async fn controls_after(
+        &self,
+        run_id: &RunId,
+        after: u64,
+    ) -> Result<Vec<(u64, ControlRequest)>, StoreError> {
+        let run_id = run_id.clone();
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let store = self.clone();
+        let rows: Vec<(i64, String)> = self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT seq, request FROM run_controls WHERE run_id = ?1 AND seq > ?2 \
+                     ORDER BY seq",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![run_id.as_str(), after], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(|e| store.map_err(e))
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(seq, text)| {
+                let what = format!("control request {seq}");
+                let seq = u64::try_from(seq).map_err(|_| decode(&what, seq))?;
+                Ok((seq, from_json(&what, &text)?))
+            })
+            .collect()
+    }
+
+    async fn find_memoized(
+        &self,
+        action: &str,
+        input_hash: &str,
+    ) -> Result<Option<ArtifactId>, StoreError> {
+        let action = action.to_string();
+        let input_hash = input_hash.to_string();
+        let store = self.clone();
+        let found: Option<String> = self
+            .read(move |c| {
+                // `state = 'Completed'` lets SQLite use the partial index `node_runs_memo`.
+                c.prepare_cached(
+                    "SELECT output_artifact_id FROM node_runs \
+                     WHERE action = ?1 AND input_hash = ?2 AND state = 'Completed' \
+                       AND output_artifact_id IS NOT NULL \
+                     LIMIT 1",
+                )
+                .and_then(|mut s| s.query_row([&action, &input_hash], |r| r.get(0)).optional())
+                .map_err(|e| store.map_err(e))
+            })
+            .await?;
+        Ok(found.map(ArtifactId::from_hex))
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        SqliteStore::flush(self).await
+    }
+}

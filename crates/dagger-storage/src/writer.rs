@@ -1,0 +1,239 @@
+//! The single writer thread. It drains a queue of write jobs into batched
+//! transactions (group commit): one `BEGIN IMMEDIATE ... COMMIT` per batch,
+//! each job in its own savepoint so one failing job does not undo the others.
+//! Jobs commit in submission order, so what is on disk after a crash is
+//! always a prefix of what was submitted.
+
+use crate::error::{map_sqlite, with_waited};
+use dagger_core::StoreError;
+use parking_lot::Mutex;
+use rusqlite::{Connection, Transaction};
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+pub(crate) type AnyResult = Result<Box<dyn Any + Send>, StoreError>;
+pub(crate) type Work = Box<dyn FnOnce(&Transaction<'_>) -> AnyResult + Send>;
+
+pub(crate) enum Reply {
+    /// Nobody waits; errors are kept for the next `flush`.
+    None,
+    /// An async caller.
+    Async(tokio::sync::oneshot::Sender<AnyResult>),
+    /// A blocking caller.
+    Blocking(mpsc::SyncSender<AnyResult>),
+}
+
+impl Reply {
+    fn send(self, result: AnyResult, deferred: &Mutex<Option<StoreError>>) {
+        match self {
+            Reply::None => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "queued store write failed");
+                    deferred.lock().get_or_insert(e);
+                }
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Blocking(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+pub(crate) enum Job {
+    Write {
+        work: Work,
+        reply: Reply,
+    },
+    /// Replies once everything queued before it is committed.
+    Flush(Reply),
+}
+
+impl Job {
+    fn into_reply(self) -> Reply {
+        match self {
+            Job::Write { reply, .. } | Job::Flush(reply) => reply,
+        }
+    }
+}
+
+/// What the writer thread shares with the store handles.
+pub(crate) struct Shared {
+    /// The database's name for error messages.
+    pub(crate) location: String,
+    /// The first error of a fire-and-forget job since the last flush.
+    pub(crate) deferred: Arc<Mutex<Option<StoreError>>>,
+    /// Jobs taken off the queue and finished (committed or failed), counted
+    /// in queue order; readers compare it with the number submitted.
+    pub(crate) processed: Arc<AtomicU64>,
+    /// The configured busy timeout, reported in [`StoreError::Locked`].
+    pub(crate) busy_timeout_ms: u64,
+}
+
+/// Runs the writer loop until every sender is dropped.
+pub(crate) fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Shared) {
+    let mut batch: Vec<Job> = Vec::with_capacity(64);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let count = batch.len() as u64;
+        let replies = commit_batch(&mut conn, std::mem::take(&mut batch), &shared);
+        shared.processed.fetch_add(count, Ordering::AcqRel);
+        for (result, reply) in replies {
+            reply.send(result, &shared.deferred);
+        }
+    }
+}
+
+/// Runs and commits one batch; returns each job's result with its reply, in
+/// order. When the batch cannot commit, every job learns the cause: none of
+/// them is on disk, so none may report success.
+fn commit_batch(
+    conn: &mut Connection,
+    batch: Vec<Job>,
+    shared: &Shared,
+) -> Vec<(AnyResult, Reply)> {
+    let location = shared.location.as_str();
+    let fix = |e: StoreError| with_waited(e, shared.busy_timeout_ms);
+    let sql = |e: rusqlite::Error| fix(map_sqlite(e, location));
+    let mut results: Vec<(AnyResult, Reply)> = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    let outcome = (|| -> Result<(), StoreError> {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        for job in jobs.by_ref() {
+            let (work, reply) = match job {
+                Job::Write { work, reply } => (work, reply),
+                Job::Flush(reply) => {
+                    results.push((Ok(Box::new(())), reply));
+                    continue;
+                }
+            };
+            tx.execute_batch("SAVEPOINT job").map_err(sql)?;
+            let result = work(&tx).map_err(fix);
+            match &result {
+                Ok(_) => tx.execute_batch("RELEASE job").map_err(sql)?,
+                Err(err) if tx.is_autocommit() => {
+                    // SQLite rolled the whole transaction back (a full disk,
+                    // an I/O error): the batch is lost, and this job's error
+                    // is the cause every job of it must hear.
+                    let cause = duplicate(err);
+                    results.push((result, reply));
+                    return Err(cause);
+                }
+                Err(_) => tx
+                    .execute_batch("ROLLBACK TO job; RELEASE job")
+                    .map_err(sql)?,
+            }
+            results.push((result, reply));
+        }
+        tx.commit().map_err(sql)
+    })();
+    let Err(cause) = outcome else {
+        return results;
+    };
+    let mut failed: Vec<(AnyResult, Reply)> = results
+        .into_iter()
+        .map(|(_, reply)| (Err(duplicate(&cause)), reply))
+        .collect();
+    failed.extend(jobs.map(|job| (Err(duplicate(&cause)), job.into_reply())));
+    if let Some((first, _)) = failed.first_mut() {
+        *first = Err(cause);
+    }
+    failed
+}
+
+/// A copy of `err` for each job of a failed batch (`StoreError` is not
+/// `Clone`: it can hold an `io::Error`, which is copied by kind and message).
+pub(crate) fn duplicate(err: &StoreError) -> StoreError {
+    use StoreError as E;
+    match err {
+        E::InvalidLocation { location, reason } => E::InvalidLocation {
+            location: location.clone(),
+            reason: reason.clone(),
+        },
+        E::Open { location, reason } => E::Open {
+            location: location.clone(),
+            reason: reason.clone(),
+        },
+        E::Locked {
+            location,
+            waited_ms,
+        } => E::Locked {
+            location: location.clone(),
+            waited_ms: *waited_ms,
+        },
+        E::ReadOnly { location } => E::ReadOnly {
+            location: location.clone(),
+        },
+        E::DiskFull { location } => E::DiskFull {
+            location: location.clone(),
+        },
+        E::NewerSchema {
+            location,
+            found,
+            supported,
+        } => E::NewerSchema {
+            location: location.clone(),
+            found: *found,
+            supported: *supported,
+        },
+        E::MissingArtifact { id, path } => E::MissingArtifact {
+            id: id.clone(),
+            path: path.clone(),
+        },
+        E::CorruptArtifact { id, path, reason } => E::CorruptArtifact {
+            id: id.clone(),
+            path: path.clone(),
+            reason: reason.clone(),
+        },
+        E::NotFound { entity, id } => E::NotFound {
+            entity,
+            id: id.clone(),
+        },
+        E::AlreadyExists { entity, id } => E::AlreadyExists {
+            entity,
+            id: id.clone(),
+        },
+        E::StaleToken {
+            entity,
+            id,
+            held,
+            current,
+        } => E::StaleToken {
+            entity,
+            id: id.clone(),
+            held: *held,
+            current: *current,
+        },
+        E::Conflict(msg) => E::Conflict(msg.clone()),
+        E::Io { context, source } => E::Io {
+            context: context.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        E::Decode { what, reason } => E::Decode {
+            what: what.clone(),
+            reason: reason.clone(),
+        },
+        E::Closed { location } => E::Closed {
+            location: location.clone(),
+        },
+        E::Backend { location, message } => E::Backend {
+            location: location.clone(),
+            message: message.clone(),
+        },
+    }
+}

@@ -1,0 +1,404 @@
+//! One behavioural suite for every backend of the store traits: the SQLite
+//! store in each durability mode and the in-memory store run the same checks.
+//!
+//! Writes that a backend may queue (`update_run`, `put_node_run`, snapshots,
+//! artifacts in `Batched` mode) report an error either at the call or at the
+//! next `flush`; [`queued_error`] accepts both, nothing else.
+
+use dagger_core::store::{
+    ArtifactId, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunUpdate, SnapshotEntry,
+};
+use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError, Stores};
+use serde_json::json;
+
+/// A run record with distinct JSON columns.
+pub(crate) fn run(id: &str, workflow: &str, status: RunStatus, created_at: i64) -> RunRecord {
+    RunRecord {
+        run_id: RunId::from(id),
+        workflow: workflow.to_string(),
+        definition: json!({"name": workflow, "nodes": [{"id": "a"}, {"id": "b", "dependencies": ["a"]}]}),
+        inputs: json!({"n": 3, "text": "héllo \"quoted\"\n"}),
+        config: json!({"max_parallel_nodes": 4}),
+        status,
+        reason: None,
+        created_at,
+        updated_at: created_at,
+        finished_at: None,
+    }
+}
+
+/// A node run record.
+pub(crate) fn node(run_id: &str, node_id: &str, key: &str, state: NodeStatus) -> NodeRunRecord {
+    NodeRunRecord {
+        run_id: RunId::from(run_id),
+        node_id: NodeId::from(node_id),
+        invocation_key: key.to_string(),
+        action: "double".to_string(),
+        attempt: 1,
+        state,
+        input_hash: Some(format!("hash-{node_id}-{key}")),
+        output_artifact_id: None,
+        error: None,
+        started_at: Some(1_000),
+        finished_at: None,
+        metadata: json!({"tokens": 12}),
+    }
+}
+
+/// The error of a write that may be queued: returned by the call, or by the
+/// next flush when the call only queued it.
+pub(crate) async fn queued_error(stores: &Stores, call: Result<(), StoreError>) -> StoreError {
+    match call {
+        Err(e) => e,
+        Ok(()) => stores
+            .runs
+            .flush()
+            .await
+            .expect_err("a failed queued write is reported by the next flush"),
+    }
+}
+
+/// Runs every check; `prefix` keeps ids apart when a backend is shared.
+pub(crate) async fn run_store_suite(stores: Stores, prefix: &str) {
+    runs_round_trip(&stores, prefix).await;
+    list_runs_filters_and_pages(&stores, prefix).await;
+    node_runs_round_trip(&stores, prefix).await;
+    controls_are_sequenced(&stores, prefix).await;
+    memoization_finds_completed_outputs(&stores, prefix).await;
+    artifacts_round_trip(&stores).await;
+    snapshot_chains(&stores, prefix).await;
+    stores.runs.flush().await.expect("final flush");
+}
+
+async fn runs_round_trip(stores: &Stores, p: &str) {
+    let id = format!("{p}-run");
+    let record = run(&id, "wf", RunStatus::Pending, 10);
+    stores.runs.create_run(record.clone()).await.unwrap();
+    let got = stores.runs.get_run(&RunId::from(&id)).await.unwrap();
+    assert_eq!(got.as_ref(), Some(&record));
+
+    let dup = stores.runs.create_run(record.clone()).await.unwrap_err();
+    assert!(
+        matches!(&dup, StoreError::AlreadyExists { entity: "run", id: d } if *d == id),
+        "{dup:?}"
+    );
+    assert_eq!(dup.to_string(), format!("run `{id}` already exists"));
+
+    let run_id = RunId::from(&id);
+    stores
+        .runs
+        .update_run(
+            &run_id,
+            RunUpdate {
+                status: Some(RunStatus::Failed),
+                reason: Some(Some("node `b` failed".into())),
+                definition: Some(json!({"name": "wf", "nodes": [{"id": "grown"}]})),
+                finished_at: Some(Some(99)),
+            },
+        )
+        .await
+        .unwrap();
+    let got = stores.runs.get_run(&run_id).await.unwrap().unwrap();
+    assert_eq!(got.status, RunStatus::Failed);
+    assert_eq!(got.reason.as_deref(), Some("node `b` failed"));
+    assert_eq!(
+        got.definition,
+        json!({"name": "wf", "nodes": [{"id": "grown"}]})
+    );
+    assert_eq!(got.finished_at, Some(99));
+    assert!(got.updated_at >= record.updated_at);
+    assert_eq!(got.inputs, record.inputs, "untouched columns are kept");
+
+    // `Some(None)` clears, `None` leaves alone.
+    stores
+        .runs
+        .update_run(
+            &run_id,
+            RunUpdate {
+                reason: Some(None),
+                finished_at: Some(None),
+                ..RunUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let got = stores.runs.get_run(&run_id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.reason, got.finished_at),
+        (RunStatus::Failed, None, None)
+    );
+
+    let missing = RunId::from(format!("{p}-missing"));
+    assert_eq!(stores.runs.get_run(&missing).await.unwrap(), None);
+    let call = stores.runs.update_run(&missing, RunUpdate::default()).await;
+    let err = queued_error(stores, call).await;
+    assert!(
+        matches!(&err, StoreError::NotFound { entity: "run", id } if *id == missing.as_str()),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), format!("run `{missing}` not found"));
+}
+
+async fn list_runs_filters_and_pages(stores: &Stores, p: &str) {
+    let a = format!("{p}-list-wf-a");
+    let b = format!("{p}-list-wf-b");
+    let specs = [
+        (&a, RunStatus::Completed, 100),
+        (&b, RunStatus::Running, 101),
+        (&a, RunStatus::Running, 102),
+        (&a, RunStatus::Completed, 102), // same millisecond: creation order decides
+    ];
+    let mut ids = Vec::new();
+    for (i, (wf, status, at)) in specs.iter().enumerate() {
+        let id = format!("{p}-list-{i}");
+        stores
+            .runs
+            .create_run(run(&id, wf, *status, *at))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let names = |runs: Vec<RunRecord>| -> Vec<String> {
+        runs.into_iter().map(|r| r.run_id.to_string()).collect()
+    };
+    let of_a = RunQuery {
+        workflow: Some(a.clone()),
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        names(stores.runs.list_runs(&of_a).await.unwrap()),
+        [ids[3].clone(), ids[2].clone(), ids[0].clone()]
+    );
+    let completed_a = RunQuery {
+        status: Some(RunStatus::Completed),
+        workflow: Some(a.clone()),
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        names(stores.runs.list_runs(&completed_a).await.unwrap()),
+        [ids[3].clone(), ids[0].clone()]
+    );
+    let paged = RunQuery {
+        workflow: Some(a.clone()),
+        limit: Some(1),
+        offset: 1,
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        names(stores.runs.list_runs(&paged).await.unwrap()),
+        [ids[2].clone()]
+    );
+    let running: Vec<String> = names(
+        stores
+            .runs
+            .list_runs(&RunQuery {
+                status: Some(RunStatus::Running),
+                ..RunQuery::default()
+            })
+            .await
+            .unwrap(),
+    )
+    .into_iter()
+    .filter(|id| ids.contains(id))
+    .collect();
+    assert_eq!(running, [ids[2].clone(), ids[1].clone()]);
+    let all = names(stores.runs.list_runs(&RunQuery::default()).await.unwrap());
+    let mine: Vec<&String> = all.iter().filter(|id| ids.contains(id)).collect();
+    assert_eq!(mine, [&ids[3], &ids[2], &ids[1], &ids[0]]);
+}
+
+async fn node_runs_round_trip(stores: &Stores, p: &str) {
+    let id = format!("{p}-nodes");
+    stores
+        .runs
+        .create_run(run(&id, "wf", RunStatus::Running, 200))
+        .await
+        .unwrap();
+    let mut b0 = node(&id, "b", "0", NodeStatus::Running);
+    let b1 = node(&id, "b", "1", NodeStatus::Pending);
+    let a = node(&id, "a", "", NodeStatus::Completed);
+    for r in [b0.clone(), b1.clone(), a.clone()] {
+        stores.runs.put_node_run(r).await.unwrap();
+    }
+    // Replacing a record: the next attempt fails.
+    b0.attempt = 2;
+    b0.state = NodeStatus::Failed;
+    b0.error = Some("boom: \"quoted\"".into());
+    b0.finished_at = Some(2_000);
+    b0.metadata = json!({"tokens": 40, "cache_hit": false});
+    stores.runs.put_node_run(b0.clone()).await.unwrap();
+    let got = stores.runs.node_runs(&RunId::from(&id)).await.unwrap();
+    assert_eq!(
+        got,
+        vec![a, b0, b1],
+        "one record per (node, invocation), ordered"
+    );
+    assert!(
+        stores
+            .runs
+            .node_runs(&RunId::from(format!("{p}-none")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let orphan = node(&format!("{p}-no-such-run"), "x", "", NodeStatus::Ready);
+    let call = stores.runs.put_node_run(orphan).await;
+    let err = queued_error(stores, call).await;
+    assert!(
+        matches!(&err, StoreError::NotFound { entity: "run", id } if id.ends_with("-no-such-run")),
+        "{err:?}"
+    );
+}
+
+async fn controls_are_sequenced(stores: &Stores, p: &str) {
+    let id = RunId::from(format!("{p}-controls"));
+    stores
+        .runs
+        .create_run(run(id.as_str(), "wf", RunStatus::Running, 300))
+        .await
+        .unwrap();
+    let requests = [
+        ControlRequest::Approve {
+            node_id: NodeId::from("review"),
+            input: Some(json!({"ok": true})),
+        },
+        ControlRequest::Reject {
+            node_id: NodeId::from("other"),
+            reason: "no".into(),
+        },
+        ControlRequest::Cancel {
+            reason: "operator".into(),
+        },
+    ];
+    for (i, r) in requests.iter().enumerate() {
+        let seq = stores.runs.push_control(&id, r.clone()).await.unwrap();
+        assert_eq!(seq, i as u64 + 1);
+    }
+    let after = stores.runs.controls_after(&id, 1).await.unwrap();
+    assert_eq!(
+        after,
+        vec![(2, requests[1].clone()), (3, requests[2].clone())]
+    );
+    assert!(stores.runs.controls_after(&id, 3).await.unwrap().is_empty());
+
+    let missing = RunId::from(format!("{p}-controls-missing"));
+    let err = stores
+        .runs
+        .push_control(&missing, requests[2].clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound { entity: "run", id } if *id == missing.as_str()),
+        "{err:?}"
+    );
+}
+
+async fn memoization_finds_completed_outputs(stores: &Stores, p: &str) {
+    let id = format!("{p}-memo");
+    stores
+        .runs
+        .create_run(run(&id, "wf", RunStatus::Running, 400))
+        .await
+        .unwrap();
+    let output = stores
+        .artifacts
+        .put_artifact(format!("{p} memo output").into_bytes())
+        .await
+        .unwrap();
+    let hash = format!("{p}-input-hash");
+    let mut done = node(&id, "m", "", NodeStatus::Completed);
+    done.action = format!("{p}-memo-action");
+    done.input_hash = Some(hash.clone());
+    done.output_artifact_id = Some(output.clone());
+    let mut running = done.clone();
+    running.node_id = NodeId::from("m2");
+    running.state = NodeStatus::Running;
+    running.input_hash = Some(format!("{hash}-running"));
+    stores.runs.put_node_run(done.clone()).await.unwrap();
+    stores.runs.put_node_run(running).await.unwrap();
+
+    let found = stores
+        .runs
+        .find_memoized(&done.action, &hash)
+        .await
+        .unwrap();
+    assert_eq!(found, Some(output.clone()));
+    let not_completed = stores
+        .runs
+        .find_memoized(&done.action, &format!("{hash}-running"))
+        .await
+        .unwrap();
+    assert_eq!(not_completed, None, "only completed executions are reused");
+    assert_eq!(
+        stores
+            .runs
+            .find_memoized("other-action", &hash)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        stores.artifacts.get_artifact(&output).await.unwrap(),
+        format!("{p} memo output").into_bytes()
+    );
+}
+
+async fn artifacts_round_trip(stores: &Stores) {
+    let sizes = [0usize, 1, 32 * 1024 - 1, 32 * 1024, 200_000];
+    for size in sizes {
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let id = stores.artifacts.put_artifact(bytes.clone()).await.unwrap();
+        assert_eq!(
+            id,
+            ArtifactId::of(&bytes),
+            "content address of {size} bytes"
+        );
+        let again = stores.artifacts.put_artifact(bytes.clone()).await.unwrap();
+        assert_eq!(again, id, "same bytes, same id");
+        assert_eq!(stores.artifacts.get_artifact(&id).await.unwrap(), bytes);
+    }
+    let unknown = ArtifactId::of(b"never stored");
+    let err = stores.artifacts.get_artifact(&unknown).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::MissingArtifact { id, .. } if *id == unknown.as_str()),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("artifact {unknown} is missing"))
+    );
+}
+
+async fn snapshot_chains(stores: &Stores, p: &str) {
+    let scope = format!("{p}-scope");
+    let s = &stores.snapshots;
+    assert!(s.load_snapshot_chain(&scope).await.unwrap().is_empty());
+    let delta = |ns: &str, v: i64| SnapshotEntry::Delta {
+        namespace: ns.to_string(),
+        data: json!({"out": v}),
+    };
+    let full = |v: i64| SnapshotEntry::Full {
+        data: json!({"a": {"out": v}, "inputs": {"n": "ü\"\n"}}),
+    };
+    s.append_snapshot(&scope, delta("a", 1)).await.unwrap();
+    s.append_snapshot(&scope, delta("b", 2)).await.unwrap();
+    assert_eq!(
+        s.load_snapshot_chain(&scope).await.unwrap(),
+        vec![delta("a", 1), delta("b", 2)],
+        "without a full snapshot every delta is the chain"
+    );
+    s.append_snapshot(&scope, full(1)).await.unwrap();
+    s.append_snapshot(&scope, delta("c", 3)).await.unwrap();
+    s.append_snapshot(&scope, full(2)).await.unwrap();
+    s.append_snapshot(&scope, delta("d", 4)).await.unwrap();
+    s.append_snapshot(&scope, delta("d", 5)).await.unwrap();
+    assert_eq!(
+        s.load_snapshot_chain(&scope).await.unwrap(),
+        vec![full(2), delta("d", 4), delta("d", 5)]
+    );
+    let other = format!("{p}-other-scope");
+    s.append_snapshot(&other, full(9)).await.unwrap();
+    assert_eq!(s.load_snapshot_chain(&other).await.unwrap(), vec![full(9)]);
+    assert_eq!(s.load_snapshot_chain(&scope).await.unwrap().len(), 3);
+}

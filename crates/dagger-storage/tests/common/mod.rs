@@ -1,0 +1,13 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+pub(crate) mod conformance;
+
+use dagger_storage::{SqliteOptions, SqliteStore};
+use std::path::Path;
+
+/// Opens `dir/name.db` with `options`.
+pub(crate) fn open_in(dir: &Path, name: &str, options: SqliteOptions) -> SqliteStore {
+    let location = format!("sqlite:{}", dir.join(name).display());
+    SqliteStore::open_blocking(&location, options).unwrap()
+}
