@@ -481,7 +481,7 @@ impl Runtime {
         let mut count = 0u64;
         loop {
             let page = log
-                .read(&channel.name, next, PAGE)
+                .read_from(&channel.name, next, PAGE)
                 .await
                 .map_err(|source| PubSubError::Store {
                     channel: channel.name.to_string(),

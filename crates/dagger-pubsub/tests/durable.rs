@@ -40,7 +40,7 @@ async fn a_publish_returns_only_after_the_message_is_logged() {
     TestAgent::new("worker", &["orders.>", "plain"], &[], Gate(gate.clone())).register(&ex);
     let id = ex.publish("orders.new", json!({"n": 1})).await.unwrap();
     // The handler has not run (the gate is shut), yet the message is in the log.
-    let logged = log.read("orders.new", 1, 10).await.unwrap();
+    let logged = log.read_from("orders.new", 1, 10).await.unwrap();
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].message_id, id);
     assert_eq!(logged[0].payload, json!({"n": 1}));
@@ -145,7 +145,7 @@ async fn batches_are_logged_in_one_append_with_dense_offsets() {
         .unwrap();
     assert_eq!(ids.len(), 10);
     ex.run(CancellationToken::new()).await.unwrap();
-    let logged = log.read("orders.bulk", 1, 100).await.unwrap();
+    let logged = log.read_from("orders.bulk", 1, 100).await.unwrap();
     assert_eq!(
         logged.iter().map(|r| r.offset).collect::<Vec<_>>(),
         (1..=10).collect::<Vec<_>>()
