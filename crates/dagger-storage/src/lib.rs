@@ -10,6 +10,7 @@
 mod artifacts;
 pub mod error;
 mod location;
+mod message_log;
 mod migrations;
 mod runs;
 mod snapshots;

@@ -30,8 +30,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "task jobs, tasks, task dependencies, task counts",
         sql: include_str!("schema/0002_tasks.sql"),
     },
-    // Version 3: messages and subscriber offsets (dagger-pubsub) go in
-    // `schema/0003_messages.sql`, implemented by `message_log.rs`.
+    Migration {
+        version: 3,
+        name: "pub/sub message logs and subscriber offsets",
+        sql: include_str!("schema/0003_messages.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
