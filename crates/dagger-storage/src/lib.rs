@@ -10,10 +10,12 @@
 mod artifacts;
 pub mod error;
 mod location;
+mod message_log;
 mod migrations;
 mod runs;
 mod snapshots;
 mod sqlite;
+mod task_store;
 mod writer;
 
 pub use artifacts::INLINE_LIMIT;

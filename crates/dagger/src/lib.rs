@@ -102,7 +102,8 @@ pub mod prelude {
 
     pub use dagger_core::{
         BoxError, Cache, DaggerError, Durability, JobStatus, JsonSchema, NodeStatus, Permanent,
-        RetryPolicy, RetryStrategy, RunStatus, Stores, TaskStatus, insert_value,
+        RetryPolicy, RetryStrategy, RunStatus, Stores, TaskStatus, get_value_from_cache,
+        insert_value, parse_input_from_name,
     };
 
     pub use dagger_coord::{
@@ -121,7 +122,8 @@ pub mod prelude {
     };
 
     pub use dagger_pubsub::{
-        Message, PubSubAgent, PubSubConfig, PubSubContext, PubSubError, PubSubExecutor,
+        CancellationToken, Message, PubSubAgent, PubSubConfig, PubSubContext, PubSubError,
+        PubSubExecutor, RunOutcome,
     };
 
     #[cfg(feature = "sqlite")]
