@@ -40,9 +40,11 @@
 //! `#[derive(Deserialize)]` on a typed action's input needs `serde` as a
 //! dependency, or `#[serde(crate = "dagger::serde")]` on the type.
 //!
-//! Import `dagger::prelude::*` rather than `dagger::*`: a glob import of the
-//! crate root brings the module [`core`] into scope, which then
-//! shadows the standard library's `core` in relative paths.
+//! `use dagger::prelude::*;` brings what an application needs into scope;
+//! `use dagger::*;` (the style of the original examples) works too, since the
+//! prelude is also re-exported at the crate root. The core types (ids, cache,
+//! store traits, retry policy, statuses) live in [`base`] — not `core`, which
+//! would shadow the standard library's `core` under a glob import.
 //!
 //! # Feature flags
 //!
@@ -63,7 +65,7 @@ mod annotated;
 pub mod error;
 
 #[doc(inline)]
-pub use dagger_core as core;
+pub use dagger_core as base;
 
 #[doc(inline)]
 pub use dagger_dag_flow as dag_flow;
@@ -95,6 +97,9 @@ pub use error::RegistrationError;
 
 pub use async_trait::async_trait;
 pub use serde;
+
+#[doc(no_inline)]
+pub use prelude::*;
 
 /// Everything a typical application needs: `use dagger::prelude::*;`.
 pub mod prelude {
@@ -152,3 +157,8 @@ pub mod __private {
     #[cfg(feature = "macros")]
     pub use serde_path_to_error;
 }
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
