@@ -40,7 +40,9 @@ fn open(dir: &std::path::Path, durability: Durability) -> SqliteStore {
 }
 
 /// One row of about 100 bytes, the size of a small node-run record.
-fn insert_row(store: &SqliteStore) -> impl FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static {
+fn insert_row(
+    store: &SqliteStore,
+) -> impl FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static {
     let i = NEXT.fetch_add(1, Ordering::Relaxed);
     let store = store.clone();
     move |tx| {
@@ -73,7 +75,11 @@ fn writer(c: &mut Criterion) {
         let store = open(dir.path(), durability);
 
         // One transaction per row: each write waits for its own commit.
-        let rows = if durability == Durability::Sync { 50 } else { 500 };
+        let rows = if durability == Durability::Sync {
+            50
+        } else {
+            500
+        };
         group.throughput(Throughput::Elements(rows));
         group.bench_function(BenchmarkId::new("single_tx_per_row", mode), |b| {
             b.iter(|| {
@@ -97,7 +103,11 @@ fn writer(c: &mut Criterion) {
 
         // Group commit with 64 concurrent callers, each awaiting its commit
         // (how `Sync` keeps up with many nodes completing at once).
-        let rows = if durability == Durability::Sync { 2_048 } else { 8_192 };
+        let rows = if durability == Durability::Sync {
+            2_048
+        } else {
+            8_192
+        };
         group.throughput(Throughput::Elements(rows));
         group.bench_function(BenchmarkId::new("group_commit_64_awaiting", mode), |b| {
             b.iter(|| {

@@ -64,8 +64,8 @@ fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreEr
         uuid::Uuid::new_v4().simple()
     ));
     let result = (|| {
-        let mut file = File::create(&tmp)
-            .map_err(io_error(format!("creating `{}`", tmp.display())))?;
+        let mut file =
+            File::create(&tmp).map_err(io_error(format!("creating `{}`", tmp.display())))?;
         file.write_all(bytes)
             .map_err(io_error(format!("writing `{}`", tmp.display())))?;
         if sync {
@@ -141,7 +141,12 @@ impl ArtifactStore for SqliteStore {
                      VALUES (?1, ?2, ?3, NULL, ?4) ON CONFLICT DO NOTHING",
                 )
                 .and_then(|mut s| {
-                    s.execute(params![key.as_str(), size, bytes, dagger_core::now_millis()])
+                    s.execute(params![
+                        key.as_str(),
+                        size,
+                        bytes,
+                        dagger_core::now_millis()
+                    ])
                 })
                 .map(drop)
                 .map_err(|e| store.map_err(e))

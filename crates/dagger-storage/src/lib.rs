@@ -4,6 +4,13 @@
 //! SQLite file: WAL, a busy timeout, foreign keys, `PRAGMA user_version`
 //! migrations, an r2d2 pool for readers and one writer thread that
 //! group-commits batches of writes in submission order.
+//!
+//! It implements [`dagger_core::store::RunStore`],
+//! [`dagger_core::store::ArtifactStore`] (BLAKE3-addressed, inline under
+//! [`INLINE_LIMIT`], files above) and [`dagger_core::store::CacheSnapshotStore`];
+//! [`SqliteStore::stores`] bundles them for a DAG Flow executor. Schema,
+//! durability modes, artifact layout, errors and backups are described in
+//! `docs/storage.md`.
 
 mod artifacts;
 pub mod error;

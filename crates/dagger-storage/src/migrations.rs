@@ -95,13 +95,14 @@ pub(crate) fn migrate_to(
         if current_version(&tx, location)? >= m.version {
             continue;
         }
-        tx.execute_batch(m.sql).map_err(|e| match map_sqlite(e, location) {
-            StoreError::Backend { location, message } => StoreError::Backend {
-                location,
-                message: format!("migration {} ({}) failed: {message}", m.version, m.name),
-            },
-            typed => typed,
-        })?;
+        tx.execute_batch(m.sql)
+            .map_err(|e| match map_sqlite(e, location) {
+                StoreError::Backend { location, message } => StoreError::Backend {
+                    location,
+                    message: format!("migration {} ({}) failed: {message}", m.version, m.name),
+                },
+                typed => typed,
+            })?;
         tx.pragma_update(None, "user_version", m.version)
             .map_err(|e| map_sqlite(e, location))?;
         tx.commit().map_err(|e| map_sqlite(e, location))?;
@@ -172,7 +173,11 @@ mod tests {
                 )
                 .unwrap();
             }
-            assert_eq!(migrate(&mut conn, "t").unwrap(), latest_version(), "from {start}");
+            assert_eq!(
+                migrate(&mut conn, "t").unwrap(),
+                latest_version(),
+                "from {start}"
+            );
             if start >= 1 {
                 let kept: (String, String, Vec<u8>) = conn
                     .query_row(

@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Prepared statements cached per connection.
+const STATEMENT_CACHE: usize = 128;
+
 /// Options for opening a [`SqliteStore`].
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -67,6 +70,8 @@ pub(crate) struct Inner {
     submitted: AtomicU64,
     /// Jobs the writer has finished, in queue order.
     processed: Arc<AtomicU64>,
+    /// The writer thread, which must never wait for itself.
+    writer_id: std::thread::ThreadId,
     deferred_error: Arc<Mutex<Option<StoreError>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Keeps a `sqlite::memory:` store's files alive until drop.
@@ -100,8 +105,15 @@ impl Drop for TempDir {
     }
 }
 
-fn configure(conn: &Connection, durability: Durability, options: &SqliteOptions) -> rusqlite::Result<()> {
+fn configure(
+    conn: &Connection,
+    durability: Durability,
+    options: &SqliteOptions,
+) -> rusqlite::Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
+    // Every store module keeps its hot statements in this cache (`prepare_cached`);
+    // rusqlite's default of 16 would evict them once all areas are in use.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let sync = match durability {
         Durability::Memory => "OFF",
@@ -247,6 +259,7 @@ impl SqliteStore {
                 submitted: AtomicU64::new(0),
                 processed,
                 deferred_error,
+                writer_id: thread.thread().id(),
                 writer_thread: Mutex::new(Some(thread)),
                 _temp_dir: temp_dir,
             }),
@@ -297,7 +310,8 @@ impl SqliteStore {
 
     /// [`SqliteStore::catch_up`] for synchronous callers.
     fn catch_up_blocking(&self) -> Result<(), StoreError> {
-        if self.caught_up() {
+        // A write job reading through the pool must not wait for its own batch.
+        if self.caught_up() || std::thread::current().id() == self.inner.writer_id {
             return Ok(());
         }
         let (tx, rx) = mpsc::sync_channel(1);
@@ -343,7 +357,8 @@ impl SqliteStore {
     }
 
     /// Queues `work` without waiting for its commit. Order is kept; an error
-    /// is reported by the next [`SqliteStore::flush`].
+    /// is reported by the next [`SqliteStore::flush`] (or the next `submit`,
+    /// whichever comes first).
     pub fn submit<F>(&self, work: F) -> Result<(), StoreError>
     where
         F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,

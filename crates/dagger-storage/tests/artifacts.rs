@@ -39,7 +39,10 @@ async fn large_artifacts_are_files_small_ones_inline() {
 
     let small = vec![7u8; INLINE_LIMIT - 1];
     let small_id = store.put_artifact(small.clone()).await.unwrap();
-    assert!(!store.artifact_path(&small_id).exists(), "under 32 KiB stays inline");
+    assert!(
+        !store.artifact_path(&small_id).exists(),
+        "under 32 KiB stays inline"
+    );
 
     let big = large(1);
     let id = store.put_artifact(big.clone()).await.unwrap();
@@ -53,7 +56,10 @@ async fn large_artifacts_are_files_small_ones_inline() {
     assert_eq!(std::fs::read(&path).unwrap(), big);
     // Storing it again writes nothing new, and no temporary file is left.
     store.put_artifact(big.clone()).await.unwrap();
-    assert_eq!(files_under(store.artifact_dir()), [format!("{}/{hex}", &hex[..2])]);
+    assert_eq!(
+        files_under(store.artifact_dir()),
+        [format!("{}/{hex}", &hex[..2])]
+    );
     assert_eq!(store.get_artifact(&id).await.unwrap(), big);
     assert_eq!(store.get_artifact(&small_id).await.unwrap(), small);
 }
@@ -69,7 +75,10 @@ async fn missing_artifact_file_names_the_file() {
     assert!(matches!(err, StoreError::MissingArtifact { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        format!("artifact {id} is missing (expected at `{}`)", path.display())
+        format!(
+            "artifact {id} is missing (expected at `{}`)",
+            path.display()
+        )
     );
 }
 

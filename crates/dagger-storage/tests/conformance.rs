@@ -31,7 +31,9 @@ async fn sqlite_file(durability: Durability) {
         durability,
         ..SqliteOptions::default()
     };
-    let store = SqliteStore::open_with(&location, options.clone()).await.unwrap();
+    let store = SqliteStore::open_with(&location, options.clone())
+        .await
+        .unwrap();
     let stores = Stores::from(store.clone());
     assert_eq!(stores.durability, durability);
     run_store_suite(stores, "file").await;
@@ -39,7 +41,10 @@ async fn sqlite_file(durability: Durability) {
     drop(store);
 
     // Everything is still there after reopening.
-    let reopened = SqliteStore::open_with(&location, options).await.unwrap().stores();
+    let reopened = SqliteStore::open_with(&location, options)
+        .await
+        .unwrap()
+        .stores();
     let run = reopened
         .runs
         .get_run(&RunId::from("file-run"))

@@ -116,7 +116,11 @@ fn killed_writer_leaves_a_prefix() {
             .map_while(Result::ok)
             .find(|l| l.starts_with("ready"))
             .expect("child reports it is writing");
-        assert_eq!(ready, format!("ready {last}"), "round {round} resumes after the prefix");
+        assert_eq!(
+            ready,
+            format!("ready {last}"),
+            "round {round} resumes after the prefix"
+        );
 
         std::thread::sleep(Duration::from_millis(20 + random_below(150)));
         child.kill().unwrap(); // SIGKILL

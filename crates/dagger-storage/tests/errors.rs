@@ -68,7 +68,11 @@ async fn directory_instead_of_file() {
 async fn file_that_is_not_a_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
-    std::fs::write(&path, "these are not the pages you are looking for ".repeat(200)).unwrap();
+    std::fs::write(
+        &path,
+        "these are not the pages you are looking for ".repeat(200),
+    )
+    .unwrap();
     let err = SqliteStore::open(&location(&path)).await.unwrap_err();
     assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
     assert_eq!(
@@ -120,7 +124,13 @@ async fn read_only_database_reads_but_refuses_writes() {
     assert_sound(&path);
     let store = SqliteStore::open(&location(&path)).await.unwrap();
     assert_eq!(store.get_run(&RunId::from("new")).await.unwrap(), None);
-    assert!(store.node_runs(&RunId::from("kept")).await.unwrap().is_empty());
+    assert!(
+        store
+            .node_runs(&RunId::from("kept"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -163,7 +173,9 @@ async fn locked_by_another_connection() {
 
     let other = Connection::open(&path).unwrap();
     other
-        .execute_batch("BEGIN EXCLUSIVE; UPDATE flow_runs SET reason = 'other' WHERE run_id = 'kept';")
+        .execute_batch(
+            "BEGIN EXCLUSIVE; UPDATE flow_runs SET reason = 'other' WHERE run_id = 'kept';",
+        )
         .unwrap();
     let err = store
         .create_run(run("blocked", "wf", RunStatus::Pending, 2))
@@ -228,7 +240,9 @@ async fn full_database() {
         max_page_count: Some(u64::try_from(pages).unwrap() + 2),
         ..SqliteOptions::default()
     };
-    let store = SqliteStore::open_with(&location(&path), options).await.unwrap();
+    let store = SqliteStore::open_with(&location(&path), options)
+        .await
+        .unwrap();
     let big: Vec<u8> = (0..30_000u32).map(|i| (i % 253) as u8).collect();
     let err = store.put_artifact(big.clone()).await.unwrap_err();
     assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");

@@ -206,3 +206,38 @@ async fn concurrent_readers_see_a_growing_prefix() {
     }
     store.integrity_check().await.unwrap();
 }
+
+#[test]
+fn a_write_job_may_read_through_the_pool() {
+    let store = SqliteStore::open_blocking("sqlite::memory:", SqliteOptions::default()).unwrap();
+    create_table(&store);
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store
+                .submit(|tx| {
+                    tx.execute("INSERT INTO seq (i) VALUES (1)", [])
+                        .map(drop)
+                        .map_err(backend)
+                })
+                .unwrap();
+            let reader = store.clone();
+            // Runs on the writer thread while it has unfinished jobs: the
+            // read must not wait for the writer (itself).
+            let seen = store.write_blocking(move |_| {
+                reader.read_blocking(|c| {
+                    c.query_row("SELECT count(*) FROM seq", [], |r| r.get::<_, i64>(0))
+                        .map_err(backend)
+                })
+            });
+            let _ = done_tx.send(seen);
+        })
+    };
+    let seen = done_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("no deadlock");
+    // The pool sees the last commit, which does not yet include this batch.
+    assert!(matches!(seen, Ok(0 | 1)), "{seen:?}");
+    worker.join().unwrap();
+}

@@ -47,10 +47,7 @@ pub(crate) fn node(run_id: &str, node_id: &str, key: &str, state: NodeStatus) ->
 
 /// The error of a write that may be queued: returned by the call, or by the
 /// next flush when the call only queued it.
-pub(crate) async fn queued_error(
-    stores: &Stores,
-    call: Result<(), StoreError>,
-) -> StoreError {
+pub(crate) async fn queued_error(stores: &Stores, call: Result<(), StoreError>) -> StoreError {
     match call {
         Err(e) => e,
         Ok(()) => stores
@@ -104,7 +101,10 @@ async fn runs_round_trip(stores: &Stores, p: &str) {
     let got = stores.runs.get_run(&run_id).await.unwrap().unwrap();
     assert_eq!(got.status, RunStatus::Failed);
     assert_eq!(got.reason.as_deref(), Some("node `b` failed"));
-    assert_eq!(got.definition, json!({"name": "wf", "nodes": [{"id": "grown"}]}));
+    assert_eq!(
+        got.definition,
+        json!({"name": "wf", "nodes": [{"id": "grown"}]})
+    );
     assert_eq!(got.finished_at, Some(99));
     assert!(got.updated_at >= record.updated_at);
     assert_eq!(got.inputs, record.inputs, "untouched columns are kept");
@@ -123,14 +123,14 @@ async fn runs_round_trip(stores: &Stores, p: &str) {
         .await
         .unwrap();
     let got = stores.runs.get_run(&run_id).await.unwrap().unwrap();
-    assert_eq!((got.status, got.reason, got.finished_at), (RunStatus::Failed, None, None));
+    assert_eq!(
+        (got.status, got.reason, got.finished_at),
+        (RunStatus::Failed, None, None)
+    );
 
     let missing = RunId::from(format!("{p}-missing"));
     assert_eq!(stores.runs.get_run(&missing).await.unwrap(), None);
-    let call = stores
-        .runs
-        .update_run(&missing, RunUpdate::default())
-        .await;
+    let call = stores.runs.update_run(&missing, RunUpdate::default()).await;
     let err = queued_error(stores, call).await;
     assert!(
         matches!(&err, StoreError::NotFound { entity: "run", id } if *id == missing.as_str()),
@@ -151,7 +151,11 @@ async fn list_runs_filters_and_pages(stores: &Stores, p: &str) {
     let mut ids = Vec::new();
     for (i, (wf, status, at)) in specs.iter().enumerate() {
         let id = format!("{p}-list-{i}");
-        stores.runs.create_run(run(&id, wf, *status, *at)).await.unwrap();
+        stores
+            .runs
+            .create_run(run(&id, wf, *status, *at))
+            .await
+            .unwrap();
         ids.push(id);
     }
     let names = |runs: Vec<RunRecord>| -> Vec<String> {
@@ -180,7 +184,10 @@ async fn list_runs_filters_and_pages(stores: &Stores, p: &str) {
         offset: 1,
         ..RunQuery::default()
     };
-    assert_eq!(names(stores.runs.list_runs(&paged).await.unwrap()), [ids[2].clone()]);
+    assert_eq!(
+        names(stores.runs.list_runs(&paged).await.unwrap()),
+        [ids[2].clone()]
+    );
     let running: Vec<String> = names(
         stores
             .runs
@@ -221,7 +228,11 @@ async fn node_runs_round_trip(stores: &Stores, p: &str) {
     b0.metadata = json!({"tokens": 40, "cache_hit": false});
     stores.runs.put_node_run(b0.clone()).await.unwrap();
     let got = stores.runs.node_runs(&RunId::from(&id)).await.unwrap();
-    assert_eq!(got, vec![a, b0, b1], "one record per (node, invocation), ordered");
+    assert_eq!(
+        got,
+        vec![a, b0, b1],
+        "one record per (node, invocation), ordered"
+    );
     assert!(
         stores
             .runs
@@ -307,7 +318,11 @@ async fn memoization_finds_completed_outputs(stores: &Stores, p: &str) {
     stores.runs.put_node_run(done.clone()).await.unwrap();
     stores.runs.put_node_run(running).await.unwrap();
 
-    let found = stores.runs.find_memoized(&done.action, &hash).await.unwrap();
+    let found = stores
+        .runs
+        .find_memoized(&done.action, &hash)
+        .await
+        .unwrap();
     assert_eq!(found, Some(output.clone()));
     let not_completed = stores
         .runs
@@ -316,7 +331,11 @@ async fn memoization_finds_completed_outputs(stores: &Stores, p: &str) {
         .unwrap();
     assert_eq!(not_completed, None, "only completed executions are reused");
     assert_eq!(
-        stores.runs.find_memoized("other-action", &hash).await.unwrap(),
+        stores
+            .runs
+            .find_memoized("other-action", &hash)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
@@ -330,7 +349,11 @@ async fn artifacts_round_trip(stores: &Stores) {
     for size in sizes {
         let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
         let id = stores.artifacts.put_artifact(bytes.clone()).await.unwrap();
-        assert_eq!(id, ArtifactId::of(&bytes), "content address of {size} bytes");
+        assert_eq!(
+            id,
+            ArtifactId::of(&bytes),
+            "content address of {size} bytes"
+        );
         let again = stores.artifacts.put_artifact(bytes.clone()).await.unwrap();
         assert_eq!(again, id, "same bytes, same id");
         assert_eq!(stores.artifacts.get_artifact(&id).await.unwrap(), bytes);
@@ -341,7 +364,10 @@ async fn artifacts_round_trip(stores: &Stores) {
         matches!(&err, StoreError::MissingArtifact { id, .. } if *id == unknown.as_str()),
         "{err:?}"
     );
-    assert!(err.to_string().starts_with(&format!("artifact {unknown} is missing")));
+    assert!(
+        err.to_string()
+            .starts_with(&format!("artifact {unknown} is missing"))
+    );
 }
 
 async fn snapshot_chains(stores: &Stores, p: &str) {
