@@ -20,7 +20,7 @@ use std::time::Duration;
 const STATEMENT_CACHE: usize = 128;
 
 /// Options for opening a [`SqliteStore`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct SqliteOptions {
     /// How writes are kept (default [`Durability::Batched`]).
     pub durability: Durability,
@@ -216,18 +216,19 @@ impl SqliteStore {
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE
         };
+        let max_readers = options.max_readers.max(1);
         let reader_options = SqliteOptions {
             max_page_count: None,
-            ..options.clone()
+            ..options
         };
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(reader_flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(move |c| configure(c, durability, &reader_options));
         let pool = r2d2::Pool::builder()
-            .max_size(options.max_readers.max(1))
+            .max_size(max_readers)
             .min_idle(Some(0))
             .build(manager)
-            .map_err(|e| map_pool(e, &name))?;
+            .map_err(|e| map_pool(&e, &name))?;
 
         let artifact_dir = artifact_dir_for(&path);
         let (tx, rx) = mpsc::channel();
@@ -242,7 +243,7 @@ impl SqliteStore {
             };
             std::thread::Builder::new()
                 .name("dagger-sqlite-writer".into())
-                .spawn(move || writer::run(writer, rx, shared))
+                .spawn(move || writer::run(writer, &rx, &shared))
                 .map_err(|source| StoreError::Io {
                     context: "spawning the SQLite writer thread".into(),
                     source,
@@ -439,7 +440,7 @@ impl SqliteStore {
             .inner
             .pool
             .get()
-            .map_err(|e| map_pool(e, &self.inner.location))?;
+            .map_err(|e| map_pool(&e, &self.inner.location))?;
         read(&conn)
     }
 

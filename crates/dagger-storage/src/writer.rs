@@ -78,7 +78,7 @@ pub(crate) struct Shared {
 }
 
 /// Runs the writer loop until every sender is dropped.
-pub(crate) fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Shared) {
+pub(crate) fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, shared: &Shared) {
     let mut batch: Vec<Job> = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -89,7 +89,7 @@ pub(crate) fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Shared)
             }
         }
         let count = batch.len() as u64;
-        let replies = commit_batch(&mut conn, std::mem::take(&mut batch), &shared);
+        let replies = commit_batch(&mut conn, std::mem::take(&mut batch), shared);
         shared.processed.fetch_add(count, Ordering::AcqRel);
         for (result, reply) in replies {
             reply.send(result, &shared.deferred);

@@ -14,11 +14,16 @@ fn large(seed: u8) -> Vec<u8> {
 
 fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    for shard in std::fs::read_dir(dir).unwrap() {
-        let shard = shard.unwrap().path();
-        for f in std::fs::read_dir(&shard).unwrap() {
-            let f = f.unwrap().path();
-            out.push(f.strip_prefix(dir).unwrap().display().to_string());
+    for shard in std::fs::read_dir(dir).expect("artifact directory is listable") {
+        let shard = shard.expect("artifact directory is listable").path();
+        for f in std::fs::read_dir(&shard).expect("artifact directory is listable") {
+            let f = f.expect("artifact directory is listable").path();
+            out.push(
+                f.strip_prefix(dir)
+                    .expect("artifact directory is listable")
+                    .display()
+                    .to_string(),
+            );
         }
     }
     out.sort();
@@ -28,7 +33,7 @@ fn files_under(dir: &Path) -> Vec<String> {
 async fn open(dir: &Path) -> SqliteStore {
     SqliteStore::open(&format!("sqlite:{}", dir.join("a.db").display()))
         .await
-        .unwrap()
+        .expect("artifact directory is listable")
 }
 
 #[tokio::test]

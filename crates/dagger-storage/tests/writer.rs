@@ -15,9 +15,9 @@ use std::sync::mpsc;
 use std::task::{Context, Waker};
 
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend {
-        location: "test".into(),
-        message: e.to_string(),
+    StoreError::Io {
+        context: "test statement".into(),
+        source: std::io::Error::other(e),
     }
 }
 
@@ -27,7 +27,7 @@ fn create_table(store: &SqliteStore) {
             tx.execute_batch("CREATE TABLE IF NOT EXISTS seq (i INTEGER PRIMARY KEY, pad BLOB)")
                 .map_err(backend)
         })
-        .unwrap();
+        .expect("writer helper");
 }
 
 /// Blocks the writer thread inside a job until the returned sender is used,
@@ -41,8 +41,8 @@ fn hold_writer(store: &SqliteStore) -> mpsc::Sender<()> {
             let _ = release_rx.recv();
             Ok(())
         })
-        .unwrap();
-    started_rx.recv().unwrap();
+        .expect("writer helper");
+    started_rx.recv().expect("writer helper");
     release_tx
 }
 
