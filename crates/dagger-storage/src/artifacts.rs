@@ -131,7 +131,7 @@ impl SqliteStore {
 impl ArtifactStore for SqliteStore {
     async fn put_artifact(&self, bytes: Vec<u8>) -> Result<ArtifactId, StoreError> {
         let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-        let store = self.clone();
+        let store = self.error_mapper();
         if bytes.len() < INLINE_LIMIT {
             let id = ArtifactId::of(&bytes);
             let key = id.clone();

@@ -26,4 +26,4 @@ pub use dagger_core::store::Durability;
 pub use error::Result;
 pub use location::SqliteLocation;
 pub use migrations::latest_version;
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{ErrorMapper, SqliteOptions, SqliteStore};

@@ -91,8 +91,30 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.sender.lock().take();
         if let Some(handle) = self.writer_thread.lock().take() {
-            let _ = handle.join();
+            // A job that captured a store handle can drop the last one on the
+            // writer thread; it must not join itself (the join would fail and
+            // lose the batch). The writer ends by itself once the queue closes.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
         }
+    }
+}
+
+/// Maps rusqlite errors to [`StoreError`]s naming a store, without keeping
+/// the store alive: write closures should capture this rather than a
+/// [`SqliteStore`] clone, so that dropping the last handle waits for the
+/// queued writes instead of leaving that to the writer thread.
+#[derive(Debug, Clone)]
+pub struct ErrorMapper {
+    location: Arc<str>,
+    busy_timeout_ms: u64,
+}
+
+impl ErrorMapper {
+    /// The store error for `err` (`Locked`, `ReadOnly`, `DiskFull`, ...).
+    pub fn map_err(&self, err: rusqlite::Error) -> StoreError {
+        with_waited(map_sqlite(err, &self.location), self.busy_timeout_ms)
     }
 }
 
@@ -442,6 +464,14 @@ impl SqliteStore {
             .get()
             .map_err(|e| map_pool(&e, &self.inner.location))?;
         read(&conn)
+    }
+
+    /// An [`ErrorMapper`] for write closures.
+    pub fn error_mapper(&self) -> ErrorMapper {
+        ErrorMapper {
+            location: Arc::from(self.inner.location.as_str()),
+            busy_timeout_ms: self.inner.busy_timeout_ms,
+        }
     }
 
     /// Maps a rusqlite error to a store error naming this database.
