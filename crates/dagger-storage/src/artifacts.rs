@@ -47,12 +47,16 @@ fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreEr
         source: std::io::Error::from(ErrorKind::InvalidInput),
     })?;
     if !dir.is_dir() {
+        // The shard and possibly the artifact root are new: their entries in
+        // their parents must be made durable too.
+        let new_dirs: Vec<&Path> = dir.ancestors().take_while(|d| !d.is_dir()).collect();
         fs::create_dir_all(dir)
             .map_err(io_error(format!("creating directory `{}`", dir.display())))?;
         if sync {
-            // Make the new directory entries themselves durable.
-            for d in [dir, dir.parent().unwrap_or(dir)] {
-                sync_dir(d)?;
+            for new in new_dirs {
+                if let Some(parent) = new.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(parent)?;
+                }
             }
         }
     }

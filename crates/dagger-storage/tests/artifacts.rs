@@ -154,3 +154,27 @@ async fn corrupted_inline_artifact_is_detected() {
         )
     );
 }
+
+#[tokio::test]
+async fn unwritable_artifact_directory_is_an_io_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the artifact directory should be.
+    std::fs::write(dir.path().join("a.db.artifacts"), b"in the way").unwrap();
+    let store = open(dir.path()).await;
+    let bytes = large(4);
+    let id = ArtifactId::of(&bytes);
+    let err = store.put_artifact(bytes).await.unwrap_err();
+    let shard = store.artifact_dir().join(&id.as_str()[..2]);
+    assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("creating directory `{}`: ", shard.display())),
+        "{err}"
+    );
+    // Nothing was recorded for it.
+    assert!(matches!(
+        store.get_artifact(&id).await.unwrap_err(),
+        StoreError::MissingArtifact { .. }
+    ));
+    store.integrity_check().await.unwrap();
+}
