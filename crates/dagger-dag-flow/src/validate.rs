@@ -6,6 +6,7 @@
 //! Cost is O(nodes + edges) for everything except a reference to a node that
 //! is not a direct dependency: that costs one upward walk per referring node.
 
+use crate::action::ActionRegistry;
 use crate::config::DagConfig;
 use crate::error::{LoadErrors, LoadIssue, LoadIssueKind};
 use crate::model::{NodeDef, WorkflowDef};
@@ -122,6 +123,63 @@ pub(crate) fn check_workflow(def: &WorkflowDef, locs: &WorkflowLocations) -> Vec
         check_node(i, node, node_loc(locs, i), &mut out);
     }
     check_graph(&def.nodes, locs, &mut out);
+    out
+}
+
+/// Every `action` and `failure` of `def` that `registry` does not hold.
+pub(crate) fn check_actions(
+    def: &WorkflowDef,
+    locs: &WorkflowLocations,
+    registry: &ActionRegistry,
+) -> Vec<Found> {
+    let mut out = Vec::new();
+    let mut known: Option<String> = None;
+    for (i, node) in def.nodes.iter().enumerate() {
+        let loc = node_loc(locs, i);
+        let named = [
+            (
+                "action",
+                Some(node.action.as_str()),
+                loc.and_then(|l| l.action),
+            ),
+            (
+                "failure",
+                node.failure.as_deref(),
+                loc.and_then(|l| l.failure),
+            ),
+        ];
+        for (field, action, pos) in named {
+            let Some(action) = action.filter(|a| !a.trim().is_empty()) else {
+                continue; // absent or blank: reported by the field checks
+            };
+            if registry.contains(action) {
+                continue;
+            }
+            let known = known
+                .get_or_insert_with(|| {
+                    let names = registry.names();
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                })
+                .clone();
+            out.push((
+                pos.or(loc.and_then(|l| l.entry)),
+                LoadIssueKind::UnknownAction {
+                    node: display_id(i, node),
+                    field,
+                    action: action.to_string(),
+                    known,
+                },
+            ));
+        }
+    }
     out
 }
 
