@@ -95,7 +95,8 @@ impl<'t> Shape<'t> {
                     LoadIssueKind::WrongType {
                         context: context.to_string(),
                         field: field.to_string(),
-                        message: e.message,
+                        // serde calls YAML's null a "unit value".
+                        message: e.message.replace("unit value", "null"),
                     },
                 );
                 None

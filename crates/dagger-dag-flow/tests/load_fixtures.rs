@@ -488,3 +488,18 @@ fn valid_fixtures_load_with_every_field() {
     let minimal = load_yaml_path(fixture("valid", "minimal")).expect("minimal loads");
     assert_eq!(minimal.nodes[0].action, "echo");
 }
+
+#[test]
+fn null_and_lists_where_text_is_required() {
+    let errors =
+        dagger_dag_flow::load_yaml_str("name:\nnodes:\n  - id: a\n    action: [x]\n", "n.yaml")
+            .expect_err("bad types");
+    let lines: Vec<String> = errors.issues().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "n.yaml:1:5: workflow: field `name`: invalid type: null, expected a string",
+            "n.yaml:4:13: node `a`: field `action`: invalid type: sequence, expected a string",
+        ]
+    );
+}
