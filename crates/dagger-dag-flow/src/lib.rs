@@ -9,6 +9,7 @@ pub mod config;
 pub mod dot;
 pub mod error;
 pub mod executor;
+mod growth;
 pub mod loader;
 pub mod model;
 mod shape;
