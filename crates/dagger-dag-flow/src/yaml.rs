@@ -205,6 +205,15 @@ fn describe_error(err: &serde_saphyr::Error) -> (Option<Pos>, LoadIssueKind) {
         serde_saphyr::Error::Budget { breach, .. } => {
             LoadIssueKind::LimitExceeded(describe_breach(breach))
         }
+        serde_saphyr::Error::ExternalMessage { source, .. }
+            if matches!(
+                &**source,
+                serde_saphyr::ExternalMessageSource::Parser(scan)
+                    if matches!(scan.kind(), serde_saphyr::granit_parser::ErrorKind::RecursionLimitExceeded)
+            ) =>
+        {
+            LoadIssueKind::LimitExceeded(format!("nesting deeper than {MAX_NESTING_DEPTH} levels"))
+        }
         serde_saphyr::Error::AliasReplayCounterOverflow { .. }
         | serde_saphyr::Error::AliasReplayLimitExceeded { .. }
         | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. } => {

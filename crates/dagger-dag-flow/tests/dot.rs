@@ -158,3 +158,29 @@ fn graphviz_accepts(dot: &str) {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("<svg"));
 }
+
+#[test]
+fn the_executor_renders_loaded_workflows_by_name() {
+    let mut ex = dagger_dag_flow::DagExecutor::new(
+        None,
+        dagger_dag_flow::ActionRegistry::new(),
+        dagger_core::Stores::memory(),
+    )
+    .expect("executor");
+    ex.load_yaml_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/valid/pipeline.yaml"
+    ))
+    .expect("loads");
+    assert_eq!(
+        ex.serialize_tree_to_dot("data_processing_pipeline")
+            .expect("loaded"),
+        serialize_tree_to_dot(&pipeline())
+    );
+    assert_eq!(
+        ex.serialize_tree_to_dot("nope")
+            .expect_err("unknown")
+            .to_string(),
+        "no workflow named `nope` is loaded"
+    );
+}
