@@ -1265,7 +1265,18 @@ impl RunLoop {
             self.stop_without_coord(Stop::Budget(reason.clone()));
             return Err(reason);
         }
-        let order = check_new_nodes(&self.g.index, &self.registry, &defs)?;
+        check_actions(&self.registry, &defs)?;
+        let existing = |id: &str| {
+            self.g
+                .index
+                .get(id)
+                .map(|&i| &*self.g.nodes[i as usize].def)
+        };
+        if let Err(issues) = dagger_dag_flow::validate_added_nodes_with(existing, &defs) {
+            let kinds: Vec<String> = issues.iter().map(|i| i.kind.to_string()).collect();
+            return Err(kinds.join("; "));
+        }
+        let order = insertion_order(&defs);
         let mut new_ids = Vec::with_capacity(defs.len());
         let mut new_idx = Vec::with_capacity(defs.len());
         let mut defs: Vec<Option<NodeDef>> = defs.into_iter().map(Some).collect();
@@ -1532,21 +1543,9 @@ impl RunLoop {
     }
 }
 
-/// Checks a batch of nodes to add; returns an insertion order in which every
-/// node comes after the batch nodes it depends on.
-fn check_new_nodes(
-    index: &HashMap<Arc<str>, u32>,
-    registry: &ActionRegistry,
-    defs: &[NodeDef],
-) -> Result<Vec<usize>, String> {
-    let mut batch: HashMap<&str, usize> = HashMap::new();
-    for (k, d) in defs.iter().enumerate() {
-        if d.id.trim().is_empty() {
-            return Err("a node to add has an empty id".into());
-        }
-        if index.contains_key(d.id.as_str()) || batch.insert(d.id.as_str(), k).is_some() {
-            return Err(format!("node `{}` already exists", d.id));
-        }
+/// Every action (and failure action) of a batch must be registered.
+fn check_actions(registry: &ActionRegistry, defs: &[NodeDef]) -> Result<(), String> {
+    for d in defs {
         if !registry.contains(&d.action) {
             return Err(format!(
                 "node `{}` uses unknown action `{}`",
@@ -1559,32 +1558,24 @@ fn check_new_nodes(
             return Err(format!("node `{}` uses unknown failure action `{f}`", d.id));
         }
     }
+    Ok(())
+}
+
+/// An order of a validated (acyclic) batch in which every node comes after
+/// the batch nodes it depends on, so wiring finds its dependencies.
+fn insertion_order(defs: &[NodeDef]) -> Vec<usize> {
+    let batch: HashMap<&str, usize> = defs
+        .iter()
+        .enumerate()
+        .map(|(k, d)| (d.id.as_str(), k))
+        .collect();
     let mut indegree = vec![0usize; defs.len()];
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); defs.len()];
     for (k, d) in defs.iter().enumerate() {
         for dep in &d.dependencies {
-            if dep == &d.id {
-                return Err(format!("node `{}` depends on itself", d.id));
-            }
             if let Some(&j) = batch.get(dep.as_str()) {
                 indegree[k] += 1;
                 children[j].push(k);
-            } else if !index.contains_key(dep.as_str()) {
-                return Err(format!("node `{}` depends on unknown node `{dep}`", d.id));
-            }
-        }
-        for input in &d.inputs {
-            if let Some(r) = &input.reference {
-                match dagger_core::InputSpec::split_reference(r) {
-                    Some(("inputs", _)) => {}
-                    Some((ns, _)) if index.contains_key(ns) || batch.contains_key(ns) => {}
-                    _ => {
-                        return Err(format!(
-                            "node `{}`: input `{}` references unknown `{r}`",
-                            d.id, input.name
-                        ));
-                    }
-                }
             }
         }
     }
@@ -1599,17 +1590,7 @@ fn check_new_nodes(
             }
         }
     }
-    if order.len() < defs.len() {
-        let cyclic: Vec<&str> = (0..defs.len())
-            .filter(|k| indegree[*k] > 0)
-            .map(|k| defs[k].id.as_str())
-            .collect();
-        return Err(format!(
-            "adding these nodes would create a cycle among: {}",
-            cyclic.join(", ")
-        ));
-    }
-    Ok(order)
+    order
 }
 
 /// What woke the run loop.
