@@ -262,6 +262,15 @@ fn q3_latency() {
         }
     })))
     .expect("register");
+    // Keeps the job open between arrivals (a job with no open task ends).
+    r.register_agent(Arc::new(FnAgent::new(
+        "hold",
+        |_v, ctx: TaskContext| async move {
+            ctx.cancel_token().cancelled().await;
+            Ok::<_, BoxError>(TaskOutcome::Completed(json!(null)))
+        },
+    )))
+    .expect("register");
     let m = manager(store, r);
     let n = 5_000;
     let rate_per_s = std::env::var("DAGGER_BENCH_Q3_RATE")
@@ -269,7 +278,14 @@ fn q3_latency() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000u64);
     rt.block_on(async {
-        let h = m.start_job("q3", vec![], None, None).expect("start");
+        let h = m
+            .start_job(
+                "q3",
+                vec![TaskSpec::new("q3", "hold", "keep open")],
+                None,
+                None,
+            )
+            .expect("start");
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate_per_s));
         for i in 0..n {
             tick.tick().await;

@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     pub(crate) owner: String,
     pub(crate) jobs: Mutex<HashMap<JobId, Arc<JobRuntime>>>,
     pub(crate) stale: Mutex<Vec<TaskError>>,
+    /// The group committer of finished attempts (see `commit.rs`).
+    pub(crate) committer: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::commit::Pending>>>,
 }
 
 impl TaskManager {
@@ -64,6 +66,7 @@ impl TaskManager {
                 owner: format!("{}:{}", std::process::id(), TaskId::generate()),
                 jobs: Mutex::new(HashMap::new()),
                 stale: Mutex::new(Vec::new()),
+                committer: Mutex::new(None),
             }),
         }
     }
