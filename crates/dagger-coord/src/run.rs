@@ -602,8 +602,12 @@ impl RunLoop {
         n.status = NodeStatus::Running;
         n.first_start.get_or_insert_with(Instant::now);
         n.started_at_ms.get_or_insert_with(now_millis);
-        let mut node = n.node_ref(inv);
-        node.attempt = attempt;
+        // Events (and so their node refs, two strings each) only exist with hooks.
+        let node = self.g.events.is_some().then(|| {
+            let mut node = n.node_ref(inv);
+            node.attempt = attempt;
+            node
+        });
         let job = Attempt {
             node: i,
             invocation: inv,
@@ -615,7 +619,9 @@ impl RunLoop {
             item,
             overrides: n.overrides.clone(),
         };
-        self.g.emit(|| ExecutionEvent::NodeStarted { node });
+        if let Some(node) = node {
+            self.g.emit(|| ExecutionEvent::NodeStarted { node });
+        }
         let handle = worker::spawn(&self.shared, job);
         self.aborts.insert((i, inv), handle);
         self.running += 1;
@@ -681,14 +687,16 @@ impl RunLoop {
                     Some(n.first_start.map_or(elapsed, |s| s.elapsed()).as_millis() as u64);
                 n.cancel = None;
                 self.tokens += output.tokens();
-                let node = n.node_ref(None);
+                let node = self.g.events.is_some().then(|| n.node_ref(None));
                 let selected: Option<HashSet<String>> =
                     output.branches().map(|b| b.into_iter().collect());
-                self.g.emit(|| ExecutionEvent::NodeCompleted {
-                    node,
-                    outcome: output,
-                    cache_hit,
-                });
+                if let Some(node) = node {
+                    self.g.emit(|| ExecutionEvent::NodeCompleted {
+                        node,
+                        outcome: output,
+                        cache_hit,
+                    });
+                }
                 self.g.release_dependents(i, selected.as_ref());
                 self.check_tokens();
             }
