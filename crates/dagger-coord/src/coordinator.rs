@@ -23,6 +23,7 @@ pub struct Coordinator {
     pub(crate) command_capacity: usize,
     pub(crate) cancel_grace: Duration,
     pub(crate) control_poll: Duration,
+    pub(crate) tracker: Option<dagger_core::ResourceTracker>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -49,6 +50,7 @@ impl Coordinator {
             command_capacity: command_capacity.max(1),
             cancel_grace: Duration::from_secs(5),
             control_poll: Duration::from_millis(250),
+            tracker: None,
         }
     }
 
@@ -62,6 +64,13 @@ impl Coordinator {
     /// processes (cancel, approve, reject); default 250 ms.
     pub fn with_control_poll(mut self, every: Duration) -> Self {
         self.control_poll = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Shares `tracker`'s limits (concurrent actions, resident memory) with
+    /// every run of this coordinator and anything else holding the tracker.
+    pub fn with_resource_tracker(mut self, tracker: dagger_core::ResourceTracker) -> Self {
+        self.tracker = Some(tracker);
         self
     }
 

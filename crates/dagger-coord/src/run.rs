@@ -28,6 +28,9 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
 
+/// Completed invocation outputs and attempt counts of a fan-out node, by index.
+type RestoredFanOut = (HashMap<u32, Value>, HashMap<u32, u32>);
+
 /// Everything a run needs before its loop starts.
 pub(crate) struct Setup {
     pub(crate) wf: Arc<WorkflowDef>,
@@ -40,7 +43,7 @@ pub(crate) struct Setup {
     cache: Cache,
     app_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
     run_id: RunId,
-    restored_invocations: HashMap<u32, (HashMap<u32, Value>, HashMap<u32, u32>)>,
+    restored_invocations: HashMap<u32, RestoredFanOut>,
 }
 
 impl Setup {
@@ -173,8 +176,10 @@ impl Stop {
 struct HookPipe {
     event_tx: Option<mpsc::Sender<ExecutionEvent>>,
     cmd_rx: mpsc::Receiver<Vec<ExecutorCommand>>,
-    outbox: VecDeque<ExecutionEvent>,
+    outbox: VecDeque<(ExecutionEvent, Option<Box<NodeRunRecord>>)>,
     outstanding: usize,
+    /// Records waiting for the hooks' answer to their event, in send order.
+    awaiting: VecDeque<Option<Box<NodeRunRecord>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -204,7 +209,10 @@ pub(crate) struct RunLoop {
     hook_list: Vec<Arc<dyn EventHook>>,
     hook_ctx: HookContext,
     retry_seed: RandomState,
-    restored_invocations: HashMap<u32, (HashMap<u32, Value>, HashMap<u32, u32>)>,
+    restored_invocations: HashMap<u32, RestoredFanOut>,
+    /// Deferred records with no hook event to wait for.
+    #[allow(clippy::vec_box)] // records arrive boxed from attempts; unboxing would copy them
+    late_records: Vec<Box<NodeRunRecord>>,
 }
 
 impl RunLoop {
@@ -224,8 +232,10 @@ impl RunLoop {
             stores: setup.stores.clone(),
             app_data: setup.app_data.clone(),
             record,
+            defer_completion: record && !coord.hooks.is_empty(),
             incremental_cache: setup.config.enable_incremental_cache,
             cancel_grace: coord.cancel_grace,
+            tracker: coord.tracker.clone(),
             tx,
         });
         let hook_ctx = HookContext {
@@ -260,6 +270,7 @@ impl RunLoop {
             hook_ctx,
             retry_seed: RandomState::new(),
             restored_invocations: setup.restored_invocations,
+            late_records: Vec::new(),
         };
         let span = tracing::info_span!("run", run_id = %lp.shared.run_id, dag = %lp.wf.name);
         let _enter = span.enter();
@@ -314,6 +325,7 @@ impl RunLoop {
             cmd_rx,
             outbox: VecDeque::new(),
             outstanding: 0,
+            awaiting: VecDeque::new(),
             task,
         });
         self.apply_commands(commands).await;
@@ -375,17 +387,22 @@ impl RunLoop {
                 }
                 Wake::Permit(permit) => {
                     if let (Some(permit), Some(h)) = (permit, self.hooks.as_mut())
-                        && let Some(ev) = h.outbox.pop_front()
+                        && let Some((ev, record)) = h.outbox.pop_front()
                     {
                         permit.send(ev);
                         h.outstanding += 1;
+                        h.awaiting.push_back(record);
                     }
                 }
                 Wake::Commands(cmds) => {
-                    if let Some(h) = self.hooks.as_mut() {
+                    let record = self.hooks.as_mut().and_then(|h| {
                         h.outstanding = h.outstanding.saturating_sub(1);
-                    }
+                        h.awaiting.pop_front().flatten()
+                    });
                     self.apply_commands(cmds).await;
+                    if let Some(record) = record {
+                        self.put_record(record).await;
+                    }
                 }
                 Wake::Cancel(sent) => {
                     cancel_armed = false;
@@ -675,9 +692,16 @@ impl RunLoop {
 
     fn on_plain_done(&mut self, i: u32, result: AttemptResult, elapsed: Duration) {
         match result {
-            AttemptResult::Succeeded { output, cache_hit } => {
+            AttemptResult::Succeeded {
+                output,
+                cache_hit,
+                deferred,
+            } => {
                 let n = &mut self.g.nodes[i as usize];
                 if n.status != NodeStatus::Running {
+                    if let Some(record) = deferred {
+                        self.late_records.push(record);
+                    }
                     return;
                 }
                 n.status = NodeStatus::Completed;
@@ -690,12 +714,18 @@ impl RunLoop {
                 let node = self.g.events.is_some().then(|| n.node_ref(None));
                 let selected: Option<HashSet<String>> =
                     output.branches().map(|b| b.into_iter().collect());
-                if let Some(node) = node {
-                    self.g.emit(|| ExecutionEvent::NodeCompleted {
-                        node,
-                        outcome: output,
-                        cache_hit,
-                    });
+                // `node` is `Some` exactly when events are collected (hooks).
+                match (self.g.events.as_mut(), node, deferred) {
+                    (Some(events), Some(node), deferred) => events.push((
+                        ExecutionEvent::NodeCompleted {
+                            node,
+                            outcome: output,
+                            cache_hit,
+                        },
+                        deferred,
+                    )),
+                    (_, _, Some(record)) => self.late_records.push(record),
+                    _ => {}
                 }
                 self.g.release_dependents(i, selected.as_ref());
                 self.check_tokens();
@@ -729,7 +759,10 @@ impl RunLoop {
         };
         fan.running = fan.running.saturating_sub(1);
         match result {
-            AttemptResult::Succeeded { output, .. } => {
+            AttemptResult::Succeeded {
+                output, deferred, ..
+            } => {
+                self.late_records.extend(deferred);
                 self.tokens += output.tokens();
                 if fan.results[k as usize].is_none() {
                     fan.results[k as usize] = Some(output.outputs.clone());
@@ -1107,10 +1140,10 @@ impl RunLoop {
     async fn apply_command(&mut self, cmd: ExecutorCommand) -> Result<(), String> {
         match cmd {
             ExecutorCommand::AddNode { dag_name, spec } => {
-                self.add_nodes(&dag_name, vec![spec.def]).await
+                self.add_nodes(&dag_name, vec![*spec.def]).await
             }
             ExecutorCommand::AddNodes { dag_name, specs } => {
-                self.add_nodes(&dag_name, specs.into_iter().map(|s| s.def).collect())
+                self.add_nodes(&dag_name, specs.into_iter().map(|s| *s.def).collect())
                     .await
             }
             ExecutorCommand::SetNodeInputs { node_id, inputs } => {
@@ -1299,6 +1332,9 @@ impl RunLoop {
     // ----- persistence ------------------------------------------------------------
 
     async fn flush_dirty(&mut self) {
+        for record in std::mem::take(&mut self.late_records) {
+            self.put_record(record).await;
+        }
         if self.g.dirty.is_empty() {
             return;
         }
@@ -1352,6 +1388,12 @@ impl RunLoop {
         Ok(rec)
     }
 
+    async fn put_record(&mut self, record: Box<NodeRunRecord>) {
+        if let Err(e) = self.shared.stores.runs.put_node_run(*record).await {
+            self.stop_without_coord(Stop::Store(format!("storage error: {e}")));
+        }
+    }
+
     async fn write_full_snapshot(&mut self) {
         let entry = SnapshotEntry::Full {
             data: self.shared.cache.to_json(),
@@ -1392,10 +1434,14 @@ impl RunLoop {
         if let Some(mut h) = self.hooks.take() {
             // Hooks see every event; commands answered now are not applied.
             if let Some(tx) = h.event_tx.take() {
-                for ev in h.outbox.drain(..) {
-                    if tx.send(ev).await.is_err() {
-                        break;
-                    }
+                let mut late: Vec<Box<NodeRunRecord>> = h.awaiting.drain(..).flatten().collect();
+                for (ev, record) in h.outbox.drain(..) {
+                    late.extend(record);
+                    let _ = tx.send(ev).await;
+                }
+                // The nodes completed; record them even though no hook answer will be applied.
+                for record in late {
+                    self.put_record(record).await;
                 }
             }
             while h.cmd_rx.recv().await.is_some() {}

@@ -3,6 +3,7 @@
 //! Every operation here is O(affected nodes); nothing rescans the graph.
 
 use crate::event::{ExecutionEvent, NodeRef};
+use dagger_core::store::NodeRunRecord;
 use dagger_core::{Cache, NodeStatus};
 use dagger_dag_flow::{NodeAction, NodeDef, WorkflowDef};
 use serde_json::{Map, Value};
@@ -133,7 +134,10 @@ pub(crate) struct RunGraph {
     pub(crate) paused_roots: HashMap<u32, Option<String>>,
     pub(crate) parked: Vec<u32>,
     /// Events to hand to hooks (only collected when there are hooks).
-    pub(crate) events: Option<Vec<ExecutionEvent>>,
+    /// Each event may carry a node record that becomes durable only after the
+    /// hooks answered the event (so growth and the completion that caused it
+    /// are recorded in that order).
+    pub(crate) events: Option<Vec<(ExecutionEvent, Option<Box<NodeRunRecord>>)>>,
     /// Node records to persist (loop-side state changes).
     pub(crate) dirty: Vec<u32>,
     pub(crate) record: bool,
@@ -142,7 +146,7 @@ pub(crate) struct RunGraph {
 impl RunGraph {
     pub(crate) fn emit(&mut self, event: impl FnOnce() -> ExecutionEvent) {
         if let Some(events) = &mut self.events {
-            events.push(event());
+            events.push((event(), None));
         }
     }
 

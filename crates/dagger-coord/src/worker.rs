@@ -23,8 +23,13 @@ pub(crate) struct RunShared {
     pub(crate) app_data: Option<Arc<dyn Any + Send + Sync>>,
     /// Record node runs in the store (false for `Durability::Memory`).
     pub(crate) record: bool,
+    /// Hand Completed records of plain nodes to the loop instead of writing
+    /// them (runs with hooks: growth is recorded before the completion).
+    pub(crate) defer_completion: bool,
     /// Write a cache delta per completed node.
     pub(crate) incremental_cache: bool,
+    /// Shared limits every attempt must get a permit from before it executes.
+    pub(crate) tracker: Option<dagger_core::ResourceTracker>,
     /// How long a cancelled action gets to return.
     pub(crate) cancel_grace: Duration,
     pub(crate) tx: UnboundedSender<Msg>,
@@ -39,9 +44,12 @@ pub(crate) struct Failure {
 
 /// An attempt's result.
 pub(crate) enum AttemptResult {
+    /// `deferred`: the Completed record, when the run loop must write it
+    /// after the hooks answered the completion (see `RunShared::defer_completion`).
     Succeeded {
         output: Arc<NodeOutput>,
         cache_hit: bool,
+        deferred: Option<Box<NodeRunRecord>>,
     },
     Failed(Failure),
     /// The attempt stopped because its token was cancelled.
@@ -177,12 +185,20 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         && let Some(output) = memoized(shared, &a.def.action, hash).await?
     {
         let output = Arc::new(output);
-        complete(shared, &a, &output, input_hash.clone(), true, None).await?;
+        let deferred = complete(shared, &a, &output, input_hash.clone(), true, None).await?;
         return Ok(AttemptResult::Succeeded {
             output,
             cache_hit: true,
+            deferred,
         });
     }
+    let _permit = match &shared.tracker {
+        Some(t) => Some(tokio::select! {
+            p = t.acquire() => p,
+            () = a.cancel.cancelled() => return Ok(AttemptResult::Cancelled),
+        }),
+        None => None,
+    };
     let started_at = now_millis();
     if shared.record {
         let mut rec = record(
@@ -290,10 +306,11 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         }));
     }
     let output = Arc::new(output);
-    complete(shared, &a, &output, input_hash, false, Some(started_at)).await?;
+    let deferred = complete(shared, &a, &output, input_hash, false, Some(started_at)).await?;
     Ok(AttemptResult::Succeeded {
         output,
         cache_hit: false,
+        deferred,
     })
 }
 
@@ -322,7 +339,8 @@ async fn complete(
     input_hash: Option<String>,
     cache_hit: bool,
     started_at: Option<i64>,
-) -> Result<(), dagger_core::StoreError> {
+) -> Result<Option<Box<NodeRunRecord>>, dagger_core::StoreError> {
+    let mut deferred = None;
     if shared.record {
         let bytes = serde_json::to_vec(&output.outputs).unwrap_or_default();
         let artifact = shared.stores.artifacts.put_artifact(bytes).await?;
@@ -343,7 +361,11 @@ async fn complete(
             meta.insert("cache_hit".into(), Value::Bool(true));
         }
         rec.metadata = Value::Object(meta);
-        put(shared, rec).await?;
+        if shared.defer_completion && a.invocation.is_none() {
+            deferred = Some(Box::new(rec));
+        } else {
+            put(shared, rec).await?;
+        }
         if shared.incremental_cache && a.invocation.is_none() {
             let entry = dagger_core::store::SnapshotEntry::Delta {
                 namespace: a.node_id.to_string(),
@@ -360,7 +382,7 @@ async fn complete(
     if a.invocation.is_none() {
         shared.cache.insert_object(&a.node_id, &output.outputs);
     }
-    Ok(())
+    Ok(deferred)
 }
 
 /// Records a node run; the store decides whether this waits for the commit

@@ -169,3 +169,76 @@ async fn a_run_id_cannot_be_reused() {
         "run `same` already exists; use resume to continue it"
     );
 }
+
+#[tokio::test]
+async fn a_shared_resource_tracker_bounds_actions_across_runs() {
+    let probe = Arc::new(Probe::default());
+    let tracker = dagger_core::ResourceTracker::new();
+    tracker.set_task_limit(Some(2));
+    let coord = Coordinator::new(vec![], 8, 8).with_resource_tracker(tracker.clone());
+    let mut handles = Vec::new();
+    for r in 0..3 {
+        let nodes = (0..4)
+            .map(|i| node(&format!("r{r}n{i}"), &[], json!({"ms": 20})))
+            .collect();
+        let mut ex = executor(
+            DagConfig::default(),
+            registry(&probe),
+            workflow("w", nodes),
+            Stores::memory(),
+        );
+        let coord = coord.clone();
+        handles.push(tokio::spawn(async move {
+            let (_tx, rx) = tokio::sync::oneshot::channel();
+            coord
+                .run_parallel(&mut ex, &Cache::new(), "w", &format!("run{r}"), rx)
+                .await
+                .unwrap()
+        }));
+    }
+    for h in handles {
+        assert!(h.await.unwrap().succeeded());
+    }
+    assert_eq!(
+        probe.max.load(Ordering::SeqCst),
+        2,
+        "three runs of four nodes share two slots"
+    );
+    assert_eq!(tracker.metrics().peak_active, 2);
+}
+
+#[tokio::test]
+async fn memory_limit_holds_new_nodes_until_memory_falls() {
+    use std::sync::atomic::AtomicU64;
+    let probe = Arc::new(Probe::default());
+    let rss = Arc::new(AtomicU64::new(1_000));
+    let r2 = rss.clone();
+    let tracker = dagger_core::ResourceTracker::with_rss_probe(Arc::new(move || {
+        Some(r2.load(Ordering::SeqCst))
+    }));
+    tracker.set_memory_limit(Some(500));
+    let coord = Coordinator::new(vec![], 8, 8).with_resource_tracker(tracker.clone());
+    let mut ex = executor(
+        DagConfig::default(),
+        registry(&probe),
+        workflow("m", vec![node("a", &[], json!({}))]),
+        Stores::memory(),
+    );
+    let p = probe.clone();
+    let lower = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        assert!(
+            p.started.lock().is_empty(),
+            "no node started above the memory limit"
+        );
+        rss.store(100, Ordering::SeqCst);
+    });
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let r = coord
+        .run_parallel(&mut ex, &Cache::new(), "m", "m1", rx)
+        .await
+        .unwrap();
+    lower.await.unwrap();
+    assert!(r.succeeded());
+    assert_eq!(tracker.metrics().memory_waits, 1);
+}

@@ -131,6 +131,11 @@ async fn resume_uses_the_recorded_definition_including_added_nodes() {
     assert_eq!(ids, ["a", "added"]);
     assert!(second.get_node_state("added").unwrap().added_at_runtime);
     assert_eq!(probe.runs_of("different"), 0);
+    assert_eq!(
+        probe.runs_of("a"),
+        1,
+        "a's completion was recorded after the hook's growth, not lost"
+    );
 }
 
 #[tokio::test]

@@ -5,10 +5,13 @@
 //! Schema validation, a DOT writer that always emits valid DOT, and the
 //! storage traits with an in-memory implementation of each.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cache;
 pub mod dot;
 pub mod error;
 pub mod ids;
+pub mod resource;
 pub mod retry;
 pub mod schema;
 pub mod status;
@@ -24,6 +27,7 @@ pub use error::{
     BoxError, CacheError, DaggerError, Permanent, SchemaError, StatusError, StoreError,
 };
 pub use ids::{JobId, MessageId, NodeId, RunId, TaskId};
+pub use resource::{ResourceMetrics, ResourcePermit, ResourceTracker};
 pub use retry::{ErrorClass, Jitter, RetryPolicy, RetryStrategy};
 pub use schema::{JsonSchema, SchemaViolation};
 pub use status::{JobStatus, NodeStatus, RunStatus, TaskStatus};

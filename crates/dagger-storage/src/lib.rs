@@ -5,6 +5,8 @@
 //! migrations, an r2d2 pool for readers and one writer thread that
 //! group-commits batches of writes in submission order.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod artifacts;
 pub mod error;
 mod location;
