@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Completed invocation outputs and attempt counts of a fan-out node, by index.
 type RestoredFanOut = (HashMap<u32, Value>, HashMap<u32, u32>);
@@ -273,8 +274,6 @@ impl RunLoop {
             late_records: Vec::new(),
         };
         let span = tracing::info_span!("run", run_id = %lp.shared.run_id, dag = %lp.wf.name);
-        let _enter = span.enter();
-        drop(_enter);
         for i in 0..lp.g.nodes.len() as u32 {
             if lp.g.nodes[i as usize].status == NodeStatus::Completed {
                 continue;
@@ -296,7 +295,8 @@ impl RunLoop {
         if resumed {
             lp.apply_controls(true).await;
         }
-        lp.run(coord, cancel_rx).await;
+        tracing::info!(parent: &span, resumed, nodes = node_count, "run started");
+        lp.run(coord, cancel_rx).instrument(span.clone()).await;
         lp.finish(started, resumed).await
     }
 
