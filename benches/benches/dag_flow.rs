@@ -16,7 +16,14 @@ use dagger_dag_flow::{DagConfig, InputSpec, load_yaml_str};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn run_engine(c: &mut Criterion, group: &str, name: &str, engine: Engine, shape: Shape, samples: usize) {
+fn run_engine(
+    c: &mut Criterion,
+    group: &str,
+    name: &str,
+    engine: Engine,
+    shape: Shape,
+    samples: usize,
+) {
     let rt = runtime();
     let shape = Arc::new(shape);
     let mut g = c.benchmark_group(group);
@@ -35,11 +42,32 @@ fn run_engine(c: &mut Criterion, group: &str, name: &str, engine: Engine, shape:
 }
 
 fn d1_d4(c: &mut Criterion) {
-    run_engine(c, "D1", "layered_100x100x2", Engine::Dagger, Dag::D1.shape(), 20);
+    run_engine(
+        c,
+        "D1",
+        "layered_100x100x2",
+        Engine::Dagger,
+        Dag::D1.shape(),
+        20,
+    );
     run_engine(c, "D2", "chain_10000", Engine::Dagger, Dag::D2.shape(), 20);
-    run_engine(c, "D3", "layered_1000x100x2", Engine::Dagger, Dag::D3.shape(), 10);
+    run_engine(
+        c,
+        "D3",
+        "layered_1000x100x2",
+        Engine::Dagger,
+        Dag::D3.shape(),
+        10,
+    );
     run_engine(c, "D4", "fan_10000", Engine::Dagger, Dag::D4Fan.shape(), 20);
-    run_engine(c, "D4", "dense_32x32", Engine::Dagger, Dag::D4Dense.shape(), 20);
+    run_engine(
+        c,
+        "D4",
+        "dense_32x32",
+        Engine::Dagger,
+        Dag::D4Dense.shape(),
+        20,
+    );
 }
 
 fn d5(c: &mut Criterion) {
@@ -75,8 +103,22 @@ fn d5(c: &mut Criterion) {
 }
 
 fn d6(c: &mut Criterion) {
-    run_engine(c, "D6", "sqlite_batched", Engine::DaggerSqliteBatched, Dag::D6.shape(), 10);
-    run_engine(c, "D6", "sqlite_sync", Engine::DaggerSqliteSync, Dag::D6.shape(), 10);
+    run_engine(
+        c,
+        "D6",
+        "sqlite_batched",
+        Engine::DaggerSqliteBatched,
+        Dag::D6.shape(),
+        10,
+    );
+    run_engine(
+        c,
+        "D6",
+        "sqlite_sync",
+        Engine::DaggerSqliteSync,
+        Dag::D6.shape(),
+        10,
+    );
 }
 
 fn d7(c: &mut Criterion) {
@@ -96,20 +138,24 @@ fn d7(c: &mut Criterion) {
             ..dagger::config()
         };
         let name = if parallel { "parallel" } else { "sequential" };
-        g.bench_with_input(BenchmarkId::new("three_100ms_sleeps", name), &wf, |b, wf| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let mut ex = dagger::executor(wf.clone(), config.clone(), Stores::memory());
-                    total += on_workers(&rt, async move {
-                        let t = Instant::now();
-                        dagger::run(&mut ex, 3).await;
-                        t.elapsed()
-                    });
-                }
-                total
-            });
-        });
+        g.bench_with_input(
+            BenchmarkId::new("three_100ms_sleeps", name),
+            &wf,
+            |b, wf| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let mut ex = dagger::executor(wf.clone(), config.clone(), Stores::memory());
+                        total += on_workers(&rt, async move {
+                            let t = Instant::now();
+                            dagger::run(&mut ex, 3).await;
+                            t.elapsed()
+                        });
+                    }
+                    total
+                });
+            },
+        );
     }
     g.finish();
 }

@@ -97,7 +97,13 @@ impl Shape {
     pub fn chain(n: usize) -> Self {
         Self {
             deps: (0..n)
-                .map(|i| if i == 0 { Vec::new() } else { vec![i as u32 - 1] })
+                .map(|i| {
+                    if i == 0 {
+                        Vec::new()
+                    } else {
+                        vec![i as u32 - 1]
+                    }
+                })
                 .collect(),
         }
     }

@@ -186,3 +186,108 @@ mod tests {
         }
     }
 }
+
+/// A Task Agent or Pub/Sub workload (no peers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paradigm {
+    /// Q1: 100,000 no-op tasks in one job, this many workers.
+    Q1 {
+        /// Concurrent task executions.
+        workers: usize,
+    },
+    /// P1 (one subscriber) and P2 (several): messages of `bytes` bytes.
+    Pub {
+        /// Payload size in bytes.
+        bytes: usize,
+        /// Subscribed agents.
+        subscribers: usize,
+    },
+}
+
+/// Tasks in Q1.
+pub const Q1_TASKS: usize = 100_000;
+/// Messages per P1 run. WORKLOADS.md says 10M; the harness uses 1M per run
+/// so that `compare --workload all` stays under 10 minutes (the rate, not
+/// the count, is the figure).
+pub const P1_MESSAGES: usize = 1_000_000;
+/// Messages per P2 run (each delivered to every subscriber).
+pub const P2_MESSAGES: usize = 200_000;
+
+impl Paradigm {
+    /// The cases of workload `id` (`Q1`, `P1` or `P2`).
+    pub fn cases(id: &str) -> Vec<Paradigm> {
+        match id {
+            "Q1" => [1, 2, 4]
+                .into_iter()
+                .map(|workers| Paradigm::Q1 { workers })
+                .collect(),
+            "P1" => [16, 1024]
+                .into_iter()
+                .map(|bytes| Paradigm::Pub {
+                    bytes,
+                    subscribers: 1,
+                })
+                .collect(),
+            "P2" => [1, 4, 16, 64]
+                .into_iter()
+                .map(|subscribers| Paradigm::Pub {
+                    bytes: 16,
+                    subscribers,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The case's id in `RESULT` lines, e.g. `Q1-w2`, `P1-1024B`, `P2-s16`.
+    pub fn id(self) -> String {
+        match self {
+            Paradigm::Q1 { workers } => format!("Q1-w{workers}"),
+            Paradigm::Pub {
+                bytes,
+                subscribers: 1,
+            } => format!("P1-{bytes}B"),
+            Paradigm::Pub { subscribers, .. } => format!("P2-s{subscribers}"),
+        }
+    }
+
+    /// The case with id `id`.
+    pub fn parse(id: &str) -> Option<Self> {
+        ["Q1", "P1", "P2"]
+            .into_iter()
+            .flat_map(Self::cases)
+            .find(|c| c.id() == id)
+    }
+
+    /// Units of work per run: tasks, or deliveries (messages × subscribers).
+    pub fn units(self) -> usize {
+        match self {
+            Paradigm::Q1 { .. } => Q1_TASKS,
+            Paradigm::Pub { subscribers: 1, .. } => P1_MESSAGES,
+            Paradigm::Pub { subscribers, .. } => P2_MESSAGES * subscribers,
+        }
+    }
+
+    /// What a unit is, for the rate line.
+    pub fn unit_name(self) -> &'static str {
+        match self {
+            Paradigm::Q1 { .. } => "tasks_per_s",
+            Paradigm::Pub { subscribers: 1, .. } => "messages_per_s",
+            Paradigm::Pub { .. } => "deliveries_per_s",
+        }
+    }
+
+    /// Runs the case once on the current runtime.
+    pub async fn run(self) -> Timing {
+        match self {
+            Paradigm::Q1 { workers } => engines::paradigms::q1(Q1_TASKS, workers).await,
+            Paradigm::Pub {
+                bytes,
+                subscribers: 1,
+            } => engines::paradigms::pubsub(P1_MESSAGES, bytes, 1).await,
+            Paradigm::Pub { bytes, subscribers } => {
+                engines::paradigms::pubsub(P2_MESSAGES, bytes, subscribers).await
+            }
+        }
+    }
+}

@@ -10,20 +10,22 @@
 //! run each, so one engine's heap never inflates another's figure.
 
 use dagger_benches::rss;
-use dagger_benches::workload::{Dag, Engine, median};
+use dagger_benches::workload::{Dag, Engine, Paradigm, median};
 use dagger_benches::{on_workers, runtime};
 use std::collections::HashMap;
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Instant;
 
-const USAGE: &str =
-    "usage: compare --workload D1|D2|D3|D4|D6|Q1|P1|P2|all [--reps N] [--engine NAME] [--no-memory]";
+const USAGE: &str = "usage: compare --workload D1|D2|D3|D4|D6|Q1|P1|P2|all [--reps N] [--engine NAME] [--no-memory]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--memory-child") {
         return memory_child(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("--memory-child-paradigm") {
+        return memory_child_paradigm(&args[1..]);
     }
     let mut workload = None;
     let mut reps = 5usize;
@@ -74,23 +76,16 @@ fn main() -> ExitCode {
                 compare_dag(Dag::D4Fan, &opts);
                 compare_dag(Dag::D4Dense, &opts);
             }
-            "Q1" | "P1" | "P2" => skipped(w),
+            "Q1" | "P1" | "P2" => {
+                for case in Paradigm::cases(w) {
+                    compare_paradigm(case, &opts);
+                }
+            }
             other => compare_dag(Dag::parse(other).expect("listed above"), &opts),
         }
     }
     eprintln!("compare: done in {:.1} s", started.elapsed().as_secs_f64());
     ExitCode::SUCCESS
-}
-
-fn skipped(w: &str) {
-    let crate_name = if w == "Q1" {
-        "dagger-task-core"
-    } else {
-        "dagger-pubsub"
-    };
-    println!(
-        "SKIPPED workload={w} reason=\"{crate_name} has no public API for this workload yet on this branch\""
-    );
 }
 
 /// What the command line chose.
@@ -191,19 +186,84 @@ fn compare_dag(dag: Dag, opts: &Options) {
     }
 }
 
+/// Runs a Task Agent or Pub/Sub case (Dagger only) and prints its line and rate.
+fn compare_paradigm(case: Paradigm, opts: &Options) {
+    if opts.only.is_some_and(|e| e != Engine::Dagger) {
+        return;
+    }
+    let rt = runtime();
+    let units = case.units();
+    let (mut per_unit, mut build) = (Vec::new(), Vec::new());
+    for round in 0..=opts.reps {
+        let t = on_workers(&rt, case.run());
+        eprintln!(
+            "  {:<10} dagger round {round}: run {:>9.2} ms, build {:>8.2} ms",
+            case.id(),
+            t.run.as_secs_f64() * 1e3,
+            t.build.as_secs_f64() * 1e3
+        );
+        if round > 0 {
+            per_unit.push(t.run.as_secs_f64() * 1e6 / units as f64);
+            build.push(t.build.as_secs_f64() * 1e3);
+        }
+    }
+    drop(rt);
+    let per_unit = median(&mut per_unit);
+    let memory = if opts.memory {
+        child_memory(&["--memory-child-paradigm".to_string(), case.id()])
+    } else {
+        None
+    };
+    let peak_mb = memory.map_or(f64::NAN, |(_, peak)| peak as f64 / (1024.0 * 1024.0));
+    println!(
+        "RESULT workload={} engine=dagger nodes={units} per_node_us={per_unit:.3} build_ms={:.2} peak_rss_mb={peak_mb:.1} ratio_vs_dagger=1.00",
+        case.id(),
+        median(&mut build),
+    );
+    println!(
+        "THROUGHPUT workload={} engine=dagger {}={:.0}",
+        case.id(),
+        case.unit_name(),
+        1e6 / per_unit
+    );
+}
+
+fn memory_child_paradigm(args: &[String]) -> ExitCode {
+    let Some(case) = args.first().and_then(|c| Paradigm::parse(c)) else {
+        eprintln!("usage: compare --memory-child-paradigm CASE");
+        return ExitCode::from(2);
+    };
+    let rt = runtime();
+    on_workers(&rt, async {});
+    let Some(before) = rss::read() else {
+        eprintln!("/proc/self/status is not readable");
+        return ExitCode::FAILURE;
+    };
+    on_workers(&rt, case.run());
+    let Some(after) = rss::read() else {
+        return ExitCode::FAILURE;
+    };
+    println!("CHILD baseline={} peak={}", before.current, after.peak);
+    ExitCode::SUCCESS
+}
+
 /// Runs `dag` once on `engine` in a fresh child process and returns its
 /// resident set before building (shape and runtime ready) and its peak.
 fn measure_memory(dag: Dag, engine: Engine) -> Option<(u64, u64)> {
+    child_memory(&[
+        "--memory-child".to_string(),
+        dag.id().to_string(),
+        engine.name().to_string(),
+    ])
+}
+
+/// Runs this program with `args` and reads the child's `CHILD` line.
+fn child_memory(args: &[String]) -> Option<(u64, u64)> {
     let exe = std::env::current_exe().ok()?;
-    let out = Command::new(exe)
-        .args(["--memory-child", dag.id(), engine.name()])
-        .output()
-        .ok()?;
+    let out = Command::new(exe).args(args).output().ok()?;
     if !out.status.success() {
         eprintln!(
-            "memory child for {} {} failed: {}",
-            dag.id(),
-            engine.name(),
+            "memory child {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         return None;

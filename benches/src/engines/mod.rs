@@ -6,6 +6,7 @@ pub mod dag_executor;
 pub mod dagger;
 pub mod dagrs;
 pub mod floor;
+pub mod paradigms;
 
 use std::time::Duration;
 
