@@ -171,6 +171,18 @@ mod tests {
     }
 
     #[test]
+    fn every_paradigm_case_has_a_distinct_id_that_parses_back() {
+        let cases: Vec<Paradigm> = ["Q1", "P1", "P2"]
+            .into_iter()
+            .flat_map(Paradigm::cases)
+            .collect();
+        assert_eq!(cases.len(), 9);
+        for c in cases {
+            assert_eq!(Paradigm::parse(&c.id()), Some(c));
+        }
+    }
+
+    #[test]
     fn every_engine_runs_a_small_layered_graph() {
         let rt = crate::runtime();
         let shape = Arc::new(Shape::layered(5, 4, 2));
@@ -195,10 +207,13 @@ pub enum Paradigm {
         /// Concurrent task executions.
         workers: usize,
     },
-    /// P1 (one subscriber) and P2 (several): messages of `bytes` bytes.
-    Pub {
+    /// P1: one publisher, one subscriber, payloads of `bytes` bytes.
+    P1 {
         /// Payload size in bytes.
         bytes: usize,
+    },
+    /// P2: one publisher, `subscribers` subscribers, 16-byte payloads.
+    P2 {
         /// Subscribed agents.
         subscribers: usize,
     },
@@ -223,17 +238,11 @@ impl Paradigm {
                 .collect(),
             "P1" => [16, 1024]
                 .into_iter()
-                .map(|bytes| Paradigm::Pub {
-                    bytes,
-                    subscribers: 1,
-                })
+                .map(|bytes| Paradigm::P1 { bytes })
                 .collect(),
             "P2" => [1, 4, 16, 64]
                 .into_iter()
-                .map(|subscribers| Paradigm::Pub {
-                    bytes: 16,
-                    subscribers,
-                })
+                .map(|subscribers| Paradigm::P2 { subscribers })
                 .collect(),
             _ => Vec::new(),
         }
@@ -243,11 +252,8 @@ impl Paradigm {
     pub fn id(self) -> String {
         match self {
             Paradigm::Q1 { workers } => format!("Q1-w{workers}"),
-            Paradigm::Pub {
-                bytes,
-                subscribers: 1,
-            } => format!("P1-{bytes}B"),
-            Paradigm::Pub { subscribers, .. } => format!("P2-s{subscribers}"),
+            Paradigm::P1 { bytes } => format!("P1-{bytes}B"),
+            Paradigm::P2 { subscribers } => format!("P2-s{subscribers}"),
         }
     }
 
@@ -259,12 +265,12 @@ impl Paradigm {
             .find(|c| c.id() == id)
     }
 
-    /// Units of work per run: tasks, or deliveries (messages × subscribers).
+    /// Units of work per run: tasks, messages, or deliveries (messages × subscribers).
     pub fn units(self) -> usize {
         match self {
             Paradigm::Q1 { .. } => Q1_TASKS,
-            Paradigm::Pub { subscribers: 1, .. } => P1_MESSAGES,
-            Paradigm::Pub { subscribers, .. } => P2_MESSAGES * subscribers,
+            Paradigm::P1 { .. } => P1_MESSAGES,
+            Paradigm::P2 { subscribers } => P2_MESSAGES * subscribers,
         }
     }
 
@@ -272,8 +278,8 @@ impl Paradigm {
     pub fn unit_name(self) -> &'static str {
         match self {
             Paradigm::Q1 { .. } => "tasks_per_s",
-            Paradigm::Pub { subscribers: 1, .. } => "messages_per_s",
-            Paradigm::Pub { .. } => "deliveries_per_s",
+            Paradigm::P1 { .. } => "messages_per_s",
+            Paradigm::P2 { .. } => "deliveries_per_s",
         }
     }
 
@@ -281,12 +287,9 @@ impl Paradigm {
     pub async fn run(self) -> Timing {
         match self {
             Paradigm::Q1 { workers } => engines::paradigms::q1(Q1_TASKS, workers).await,
-            Paradigm::Pub {
-                bytes,
-                subscribers: 1,
-            } => engines::paradigms::pubsub(P1_MESSAGES, bytes, 1).await,
-            Paradigm::Pub { bytes, subscribers } => {
-                engines::paradigms::pubsub(P2_MESSAGES, bytes, subscribers).await
+            Paradigm::P1 { bytes } => engines::paradigms::pubsub(P1_MESSAGES, bytes, 1).await,
+            Paradigm::P2 { subscribers } => {
+                engines::paradigms::pubsub(P2_MESSAGES, 16, subscribers).await
             }
         }
     }
