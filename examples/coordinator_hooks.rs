@@ -23,12 +23,16 @@ nodes:
 #[action(name = "analyze")]
 async fn analyze(ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
     let risky = ctx.inputs["risky"].as_bool().unwrap_or(false);
-    Ok(NodeOutput::success(json!({ "needs_validation": risky, "score": 0.7 })))
+    Ok(NodeOutput::success(
+        json!({ "needs_validation": risky, "score": 0.7 }),
+    ))
 }
 
 #[action(name = "validate")]
 async fn validate(ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
-    Ok(NodeOutput::success(json!({ "validated": ctx.inputs["target"].clone() })))
+    Ok(NodeOutput::success(
+        json!({ "validated": ctx.inputs["target"].clone() }),
+    ))
 }
 
 /// Adds a validation node after any node that reports `needs_validation`.
@@ -38,7 +42,9 @@ struct ValidationHook;
 impl EventHook for ValidationHook {
     async fn handle(&self, ctx: &HookContext, event: &ExecutionEvent) -> Vec<ExecutorCommand> {
         match event {
-            ExecutionEvent::NodeCompleted { node, outcome, .. } if outcome.outputs["needs_validation"] == true => {
+            ExecutionEvent::NodeCompleted { node, outcome, .. }
+                if outcome.outputs["needs_validation"] == true =>
+            {
                 vec![ExecutorCommand::AddNode {
                     dag_name: ctx.dag_name.clone(),
                     spec: NodeSpec::new("validate")
@@ -79,12 +85,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut executor = DagExecutor::new(None, registry, Stores::memory())?;
     executor.load_yaml_string(WORKFLOW)?;
     let events = Arc::new(AtomicUsize::new(0));
-    let hooks: Vec<Arc<dyn EventHook>> = vec![Arc::new(ValidationHook), Arc::new(MonitorHook(events.clone()))];
+    let hooks: Vec<Arc<dyn EventHook>> = vec![
+        Arc::new(ValidationHook),
+        Arc::new(MonitorHook(events.clone())),
+    ];
     let coordinator = Coordinator::new(hooks, 64, 64);
     let (_cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
-    let report = coordinator.run_parallel(&mut executor, &Cache::new(), "analyze", "hooks-demo", cancel_rx).await?;
-    let added: Vec<&str> = report.nodes.iter().filter(|n| n.added_at_runtime).map(|n| n.id.as_str()).collect();
-    println!("status {}; nodes added by the hook: {added:?}; events seen: {}", report.status, events.load(Ordering::SeqCst));
+    let report = coordinator
+        .run_parallel(
+            &mut executor,
+            &Cache::new(),
+            "analyze",
+            "hooks-demo",
+            cancel_rx,
+        )
+        .await?;
+    let added: Vec<&str> = report
+        .nodes
+        .iter()
+        .filter(|n| n.added_at_runtime)
+        .map(|n| n.id.as_str())
+        .collect();
+    println!(
+        "status {}; nodes added by the hook: {added:?}; events seen: {}",
+        report.status,
+        events.load(Ordering::SeqCst)
+    );
     assert_eq!(added, ["validate_analyze_sales"]);
     Ok(())
 }

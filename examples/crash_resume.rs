@@ -29,12 +29,21 @@ static LOG: OnceLock<PathBuf> = OnceLock::new();
 
 #[action(name = "step")]
 async fn step(ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
-    let who = if std::env::args().any(|a| a == "child") { "child " } else { "parent" };
+    let who = if std::env::args().any(|a| a == "child") {
+        "child "
+    } else {
+        "parent"
+    };
     let log = LOG.get().ok_or("log path not set")?;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     writeln!(f, "{who} ran {} (key {})", ctx.node_id, ctx.idempotency_key)?;
     tokio::time::sleep(Duration::from_millis(150)).await;
-    Ok(NodeOutput::success(json!({ "done": ctx.node_id.to_string() })))
+    Ok(NodeOutput::success(
+        json!({ "done": ctx.node_id.to_string() }),
+    ))
 }
 
 async fn executor(db: &str) -> Result<DagExecutor, Box<dyn std::error::Error>> {
@@ -52,14 +61,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = LOG.set(dir.join("steps.log"));
         let mut ex = executor(&format!("sqlite:{}", dir.join("runs.db").display())).await?;
         let (_tx, rx) = tokio::sync::oneshot::channel();
-        Coordinator::new(vec![], 8, 8).run_parallel(&mut ex, &Cache::new(), "six_steps", "crashy", rx).await?;
+        Coordinator::new(vec![], 8, 8)
+            .run_parallel(&mut ex, &Cache::new(), "six_steps", "crashy", rx)
+            .await?;
         return Ok(());
     }
     let dir = std::env::temp_dir().join(format!("dagger-crash-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let log = dir.join("steps.log");
     let _ = LOG.set(log.clone());
-    let mut child = std::process::Command::new(std::env::current_exe()?).arg("child").env("CRASH_RESUME_DIR", &dir).spawn()?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("child")
+        .env("CRASH_RESUME_DIR", &dir)
+        .spawn()?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     child.kill()?; // SIGKILL: no chance to clean up
     child.wait()?;
@@ -68,10 +82,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = format!("sqlite:{}", dir.join("runs.db").display());
     let mut ex = executor(&db).await?;
     let view = dagger::coord::load_run_view(ex.stores(), "crashy").await?;
-    let done: Vec<&str> = view.nodes.iter().filter(|n| n.status == NodeStatus::Completed).map(|n| n.id.as_str()).collect();
+    let done: Vec<&str> = view
+        .nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Completed)
+        .map(|n| n.id.as_str())
+        .collect();
     println!("recorded as completed before the kill: {done:?}");
     let (_tx, rx) = tokio::sync::oneshot::channel();
-    let report = Coordinator::new(vec![], 8, 8).resume(&mut ex, &Cache::new(), "crashy", rx).await?;
+    let report = Coordinator::new(vec![], 8, 8)
+        .resume(&mut ex, &Cache::new(), "crashy", rx)
+        .await?;
     println!("resumed run: {}", report.status);
     println!("every execution, in order:");
     print!("{}", std::fs::read_to_string(&log)?);

@@ -42,7 +42,9 @@ async fn lookup(ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
     let table: String = ctx.input_as("table")?;
     let delay: u64 = ctx.input_as("delay_ms")?;
     tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-    Ok(NodeOutput::success(json!({ "rows": format!("{table} for the order") })))
+    Ok(NodeOutput::success(
+        json!({ "rows": format!("{table} for the order") }),
+    ))
 }
 
 /// Joins the lookups.
@@ -58,7 +60,10 @@ async fn merge(ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
 async fn run_once(parallel: bool) -> Result<(u128, String), Box<dyn std::error::Error>> {
     let registry = ActionRegistry::new();
     dagger::register_all_actions(&registry)?;
-    let config = DagConfig { enable_parallel_execution: parallel, ..DagConfig::default() };
+    let config = DagConfig {
+        enable_parallel_execution: parallel,
+        ..DagConfig::default()
+    };
     let mut executor = DagExecutor::new(Some(config), registry, Stores::memory())?;
     executor.load_yaml_string(PIPELINE)?;
     let cache = Cache::new();
@@ -66,7 +71,10 @@ async fn run_once(parallel: bool) -> Result<(u128, String), Box<dyn std::error::
     let started = Instant::now();
     let report = execute_dag(&mut executor, &cache, "enrich_orders").await?;
     assert!(report.succeeded(), "{report:?}");
-    let summary = cache.get("merge", "summary").map(|v| v.to_string()).unwrap_or_default();
+    let summary = cache
+        .get("merge", "summary")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
     Ok((started.elapsed().as_millis(), summary))
 }
 

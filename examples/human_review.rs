@@ -28,8 +28,13 @@ async fn write_draft(_ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
 
 #[action(name = "publish")]
 async fn publish(ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
-    let channel = ctx.inputs["human_input"]["channel"].as_str().unwrap_or("nowhere").to_string();
-    Ok(NodeOutput::success(json!({ "published_to": channel, "text": ctx.inputs["text"].clone() })))
+    let channel = ctx.inputs["human_input"]["channel"]
+        .as_str()
+        .unwrap_or("nowhere")
+        .to_string();
+    Ok(NodeOutput::success(
+        json!({ "published_to": channel, "text": ctx.inputs["text"].clone() }),
+    ))
 }
 
 #[tokio::main]
@@ -48,7 +53,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cache = cache.clone();
         tokio::spawn(async move {
             let (_cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
-            coordinator.run_parallel(&mut executor, &cache, "publish_with_review", "review-1", cancel_rx).await
+            coordinator
+                .run_parallel(
+                    &mut executor,
+                    &cache,
+                    "publish_with_review",
+                    "review-1",
+                    cancel_rx,
+                )
+                .await
         })
     };
     // A reviewer watching the store sees the run waiting, then approves with input.
@@ -60,9 +73,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!("run review-1 is waiting for a human at node `publish`; approving");
-    approve(&stores, "review-1", "publish", Some(json!({ "channel": "blog" }))).await?;
+    approve(
+        &stores,
+        "review-1",
+        "publish",
+        Some(json!({ "channel": "blog" })),
+    )
+    .await?;
     let report = run.await??;
-    println!("status {}: published to {}", report.status, cache.get("publish", "published_to").map(|v| v.to_string()).unwrap_or_default());
+    println!(
+        "status {}: published to {}",
+        report.status,
+        cache
+            .get("publish", "published_to")
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    );
     assert!(report.succeeded());
     std::fs::remove_dir_all(&dir)?;
     Ok(())

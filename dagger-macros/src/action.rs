@@ -2,7 +2,7 @@
 
 use crate::attr::{Args, COMMON_KEYS, Common};
 use crate::codegen;
-use crate::errors::{Errors, item_with_error};
+use crate::errors::{Errors, item_with_error, unparsed_item};
 use crate::shape::{self, Expect};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -28,12 +28,16 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(err) => {
-            errors.push(syn::Error::new(
-                err.span(),
-                format!("`#[{MACRO}]` goes on an `async fn`: {err}"),
-            ));
-            let err = errors.finish().err().unwrap_or(err);
-            return item_with_error(item, &err);
+            unparsed_item(
+                &mut errors,
+                &item,
+                &err,
+                &format!("`#[{MACRO}]` goes on an `async fn`"),
+            );
+            return match errors.finish() {
+                Ok(()) => item,
+                Err(err) => item_with_error(item, &err),
+            };
         }
     };
     let form = check_shape(&func, &mut errors);

@@ -39,3 +39,22 @@ pub(crate) fn item_with_error(item: TokenStream, err: &syn::Error) -> TokenStrea
     out.extend(err.to_compile_error());
     out
 }
+
+/// What to report when the annotated item does not parse as `expected`: when
+/// it is a function (a syntax error in its body, say), nothing, because the
+/// compiler reports the syntax error itself when it parses the item we emit;
+/// otherwise that the attribute is misplaced.
+pub(crate) fn unparsed_item(
+    errors: &mut Errors,
+    item: &TokenStream,
+    err: &syn::Error,
+    expected: &str,
+) {
+    let is_fn = item
+        .clone()
+        .into_iter()
+        .any(|t| matches!(t, proc_macro2::TokenTree::Ident(i) if i == "fn"));
+    if !is_fn {
+        errors.push(syn::Error::new(err.span(), format!("{expected}: {err}")));
+    }
+}

@@ -3,7 +3,7 @@
 
 use crate::attr::{Args, COMMON_KEYS, Common};
 use crate::codegen;
-use crate::errors::{Errors, item_with_error};
+use crate::errors::{Errors, item_with_error, unparsed_item};
 use crate::shape::{self, Expect};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -54,7 +54,12 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             None
         }
         Err(err) => {
-            errors.push(err);
+            unparsed_item(
+                &mut errors,
+                &item,
+                &err,
+                &format!("`#[{MACRO}]` goes on an `async fn` or an inherent `impl` block"),
+            );
             None
         }
     };

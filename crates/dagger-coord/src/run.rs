@@ -484,7 +484,7 @@ impl RunLoop {
                 continue;
             }
             if self.g.in_paused_branch(i) {
-                self.g.nodes[i as usize].status = NodeStatus::Paused;
+                self.g.nodes[i as usize].set_status(NodeStatus::Paused);
                 self.g.parked.push(i);
                 continue;
             }
@@ -513,7 +513,7 @@ impl RunLoop {
 
     fn wait_for_human(&mut self, i: u32, prompt: String) {
         let n = &mut self.g.nodes[i as usize];
-        n.status = NodeStatus::WaitingForHuman;
+        n.set_status(NodeStatus::WaitingForHuman);
         n.waiting_since = Some(Instant::now());
         n.error = None;
         let node = n.node_ref(None);
@@ -570,7 +570,7 @@ impl RunLoop {
             .filter(|k| fan.results[*k as usize].is_none())
             .collect();
         let n = &mut self.g.nodes[i as usize];
-        n.status = NodeStatus::Running;
+        n.set_status(NodeStatus::Running);
         n.first_start.get_or_insert_with(Instant::now);
         n.cancel = Some(self.run_token.child_token());
         n.fanout = Some(Box::new(fan));
@@ -616,7 +616,9 @@ impl RunLoop {
                 (attempt, token, Some(fan.items[k as usize].clone()))
             }
         };
-        n.status = NodeStatus::Running;
+        if n.status != NodeStatus::Running {
+            n.set_status(NodeStatus::Running);
+        }
         n.first_start.get_or_insert_with(Instant::now);
         n.started_at_ms.get_or_insert_with(now_millis);
         // Events (and so their node refs, two strings each) only exist with hooks.
@@ -704,7 +706,7 @@ impl RunLoop {
                     }
                     return;
                 }
-                n.status = NodeStatus::Completed;
+                n.set_status(NodeStatus::Completed);
                 n.cache_hit = cache_hit;
                 n.error = None;
                 n.duration_ms =
@@ -740,16 +742,16 @@ impl RunLoop {
         if n.status.is_terminal() {
             return;
         }
+        if n.cancel_reason.is_none() && matches!(self.stop, Some(Stop::Pause(_))) {
+            // Interrupted by a pause, not cancelled: it runs again on resume.
+            n.set_status(NodeStatus::Pending);
+            return;
+        }
         let reason = n
             .cancel_reason
             .take()
             .or_else(|| self.stop.as_ref().map(|s| s.reason().to_string()))
             .unwrap_or_else(|| "cancelled".into());
-        if matches!(self.stop, Some(Stop::Pause(_))) && n.cancel_reason.is_none() {
-            n.status = NodeStatus::Pending;
-            return;
-        }
-        n.status = NodeStatus::Pending; // lets end_unstarted apply the transition
         self.g.cancel_unstarted(i, reason);
     }
 
@@ -795,7 +797,7 @@ impl RunLoop {
             .map(Option::unwrap_or_default)
             .collect();
         let output = Arc::new(NodeOutput::success(json!({ "results": results })));
-        n.status = NodeStatus::Completed;
+        n.set_status(NodeStatus::Completed);
         n.duration_ms = n.first_start.map(|s| s.elapsed().as_millis() as u64);
         n.cancel = None;
         self.shared.cache.insert_object(&n.id, &output.outputs);
@@ -827,7 +829,7 @@ impl RunLoop {
                 (self.retry_seed.hash_one((i, inv, attempt)) >> 11) as f64 / (1u64 << 53) as f64;
             let delay = policy.jittered_delay(attempt, unit);
             if inv.is_none() {
-                n.status = NodeStatus::Retrying;
+                n.set_status(NodeStatus::Retrying);
             }
             let mut node = n.node_ref(inv);
             node.attempt = attempt;
@@ -898,7 +900,7 @@ impl RunLoop {
 
     fn finalize_failed(&mut self, i: u32, error: String) {
         let n = &mut self.g.nodes[i as usize];
-        n.status = NodeStatus::Failed;
+        n.set_status(NodeStatus::Failed);
         n.error = Some(error.clone());
         n.waiting_since = None;
         n.duration_ms = n.first_start.map(|s| s.elapsed().as_millis() as u64);
@@ -964,7 +966,7 @@ impl RunLoop {
             handle.abort();
             let n = &mut self.g.nodes[i as usize];
             if !n.status.is_terminal() {
-                n.status = NodeStatus::Cancelled;
+                n.set_status(NodeStatus::Cancelled);
                 n.error = Some(format!(
                     "{} (the action did not stop within the grace period and was dropped)",
                     self.stop.as_ref().map_or("cancelled", |s| s.reason())
@@ -1026,7 +1028,6 @@ impl RunLoop {
                 .insert("human_input".into(), input);
         }
         if n.status == NodeStatus::WaitingForHuman {
-            n.status = NodeStatus::Pending;
             n.waiting_since = None;
             self.waiting.remove(&i);
             self.g.make_ready(i);
@@ -1421,7 +1422,6 @@ impl RunLoop {
                 .collect();
             let why = reason.clone().unwrap_or_else(|| "run ended".into());
             for i in leftover {
-                self.g.nodes[i as usize].status = NodeStatus::Pending;
                 self.g.cancel_unstarted(i, why.clone());
             }
         }

@@ -35,6 +35,5 @@ pub trait PubSubAgent: Send + Sync + 'static {
     }
     /// Handles one message. An error is retried per the executor's retry
     /// policy, then the message is dead-lettered with it.
-    async fn handle_message(&self, ctx: &PubSubContext, message: &Message)
-    -> Result<(), BoxError>;
+    async fn handle_message(&self, ctx: &PubSubContext, message: &Message) -> Result<(), BoxError>;
 }

@@ -3,7 +3,6 @@
 use crate::dead_letter::DeadLetterReason;
 use crate::error::PubSubError;
 use crate::message::Message;
-use crate::pattern::channel_problem;
 use crate::runtime::{Envelope, Runtime};
 use dagger_core::{Cache, MessageId};
 use serde_json::Value;
@@ -69,12 +68,6 @@ impl PubSubContext {
     ) -> Result<MessageId, PubSubError> {
         let rt = &*self.rt;
         let me = &rt.agents[self.agent];
-        if let Some(reason) = channel_problem(channel) {
-            return Err(PubSubError::InvalidChannel {
-                channel: channel.to_string(),
-                reason,
-            });
-        }
         if !me.publications.iter().any(|p| p.matches(channel)) {
             return Err(PubSubError::UndeclaredPublication {
                 agent: me.name.to_string(),
@@ -87,7 +80,7 @@ impl PubSubContext {
                     .join(", "),
             });
         }
-        let ch = rt.channel(channel);
+        let ch = rt.channel_checked(channel)?;
         let parent = &self.envelope.message;
         let message = rt.new_message(&ch, payload, Some(&me.name), Some(parent), None, headers);
         if message.depth > rt.config.max_depth {
@@ -125,6 +118,6 @@ impl PubSubContext {
                 violation,
             });
         }
-        rt.dispatch(&ch, message, Some(self.agent)).await
+        rt.dispatch(ch, message, Some(self.agent)).finish().await
     }
 }

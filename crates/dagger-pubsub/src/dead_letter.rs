@@ -64,12 +64,16 @@ impl DeadLetter {
     /// The payload of the message published on the dead-letter channel:
     /// `{"reason": kind, ...reason fields, "original": message}`.
     pub(crate) fn to_payload(&self) -> Value {
-        let violation = |v: &SchemaViolation| {
-            json!({"instance_path": v.instance_path, "keyword": v.keyword, "message": v.message})
-        };
+        let violation = |v: &SchemaViolation| json!({"instance_path": v.instance_path, "keyword": v.keyword, "message": v.message});
         let mut v = match &self.reason {
-            DeadLetterReason::InputSchema { agent, violation: x }
-            | DeadLetterReason::OutputSchema { agent, violation: x } => {
+            DeadLetterReason::InputSchema {
+                agent,
+                violation: x,
+            }
+            | DeadLetterReason::OutputSchema {
+                agent,
+                violation: x,
+            } => {
                 json!({"agent": agent, "violation": violation(x)})
             }
             DeadLetterReason::HandlerFailed {

@@ -28,8 +28,10 @@ pub(crate) fn render_started(rt: &Runtime) -> String {
             processed: a.processed.load(Ordering::Relaxed),
         })
         .collect();
-    let channels: Vec<(String, ChannelMetrics)> =
-        crate::metrics::PubSubMetrics::of(rt).channels.into_iter().collect();
+    let channels: Vec<(String, ChannelMetrics)> = crate::metrics::PubSubMetrics::of(rt)
+        .channels
+        .into_iter()
+        .collect();
     render(&agents, &channels)
 }
 
@@ -86,10 +88,16 @@ pub(crate) fn render(agents: &[AgentView<'_>], channels: &[(String, ChannelMetri
     }
     for a in agents {
         for p in a.subscriptions {
-            w.edge(&channel_id(p.as_str()), &agent_id(a.name), &[("style", "dashed")]);
+            w.edge(
+                &channel_id(p.as_str()),
+                &agent_id(a.name),
+                &[("style", "dashed")],
+            );
         }
         for (name, m) in channels {
-            if m.subscribers.iter().any(|s| s == a.name) && !a.subscriptions.iter().any(|p| p.as_str() == name) {
+            if m.subscribers.iter().any(|s| s == a.name)
+                && !a.subscriptions.iter().any(|p| p.as_str() == name)
+            {
                 w.edge(&channel_id(name), &agent_id(a.name), &[]);
             }
         }

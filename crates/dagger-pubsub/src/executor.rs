@@ -6,9 +6,9 @@ use crate::dead_letter::DeadLetter;
 use crate::error::PubSubError;
 use crate::message::{Message, PublishOptions};
 use crate::metrics::PubSubMetrics;
-use crate::pattern::{Pattern, channel_problem};
+use crate::pattern::Pattern;
 use crate::queue::BoundedQueue;
-use crate::runtime::{AgentRuntime, Envelope, Runtime};
+use crate::runtime::{AgentRuntime, Envelope, Publish, Runtime};
 use dagger_core::store::MessageLog;
 use dagger_core::{Cache, MessageId};
 use parking_lot::Mutex;
@@ -217,6 +217,11 @@ impl PubSubExecutor {
         if let Some(rt) = self.runtime.get() {
             return Ok(rt);
         }
+        // Boxed: the start-up future is large and runs once.
+        Box::pin(self.start()).await
+    }
+
+    async fn start(&self) -> Result<&Arc<Runtime>, PubSubError> {
         self.runtime
             .get_or_try_init(|| async {
                 let registered = std::mem::take(&mut *self.pending.lock());
@@ -282,12 +287,6 @@ impl PubSubExecutor {
                 channel: channel.to_string(),
             });
         }
-        if let Some(reason) = channel_problem(channel) {
-            return Err(PubSubError::InvalidChannel {
-                channel: channel.to_string(),
-                reason,
-            });
-        }
         Ok(())
     }
 
@@ -296,7 +295,8 @@ impl PubSubExecutor {
     /// subscriber has the message queued — and, on a durable channel, once
     /// the message is in the log. Waits while a subscriber queue is full.
     pub async fn publish(&self, channel: &str, payload: Value) -> Result<MessageId, PubSubError> {
-        self.publish_with(channel, payload, PublishOptions::default())
+        self.begin_publish(channel, payload, PublishOptions::default())
+            .finish()
             .await
     }
 
@@ -307,9 +307,40 @@ impl PubSubExecutor {
         payload: Value,
         options: PublishOptions,
     ) -> Result<MessageId, PubSubError> {
-        self.accept(channel)?;
-        let rt = self.started().await?;
-        let ch = rt.channel(channel);
+        self.begin_publish(channel, payload, options).finish().await
+    }
+
+    /// Does what can be done without awaiting; see [`Publish`].
+    fn begin_publish<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Value,
+        options: PublishOptions,
+    ) -> Publish<'a> {
+        if let Err(e) = self.accept(channel) {
+            return Publish::Done(Err(e));
+        }
+        let Some(rt) = self.runtime.get() else {
+            return Publish::Wait(Box::pin(async move {
+                let rt = self.started().await?;
+                Self::publish_on(rt, channel, payload, options)
+                    .finish()
+                    .await
+            }));
+        };
+        Self::publish_on(rt, channel, payload, options)
+    }
+
+    fn publish_on<'a>(
+        rt: &'a Runtime,
+        channel: &str,
+        payload: Value,
+        options: PublishOptions,
+    ) -> Publish<'a> {
+        let ch = match rt.channel_checked(channel) {
+            Ok(ch) => ch,
+            Err(e) => return Publish::Done(Err(e)),
+        };
         let message = rt.new_message(
             &ch,
             payload,
@@ -318,7 +349,7 @@ impl PubSubExecutor {
             options.correlation_id,
             options.headers,
         );
-        rt.dispatch(&ch, message, None).await
+        rt.dispatch(ch, message, None)
     }
 
     /// Publishes several payloads to `channel` in order; on a durable channel
@@ -331,7 +362,7 @@ impl PubSubExecutor {
     ) -> Result<Vec<MessageId>, PubSubError> {
         self.accept(channel)?;
         let rt = self.started().await?;
-        let ch = rt.channel(channel);
+        let ch = rt.channel_checked(channel)?;
         let messages: Vec<Message> = payloads
             .into_iter()
             .map(|p| rt.new_message(&ch, p, None, None, None, BTreeMap::new()))
@@ -381,7 +412,7 @@ impl PubSubExecutor {
             .ok_or_else(|| PubSubError::UnknownAgent {
                 agent: agent.to_string(),
             })?;
-        let ch = rt.channel(channel);
+        let ch = rt.channel_checked(channel)?;
         if !ch.durable {
             return Err(PubSubError::NotDurable {
                 channel: channel.to_string(),

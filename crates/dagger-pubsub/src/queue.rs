@@ -78,7 +78,7 @@ impl<T> BoundedQueue<T> {
     }
 
     /// Pushes without waiting; `Err((item, closed))` when it cannot.
-    fn try_push(&self, item: T, force: bool) -> Result<Pushed<T>, (T, bool)> {
+    pub(crate) fn try_push(&self, item: T, force: bool) -> Result<Pushed<T>, (T, bool)> {
         let mut s = self.state.lock();
         if s.closed {
             return Err((item, true));

@@ -15,9 +15,41 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
+
+/// The FxHash function: channel names are short and not attacker-chosen
+/// keys of a long-lived map, so a fast non-keyed hash is the right trade.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write(&[i]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
 
 /// A message in flight, shared by all of its subscribers.
 pub(crate) struct Envelope {
@@ -25,6 +57,33 @@ pub(crate) struct Envelope {
     pub(crate) channel: Arc<Channel>,
     /// Offset in the channel's log; 0 when the channel is not durable.
     pub(crate) offset: u64,
+}
+
+/// A publish in progress. The common in-memory case completes without
+/// awaiting anything; the rest (log appends, waiting for queue room) is a
+/// boxed future. Keeping the awaited part out of line keeps every publish
+/// future small, so no large memcpy happens per message.
+pub(crate) enum Publish<'a> {
+    /// Finished.
+    Done(Result<MessageId, PubSubError>),
+    /// Finishes when this future does.
+    Wait(Pin<Box<dyn Future<Output = Result<MessageId, PubSubError>> + Send + 'a>>),
+}
+
+impl Publish<'_> {
+    /// Completes the publish.
+    pub(crate) async fn finish(self) -> Result<MessageId, PubSubError> {
+        match self {
+            Publish::Done(r) => r,
+            Publish::Wait(f) => f.await,
+        }
+    }
+}
+
+/// A message some subscribers had no room for yet.
+pub(crate) struct Waiting {
+    env: Arc<Envelope>,
+    full: Vec<usize>,
 }
 
 /// One channel: its subscribers, resolved once, and its counters.
@@ -60,7 +119,7 @@ pub(crate) struct Runtime {
     durable_patterns: Vec<Pattern>,
     pub(crate) log: Option<Arc<dyn MessageLog>>,
     pub(crate) cache: Cache,
-    pub(crate) channels: DashMap<Arc<str>, Arc<Channel>>,
+    pub(crate) channels: DashMap<Arc<str>, Arc<Channel>, FxBuild>,
     /// Deliveries queued or being handled; 0 means quiescent.
     in_flight: AtomicU64,
     idle: Notify,
@@ -84,7 +143,7 @@ impl Runtime {
             durable_patterns,
             log,
             cache,
-            channels: DashMap::new(),
+            channels: DashMap::with_hasher(FxBuild::default()),
             in_flight: AtomicU64::new(0),
             idle: Notify::new(),
             dead_letters: Mutex::new(VecDeque::new()),
@@ -92,6 +151,20 @@ impl Runtime {
             id_base: uuid::Uuid::now_v7().as_u128(),
             next_id: AtomicU64::new(0),
         }
+    }
+
+    /// The channel named `name`; a new name is checked first.
+    pub(crate) fn channel_checked(&self, name: &str) -> Result<Arc<Channel>, PubSubError> {
+        if let Some(c) = self.channels.get(name) {
+            return Ok(c.clone());
+        }
+        if let Some(reason) = crate::pattern::channel_problem(name) {
+            return Err(PubSubError::InvalidChannel {
+                channel: name.to_string(),
+                reason,
+            });
+        }
+        Ok(self.channel(name))
     }
 
     /// The channel named `name`, created (and routed) on first use.
@@ -144,11 +217,12 @@ impl Runtime {
     ) -> Message {
         Message {
             id: self.next_message_id(),
-            channel: channel.name.to_string(),
+            channel: String::from(&*channel.name),
             source: source.map(str::to_string),
             payload,
             timestamp: dagger_core::now_millis(),
-            correlation_id: correlation_id.or_else(|| parent.and_then(|p| p.correlation_id.clone())),
+            correlation_id: correlation_id
+                .or_else(|| parent.and_then(|p| p.correlation_id.clone())),
             causation_id: parent.map(|p| p.id.clone()),
             headers,
             depth: parent.map_or(0, |p| p.depth.saturating_add(1)),
@@ -158,21 +232,27 @@ impl Runtime {
     /// Publishes an accepted message: logs it when the channel is durable,
     /// then queues it for every subscriber. `publisher` is the publishing
     /// agent, whose own queue is never waited on.
-    pub(crate) async fn dispatch(
+    pub(crate) fn dispatch(
         &self,
-        channel: &Arc<Channel>,
+        channel: Arc<Channel>,
         message: Message,
         publisher: Option<usize>,
-    ) -> Result<MessageId, PubSubError> {
+    ) -> Publish<'_> {
         let id = message.id.clone();
         if channel.durable {
-            let _order = channel.append_lock.lock().await;
-            let offset = self.append(channel, vec![message.to_record()]).await?;
-            self.enqueue(channel, message, offset, publisher, false).await;
-        } else {
-            self.enqueue(channel, message, 0, publisher, false).await;
+            return Publish::Wait(Box::pin(async move {
+                self.dispatch_durable(&channel, vec![message], publisher)
+                    .await
+                    .map(|()| id)
+            }));
         }
-        Ok(id)
+        match self.enqueue_now(&channel, message, 0, publisher, false) {
+            None => Publish::Done(Ok(id)),
+            Some(waiting) => Publish::Wait(Box::pin(async move {
+                self.enqueue_wait(waiting).await;
+                Ok(id)
+            })),
+        }
     }
 
     /// Publishes several messages to one channel, logging them in one append.
@@ -183,18 +263,35 @@ impl Runtime {
     ) -> Result<Vec<MessageId>, PubSubError> {
         let ids = messages.iter().map(|m| m.id.clone()).collect();
         if channel.durable {
-            let _order = channel.append_lock.lock().await;
-            let records = messages.iter().map(Message::to_record).collect();
-            let first = self.append(channel, records).await?;
-            for (i, m) in messages.into_iter().enumerate() {
-                self.enqueue(channel, m, first + i as u64, None, false).await;
-            }
+            self.dispatch_durable(channel, messages, None).await?;
         } else {
             for m in messages {
-                self.enqueue(channel, m, 0, None, false).await;
+                if let Some(waiting) = self.enqueue_now(channel, m, 0, None, false) {
+                    self.enqueue_wait(waiting).await;
+                }
             }
         }
         Ok(ids)
+    }
+
+    /// Appends to the log, then queues in log order (the append lock keeps
+    /// concurrent publishers from interleaving between the two).
+    async fn dispatch_durable(
+        &self,
+        channel: &Arc<Channel>,
+        messages: Vec<Message>,
+        publisher: Option<usize>,
+    ) -> Result<(), PubSubError> {
+        let _order = channel.append_lock.lock().await;
+        let records = messages.iter().map(Message::to_record).collect();
+        let first = self.append(channel, records).await?;
+        for (i, m) in messages.into_iter().enumerate() {
+            if let Some(waiting) = self.enqueue_now(channel, m, first + i as u64, publisher, false)
+            {
+                self.enqueue_wait(waiting).await;
+            }
+        }
+        Ok(())
     }
 
     async fn append(
@@ -213,28 +310,45 @@ impl Runtime {
             })
     }
 
-    async fn enqueue(
+    /// Queues `message` for every subscriber that has room now; returns the
+    /// subscribers that are full (with [`crate::Overflow::Block`]), for
+    /// [`enqueue_wait`](Self::enqueue_wait).
+    fn enqueue_now(
         &self,
         channel: &Arc<Channel>,
         message: Message,
         offset: u64,
         publisher: Option<usize>,
         force: bool,
-    ) {
+    ) -> Option<Waiting> {
         channel.published.fetch_add(1, Ordering::Relaxed);
         let subs = &channel.subscribers;
         if subs.is_empty() {
-            return;
+            return None;
         }
-        self.in_flight.fetch_add(subs.len() as u64, Ordering::AcqRel);
+        self.in_flight
+            .fetch_add(subs.len() as u64, Ordering::AcqRel);
         let env = Arc::new(Envelope {
             message,
             channel: channel.clone(),
             offset,
         });
+        let mut full: Vec<usize> = Vec::new();
         for &s in subs.iter() {
-            self.push_to(s, env.clone(), force || publisher == Some(s))
-                .await;
+            let force = force || publisher == Some(s);
+            match self.agents[s].queue.try_push(env.clone(), force) {
+                Ok(Pushed::Queued) => {}
+                Ok(Pushed::DroppedOldest(_)) | Err((_, true)) => self.finish(1),
+                Err((_, false)) => full.push(s),
+            }
+        }
+        (!full.is_empty()).then_some(Waiting { env, full })
+    }
+
+    /// Waits for room in each full subscriber queue, in turn.
+    async fn enqueue_wait(&self, waiting: Waiting) {
+        for s in waiting.full {
+            self.push_to(s, waiting.env.clone(), false).await;
         }
     }
 
@@ -307,7 +421,10 @@ impl Runtime {
         let payload = letter.to_payload();
         let dl_channel = self.channel(DEAD_LETTER_CHANNEL);
         let mut headers = BTreeMap::new();
-        headers.insert("dead-letter-reason".to_string(), letter.reason.kind().to_string());
+        headers.insert(
+            "dead-letter-reason".to_string(),
+            letter.reason.kind().to_string(),
+        );
         let mut dl = self.new_message(
             &dl_channel,
             payload,
@@ -329,11 +446,14 @@ impl Runtime {
         if dl_channel.durable {
             let _order = dl_channel.append_lock.lock().await;
             match self.append(&dl_channel, vec![dl.to_record()]).await {
-                Ok(offset) => self.enqueue(&dl_channel, dl, offset, None, true).await,
+                // Forced: a dead letter never waits for room, so it cannot deadlock.
+                Ok(offset) => {
+                    self.enqueue_now(&dl_channel, dl, offset, None, true);
+                }
                 Err(e) => tracing::error!(error = %e, "cannot log a dead letter"),
             }
         } else {
-            self.enqueue(&dl_channel, dl, 0, None, true).await;
+            self.enqueue_now(&dl_channel, dl, 0, None, true);
         }
     }
 
@@ -361,7 +481,7 @@ impl Runtime {
         let mut count = 0u64;
         loop {
             let page = log
-                .read(&channel.name, next, PAGE)
+                .read_from(&channel.name, next, PAGE)
                 .await
                 .map_err(|source| PubSubError::Store {
                     channel: channel.name.to_string(),

@@ -8,7 +8,9 @@ mod common;
 
 use common::{Behaviour, TestAgent, payloads};
 use dagger_core::BoxError;
-use dagger_pubsub::{CancellationToken, Message, Overflow, PubSubConfig, PubSubContext, PubSubExecutor};
+use dagger_pubsub::{
+    CancellationToken, Message, Overflow, PubSubConfig, PubSubContext, PubSubExecutor,
+};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +72,11 @@ async fn a_slow_subscriber_blocks_the_publisher_and_memory_stays_bounded() {
     gate.add_permits(10);
     tokio::time::sleep(Duration::from_secs(60)).await;
     let after = published.load(Ordering::SeqCst);
-    assert_eq!(after, stuck_at + 10, "each handled message makes room for one more");
+    assert_eq!(
+        after,
+        stuck_at + 10,
+        "each handled message makes room for one more"
+    );
 
     gate.add_permits(N as usize);
     publisher.await.unwrap();
@@ -87,7 +93,8 @@ async fn a_slow_subscriber_blocks_the_publisher_and_memory_stays_bounded() {
 #[tokio::test(start_paused = true)]
 async fn drop_oldest_never_blocks_and_counts_what_it_drops() {
     let mut cfg = config();
-    cfg.agent_overflow.insert("slow".into(), Overflow::DropOldest);
+    cfg.agent_overflow
+        .insert("slow".into(), Overflow::DropOldest);
     let ex = PubSubExecutor::new(cfg).unwrap();
     let gate = Arc::new(Semaphore::new(0));
     let slow = TestAgent::new("slow", &["ticks"], &[], Gate(gate.clone())).register(&ex);
@@ -99,7 +106,10 @@ async fn drop_oldest_never_blocks_and_counts_what_it_drops() {
     gate.add_permits(N as usize);
     ex.run(CancellationToken::new()).await.unwrap();
 
-    let got: Vec<u64> = payloads(&slow).iter().map(|v| v.as_u64().unwrap()).collect();
+    let got: Vec<u64> = payloads(&slow)
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     let m = ex.metrics();
     assert_eq!(m.agents["slow"].dropped, N - got.len() as u64);
     assert!(m.agents["slow"].dropped >= N - (CAPACITY + BATCH) as u64);
@@ -107,6 +117,10 @@ async fn drop_oldest_never_blocks_and_counts_what_it_drops() {
     assert!(got.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(&got[got.len() - CAPACITY..], &[96, 97, 98, 99]);
     assert!(m.agents["slow"].queue_high_water <= CAPACITY);
-    assert_eq!(payloads(&fast).len() as u64, N, "the fast subscriber loses nothing");
+    assert_eq!(
+        payloads(&fast).len() as u64,
+        N,
+        "the fast subscriber loses nothing"
+    );
     assert_eq!(m.in_flight, 0);
 }

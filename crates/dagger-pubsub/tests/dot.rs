@@ -21,7 +21,10 @@ fn assert_valid_dot(dot: &str) {
                 match chars.next() {
                     Some('\\') => {
                         let e = chars.next().expect("escape at end");
-                        assert!(matches!(e, '"' | '\\' | 'n' | 'r' | 'l'), "bad escape \\{e}");
+                        assert!(
+                            matches!(e, '"' | '\\' | 'n' | 'r' | 'l'),
+                            "bad escape \\{e}"
+                        );
                     }
                     Some('"') => break,
                     Some('\n') => panic!("raw newline inside a quoted id"),
@@ -45,7 +48,10 @@ fn assert_valid_dot(dot: &str) {
                         break;
                     }
                 }
-                assert!(matches!(word.as_str(), "node" | "edge" | "graph"), "bare word {word}");
+                assert!(
+                    matches!(word.as_str(), "node" | "edge" | "graph"),
+                    "bare word {word}"
+                );
             }
             other => panic!("unexpected character {other:?} outside quotes"),
         }
@@ -73,7 +79,10 @@ async fn dot_shows_agents_channels_and_counts_and_escapes_hostile_names() {
     let before = ex.to_dot();
     assert_valid_dot(&before);
     assert!(before.contains("\"agent:relay\\\\agent\""), "{before}");
-    assert!(before.contains("\"channel:in.*\""), "declared patterns appear before any traffic");
+    assert!(
+        before.contains("\"channel:in.*\""),
+        "declared patterns appear before any traffic"
+    );
 
     for i in 0..3 {
         ex.publish("in.a", json!(i)).await.unwrap();
@@ -90,13 +99,20 @@ async fn dot_shows_agents_channels_and_counts_and_escapes_hostile_names() {
         "{dot}"
     );
     // Subscription edge from the concrete channel, publication edge to the pattern.
-    assert!(dot.contains("\"channel:in.a\" -> \"agent:relay\\\\agent\""), "{dot}");
-    assert!(dot.contains("\"agent:relay\\\\agent\" -> \"channel:out.>\""), "{dot}");
+    assert!(
+        dot.contains("\"channel:in.a\" -> \"agent:relay\\\\agent\""),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"agent:relay\\\\agent\" -> \"channel:out.>\""),
+        "{dot}"
+    );
     assert!(dot.contains("processed 3"));
 }
 
 #[test]
 fn the_checker_rejects_broken_dot() {
-    let broken = std::panic::catch_unwind(|| assert_valid_dot("digraph \"g\" {\n  \"a\"b\" ;\n}\n"));
+    let broken =
+        std::panic::catch_unwind(|| assert_valid_dot("digraph \"g\" {\n  \"a\"b\" ;\n}\n"));
     assert!(broken.is_err());
 }

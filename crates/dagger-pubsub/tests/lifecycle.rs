@@ -45,7 +45,10 @@ async fn run_returns_cancelled_when_the_token_fires_before_quiescence() {
     assert_eq!(ex.run(cancel).await.unwrap(), RunOutcome::Cancelled);
     assert_eq!(ex.metrics().in_flight, 1);
     gate.add_permits(1);
-    assert_eq!(ex.run(CancellationToken::new()).await.unwrap(), RunOutcome::Quiescent);
+    assert_eq!(
+        ex.run(CancellationToken::new()).await.unwrap(),
+        RunOutcome::Quiescent
+    );
     assert_eq!(payloads(&seen), [json!(1)]);
 }
 
@@ -77,7 +80,10 @@ async fn shutdown_drains_every_accepted_message_including_follow_ups() {
     // ...but everything accepted before is still handled.
     gate.add_permits(1_000);
     let metrics = shutdown.await.unwrap().unwrap();
-    let got: Vec<_> = payloads(&out).into_iter().filter(|v| *v != json!("late")).collect();
+    let got: Vec<_> = payloads(&out)
+        .into_iter()
+        .filter(|v| *v != json!("late"))
+        .collect();
     assert_eq!(got, (0..50).map(|i| json!(i)).collect::<Vec<_>>());
     assert_eq!(metrics.in_flight, 0);
     assert_eq!(metrics.channels["out"].delivered, 50 + accepted_late);

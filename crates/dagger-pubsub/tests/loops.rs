@@ -41,7 +41,10 @@ async fn ping_pong_stops_at_the_depth_limit() {
     )
     .await
     .unwrap();
-    assert_eq!(ex.run(CancellationToken::new()).await.unwrap(), RunOutcome::Quiescent);
+    assert_eq!(
+        ex.run(CancellationToken::new()).await.unwrap(),
+        RunOutcome::Quiescent
+    );
 
     // Depths 0..=10 are delivered (even depths on `ping`): 11 messages alternate between the agents.
     let ping = ping.lock();
@@ -49,7 +52,11 @@ async fn ping_pong_stops_at_the_depth_limit() {
     assert_eq!(ping.len() + pong.len(), 11);
     let last = ping.iter().chain(pong.iter()).map(|m| m.depth).max();
     assert_eq!(last, Some(10));
-    assert!(ping.iter().chain(pong.iter()).all(|m| m.correlation_id.as_deref() == Some("rally")));
+    assert!(
+        ping.iter()
+            .chain(pong.iter())
+            .all(|m| m.correlation_id.as_deref() == Some("rally"))
+    );
     // Causation chains link each answer to its question.
     let second = &pong[0];
     assert_eq!(second.causation_id.as_ref(), Some(&ping[0].id));
@@ -63,7 +70,10 @@ async fn ping_pong_stops_at_the_depth_limit() {
     assert_eq!(depth_letter.message.depth, 11);
     assert_eq!(
         depth_letter.reason,
-        DeadLetterReason::DepthExceeded { agent: "ping".into(), limit: 10 }
+        DeadLetterReason::DepthExceeded {
+            agent: "ping".into(),
+            limit: 10
+        }
     );
     // The publishing handler got the typed error and, since it is permanent,
     // its own message was dead-lettered after a single attempt.
@@ -72,7 +82,9 @@ async fn ping_pong_stops_at_the_depth_limit() {
         .find(|l| matches!(l.reason, DeadLetterReason::HandlerFailed { .. }))
         .unwrap();
     match &handler_letter.reason {
-        DeadLetterReason::HandlerFailed { error, attempts, .. } => {
+        DeadLetterReason::HandlerFailed {
+            error, attempts, ..
+        } => {
             assert_eq!(*attempts, 1);
             assert_eq!(
                 error,

@@ -21,7 +21,11 @@ impl Behaviour for PublishTo {
         let r = ctx.publish(channel, json!("hi")).await;
         if let Err(e) = &r {
             match e {
-                PubSubError::UndeclaredPublication { agent, channel: c, declared } => {
+                PubSubError::UndeclaredPublication {
+                    agent,
+                    channel: c,
+                    declared,
+                } => {
                     assert_eq!(agent, "talker");
                     assert_eq!(c, channel);
                     assert_eq!(declared, "news.*, alerts");
@@ -39,10 +43,21 @@ impl Behaviour for PublishTo {
 async fn agents_publish_only_to_declared_channels() {
     let ex = PubSubExecutor::new(PubSubConfig::default()).unwrap();
     let results = Arc::new(Mutex::new(Vec::new()));
-    TestAgent::new("talker", &["cmd"], &["news.*", "alerts"], PublishTo(results.clone()))
-        .register(&ex);
+    TestAgent::new(
+        "talker",
+        &["cmd"],
+        &["news.*", "alerts"],
+        PublishTo(results.clone()),
+    )
+    .register(&ex);
     let news = TestAgent::recorder("reader", &["news.>", "alerts", "secrets"]).register(&ex);
-    for c in ["news.sport", "alerts", "secrets", "news.sport.football", "news.*"] {
+    for c in [
+        "news.sport",
+        "alerts",
+        "secrets",
+        "news.sport.football",
+        "news.*",
+    ] {
         ex.publish("cmd", json!(c)).await.unwrap();
     }
     ex.run(CancellationToken::new()).await.unwrap();
@@ -62,14 +77,20 @@ async fn agents_publish_only_to_declared_channels() {
         "invalid channel name `news.*`: wildcard `*` is only allowed in patterns"
     );
     assert_eq!(payloads(&news), [json!("hi"), json!("hi")]);
-    assert!(!ex.metrics().channels.contains_key("secrets"), "refused publishes create no channel");
+    assert!(
+        !ex.metrics().channels.contains_key("secrets"),
+        "refused publishes create no channel"
+    );
 }
 
 #[tokio::test]
 async fn external_publishes_to_malformed_channels_are_refused() {
     let ex = PubSubExecutor::new(PubSubConfig::default()).unwrap();
     let err = ex.publish("a..b", json!(1)).await.unwrap_err();
-    assert_eq!(err.to_string(), "invalid channel name `a..b`: segment 2 is empty");
+    assert_eq!(
+        err.to_string(),
+        "invalid channel name `a..b`: segment 2 is empty"
+    );
     let err = ex.publish("", json!(1)).await.unwrap_err();
     assert!(matches!(err, PubSubError::InvalidChannel { ref channel, .. } if channel.is_empty()));
 }
@@ -90,9 +111,16 @@ async fn registration_errors_name_the_agent_and_pattern() {
         "agent `b`: invalid channel pattern `orders.>.x`: `>` must be the last segment"
     );
     let err = ex
-        .register_agent(Arc::new(TestAgent::new("c", &[], &["bad pattern"], common::Record)))
+        .register_agent(Arc::new(TestAgent::new(
+            "c",
+            &[],
+            &["bad pattern"],
+            common::Record,
+        )))
         .unwrap_err();
-    assert!(matches!(err, PubSubError::InvalidPattern { ref agent, ref pattern, .. } if agent == "c" && pattern == "bad pattern"));
+    assert!(
+        matches!(err, PubSubError::InvalidPattern { ref agent, ref pattern, .. } if agent == "c" && pattern == "bad pattern")
+    );
     let err = ex
         .register_agent(Arc::new(TestAgent::recorder("", &["x"])))
         .unwrap_err();
@@ -119,6 +147,9 @@ fn bad_configurations_are_refused() {
         err.to_string(),
         "invalid pub/sub configuration: queue_capacity must be at least 1"
     );
-    let err = PubSubExecutor::builder().durable("orders.>").build().unwrap_err();
+    let err = PubSubExecutor::builder()
+        .durable("orders.>")
+        .build()
+        .unwrap_err();
     assert!(matches!(err, PubSubError::NoMessageLog { ref patterns } if patterns == &["orders.>"]));
 }

@@ -45,8 +45,16 @@ impl Behaviour for Flaky {
 #[tokio::test]
 async fn a_handler_that_recovers_within_the_attempts_is_not_dead_lettered() {
     let ex = PubSubExecutor::new(config(3)).unwrap();
-    let seen = TestAgent::new("flaky", &["jobs"], &[], Flaky { fail_first: 2, attempts: Mutex::default() })
-        .register(&ex);
+    let seen = TestAgent::new(
+        "flaky",
+        &["jobs"],
+        &[],
+        Flaky {
+            fail_first: 2,
+            attempts: Mutex::default(),
+        },
+    )
+    .register(&ex);
     ex.publish("jobs", json!(1)).await.unwrap();
     ex.run(CancellationToken::new()).await.unwrap();
     assert_eq!(seen.lock().len(), 3, "two failures, one success");
@@ -89,24 +97,50 @@ async fn exhausted_retries_dead_letter_with_the_error_and_later_messages_still_f
     assert_eq!(count("fatal"), 1, "permanent errors are not retried");
     assert_eq!(count("panic"), 3, "a panic is an error like any other");
     for p in ["a", "b", "c", "d"] {
-        assert_eq!(count(p), 1, "{p} must be delivered despite the failures around it");
+        assert_eq!(
+            count(p),
+            1,
+            "{p} must be delivered despite the failures around it"
+        );
     }
     let letters = ex.dead_letters();
     let reasons: Vec<_> = letters
         .iter()
         .map(|l| match &l.reason {
-            DeadLetterReason::HandlerFailed { agent, error, attempts } => {
-                (l.message.payload.clone(), agent.clone(), error.clone(), *attempts)
-            }
+            DeadLetterReason::HandlerFailed {
+                agent,
+                error,
+                attempts,
+            } => (
+                l.message.payload.clone(),
+                agent.clone(),
+                error.clone(),
+                *attempts,
+            ),
             other => panic!("unexpected reason {other:?}"),
         })
         .collect();
     assert_eq!(
         reasons,
         [
-            (json!("poison"), "eater".to_string(), "cannot digest poison".to_string(), 3),
-            (json!("fatal"), "eater".to_string(), "fatal input".to_string(), 1),
-            (json!("panic"), "eater".to_string(), "handler panicked: handler blew up".to_string(), 3),
+            (
+                json!("poison"),
+                "eater".to_string(),
+                "cannot digest poison".to_string(),
+                3
+            ),
+            (
+                json!("fatal"),
+                "eater".to_string(),
+                "fatal input".to_string(),
+                1
+            ),
+            (
+                json!("panic"),
+                "eater".to_string(),
+                "handler panicked: handler blew up".to_string(),
+                3
+            ),
         ]
     );
     let m = ex.metrics();

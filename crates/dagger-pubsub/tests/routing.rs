@@ -21,7 +21,10 @@ async fn exact_and_pattern_subscribers_each_receive_matching_messages_once() {
     ex.publish("orders.eu.created", json!(2)).await.unwrap();
     ex.publish("orders", json!(3)).await.unwrap();
     ex.publish("invoices", json!(4)).await.unwrap();
-    assert_eq!(ex.run(CancellationToken::new()).await.unwrap(), RunOutcome::Quiescent);
+    assert_eq!(
+        ex.run(CancellationToken::new()).await.unwrap(),
+        RunOutcome::Quiescent
+    );
 
     assert_eq!(payloads(&exact), [json!(1)]);
     assert_eq!(payloads(&star), [json!(1)]);
@@ -33,7 +36,10 @@ async fn exact_and_pattern_subscribers_each_receive_matching_messages_once() {
     let created = &m.channels["orders.created"];
     assert_eq!((created.published, created.delivered), (1, 4));
     assert_eq!(created.subscribers, ["exact", "star", "tail", "both"]);
-    assert_eq!(m.channels["orders"].published, 1, "channels are created on demand");
+    assert_eq!(
+        m.channels["orders"].published, 1,
+        "channels are created on demand"
+    );
     assert_eq!(m.channels["orders"].delivered, 0);
 }
 

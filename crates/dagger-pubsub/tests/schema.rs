@@ -6,8 +6,8 @@ mod common;
 use common::{Behaviour, TestAgent, payloads};
 use dagger_core::BoxError;
 use dagger_pubsub::{
-    CancellationToken, DEAD_LETTER_CHANNEL, DeadLetterReason, Message, PubSubConfig,
-    PubSubContext, PubSubError, PubSubExecutor,
+    CancellationToken, DEAD_LETTER_CHANNEL, DeadLetterReason, Message, PubSubConfig, PubSubContext,
+    PubSubError, PubSubExecutor,
 };
 use serde_json::{Value, json};
 
@@ -25,8 +25,13 @@ async fn input_violations_are_dead_lettered_with_path_and_keyword_and_valid_ones
     let lax = TestAgent::recorder("lax", &["articles"]).register(&ex);
     let dl = TestAgent::recorder("dl-watch", &[DEAD_LETTER_CHANNEL]).register(&ex);
 
-    ex.publish("articles", json!({"title": "ok", "words": 3})).await.unwrap();
-    let bad = ex.publish("articles", json!({"title": "x", "words": 0})).await.unwrap();
+    ex.publish("articles", json!({"title": "ok", "words": 3}))
+        .await
+        .unwrap();
+    let bad = ex
+        .publish("articles", json!({"title": "x", "words": 0}))
+        .await
+        .unwrap();
     ex.publish("articles", json!({"words": 2})).await.unwrap();
     ex.run(CancellationToken::new()).await.unwrap();
 
@@ -46,7 +51,10 @@ async fn input_violations_are_dead_lettered_with_path_and_keyword_and_valid_ones
     }
     match &letters[1].reason {
         DeadLetterReason::InputSchema { violation, .. } => {
-            assert_eq!((violation.instance_path.as_str(), violation.keyword.as_str()), ("", "required"));
+            assert_eq!(
+                (violation.instance_path.as_str(), violation.keyword.as_str()),
+                ("", "required")
+            );
         }
         other => panic!("unexpected reason {other:?}"),
     }
@@ -80,8 +88,15 @@ impl Behaviour for Summarize {
         let score = if n % 2 == 0 { json!(n) } else { json!("high") };
         match ctx.publish("summaries", json!({"score": score})).await {
             Ok(_) => Ok(()),
-            Err(PubSubError::OutputSchemaViolation { agent, channel, violation }) => {
-                assert_eq!((agent.as_str(), channel.as_str()), ("summarizer", "summaries"));
+            Err(PubSubError::OutputSchemaViolation {
+                agent,
+                channel,
+                violation,
+            }) => {
+                assert_eq!(
+                    (agent.as_str(), channel.as_str()),
+                    ("summarizer", "summaries")
+                );
                 assert_eq!(violation.instance_path, "/score");
                 // Swallow it: the bad output is already dead-lettered.
                 Ok(())
@@ -111,7 +126,10 @@ async fn output_violations_are_not_delivered_and_are_dead_lettered() {
         match &l.reason {
             DeadLetterReason::OutputSchema { agent, violation } => {
                 assert_eq!(agent, "summarizer");
-                assert_eq!((violation.instance_path.as_str(), violation.keyword.as_str()), ("/score", "type"));
+                assert_eq!(
+                    (violation.instance_path.as_str(), violation.keyword.as_str()),
+                    ("/score", "type")
+                );
             }
             other => panic!("unexpected reason {other:?}"),
         }

@@ -105,8 +105,9 @@ pub enum TaskError {
         /// Its status.
         status: dagger_core::TaskStatus,
     },
-    /// This manager already drives the job.
-    #[error("job `{0}` is already started by this manager")]
+    /// The job was started already (by this manager, or by an earlier
+    /// process on the same store).
+    #[error("job `{0}` has already been started; use `resume_job` to continue it")]
     JobAlreadyStarted(String),
     /// A completion, failure or renewal carried a fencing token that is no
     /// longer current: the lease expired and the task was reclaimed, or the
@@ -134,7 +135,7 @@ pub enum TaskError {
         /// `input` or `output`.
         direction: &'static str,
         /// The violation.
-        violation: SchemaViolation,
+        violation: Box<SchemaViolation>,
     },
     /// A job configuration value is invalid.
     #[error("job `{job}`: invalid configuration: {reason}")]

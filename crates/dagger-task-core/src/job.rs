@@ -7,11 +7,13 @@
 //! stall heartbeat). Then it sleeps until a worker or an API call notifies
 //! it, or the deadline passes: no polling.
 
+use crate::TaskError;
 use crate::config::{JobConfig, StallAction, StallReport, StalledTask};
 use crate::manager::TaskManager;
 use crate::ops;
 use crate::spec::TaskSpec;
 use crate::worker;
+use dagger_core::StoreError;
 use dagger_core::store::TaskRecord;
 use dagger_core::{JobId, JobStatus, TaskStatus, now_millis};
 use parking_lot::Mutex;
@@ -130,14 +132,31 @@ struct Turn {
 }
 
 async fn drive(m: TaskManager, rt: Arc<JobRuntime>) {
+    let mut changes = m.inner.store.change_signal();
+    let mut backoff = Duration::from_millis(50);
     let final_status = loop {
+        if let Some(c) = &mut changes {
+            c.borrow_and_update();
+        }
         let turn = match turn(&m, &rt) {
-            Ok(t) => t,
-            Err(e) => {
-                // The store failed; stop driving and leave state as stored so
-                // a resume can continue.
-                tracing::error!(job = %rt.job_id, error = %e, "job loop stopped by a store error");
+            Ok(t) => {
+                backoff = Duration::from_millis(50);
+                t
+            }
+            Err(TaskError::Store(StoreError::Closed { .. })) => {
+                tracing::error!(job = %rt.job_id, "job loop stopped: the store is closed");
                 break None;
+            }
+            Err(e) => {
+                // A transient store failure (locked, full): state is as
+                // stored, so retry the turn after a growing pause.
+                tracing::error!(job = %rt.job_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "job turn failed");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = rt.cancel.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
             }
         };
         for task in turn.claimed {
@@ -159,8 +178,18 @@ async fn drive(m: TaskManager, rt: Arc<JobRuntime>) {
                 None => std::future::pending::<()>().await,
             }
         };
+        let changed = async {
+            let alive = match &mut changes {
+                Some(c) => c.changed().await.is_ok(),
+                None => false,
+            };
+            if !alive {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             () = rt.notify.notified() => {}
+            () = changed => {}
             () = sleep => {}
             () = rt.cancel.cancelled() => {}
         }
@@ -207,27 +236,24 @@ fn turn(m: &TaskManager, rt: &JobRuntime) -> Result<Turn, crate::TaskError> {
             let ok = counts.unsuccessful == 0;
             return Ok(done(end(JobStatus::Completed(ok), None, tx)?));
         }
-        let mut total = running_total;
         let mut agents = per_agent.clone();
-        let mut claimed = Vec::new();
-        while total < cfg.max_concurrency {
-            let accept = |t: &TaskRecord| {
-                let limit = cfg
-                    .agent_concurrency
-                    .get(&t.agent)
-                    .copied()
-                    .unwrap_or(usize::MAX);
-                agents.get(&t.agent).copied().unwrap_or(0) < limit
-                    && registry.contains(&t.agent)
-                    && rt.allowed.as_ref().is_none_or(|a| a.contains(&t.agent))
-            };
-            let Some(task) = ops::claim(tx, job_id, owner, now, cfg.lease_ms, &accept)? else {
-                break;
-            };
-            total += 1;
-            *agents.entry(task.agent.clone()).or_default() += 1;
-            claimed.push(task);
-        }
+        let mut accept = |t: &TaskRecord| {
+            let limit = cfg
+                .agent_concurrency
+                .get(&t.agent)
+                .copied()
+                .unwrap_or(usize::MAX);
+            let running = agents.entry(t.agent.clone()).or_default();
+            let ok = *running < limit
+                && registry.contains(&t.agent)
+                && rt.allowed.as_ref().is_none_or(|a| a.contains(&t.agent));
+            if ok {
+                *running += 1;
+            }
+            ok
+        };
+        let room = cfg.max_concurrency.saturating_sub(running_total);
+        let claimed = ops::claim_many(tx, job_id, owner, now, cfg.lease_ms, room, &mut accept)?;
         let job = tx.job(job_id)?.unwrap_or(job);
         let stall_at = job.updated_at.saturating_add(heartbeat);
         let idle_ms = (claimed.is_empty() && now >= stall_at)

@@ -8,10 +8,13 @@ use crate::job::JobRuntime;
 use crate::manager::TaskManager;
 use crate::ops;
 use dagger_core::store::TaskRecord;
-use dagger_core::{ErrorClass, Permanent, TaskStatus, now_millis};
+use dagger_core::{ErrorClass, Permanent, now_millis};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Stale-lease reports kept for [`TaskManager::take_stale_completions`].
+const STALE_KEPT: usize = 1024;
 
 /// How an attempt ended, before it is committed.
 enum Attempt {
@@ -85,7 +88,11 @@ async fn renew_lease(m: &TaskManager, rt: &JobRuntime, task: &TaskRecord, ctx: &
 
 fn report_stale(m: &TaskManager, e: TaskError) {
     tracing::warn!(error = %e, "discarded work under a stale lease");
-    m.inner.stale.lock().push(e);
+    let mut stale = m.inner.stale.lock();
+    if stale.len() >= STALE_KEPT {
+        stale.remove(0);
+    }
+    stale.push(e);
 }
 
 async fn execute(m: &TaskManager, task: &TaskRecord, ctx: &TaskContext) -> Attempt {
@@ -105,7 +112,7 @@ async fn execute(m: &TaskManager, task: &TaskRecord, ctx: &TaskContext) -> Attem
             task: task.task_id.to_string(),
             agent: task.agent.clone(),
             direction,
-            violation,
+            violation: Box::new(violation),
         }
         .to_string(),
     };
@@ -136,15 +143,6 @@ async fn execute(m: &TaskManager, task: &TaskRecord, ctx: &TaskContext) -> Attem
             };
         }
     };
-    // An agent that gave its task new dependencies, or set it Blocked, is
-    // waiting for them, whatever it returned (the seed's agents return an
-    // error string such as "needs_more_info").
-    if let Ok(Some(now)) = m.task(task.task_id.as_str())
-        && now.attempts == task.attempts
-        && (now.status == TaskStatus::Blocked || now.dependencies.len() > task.dependencies.len())
-    {
-        return Attempt::Waiting;
-    }
     match result {
         Ok(TaskOutcome::WaitingForDependencies) => Attempt::Waiting,
         Ok(TaskOutcome::Completed(v)) => {
@@ -167,41 +165,43 @@ async fn execute(m: &TaskManager, task: &TaskRecord, ctx: &TaskContext) -> Attem
 }
 
 fn commit(m: &TaskManager, rt: &JobRuntime, task: &TaskRecord, attempt: Attempt) {
-    let store = m.inner.store.as_ref();
     let id = &task.task_id;
-    let token = task.attempts;
-    let result = match attempt {
-        Attempt::Abandoned => Ok(()),
-        Attempt::Output(v) => {
-            let r = ops::run(store, |tx| {
-                ops::complete(tx, id, token, v.clone(), now_millis())
-            });
-            r.map(|_| m.inner.cache.insert(task.job_id.as_str(), id.as_str(), v))
-        }
-        Attempt::Waiting => ops::run(store, |tx| {
-            ops::wait_for_dependencies(tx, id, token, task.dependencies.len(), now_millis())
-        })
-        .map(drop),
-        Attempt::Failed { class, message } => {
-            let policy = &rt.config.retry;
-            let retry_at = |t: &TaskRecord| {
-                let again = match t.max_retries {
-                    Some(max) => class != ErrorClass::Permanent && t.failures <= max,
-                    None => policy.should_retry(t.failures, class),
-                };
-                again.then(|| {
-                    let delay = policy.delay_for(t.failures).as_millis();
-                    now_millis().saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
-                })
-            };
-            ops::run(store, |tx| {
-                ops::fail(tx, id, token, &message, now_millis(), &retry_at)
-            })
-            .map(drop)
-        }
+    let (end, class) = match attempt {
+        Attempt::Abandoned => return,
+        Attempt::Output(v) => (ops::AttemptEnd::Output(v), ErrorClass::Error),
+        Attempt::Waiting => (ops::AttemptEnd::Waiting, ErrorClass::Error),
+        Attempt::Failed { class, message } => (ops::AttemptEnd::Failed(message), class),
     };
+    let policy = &rt.config.retry;
+    let retry_at = |t: &TaskRecord| {
+        let again = match t.max_retries {
+            Some(max) => class != ErrorClass::Permanent && t.failures <= max,
+            None => policy.should_retry(t.failures, class),
+        };
+        again.then(|| {
+            let delay = policy.delay_for(t.failures).as_millis();
+            now_millis().saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
+        })
+    };
+    let deps_at_claim = task.dependencies.len();
+    let result = ops::run(m.inner.store.as_ref(), |tx| {
+        ops::record_attempt(
+            tx,
+            id,
+            task.attempts,
+            deps_at_claim,
+            &end,
+            now_millis(),
+            &retry_at,
+        )
+    });
     match result {
-        Ok(()) => {}
+        Ok(ops::Recorded::Completed) => {
+            if let ops::AttemptEnd::Output(v) = end {
+                m.inner.cache.insert(task.job_id.as_str(), id.as_str(), v);
+            }
+        }
+        Ok(_) => {}
         Err(e @ TaskError::StaleLease { .. }) => {
             if !rt.stop.is_cancelled() {
                 report_stale(m, e);

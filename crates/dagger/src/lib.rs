@@ -40,9 +40,11 @@
 //! `#[derive(Deserialize)]` on a typed action's input needs `serde` as a
 //! dependency, or `#[serde(crate = "dagger::serde")]` on the type.
 //!
-//! Import `dagger::prelude::*` rather than `dagger::*`: a glob import of the
-//! crate root brings the module [`core`] into scope, which then
-//! shadows the standard library's `core` in relative paths.
+//! `use dagger::prelude::*;` brings what an application needs into scope;
+//! `use dagger::*;` (the style of the original examples) works too, since the
+//! prelude is also re-exported at the crate root. The core types (ids, cache,
+//! store traits, retry policy, statuses) live in [`base`] — not `core`, which
+//! would shadow the standard library's `core` under a glob import.
 //!
 //! # Feature flags
 //!
@@ -63,7 +65,7 @@ mod annotated;
 pub mod error;
 
 #[doc(inline)]
-pub use dagger_core as core;
+pub use dagger_core as base;
 
 #[doc(inline)]
 pub use dagger_dag_flow as dag_flow;
@@ -96,13 +98,17 @@ pub use error::RegistrationError;
 pub use async_trait::async_trait;
 pub use serde;
 
+#[doc(no_inline)]
+pub use prelude::*;
+
 /// Everything a typical application needs: `use dagger::prelude::*;`.
 pub mod prelude {
     pub use async_trait::async_trait;
 
     pub use dagger_core::{
         BoxError, Cache, DaggerError, Durability, JobStatus, JsonSchema, NodeStatus, Permanent,
-        RetryPolicy, RetryStrategy, RunStatus, Stores, TaskStatus, insert_value,
+        RetryPolicy, RetryStrategy, RunStatus, Stores, TaskStatus, get_value_from_cache,
+        insert_value, parse_input_from_name,
     };
 
     pub use dagger_coord::{
@@ -121,7 +127,8 @@ pub mod prelude {
     };
 
     pub use dagger_pubsub::{
-        Message, PubSubAgent, PubSubConfig, PubSubContext, PubSubError, PubSubExecutor,
+        CancellationToken, Message, PubSubAgent, PubSubConfig, PubSubContext, PubSubError,
+        PubSubExecutor, RunOutcome,
     };
 
     #[cfg(feature = "sqlite")]
@@ -150,3 +157,8 @@ pub mod __private {
     #[cfg(feature = "macros")]
     pub use serde_path_to_error;
 }
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

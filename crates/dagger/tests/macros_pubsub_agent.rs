@@ -2,7 +2,7 @@
 //! `PubSubExecutor`.
 
 use dagger::prelude::*;
-use dagger::pubsub::{CancellationToken, DeadLetterReason, RunOutcome};
+use dagger::pubsub::DeadLetterReason;
 use serde_json::json;
 
 #[pubsub_agent(

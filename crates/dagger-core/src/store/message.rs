@@ -48,7 +48,7 @@ pub trait MessageLog: Send + Sync + 'static {
     /// and writes nothing.
     async fn append(&self, channel: &str, records: Vec<MessageRecord>) -> Result<u64, StoreError>;
     /// Up to `limit` records of `channel` with an offset of at least `from`, in offset order.
-    async fn read(
+    async fn read_from(
         &self,
         channel: &str,
         from: u64,

@@ -18,7 +18,7 @@ pub use task::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType, tr
 
 /// The stores a DAG Flow executor records runs in, bundled. Any backend that
 /// implements the traits converts into it (`From<Arc<MemoryStore>>` here,
-/// `From<Arc<SqliteStore>>` in `dagger-storage`).
+/// `From<SqliteStore>` in `dagger-storage`).
 #[derive(Clone)]
 pub struct Stores {
     /// Runs, node runs and control requests.

@@ -1,5 +1,12 @@
 //! Test agents shared by the integration tests.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+// Test helpers: panicking on a bad fixture is the point, and not every test uses every helper.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::needless_pass_by_value
+)]
 
 use dagger_core::{BoxError, JsonSchema};
 use dagger_pubsub::{Message, PubSubAgent, PubSubContext};

@@ -30,7 +30,7 @@ impl MessageLog for MemoryStore {
         Ok(first)
     }
 
-    async fn read(
+    async fn read_from(
         &self,
         channel: &str,
         from: u64,
@@ -105,12 +105,12 @@ mod tests {
         assert_eq!(s.append("b", vec![record(9)]).await.unwrap(), 1);
         assert_eq!(s.append("a", vec![record(3)]).await.unwrap(), 3);
         assert_eq!(s.last_offset("a").await.unwrap(), 3);
-        let got = s.read("a", 2, 10).await.unwrap();
+        let got = s.read_from("a", 2, 10).await.unwrap();
         let offsets: Vec<u64> = got.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, [2, 3]);
         assert_eq!(got[0].payload, json!(2));
         assert_eq!(got[0].channel, "a");
-        assert_eq!(s.read("a", 1, 1).await.unwrap().len(), 1);
+        assert_eq!(s.read_from("a", 1, 1).await.unwrap().len(), 1);
         assert_eq!(s.channels().await.unwrap(), ["a", "b"]);
         assert_eq!(s.append("c", Vec::new()).await.unwrap(), 1);
         assert_eq!(s.channels().await.unwrap(), ["a", "b"]);

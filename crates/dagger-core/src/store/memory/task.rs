@@ -31,12 +31,12 @@ struct JobIndex {
 }
 
 enum Undo {
-    Task(TaskId, Option<TaskRecord>),
+    Task(TaskId, Option<Box<TaskRecord>>),
     Job(JobId, Option<JobRecord>),
 }
 
-#[derive(Default)]
 pub(super) struct TaskTables {
+    changed: tokio::sync::watch::Sender<u64>,
     jobs: HashMap<JobId, JobRecord>,
     job_order: Vec<JobId>,
     tasks: HashMap<TaskId, TaskRecord>,
@@ -57,6 +57,20 @@ fn is_unsuccessful(s: TaskStatus) -> bool {
         s,
         TaskStatus::Failed | TaskStatus::Rejected | TaskStatus::Cancelled
     )
+}
+
+impl Default for TaskTables {
+    fn default() -> Self {
+        Self {
+            changed: tokio::sync::watch::Sender::new(0),
+            jobs: HashMap::new(),
+            job_order: Vec::new(),
+            tasks: HashMap::new(),
+            dependents: HashMap::new(),
+            index: HashMap::new(),
+            seq: 0,
+        }
+    }
 }
 
 impl TaskTables {
@@ -203,7 +217,8 @@ impl TaskTx for MemTx<'_> {
 
     fn put_task(&mut self, task: &TaskRecord) -> Result<(), StoreError> {
         let old = self.t.set_task(&task.task_id, Some(task.clone()));
-        self.undo.push(Undo::Task(task.task_id.clone(), old));
+        self.undo
+            .push(Undo::Task(task.task_id.clone(), old.map(Box::new)));
         Ok(())
     }
 
@@ -294,12 +309,16 @@ impl TaskStore for MemoryStore {
             undo: Vec::new(),
         };
         let result = f(&mut tx);
-        if result.is_err() {
+        if result.is_ok() {
+            if !tx.undo.is_empty() {
+                tx.t.changed.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        } else {
             let MemTx { t, undo } = tx;
             for u in undo.into_iter().rev() {
                 match u {
                     Undo::Task(id, old) => {
-                        t.set_task(&id, old);
+                        t.set_task(&id, old.map(|b| *b));
                     }
                     Undo::Job(id, old) => {
                         t.set_job(&id, old);
@@ -312,6 +331,10 @@ impl TaskStore for MemoryStore {
 
     fn location(&self) -> String {
         "memory".to_string()
+    }
+
+    fn change_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.tasks.lock().changed.subscribe())
     }
 }
 
