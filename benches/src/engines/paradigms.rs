@@ -4,6 +4,7 @@
 use super::Timing;
 use dagger_core::{BoxError, Cache};
 use dagger_pubsub::{CancellationToken, Message, PubSubAgent, PubSubContext, PubSubExecutor};
+use dagger_storage::{SqliteOptions, SqliteStore};
 use dagger_task_core::{
     FnAgent, JobConfig, JobStatus, StallAction, TaskAgentRegistry, TaskManager, TaskOutcome,
     TaskSpec,
@@ -14,20 +15,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Q1: inserts `tasks` no-op tasks in one job (timed as build), then runs
-/// them with `workers` concurrent executions (timed as run). The store is
-/// the in-memory `TaskStore` (no SQLite `TaskStore` exists yet).
+/// them with `workers` concurrent executions (timed as run), on a fresh
+/// embedded SQLite store (default options: `Durability::Batched`).
 pub async fn q1(tasks: usize, workers: usize) -> Timing {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let location = format!("sqlite:{}", dir.path().join("q1.db").display());
+    let store = SqliteStore::open_with(&location, SqliteOptions::default())
+        .await
+        .expect("SQLite store opens");
     let registry = TaskAgentRegistry::new();
     registry
         .register_agent(Arc::new(FnAgent::new("noop", |_input, _ctx| async {
             Ok::<_, BoxError>(TaskOutcome::Completed(Value::Null))
         })))
         .expect("agent registers");
-    let manager = TaskManager::in_memory(
+    let manager = TaskManager::new(
         Duration::from_secs(600),
         StallAction::TerminateJob,
         Cache::new(),
         registry,
+        Arc::new(store),
     );
     let t0 = Instant::now();
     let specs = (0..tasks)
