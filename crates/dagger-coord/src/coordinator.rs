@@ -7,7 +7,7 @@ use crate::event::EventHook;
 use crate::persist;
 use crate::report::DagExecutionReport;
 use crate::run::{RunLoop, Setup};
-use dagger_core::store::{ControlRequest, RunRecord, RunUpdate};
+use dagger_core::store::{ControlRequest, Durability, RunRecord, RunUpdate};
 use dagger_core::{Cache, NodeId, RunId, RunStatus, Stores, now_millis};
 use dagger_dag_flow::DagExecutor;
 use std::sync::Arc;
@@ -109,7 +109,14 @@ impl Coordinator {
             .create_run(RunRecord {
                 run_id: run_id.clone(),
                 workflow: dag_name.to_string(),
-                definition: persist::snapshot_json(&setup.wf, &[]),
+                // `Durability::Memory` records nothing a resume could use, so
+                // the definition is not serialized (it cost as much as the
+                // run of a 10k-node no-op workflow).
+                definition: if stores.durability == Durability::Memory {
+                    serde_json::Value::Null
+                } else {
+                    persist::snapshot_json(&setup.wf, &[])
+                },
                 inputs: cache
                     .namespace("inputs")
                     .map(serde_json::Value::Object)

@@ -27,6 +27,11 @@ pub(crate) fn parse_snapshot(
         run_id: run_id.to_string(),
         reason,
     };
+    if v.is_null() {
+        return Err(corrupt(
+            "no definition was recorded (the run's store has durability Memory)".into(),
+        ));
+    }
     let mut wf: WorkflowDef =
         serde_json::from_value(v.get("workflow").cloned().unwrap_or(Value::Null))
             .map_err(|e| corrupt(e.to_string()))?;

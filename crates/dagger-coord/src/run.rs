@@ -621,8 +621,12 @@ impl RunLoop {
         }
         n.first_start.get_or_insert_with(Instant::now);
         n.started_at_ms.get_or_insert_with(now_millis);
-        let mut node = n.node_ref(inv);
-        node.attempt = attempt;
+        // Events (and so their node refs, two strings each) only exist with hooks.
+        let node = self.g.events.is_some().then(|| {
+            let mut node = n.node_ref(inv);
+            node.attempt = attempt;
+            node
+        });
         let job = Attempt {
             node: i,
             invocation: inv,
@@ -634,7 +638,9 @@ impl RunLoop {
             item,
             overrides: n.overrides.clone(),
         };
-        self.g.emit(|| ExecutionEvent::NodeStarted { node });
+        if let Some(node) = node {
+            self.g.emit(|| ExecutionEvent::NodeStarted { node });
+        }
         let handle = worker::spawn(&self.shared, job);
         self.aborts.insert((i, inv), handle);
         self.running += 1;
@@ -707,18 +713,21 @@ impl RunLoop {
                     Some(n.first_start.map_or(elapsed, |s| s.elapsed()).as_millis() as u64);
                 n.cancel = None;
                 self.tokens += output.tokens();
-                let node = n.node_ref(None);
+                let node = self.g.events.is_some().then(|| n.node_ref(None));
                 let selected: Option<HashSet<String>> =
                     output.branches().map(|b| b.into_iter().collect());
-                let event = ExecutionEvent::NodeCompleted {
-                    node,
-                    outcome: output,
-                    cache_hit,
-                };
-                match (self.g.events.as_mut(), deferred) {
-                    (Some(events), deferred) => events.push((event, deferred)),
-                    (None, Some(record)) => self.late_records.push(record),
-                    (None, None) => {}
+                // `node` is `Some` exactly when events are collected (hooks).
+                match (self.g.events.as_mut(), node, deferred) {
+                    (Some(events), Some(node), deferred) => events.push((
+                        ExecutionEvent::NodeCompleted {
+                            node,
+                            outcome: output,
+                            cache_hit,
+                        },
+                        deferred,
+                    )),
+                    (_, _, Some(record)) => self.late_records.push(record),
+                    _ => {}
                 }
                 self.g.release_dependents(i, selected.as_ref());
                 self.check_tokens();

@@ -173,10 +173,12 @@ impl RunGraph {
     /// Connects node `i` to its dependencies and sets its counter. Returns
     /// a skip reason when a dependency already ended unsatisfied.
     pub(crate) fn wire(&mut self, i: u32) -> Option<String> {
-        let deps: Vec<String> = self.nodes[i as usize].def.dependencies.clone();
+        // The handle is an `Arc`: cloning it, not the dependency strings,
+        // frees `self.nodes` for the updates below.
+        let def = self.nodes[i as usize].def.clone();
         let mut remaining = 0;
         let mut skip = None;
-        for d in deps {
+        for d in &def.dependencies {
             let Some(&di) = self.index.get(d.as_str()) else {
                 continue;
             };

@@ -1,0 +1,130 @@
+//! The Task Agent (Q1) and Pub/Sub (P1, P2) workloads on Dagger. They have
+//! no peer in the comparison; their figures are rates.
+
+use super::Timing;
+use dagger_core::{BoxError, Cache};
+use dagger_pubsub::{CancellationToken, Message, PubSubAgent, PubSubContext, PubSubExecutor};
+use dagger_storage::{SqliteOptions, SqliteStore};
+use dagger_task_core::{
+    FnAgent, JobConfig, JobStatus, StallAction, TaskAgentRegistry, TaskManager, TaskOutcome,
+    TaskSpec,
+};
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Q1: inserts `tasks` no-op tasks in one job (timed as build), then runs
+/// them with `workers` concurrent executions (timed as run), on a fresh
+/// embedded SQLite store (default options: `Durability::Batched`).
+pub async fn q1(tasks: usize, workers: usize) -> Timing {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let location = format!("sqlite:{}", dir.path().join("q1.db").display());
+    let store = SqliteStore::open_with(&location, SqliteOptions::default())
+        .await
+        .expect("SQLite store opens");
+    let registry = TaskAgentRegistry::new();
+    registry
+        .register_agent(Arc::new(FnAgent::new("noop", |_input, _ctx| async {
+            Ok::<_, BoxError>(TaskOutcome::Completed(Value::Null))
+        })))
+        .expect("agent registers");
+    let manager = TaskManager::new(
+        Duration::from_secs(600),
+        StallAction::TerminateJob,
+        Cache::new(),
+        registry,
+        Arc::new(store),
+    );
+    let t0 = Instant::now();
+    let specs = (0..tasks)
+        .map(|i| TaskSpec::new("q1", "noop", format!("task {i}")))
+        .collect();
+    manager.add_tasks(specs).expect("tasks insert");
+    let build = t0.elapsed();
+    let t1 = Instant::now();
+    let config = JobConfig {
+        max_concurrency: workers,
+        ..JobConfig::default()
+    };
+    let handle = manager
+        .start_job("q1", Vec::new(), None, Some(config))
+        .expect("job starts");
+    let status = handle.wait().await;
+    assert_eq!(
+        status,
+        JobStatus::Completed(true),
+        "Q1 job ended {status:?}"
+    );
+    Timing {
+        build,
+        run: t1.elapsed(),
+    }
+}
+
+/// Counts the messages it receives.
+struct Counter {
+    name: String,
+    seen: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl PubSubAgent for Counter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn subscriptions(&self) -> Vec<String> {
+        vec!["bench".to_string()]
+    }
+
+    fn publications(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn handle_message(
+        &self,
+        _ctx: &PubSubContext,
+        _message: &Message,
+    ) -> Result<(), BoxError> {
+        self.seen.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// P1/P2: one external publisher sends `messages` payloads of
+/// `payload_bytes` bytes (a JSON string) to one channel with `subscribers`
+/// subscribed agents, and waits until every delivery is handled. The run
+/// time covers publishing and handling; build is creating the executor and
+/// registering the agents.
+pub async fn pubsub(messages: usize, payload_bytes: usize, subscribers: usize) -> Timing {
+    let t0 = Instant::now();
+    let ex = PubSubExecutor::builder().build().expect("executor builds");
+    let seen = Arc::new(AtomicU64::new(0));
+    for s in 0..subscribers {
+        ex.register_agent(Arc::new(Counter {
+            name: format!("sub{s}"),
+            seen: seen.clone(),
+        }))
+        .expect("agent registers");
+    }
+    let payload = Value::String("x".repeat(payload_bytes));
+    let build = t0.elapsed();
+    let t1 = Instant::now();
+    for _ in 0..messages {
+        ex.publish("bench", payload.clone())
+            .await
+            .expect("publish succeeds");
+    }
+    ex.run(CancellationToken::new())
+        .await
+        .expect("executor runs");
+    let run = t1.elapsed();
+    assert_eq!(
+        seen.load(Ordering::Relaxed),
+        (messages * subscribers) as u64,
+        "every delivery handled"
+    );
+    ex.shutdown().await.expect("executor shuts down");
+    Timing { build, run }
+}
