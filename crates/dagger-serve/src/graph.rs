@@ -1,0 +1,243 @@
+//! Run and workflow graphs drawn as SVG with `layout-rs`.
+//!
+//! The graph is built through layout-rs's graph API rather than by parsing
+//! our DOT (which it can parse): its DOT builder ignores compound styles
+//! (`rounded,filled,dashed`) and cannot tag an element, while the API lets
+//! each node's `<g>` carry its status class and index, so the page recolours
+//! nodes live from server-sent events without a new layout. Labels are
+//! escaped by layout-rs's SVG writer; the attributes we add hold only
+//! numbers and status names.
+
+use dagger_core::NodeStatus;
+use dagger_dag_flow::WorkflowDef;
+use layout::backends::svg::SVGWriter;
+use layout::core::base::Orientation;
+use layout::core::color::Color;
+use layout::core::style::StyleAttr;
+use layout::std_shapes::render::get_shape_size;
+use layout::std_shapes::shapes::{Arrow, Element, ShapeKind};
+use layout::topo::layout::VisualGraph;
+use std::collections::HashMap;
+
+/// Above this many nodes the graph is not drawn (the table stays): a larger
+/// layered drawing is no longer legible on a screen.
+pub const MAX_GRAPH_NODES: usize = 200;
+
+/// Longest node id shown in a graph box, in characters.
+const MAX_LABEL_CHARS: usize = 40;
+
+/// What one box of the graph shows.
+pub(crate) struct GraphNode<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) action: &'a str,
+    /// `None` for a definition (no run).
+    pub(crate) status: Option<NodeStatus>,
+    pub(crate) added_at_runtime: bool,
+}
+
+/// Why no graph is drawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NoGraph {
+    /// The workflow has no nodes.
+    Empty,
+    /// More than [`MAX_GRAPH_NODES`] nodes.
+    TooLarge(usize),
+    /// The layout engine failed on this graph.
+    LayoutFailed,
+}
+
+impl std::fmt::Display for NoGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the workflow has no nodes"),
+            Self::TooLarge(n) => write!(
+                f,
+                "the graph has {n} nodes, more than the {MAX_GRAPH_NODES} that can be drawn legibly; see the table"
+            ),
+            Self::LayoutFailed => f.write_str("the graph could not be laid out; see the table"),
+        }
+    }
+}
+
+/// The fill of a status (the page's CSS repeats it per status class, so a
+/// live update only changes the class).
+pub(crate) fn status_fill(status: Option<NodeStatus>) -> &'static str {
+    match status {
+        None | Some(NodeStatus::Pending) => "#ffffff",
+        Some(NodeStatus::Ready) => "#ffffe0",
+        Some(NodeStatus::Running) => "#add8e6",
+        Some(NodeStatus::Retrying) => "#ffa500",
+        Some(NodeStatus::Paused) => "#f0e68c",
+        Some(NodeStatus::WaitingForHuman) => "#dda0dd",
+        Some(NodeStatus::Completed) => "#98fb98",
+        Some(NodeStatus::Failed) => "#fa8072",
+        Some(NodeStatus::Skipped) => "#d3d3d3",
+        Some(NodeStatus::Cancelled) => "#a9a9a9",
+    }
+}
+
+fn short(text: &str) -> String {
+    let mut out: String = text.chars().take(MAX_LABEL_CHARS).collect();
+    if text.chars().nth(MAX_LABEL_CHARS).is_some() {
+        out.push('…');
+    }
+    // One line per label line: an id holding line breaks must not add lines.
+    out.replace(['\n', '\r'], " ")
+}
+
+/// The SVG of `nodes` with an edge from each dependency (by `def`) to its
+/// dependent; `nodes` are in the order their indices refer to.
+pub(crate) fn render(def: &WorkflowDef, nodes: &[GraphNode<'_>]) -> Result<String, NoGraph> {
+    if nodes.is_empty() {
+        return Err(NoGraph::Empty);
+    }
+    if nodes.len() > MAX_GRAPH_NODES {
+        return Err(NoGraph::TooLarge(nodes.len()));
+    }
+    let dir = Orientation::TopToBottom;
+    let mut vg = VisualGraph::new(dir);
+    let mut handles = HashMap::with_capacity(nodes.len());
+    for (i, n) in nodes.iter().enumerate() {
+        let mut label = format!("{}\n{}", short(n.id), short(n.action));
+        if n.added_at_runtime {
+            label.push_str("\n(added at run time)");
+        }
+        let shape = ShapeKind::new_box(&label);
+        let look = StyleAttr::new(
+            Color::fast("#333333"),
+            1,
+            Some(Color::fast(status_fill(n.status))),
+            6,
+            13,
+        );
+        let size = get_shape_size(dir.flip(), &shape, 13, false);
+        let status = n.status.map_or("def", NodeStatus::as_str);
+        let added = if n.added_at_runtime { " added" } else { "" };
+        let props = format!("class=\"gnode s-{status}{added}\" data-i=\"{i}\"");
+        let element = Element::create_with_properties(shape, look, dir.flip(), size, props);
+        handles.insert(n.id, vg.add_node(element));
+    }
+    for node in &def.nodes {
+        let Some(to) = handles.get(node.id.as_str()) else {
+            continue;
+        };
+        for dep in &node.dependencies {
+            if let Some(from) = handles.get(dep.as_str()) {
+                vg.add_edge(Arrow::simple(""), *from, *to);
+            }
+        }
+    }
+    // layout-rs asserts internal invariants; a failure there must cost the
+    // drawing, not the request.
+    let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let mut svg = SVGWriter::new();
+        vg.do_it(false, false, false, &mut svg);
+        svg.finalize()
+    }));
+    let svg = drawn.map_err(|_| NoGraph::LayoutFailed)?;
+    // Inline in HTML: drop the XML declaration.
+    let start = svg.find("<svg").ok_or(NoGraph::LayoutFailed)?;
+    Ok(svg[start..].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dagger_dag_flow::NodeDef;
+
+    fn def(ids: &[(&str, &[&str])]) -> WorkflowDef {
+        WorkflowDef {
+            name: "w".into(),
+            description: None,
+            author: None,
+            version: None,
+            signature: None,
+            tags: vec![],
+            config: None,
+            nodes: ids
+                .iter()
+                .map(|(id, deps)| NodeDef {
+                    id: id.to_string(),
+                    action: "echo".into(),
+                    dependencies: deps.iter().map(|d| d.to_string()).collect(),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn nodes(def: &WorkflowDef) -> Vec<GraphNode<'_>> {
+        def.nodes
+            .iter()
+            .map(|n| GraphNode {
+                id: &n.id,
+                action: &n.action,
+                status: Some(NodeStatus::Completed),
+                added_at_runtime: n.id == "c",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn draws_boxes_edges_and_classes() {
+        let d = def(&[("a", &[]), ("b", &["a"]), ("c", &["a", "b"])]);
+        let svg = render(&d, &nodes(&d)).unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert_eq!(svg.matches("class=\"gnode s-Completed\"").count(), 2);
+        assert_eq!(svg.matches("class=\"gnode s-Completed added\"").count(), 1);
+        assert!(svg.contains("data-i=\"2\""));
+        assert!(svg.contains("(added at run time)"));
+        assert_eq!(svg.matches("marker-end=\"url(#endarrow)\"").count(), 3);
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        let d = def(&[("<script>alert(1)</script>", &[]), ("b\"&'", &[])]);
+        let svg = render(&d, &nodes(&d)).unwrap();
+        assert!(!svg.contains("<script>"), "{svg}");
+        assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(svg.contains("b&quot;&amp;&apos;"));
+    }
+
+    #[test]
+    fn too_many_nodes_or_none_give_no_graph() {
+        let ids: Vec<String> = (0..=MAX_GRAPH_NODES).map(|i| format!("n{i}")).collect();
+        let pairs: Vec<(&str, &[&str])> = ids.iter().map(|s| (s.as_str(), &[][..])).collect();
+        let d = def(&pairs);
+        assert_eq!(
+            render(&d, &nodes(&d)),
+            Err(NoGraph::TooLarge(MAX_GRAPH_NODES + 1))
+        );
+        let empty = def(&[]);
+        assert_eq!(render(&empty, &[]), Err(NoGraph::Empty));
+    }
+
+    #[test]
+    fn two_hundred_nodes_are_drawn() {
+        let ids: Vec<String> = (0..MAX_GRAPH_NODES).map(|i| format!("node_{i}")).collect();
+        let deps: Vec<Vec<String>> = (0..MAX_GRAPH_NODES)
+            .map(|i| {
+                if i == 0 {
+                    vec![]
+                } else {
+                    vec![ids[(i - 1) / 3].clone()]
+                }
+            })
+            .collect();
+        let d = WorkflowDef {
+            nodes: ids
+                .iter()
+                .zip(&deps)
+                .map(|(id, deps)| NodeDef {
+                    id: id.clone(),
+                    action: "echo".into(),
+                    dependencies: deps.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..def(&[])
+        };
+        let svg = render(&d, &nodes(&d)).unwrap();
+        assert_eq!(svg.matches("class=\"gnode").count(), MAX_GRAPH_NODES);
+    }
+}
