@@ -5,7 +5,7 @@
 use crate::data::load_view;
 use crate::error::RequestError;
 use crate::pages::is_final;
-use crate::state::{AppState, ResumeGuard};
+use crate::state::AppState;
 use dagger_coord::Coordinator;
 use dagger_core::{Cache, NodeStatus, RunStatus};
 use dagger_dag_flow::DagExecutor;
@@ -103,14 +103,10 @@ pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), Re
         }
         _ => {}
     }
-    if !state.start_resume(run_id) {
+    let Some((cancel_rx, guard)) = state.resumes.start(run_id) else {
         return Err(RequestError::Conflict(format!(
             "run `{run_id}` is already being resumed by this server"
         )));
-    }
-    let guard = ResumeGuard {
-        set: state.resuming.clone(),
-        run_id: run_id.to_string(),
     };
     let state = state.clone();
     let run_id = run_id.to_string();
@@ -121,8 +117,6 @@ pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), Re
             let mut executor = DagExecutor::new(None, state.registry.clone(), state.stores.clone())
                 .map_err(dagger_coord::CoordError::from)?;
             let cache = Cache::new();
-            // Cancels reach the run through the store, like from another process.
-            let (_keep, cancel_rx) = tokio::sync::oneshot::channel();
             Coordinator::new(Vec::new(), 64, 64)
                 .resume(&mut executor, &cache, &run_id, cancel_rx)
                 .await

@@ -157,16 +157,24 @@ pub async fn bind(addr: SocketAddr, token: Option<&str>) -> Result<TcpListener, 
 }
 
 /// The web application: its router and the CSRF token its pages embed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Server {
     router: Router,
     csrf_token: String,
+    state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
 }
 
 impl Server {
     /// Builds the application with a fresh random CSRF token.
     pub fn new(options: ServeOptions) -> Result<Self, ServeError> {
         let csrf = security::random_token()?;
+        let (stopping, _) = tokio::sync::watch::channel(false);
         let state = Arc::new(AppState {
             stores: options.stores,
             catalog: options.catalog,
@@ -175,12 +183,14 @@ impl Server {
             restrict_host: options.token.is_none(),
             auth_token: options.token,
             live_interval: options.live_interval,
-            resuming: Default::default(),
+            resumes: Default::default(),
             resume_errors: Default::default(),
+            stopping,
         });
         Ok(Self {
-            router: routes(state),
+            router: routes(state.clone()),
             csrf_token: csrf,
+            state,
         })
     }
 
@@ -194,14 +204,22 @@ impl Server {
         &self.csrf_token
     }
 
-    /// Serves on `listener` until `shutdown` completes.
+    /// Serves on `listener` until `shutdown` completes. Then live streams
+    /// end, runs resumed by this server are cancelled (their state is kept,
+    /// they can be resumed again) and open requests finish.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
+        let Self { router, state, .. } = self;
+        let stopped = async move {
+            shutdown.await;
+            state.stopping.send_replace(true);
+            state.resumes.stop_all().await;
+        };
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
             .await
             .map_err(ServeError::Serve)
     }

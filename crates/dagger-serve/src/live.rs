@@ -128,7 +128,11 @@ impl Follow {
                 return None;
             }
             if !self.first {
-                tokio::time::sleep(self.state.live_interval).await;
+                let mut stopping = self.state.stopping.subscribe();
+                tokio::select! {
+                    _ = tokio::time::sleep(self.state.live_interval) => {}
+                    _ = stopping.wait_for(|s| *s) => return None,
+                }
             }
             self.first = false;
             self.tick().await;

@@ -3,9 +3,10 @@
 
 use dagger_core::Stores;
 use dagger_dag_flow::{ActionRegistry, WorkflowDef};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
 
 /// Workflow definitions read from a directory, with the files that failed.
 #[derive(Debug, Clone, Default)]
@@ -32,27 +33,30 @@ pub(crate) struct AppState {
     pub(crate) auth_token: Option<String>,
     pub(crate) restrict_host: bool,
     pub(crate) live_interval: Duration,
-    /// Runs being resumed by this process (a second resume is refused).
-    pub(crate) resuming: Arc<Mutex<HashSet<String>>>,
+    /// Runs this process resumes.
+    pub(crate) resumes: Arc<Resumes>,
     /// Why the last resume of a run by this process failed before it ran.
     pub(crate) resume_errors: Mutex<HashMap<String, String>>,
+    /// Set to true when the server shuts down (live streams then end).
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl AppState {
-    /// Marks `run_id` as being resumed; false if it already was.
-    pub(crate) fn start_resume(&self, run_id: &str) -> bool {
-        match self.resuming.lock() {
-            Ok(mut set) => set.insert(run_id.to_string()),
-            Err(poisoned) => poisoned.into_inner().insert(run_id.to_string()),
-        }
+    /// Whether this process is resuming `run_id`.
+    pub(crate) fn is_resuming(&self, run_id: &str) -> bool {
+        lock(&self.resumes.running).contains_key(run_id)
     }
 
     /// Records (or clears) why resuming `run_id` failed.
     pub(crate) fn set_resume_error(&self, run_id: &str, error: Option<String>) {
-        let mut map = match self.resume_errors.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut map = lock(&self.resume_errors);
         match error {
             Some(e) => map.insert(run_id.to_string(), e),
             None => map.remove(run_id),
@@ -61,32 +65,66 @@ impl AppState {
 
     /// Why the last resume of `run_id` by this process failed, if it did.
     pub(crate) fn resume_error(&self, run_id: &str) -> Option<String> {
-        match self.resume_errors.lock() {
-            Ok(m) => m.get(run_id).cloned(),
-            Err(poisoned) => poisoned.into_inner().get(run_id).cloned(),
+        lock(&self.resume_errors).get(run_id).cloned()
+    }
+}
+
+/// The runs this process resumes, each with the sender that cancels it
+/// (taken once the cancel is sent).
+#[derive(Default)]
+pub(crate) struct Resumes {
+    running: Mutex<HashMap<String, Option<oneshot::Sender<()>>>>,
+    ended: Notify,
+}
+
+impl Resumes {
+    /// Registers a resume of `run_id`: the receiver cancels it, the guard
+    /// unregisters it when dropped. `None` if `run_id` is already resumed here.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        run_id: &str,
+    ) -> Option<(oneshot::Receiver<()>, ResumeGuard)> {
+        let mut map = lock(&self.running);
+        if map.contains_key(run_id) {
+            return None;
         }
+        let (tx, rx) = oneshot::channel();
+        map.insert(run_id.to_string(), Some(tx));
+        let guard = ResumeGuard {
+            resumes: self.clone(),
+            run_id: run_id.to_string(),
+        };
+        Some((rx, guard))
     }
 
-    /// Whether this process is resuming `run_id`.
-    pub(crate) fn is_resuming(&self, run_id: &str) -> bool {
-        match self.resuming.lock() {
-            Ok(set) => set.contains(run_id),
-            Err(poisoned) => poisoned.into_inner().contains(run_id),
+    /// Cancels every resume and waits until all have ended.
+    pub(crate) async fn stop_all(&self) {
+        for tx in lock(&self.running).values_mut() {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(());
+            }
+        }
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if lock(&self.running).is_empty() {
+                return;
+            }
+            ended.await;
         }
     }
 }
 
-/// Forgets a resume when dropped (also when the resume task panics).
+/// Unregisters a resume when dropped (also when the resume task panics).
 pub(crate) struct ResumeGuard {
-    pub(crate) set: Arc<Mutex<HashSet<String>>>,
-    pub(crate) run_id: String,
+    resumes: Arc<Resumes>,
+    run_id: String,
 }
 
 impl Drop for ResumeGuard {
     fn drop(&mut self) {
-        match self.set.lock() {
-            Ok(mut set) => set.remove(&self.run_id),
-            Err(poisoned) => poisoned.into_inner().remove(&self.run_id),
-        };
+        lock(&self.resumes.running).remove(&self.run_id);
+        self.resumes.ended.notify_waiters();
     }
 }
