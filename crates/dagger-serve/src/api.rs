@@ -290,5 +290,6 @@ pub(crate) async fn reject(
 
 /// Any other path under `/api/`.
 pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
-    RequestError::NoRoute(uri.path().to_string()).into()
+    // Nested under `/api`, the router sees the path without its prefix.
+    RequestError::NoRoute(format!("/api{}", uri.path())).into()
 }

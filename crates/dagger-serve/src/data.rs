@@ -195,6 +195,14 @@ impl RunDetail {
     }
 }
 
+/// The node window `paging` asks for: (offset, limit).
+pub(crate) fn node_window(paging: &NodePaging) -> Result<(usize, usize), RequestError> {
+    Ok((
+        paging.node_offset.unwrap_or(0),
+        page_limit(paging.node_limit, NODES_PER_PAGE)?,
+    ))
+}
+
 /// Reads run `run_id` and details the nodes of one page.
 pub(crate) async fn run_detail(
     stores: &Stores,
@@ -202,8 +210,7 @@ pub(crate) async fn run_detail(
     paging: NodePaging,
 ) -> Result<RunDetail, RequestError> {
     let view = load_view(stores, run_id).await?;
-    let node_limit = page_limit(paging.node_limit, NODES_PER_PAGE)?;
-    let node_offset = paging.node_offset.unwrap_or(0);
+    let (node_offset, node_limit) = node_window(&paging)?;
     let records = plain_records(stores, run_id).await?;
     let prompt_of = |id: &str| {
         records

@@ -23,13 +23,27 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct RunState {
     status: String,
     reason: Option<String>,
     duration: String,
     node_count: usize,
     resuming: bool,
+}
+
+impl RunState {
+    /// Whether anything but the running duration differs (the duration alone
+    /// is not worth an event; it rides along with the next one).
+    fn differs(&self, other: &Self) -> bool {
+        (&self.status, &self.reason, self.node_count, self.resuming)
+            != (
+                &other.status,
+                &other.reason,
+                other.node_count,
+                other.resuming,
+            )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -107,7 +121,7 @@ impl Follow {
         if !changed.is_empty() {
             self.queue.push_back(json_event("nodes", &changed));
         }
-        if self.last_run.as_ref() != Some(&run) {
+        if self.last_run.as_ref().is_none_or(|last| last.differs(&run)) {
             self.queue.push_back(json_event("run", &run));
         }
         if is_final(view.record.status) && !resuming {

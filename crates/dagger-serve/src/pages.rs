@@ -1,7 +1,7 @@
 //! HTML pages, rendered with maud (every interpolated string is escaped).
 
 use crate::data::{self, NodeRow, RunDetail, RunsPage, format_ms, format_time};
-use crate::graph::{self, GraphNode, MAX_GRAPH_NODES};
+use crate::graph::{self, GraphNode};
 use crate::state::{AppState, WorkflowCatalog};
 use axum::http::StatusCode;
 use axum::response::Html;
@@ -339,7 +339,15 @@ pub(crate) fn workflows(state: &AppState, catalog: &WorkflowCatalog) -> Html<Str
 }
 
 /// One workflow definition: metadata, tags, graph and nodes.
-pub(crate) fn workflow(state: &AppState, w: &WorkflowDef) -> Html<String> {
+pub(crate) fn workflow(
+    state: &AppState,
+    w: &WorkflowDef,
+    offset: usize,
+    limit: usize,
+) -> Html<String> {
+    let base = format!("/workflows/{}", enc(&w.name));
+    let link = |o: usize| format!("{base}?node_offset={o}&node_limit={limit}");
+    let shown = w.nodes.iter().skip(offset).take(limit).count();
     let nodes: Vec<GraphNode<'_>> = w
         .nodes
         .iter()
@@ -362,11 +370,10 @@ pub(crate) fn workflow(state: &AppState, w: &WorkflowDef) -> Html<String> {
         (graph_section(w, &nodes))
         section {
             h2 { "Nodes" }
-            @if w.nodes.len() > MAX_GRAPH_NODES { p.note { (w.nodes.len()) " nodes." } }
             table.nodes {
                 thead { tr { th { "Node" } th { "Action" } th { "Depends on" } th { "Description" } } }
                 tbody {
-                    @for n in &w.nodes {
+                    @for n in w.nodes.iter().skip(offset).take(limit) {
                         tr {
                             td.mono { (n.id) @if n.approval.is_some() { " " span.badge.s-WaitingForHuman { "approval" } } }
                             td { (n.action) }
@@ -375,6 +382,11 @@ pub(crate) fn workflow(state: &AppState, w: &WorkflowDef) -> Html<String> {
                         }
                     }
                 }
+            }
+            nav.pager {
+                @if offset > 0 { a rel="prev" href=(link(offset.saturating_sub(limit))) { "← Previous nodes" } }
+                span { "nodes " (offset + 1) "–" (offset + shown) " of " (w.nodes.len()) }
+                @if offset + limit < w.nodes.len() { a rel="next" href=(link(offset + limit)) { "Next nodes →" } }
             }
         }
     };

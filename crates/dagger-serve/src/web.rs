@@ -48,12 +48,14 @@ pub(crate) async fn workflows(State(state): Shared) -> Html<String> {
 pub(crate) async fn workflow(
     State(state): Shared,
     Path(name): Path<String>,
+    Query(paging): Query<NodePaging>,
 ) -> Result<Html<String>, PageError> {
     let w = state
         .catalog
         .get(&name)
         .ok_or_else(|| RequestError::WorkflowNotFound(name.clone()))?;
-    Ok(pages::workflow(&state, w))
+    let (offset, limit) = data::node_window(&paging)?;
+    Ok(pages::workflow(&state, w, offset, limit))
 }
 
 /// Fields of the run forms; which are used depends on the button.

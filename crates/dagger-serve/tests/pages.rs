@@ -37,20 +37,44 @@ async fn fixture() -> Fixture {
         Seed::new("c", NodeStatus::Completed),
     ];
     done[0].output = Some(json!({ "stdout": "hello </script><script>alert(3)</script>" }));
-    seed_run(&stores, "r-done", &pipeline(), &["c"], RunStatus::Completed, &done).await;
+    seed_run(
+        &stores,
+        "r-done",
+        &pipeline(),
+        &["c"],
+        RunStatus::Completed,
+        &done,
+    )
+    .await;
     let mut failed = vec![
         Seed::new("a", NodeStatus::Completed),
         Seed::new("b", NodeStatus::Failed),
     ];
     failed[1].error = Some("<img src=x onerror=alert(2)>");
     failed[1].attempts = 3;
-    seed_run(&stores, "r-fail", &pipeline(), &[], RunStatus::Failed, &failed).await;
+    seed_run(
+        &stores,
+        "r-fail",
+        &pipeline(),
+        &[],
+        RunStatus::Failed,
+        &failed,
+    )
+    .await;
     let mut waiting = vec![
         Seed::new("draft", NodeStatus::Completed),
         Seed::new("publish", NodeStatus::WaitingForHuman),
     ];
     waiting[1].prompt = Some("Publish <b>now</b>?");
-    seed_run(&stores, "r-wait", &review(), &[], RunStatus::WaitingForHuman, &waiting).await;
+    seed_run(
+        &stores,
+        "r-wait",
+        &review(),
+        &[],
+        RunStatus::WaitingForHuman,
+        &waiting,
+    )
+    .await;
     let server = server(&stores, vec![pipeline(), review()], None);
     let app = server.router();
     Fixture {
@@ -81,7 +105,10 @@ async fn runs_list_filters_and_pages() {
     for id in ["r-done", "r-fail", "r-wait"] {
         assert!(a.body.contains(&format!("href=\"/runs/{id}\"")), "{id}");
     }
-    assert!(a.body.contains(f.server.csrf_token()), "the page embeds the CSRF token");
+    assert!(
+        a.body.contains(f.server.csrf_token()),
+        "the page embeds the CSRF token"
+    );
 
     let a = get(&f.app, "/runs?status=Failed&workflow=").await;
     assert!(a.body.contains("/runs/r-fail") && !a.body.contains("/runs/r-done"));
@@ -92,7 +119,11 @@ async fn runs_list_filters_and_pages() {
 
     let a = get(&f.app, "/runs?limit=2").await;
     assert_eq!(a.body.matches("<tr><td class=\"mono\">").count(), 2);
-    assert!(a.body.contains("href=\"/runs?offset=2&amp;limit=2\""), "{}", a.body);
+    assert!(
+        a.body.contains("href=\"/runs?offset=2&amp;limit=2\""),
+        "{}",
+        a.body
+    );
     let a = get(&f.app, "/runs?limit=2&offset=2").await;
     assert_eq!(a.body.matches("<tr><td class=\"mono\">").count(), 1);
     assert!(a.body.contains("rel=\"prev\""));
@@ -110,18 +141,32 @@ async fn run_page_shows_graph_nodes_outputs_and_added_nodes() {
     assert_eq!(a.status, 200);
     assert!(a.body.contains("<svg"), "the graph is drawn");
     assert_eq!(a.body.matches("class=\"gnode s-Completed").count(), 4);
-    assert_eq!(a.body.matches("class=\"gnode s-Completed added\"").count(), 1);
+    assert_eq!(
+        a.body.matches("class=\"gnode s-Completed added\"").count(),
+        1
+    );
     assert!(a.body.contains("(added at run time)"));
     assert!(a.body.contains("<tr data-i=\"3\">"));
-    assert!(a.body.contains("&quot;stdout&quot;:&quot;hello"), "output preview");
-    assert!(!a.body.contains("data-live"), "a finished run is not followed live");
+    assert!(
+        a.body.contains("&quot;stdout&quot;:&quot;hello"),
+        "output preview"
+    );
+    assert!(
+        !a.body.contains("data-live"),
+        "a finished run is not followed live"
+    );
     // A finished run offers neither cancel nor resume.
     assert!(a.body.contains("action=\"/runs/r-done/cancel\" data-when=\"Running Paused WaitingForHuman\" data-confirm=\"Cancel this run?\" hidden"));
 
     let a = get(&f.app, "/runs/r-fail").await;
     assert!(a.body.contains("class=\"gnode s-Failed\""));
     assert!(a.body.contains("<td class=\"at\">3</td>"));
-    assert!(a.body.contains("action=\"/runs/r-fail/resume\" data-when=\"Failed Cancelled Paused WaitingForHuman\">"), "resume offered");
+    assert!(
+        a.body.contains(
+            "action=\"/runs/r-fail/resume\" data-when=\"Failed Cancelled Paused WaitingForHuman\">"
+        ),
+        "resume offered"
+    );
 
     let a = get(&f.app, "/runs/nope").await;
     assert_eq!(a.status, 404);
@@ -131,28 +176,48 @@ async fn run_page_shows_graph_nodes_outputs_and_added_nodes() {
 #[tokio::test]
 async fn user_strings_are_escaped_everywhere() {
     let f = fixture().await;
-    for uri in ["/runs/r-done", "/runs/r-fail", "/runs/r-wait", "/workflows", "/workflows/pipeline", "/runs"] {
+    for uri in [
+        "/runs/r-done",
+        "/runs/r-fail",
+        "/runs/r-wait",
+        "/workflows",
+        "/workflows/pipeline",
+        "/runs",
+    ] {
         let a = get(&f.app, uri).await;
         assert_eq!(a.status, 200, "{uri}");
         assert!(!a.body.contains("<script>alert"), "{uri}: {}", a.body);
         assert!(!a.body.contains("<img src=x"), "{uri}");
         assert!(!a.body.contains("<b>now</b>"), "{uri}");
-        assert_eq!(a.body.matches("<script").count(), 1, "{uri}: only our own script tag");
+        assert_eq!(
+            a.body.matches("<script").count(),
+            1,
+            "{uri}: only our own script tag"
+        );
     }
     let a = get(&f.app, "/runs/r-done").await;
-    assert!(a.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the node id shows as text");
+    assert!(
+        a.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "the node id shows as text"
+    );
     let a = get(&f.app, "/runs/r-fail").await;
     assert!(a.body.contains("&lt;img src=x onerror=alert(2)&gt;"));
     let a = get(&f.app, "/runs/r-wait").await;
     assert!(a.body.contains("Publish &lt;b&gt;now&lt;/b&gt;?"));
     let a = get(&f.app, "/workflows").await;
-    assert!(a.body.contains("unknown field `&lt;script&gt;alert(1)&lt;/script&gt;`"));
+    assert!(
+        a.body
+            .contains("unknown field `&lt;script&gt;alert(1)&lt;/script&gt;`")
+    );
     // A workflow whose name needs escaping in a URL and in HTML.
     let (_d, stores) = temp_store().await;
     let evil_wf = workflow(EVIL, &[(EVIL, &[])]);
     let app = server(&stores, vec![evil_wf], None).router();
     let a = get(&app, "/workflows").await;
-    assert!(a.body.contains("href=\"/workflows/%3Cscript%3Ealert%281%29%3C%2Fscript%3E\""));
+    assert!(
+        a.body
+            .contains("href=\"/workflows/%3Cscript%3Ealert%281%29%3C%2Fscript%3E\"")
+    );
     let a = get(&app, &format!("/workflows/{}", enc(EVIL))).await;
     assert_eq!(a.status, 200);
     assert!(!a.body.contains("<script>alert"));
@@ -164,9 +229,17 @@ async fn waiting_node_can_be_approved_with_the_csrf_token() {
     let a = get(&f.app, "/runs/r-wait").await;
     assert!(a.body.contains("data-live=\"/api/runs/r-wait/events\""));
     assert!(a.body.contains("Waiting for a human"));
-    assert!(a.body.contains("<input type=\"hidden\" name=\"node\" value=\"publish\">"));
+    assert!(
+        a.body
+            .contains("<input type=\"hidden\" name=\"node\" value=\"publish\">")
+    );
 
-    let a = post_form(&f.app, "/runs/r-wait/approve", &format!("{}&node=publish&input=%7B%22ok%22%3Atrue%7D", csrf(&f))).await;
+    let a = post_form(
+        &f.app,
+        "/runs/r-wait/approve",
+        &format!("{}&node=publish&input=%7B%22ok%22%3Atrue%7D", csrf(&f)),
+    )
+    .await;
     assert_eq!(a.status, 303, "{}", a.body);
     assert_eq!(a.location(), "/runs/r-wait");
     assert_eq!(
@@ -177,19 +250,46 @@ async fn waiting_node_can_be_approved_with_the_csrf_token() {
         }]
     );
 
-    let a = post_form(&f.app, "/runs/r-wait/reject", &format!("{}&node=publish&reason=no", csrf(&f))).await;
+    let a = post_form(
+        &f.app,
+        "/runs/r-wait/reject",
+        &format!("{}&node=publish&reason=no", csrf(&f)),
+    )
+    .await;
     assert_eq!(a.status, 303);
-    assert!(matches!(&controls(&f.stores, "r-wait").await[1], ControlRequest::Reject { reason, .. } if reason == "no"));
+    assert!(
+        matches!(&controls(&f.stores, "r-wait").await[1], ControlRequest::Reject { reason, .. } if reason == "no")
+    );
 
-    let a = post_form(&f.app, "/runs/r-wait/approve", &format!("{}&node=publish&input=%7Bnope", csrf(&f))).await;
+    let a = post_form(
+        &f.app,
+        "/runs/r-wait/approve",
+        &format!("{}&node=publish&input=%7Bnope", csrf(&f)),
+    )
+    .await;
     assert_eq!(a.status, 400);
     assert!(a.body.contains("the input is not valid JSON"), "{}", a.body);
 
-    let a = post_form(&f.app, "/runs/r-wait/approve", &format!("{}&node=draft", csrf(&f))).await;
+    let a = post_form(
+        &f.app,
+        "/runs/r-wait/approve",
+        &format!("{}&node=draft", csrf(&f)),
+    )
+    .await;
     assert_eq!(a.status, 409);
-    assert!(a.body.contains("node `draft` of run `r-wait` is not waiting for a human (it is Completed)"), "{}", a.body);
+    assert!(
+        a.body
+            .contains("node `draft` of run `r-wait` is not waiting for a human (it is Completed)"),
+        "{}",
+        a.body
+    );
 
-    let a = post_form(&f.app, "/runs/r-wait/approve", &format!("{}&node=ghost", csrf(&f))).await;
+    let a = post_form(
+        &f.app,
+        "/runs/r-wait/approve",
+        &format!("{}&node=ghost", csrf(&f)),
+    )
+    .await;
     assert_eq!(a.status, 404);
     assert!(a.body.contains("run `r-wait` has no node `ghost`"));
 
@@ -203,7 +303,10 @@ async fn forms_without_the_right_csrf_token_are_forbidden() {
     let f = fixture().await;
     for (uri, body) in [
         ("/runs/r-wait/approve", "node=publish".to_string()),
-        ("/runs/r-wait/approve", "node=publish&csrf=wrong".to_string()),
+        (
+            "/runs/r-wait/approve",
+            "node=publish&csrf=wrong".to_string(),
+        ),
         ("/runs/r-wait/reject", "node=publish&csrf=".to_string()),
         ("/runs/r-wait/cancel", "csrf=0".to_string()),
         ("/runs/r-fail/resume", String::new()),
@@ -212,7 +315,10 @@ async fn forms_without_the_right_csrf_token_are_forbidden() {
         assert_eq!(a.status, 403, "{uri} {body}");
         assert!(a.body.contains("missing or wrong CSRF token"), "{}", a.body);
     }
-    assert!(controls(&f.stores, "r-wait").await.is_empty(), "nothing was queued");
+    assert!(
+        controls(&f.stores, "r-wait").await.is_empty(),
+        "nothing was queued"
+    );
     // A GET cannot change anything.
     let a = get(&f.app, "/runs/r-wait/cancel").await;
     assert_eq!(a.status, 405);
@@ -221,15 +327,26 @@ async fn forms_without_the_right_csrf_token_are_forbidden() {
 #[tokio::test]
 async fn cancel_is_queued_for_a_live_run_and_refused_for_a_finished_one() {
     let f = fixture().await;
-    let a = post_form(&f.app, "/runs/r-wait/cancel", &format!("{}&reason=enough", csrf(&f))).await;
+    let a = post_form(
+        &f.app,
+        "/runs/r-wait/cancel",
+        &format!("{}&reason=enough", csrf(&f)),
+    )
+    .await;
     assert_eq!(a.status, 303);
     assert_eq!(
         controls(&f.stores, "r-wait").await,
-        vec![ControlRequest::Cancel { reason: "enough".into() }]
+        vec![ControlRequest::Cancel {
+            reason: "enough".into()
+        }]
     );
     let a = post_form(&f.app, "/runs/r-done/cancel", &csrf(&f)).await;
     assert_eq!(a.status, 409);
-    assert!(a.body.contains("run `r-done` already ended (Completed)"), "{}", a.body);
+    assert!(
+        a.body.contains("run `r-done` already ended (Completed)"),
+        "{}",
+        a.body
+    );
 }
 
 #[tokio::test]
@@ -248,11 +365,20 @@ async fn resume_runs_in_the_server_and_completes() {
     // Follow the run's events until it ends.
     let a = get(&f.app, "/api/runs/r-fail/events").await;
     assert!(a.body.contains("event: end"), "{}", a.body);
-    let run = f.stores.runs.get_run(&"r-fail".into()).await.unwrap().unwrap();
+    let run = f
+        .stores
+        .runs
+        .get_run(&"r-fail".into())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(run.status, RunStatus::Completed, "{:?}", run.reason);
     let a = post_form(&f.app, "/runs/r-done/resume", &csrf(&f)).await;
     assert_eq!(a.status, 409);
-    assert!(a.body.contains("run `r-done` completed; there is nothing to resume"));
+    assert!(
+        a.body
+            .contains("run `r-done` completed; there is nothing to resume")
+    );
 }
 
 #[tokio::test]
@@ -283,7 +409,10 @@ async fn assets_headers_and_unknown_paths() {
     assert_eq!(a.headers["content-type"], "text/css; charset=utf-8");
     let a = get(&f.app, "/runs").await;
     let csp = a.headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     assert_eq!(a.headers["x-frame-options"], "DENY");
     let a = get(&f.app, "/nowhere").await;
     assert_eq!(a.status, 404);
@@ -314,7 +443,15 @@ async fn a_server_token_guards_changes_and_login_sets_a_cookie() {
         Seed::new("publish", NodeStatus::WaitingForHuman),
     ];
     waiting[1].prompt = Some("ok?");
-    seed_run(&stores, "w", &review(), &[], RunStatus::WaitingForHuman, &waiting).await;
+    seed_run(
+        &stores,
+        "w",
+        &review(),
+        &[],
+        RunStatus::WaitingForHuman,
+        &waiting,
+    )
+    .await;
     let token = "0123456789abcdef-secret";
     let server = server(&stores, vec![], Some(token));
     let app = server.router();
@@ -332,7 +469,12 @@ async fn a_server_token_guards_changes_and_login_sets_a_cookie() {
     let a = post_form(&app, "/login", &format!("{csrf}&token={token}")).await;
     assert_eq!(a.status, 303);
     let cookie = a.headers["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.starts_with(&format!("dagger_token={token};")) && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.starts_with(&format!("dagger_token={token};"))
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
 
     let with_cookie = |body: &str| {
         axum::http::Request::post("/runs/w/cancel")
