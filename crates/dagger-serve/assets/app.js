@@ -33,7 +33,11 @@
     }
     var human = document.querySelector('[data-human="' + n.i + '"]');
     if (n.status === "WaitingForHuman" && !human) reload();
-    if (n.status !== "WaitingForHuman" && human) human.hidden = true;
+    if (n.status !== "WaitingForHuman" && human) {
+      human.hidden = true;
+      var section = document.querySelector("section.waiting");
+      if (section && !section.querySelector("[data-human]:not([hidden])")) section.hidden = true;
+    }
   }
 
   function applyRun(r) {

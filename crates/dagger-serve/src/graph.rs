@@ -137,7 +137,38 @@ pub(crate) fn render(def: &WorkflowDef, nodes: &[GraphNode<'_>]) -> Result<Strin
     let svg = drawn.map_err(|_| NoGraph::LayoutFailed)?;
     // Inline in HTML: drop the XML declaration.
     let start = svg.find("<svg").ok_or(NoGraph::LayoutFailed)?;
-    Ok(svg[start..].to_string())
+    Ok(fit_to_boxes(&svg[start..]))
+}
+
+/// The value of attribute `name` in `tag` (the text of one element's start tag).
+fn attr(tag: &str, name: &str) -> Option<f64> {
+    let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    tag[at..].split('"').next()?.trim().parse().ok()
+}
+
+/// layout-rs sizes the canvas from each label's length as if it were drawn
+/// vertically, which leaves a wide empty margin; this sets the canvas to the
+/// boxes' extent instead.
+fn fit_to_boxes(svg: &str) -> String {
+    let (mut width, mut height) = (0f64, 0f64);
+    for piece in svg.split("<rect").skip(1) {
+        let tag = piece.split('>').next().unwrap_or_default();
+        let x = attr(tag, "x").unwrap_or(0.0) + attr(tag, "width").unwrap_or(0.0);
+        let y = attr(tag, "y").unwrap_or(0.0) + attr(tag, "height").unwrap_or(0.0);
+        width = width.max(x);
+        height = height.max(y);
+    }
+    let Some(header_end) = svg.find('>') else {
+        return svg.to_string();
+    };
+    if width <= 0.0 || height <= 0.0 {
+        return svg.to_string();
+    }
+    let (w, h) = ((width + 20.0).ceil(), (height + 20.0).ceil());
+    format!(
+        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" xmlns=\"http://www.w3.org/2000/svg\">{}",
+        &svg[header_end + 1..]
+    )
 }
 
 #[cfg(test)]
@@ -188,6 +219,22 @@ mod tests {
         assert!(svg.contains("data-i=\"2\""));
         assert!(svg.contains("(added at run time)"));
         assert_eq!(svg.matches("marker-end=\"url(#endarrow)\"").count(), 3);
+    }
+
+    #[test]
+    fn the_canvas_fits_the_boxes() {
+        let d = def(&[
+            ("a", &[]),
+            ("a_node_with_a_rather_long_identifier_here", &["a"]),
+        ]);
+        let svg = render(&d, &nodes(&d)).unwrap();
+        let header = svg.split('>').next().unwrap();
+        let h = attr(header, "height").unwrap();
+        assert!(
+            h < 300.0,
+            "two boxes stacked fit in 300 px, not {h}: {header}"
+        );
+        assert!(header.contains("viewBox=\"0 0 "), "{header}");
     }
 
     #[test]
