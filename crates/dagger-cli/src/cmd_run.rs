@@ -6,7 +6,10 @@ use crate::progress::Progress;
 use crate::{DbArg, open_store};
 use dagger_coord::{Coordinator, DagExecutionReport, EventHook};
 use dagger_core::{Cache, NodeStatus, RunId, RunStatus};
-use dagger_dag_flow::{DagConfig, DagConfigOverride, DagExecutor, WorkflowDef, load_yaml_path};
+use dagger_dag_flow::{
+    DagConfig, DagConfigOverride, DagExecutor, WorkflowDef, load_yaml_path,
+    load_yaml_path_with_actions,
+};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,27 +48,10 @@ pub(crate) fn validate(files: &[PathBuf]) -> Result<ExitCode, CliError> {
     let registry = builtin_registry();
     let mut count = 0;
     for file in files {
-        match load_yaml_path(file) {
-            Ok(def) => {
-                for node in &def.nodes {
-                    for action in std::iter::once(&node.action).chain(node.failure.iter()) {
-                        if !registry.contains(action) {
-                            count += 1;
-                            println!(
-                                "{}: node `{}` uses unknown action `{action}` (built-in actions: {})",
-                                file.display(),
-                                node.id,
-                                registry.names().join(", ")
-                            );
-                        }
-                    }
-                }
-            }
-            Err(errors) => {
-                for issue in errors.issues() {
-                    count += 1;
-                    println!("{issue}");
-                }
+        if let Err(errors) = load_yaml_path_with_actions(file, &registry) {
+            for issue in errors.issues() {
+                count += 1;
+                println!("{issue}");
             }
         }
     }

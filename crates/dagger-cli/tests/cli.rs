@@ -122,10 +122,12 @@ fn validate_prints_every_problem_with_positions() {
     );
     let out = s.run(&["validate", unknown.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stdout(&out).contains("node `a` uses unknown action `teleport`"),
-        "{}",
-        stdout(&out)
+    assert_eq!(
+        stdout(&out).trim_end(),
+        format!(
+            "{}:4:13: node `a`: unknown action `teleport`; registered actions: `echo`, `fail`, `shell`, `sleep`",
+            unknown.display()
+        )
     );
 
     let out = s.run(&[

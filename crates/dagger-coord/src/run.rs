@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Completed invocation outputs and attempt counts of a fan-out node, by index.
 type RestoredFanOut = (HashMap<u32, Value>, HashMap<u32, u32>);
@@ -273,8 +274,6 @@ impl RunLoop {
             late_records: Vec::new(),
         };
         let span = tracing::info_span!("run", run_id = %lp.shared.run_id, dag = %lp.wf.name);
-        let _enter = span.enter();
-        drop(_enter);
         for i in 0..lp.g.nodes.len() as u32 {
             if lp.g.nodes[i as usize].status == NodeStatus::Completed {
                 continue;
@@ -296,7 +295,8 @@ impl RunLoop {
         if resumed {
             lp.apply_controls(true).await;
         }
-        lp.run(coord, cancel_rx).await;
+        tracing::info!(parent: &span, resumed, nodes = node_count, "run started");
+        lp.run(coord, cancel_rx).instrument(span.clone()).await;
         lp.finish(started, resumed).await
     }
 
@@ -484,7 +484,7 @@ impl RunLoop {
                 continue;
             }
             if self.g.in_paused_branch(i) {
-                self.g.nodes[i as usize].status = NodeStatus::Paused;
+                self.g.nodes[i as usize].set_status(NodeStatus::Paused);
                 self.g.parked.push(i);
                 continue;
             }
@@ -513,7 +513,7 @@ impl RunLoop {
 
     fn wait_for_human(&mut self, i: u32, prompt: String) {
         let n = &mut self.g.nodes[i as usize];
-        n.status = NodeStatus::WaitingForHuman;
+        n.set_status(NodeStatus::WaitingForHuman);
         n.waiting_since = Some(Instant::now());
         n.error = None;
         let node = n.node_ref(None);
@@ -570,7 +570,7 @@ impl RunLoop {
             .filter(|k| fan.results[*k as usize].is_none())
             .collect();
         let n = &mut self.g.nodes[i as usize];
-        n.status = NodeStatus::Running;
+        n.set_status(NodeStatus::Running);
         n.first_start.get_or_insert_with(Instant::now);
         n.cancel = Some(self.run_token.child_token());
         n.fanout = Some(Box::new(fan));
@@ -616,7 +616,9 @@ impl RunLoop {
                 (attempt, token, Some(fan.items[k as usize].clone()))
             }
         };
-        n.status = NodeStatus::Running;
+        if n.status != NodeStatus::Running {
+            n.set_status(NodeStatus::Running);
+        }
         n.first_start.get_or_insert_with(Instant::now);
         n.started_at_ms.get_or_insert_with(now_millis);
         let mut node = n.node_ref(inv);
@@ -698,7 +700,7 @@ impl RunLoop {
                     }
                     return;
                 }
-                n.status = NodeStatus::Completed;
+                n.set_status(NodeStatus::Completed);
                 n.cache_hit = cache_hit;
                 n.error = None;
                 n.duration_ms =
@@ -731,16 +733,16 @@ impl RunLoop {
         if n.status.is_terminal() {
             return;
         }
+        if n.cancel_reason.is_none() && matches!(self.stop, Some(Stop::Pause(_))) {
+            // Interrupted by a pause, not cancelled: it runs again on resume.
+            n.set_status(NodeStatus::Pending);
+            return;
+        }
         let reason = n
             .cancel_reason
             .take()
             .or_else(|| self.stop.as_ref().map(|s| s.reason().to_string()))
             .unwrap_or_else(|| "cancelled".into());
-        if matches!(self.stop, Some(Stop::Pause(_))) && n.cancel_reason.is_none() {
-            n.status = NodeStatus::Pending;
-            return;
-        }
-        n.status = NodeStatus::Pending; // lets end_unstarted apply the transition
         self.g.cancel_unstarted(i, reason);
     }
 
@@ -786,7 +788,7 @@ impl RunLoop {
             .map(Option::unwrap_or_default)
             .collect();
         let output = Arc::new(NodeOutput::success(json!({ "results": results })));
-        n.status = NodeStatus::Completed;
+        n.set_status(NodeStatus::Completed);
         n.duration_ms = n.first_start.map(|s| s.elapsed().as_millis() as u64);
         n.cancel = None;
         self.shared.cache.insert_object(&n.id, &output.outputs);
@@ -818,7 +820,7 @@ impl RunLoop {
                 (self.retry_seed.hash_one((i, inv, attempt)) >> 11) as f64 / (1u64 << 53) as f64;
             let delay = policy.jittered_delay(attempt, unit);
             if inv.is_none() {
-                n.status = NodeStatus::Retrying;
+                n.set_status(NodeStatus::Retrying);
             }
             let mut node = n.node_ref(inv);
             node.attempt = attempt;
@@ -889,7 +891,7 @@ impl RunLoop {
 
     fn finalize_failed(&mut self, i: u32, error: String) {
         let n = &mut self.g.nodes[i as usize];
-        n.status = NodeStatus::Failed;
+        n.set_status(NodeStatus::Failed);
         n.error = Some(error.clone());
         n.waiting_since = None;
         n.duration_ms = n.first_start.map(|s| s.elapsed().as_millis() as u64);
@@ -955,7 +957,7 @@ impl RunLoop {
             handle.abort();
             let n = &mut self.g.nodes[i as usize];
             if !n.status.is_terminal() {
-                n.status = NodeStatus::Cancelled;
+                n.set_status(NodeStatus::Cancelled);
                 n.error = Some(format!(
                     "{} (the action did not stop within the grace period and was dropped)",
                     self.stop.as_ref().map_or("cancelled", |s| s.reason())
@@ -1017,7 +1019,6 @@ impl RunLoop {
                 .insert("human_input".into(), input);
         }
         if n.status == NodeStatus::WaitingForHuman {
-            n.status = NodeStatus::Pending;
             n.waiting_since = None;
             self.waiting.remove(&i);
             self.g.make_ready(i);
@@ -1264,7 +1265,18 @@ impl RunLoop {
             self.stop_without_coord(Stop::Budget(reason.clone()));
             return Err(reason);
         }
-        let order = check_new_nodes(&self.g.index, &self.registry, &defs)?;
+        check_actions(&self.registry, &defs)?;
+        let existing = |id: &str| {
+            self.g
+                .index
+                .get(id)
+                .map(|&i| &*self.g.nodes[i as usize].def)
+        };
+        if let Err(issues) = dagger_dag_flow::validate_added_nodes_with(existing, &defs) {
+            let kinds: Vec<String> = issues.iter().map(|i| i.kind.to_string()).collect();
+            return Err(kinds.join("; "));
+        }
+        let order = insertion_order(&defs);
         let mut new_ids = Vec::with_capacity(defs.len());
         let mut new_idx = Vec::with_capacity(defs.len());
         let mut defs: Vec<Option<NodeDef>> = defs.into_iter().map(Some).collect();
@@ -1412,7 +1424,6 @@ impl RunLoop {
                 .collect();
             let why = reason.clone().unwrap_or_else(|| "run ended".into());
             for i in leftover {
-                self.g.nodes[i as usize].status = NodeStatus::Pending;
                 self.g.cancel_unstarted(i, why.clone());
             }
         }
@@ -1532,21 +1543,9 @@ impl RunLoop {
     }
 }
 
-/// Checks a batch of nodes to add; returns an insertion order in which every
-/// node comes after the batch nodes it depends on.
-fn check_new_nodes(
-    index: &HashMap<Arc<str>, u32>,
-    registry: &ActionRegistry,
-    defs: &[NodeDef],
-) -> Result<Vec<usize>, String> {
-    let mut batch: HashMap<&str, usize> = HashMap::new();
-    for (k, d) in defs.iter().enumerate() {
-        if d.id.trim().is_empty() {
-            return Err("a node to add has an empty id".into());
-        }
-        if index.contains_key(d.id.as_str()) || batch.insert(d.id.as_str(), k).is_some() {
-            return Err(format!("node `{}` already exists", d.id));
-        }
+/// Every action (and failure action) of a batch must be registered.
+fn check_actions(registry: &ActionRegistry, defs: &[NodeDef]) -> Result<(), String> {
+    for d in defs {
         if !registry.contains(&d.action) {
             return Err(format!(
                 "node `{}` uses unknown action `{}`",
@@ -1559,32 +1558,24 @@ fn check_new_nodes(
             return Err(format!("node `{}` uses unknown failure action `{f}`", d.id));
         }
     }
+    Ok(())
+}
+
+/// An order of a validated (acyclic) batch in which every node comes after
+/// the batch nodes it depends on, so wiring finds its dependencies.
+fn insertion_order(defs: &[NodeDef]) -> Vec<usize> {
+    let batch: HashMap<&str, usize> = defs
+        .iter()
+        .enumerate()
+        .map(|(k, d)| (d.id.as_str(), k))
+        .collect();
     let mut indegree = vec![0usize; defs.len()];
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); defs.len()];
     for (k, d) in defs.iter().enumerate() {
         for dep in &d.dependencies {
-            if dep == &d.id {
-                return Err(format!("node `{}` depends on itself", d.id));
-            }
             if let Some(&j) = batch.get(dep.as_str()) {
                 indegree[k] += 1;
                 children[j].push(k);
-            } else if !index.contains_key(dep.as_str()) {
-                return Err(format!("node `{}` depends on unknown node `{dep}`", d.id));
-            }
-        }
-        for input in &d.inputs {
-            if let Some(r) = &input.reference {
-                match dagger_core::InputSpec::split_reference(r) {
-                    Some(("inputs", _)) => {}
-                    Some((ns, _)) if index.contains_key(ns) || batch.contains_key(ns) => {}
-                    _ => {
-                        return Err(format!(
-                            "node `{}`: input `{}` references unknown `{r}`",
-                            d.id, input.name
-                        ));
-                    }
-                }
             }
         }
     }
@@ -1599,17 +1590,7 @@ fn check_new_nodes(
             }
         }
     }
-    if order.len() < defs.len() {
-        let cyclic: Vec<&str> = (0..defs.len())
-            .filter(|k| indegree[*k] > 0)
-            .map(|k| defs[k].id.as_str())
-            .collect();
-        return Err(format!(
-            "adding these nodes would create a cycle among: {}",
-            cyclic.join(", ")
-        ));
-    }
-    Ok(order)
+    order
 }
 
 /// What woke the run loop.

@@ -153,8 +153,8 @@ async fn add_nodes_is_atomic_and_rejections_are_reported() {
     assert_eq!(
         rejected,
         vec![
-            "rejected: adding these nodes would create a cycle among: x, y",
-            "rejected: node `z` depends on unknown node `ghost`",
+            "rejected: dependency cycle: x -> y -> x",
+            "rejected: node `z` depends on `ghost`, which is not a node of this workflow",
             "rejected: node `w` uses unknown action `nope`",
         ]
     );

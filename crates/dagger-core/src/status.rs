@@ -90,21 +90,14 @@ impl NodeStatus {
         use NodeStatus::*;
         matches!(
             (self, to),
-            (Pending, Ready | Skipped | Cancelled | Paused)
-                | (
-                    Ready,
-                    Running | Skipped | Cancelled | Paused | WaitingForHuman | Completed
-                )
-                | (
-                    Running,
-                    Completed | Failed | Retrying | Cancelled | WaitingForHuman | Ready
-                )
-                | (Retrying, Running | Cancelled | Failed | Paused)
+            // A node can fail before running (bad fan-out list, human rejection).
+            (Pending, Ready | Skipped | Cancelled | Paused | Failed)
+                | (Ready, Running | Skipped | Cancelled | Paused | WaitingForHuman | Completed | Failed)
+                // Running -> Pending: an attempt interrupted by a pause runs again on resume.
+                | (Running, Completed | Failed | Retrying | Cancelled | WaitingForHuman | Ready | Pending)
+                | (Retrying, Running | Cancelled | Failed | Paused | Skipped)
                 | (Paused, Ready | Pending | Cancelled | Skipped)
-                | (
-                    WaitingForHuman,
-                    Ready | Completed | Failed | Cancelled | Skipped
-                )
+                | (WaitingForHuman, Ready | Completed | Failed | Cancelled | Skipped)
         )
     }
 

@@ -320,6 +320,19 @@ pub enum LoadIssueKind {
         /// What is wrong.
         message: String,
     },
+    /// A node names an action (or failure action) the given registry does not
+    /// hold; only reported by the `*_with_actions` loaders.
+    #[error("node `{node}`: unknown {field} `{action}`; registered actions: {known}")]
+    UnknownAction {
+        /// The node.
+        node: String,
+        /// `action` or `failure`.
+        field: &'static str,
+        /// The unknown name.
+        action: String,
+        /// The registered names.
+        known: String,
+    },
     /// The executor already holds a workflow of this name from another source.
     #[error("workflow `{name}` is already loaded (from {existing})")]
     AlreadyLoaded {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dot;
 pub mod error;
 pub mod executor;
+mod growth;
 pub mod loader;
 pub mod model;
 mod shape;
@@ -23,7 +24,10 @@ pub use dagger_core::{Cache, InputSpec, RetryStrategy};
 pub use dot::{NodeRunView, serialize_run_to_dot, serialize_tree_to_dot};
 pub use error::{DagError, LoadErrors, LoadIssue, LoadIssueKind};
 pub use executor::{DagExecutor, LoadedWorkflow};
-pub use loader::{STRING_SOURCE, load_yaml_bytes, load_yaml_path, load_yaml_str};
+pub use loader::{
+    STRING_SOURCE, load_yaml_bytes, load_yaml_path, load_yaml_path_with_actions, load_yaml_str,
+    load_yaml_str_with_actions,
+};
 pub use model::{DagMetadata, NodeDef, OutputSpec, WorkflowDef};
 pub use validate::{validate_added_nodes, validate_added_nodes_with, validate_workflow};
 pub use yaml::{MAX_ALIAS_REPLAY_EVENTS, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES};

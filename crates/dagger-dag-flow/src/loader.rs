@@ -2,11 +2,12 @@
 //! Every load parses once, reads every field, runs every semantic check and
 //! reports all problems together (see [`LoadErrors`]).
 
+use crate::action::ActionRegistry;
 use crate::error::{DagError, LoadErrors, LoadIssue, LoadIssueKind};
 use crate::executor::DagExecutor;
 use crate::model::WorkflowDef;
 use crate::shape::Shape;
-use crate::validate::{attach, check_workflow};
+use crate::validate::{attach, check_actions, check_workflow};
 use crate::yaml::{self, MAX_INPUT_BYTES, Pos, YValue};
 use std::collections::HashMap;
 use std::io::Read;
@@ -17,11 +18,37 @@ pub const STRING_SOURCE: &str = "<string>";
 
 /// Parses and validates one workflow from YAML text. `source_name` names the
 /// text in the issues (usually its file name).
+///
+/// ```
+/// let errors = dagger_dag_flow::load_yaml_str("name: x\nnodes: []\n", "wf.yaml").unwrap_err();
+/// assert_eq!(
+///     errors.to_string(),
+///     "wf.yaml:2:1: `nodes` is empty; a workflow needs at least one node"
+/// );
+/// ```
 pub fn load_yaml_str(text: &str, source_name: &str) -> Result<WorkflowDef, LoadErrors> {
+    load(text, source_name, None)
+}
+
+/// [`load_yaml_str`], also reporting every `action` and `failure` that
+/// `actions` does not hold, at its position (what `dagger validate` does).
+pub fn load_yaml_str_with_actions(
+    text: &str,
+    source_name: &str,
+    actions: &ActionRegistry,
+) -> Result<WorkflowDef, LoadErrors> {
+    load(text, source_name, Some(actions))
+}
+
+fn load(
+    text: &str,
+    source_name: &str,
+    actions: Option<&ActionRegistry>,
+) -> Result<WorkflowDef, LoadErrors> {
     let one = |(pos, kind): (Option<Pos>, LoadIssueKind)| {
         LoadErrors(attach(source_name, vec![(pos, kind)]))
     };
-    let root = yaml::parse(text).map_err(one)?;
+    let root = yaml::parse(text).map_err(|found| one(*found))?;
     match &root.value {
         YValue::Map(_) => {}
         YValue::Null => return Err(one((root.pos, LoadIssueKind::EmptyDocument))),
@@ -38,6 +65,9 @@ pub fn load_yaml_str(text: &str, source_name: &str) -> Result<WorkflowDef, LoadE
     let (def, locations) = shape.workflow(&root);
     let mut found = shape.found;
     found.extend(check_workflow(&def, &locations));
+    if let Some(registry) = actions {
+        found.extend(check_actions(&def, &locations, registry));
+    }
     if found.is_empty() {
         Ok(def)
     } else {
@@ -48,8 +78,16 @@ pub fn load_yaml_str(text: &str, source_name: &str) -> Result<WorkflowDef, LoadE
 /// Like [`load_yaml_str`] for bytes that may not be UTF-8: invalid UTF-8 is
 /// reported at the line and column of the first bad byte.
 pub fn load_yaml_bytes(bytes: &[u8], source_name: &str) -> Result<WorkflowDef, LoadErrors> {
+    load_bytes(bytes, source_name, None)
+}
+
+fn load_bytes(
+    bytes: &[u8],
+    source_name: &str,
+    actions: Option<&ActionRegistry>,
+) -> Result<WorkflowDef, LoadErrors> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => load_yaml_str(text, source_name),
+        Ok(text) => load(text, source_name, actions),
         Err(e) => {
             let valid = &bytes[..e.valid_up_to()];
             // The prefix is valid UTF-8 by construction.
@@ -69,7 +107,19 @@ pub fn load_yaml_bytes(bytes: &[u8], source_name: &str) -> Result<WorkflowDef, L
 /// Reads, parses and validates the workflow file at `path`. Files larger
 /// than the loader's limit are refused before they are read whole.
 pub fn load_yaml_path(path: impl AsRef<Path>) -> Result<WorkflowDef, LoadErrors> {
-    let path = path.as_ref();
+    load_path(path.as_ref(), None)
+}
+
+/// [`load_yaml_path`], also reporting every `action` and `failure` that
+/// `actions` does not hold, at its position.
+pub fn load_yaml_path_with_actions(
+    path: impl AsRef<Path>,
+    actions: &ActionRegistry,
+) -> Result<WorkflowDef, LoadErrors> {
+    load_path(path.as_ref(), Some(actions))
+}
+
+fn load_path(path: &Path, actions: Option<&ActionRegistry>) -> Result<WorkflowDef, LoadErrors> {
     let name = path.display().to_string();
     let bytes = read_limited(path).map_err(|kind| {
         LoadErrors(vec![LoadIssue {
@@ -79,7 +129,7 @@ pub fn load_yaml_path(path: impl AsRef<Path>) -> Result<WorkflowDef, LoadErrors>
             kind,
         }])
     })?;
-    load_yaml_bytes(&bytes, &name)
+    load_bytes(&bytes, &name, actions)
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, LoadIssueKind> {

@@ -95,7 +95,8 @@ impl<'t> Shape<'t> {
                     LoadIssueKind::WrongType {
                         context: context.to_string(),
                         field: field.to_string(),
-                        message: e.message,
+                        // serde calls YAML's null a "unit value".
+                        message: e.message.replace("unit value", "null"),
                     },
                 );
                 None
@@ -110,8 +111,9 @@ impl<'t> Shape<'t> {
         context: &str,
         known: &[&str],
     ) -> Vec<Field<'t>> {
-        let mut seen = HashSet::with_capacity(entries.len());
-        let mut out = Vec::with_capacity(entries.len());
+        // `out` only ever holds known fields (a dozen at most), so a linear
+        // search for repeats is cheaper than hashing.
+        let mut out: Vec<Field<'t>> = Vec::with_capacity(entries.len().min(known.len()));
         for (key, value) in entries {
             let name = key.scalar_text(self.src).unwrap_or("<non-scalar key>");
             if !known.contains(&name) {
@@ -123,7 +125,7 @@ impl<'t> Shape<'t> {
                         expected: expected_list(known),
                     },
                 );
-            } else if !seen.insert(name) {
+            } else if out.iter().any(|f| f.name == name) {
                 self.push(
                     key.pos,
                     LoadIssueKind::DuplicateField {
@@ -300,7 +302,7 @@ impl<'t> Shape<'t> {
                 }
             }
         }
-        match self.config_from(good.into_iter()) {
+        match self.config_from(good) {
             Ok(config) => Some(config),
             Err(e) => {
                 // Each field was read alone above; together they cannot fail

@@ -3,9 +3,12 @@
 //! YAML files (with positions from the loader), definitions built in code, and
 //! nodes a running workflow grows (`validate_added_nodes`).
 //!
+//! The checks of nodes added at run time are in `growth.rs`.
+//!
 //! Cost is O(nodes + edges) for everything except a reference to a node that
 //! is not a direct dependency: that costs one upward walk per referring node.
 
+use crate::action::ActionRegistry;
 use crate::config::DagConfig;
 use crate::error::{LoadErrors, LoadIssue, LoadIssueKind};
 use crate::model::{NodeDef, WorkflowDef};
@@ -16,6 +19,8 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
+
+pub use crate::growth::{validate_added_nodes, validate_added_nodes_with};
 
 /// A problem and its position, before the file name is attached.
 pub(crate) type Found = (Option<Pos>, LoadIssueKind);
@@ -125,8 +130,65 @@ pub(crate) fn check_workflow(def: &WorkflowDef, locs: &WorkflowLocations) -> Vec
     out
 }
 
+/// Every `action` and `failure` of `def` that `registry` does not hold.
+pub(crate) fn check_actions(
+    def: &WorkflowDef,
+    locs: &WorkflowLocations,
+    registry: &ActionRegistry,
+) -> Vec<Found> {
+    let mut out = Vec::new();
+    let mut known: Option<String> = None;
+    for (i, node) in def.nodes.iter().enumerate() {
+        let loc = node_loc(locs, i);
+        let named = [
+            (
+                "action",
+                Some(node.action.as_str()),
+                loc.and_then(|l| l.action),
+            ),
+            (
+                "failure",
+                node.failure.as_deref(),
+                loc.and_then(|l| l.failure),
+            ),
+        ];
+        for (field, action, pos) in named {
+            let Some(action) = action.filter(|a| !a.trim().is_empty()) else {
+                continue; // absent or blank: reported by the field checks
+            };
+            if registry.contains(action) {
+                continue;
+            }
+            let known = known
+                .get_or_insert_with(|| {
+                    let names = registry.names();
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                })
+                .clone();
+            out.push((
+                pos.or(loc.and_then(|l| l.entry)),
+                LoadIssueKind::UnknownAction {
+                    node: display_id(i, node),
+                    field,
+                    action: action.to_string(),
+                    known,
+                },
+            ));
+        }
+    }
+    out
+}
+
 /// The name of node `i` in messages: its id, or `#n` when it has none.
-fn display_id(i: usize, node: &NodeDef) -> String {
+pub(crate) fn display_id(i: usize, node: &NodeDef) -> String {
     if node.id.trim().is_empty() {
         format!("#{}", i + 1)
     } else {
@@ -135,7 +197,12 @@ fn display_id(i: usize, node: &NodeDef) -> String {
 }
 
 /// Checks of one node that need no other node.
-fn check_node(i: usize, node: &NodeDef, loc: Option<&NodeLocations>, out: &mut Vec<Found>) {
+pub(crate) fn check_node(
+    i: usize,
+    node: &NodeDef,
+    loc: Option<&NodeLocations>,
+    out: &mut Vec<Found>,
+) {
     let name = display_id(i, node);
     let entry = loc.and_then(|l| l.entry);
     let context = || format!("node `{name}`");
@@ -304,14 +371,14 @@ fn id_problem(id: &str) -> Option<&'static str> {
 }
 
 /// A reference a node makes, and where.
-struct RefSite<'a> {
-    site: String,
-    reference: &'a str,
-    pos: Option<Pos>,
+pub(crate) struct RefSite<'a> {
+    pub(crate) site: String,
+    pub(crate) reference: &'a str,
+    pub(crate) pos: Option<Pos>,
 }
 
 /// Every reference of `node`: inputs, `map_over`, `when`.
-fn references<'a>(node: &'a NodeDef, loc: Option<&NodeLocations>) -> Vec<RefSite<'a>> {
+pub(crate) fn references<'a>(node: &'a NodeDef, loc: Option<&NodeLocations>) -> Vec<RefSite<'a>> {
     let entry = loc.and_then(|l| l.entry);
     let mut refs = Vec::new();
     for (j, input) in node.inputs.iter().enumerate() {
@@ -346,13 +413,13 @@ fn references<'a>(node: &'a NodeDef, loc: Option<&NodeLocations>) -> Vec<RefSite
 }
 
 /// What a reference names: run inputs, a node id, or nothing valid.
-enum RefTarget<'a> {
+pub(crate) enum RefTarget<'a> {
     RunInput,
     Node(&'a str),
     Malformed,
 }
 
-fn ref_target(reference: &str) -> RefTarget<'_> {
+pub(crate) fn ref_target(reference: &str) -> RefTarget<'_> {
     match InputSpec::split_reference(reference) {
         None => RefTarget::Malformed,
         Some((INPUTS_NAMESPACE, _)) => RefTarget::RunInput,
@@ -434,7 +501,7 @@ fn check_graph(nodes: &[NodeDef], locs: &WorkflowLocations, out: &mut Vec<Found>
     }
 }
 
-fn malformed(i: usize, node: &NodeDef, r: &RefSite<'_>) -> LoadIssueKind {
+pub(crate) fn malformed(i: usize, node: &NodeDef, r: &RefSite<'_>) -> LoadIssueKind {
     LoadIssueKind::MalformedReference {
         node: display_id(i, node),
         site: r.site.clone(),
@@ -442,7 +509,12 @@ fn malformed(i: usize, node: &NodeDef, r: &RefSite<'_>) -> LoadIssueKind {
     }
 }
 
-fn unknown_target(i: usize, node: &NodeDef, r: &RefSite<'_>, target: &str) -> LoadIssueKind {
+pub(crate) fn unknown_target(
+    i: usize,
+    node: &NodeDef,
+    r: &RefSite<'_>,
+    target: &str,
+) -> LoadIssueKind {
     LoadIssueKind::UnknownReferenceTarget {
         node: display_id(i, node),
         site: r.site.clone(),
@@ -451,7 +523,12 @@ fn unknown_target(i: usize, node: &NodeDef, r: &RefSite<'_>, target: &str) -> Lo
     }
 }
 
-fn non_ancestor(i: usize, node: &NodeDef, r: &RefSite<'_>, target: &str) -> LoadIssueKind {
+pub(crate) fn non_ancestor(
+    i: usize,
+    node: &NodeDef,
+    r: &RefSite<'_>,
+    target: &str,
+) -> LoadIssueKind {
     LoadIssueKind::NonAncestorReference {
         node: display_id(i, node),
         site: r.site.clone(),
@@ -462,7 +539,7 @@ fn non_ancestor(i: usize, node: &NodeDef, r: &RefSite<'_>, target: &str) -> Load
 
 /// The cycle issue for the closed path `ids` (indices into `nodes`, first
 /// repeated at the end), located at the dependency entry that closes it.
-fn cycle_issue(
+pub(crate) fn cycle_issue(
     nodes: &[NodeDef],
     ids: &[usize],
     dep_pos: impl Fn(usize, usize) -> Option<Pos>,
@@ -484,7 +561,7 @@ fn cycle_issue(
 
 /// One closed path per cyclic strongly connected component, starting at the
 /// component's first node in definition order (edges run dependency -> dependent).
-fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<NodeIndex>> {
+pub(crate) fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<NodeIndex>> {
     let mut found = Vec::new();
     for scc in tarjan_scc(graph) {
         if scc.len() < 2 {
@@ -564,117 +641,4 @@ impl Ancestry {
         // `n` itself is marked only when it lies on a cycle; it is never its own ancestor here.
         t != n && self.mark[t.index()] == self.stamp
     }
-}
-
-/// Checks nodes a running workflow is about to grow by: their own fields,
-/// duplicate ids, unknown dependencies, cycles among them, and references to
-/// nodes that are not their ancestors. `existing` is assumed valid. Costs
-/// O(existing nodes) to index them; see [`validate_added_nodes_with`] to
-/// reuse an index.
-pub fn validate_added_nodes(
-    existing: &WorkflowDef,
-    added: &[NodeDef],
-) -> Result<(), Vec<LoadIssue>> {
-    let index: HashMap<&str, &NodeDef> =
-        existing.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
-    validate_added_nodes_with(|id| index.get(id).copied(), added)
-}
-
-/// [`validate_added_nodes`] with the existing nodes given by a lookup by id,
-/// so a caller that keeps an index pays only for the added nodes (and for
-/// walks up the graph when a reference is not a direct dependency).
-pub fn validate_added_nodes_with<'a>(
-    existing: impl Fn(&str) -> Option<&'a NodeDef>,
-    added: &'a [NodeDef],
-) -> Result<(), Vec<LoadIssue>> {
-    let mut out = Vec::new();
-    let mut batch: HashMap<&str, usize> = HashMap::with_capacity(added.len());
-    for (i, node) in added.iter().enumerate() {
-        check_node(i, node, None, &mut out);
-        if node.id.trim().is_empty() {
-            continue;
-        }
-        if existing(&node.id).is_some() || batch.insert(node.id.as_str(), i).is_some() {
-            out.push((
-                None,
-                LoadIssueKind::DuplicateNodeId {
-                    id: node.id.clone(),
-                },
-            ));
-        }
-    }
-    let lookup = |id: &str| -> Option<&'a NodeDef> {
-        batch.get(id).map(|&i| &added[i]).or_else(|| existing(id))
-    };
-    let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(added.len(), added.len());
-    let handles: Vec<NodeIndex> = (0..added.len()).map(|i| graph.add_node(i)).collect();
-    for (i, node) in added.iter().enumerate() {
-        for dep in &node.dependencies {
-            if *dep == node.id {
-                continue;
-            }
-            if let Some(&j) = batch.get(dep.as_str()) {
-                graph.update_edge(handles[j], handles[i], ());
-            } else if existing(dep).is_none() {
-                out.push((
-                    None,
-                    LoadIssueKind::MissingDependency {
-                        node: display_id(i, node),
-                        dependency: dep.clone(),
-                    },
-                ));
-            }
-        }
-    }
-    for cycle in cycles(&graph) {
-        let ids: Vec<usize> = cycle.iter().map(|h| graph[*h]).collect();
-        out.push(cycle_issue(added, &ids, |_, _| None));
-    }
-    for (i, node) in added.iter().enumerate() {
-        for r in references(node, None) {
-            let target = match ref_target(r.reference) {
-                RefTarget::RunInput => continue,
-                RefTarget::Malformed => {
-                    out.push((None, malformed(i, node, &r)));
-                    continue;
-                }
-                RefTarget::Node(target) => target,
-            };
-            if lookup(target).is_none() {
-                out.push((None, unknown_target(i, node, &r, target)));
-            } else if target == node.id || !reaches_up(node, target, &lookup) {
-                out.push((None, non_ancestor(i, node, &r, target)));
-            }
-        }
-    }
-    if out.is_empty() {
-        Ok(())
-    } else {
-        Err(attach("<added nodes>", out))
-    }
-}
-
-/// Whether `target` is among the transitive dependencies of `node`.
-fn reaches_up<'a>(
-    node: &'a NodeDef,
-    target: &str,
-    lookup: &impl Fn(&str) -> Option<&'a NodeDef>,
-) -> bool {
-    if node.dependencies.iter().any(|d| d == target) {
-        return true;
-    }
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut stack: Vec<&str> = node.dependencies.iter().map(String::as_str).collect();
-    while let Some(id) = stack.pop() {
-        if id == target {
-            return true;
-        }
-        if !seen.insert(id) {
-            continue;
-        }
-        if let Some(n) = lookup(id) {
-            stack.extend(n.dependencies.iter().map(String::as_str));
-        }
-    }
-    false
 }

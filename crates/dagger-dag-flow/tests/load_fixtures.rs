@@ -1,8 +1,13 @@
 //! Every invalid fixture gives exactly the expected issues (kind, message
 //! naming the culprit, line and column); every valid fixture loads.
 
-use dagger_dag_flow::{LoadIssue, LoadIssueKind, load_yaml_path};
+use dagger_core::BoxError;
+use dagger_dag_flow::{
+    ActionRegistry, LoadIssue, LoadIssueKind, NodeAction, NodeCtx, NodeOutput, load_yaml_path,
+    load_yaml_path_with_actions,
+};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 fn fixture(kind: &str, name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -336,6 +341,65 @@ fn multiple_problems_are_all_reported_in_file_order() {
 }
 
 #[test]
+fn node_not_mapping() {
+    assert_eq!(
+        lines("node_not_mapping"),
+        ["5:5: node #2: expected a mapping, found a string"]
+    );
+}
+
+#[test]
+fn unknown_action_is_reported_only_against_a_registry() {
+    let path = fixture("invalid", "unknown_action");
+    assert!(
+        load_yaml_path(&path).is_ok(),
+        "without a registry, actions are not checked"
+    );
+    let registry = ActionRegistry::new();
+    registry.register(Arc::new(Named("shell")));
+    registry.register(Arc::new(Named("echo")));
+    let errors = load_yaml_path_with_actions(&path, &registry).expect_err("unknown actions");
+    let file = path.display().to_string();
+    let lines: Vec<String> = errors.issues().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "{file}:4:13: node `run`: unknown action `shel`; registered actions: `echo`, `shell`"
+            ),
+            format!(
+                "{file}:5:14: node `run`: unknown failure `cleanup`; registered actions: `echo`, `shell`"
+            ),
+        ]
+    );
+}
+
+/// An action that only has a name.
+struct Named(&'static str);
+
+#[async_trait::async_trait]
+impl NodeAction for Named {
+    fn name(&self) -> &str {
+        self.0
+    }
+    async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
+        Ok(NodeOutput::success(serde_json::Value::Null))
+    }
+}
+
+#[test]
+fn anchors_and_merge_keys_share_node_defaults() {
+    let def = load_yaml_path(fixture("valid", "anchors_and_merge")).expect("loads");
+    let b = &def.nodes[1];
+    assert_eq!(
+        (b.id.as_str(), b.action.as_str(), b.timeout),
+        ("b", "shell", Some(30.0))
+    );
+    assert_eq!(b.dependencies, ["a"]);
+    assert_eq!(b.inputs[0].value, Some(serde_json::json!("echo hi")));
+}
+
+#[test]
 fn every_invalid_fixture_has_a_test_above() {
     // A new fixture without an assertion would silently test nothing.
     let tested = [
@@ -360,10 +424,12 @@ fn every_invalid_fixture_has_a_test_above() {
         "missing_name",
         "multiple_documents",
         "multiple_problems",
+        "node_not_mapping",
         "non_ancestor_reference",
         "non_ancestor_when",
         "self_dependency",
         "syntax_error",
+        "unknown_action",
         "unknown_field",
         "wrong_type",
     ];
@@ -421,4 +487,19 @@ fn valid_fixtures_load_with_every_field() {
     );
     let minimal = load_yaml_path(fixture("valid", "minimal")).expect("minimal loads");
     assert_eq!(minimal.nodes[0].action, "echo");
+}
+
+#[test]
+fn null_and_lists_where_text_is_required() {
+    let errors =
+        dagger_dag_flow::load_yaml_str("name:\nnodes:\n  - id: a\n    action: [x]\n", "n.yaml")
+            .expect_err("bad types");
+    let lines: Vec<String> = errors.issues().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "n.yaml:1:5: workflow: field `name`: invalid type: null, expected a string",
+            "n.yaml:4:13: node `a`: field `action`: invalid type: sequence, expected a string",
+        ]
+    );
 }

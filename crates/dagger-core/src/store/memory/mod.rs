@@ -1,7 +1,9 @@
 //! In-memory implementations of every store trait, for tests and for runs
 //! that need no persistence.
 
+mod message;
 mod run;
+mod task;
 
 use parking_lot::Mutex;
 
@@ -9,6 +11,8 @@ use parking_lot::Mutex;
 #[derive(Default)]
 pub struct MemoryStore {
     runs: Mutex<run::RunTables>,
+    tasks: Mutex<task::TaskTables>,
+    messages: Mutex<message::MessageTables>,
 }
 
 impl MemoryStore {

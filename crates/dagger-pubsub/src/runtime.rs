@@ -1,0 +1,541 @@
+//! The started executor: agents with their queues, the channel table
+//! (the routing cache: patterns are matched once per channel, when it is
+//! first used), in-flight accounting and the publish path.
+
+use crate::agent::PubSubAgent;
+use crate::config::{DEAD_LETTER_CHANNEL, PubSubConfig};
+use crate::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::error::PubSubError;
+use crate::message::Message;
+use crate::pattern::Pattern;
+use crate::queue::{BoundedQueue, Pushed};
+use dagger_core::store::MessageLog;
+use dagger_core::{Cache, JsonSchema, MessageId};
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Notify;
+
+/// The FxHash function: channel names are short and not attacker-chosen
+/// keys of a long-lived map, so a fast non-keyed hash is the right trade.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write(&[i]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
+/// A message in flight, shared by all of its subscribers.
+pub(crate) struct Envelope {
+    pub(crate) message: Message,
+    pub(crate) channel: Arc<Channel>,
+    /// Offset in the channel's log; 0 when the channel is not durable.
+    pub(crate) offset: u64,
+}
+
+/// A publish in progress. The common in-memory case completes without
+/// awaiting anything; the rest (log appends, waiting for queue room) is a
+/// boxed future. Keeping the awaited part out of line keeps every publish
+/// future small, so no large memcpy happens per message.
+pub(crate) enum Publish<'a> {
+    /// Finished.
+    Done(Result<MessageId, PubSubError>),
+    /// Finishes when this future does.
+    Wait(Pin<Box<dyn Future<Output = Result<MessageId, PubSubError>> + Send + 'a>>),
+}
+
+impl Publish<'_> {
+    /// Completes the publish.
+    pub(crate) async fn finish(self) -> Result<MessageId, PubSubError> {
+        match self {
+            Publish::Done(r) => r,
+            Publish::Wait(f) => f.await,
+        }
+    }
+}
+
+/// A message some subscribers had no room for yet.
+pub(crate) struct Waiting {
+    env: Arc<Envelope>,
+    full: Vec<usize>,
+}
+
+/// One channel: its subscribers, resolved once, and its counters.
+pub(crate) struct Channel {
+    pub(crate) name: Arc<str>,
+    pub(crate) subscribers: Box<[usize]>,
+    pub(crate) durable: bool,
+    /// Held from log append to enqueue so subscribers see log order.
+    append_lock: tokio::sync::Mutex<()>,
+    pub(crate) published: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+}
+
+/// A registered agent, as the runtime keeps it.
+pub(crate) struct AgentRuntime {
+    pub(crate) agent: Arc<dyn PubSubAgent>,
+    pub(crate) name: Arc<str>,
+    pub(crate) subscriptions: Vec<Pattern>,
+    pub(crate) publications: Vec<Pattern>,
+    pub(crate) input_schema: Option<JsonSchema>,
+    pub(crate) output_schema: Option<JsonSchema>,
+    pub(crate) queue: BoundedQueue<Arc<Envelope>>,
+    pub(crate) processed: AtomicU64,
+    pub(crate) failed_attempts: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+}
+
+/// Everything a started executor shares with its workers and contexts.
+pub(crate) struct Runtime {
+    pub(crate) config: PubSubConfig,
+    pub(crate) agents: Box<[AgentRuntime]>,
+    durable_patterns: Vec<Pattern>,
+    pub(crate) log: Option<Arc<dyn MessageLog>>,
+    pub(crate) cache: Cache,
+    pub(crate) channels: DashMap<Arc<str>, Arc<Channel>, FxBuild>,
+    /// Deliveries queued or being handled; 0 means quiescent.
+    in_flight: AtomicU64,
+    idle: Notify,
+    dead_letters: Mutex<VecDeque<DeadLetter>>,
+    pub(crate) commit_errors: AtomicU64,
+    id_base: u128,
+    next_id: AtomicU64,
+}
+
+impl Runtime {
+    pub(crate) fn new(
+        config: PubSubConfig,
+        agents: Vec<AgentRuntime>,
+        durable_patterns: Vec<Pattern>,
+        log: Option<Arc<dyn MessageLog>>,
+        cache: Cache,
+    ) -> Self {
+        Self {
+            config,
+            agents: agents.into_boxed_slice(),
+            durable_patterns,
+            log,
+            cache,
+            channels: DashMap::with_hasher(FxBuild::default()),
+            in_flight: AtomicU64::new(0),
+            idle: Notify::new(),
+            dead_letters: Mutex::new(VecDeque::new()),
+            commit_errors: AtomicU64::new(0),
+            id_base: uuid::Uuid::now_v7().as_u128(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// The channel named `name`; a new name is checked first.
+    pub(crate) fn channel_checked(&self, name: &str) -> Result<Arc<Channel>, PubSubError> {
+        if let Some(c) = self.channels.get(name) {
+            return Ok(c.clone());
+        }
+        if let Some(reason) = crate::pattern::channel_problem(name) {
+            return Err(PubSubError::InvalidChannel {
+                channel: name.to_string(),
+                reason,
+            });
+        }
+        Ok(self.channel(name))
+    }
+
+    /// The channel named `name`, created (and routed) on first use.
+    pub(crate) fn channel(&self, name: &str) -> Arc<Channel> {
+        if let Some(c) = self.channels.get(name) {
+            return c.clone();
+        }
+        let subscribers: Box<[usize]> = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.subscriptions.iter().any(|p| p.matches(name)))
+            .map(|(i, _)| i)
+            .collect();
+        let durable = self.log.is_some() && self.durable_patterns.iter().any(|p| p.matches(name));
+        let name: Arc<str> = Arc::from(name);
+        self.channels
+            .entry(name.clone())
+            .or_insert_with(|| {
+                Arc::new(Channel {
+                    name,
+                    subscribers,
+                    durable,
+                    append_lock: tokio::sync::Mutex::new(()),
+                    published: AtomicU64::new(0),
+                    delivered: AtomicU64::new(0),
+                    dead_lettered: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// A fresh message id: time-ordered within this executor, unique across executors.
+    pub(crate) fn next_message_id(&self) -> MessageId {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let uuid = uuid::Uuid::from_u128(self.id_base.wrapping_add(u128::from(n)));
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        MessageId::new(&*uuid.hyphenated().encode_lower(&mut buf))
+    }
+
+    /// Builds a message for `channel`.
+    pub(crate) fn new_message(
+        &self,
+        channel: &Channel,
+        payload: Value,
+        source: Option<&str>,
+        parent: Option<&Message>,
+        correlation_id: Option<String>,
+        headers: BTreeMap<String, String>,
+    ) -> Message {
+        Message {
+            id: self.next_message_id(),
+            channel: String::from(&*channel.name),
+            source: source.map(str::to_string),
+            payload,
+            timestamp: dagger_core::now_millis(),
+            correlation_id: correlation_id
+                .or_else(|| parent.and_then(|p| p.correlation_id.clone())),
+            causation_id: parent.map(|p| p.id.clone()),
+            headers,
+            depth: parent.map_or(0, |p| p.depth.saturating_add(1)),
+        }
+    }
+
+    /// Publishes an accepted message: logs it when the channel is durable,
+    /// then queues it for every subscriber. `publisher` is the publishing
+    /// agent, whose own queue is never waited on.
+    pub(crate) fn dispatch(
+        &self,
+        channel: Arc<Channel>,
+        message: Message,
+        publisher: Option<usize>,
+    ) -> Publish<'_> {
+        let id = message.id.clone();
+        if channel.durable {
+            return Publish::Wait(Box::pin(async move {
+                self.dispatch_durable(&channel, vec![message], publisher)
+                    .await
+                    .map(|()| id)
+            }));
+        }
+        match self.enqueue_now(&channel, message, 0, publisher, false) {
+            None => Publish::Done(Ok(id)),
+            Some(waiting) => Publish::Wait(Box::pin(async move {
+                self.enqueue_wait(waiting).await;
+                Ok(id)
+            })),
+        }
+    }
+
+    /// Publishes several messages to one channel, logging them in one append.
+    pub(crate) async fn dispatch_batch(
+        &self,
+        channel: &Arc<Channel>,
+        messages: Vec<Message>,
+    ) -> Result<Vec<MessageId>, PubSubError> {
+        let ids = messages.iter().map(|m| m.id.clone()).collect();
+        if channel.durable {
+            self.dispatch_durable(channel, messages, None).await?;
+        } else {
+            for m in messages {
+                if let Some(waiting) = self.enqueue_now(channel, m, 0, None, false) {
+                    self.enqueue_wait(waiting).await;
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Appends to the log, then queues in log order (the append lock keeps
+    /// concurrent publishers from interleaving between the two).
+    async fn dispatch_durable(
+        &self,
+        channel: &Arc<Channel>,
+        messages: Vec<Message>,
+        publisher: Option<usize>,
+    ) -> Result<(), PubSubError> {
+        let _order = channel.append_lock.lock().await;
+        let records = messages.iter().map(Message::to_record).collect();
+        let first = self.append(channel, records).await?;
+        for (i, m) in messages.into_iter().enumerate() {
+            if let Some(waiting) = self.enqueue_now(channel, m, first + i as u64, publisher, false)
+            {
+                self.enqueue_wait(waiting).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        channel: &Channel,
+        records: Vec<dagger_core::store::MessageRecord>,
+    ) -> Result<u64, PubSubError> {
+        let Some(log) = &self.log else {
+            return Ok(0);
+        };
+        log.append(&channel.name, records)
+            .await
+            .map_err(|source| PubSubError::Store {
+                channel: channel.name.to_string(),
+                source,
+            })
+    }
+
+    /// Queues `message` for every subscriber that has room now; returns the
+    /// subscribers that are full (with [`crate::Overflow::Block`]), for
+    /// [`enqueue_wait`](Self::enqueue_wait).
+    fn enqueue_now(
+        &self,
+        channel: &Arc<Channel>,
+        message: Message,
+        offset: u64,
+        publisher: Option<usize>,
+        force: bool,
+    ) -> Option<Waiting> {
+        channel.published.fetch_add(1, Ordering::Relaxed);
+        let subs = &channel.subscribers;
+        if subs.is_empty() {
+            return None;
+        }
+        self.in_flight
+            .fetch_add(subs.len() as u64, Ordering::AcqRel);
+        let env = Arc::new(Envelope {
+            message,
+            channel: channel.clone(),
+            offset,
+        });
+        let mut full: Vec<usize> = Vec::new();
+        for &s in subs.iter() {
+            let force = force || publisher == Some(s);
+            match self.agents[s].queue.try_push(env.clone(), force) {
+                Ok(Pushed::Queued) => {}
+                Ok(Pushed::DroppedOldest(_)) | Err((_, true)) => self.finish(1),
+                Err((_, false)) => full.push(s),
+            }
+        }
+        (!full.is_empty()).then_some(Waiting { env, full })
+    }
+
+    /// Waits for room in each full subscriber queue, in turn.
+    async fn enqueue_wait(&self, waiting: Waiting) {
+        for s in waiting.full {
+            self.push_to(s, waiting.env.clone(), false).await;
+        }
+    }
+
+    /// Queues one delivery for agent `agent`; in-flight must already count it.
+    pub(crate) async fn push_to(&self, agent: usize, env: Arc<Envelope>, force: bool) {
+        match self.agents[agent].queue.push(env, force).await {
+            Ok(Pushed::Queued) => {}
+            Ok(Pushed::DroppedOldest(_)) | Err(_) => self.finish(1),
+        }
+    }
+
+    /// Counts `n` more deliveries queued outside `enqueue` (recovery, replay).
+    pub(crate) fn begin(&self, n: u64) {
+        self.in_flight.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Marks `n` deliveries as done; wakes `wait_idle` when none are left.
+    pub(crate) fn finish(&self, n: u64) {
+        if self.in_flight.fetch_sub(n, Ordering::AcqRel) == n {
+            self.idle.notify_waiters();
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Waits until no delivery is queued or running, or `cancel` fires.
+    /// Returns false when cancelled.
+    pub(crate) async fn wait_idle(&self, cancel: &tokio_util::sync::CancellationToken) -> bool {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.in_flight() == 0 {
+                return true;
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = cancel.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Dead-letters `message` (which was published to `channel`): counts it,
+    /// keeps it for `dead_letters()`, and publishes a description of it on the
+    /// dead-letter channel without ever waiting for queue room. A failure of a
+    /// dead letter itself is only counted, so dead letters cannot loop.
+    pub(crate) async fn dead_letter(
+        &self,
+        channel: &Channel,
+        message: Message,
+        reason: DeadLetterReason,
+    ) {
+        channel.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        let agent = match &reason {
+            DeadLetterReason::InputSchema { agent, .. }
+            | DeadLetterReason::OutputSchema { agent, .. }
+            | DeadLetterReason::HandlerFailed { agent, .. }
+            | DeadLetterReason::DepthExceeded { agent, .. } => agent.clone(),
+        };
+        if let Some(a) = self.agents.iter().find(|a| *a.name == *agent) {
+            a.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::warn!(channel = %channel.name, message_id = %message.id, reason = reason.kind(), %agent, "message dead-lettered");
+        if &*channel.name == DEAD_LETTER_CHANNEL {
+            return;
+        }
+        let letter = DeadLetter { message, reason };
+        let payload = letter.to_payload();
+        let dl_channel = self.channel(DEAD_LETTER_CHANNEL);
+        let mut headers = BTreeMap::new();
+        headers.insert(
+            "dead-letter-reason".to_string(),
+            letter.reason.kind().to_string(),
+        );
+        let mut dl = self.new_message(
+            &dl_channel,
+            payload,
+            None,
+            Some(&letter.message),
+            None,
+            headers,
+        );
+        dl.depth = letter.message.depth;
+        {
+            let mut kept = self.dead_letters.lock();
+            if self.config.dead_letter_retention > 0 {
+                if kept.len() == self.config.dead_letter_retention {
+                    kept.pop_front();
+                }
+                kept.push_back(letter);
+            }
+        }
+        if dl_channel.durable {
+            let _order = dl_channel.append_lock.lock().await;
+            match self.append(&dl_channel, vec![dl.to_record()]).await {
+                // Forced: a dead letter never waits for room, so it cannot deadlock.
+                Ok(offset) => {
+                    self.enqueue_now(&dl_channel, dl, offset, None, true);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot log a dead letter"),
+            }
+        } else {
+            self.enqueue_now(&dl_channel, dl, 0, None, true);
+        }
+    }
+
+    pub(crate) fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead_letters.lock().iter().cloned().collect()
+    }
+
+    pub(crate) fn agent_index(&self, name: &str) -> Option<usize> {
+        self.agents.iter().position(|a| &*a.name == name)
+    }
+
+    /// Queues the logged messages of `channel` from offset `from` for agent
+    /// `agent`; returns how many.
+    pub(crate) async fn redeliver(
+        &self,
+        channel: &Arc<Channel>,
+        agent: usize,
+        from: u64,
+    ) -> Result<u64, PubSubError> {
+        let Some(log) = &self.log else {
+            return Ok(0);
+        };
+        const PAGE: usize = 1024;
+        let mut next = from.max(1);
+        let mut count = 0u64;
+        loop {
+            let page = log
+                .read_from(&channel.name, next, PAGE)
+                .await
+                .map_err(|source| PubSubError::Store {
+                    channel: channel.name.to_string(),
+                    source,
+                })?;
+            let n = page.len();
+            for record in page {
+                next = record.offset + 1;
+                let offset = record.offset;
+                let env = Arc::new(Envelope {
+                    message: Message::from_record(record),
+                    channel: channel.clone(),
+                    offset,
+                });
+                self.begin(1);
+                self.push_to(agent, env, false).await;
+                count += 1;
+            }
+            if n < PAGE {
+                return Ok(count);
+            }
+        }
+    }
+
+    /// Delivers, after a restart, what each subscriber of each logged durable
+    /// channel has not committed.
+    pub(crate) async fn recover(&self) -> Result<(), PubSubError> {
+        let Some(log) = self.log.clone() else {
+            return Ok(());
+        };
+        let names = log.channels().await.map_err(|source| PubSubError::Store {
+            channel: "*".into(),
+            source,
+        })?;
+        for name in names {
+            let channel = self.channel(&name);
+            if !channel.durable {
+                continue;
+            }
+            for &s in channel.subscribers.iter() {
+                let committed = log
+                    .committed(&name, &self.agents[s].name)
+                    .await
+                    .map_err(|source| PubSubError::Store {
+                        channel: name.clone(),
+                        source,
+                    })?
+                    .unwrap_or(0);
+                let n = self.redeliver(&channel, s, committed + 1).await?;
+                if n > 0 {
+                    tracing::info!(channel = %name, agent = %self.agents[s].name, messages = n, "redelivering after restart");
+                }
+            }
+        }
+        Ok(())
+    }
+}

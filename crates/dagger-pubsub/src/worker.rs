@@ -1,0 +1,181 @@
+//! The loop that feeds one agent its messages, in order, one at a time:
+//! input schema check, handler with retries, dead-lettering, durable commits.
+
+use crate::context::PubSubContext;
+use crate::dead_letter::DeadLetterReason;
+use crate::error::PubSubError;
+use crate::message::Message;
+use crate::runtime::{Channel, Envelope, Runtime};
+use dagger_core::{BoxError, ErrorClass, Permanent};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+/// Runs agent `agent` until its queue is closed and drained.
+pub(crate) async fn run_worker(rt: Arc<Runtime>, agent: usize, placeholder: Arc<Envelope>) {
+    let max_batch = rt.config.max_batch;
+    let mut batch: Vec<Arc<Envelope>> = Vec::with_capacity(max_batch);
+    let mut commits: Vec<(Arc<Channel>, u64)> = Vec::new();
+    let mut ctx = PubSubContext {
+        rt: rt.clone(),
+        agent,
+        envelope: placeholder,
+    };
+    let queue = &rt.agents[agent].queue;
+    while queue.pop_batch(&mut batch, max_batch).await {
+        let n = batch.len() as u64;
+        // Delivered counts are summed per run of same-channel messages, so
+        // subscribers do not all hit one shared counter per message.
+        let mut run: Option<(Arc<Channel>, u64)> = None;
+        for env in batch.drain(..) {
+            let channel = env.channel.clone();
+            let offset = env.offset;
+            if handle_one(&rt, &mut ctx, env).await {
+                match &mut run {
+                    Some((c, k)) if Arc::ptr_eq(c, &channel) => *k += 1,
+                    _ => {
+                        if let Some((c, k)) = run.take() {
+                            c.delivered.fetch_add(k, Ordering::Relaxed);
+                        }
+                        run = Some((channel.clone(), 1));
+                    }
+                }
+            }
+            if offset > 0 {
+                match commits.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &channel)) {
+                    Some((_, o)) => *o = (*o).max(offset),
+                    None => commits.push((channel, offset)),
+                }
+            }
+        }
+        if let Some((c, k)) = run.take() {
+            c.delivered.fetch_add(k, Ordering::Relaxed);
+        }
+        rt.agents[agent].processed.fetch_add(n, Ordering::Relaxed);
+        commit(&rt, agent, &mut commits).await;
+        rt.finish(n);
+    }
+}
+
+/// Records how far this agent got in each durable channel of the batch.
+async fn commit(rt: &Runtime, agent: usize, commits: &mut Vec<(Arc<Channel>, u64)>) {
+    let Some(log) = &rt.log else {
+        commits.clear();
+        return;
+    };
+    for (channel, offset) in commits.drain(..) {
+        if let Err(e) = log
+            .commit(&channel.name, &rt.agents[agent].name, offset)
+            .await
+        {
+            rt.commit_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(channel = %channel.name, agent = %rt.agents[agent].name, error = %e, "cannot commit offset");
+        }
+    }
+}
+
+/// Handles one delivery; true when the handler succeeded.
+async fn handle_one(rt: &Runtime, ctx: &mut PubSubContext, env: Arc<Envelope>) -> bool {
+    let a = &rt.agents[ctx.agent];
+    if let Some(schema) = &a.input_schema
+        && let Err(violation) = schema.validate(&env.message.payload)
+    {
+        let reason = DeadLetterReason::InputSchema {
+            agent: a.name.to_string(),
+            violation,
+        };
+        rt.dead_letter(&env.channel, env.message.clone(), reason)
+            .await;
+        return false;
+    }
+    ctx.envelope = env;
+    let policy = &rt.config.retry;
+    let mut attempt = 1u32;
+    loop {
+        let ctx_ref: &PubSubContext = ctx;
+        let outcome = CatchUnwind(a.agent.handle_message(ctx_ref, &ctx_ref.envelope.message)).await;
+        let error: BoxError = match outcome {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => e,
+            Err(panic) => format!("handler panicked: {panic}").into(),
+        };
+        a.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        let class = classify(&error);
+        if policy.should_retry(attempt, class) {
+            let unit = jitter_unit(&ctx.envelope.message, attempt);
+            let delay = policy.jittered_delay(attempt, unit);
+            tracing::debug!(agent = %a.name, attempt, ?delay, error = %error, "handler failed; retrying");
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            attempt += 1;
+            continue;
+        }
+        let reason = DeadLetterReason::HandlerFailed {
+            agent: a.name.to_string(),
+            error: error.to_string(),
+            attempts: attempt,
+        };
+        let env = &ctx.envelope;
+        rt.dead_letter(&env.channel, env.message.clone(), reason)
+            .await;
+        return false;
+    }
+}
+
+/// Errors no retry can fix are permanent: [`Permanent`] ones and the typed
+/// publish errors of this crate (an undeclared channel stays undeclared).
+fn classify(error: &BoxError) -> ErrorClass {
+    if Permanent::is_permanent(error.as_ref()) {
+        return ErrorClass::Permanent;
+    }
+    match error.downcast_ref::<PubSubError>() {
+        Some(
+            PubSubError::UndeclaredPublication { .. }
+            | PubSubError::InvalidChannel { .. }
+            | PubSubError::OutputSchemaViolation { .. }
+            | PubSubError::DepthLimitExceeded { .. },
+        ) => ErrorClass::Permanent,
+        _ => ErrorClass::Error,
+    }
+}
+
+/// A number in [0, 1) that differs per message and attempt, for retry jitter.
+fn jitter_unit(message: &Message, attempt: u32) -> f64 {
+    let mut h = fnv1a(message.id.as_str()) ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^= h >> 31;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn fnv1a(s: &str) -> u64 {
+    // FNV-1a: cheap and good enough to spread retries apart.
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Turns a panic inside a handler into an error, so one bad message cannot
+/// kill the agent's worker. The handler's future is boxed, hence `Unpin`.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => {
+                let text = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic".to_string());
+                Poll::Ready(Err(text))
+            }
+        }
+    }
+}
