@@ -46,6 +46,8 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     let options = ServeOptions::new(store.stores())
         .with_catalog(catalog)
         .with_registry(builtin_registry())
+        .with_task_store(std::sync::Arc::new(store.clone()))
+        .with_message_log(std::sync::Arc::new(store.clone()))
         .with_token(token);
     let server = Server::new(options).map_err(|e| CliError::Other(e.to_string()))?;
     let local = listener.local_addr().unwrap_or(args.addr);

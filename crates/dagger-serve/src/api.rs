@@ -100,11 +100,11 @@ pub(crate) async fn run_svg(
         .map(|n| GraphNode {
             id: &n.id,
             action: &n.action,
-            status: Some(n.status),
+            status: Some(n.status.as_str()),
             added_at_runtime: n.added_at_runtime,
         })
         .collect();
-    svg_response(graph::render(&view.workflow, &nodes))
+    svg_response(graph::render(&nodes, &graph::def_edges(&view.workflow)))
 }
 
 fn dot_response(dot: String) -> Response {
@@ -115,7 +115,7 @@ fn dot_response(dot: String) -> Response {
         .into_response()
 }
 
-fn svg_response(svg: Result<String, graph::NoGraph>) -> Result<Response, ApiError> {
+pub(crate) fn svg_response(svg: Result<String, graph::NoGraph>) -> Result<Response, ApiError> {
     match svg {
         Ok(svg) => {
             let mut text = String::with_capacity(svg.len() + 200);
@@ -192,7 +192,7 @@ pub(crate) async fn workflow_svg(
             added_at_runtime: false,
         })
         .collect();
-    svg_response(graph::render(w, &nodes))
+    svg_response(graph::render(&nodes, &graph::def_edges(w)))
 }
 
 /// Body of `POST /api/runs/{id}/cancel` (optional).

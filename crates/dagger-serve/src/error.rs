@@ -65,6 +65,12 @@ pub enum RequestError {
         /// The node asked for.
         node_id: String,
     },
+    /// No job has this id.
+    #[error("job `{0}` not found")]
+    JobNotFound(String),
+    /// This server was started without the store this page needs.
+    #[error("this server has no {0} store")]
+    NoStore(&'static str),
     /// No loaded workflow has this name.
     #[error("workflow `{0}` not found")]
     WorkflowNotFound(String),
@@ -85,6 +91,9 @@ pub enum RequestError {
     /// The request conflicts with the run's state (resume of a running run...).
     #[error("{0}")]
     Conflict(String),
+    /// A background read failed to finish (its task panicked or was cancelled).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The coordinator refused or failed.
     #[error(transparent)]
     Coord(#[from] CoordError),
@@ -100,13 +109,17 @@ impl RequestError {
             Self::RunNotFound(_)
             | Self::NodeNotFound { .. }
             | Self::WorkflowNotFound(_)
+            | Self::JobNotFound(_)
+            | Self::NoStore(_)
             | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Csrf | Self::Unauthorized => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Coord(CoordError::RunNotFound(_)) => StatusCode::NOT_FOUND,
             Self::Coord(CoordError::AlreadyFinished { .. }) => StatusCode::CONFLICT,
-            Self::Coord(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Coord(_) | Self::Store(_) | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

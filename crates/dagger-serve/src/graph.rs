@@ -8,7 +8,6 @@
 //! escaped by layout-rs's SVG writer; the attributes we add hold only
 //! numbers and status names.
 
-use dagger_core::NodeStatus;
 use dagger_dag_flow::WorkflowDef;
 use layout::backends::svg::SVGWriter;
 use layout::core::base::Orientation;
@@ -29,10 +28,31 @@ const MAX_LABEL_CHARS: usize = 40;
 /// What one box of the graph shows.
 pub(crate) struct GraphNode<'a> {
     pub(crate) id: &'a str,
+    /// The second line: the action, or the agent of a task.
     pub(crate) action: &'a str,
-    /// `None` for a definition (no run).
-    pub(crate) status: Option<NodeStatus>,
+    /// A status name (`Completed`, `InProgress`...); `None` for a definition.
+    pub(crate) status: Option<&'static str>,
     pub(crate) added_at_runtime: bool,
+}
+
+/// The edges of `def` as (dependency, dependent) positions in `def.nodes`.
+pub(crate) fn def_edges(def: &WorkflowDef) -> Vec<(usize, usize)> {
+    let index: HashMap<&str, usize> = def
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
+    def.nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(to, n)| {
+            n.dependencies
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).map(|from| (*from, to)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Why no graph is drawn.
@@ -61,18 +81,18 @@ impl std::fmt::Display for NoGraph {
 
 /// The fill of a status (the page's CSS repeats it per status class, so a
 /// live update only changes the class).
-pub(crate) fn status_fill(status: Option<NodeStatus>) -> &'static str {
-    match status {
-        None | Some(NodeStatus::Pending) => "#ffffff",
-        Some(NodeStatus::Ready) => "#ffffe0",
-        Some(NodeStatus::Running) => "#add8e6",
-        Some(NodeStatus::Retrying) => "#ffa500",
-        Some(NodeStatus::Paused) => "#f0e68c",
-        Some(NodeStatus::WaitingForHuman) => "#dda0dd",
-        Some(NodeStatus::Completed) => "#98fb98",
-        Some(NodeStatus::Failed) => "#fa8072",
-        Some(NodeStatus::Skipped) => "#d3d3d3",
-        Some(NodeStatus::Cancelled) => "#a9a9a9",
+pub(crate) fn status_fill(status: Option<&str>) -> &'static str {
+    match status.unwrap_or("Pending") {
+        "Ready" => "#ffffe0",
+        "Running" | "InProgress" => "#add8e6",
+        "Retrying" | "Blocked" => "#ffa500",
+        "Paused" => "#f0e68c",
+        "WaitingForHuman" => "#dda0dd",
+        "Completed" | "Accepted" | "Succeeded" => "#98fb98",
+        "Failed" | "Rejected" => "#fa8072",
+        "Skipped" => "#d3d3d3",
+        "Cancelled" => "#a9a9a9",
+        _ => "#ffffff",
     }
 }
 
@@ -85,9 +105,9 @@ fn short(text: &str) -> String {
     out.replace(['\n', '\r'], " ")
 }
 
-/// The SVG of `nodes` with an edge from each dependency (by `def`) to its
-/// dependent; `nodes` are in the order their indices refer to.
-pub(crate) fn render(def: &WorkflowDef, nodes: &[GraphNode<'_>]) -> Result<String, NoGraph> {
+/// The SVG of `nodes` with `edges` (pairs of positions in `nodes`, from a
+/// dependency to its dependent).
+pub(crate) fn render(nodes: &[GraphNode<'_>], edges: &[(usize, usize)]) -> Result<String, NoGraph> {
     if nodes.is_empty() {
         return Err(NoGraph::Empty);
     }
@@ -96,7 +116,7 @@ pub(crate) fn render(def: &WorkflowDef, nodes: &[GraphNode<'_>]) -> Result<Strin
     }
     let dir = Orientation::TopToBottom;
     let mut vg = VisualGraph::new(dir);
-    let mut handles = HashMap::with_capacity(nodes.len());
+    let mut handles = Vec::with_capacity(nodes.len());
     for (i, n) in nodes.iter().enumerate() {
         let mut label = format!("{}\n{}", short(n.id), short(n.action));
         if n.added_at_runtime {
@@ -111,20 +131,15 @@ pub(crate) fn render(def: &WorkflowDef, nodes: &[GraphNode<'_>]) -> Result<Strin
             13,
         );
         let size = get_shape_size(dir.flip(), &shape, 13, false);
-        let status = n.status.map_or("def", NodeStatus::as_str);
+        let status = n.status.unwrap_or("def");
         let added = if n.added_at_runtime { " added" } else { "" };
         let props = format!("class=\"gnode s-{status}{added}\" data-i=\"{i}\"");
         let element = Element::create_with_properties(shape, look, dir.flip(), size, props);
-        handles.insert(n.id, vg.add_node(element));
+        handles.push(vg.add_node(element));
     }
-    for node in &def.nodes {
-        let Some(to) = handles.get(node.id.as_str()) else {
-            continue;
-        };
-        for dep in &node.dependencies {
-            if let Some(from) = handles.get(dep.as_str()) {
-                vg.add_edge(Arrow::simple(""), *from, *to);
-            }
+    for (from, to) in edges {
+        if let (Some(f), Some(t)) = (handles.get(*from), handles.get(*to)) {
+            vg.add_edge(Arrow::simple(""), *f, *t);
         }
     }
     // layout-rs asserts internal invariants; a failure there must cost the
@@ -203,7 +218,7 @@ mod tests {
             .map(|n| GraphNode {
                 id: &n.id,
                 action: &n.action,
-                status: Some(NodeStatus::Completed),
+                status: Some("Completed"),
                 added_at_runtime: n.id == "c",
             })
             .collect()
@@ -212,7 +227,7 @@ mod tests {
     #[test]
     fn draws_boxes_edges_and_classes() {
         let d = def(&[("a", &[]), ("b", &["a"]), ("c", &["a", "b"])]);
-        let svg = render(&d, &nodes(&d)).unwrap();
+        let svg = render(&nodes(&d), &def_edges(&d)).unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
         assert_eq!(svg.matches("class=\"gnode s-Completed\"").count(), 2);
         assert_eq!(svg.matches("class=\"gnode s-Completed added\"").count(), 1);
@@ -227,7 +242,7 @@ mod tests {
             ("a", &[]),
             ("a_node_with_a_rather_long_identifier_here", &["a"]),
         ]);
-        let svg = render(&d, &nodes(&d)).unwrap();
+        let svg = render(&nodes(&d), &def_edges(&d)).unwrap();
         let header = svg.split('>').next().unwrap();
         let h = attr(header, "height").unwrap();
         assert!(
@@ -240,7 +255,7 @@ mod tests {
     #[test]
     fn labels_are_escaped() {
         let d = def(&[("<script>alert(1)</script>", &[]), ("b\"&'", &[])]);
-        let svg = render(&d, &nodes(&d)).unwrap();
+        let svg = render(&nodes(&d), &def_edges(&d)).unwrap();
         assert!(!svg.contains("<script>"), "{svg}");
         assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(svg.contains("b&quot;&amp;&apos;"));
@@ -252,11 +267,11 @@ mod tests {
         let pairs: Vec<(&str, &[&str])> = ids.iter().map(|s| (s.as_str(), &[][..])).collect();
         let d = def(&pairs);
         assert_eq!(
-            render(&d, &nodes(&d)),
+            render(&nodes(&d), &def_edges(&d)),
             Err(NoGraph::TooLarge(MAX_GRAPH_NODES + 1))
         );
         let empty = def(&[]);
-        assert_eq!(render(&empty, &[]), Err(NoGraph::Empty));
+        assert_eq!(render(&[], &def_edges(&empty)), Err(NoGraph::Empty));
     }
 
     #[test]
@@ -284,7 +299,7 @@ mod tests {
                 .collect(),
             ..def(&[])
         };
-        let svg = render(&d, &nodes(&d)).unwrap();
+        let svg = render(&nodes(&d), &def_edges(&d)).unwrap();
         assert_eq!(svg.matches("class=\"gnode").count(), MAX_GRAPH_NODES);
     }
 }

@@ -22,9 +22,11 @@
 mod actions;
 mod api;
 mod assets;
+mod channels;
 mod data;
 pub mod error;
 mod graph;
+mod jobs;
 mod live;
 mod pages;
 mod security;
@@ -41,6 +43,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 use dagger_core::Stores;
+use dagger_core::store::{MessageLog, TaskStore};
 use dagger_dag_flow::{ActionRegistry, load_yaml_path};
 use state::AppState;
 use std::future::Future;
@@ -59,6 +62,10 @@ pub struct ServeOptions {
     pub catalog: WorkflowCatalog,
     /// The actions a run resumed from the page executes with.
     pub registry: ActionRegistry,
+    /// Task Agent jobs for the Jobs page (the page is left out without it).
+    pub tasks: Option<Arc<dyn TaskStore>>,
+    /// The Pub/Sub message log for the Channels page (left out without it).
+    pub messages: Option<Arc<dyn MessageLog>>,
     /// A token that mutating requests must carry (bearer header or login cookie).
     pub token: Option<String>,
     /// How often a live run page's stream re-reads the run (default 500 ms).
@@ -83,6 +90,8 @@ impl ServeOptions {
             stores,
             catalog: WorkflowCatalog::default(),
             registry: ActionRegistry::new(),
+            tasks: None,
+            messages: None,
             token: None,
             live_interval: Duration::from_millis(500),
         }
@@ -97,6 +106,18 @@ impl ServeOptions {
     /// Resumes runs with these actions.
     pub fn with_registry(mut self, registry: ActionRegistry) -> Self {
         self.registry = registry;
+        self
+    }
+
+    /// Shows the Task Agent jobs of `store`.
+    pub fn with_task_store(mut self, store: Arc<dyn TaskStore>) -> Self {
+        self.tasks = Some(store);
+        self
+    }
+
+    /// Shows the Pub/Sub channels of `log`.
+    pub fn with_message_log(mut self, log: Arc<dyn MessageLog>) -> Self {
+        self.messages = Some(log);
         self
     }
 
@@ -179,6 +200,8 @@ impl Server {
             stores: options.stores,
             catalog: options.catalog,
             registry: options.registry,
+            tasks: options.tasks,
+            messages: options.messages,
             csrf: csrf.clone(),
             restrict_host: options.token.is_none(),
             auth_token: options.token,
@@ -256,6 +279,10 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/resume", post(api::resume))
         .route("/runs/{id}/approve", post(api::approve))
         .route("/runs/{id}/reject", post(api::reject))
+        .route("/jobs", get(jobs::api_list))
+        .route("/jobs/{id}", get(jobs::api_job))
+        .route("/channels", get(channels::api_list))
+        .route("/channels/{name}", get(channels::api_channel))
         .route("/workflows", get(api::workflows))
         .route("/workflows/{name}", get(api::workflow))
         .route("/workflows/{name}/dot", get(api::workflow_dot))
@@ -271,6 +298,10 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/reject", post(web::reject))
         .route("/workflows", get(web::workflows))
         .route("/workflows/{name}", get(web::workflow))
+        .route("/jobs", get(jobs::page_list))
+        .route("/jobs/{id}", get(jobs::page_job))
+        .route("/channels", get(channels::page_list))
+        .route("/channels/{name}", get(channels::page_channel))
         .route("/login", get(web::login_page).post(web::login))
         .route("/assets/style.css", get(assets::style))
         .route("/assets/app.js", get(assets::script))

@@ -40,7 +40,7 @@ const CANCELLABLE: &str = "Running Paused WaitingForHuman";
 /// Statuses in which the page offers a resume.
 const RESUMABLE: &str = "Failed Cancelled Paused WaitingForHuman";
 
-fn page(state: &AppState, title: &str, active: &str, body: Markup) -> Html<String> {
+pub(crate) fn page(state: &AppState, title: &str, active: &str, body: Markup) -> Html<String> {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -57,6 +57,12 @@ fn page(state: &AppState, title: &str, active: &str, body: Markup) -> Html<Strin
                     nav {
                         @for (href, name) in [("/runs", "Runs"), ("/workflows", "Workflows")] {
                             a href=(href) class=[(name == active).then_some("active")] { (name) }
+                        }
+                        @if state.tasks.is_some() {
+                            a href="/jobs" class=[("Jobs" == active).then_some("active")] { "Jobs" }
+                        }
+                        @if state.messages.is_some() {
+                            a href="/channels" class=[("Channels" == active).then_some("active")] { "Channels" }
                         }
                         @if state.auth_token.is_some() {
                             a href="/login" { "Log in" }
@@ -170,18 +176,18 @@ fn run_graph(detail: &RunDetail) -> Markup {
         .map(|n| GraphNode {
             id: &n.id,
             action: &n.action,
-            status: Some(n.status),
+            status: Some(n.status.as_str()),
             added_at_runtime: n.added_at_runtime,
         })
         .collect();
-    graph_section(&detail.view.workflow, &nodes)
+    graph_section(&nodes, &graph::def_edges(&detail.view.workflow))
 }
 
-fn graph_section(def: &WorkflowDef, nodes: &[GraphNode<'_>]) -> Markup {
+pub(crate) fn graph_section(nodes: &[GraphNode<'_>], edges: &[(usize, usize)]) -> Markup {
     html! {
         section #graph {
             h2 { "Graph" }
-            @match graph::render(def, nodes) {
+            @match graph::render(nodes, edges) {
                 Ok(svg) => {
                     button type="button" data-fit-toggle { "Fit to width" }
                     div.graph { (PreEscaped(svg)) }
@@ -367,7 +373,7 @@ pub(crate) fn workflow(
             dt { "Tags" } dd { @for t in &w.tags { span.badge.tag { (t) } " " } }
             dt { "Runs" } dd { a href={ "/runs?workflow=" (enc(&w.name)) } { "runs of this workflow" } }
         }
-        (graph_section(w, &nodes))
+        (graph_section(&nodes, &graph::def_edges(w)))
         section {
             h2 { "Nodes" }
             table.nodes {

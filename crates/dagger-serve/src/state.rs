@@ -29,6 +29,8 @@ pub(crate) struct AppState {
     pub(crate) stores: Stores,
     pub(crate) catalog: WorkflowCatalog,
     pub(crate) registry: ActionRegistry,
+    pub(crate) tasks: Option<Arc<dyn dagger_core::store::TaskStore>>,
+    pub(crate) messages: Option<Arc<dyn dagger_core::store::MessageLog>>,
     pub(crate) csrf: String,
     pub(crate) auth_token: Option<String>,
     pub(crate) restrict_host: bool,
