@@ -26,6 +26,9 @@ pub enum ServeError {
         /// The minimum.
         min: usize,
     },
+    /// The token holds a character a cookie or header cannot carry.
+    #[error("the token may hold only visible ASCII characters other than `;`, `,`, `\"` and `\\`")]
+    TokenCharacters,
     /// Binding or serving the socket failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

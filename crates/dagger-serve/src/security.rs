@@ -32,6 +32,12 @@ pub fn check_bind(addr: SocketAddr, token: Option<&str>) -> Result<(), ServeErro
             min: MIN_TOKEN_LEN,
         });
     }
+    if token.is_some_and(|t| {
+        !t.bytes()
+            .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b))
+    }) {
+        return Err(ServeError::TokenCharacters);
+    }
     if !addr.ip().is_loopback() && token.is_none() {
         return Err(ServeError::TokenRequired { addr });
     }
@@ -154,6 +160,14 @@ mod tests {
         assert!(matches!(
             check_bind(any, Some("short")),
             Err(ServeError::WeakToken { len: 5, min: 16 })
+        ));
+        assert!(matches!(
+            check_bind(any, Some("0123456789abcdef;x")),
+            Err(ServeError::TokenCharacters)
+        ));
+        assert!(matches!(
+            check_bind(any, Some("0123456789 abcdef")),
+            Err(ServeError::TokenCharacters)
         ));
     }
 
