@@ -7,6 +7,7 @@ mod actions;
 mod cmd_control;
 mod cmd_inspect;
 mod cmd_run;
+mod cmd_serve;
 mod error;
 mod progress;
 
@@ -109,6 +110,8 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Serve the web interface (runs, workflows, JSON API) over the store.
+    Serve(cmd_serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -169,6 +172,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
             reason,
             db,
         } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
+        Command::Serve(args) => cmd_serve::serve(args).await,
     }
 }
 

@@ -1,0 +1,66 @@
+//! `dagger serve`: the web interface over the store.
+
+use crate::actions::builtin_registry;
+use crate::error::CliError;
+use crate::{DbArg, open_store};
+use dagger_serve::{ServeOptions, Server, WorkflowCatalog};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where workflow definitions are read from unless `--workflows` says otherwise.
+const DEFAULT_WORKFLOWS: &str = "examples/workflows";
+
+/// Arguments of `dagger serve`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Address to listen on. Loopback by default; any other address needs --token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Token that changes (cancel, resume, approve, reject) must carry; at
+    /// least 16 characters.
+    #[arg(long, env = "DAGGER_SERVE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Directory of workflow definitions for the Workflows page.
+    #[arg(long, default_value = DEFAULT_WORKFLOWS)]
+    workflows: PathBuf,
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
+    let token = args.token.filter(|t| !t.is_empty());
+    // Refuse an unsafe address before touching the store.
+    dagger_serve::check_bind(args.addr, token.as_deref())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let catalog = if args.workflows.as_os_str() == DEFAULT_WORKFLOWS && !args.workflows.is_dir() {
+        WorkflowCatalog::default()
+    } else {
+        dagger_serve::load_workflow_dir(&args.workflows)
+            .map_err(|e| CliError::Usage(e.to_string()))?
+    };
+    let store = open_store(&args.db.db).await?;
+    let listener = dagger_serve::bind(args.addr, token.as_deref())
+        .await
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    let options = ServeOptions::new(store.stores())
+        .with_catalog(catalog)
+        .with_registry(builtin_registry())
+        .with_task_store(std::sync::Arc::new(store.clone()))
+        .with_message_log(std::sync::Arc::new(store.clone()))
+        .with_token(token);
+    let server = Server::new(options).map_err(|e| CliError::Other(e.to_string()))?;
+    let local = listener.local_addr().unwrap_or(args.addr);
+    eprintln!(
+        "serving {} on http://{local}/ (Ctrl-C to stop)",
+        store.location()
+    );
+    server
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("stopping: live pages close, runs resumed here are cancelled");
+        })
+        .await
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
+}

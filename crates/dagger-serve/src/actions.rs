@@ -1,0 +1,134 @@
+//! What the buttons do, shared by the HTML forms and the JSON API: each
+//! checks the run's state first so a mistake gets a clear answer instead of
+//! a control request nobody will act on.
+
+use crate::data::load_view;
+use crate::error::RequestError;
+use crate::pages::is_final;
+use crate::state::AppState;
+use dagger_coord::Coordinator;
+use dagger_core::{Cache, NodeStatus, RunStatus};
+use dagger_dag_flow::DagExecutor;
+use std::sync::Arc;
+
+/// Asks run `run_id` to stop; returns the control request's sequence number.
+pub(crate) async fn cancel(
+    state: &AppState,
+    run_id: &str,
+    reason: Option<&str>,
+) -> Result<u64, RequestError> {
+    let view = load_view(&state.stores, run_id).await?;
+    if is_final(view.record.status) {
+        return Err(RequestError::Conflict(format!(
+            "run `{run_id}` already ended ({}); there is nothing to cancel",
+            view.record.status
+        )));
+    }
+    let reason = reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or("cancelled from the web interface");
+    Ok(dagger_coord::request_cancel(&state.stores, run_id, reason).await?)
+}
+
+async fn waiting_node(state: &AppState, run_id: &str, node_id: &str) -> Result<(), RequestError> {
+    let view = load_view(&state.stores, run_id).await?;
+    let node =
+        view.nodes
+            .iter()
+            .find(|n| n.id == node_id)
+            .ok_or_else(|| RequestError::NodeNotFound {
+                run_id: run_id.to_string(),
+                node_id: node_id.to_string(),
+            })?;
+    if node.status != NodeStatus::WaitingForHuman {
+        return Err(RequestError::Conflict(format!(
+            "node `{node_id}` of run `{run_id}` is not waiting for a human (it is {})",
+            node.status
+        )));
+    }
+    Ok(())
+}
+
+/// Approves a waiting node; `input` (JSON text, may be empty) becomes its `human_input`.
+pub(crate) async fn approve(
+    state: &AppState,
+    run_id: &str,
+    node_id: &str,
+    input: Option<serde_json::Value>,
+) -> Result<u64, RequestError> {
+    waiting_node(state, run_id, node_id).await?;
+    Ok(dagger_coord::approve(&state.stores, run_id, node_id, input).await?)
+}
+
+/// Parses the text of an approval's input field: empty means none.
+pub(crate) fn parse_input(text: Option<&str>) -> Result<Option<serde_json::Value>, RequestError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => serde_json::from_str(t)
+            .map(Some)
+            .map_err(|e| RequestError::BadRequest(format!("the input is not valid JSON: {e}"))),
+    }
+}
+
+/// Rejects a waiting node: it fails with `reason`.
+pub(crate) async fn reject(
+    state: &AppState,
+    run_id: &str,
+    node_id: &str,
+    reason: Option<&str>,
+) -> Result<u64, RequestError> {
+    waiting_node(state, run_id, node_id).await?;
+    let reason = reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or("rejected from the web interface");
+    Ok(dagger_coord::reject(&state.stores, run_id, node_id, reason).await?)
+}
+
+/// Starts resuming run `run_id` in this process (in the background) with
+/// the server's actions. Refused for a run that completed, that is running
+/// (it may be alive in another process), or that this server already resumes.
+pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), RequestError> {
+    let view = load_view(&state.stores, run_id).await?;
+    match view.record.status {
+        RunStatus::Completed => {
+            return Err(RequestError::Conflict(format!(
+                "run `{run_id}` completed; there is nothing to resume"
+            )));
+        }
+        RunStatus::Running => {
+            return Err(RequestError::Conflict(format!(
+                "run `{run_id}` is Running (possibly in another process); \
+                 cancel it first, or resume it with `dagger resume` if its process died"
+            )));
+        }
+        _ => {}
+    }
+    let Some((cancel_rx, guard)) = state.resumes.start(run_id) else {
+        return Err(RequestError::Conflict(format!(
+            "run `{run_id}` is already being resumed by this server"
+        )));
+    };
+    let state = state.clone();
+    let run_id = run_id.to_string();
+    state.set_resume_error(&run_id, None);
+    tokio::spawn(async move {
+        let _guard = guard;
+        let outcome = async {
+            let mut executor = DagExecutor::new(None, state.registry.clone(), state.stores.clone())
+                .map_err(dagger_coord::CoordError::from)?;
+            let cache = Cache::new();
+            Coordinator::new(Vec::new(), 64, 64)
+                .resume(&mut executor, &cache, &run_id, cancel_rx)
+                .await
+        }
+        .await;
+        match outcome {
+            Ok(report) => tracing::info!(run_id, status = %report.status, "resumed run ended"),
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "resume failed");
+                state.set_resume_error(&run_id, Some(e.to_string()));
+            }
+        }
+    });
+    Ok(())
+}
