@@ -9,6 +9,8 @@ mod artifacts;
 pub mod error;
 mod location;
 mod migrations;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod runs;
 mod snapshots;
 mod sqlite;
@@ -19,4 +21,6 @@ pub use dagger_core::store::Durability;
 pub use error::Result;
 pub use location::SqliteLocation;
 pub use migrations::latest_version;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteOptions, SqliteStore};

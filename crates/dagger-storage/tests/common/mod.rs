@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub(crate) mod conformance;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 
 use dagger_storage::{SqliteOptions, SqliteStore};
 use std::path::Path;
