@@ -56,7 +56,7 @@ impl PgManager {
 
 /// Why a connection could not be opened (a [`StoreError::Open`] in the end).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to `{location}`: {source}")]
+#[error("cannot connect to `{location}`: {}", describe(source))]
 pub(crate) struct ConnectError {
     location: String,
     source: postgres::Error,
@@ -135,6 +135,25 @@ pub(crate) fn is_connection_lost(e: &postgres::Error) -> bool {
     }
 }
 
+/// The client's error with its causes (`postgres::Error`'s `Display` alone
+/// says only "db error" or "error connecting to server").
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" ({detail})"));
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 /// Maps a Postgres error to the store error that names `location`.
 pub(crate) fn map_pg(e: &postgres::Error, location: &str) -> StoreError {
     let location = location.to_string();
@@ -150,13 +169,13 @@ pub(crate) fn map_pg(e: &postgres::Error, location: &str) -> StoreError {
         if matches!(class, "08" | "28" | "3D" | "57") {
             return StoreError::Open {
                 location,
-                reason: e.to_string(),
+                reason: describe(e),
             };
         }
     }
     StoreError::Backend {
         location,
-        message: e.to_string(),
+        message: describe(e),
     }
 }
 

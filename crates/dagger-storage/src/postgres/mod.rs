@@ -19,6 +19,7 @@ mod snapshots;
 pub use migrations::latest_pg_version;
 
 use conn::{PgConn, PgManager, map_pg};
+
 use dagger_core::StoreError;
 use dagger_core::store::Durability;
 use std::sync::Arc;
@@ -164,7 +165,7 @@ impl PostgresStore {
             .connect(postgres::NoTls)
             .map_err(|e| StoreError::Open {
                 location: location.clone(),
-                reason: e.to_string(),
+                reason: conn::describe(&e),
             })?;
         if let Some(schema) = &options.schema {
             migrations::create_schema(&mut first, schema, &location)?;

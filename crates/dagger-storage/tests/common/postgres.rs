@@ -57,7 +57,7 @@ pub(crate) async fn fresh_store(test: &str) -> Option<PostgresStore> {
 pub(crate) fn psql(schema: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
         .arg(url())
-        .args(["-v", "ON_ERROR_STOP=1", "-At", "-c"])
+        .args(["-v", "ON_ERROR_STOP=1", "-qAt", "-c"])
         .arg(format!("SET search_path TO {schema}; {sql}"))
         .output()
         .expect("psql runs");
