@@ -14,6 +14,7 @@ pub mod postgres;
 mod runs;
 mod snapshots;
 mod sqlite;
+mod task_store;
 mod writer;
 
 pub use artifacts::INLINE_LIMIT;

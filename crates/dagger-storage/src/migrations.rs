@@ -25,8 +25,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "runs, node runs, artifacts, cache snapshots",
         sql: include_str!("schema/0001_runs.sql"),
     },
-    // Version 2: tasks, jobs and task dependencies (dagger-task-core) go in
-    // `schema/0002_tasks.sql`, implemented by `task_store.rs`.
+    Migration {
+        version: 2,
+        name: "task jobs, tasks, task dependencies, task counts",
+        sql: include_str!("schema/0002_tasks.sql"),
+    },
     // Version 3: messages and subscriber offsets (dagger-pubsub) go in
     // `schema/0003_messages.sql`, implemented by `message_log.rs`.
 ];

@@ -6,11 +6,13 @@ mod artifact;
 pub mod memory;
 mod run;
 mod snapshot;
+mod task;
 
 pub use artifact::{ArtifactId, ArtifactStore};
 pub use memory::MemoryStore;
 pub use run::{ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate};
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
+pub use task::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType, transact};
 
 /// The stores a DAG Flow executor records runs in, bundled. Any backend that
 /// implements the traits converts into it (`From<Arc<MemoryStore>>` here,

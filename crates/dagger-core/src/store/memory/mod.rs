@@ -2,6 +2,7 @@
 //! that need no persistence.
 
 mod run;
+mod task;
 
 use parking_lot::Mutex;
 
@@ -9,6 +10,7 @@ use parking_lot::Mutex;
 #[derive(Default)]
 pub struct MemoryStore {
     runs: Mutex<run::RunTables>,
+    tasks: Mutex<task::TaskTables>,
 }
 
 impl MemoryStore {
