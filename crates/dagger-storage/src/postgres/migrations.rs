@@ -16,11 +16,18 @@ struct Migration {
 }
 
 /// Every migration, in order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "runs, node runs, artifacts, cache snapshots",
-    sql: include_str!("schema/0001_runs.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "runs, node runs, artifacts, cache snapshots",
+        sql: include_str!("schema/0001_runs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "task jobs, tasks, task dependencies, task counts",
+        sql: include_str!("schema/0002_tasks.sql"),
+    },
+];
 
 /// First key of the advisory lock held while migrating ("dagr").
 const LOCK_CLASS: i32 = 0x6461_6772;

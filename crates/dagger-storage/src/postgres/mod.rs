@@ -15,6 +15,7 @@ mod conn;
 mod migrations;
 mod runs;
 mod snapshots;
+mod tasks;
 
 pub use migrations::latest_pg_version;
 
@@ -61,6 +62,8 @@ struct Inner {
     location: String,
     config: postgres::Config,
     schema: Option<String>,
+    /// LISTEN/NOTIFY wake-ups for task job loops.
+    signal: tasks::TaskSignal,
 }
 
 impl Drop for Inner {
@@ -193,6 +196,7 @@ impl PostgresStore {
                 location,
                 config,
                 schema: options.schema.clone(),
+                signal: tasks::TaskSignal::new(),
             }),
         })
     }
@@ -232,7 +236,6 @@ impl PostgresStore {
 
     /// The connection settings (with the schema's `search_path`), for
     /// opening dedicated connections such as a `LISTEN` session.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn config(&self) -> &postgres::Config {
         &self.inner.config
     }
