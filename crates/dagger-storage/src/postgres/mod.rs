@@ -37,6 +37,11 @@ pub struct PostgresOptions {
     pub pool_size: u32,
     /// How long to wait for the server when connecting.
     pub connect_timeout: Duration,
+    /// The server ends a session that sits this long inside a transaction
+    /// (`idle_in_transaction_session_timeout`). The store's transactions
+    /// take milliseconds, so only a frozen or partitioned worker hits it, and
+    /// its row locks are released instead of stalling every other worker.
+    pub idle_transaction_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -45,6 +50,7 @@ impl Default for PostgresOptions {
             schema: None,
             pool_size: 8,
             connect_timeout: Duration::from_secs(5),
+            idle_transaction_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -170,14 +176,19 @@ impl PostgresStore {
                 location: location.clone(),
                 reason: conn::describe(&e),
             })?;
+        let mut session = format!(
+            "-c idle_in_transaction_session_timeout={}",
+            options.idle_transaction_timeout.as_millis().max(1)
+        );
         if let Some(schema) = &options.schema {
             migrations::create_schema(&mut first, schema, &location)?;
-            let existing = config.get_options().unwrap_or_default().to_string();
-            config.options(format!("{existing} -c search_path={schema}").trim());
+            session.push_str(&format!(" -c search_path={schema}"));
             first
                 .batch_execute(&format!("SET search_path TO {schema}"))
                 .map_err(|e| map_pg(&e, &location))?;
         }
+        let existing = config.get_options().unwrap_or_default().to_string();
+        config.options(format!("{existing} {session}").trim());
         migrations::migrate(&mut first, &location)?;
         drop(first);
 

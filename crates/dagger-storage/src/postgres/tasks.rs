@@ -3,13 +3,17 @@
 //!
 //! Each [`TaskStore::transact`] is one READ COMMITTED transaction. The
 //! scheduling rules of `dagger-task-core` read, check and write inside it, so
-//! the rows they read are locked: a job with `FOR NO KEY UPDATE` (every
-//! scheduling step of a job starts there, which orders them), a task the
-//! same way (a completion's fencing-token check holds until commit), and
-//! claim candidates with `FOR UPDATE SKIP LOCKED`, so a claimer never waits
-//! on, nor takes, a task another transaction holds. A deadlock or
-//! serialization failure rolls back and runs the closure again (the trait
-//! allows it); so does a connection lost mid-transaction, on a fresh one.
+//! what they read is locked until commit. Before it touches a job or any of
+//! its tasks, a transaction locks the job's row (`FOR NO KEY UPDATE`): the
+//! transactions of one job are serialized across every process, always in
+//! the order job row, then task rows, then per-status counts, so they cannot
+//! deadlock, while different jobs proceed in parallel. Task rows are locked
+//! as well (a completion's fencing-token check holds until commit), and the
+//! claim query takes its candidates `FOR UPDATE SKIP LOCKED`, so a claimer
+//! never waits on a task row another transaction holds. A deadlock (only
+//! possible across jobs) or serialization failure rolls back and runs the
+//! closure again, which the trait allows; so does a connection lost
+//! mid-transaction, on a fresh one.
 //!
 //! Every committed transaction that wrote sends `NOTIFY dagger_tasks` (the
 //! payload is the schema); a listener thread with its own connection turns
@@ -99,6 +103,8 @@ struct PgTx<'a, 't> {
     wrote: bool,
     /// Set when a statement failed in a way that a new attempt may cure.
     retry: Option<Retry>,
+    /// Jobs whose row this transaction has locked.
+    locked: Vec<String>,
 }
 
 /// Why a transaction is worth running again.
@@ -159,6 +165,19 @@ impl PgTx<'_, '_> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<TaskRecord>, StoreError> {
         self.query(sql, params)?.iter().map(decode_task).collect()
+    }
+
+    /// Locks the job's row (once per transaction), ordering this
+    /// transaction after every other one of the same job.
+    fn lock_job(&mut self, job_id: &str) -> Result<(), StoreError> {
+        if !self.locked.iter().any(|j| j == job_id) {
+            self.query(
+                "SELECT 1 FROM task_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
+                &[&job_id],
+            )?;
+            self.locked.push(job_id.to_string());
+        }
+        Ok(())
     }
 
     fn bump_count(&mut self, job: &str, status: &str, delta: i64) -> Result<(), StoreError> {
@@ -233,6 +252,9 @@ impl TaskTx for PgTx<'_, '_> {
              FROM task_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
             &[&job_id.as_str()],
         )?;
+        if !rows.is_empty() && !self.locked.iter().any(|j| j == job_id.as_str()) {
+            self.locked.push(job_id.to_string());
+        }
         let Some(r) = rows.first() else {
             return Ok(None);
         };
@@ -300,7 +322,17 @@ impl TaskTx for PgTx<'_, '_> {
     }
 
     fn task(&mut self, task_id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        // Locked: the caller's checks (fencing token, status) hold until commit.
+        // Locked (job first): the caller's checks (fencing token, status)
+        // hold until commit.
+        let job = self.query(
+            "SELECT job_id FROM tasks WHERE task_id = $1",
+            &[&task_id.as_str()],
+        )?;
+        let Some(job) = job.first() else {
+            return Ok(None);
+        };
+        let job: String = job.try_get(0).map_err(|e| decode("task's job id", e))?;
+        self.lock_job(&job)?;
         Ok(self
             .tasks(
                 select_tasks!("WHERE t.task_id = $1 FOR NO KEY UPDATE OF t"),
@@ -310,6 +342,7 @@ impl TaskTx for PgTx<'_, '_> {
     }
 
     fn put_task(&mut self, t: &TaskRecord) -> Result<(), StoreError> {
+        self.lock_job(t.job_id.as_str())?;
         let old = self.query(
             "SELECT status FROM tasks WHERE task_id = $1 FOR NO KEY UPDATE",
             &[&t.task_id.as_str()],
@@ -408,6 +441,7 @@ impl TaskTx for PgTx<'_, '_> {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         // The claim query: tasks another transaction holds are skipped, not waited for.
+        self.lock_job(job_id.as_str())?;
         self.tasks(
             select_tasks!(
                 "WHERE t.job_id = $1 AND t.status = 'Ready' \
@@ -419,6 +453,7 @@ impl TaskTx for PgTx<'_, '_> {
     }
 
     fn expired_leases(&mut self, job_id: &JobId, now: i64) -> Result<Vec<TaskRecord>, StoreError> {
+        self.lock_job(job_id.as_str())?;
         self.tasks(
             select_tasks!(
                 "WHERE t.job_id = $1 AND t.status = 'InProgress' AND t.lease_expires_at <= $2 \
@@ -515,6 +550,7 @@ impl PostgresStore {
             location,
             wrote: false,
             retry: None,
+            locked: Vec::new(),
         };
         let result = f(&mut view);
         let (wrote, retry) = (view.wrote, view.retry);
