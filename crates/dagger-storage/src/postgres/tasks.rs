@@ -15,10 +15,14 @@
 //! closure again, which the trait allows; so does a connection lost
 //! mid-transaction, on a fresh one.
 //!
-//! Every committed transaction that wrote sends `NOTIFY dagger_tasks` (the
-//! payload is the schema); a listener thread with its own connection turns
-//! those into [`TaskStore::change_signal`] wake-ups, so idle job loops in
-//! every process wake on each other's changes without polling.
+//! A committed transaction that made work claimable (a task written as
+//! Ready) or changed a job's status sends `NOTIFY dagger_tasks` (the payload
+//! is the schema); a listener thread with its own connection turns those
+//! into [`TaskStore::change_signal`] wake-ups, so idle job loops in every
+//! process wake on each other's changes without polling. Other writes
+//! (lease renewals, completions that release nothing) wake only this
+//! process's loops: waking every worker for them would make each
+//! completion cost one scheduling turn per worker process.
 
 use super::PostgresStore;
 use super::conn::{PgConn, StmtCache, decode, describe, is_connection_lost, map_pg, narrow, wide};
@@ -101,6 +105,10 @@ struct PgTx<'a, 't> {
     stmts: &'a mut StmtCache,
     location: &'a str,
     wrote: bool,
+    /// Whether other processes should hear of this transaction.
+    notify: bool,
+    /// Job statuses as read by this transaction, to notice a change.
+    job_status: Vec<(String, &'static str)>,
     /// Set when a statement failed in a way that a new attempt may cure.
     retry: Option<Retry>,
     /// Jobs whose row this transaction has locked.
@@ -263,10 +271,14 @@ impl TaskTx for PgTx<'_, '_> {
         let status: String = r.try_get(0).map_err(col)?;
         let allowed: Option<String> = r.try_get(1).map_err(col)?;
         let config: String = r.try_get(2).map_err(col)?;
+        let parsed = JobStatus::parse(&status)
+            .ok_or_else(|| decode(what(), format!("unknown status `{status}`")))?;
+        if !self.job_status.iter().any(|(j, _)| j == job_id.as_str()) {
+            self.job_status.push((job_id.to_string(), parsed.as_str()));
+        }
         Ok(Some(JobRecord {
             job_id: job_id.clone(),
-            status: JobStatus::parse(&status)
-                .ok_or_else(|| decode(what(), format!("unknown status `{status}`")))?,
+            status: parsed,
             allowed_agents: allowed
                 .map(|a| serde_json::from_str(&a).map_err(|e| decode(what(), e)))
                 .transpose()?,
@@ -303,6 +315,14 @@ impl TaskTx for PgTx<'_, '_> {
                 &job.updated_at,
             ],
         )?;
+        let known = self
+            .job_status
+            .iter()
+            .find(|(j, _)| j == job.job_id.as_str())
+            .map(|(_, s)| *s);
+        if known != Some(job.status.as_str()) {
+            self.notify = true;
+        }
         self.wrote = true;
         Ok(())
     }
@@ -398,6 +418,9 @@ impl TaskTx for PgTx<'_, '_> {
                 self.bump_count(t.job_id.as_str(), o, -1)?;
             }
             self.bump_count(t.job_id.as_str(), t.status.as_str(), 1)?;
+        }
+        if t.status == TaskStatus::Ready {
+            self.notify = true;
         }
         self.wrote = true;
         Ok(())
@@ -549,18 +572,20 @@ impl PostgresStore {
             stmts,
             location,
             wrote: false,
+            notify: false,
+            job_status: Vec::new(),
             retry: None,
             locked: Vec::new(),
         };
         let result = f(&mut view);
-        let (wrote, retry) = (view.wrote, view.retry);
+        let (wrote, notify, retry) = (view.wrote, view.notify, view.retry);
         if let Err(e) = result {
             return match retry {
                 Some(kind) => Attempt::Retry(kind, e),
                 None => Attempt::Failed(e),
             };
         }
-        let notified = if wrote {
+        let notified = if notify {
             tx.execute("SELECT pg_notify($1, current_schema())", &[&CHANNEL])
                 .map(drop)
         } else {
