@@ -34,7 +34,7 @@ fn signal(location: &str) -> watch::Sender<u64> {
 const TASK_COLUMNS: &str = "task_id, job_id, parent_id, task_type, agent, description, \
     acceptance_criteria, input, output, error, priority, seq, status, attempts, failures, \
     max_retries, timeout_ms, lease_owner, lease_expires_at, not_before, created_at, \
-    updated_at, started_at, finished_at";
+    updated_at, started_at, finished_at, dependencies";
 
 struct SqlTx<'a, 'c> {
     tx: &'a Transaction<'c>,
@@ -73,21 +73,8 @@ impl SqlTx<'_, '_> {
             updated_at: row.get(21)?,
             started_at: row.get(22)?,
             finished_at: row.get(23)?,
+            dependencies: row.get(24)?,
         })
-    }
-
-    fn dependencies(&self, task_id: &str) -> Result<Vec<TaskId>, StoreError> {
-        let mut stmt = self
-            .tx
-            .prepare_cached(
-                "SELECT dependency_id FROM task_dependencies WHERE task_id = ?1 ORDER BY position",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([task_id], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?;
-        rows.map(|r| r.map(TaskId::from).map_err(|e| self.err(e)))
-            .collect()
     }
 
     /// Runs a query returning task rows and attaches their dependencies.
@@ -103,12 +90,7 @@ impl SqlTx<'_, '_> {
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))?;
-        raws.into_iter()
-            .map(|raw| {
-                let deps = self.dependencies(&raw.task_id)?;
-                raw.into_record(deps)
-            })
-            .collect()
+        raws.into_iter().map(RawTask::into_record).collect()
     }
 
     fn bump_count(&self, job: &str, status: &str, delta: i64) -> Result<(), StoreError> {
@@ -149,12 +131,15 @@ struct RawTask {
     updated_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    dependencies: String,
 }
 
 impl RawTask {
-    fn into_record(self, dependencies: Vec<TaskId>) -> Result<TaskRecord, StoreError> {
+    fn into_record(self) -> Result<TaskRecord, StoreError> {
         let what = || format!("task `{}`", self.task_id);
         let json = |s: &str| serde_json::from_str(s).map_err(|e| decode(what(), e));
+        let dependencies: Vec<TaskId> =
+            serde_json::from_str(&self.dependencies).map_err(|e| decode(what(), e))?;
         Ok(TaskRecord {
             task_type: TaskType::parse(&self.task_type)
                 .ok_or_else(|| decode(what(), format!("unknown type `{}`", self.task_type)))?,
@@ -239,6 +224,7 @@ impl TaskTx for SqlTx<'_, '_> {
             .as_ref()
             .map(|a| serde_json::to_string(a).map_err(|e| decode("allowed agents", e)))
             .transpose()?;
+        let config = to_json(&job.config, "job config")?;
         self.tx
             .prepare_cached(
                 "INSERT INTO task_jobs (job_id, status, allowed_agents, config, started, reason, created_at, updated_at)
@@ -253,7 +239,7 @@ impl TaskTx for SqlTx<'_, '_> {
                     job.job_id.as_str(),
                     job.status.as_str(),
                     allowed,
-                    to_json(&job.config, "job config").unwrap_or_else(|_| "null".into()),
+                    config,
                     job.started,
                     job.reason,
                     job.created_at,
@@ -286,21 +272,40 @@ impl TaskTx for SqlTx<'_, '_> {
     }
 
     fn put_task(&mut self, t: &TaskRecord) -> Result<(), StoreError> {
-        let old: Option<String> = self
+        let old: Option<(String, String)> = self
             .tx
-            .prepare_cached("SELECT status FROM tasks WHERE task_id = ?1")
-            .and_then(|mut s| s.query_row([t.task_id.as_str()], |r| r.get(0)).optional())
+            .prepare_cached("SELECT status, dependencies FROM tasks WHERE task_id = ?1")
+            .and_then(|mut s| {
+                s.query_row([t.task_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(|e| self.err(e))?;
         let output = t
             .output
             .as_ref()
             .map(|o| to_json(o, "task output"))
             .transpose()?;
+        let input = to_json(&t.input, "task input")?;
+        let deps_json = serde_json::to_string(&t.dependencies)
+            .map_err(|e| decode(format!("task `{}`", t.task_id), e))?;
         self.tx
             .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) VALUES
+                "INSERT INTO tasks ({TASK_COLUMNS}) VALUES
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                  ?19, ?20, ?21, ?22, ?23, ?24)"
+                  ?19, ?20, ?21, ?22, ?23, ?24, ?25)
+                 ON CONFLICT (task_id) DO UPDATE SET parent_id = excluded.parent_id,
+                   task_type = excluded.task_type, agent = excluded.agent,
+                   description = excluded.description,
+                   acceptance_criteria = excluded.acceptance_criteria, input = excluded.input,
+                   output = excluded.output, error = excluded.error,
+                   priority = excluded.priority, status = excluded.status,
+                   attempts = excluded.attempts, failures = excluded.failures,
+                   max_retries = excluded.max_retries, timeout_ms = excluded.timeout_ms,
+                   lease_owner = excluded.lease_owner,
+                   lease_expires_at = excluded.lease_expires_at,
+                   not_before = excluded.not_before, updated_at = excluded.updated_at,
+                   started_at = excluded.started_at, finished_at = excluded.finished_at,
+                   dependencies = excluded.dependencies"
             ))
             .and_then(|mut s| {
                 s.execute(params![
@@ -311,7 +316,7 @@ impl TaskTx for SqlTx<'_, '_> {
                     t.agent,
                     t.description,
                     t.acceptance_criteria,
-                    to_json(&t.input, "task input").unwrap_or_else(|_| "null".into()),
+                    input,
                     output,
                     t.error,
                     t.priority,
@@ -327,30 +332,33 @@ impl TaskTx for SqlTx<'_, '_> {
                     t.created_at,
                     t.updated_at,
                     t.started_at,
-                    t.finished_at
+                    t.finished_at,
+                    deps_json
                 ])
             })
             .map_err(|e| self.err(e))?;
-        let existing = if old.is_some() {
-            self.dependencies(t.task_id.as_str())?
-        } else {
-            Vec::new()
+        let old_deps: Vec<TaskId> = match &old {
+            Some((_, d)) if *d != deps_json => {
+                serde_json::from_str(d).map_err(|e| decode(format!("task `{}`", t.task_id), e))?
+            }
+            Some(_) => t.dependencies.clone(),
+            None => Vec::new(),
         };
         for (pos, d) in t.dependencies.iter().enumerate() {
-            if existing.contains(d) {
+            if old_deps.contains(d) {
                 continue;
             }
             self.tx
                 .prepare_cached(
-                    "INSERT INTO task_dependencies (task_id, dependency_id, position) VALUES (?1, ?2, ?3)",
+                    "INSERT OR IGNORE INTO task_dependencies (task_id, dependency_id, position)
+                     VALUES (?1, ?2, ?3)",
                 )
-                .and_then(|mut s| {
-                    s.execute(params![t.task_id.as_str(), d.as_str(), pos as i64])
-                })
+                .and_then(|mut s| s.execute(params![t.task_id.as_str(), d.as_str(), pos as i64]))
                 .map_err(|e| self.err(e))?;
         }
-        if old.as_deref() != Some(t.status.as_str()) {
-            if let Some(o) = &old {
+        let old_status = old.as_ref().map(|(s, _)| s.as_str());
+        if old_status != Some(t.status.as_str()) {
+            if let Some(o) = old_status {
                 self.bump_count(t.job_id.as_str(), o, -1)?;
             }
             self.bump_count(t.job_id.as_str(), t.status.as_str(), 1)?;
@@ -427,6 +435,15 @@ impl TaskTx for SqlTx<'_, '_> {
         })
     }
 
+    fn touch_job(&mut self, job_id: &JobId, now: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE task_jobs SET updated_at = ?2 WHERE job_id = ?1")
+            .and_then(|mut s| s.execute(params![job_id.as_str(), now]))
+            .map_err(|e| self.err(e))?;
+        self.wrote = true;
+        Ok(())
+    }
+
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {
         let mut stmt = self
             .tx
@@ -479,6 +496,25 @@ impl TaskStore for SqliteStore {
             signal(&location).send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(())
+    }
+
+    fn read(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send),
+    ) -> Result<(), StoreError> {
+        let location = self.location().to_string();
+        self.read_blocking(|conn| {
+            // A deferred transaction: a consistent snapshot without the write lock.
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)
+                .map_err(|e| map_sqlite(e, &location))?;
+            let mut view = SqlTx {
+                tx: &tx,
+                location: &location,
+                wrote: false,
+            };
+            f(&mut view)?;
+            tx.rollback().map_err(|e| map_sqlite(e, &location))
+        })
     }
 
     fn location(&self) -> String {

@@ -15,7 +15,9 @@ pub struct JobConfig {
     pub max_concurrency: usize,
     /// Per agent name: tasks of that agent this manager runs at once in the job.
     pub agent_concurrency: BTreeMap<String, usize>,
-    /// Lease length in milliseconds; a worker renews at a third of it.
+    /// Lease length in milliseconds; a worker renews at a third of it. Keep
+    /// it below the manager's heartbeat, or a crashed worker's tasks (which
+    /// come back when their lease expires) make the job look stalled first.
     pub lease_ms: u64,
     /// Retries of failed attempts (a task's `max_retries` overrides the count).
     pub retry: RetryPolicy,

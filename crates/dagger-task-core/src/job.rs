@@ -236,27 +236,24 @@ fn turn(m: &TaskManager, rt: &JobRuntime) -> Result<Turn, crate::TaskError> {
             let ok = counts.unsuccessful == 0;
             return Ok(done(end(JobStatus::Completed(ok), None, tx)?));
         }
-        let mut total = running_total;
         let mut agents = per_agent.clone();
-        let mut claimed = Vec::new();
-        while total < cfg.max_concurrency {
-            let accept = |t: &TaskRecord| {
-                let limit = cfg
-                    .agent_concurrency
-                    .get(&t.agent)
-                    .copied()
-                    .unwrap_or(usize::MAX);
-                agents.get(&t.agent).copied().unwrap_or(0) < limit
-                    && registry.contains(&t.agent)
-                    && rt.allowed.as_ref().is_none_or(|a| a.contains(&t.agent))
-            };
-            let Some(task) = ops::claim(tx, job_id, owner, now, cfg.lease_ms, &accept)? else {
-                break;
-            };
-            total += 1;
-            *agents.entry(task.agent.clone()).or_default() += 1;
-            claimed.push(task);
-        }
+        let mut accept = |t: &TaskRecord| {
+            let limit = cfg
+                .agent_concurrency
+                .get(&t.agent)
+                .copied()
+                .unwrap_or(usize::MAX);
+            let running = agents.entry(t.agent.clone()).or_default();
+            let ok = *running < limit
+                && registry.contains(&t.agent)
+                && rt.allowed.as_ref().is_none_or(|a| a.contains(&t.agent));
+            if ok {
+                *running += 1;
+            }
+            ok
+        };
+        let room = cfg.max_concurrency.saturating_sub(running_total);
+        let claimed = ops::claim_many(tx, job_id, owner, now, cfg.lease_ms, room, &mut accept)?;
         let job = tx.job(job_id)?.unwrap_or(job);
         let stall_at = job.updated_at.saturating_add(heartbeat);
         let idle_ms = (claimed.is_empty() && now >= stall_at)

@@ -8,6 +8,7 @@
 //! crash, or in another process) continues the same jobs.
 
 mod agent;
+mod commit;
 mod config;
 mod dot;
 mod error;

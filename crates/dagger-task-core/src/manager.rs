@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     pub(crate) owner: String,
     pub(crate) jobs: Mutex<HashMap<JobId, Arc<JobRuntime>>>,
     pub(crate) stale: Mutex<Vec<TaskError>>,
+    /// The group committer of finished attempts (see `commit.rs`).
+    pub(crate) committer: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::commit::Pending>>>,
 }
 
 impl TaskManager {
@@ -64,6 +66,7 @@ impl TaskManager {
                 owner: format!("{}:{}", std::process::id(), TaskId::generate()),
                 jobs: Mutex::new(HashMap::new()),
                 stale: Mutex::new(Vec::new()),
+                committer: Mutex::new(None),
             }),
         }
     }
@@ -249,7 +252,7 @@ impl TaskManager {
     /// The task, or an error when the store fails.
     pub fn task(&self, task_id: &str) -> Result<Option<Task>, TaskError> {
         let t = TaskId::from(task_id);
-        ops::run(self.inner.store.as_ref(), |tx| Ok(tx.task(&t)?))
+        ops::read(self.inner.store.as_ref(), |tx| Ok(tx.task(&t)?))
     }
 
     /// The task, if it exists (a store failure is logged and gives `None`;
@@ -265,7 +268,7 @@ impl TaskManager {
     /// Every dependency must be done ([`TaskError::DependencyNotDone`]).
     pub fn get_dependency_outputs(&self, task_id: &str) -> Result<Vec<Value>, TaskError> {
         let t = TaskId::from(task_id);
-        ops::run(self.inner.store.as_ref(), |tx| {
+        ops::read(self.inner.store.as_ref(), |tx| {
             let task = tx
                 .task(&t)?
                 .ok_or_else(|| TaskError::TaskNotFound(t.to_string()))?;
@@ -293,13 +296,13 @@ impl TaskManager {
     /// Every task of a job, in insertion order.
     pub fn get_job_tasks(&self, job_id: &str) -> Result<Vec<Task>, TaskError> {
         let j = JobId::from(job_id);
-        ops::run(self.inner.store.as_ref(), |tx| Ok(tx.job_tasks(&j)?))
+        ops::read(self.inner.store.as_ref(), |tx| Ok(tx.job_tasks(&j)?))
     }
 
     /// Tasks whose parent is `task_id`.
     pub fn get_child_tasks(&self, task_id: &str) -> Result<Vec<Task>, TaskError> {
         let t = TaskId::from(task_id);
-        ops::run(self.inner.store.as_ref(), |tx| {
+        ops::read(self.inner.store.as_ref(), |tx| {
             let task = tx
                 .task(&t)?
                 .ok_or_else(|| TaskError::TaskNotFound(t.to_string()))?;
@@ -327,7 +330,7 @@ impl TaskManager {
     /// Ready tasks of a job in the order they would be claimed.
     pub fn get_ready_tasks_for_job(&self, job_id: &str) -> Result<Vec<Task>, TaskError> {
         let j = JobId::from(job_id);
-        ops::run(self.inner.store.as_ref(), |tx| {
+        ops::read(self.inner.store.as_ref(), |tx| {
             Ok(tx.ready_tasks(&j, i64::MAX, usize::MAX)?)
         })
     }
@@ -335,7 +338,7 @@ impl TaskManager {
     /// The job's stored status.
     pub fn job_status(&self, job_id: &str) -> Result<JobStatus, TaskError> {
         let j = JobId::from(job_id);
-        ops::run(self.inner.store.as_ref(), |tx| {
+        ops::read(self.inner.store.as_ref(), |tx| {
             tx.job(&j)?
                 .map(|r| r.status)
                 .ok_or_else(|| TaskError::JobNotFound(j.to_string()))

@@ -33,6 +33,31 @@ pub(crate) fn run<T: Send>(
     }
 }
 
+/// Runs a read-only `f` against the store's consistent view.
+pub(crate) fn read<T: Send>(
+    store: &dyn TaskStore,
+    mut f: impl FnMut(&mut dyn TaskTx) -> Result<T, TaskError> + Send,
+) -> Result<T, TaskError> {
+    let mut out: Option<Result<T, TaskError>> = None;
+    let done = store.read(&mut |tx| match f(tx) {
+        Ok(v) => {
+            out = Some(Ok(v));
+            Ok(())
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            out = Some(Err(e));
+            Err(StoreError::Conflict(msg))
+        }
+    });
+    match (done, out) {
+        (_, Some(Err(e))) => Err(e),
+        (Ok(()), Some(Ok(v))) => Ok(v),
+        (Err(e), _) => Err(e.into()),
+        (Ok(()), None) => Err(StoreError::Conflict("read produced no result".into()).into()),
+    }
+}
+
 fn task_or(tx: &mut dyn TaskTx, id: &TaskId) -> Result<TaskRecord, TaskError> {
     tx.task(id)?
         .ok_or_else(|| TaskError::TaskNotFound(id.to_string()))
@@ -40,11 +65,7 @@ fn task_or(tx: &mut dyn TaskTx, id: &TaskId) -> Result<TaskRecord, TaskError> {
 
 /// Marks the job as changed (the stall detector's notion of progress).
 pub(crate) fn touch_job(tx: &mut dyn TaskTx, job_id: &JobId, now: i64) -> Result<(), TaskError> {
-    if let Some(mut job) = tx.job(job_id)? {
-        job.updated_at = now;
-        tx.put_job(&job)?;
-    }
-    Ok(())
+    Ok(tx.touch_job(job_id, now)?)
 }
 
 /// The job, created (Running, not started) if it does not exist; an error if it ended.
@@ -383,43 +404,53 @@ fn fail_dependents(tx: &mut dyn TaskTx, task_id: &TaskId, now: i64) -> Result<()
     Ok(())
 }
 
-/// Claims the best Ready task of a running job that `accept` agrees to run,
-/// under a lease until `now + lease_ms`. The new attempt number is the
-/// fencing token.
-pub(crate) fn claim(
+/// Claims up to `max` of the best Ready tasks of a running job that
+/// `accept` agrees to run (it is called in priority order and may count
+/// what it accepted), each under a lease until `now + lease_ms`. The new
+/// attempt number is the lease's fencing token.
+pub(crate) fn claim_many(
     tx: &mut dyn TaskTx,
     job_id: &JobId,
     owner: &str,
     now: i64,
     lease_ms: u64,
-    accept: &dyn Fn(&TaskRecord) -> bool,
-) -> Result<Option<TaskRecord>, TaskError> {
-    if !tx
-        .job(job_id)?
-        .is_some_and(|j| j.status == JobStatus::Running)
+    max: usize,
+    accept: &mut dyn FnMut(&TaskRecord) -> bool,
+) -> Result<Vec<TaskRecord>, TaskError> {
+    if max == 0
+        || !tx
+            .job(job_id)?
+            .is_some_and(|j| j.status == JobStatus::Running)
     {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    const WINDOW: usize = 64;
-    let Some(mut task) = tx
-        .ready_tasks(job_id, now, WINDOW)?
-        .into_iter()
-        .find(|t| accept(t))
-    else {
-        return Ok(None);
-    };
-    task.status = task
-        .status
-        .transition(task.task_id.as_str(), TaskStatus::InProgress)?;
-    task.attempts += 1;
-    task.lease_owner = Some(owner.to_string());
-    task.lease_expires_at = Some(now.saturating_add(lease_ms as i64));
-    task.not_before = None;
-    task.started_at = Some(now);
-    task.updated_at = now;
-    tx.put_task(&task)?;
-    touch_job(tx, job_id, now)?;
-    Ok(Some(task))
+    // Tasks an agent limit skips stay Ready, so look a little further.
+    let window = max.saturating_add(64);
+    let mut claimed = Vec::new();
+    for mut task in tx.ready_tasks(job_id, now, window)? {
+        if claimed.len() == max {
+            break;
+        }
+        if !accept(&task) {
+            continue;
+        }
+        task.status = task
+            .status
+            .transition(task.task_id.as_str(), TaskStatus::InProgress)?;
+        task.attempts += 1;
+        task.lease_owner = Some(owner.to_string());
+        task.lease_expires_at =
+            Some(now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX)));
+        task.not_before = None;
+        task.started_at = Some(now);
+        task.updated_at = now;
+        tx.put_task(&task)?;
+        claimed.push(task);
+    }
+    if !claimed.is_empty() {
+        touch_job(tx, job_id, now)?;
+    }
+    Ok(claimed)
 }
 
 /// The task if `token` is still its current claim, else [`TaskError::StaleLease`].
@@ -453,42 +484,96 @@ pub(crate) fn renew(
     Ok(())
 }
 
-/// Records a successful attempt and releases dependents.
-pub(crate) fn complete(
-    tx: &mut dyn TaskTx,
-    task_id: &TaskId,
-    token: u32,
-    output: serde_json::Value,
-    now: i64,
-) -> Result<TaskRecord, TaskError> {
-    let mut task = fenced(tx, task_id, token)?;
-    task.status = task
-        .status
-        .transition(task_id.as_str(), TaskStatus::Completed)?;
-    task.output = Some(output);
-    task.error = None;
-    task.lease_owner = None;
-    task.lease_expires_at = None;
-    task.finished_at = Some(now);
-    task.updated_at = now;
-    tx.put_task(&task)?;
-    settle(tx, &task, now)?;
-    touch_job(tx, &task.job_id, now)?;
-    Ok(task)
+/// How an attempt ended, as the worker saw it.
+pub(crate) enum AttemptEnd {
+    /// The agent returned this (schema-valid) output.
+    Output(serde_json::Value),
+    /// The agent asked to wait for dependencies.
+    Waiting,
+    /// The attempt failed with this message.
+    Failed(String),
 }
 
-/// Records a "waiting for dependencies" attempt. The task is Blocked while a
-/// dependency is open; if the agent added dependencies that are all done
-/// already it is Ready to run again; if it added none it stays Blocked until
-/// someone (a planner, a user) changes it, which stall detection reports.
-pub(crate) fn wait_for_dependencies(
+/// What was recorded for an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// Completed; dependents released.
+    Completed,
+    /// Waiting for dependencies: now Blocked or (all done) Ready.
+    Waiting(TaskStatus),
+    /// Failed; will be retried.
+    Retrying,
+    /// Failed for good; dependents failed.
+    Failed,
+}
+
+/// Records an attempt under its fencing token. An agent that gave its task
+/// new dependencies (more than `deps_at_claim`) or set it Blocked is
+/// waiting for them, whatever it returned: the seed's agents return an
+/// error string such as "needs_more_info" after doing so.
+pub(crate) fn record_attempt(
     tx: &mut dyn TaskTx,
     task_id: &TaskId,
     token: u32,
     deps_at_claim: usize,
+    end: &AttemptEnd,
     now: i64,
-) -> Result<TaskStatus, TaskError> {
+    retry_at: &dyn Fn(&TaskRecord) -> Option<i64>,
+) -> Result<Recorded, TaskError> {
     let mut task = fenced(tx, task_id, token)?;
+    let self_blocked =
+        task.status == TaskStatus::Blocked || task.dependencies.len() > deps_at_claim;
+    task.lease_owner = None;
+    task.lease_expires_at = None;
+    task.updated_at = now;
+    let recorded = match end {
+        _ if self_blocked => waiting(tx, &mut task, deps_at_claim)?,
+        AttemptEnd::Waiting => waiting(tx, &mut task, deps_at_claim)?,
+        AttemptEnd::Output(v) => {
+            task.status = task
+                .status
+                .transition(task_id.as_str(), TaskStatus::Completed)?;
+            task.output = Some(v.clone());
+            task.error = None;
+            task.finished_at = Some(now);
+            Recorded::Completed
+        }
+        AttemptEnd::Failed(message) => {
+            task.failures += 1;
+            task.error = Some(message.clone());
+            match retry_at(&task) {
+                Some(at) => {
+                    task.status = task
+                        .status
+                        .transition(task_id.as_str(), TaskStatus::Ready)?;
+                    task.not_before = (at > now).then_some(at);
+                    Recorded::Retrying
+                }
+                None => {
+                    task.status = task
+                        .status
+                        .transition(task_id.as_str(), TaskStatus::Failed)?;
+                    task.finished_at = Some(now);
+                    Recorded::Failed
+                }
+            }
+        }
+    };
+    tx.put_task(&task)?;
+    settle(tx, &task, now)?;
+    touch_job(tx, &task.job_id, now)?;
+    Ok(recorded)
+}
+
+/// The task is Blocked while a dependency is open; if the agent added
+/// dependencies that are all done already it is Ready to run again; if it
+/// added none it stays Blocked until someone (a planner, a user) changes
+/// it, which stall detection reports.
+fn waiting(
+    tx: &mut dyn TaskTx,
+    task: &mut TaskRecord,
+    deps_at_claim: usize,
+) -> Result<Recorded, TaskError> {
     let mut all_done = true;
     for d in &task.dependencies {
         if !tx.task(d)?.is_some_and(|r| r.status.is_done()) {
@@ -503,53 +588,9 @@ pub(crate) fn wait_for_dependencies(
         TaskStatus::Blocked
     };
     if task.status != to {
-        task.status = task.status.transition(task_id.as_str(), to)?;
+        task.status = task.status.transition(task.task_id.as_str(), to)?;
     }
-    task.lease_owner = None;
-    task.lease_expires_at = None;
-    task.updated_at = now;
-    tx.put_task(&task)?;
-    touch_job(tx, &task.job_id, now)?;
-    Ok(to)
-}
-
-/// Records a failed attempt. `retry_at` decides, from the task with its
-/// failure counted, whether and when it runs again; otherwise it fails for
-/// good and its dependents fail with it. Returns whether it failed for good.
-pub(crate) fn fail(
-    tx: &mut dyn TaskTx,
-    task_id: &TaskId,
-    token: u32,
-    error: &str,
-    now: i64,
-    retry_at: &dyn Fn(&TaskRecord) -> Option<i64>,
-) -> Result<bool, TaskError> {
-    let mut task = fenced(tx, task_id, token)?;
-    task.failures += 1;
-    task.error = Some(error.to_string());
-    task.lease_owner = None;
-    task.lease_expires_at = None;
-    task.updated_at = now;
-    let retry = retry_at(&task);
-    let final_failure = retry.is_none();
-    match retry {
-        Some(at) => {
-            task.status = task
-                .status
-                .transition(task_id.as_str(), TaskStatus::Ready)?;
-            task.not_before = (at > now).then_some(at);
-        }
-        None => {
-            task.status = task
-                .status
-                .transition(task_id.as_str(), TaskStatus::Failed)?;
-            task.finished_at = Some(now);
-        }
-    }
-    tx.put_task(&task)?;
-    settle(tx, &task, now)?;
-    touch_job(tx, &task.job_id, now)?;
-    Ok(final_failure)
+    Ok(Recorded::Waiting(to))
 }
 
 /// Returns tasks whose lease expired to Ready. Their attempt stays counted,

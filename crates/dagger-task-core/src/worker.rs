@@ -3,18 +3,16 @@
 //! fencing token.
 
 use crate::agent::{TaskContext, TaskOutcome};
+use crate::commit;
 use crate::error::TaskError;
 use crate::job::JobRuntime;
 use crate::manager::TaskManager;
 use crate::ops;
 use dagger_core::store::TaskRecord;
-use dagger_core::{ErrorClass, Permanent, TaskStatus, now_millis};
+use dagger_core::{ErrorClass, Permanent, now_millis};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Stale-lease reports kept for [`TaskManager::take_stale_completions`].
-const STALE_KEPT: usize = 1024;
 
 /// How an attempt ended, before it is committed.
 enum Attempt {
@@ -47,7 +45,7 @@ pub(crate) async fn run(m: TaskManager, rt: Arc<JobRuntime>, task: TaskRecord) {
             () = renew => Attempt::Abandoned,
         }
     };
-    commit(&m, &rt, &task, attempt);
+    let abandoned = matches!(attempt, Attempt::Abandoned);
     {
         let mut r = rt.running.lock();
         r.total = r.total.saturating_sub(1);
@@ -55,7 +53,11 @@ pub(crate) async fn run(m: TaskManager, rt: Arc<JobRuntime>, task: TaskRecord) {
             *n = n.saturating_sub(1);
         }
     }
-    rt.notify.notify_one();
+    commit(&m, &rt, &task, attempt);
+    if abandoned {
+        // Nothing to record; the freed slot may take another task.
+        rt.notify.notify_one();
+    }
 }
 
 /// Renews the lease at a third of its length; returns only when it is lost
@@ -74,7 +76,7 @@ async fn renew_lease(m: &TaskManager, rt: &JobRuntime, task: &TaskRecord, ctx: &
             Ok(()) => {}
             Err(e @ TaskError::StaleLease { .. }) => {
                 if !rt.stop.is_cancelled() {
-                    report_stale(m, e);
+                    commit::report_stale(m, e);
                 }
                 ctx.cancel.cancel();
                 return;
@@ -84,15 +86,6 @@ async fn renew_lease(m: &TaskManager, rt: &JobRuntime, task: &TaskRecord, ctx: &
             }
         }
     }
-}
-
-fn report_stale(m: &TaskManager, e: TaskError) {
-    tracing::warn!(error = %e, "discarded work under a stale lease");
-    let mut stale = m.inner.stale.lock();
-    if stale.len() >= STALE_KEPT {
-        stale.remove(0);
-    }
-    stale.push(e);
 }
 
 async fn execute(m: &TaskManager, task: &TaskRecord, ctx: &TaskContext) -> Attempt {
@@ -143,15 +136,6 @@ async fn execute(m: &TaskManager, task: &TaskRecord, ctx: &TaskContext) -> Attem
             };
         }
     };
-    // An agent that gave its task new dependencies, or set it Blocked, is
-    // waiting for them, whatever it returned (the seed's agents return an
-    // error string such as "needs_more_info").
-    if let Ok(Some(now)) = m.task(task.task_id.as_str())
-        && now.attempts == task.attempts
-        && (now.status == TaskStatus::Blocked || now.dependencies.len() > task.dependencies.len())
-    {
-        return Attempt::Waiting;
-    }
     match result {
         Ok(TaskOutcome::WaitingForDependencies) => Attempt::Waiting,
         Ok(TaskOutcome::Completed(v)) => {
@@ -173,47 +157,24 @@ async fn execute(m: &TaskManager, task: &TaskRecord, ctx: &TaskContext) -> Attem
     }
 }
 
-fn commit(m: &TaskManager, rt: &JobRuntime, task: &TaskRecord, attempt: Attempt) {
-    let store = m.inner.store.as_ref();
-    let id = &task.task_id;
-    let token = task.attempts;
-    let result = match attempt {
-        Attempt::Abandoned => Ok(()),
-        Attempt::Output(v) => {
-            let r = ops::run(store, |tx| {
-                ops::complete(tx, id, token, v.clone(), now_millis())
-            });
-            r.map(|_| m.inner.cache.insert(task.job_id.as_str(), id.as_str(), v))
-        }
-        Attempt::Waiting => ops::run(store, |tx| {
-            ops::wait_for_dependencies(tx, id, token, task.dependencies.len(), now_millis())
-        })
-        .map(drop),
-        Attempt::Failed { class, message } => {
-            let policy = &rt.config.retry;
-            let retry_at = |t: &TaskRecord| {
-                let again = match t.max_retries {
-                    Some(max) => class != ErrorClass::Permanent && t.failures <= max,
-                    None => policy.should_retry(t.failures, class),
-                };
-                again.then(|| {
-                    let delay = policy.delay_for(t.failures).as_millis();
-                    now_millis().saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
-                })
-            };
-            ops::run(store, |tx| {
-                ops::fail(tx, id, token, &message, now_millis(), &retry_at)
-            })
-            .map(drop)
-        }
+fn commit(m: &TaskManager, rt: &Arc<JobRuntime>, task: &TaskRecord, attempt: Attempt) {
+    let (end, class) = match attempt {
+        Attempt::Abandoned => return,
+        Attempt::Output(v) => (ops::AttemptEnd::Output(v), ErrorClass::Error),
+        Attempt::Waiting => (ops::AttemptEnd::Waiting, ErrorClass::Error),
+        Attempt::Failed { class, message } => (ops::AttemptEnd::Failed(message), class),
     };
-    match result {
-        Ok(()) => {}
-        Err(e @ TaskError::StaleLease { .. }) => {
-            if !rt.stop.is_cancelled() {
-                report_stale(m, e);
-            }
-        }
-        Err(e) => tracing::error!(task = %id, error = %e, "recording the attempt failed"),
-    }
+    commit::submit(
+        m,
+        commit::Pending {
+            manager: m.clone(),
+            rt: rt.clone(),
+            task_id: task.task_id.clone(),
+            job_id: task.job_id.clone(),
+            token: task.attempts,
+            deps_at_claim: task.dependencies.len(),
+            end,
+            class,
+        },
+    );
 }

@@ -180,6 +180,15 @@ pub trait TaskTx {
     fn next_deadline(&mut self, job_id: &JobId, now: i64) -> Result<Option<i64>, StoreError>;
     /// Counts of the job's tasks.
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError>;
+
+    /// Sets the job's `updated_at` (its last progress) if the job exists.
+    fn touch_job(&mut self, job_id: &JobId, now: i64) -> Result<(), StoreError> {
+        if let Some(mut job) = self.job(job_id)? {
+            job.updated_at = now;
+            self.put_job(&job)?;
+        }
+        Ok(())
+    }
 }
 
 /// Stores Task Agent jobs and tasks. See the module docs for why it is
@@ -193,6 +202,15 @@ pub trait TaskStore: Send + Sync + 'static {
         &self,
         f: &mut (dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send),
     ) -> Result<(), StoreError>;
+
+    /// Runs `f`, which only reads, against a consistent view. Backends may
+    /// run it without taking the write lock; by default it is a transaction.
+    fn read(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send),
+    ) -> Result<(), StoreError> {
+        self.transact(f)
+    }
 
     /// A human-readable location (`memory`, `sqlite:path`), for messages.
     fn location(&self) -> String;

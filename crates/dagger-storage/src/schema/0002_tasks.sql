@@ -20,6 +20,9 @@ CREATE TABLE tasks (
     description          TEXT NOT NULL,
     acceptance_criteria  TEXT,
     input                TEXT NOT NULL,
+    -- JSON array of dependency ids in the order added (task_dependencies
+    -- holds the same edges, indexed for finding dependents).
+    dependencies         TEXT NOT NULL,
     output               TEXT,
     error                TEXT,
     priority             INTEGER NOT NULL,

@@ -1,0 +1,153 @@
+//! Group commit of finished attempts. Workers hand their results to one
+//! committer task per manager, which records everything that is waiting in
+//! a single store transaction: on SQLite one commit then serves many
+//! completions, the dominant cost of a small task.
+
+use crate::error::TaskError;
+use crate::job::JobRuntime;
+use crate::manager::TaskManager;
+use crate::ops::{self, AttemptEnd, Recorded};
+use dagger_core::store::{TaskRecord, TaskStore};
+use dagger_core::{ErrorClass, JobId, TaskId, now_millis};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Most attempts recorded in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Stale-lease reports kept for [`TaskManager::take_stale_completions`].
+const STALE_KEPT: usize = 1024;
+
+/// A finished attempt waiting to be recorded.
+pub(crate) struct Pending {
+    /// Keeps the manager alive until the attempt is recorded.
+    pub(crate) manager: TaskManager,
+    pub(crate) rt: Arc<JobRuntime>,
+    pub(crate) task_id: TaskId,
+    pub(crate) job_id: JobId,
+    pub(crate) token: u32,
+    pub(crate) deps_at_claim: usize,
+    pub(crate) end: AttemptEnd,
+    pub(crate) class: ErrorClass,
+}
+
+/// Queues `p` for the manager's committer, starting one if needed.
+pub(crate) fn submit(m: &TaskManager, p: Pending) {
+    let mut slot = m.inner.committer.lock();
+    let p = match slot.as_ref() {
+        Some(tx) => match tx.send(p) {
+            Ok(()) => return,
+            // The committer's runtime is gone; start a new one on this runtime.
+            Err(mpsc::error::SendError(p)) => p,
+        },
+        None => p,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(rx));
+    let _ = tx.send(p);
+    *slot = Some(tx);
+}
+
+async fn run(mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let mut batch = Vec::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let store = batch[0].manager.inner.store.clone();
+        let results = record(store.as_ref(), &batch);
+        for (p, result) in batch.drain(..).zip(results) {
+            finish(p, result);
+        }
+    }
+}
+
+/// When the task may run again after a failure, under the job's policy.
+fn retry_at(p: &Pending, t: &TaskRecord) -> Option<i64> {
+    let policy = &p.rt.config.retry;
+    let again = match t.max_retries {
+        Some(max) => p.class != ErrorClass::Permanent && t.failures <= max,
+        None => policy.should_retry(t.failures, p.class),
+    };
+    again.then(|| {
+        let delay = policy.delay_for(t.failures).as_millis();
+        now_millis().saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
+    })
+}
+
+fn record_one(
+    tx: &mut dyn dagger_core::store::TaskTx,
+    p: &Pending,
+    now: i64,
+) -> Result<Recorded, TaskError> {
+    ops::record_attempt(
+        tx,
+        &p.task_id,
+        p.token,
+        p.deps_at_claim,
+        &p.end,
+        now,
+        &|t| retry_at(p, t),
+    )
+}
+
+/// Records the batch in one transaction. A stale lease is refused before
+/// anything of that attempt is written, so it stays that attempt's result;
+/// any other error aborts the batch, which is then recorded one by one.
+fn record(store: &dyn TaskStore, batch: &[Pending]) -> Vec<Result<Recorded, TaskError>> {
+    let together = ops::run(store, |tx| {
+        let now = now_millis();
+        let mut out = Vec::with_capacity(batch.len());
+        for p in batch {
+            match record_one(tx, p, now) {
+                Err(e @ TaskError::StaleLease { .. }) => out.push(Err(e)),
+                Err(e) => return Err(e),
+                Ok(r) => out.push(Ok(r)),
+            }
+        }
+        Ok(out)
+    });
+    match together {
+        Ok(results) => results,
+        Err(_) if batch.len() > 1 => batch
+            .iter()
+            .map(|p| ops::run(store, |tx| record_one(tx, p, now_millis())))
+            .collect(),
+        Err(e) => vec![Err(e)],
+    }
+}
+
+fn finish(p: Pending, result: Result<Recorded, TaskError>) {
+    match result {
+        Ok(Recorded::Completed) => {
+            if let AttemptEnd::Output(v) = p.end {
+                p.manager
+                    .inner
+                    .cache
+                    .insert(p.job_id.as_str(), p.task_id.as_str(), v);
+            }
+        }
+        Ok(_) => {}
+        Err(e @ TaskError::StaleLease { .. }) => {
+            if !p.rt.stop.is_cancelled() {
+                report_stale(&p.manager, e);
+            }
+        }
+        Err(e) => tracing::error!(task = %p.task_id, error = %e, "recording the attempt failed"),
+    }
+    p.rt.notify.notify_one();
+}
+
+/// Keeps a stale-lease report for the user (bounded) and logs it.
+pub(crate) fn report_stale(m: &TaskManager, e: TaskError) {
+    tracing::warn!(error = %e, "discarded work under a stale lease");
+    let mut stale = m.inner.stale.lock();
+    if stale.len() >= STALE_KEPT {
+        stale.remove(0);
+    }
+    stale.push(e);
+}
