@@ -501,6 +501,18 @@ impl TaskTx for PgTx<'_, '_> {
         }
     }
 
+    fn touch_job(&mut self, job_id: &JobId, now: i64) -> Result<(), StoreError> {
+        // One statement instead of a read and an upsert; the status is
+        // untouched, so other processes need not hear of it.
+        self.lock_job(job_id.as_str())?;
+        self.execute(
+            "UPDATE task_jobs SET updated_at = $2 WHERE job_id = $1",
+            &[&job_id.as_str(), &now],
+        )?;
+        self.wrote = true;
+        Ok(())
+    }
+
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {
         let rows = self.query(
             "SELECT status, n FROM task_counts WHERE job_id = $1",
