@@ -160,7 +160,7 @@ fn runs(dir: &Path, sub: &str) -> Vec<String> {
 
 /// Every work task completed with the output of its current attempt (a
 /// stale completion, had it been accepted, would carry an older one).
-fn assert_all_done(store: Arc<dyn TaskStore>, dir: &Path, n: usize, overlap_allowed: bool) {
+fn assert_all_done(store: &Arc<dyn TaskStore>, dir: &Path, n: usize, overlap_allowed: bool) {
     if !overlap_allowed {
         assert!(
             !dir.join("overlap").exists(),
@@ -375,7 +375,7 @@ fn managers_in_several_threads_share_one_queue() {
     for t in threads {
         assert_eq!(t.join().expect("thread"), JobStatus::Completed(true));
     }
-    assert_all_done(shared(&store), dir.path(), N, false);
+    assert_all_done(&shared(&store), dir.path(), N, false);
     assert_eq!(
         runs(dir.path(), "runs").len(),
         N,
@@ -509,7 +509,7 @@ fn worker_processes_share_one_queue() {
             "{lines:?}"
         );
     }
-    assert_all_done(shared(&store), dir.path(), N, false);
+    assert_all_done(&shared(&store), dir.path(), N, false);
     let runs = runs(dir.path(), "runs");
     assert_eq!(runs.len(), N, "every task ran exactly once");
     let pids: std::collections::HashSet<&str> =
@@ -570,7 +570,7 @@ fn a_sigkilled_worker_process_loses_no_task() {
             "overlap on `{overlap}`, which the victim never ran"
         );
     }
-    assert_all_done(shared(&store), dir.path(), N, false);
+    assert_all_done(&shared(&store), dir.path(), N, false);
     // Only tasks the victim had started ran again.
     let all = runs(dir.path(), "runs");
     let mut per_task: std::collections::HashMap<&str, Vec<&str>> = Default::default();
@@ -678,7 +678,7 @@ fn completions_of_a_frozen_worker_are_rejected_as_stale() {
             "{line}"
         );
     }
-    assert_all_done(shared(&store), dir.path(), N, true);
+    assert_all_done(&shared(&store), dir.path(), N, true);
     let rt = tokio::runtime::Runtime::new().expect("rt");
     if let Err(e) = rt.block_on(store.drop_schema()) {
         panic!("dropping the test schema: {e}");

@@ -1,6 +1,8 @@
 //! One behavioural suite for every `TaskStore` backend (in-memory, SQLite,
 //! Postgres): what a transaction reads back, orders, counts and undoes.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use dagger_core::store::{JobRecord, TaskRecord, TaskStore, TaskType, transact};
 use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use serde_json::json;
