@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::postgres::{fresh_store, psql, skip_servers, unique_schema, url};
+use common::postgres::{fresh_store, psql, unique_schema, url};
 use dagger_core::store::ArtifactStore;
 use dagger_core::store::{ArtifactId, NodeRunRecord, RunStore};
 use dagger_core::{NodeStatus, RunId, RunStatus, StoreError};
@@ -115,9 +115,10 @@ async fn migrations_are_recorded_with_version_and_name() {
 
 #[tokio::test]
 async fn concurrent_workers_migrate_one_schema_once() {
-    if fresh_store("concurrent_probe").await.is_none() {
+    let Some(probe) = fresh_store("concurrent_probe").await else {
         return;
-    }
+    };
+    probe.drop_schema().await.unwrap();
     let schema = unique_schema("concurrent");
     let connects = (0..6).map(|_| {
         let options = with_schema(&schema);
@@ -240,9 +241,11 @@ async fn a_node_run_pointing_at_an_unknown_artifact_names_it() {
 
 #[tokio::test]
 async fn dropping_the_schema_requires_one_of_our_own() {
-    if skip_servers() && fresh_store("own_probe").await.is_none() {
+    let Some(probe) = fresh_store("own_probe").await else {
         return;
-    }
+    };
+    probe.drop_schema().await.unwrap();
+    // This store migrates the database's default schema (`public`).
     let store = PostgresStore::connect(&url()).await.unwrap();
     let err = store.drop_schema().await.unwrap_err();
     assert!(
