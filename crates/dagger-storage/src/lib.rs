@@ -19,6 +19,8 @@ pub mod error;
 mod location;
 mod message_log;
 mod migrations;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod runs;
 mod snapshots;
 mod sqlite;
@@ -30,4 +32,6 @@ pub use dagger_core::store::Durability;
 pub use error::Result;
 pub use location::SqliteLocation;
 pub use migrations::latest_version;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{ErrorMapper, SqliteOptions, SqliteStore};

@@ -78,3 +78,43 @@ async fn sqlite_file_batched() {
 async fn sqlite_file_sync() {
     sqlite_file(Durability::Sync).await;
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_store() {
+    let Some(store) = common::postgres::fresh_store("conformance").await else {
+        return;
+    };
+    let stores = Stores::from(store.clone());
+    assert_eq!(stores.durability, Durability::Sync);
+    assert!(
+        stores.location.starts_with("postgres://"),
+        "{}",
+        stores.location
+    );
+    run_store_suite(stores, "pg").await;
+
+    // Everything is still there through a second connection pool.
+    let again = dagger_storage::PostgresStore::connect_with(
+        &common::postgres::url(),
+        dagger_storage::PostgresOptions {
+            schema: store.schema().map(str::to_string),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .stores();
+    let listed = again.runs.list_runs(&RunQuery::default()).await.unwrap();
+    assert_eq!(listed.len(), 8);
+    assert_eq!(
+        again
+            .runs
+            .node_runs(&RunId::from("pg-nodes"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    store.drop_schema().await.unwrap();
+}

@@ -4,6 +4,9 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub(crate) mod conformance;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+pub(crate) mod task_conformance;
 
 use dagger_storage::{SqliteOptions, SqliteStore};
 use std::path::Path;

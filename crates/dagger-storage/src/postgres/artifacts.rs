@@ -1,0 +1,69 @@
+//! [`ArtifactStore`] over Postgres: content-addressed (BLAKE3) blobs of any
+//! size in the `artifacts` bytea table. Every read checks the size and the
+//! hash, so a row changed behind the store's back is reported, not returned.
+
+use super::PostgresStore;
+use super::conn::wide;
+use dagger_core::StoreError;
+use dagger_core::store::{ArtifactId, ArtifactStore};
+
+#[async_trait::async_trait]
+impl ArtifactStore for PostgresStore {
+    async fn put_artifact(&self, bytes: Vec<u8>) -> Result<ArtifactId, StoreError> {
+        let id = ArtifactId::of(&bytes);
+        let key = id.clone();
+        let size = wide(bytes.len());
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "INSERT INTO artifacts (artifact_id, size, data, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )?;
+            c.client.execute(
+                &stmt,
+                &[&key.as_str(), &size, &bytes, &dagger_core::now_millis()],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(id)
+    }
+
+    async fn get_artifact(&self, id: &ArtifactId) -> Result<Vec<u8>, StoreError> {
+        let id = id.clone();
+        let place = format!("{} (artifacts table)", self.location());
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "SELECT size, data FROM artifacts WHERE artifact_id = $1",
+            )?;
+            let Some(row) = c.client.query_opt(&stmt, &[&id.as_str()])? else {
+                return Err(StoreError::MissingArtifact {
+                    id: id.to_string(),
+                    path: place.clone(),
+                }
+                .into());
+            };
+            let size: i64 = row.try_get(0)?;
+            let bytes: Vec<u8> = row.try_get(1)?;
+            let corrupt = |reason: String| StoreError::CorruptArtifact {
+                id: id.to_string(),
+                path: place.clone(),
+                reason,
+            };
+            if wide(bytes.len()) != size {
+                return Err(corrupt(format!(
+                    "{} bytes instead of the {size} recorded",
+                    bytes.len()
+                ))
+                .into());
+            }
+            let actual = ArtifactId::of(&bytes);
+            if actual != id {
+                return Err(corrupt(format!("content hashes to {actual}")).into());
+            }
+            Ok(bytes)
+        })
+        .await
+    }
+}

@@ -1,0 +1,390 @@
+//! [`RunStore`] over Postgres: `flow_runs`, `node_runs` and `run_controls`.
+//! Every write is its own statement or transaction and returns after commit.
+
+use super::PostgresStore;
+use super::conn::{PgFail, decode, narrow, wide};
+use dagger_core::store::{
+    ArtifactId, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate,
+};
+use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError, now_millis};
+use postgres::Row;
+use postgres::error::SqlState;
+
+const RUN_COLUMNS: &str = "run_id, workflow, definition, inputs, config, status, reason, \
+     created_at, updated_at, finished_at";
+
+const SELECT_RUN: &str = "SELECT run_id, workflow, definition, inputs, config, status, reason, \
+     created_at, updated_at, finished_at FROM flow_runs WHERE run_id = $1";
+
+const SELECT_NODES: &str = "SELECT run_id, node_id, invocation_key, action, attempt, state, \
+     input_hash, output_artifact_id, error, started_at, finished_at, metadata \
+     FROM node_runs WHERE run_id = $1 ORDER BY node_id, invocation_key";
+
+const UPSERT_NODE: &str = "INSERT INTO node_runs (run_id, node_id, invocation_key, action, \
+     attempt, state, input_hash, output_artifact_id, error, started_at, finished_at, metadata) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (run_id, node_id, invocation_key) DO UPDATE SET \
+       action = excluded.action, attempt = excluded.attempt, state = excluded.state, \
+       input_hash = excluded.input_hash, output_artifact_id = excluded.output_artifact_id, \
+       error = excluded.error, started_at = excluded.started_at, \
+       finished_at = excluded.finished_at, metadata = excluded.metadata";
+
+fn to_json(what: &str, value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| decode(what, e))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| decode(what, e))
+}
+
+fn run_not_found(run_id: &str) -> StoreError {
+    StoreError::NotFound {
+        entity: "run",
+        id: run_id.to_string(),
+    }
+}
+
+fn decode_run(row: &Row) -> Result<RunRecord, PgFail> {
+    let run_id: String = row.try_get(0)?;
+    let what = |col: &str| format!("run `{run_id}` column `{col}`");
+    let status: String = row.try_get(5)?;
+    let status = RunStatus::parse(&status)
+        .ok_or_else(|| decode(what("status"), format!("unknown run status `{status}`")))?;
+    let definition: String = row.try_get(2)?;
+    let inputs: String = row.try_get(3)?;
+    let config: String = row.try_get(4)?;
+    Ok(RunRecord {
+        definition: from_json(&what("definition"), &definition)?,
+        inputs: from_json(&what("inputs"), &inputs)?,
+        config: from_json(&what("config"), &config)?,
+        workflow: row.try_get(1)?,
+        status,
+        reason: row.try_get(6)?,
+        created_at: row.try_get(7)?,
+        updated_at: row.try_get(8)?,
+        finished_at: row.try_get(9)?,
+        run_id: RunId::from(run_id),
+    })
+}
+
+fn decode_node(row: &Row) -> Result<NodeRunRecord, PgFail> {
+    let run_id: String = row.try_get(0)?;
+    let node_id: String = row.try_get(1)?;
+    let invocation_key: String = row.try_get(2)?;
+    let what = |col: &str| {
+        format!("node `{node_id}` (invocation `{invocation_key}`) of run `{run_id}` column `{col}`")
+    };
+    let state: String = row.try_get(5)?;
+    let state = NodeStatus::parse(&state)
+        .ok_or_else(|| decode(what("state"), format!("unknown node status `{state}`")))?;
+    let attempt = narrow(&what("attempt"), row.try_get(4)?)?;
+    let metadata: String = row.try_get(11)?;
+    Ok(NodeRunRecord {
+        metadata: from_json(&what("metadata"), &metadata)?,
+        action: row.try_get(3)?,
+        attempt,
+        state,
+        input_hash: row.try_get(6)?,
+        output_artifact_id: row
+            .try_get::<_, Option<String>>(7)?
+            .map(ArtifactId::from_hex),
+        error: row.try_get(8)?,
+        started_at: row.try_get(9)?,
+        finished_at: row.try_get(10)?,
+        run_id: RunId::from(run_id),
+        node_id: NodeId::from(node_id),
+        invocation_key,
+    })
+}
+
+/// The `list_runs` statement for the filters set; placeholders are numbered
+/// in order, after `$1` (limit) and `$2` (offset).
+fn list_sql(query: &RunQuery) -> String {
+    let mut filters = Vec::new();
+    if query.status.is_some() {
+        filters.push(format!("status = ${}", filters.len() + 3));
+    }
+    if query.workflow.is_some() {
+        filters.push(format!("workflow = ${}", filters.len() + 3));
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    };
+    format!(
+        "SELECT {RUN_COLUMNS} FROM flow_runs {filter} \
+         ORDER BY created_at DESC, seq DESC LIMIT $1 OFFSET $2"
+    )
+}
+
+#[async_trait::async_trait]
+impl RunStore for PostgresStore {
+    async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
+        let what = format!("run `{}`", run.run_id);
+        let definition = to_json(&what, &run.definition)?;
+        let inputs = to_json(&what, &run.inputs)?;
+        let config = to_json(&what, &run.config)?;
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, \
+                 reason, created_at, updated_at, finished_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            )?;
+            let inserted = c.client.execute(
+                &stmt,
+                &[
+                    &run.run_id.as_str(),
+                    &run.workflow,
+                    &definition,
+                    &inputs,
+                    &config,
+                    &run.status.as_str(),
+                    &run.reason,
+                    &run.created_at,
+                    &run.updated_at,
+                    &run.finished_at,
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists {
+                    entity: "run",
+                    id: run.run_id.to_string(),
+                }
+                .into());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<(), StoreError> {
+        let definition = update
+            .definition
+            .as_ref()
+            .map(|d| to_json(&format!("definition of run `{run_id}`"), d))
+            .transpose()?;
+        let run_id = run_id.clone();
+        self.with_conn(move |c| {
+            // A NULL parameter leaves a column unchanged; the `*_set` flags
+            // let `Some(None)` clear a nullable column.
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "UPDATE flow_runs SET \
+                   status = COALESCE($2::text, status), \
+                   reason = CASE WHEN $3::bool THEN $4::text ELSE reason END, \
+                   definition = COALESCE($5::text, definition), \
+                   finished_at = CASE WHEN $6::bool THEN $7::bigint ELSE finished_at END, \
+                   updated_at = GREATEST($8::bigint, updated_at) \
+                 WHERE run_id = $1",
+            )?;
+            let changed = c.client.execute(
+                &stmt,
+                &[
+                    &run_id.as_str(),
+                    &update.status.map(RunStatus::as_str),
+                    &update.reason.is_some(),
+                    &update.reason.clone().flatten(),
+                    &definition,
+                    &update.finished_at.is_some(),
+                    &update.finished_at.flatten(),
+                    &now_millis(),
+                ],
+            )?;
+            if changed == 0 {
+                return Err(run_not_found(run_id.as_str()).into());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_run(&self, run_id: &RunId) -> Result<Option<RunRecord>, StoreError> {
+        let run_id = run_id.clone();
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(&mut c.client, SELECT_RUN)?;
+            c.client
+                .query_opt(&stmt, &[&run_id.as_str()])?
+                .map(|row| decode_run(&row))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let sql = list_sql(query);
+        let limit: Option<i64> = query.limit.map(wide);
+        let offset = wide(query.offset);
+        let status = query.status.map(RunStatus::as_str);
+        let workflow = query.workflow.clone();
+        self.with_conn(move |c| {
+            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&limit, &offset];
+            if let Some(s) = &status {
+                params.push(s);
+            }
+            if let Some(w) = &workflow {
+                params.push(w);
+            }
+            c.client
+                .query(sql.as_str(), &params)?
+                .iter()
+                .map(decode_run)
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_node_run(&self, record: NodeRunRecord) -> Result<(), StoreError> {
+        let metadata = to_json(
+            &format!("metadata of node `{}`", record.node_id),
+            &record.metadata,
+        )?;
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(&mut c.client, UPSERT_NODE)?;
+            let result = c.client.execute(
+                &stmt,
+                &[
+                    &record.run_id.as_str(),
+                    &record.node_id.as_str(),
+                    &record.invocation_key,
+                    &record.action,
+                    &i64::from(record.attempt),
+                    &record.state.as_str(),
+                    &record.input_hash,
+                    &record.output_artifact_id.as_ref().map(ArtifactId::as_str),
+                    &record.error,
+                    &record.started_at,
+                    &record.finished_at,
+                    &metadata,
+                ],
+            );
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                    // The constraint says which reference is unknown.
+                    let constraint = e
+                        .as_db_error()
+                        .and_then(|d| d.constraint())
+                        .unwrap_or_default();
+                    if constraint.contains("output_artifact") {
+                        Err(StoreError::NotFound {
+                            entity: "artifact",
+                            id: record
+                                .output_artifact_id
+                                .as_ref()
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                        }
+                        .into())
+                    } else {
+                        Err(run_not_found(record.run_id.as_str()).into())
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {
+        let run_id = run_id.clone();
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(&mut c.client, SELECT_NODES)?;
+            c.client
+                .query(&stmt, &[&run_id.as_str()])?
+                .iter()
+                .map(decode_node)
+                .collect()
+        })
+        .await
+    }
+
+    async fn push_control(
+        &self,
+        run_id: &RunId,
+        request: ControlRequest,
+    ) -> Result<u64, StoreError> {
+        let text = to_json(&format!("control request for run `{run_id}`"), &request)?;
+        let run_id = run_id.clone();
+        self.with_conn(move |c| {
+            let lock = c.stmts.get(
+                &mut c.client,
+                "SELECT 1 FROM flow_runs WHERE run_id = $1 FOR NO KEY UPDATE",
+            )?;
+            let insert = c.stmts.get(
+                &mut c.client,
+                "INSERT INTO run_controls (run_id, seq, request, created_at) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3 FROM run_controls \
+                 WHERE run_id = $1 RETURNING seq",
+            )?;
+            let mut tx = c.client.transaction()?;
+            // The row lock serializes pushers of one run, so MAX + 1 cannot race.
+            if tx.query_opt(&lock, &[&run_id.as_str()])?.is_none() {
+                return Err(run_not_found(run_id.as_str()).into());
+            }
+            let seq: i64 = tx
+                .query_one(&insert, &[&run_id.as_str(), &text, &now_millis()])?
+                .try_get(0)?;
+            tx.commit()?;
+            Ok(narrow("control sequence number", seq)?)
+        })
+        .await
+    }
+
+    async fn controls_after(
+        &self,
+        run_id: &RunId,
+        after: u64,
+    ) -> Result<Vec<(u64, ControlRequest)>, StoreError> {
+        let run_id = run_id.clone();
+        let after = wide(after);
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "SELECT seq, request FROM run_controls WHERE run_id = $1 AND seq > $2 \
+                 ORDER BY seq",
+            )?;
+            c.client
+                .query(&stmt, &[&run_id.as_str(), &after])?
+                .iter()
+                .map(|row| {
+                    let seq: i64 = row.try_get(0)?;
+                    let text: String = row.try_get(1)?;
+                    let what = format!("control request {seq} of run `{run_id}`");
+                    Ok((narrow(&what, seq)?, from_json(&what, &text)?))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn find_memoized(
+        &self,
+        action: &str,
+        input_hash: &str,
+    ) -> Result<Option<ArtifactId>, StoreError> {
+        let action = action.to_string();
+        let input_hash = input_hash.to_string();
+        self.with_conn(move |c| {
+            // `state = 'Completed'` matches the partial index `node_runs_memo`.
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "SELECT output_artifact_id FROM node_runs \
+                 WHERE action = $1 AND input_hash = $2 AND state = 'Completed' \
+                   AND output_artifact_id IS NOT NULL LIMIT 1",
+            )?;
+            let found = c.client.query_opt(&stmt, &[&action, &input_hash])?;
+            Ok(found
+                .map(|row| row.try_get::<_, String>(0))
+                .transpose()?
+                .map(ArtifactId::from_hex))
+        })
+        .await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every write has committed before it returned.
+        Ok(())
+    }
+}

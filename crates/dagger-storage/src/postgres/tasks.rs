@@ -1,0 +1,738 @@
+//! [`TaskStore`] over Postgres, for task workers in many processes and on
+//! many machines sharing one queue.
+//!
+//! Each [`TaskStore::transact`] is one READ COMMITTED transaction. The
+//! scheduling rules of `dagger-task-core` read, check and write inside it, so
+//! what they read is locked until commit. Before it touches a job or any of
+//! its tasks, a transaction locks the job's row (`FOR NO KEY UPDATE`): the
+//! transactions of one job are serialized across every process, always in
+//! the order job row, then task rows, then per-status counts, so they cannot
+//! deadlock, while different jobs proceed in parallel. Task rows are locked
+//! as well (a completion's fencing-token check holds until commit), and the
+//! claim query takes its candidates `FOR UPDATE SKIP LOCKED`, so a claimer
+//! never waits on a task row another transaction holds. A deadlock (only
+//! possible across jobs) or serialization failure rolls back and runs the
+//! closure again, which the trait allows; so does a connection lost
+//! mid-transaction, on a fresh one.
+//!
+//! A committed transaction that made work claimable (a task written as
+//! Ready) or changed a job's status sends `NOTIFY dagger_tasks` (the payload
+//! is the schema); a listener thread with its own connection turns those
+//! into [`TaskStore::change_signal`] wake-ups, so idle job loops in every
+//! process wake on each other's changes without polling. Other writes
+//! (lease renewals, completions that release nothing) wake only this
+//! process's loops: waking every worker for them would make each
+//! completion cost one scheduling turn per worker process.
+
+use super::PostgresStore;
+use super::conn::{PgConn, StmtCache, decode, describe, is_connection_lost, map_pg, narrow, wide};
+use dagger_core::store::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType};
+use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
+use postgres::{Row, Transaction};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The channel of task-change notifications.
+const CHANNEL: &str = "dagger_tasks";
+
+/// How often a transaction that hit a deadlock or serialization failure is
+/// tried again before the error is returned.
+const MAX_RETRIES: u32 = 20;
+
+/// The columns of a task row, then its dependencies in order.
+macro_rules! select_tasks {
+    ($tail:literal) => {
+        concat!(
+            "SELECT t.task_id, t.job_id, t.parent_id, t.task_type, t.agent, t.description, \
+             t.acceptance_criteria, t.input, t.output, t.error, t.priority, t.seq, t.status, \
+             t.attempts, t.failures, t.max_retries, t.timeout_ms, t.lease_owner, \
+             t.lease_expires_at, t.not_before, t.created_at, t.updated_at, t.started_at, \
+             t.finished_at, ARRAY(SELECT d.dependency_id FROM task_dependencies d \
+               WHERE d.task_id = t.task_id ORDER BY d.position) \
+             FROM tasks t ",
+            $tail
+        )
+    };
+}
+
+const UPSERT_TASK: &str = "INSERT INTO tasks (task_id, job_id, parent_id, task_type, agent, \
+     description, acceptance_criteria, input, output, error, priority, seq, status, attempts, \
+     failures, max_retries, timeout_ms, lease_owner, lease_expires_at, not_before, created_at, \
+     updated_at, started_at, finished_at) VALUES \
+     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+      $20, $21, $22, $23, $24) \
+     ON CONFLICT (task_id) DO UPDATE SET job_id = excluded.job_id, \
+       parent_id = excluded.parent_id, task_type = excluded.task_type, agent = excluded.agent, \
+       description = excluded.description, acceptance_criteria = excluded.acceptance_criteria, \
+       input = excluded.input, output = excluded.output, error = excluded.error, \
+       priority = excluded.priority, seq = excluded.seq, status = excluded.status, \
+       attempts = excluded.attempts, failures = excluded.failures, \
+       max_retries = excluded.max_retries, timeout_ms = excluded.timeout_ms, \
+       lease_owner = excluded.lease_owner, lease_expires_at = excluded.lease_expires_at, \
+       not_before = excluded.not_before, created_at = excluded.created_at, \
+       updated_at = excluded.updated_at, started_at = excluded.started_at, \
+       finished_at = excluded.finished_at";
+
+/// The wake-up side of LISTEN/NOTIFY, shared by the clones of one store.
+pub(crate) struct TaskSignal {
+    sender: watch::Sender<u64>,
+    listener: std::sync::Once,
+    /// Dropped with the store; the listener thread stops when it is gone.
+    alive: Arc<()>,
+}
+
+impl TaskSignal {
+    pub(crate) fn new() -> Self {
+        Self {
+            sender: watch::Sender::new(0),
+            listener: std::sync::Once::new(),
+            alive: Arc::new(()),
+        }
+    }
+
+    fn bump(&self) {
+        self.sender.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// The view of the task tables inside one transaction.
+struct PgTx<'a, 't> {
+    tx: &'a mut Transaction<'t>,
+    stmts: &'a mut StmtCache,
+    location: &'a str,
+    wrote: bool,
+    /// Whether other processes should hear of this transaction.
+    notify: bool,
+    /// Job statuses as read by this transaction, to notice a change.
+    job_status: Vec<(String, &'static str)>,
+    /// Set when a statement failed in a way that a new attempt may cure.
+    retry: Option<Retry>,
+    /// Jobs whose row this transaction has locked.
+    locked: Vec<String>,
+}
+
+/// Why a transaction is worth running again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Deadlock or serialization failure: same connection.
+    Conflict,
+    /// The session is gone: a fresh connection.
+    ConnectionLost,
+}
+
+fn retry_kind(e: &postgres::Error) -> Option<Retry> {
+    if is_connection_lost(e) {
+        return Some(Retry::ConnectionLost);
+    }
+    match e.code() {
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED => Some(Retry::Conflict),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE => Some(Retry::Conflict),
+        _ => None,
+    }
+}
+
+impl PgTx<'_, '_> {
+    fn fail(&mut self, e: &postgres::Error) -> StoreError {
+        if let Some(kind) = retry_kind(e) {
+            self.retry = Some(kind);
+        }
+        map_pg(e, self.location)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let result = self
+            .stmts
+            .get(self.tx, sql)
+            .and_then(|stmt| self.tx.query(&stmt, params));
+        result.map_err(|e| self.fail(&e))
+    }
+
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let result = self
+            .stmts
+            .get(self.tx, sql)
+            .and_then(|stmt| self.tx.execute(&stmt, params));
+        result.map_err(|e| self.fail(&e))
+    }
+
+    fn tasks(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.query(sql, params)?.iter().map(decode_task).collect()
+    }
+
+    /// Locks the job's row (once per transaction), ordering this
+    /// transaction after every other one of the same job.
+    fn lock_job(&mut self, job_id: &str) -> Result<(), StoreError> {
+        if !self.locked.iter().any(|j| j == job_id) {
+            self.query(
+                "SELECT 1 FROM task_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
+                &[&job_id],
+            )?;
+            self.locked.push(job_id.to_string());
+        }
+        Ok(())
+    }
+
+    fn bump_count(&mut self, job: &str, status: &str, delta: i64) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO task_counts (job_id, status, n) VALUES ($1, $2, $3) \
+             ON CONFLICT (job_id, status) DO UPDATE SET n = task_counts.n + excluded.n",
+            &[&job, &status, &delta],
+        )?;
+        Ok(())
+    }
+}
+
+fn decode_task(r: &Row) -> Result<TaskRecord, StoreError> {
+    let task_id: String = r.try_get(0).map_err(|e| decode("task id", e))?;
+    let what = || format!("task `{task_id}`");
+    let json = |s: &str| serde_json::from_str(s).map_err(|e| decode(what(), e));
+    let task_type: String = r.try_get(3).map_err(|e| decode(what(), e))?;
+    let status: String = r.try_get(12).map_err(|e| decode(what(), e))?;
+    let input: String = r.try_get(7).map_err(|e| decode(what(), e))?;
+    let output: Option<String> = r.try_get(8).map_err(|e| decode(what(), e))?;
+    let deps: Vec<String> = r.try_get(24).map_err(|e| decode(what(), e))?;
+    Ok(TaskRecord {
+        task_type: TaskType::parse(&task_type)
+            .ok_or_else(|| decode(what(), format!("unknown type `{task_type}`")))?,
+        status: TaskStatus::parse(&status)
+            .ok_or_else(|| decode(what(), format!("unknown status `{status}`")))?,
+        input: json(&input)?,
+        output: output.as_deref().map(json).transpose()?,
+        job_id: JobId::from(r.try_get::<_, String>(1).map_err(|e| decode(what(), e))?),
+        parent_id: r
+            .try_get::<_, Option<String>>(2)
+            .map_err(|e| decode(what(), e))?
+            .map(TaskId::from),
+        agent: r.try_get(4).map_err(|e| decode(what(), e))?,
+        description: r.try_get(5).map_err(|e| decode(what(), e))?,
+        acceptance_criteria: r.try_get(6).map_err(|e| decode(what(), e))?,
+        error: r.try_get(9).map_err(|e| decode(what(), e))?,
+        dependencies: deps.into_iter().map(TaskId::from).collect(),
+        priority: r.try_get(10).map_err(|e| decode(what(), e))?,
+        seq: narrow(&what(), r.try_get(11).map_err(|e| decode(what(), e))?)?,
+        attempts: narrow(&what(), r.try_get(13).map_err(|e| decode(what(), e))?)?,
+        failures: narrow(&what(), r.try_get(14).map_err(|e| decode(what(), e))?)?,
+        max_retries: r
+            .try_get::<_, Option<i64>>(15)
+            .map_err(|e| decode(what(), e))?
+            .map(|v| narrow(&what(), v))
+            .transpose()?,
+        timeout_ms: r
+            .try_get::<_, Option<i64>>(16)
+            .map_err(|e| decode(what(), e))?
+            .map(|v| narrow(&what(), v))
+            .transpose()?,
+        lease_owner: r.try_get(17).map_err(|e| decode(what(), e))?,
+        lease_expires_at: r.try_get(18).map_err(|e| decode(what(), e))?,
+        not_before: r.try_get(19).map_err(|e| decode(what(), e))?,
+        created_at: r.try_get(20).map_err(|e| decode(what(), e))?,
+        updated_at: r.try_get(21).map_err(|e| decode(what(), e))?,
+        started_at: r.try_get(22).map_err(|e| decode(what(), e))?,
+        finished_at: r.try_get(23).map_err(|e| decode(what(), e))?,
+        task_id: TaskId::from(task_id.clone()),
+    })
+}
+
+fn to_json(v: &serde_json::Value, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| decode(what, e))
+}
+
+impl TaskTx for PgTx<'_, '_> {
+    fn job(&mut self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let rows = self.query(
+            "SELECT status, allowed_agents, config, started, reason, created_at, updated_at \
+             FROM task_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
+            &[&job_id.as_str()],
+        )?;
+        if !rows.is_empty() && !self.locked.iter().any(|j| j == job_id.as_str()) {
+            self.locked.push(job_id.to_string());
+        }
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let what = || format!("job `{job_id}`");
+        let col = |e: postgres::Error| decode(what(), e);
+        let status: String = r.try_get(0).map_err(col)?;
+        let allowed: Option<String> = r.try_get(1).map_err(col)?;
+        let config: String = r.try_get(2).map_err(col)?;
+        let parsed = JobStatus::parse(&status)
+            .ok_or_else(|| decode(what(), format!("unknown status `{status}`")))?;
+        if !self.job_status.iter().any(|(j, _)| j == job_id.as_str()) {
+            self.job_status.push((job_id.to_string(), parsed.as_str()));
+        }
+        Ok(Some(JobRecord {
+            job_id: job_id.clone(),
+            status: parsed,
+            allowed_agents: allowed
+                .map(|a| serde_json::from_str(&a).map_err(|e| decode(what(), e)))
+                .transpose()?,
+            config: serde_json::from_str(&config).map_err(|e| decode(what(), e))?,
+            started: r.try_get(3).map_err(col)?,
+            reason: r.try_get(4).map_err(col)?,
+            created_at: r.try_get(5).map_err(col)?,
+            updated_at: r.try_get(6).map_err(col)?,
+        }))
+    }
+
+    fn put_job(&mut self, job: &JobRecord) -> Result<(), StoreError> {
+        let allowed = job
+            .allowed_agents
+            .as_ref()
+            .map(|a| serde_json::to_string(a).map_err(|e| decode("allowed agents", e)))
+            .transpose()?;
+        let config = to_json(&job.config, &format!("config of job `{}`", job.job_id))?;
+        self.execute(
+            "INSERT INTO task_jobs (job_id, status, allowed_agents, config, started, reason, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, \
+               allowed_agents = excluded.allowed_agents, config = excluded.config, \
+               started = excluded.started, reason = excluded.reason, \
+               updated_at = excluded.updated_at",
+            &[
+                &job.job_id.as_str(),
+                &job.status.as_str(),
+                &allowed,
+                &config,
+                &job.started,
+                &job.reason,
+                &job.created_at,
+                &job.updated_at,
+            ],
+        )?;
+        let known = self
+            .job_status
+            .iter()
+            .find(|(j, _)| j == job.job_id.as_str())
+            .map(|(_, s)| *s);
+        if known != Some(job.status.as_str()) {
+            self.notify = true;
+        }
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn jobs_with_status(&mut self, status: JobStatus) -> Result<Vec<JobId>, StoreError> {
+        let rows = self.query(
+            "SELECT job_id FROM task_jobs WHERE status = $1 ORDER BY created_at, seq",
+            &[&status.as_str()],
+        )?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<_, String>(0)
+                    .map(JobId::from)
+                    .map_err(|e| decode("job id", e))
+            })
+            .collect()
+    }
+
+    fn task(&mut self, task_id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        // Locked (job first): the caller's checks (fencing token, status)
+        // hold until commit.
+        let job = self.query(
+            "SELECT job_id FROM tasks WHERE task_id = $1",
+            &[&task_id.as_str()],
+        )?;
+        let Some(job) = job.first() else {
+            return Ok(None);
+        };
+        let job: String = job.try_get(0).map_err(|e| decode("task's job id", e))?;
+        self.lock_job(&job)?;
+        Ok(self
+            .tasks(
+                select_tasks!("WHERE t.task_id = $1 FOR NO KEY UPDATE OF t"),
+                &[&task_id.as_str()],
+            )?
+            .pop())
+    }
+
+    fn put_task(&mut self, t: &TaskRecord) -> Result<(), StoreError> {
+        self.lock_job(t.job_id.as_str())?;
+        let old = self.query(
+            "SELECT status FROM tasks WHERE task_id = $1 FOR NO KEY UPDATE",
+            &[&t.task_id.as_str()],
+        )?;
+        let old: Option<String> = match old.first() {
+            Some(r) => Some(r.try_get(0).map_err(|e| decode("task status", e))?),
+            None => None,
+        };
+        let what = format!("task `{}`", t.task_id);
+        let input = to_json(&t.input, &what)?;
+        let output = t.output.as_ref().map(|o| to_json(o, &what)).transpose()?;
+        self.execute(
+            UPSERT_TASK,
+            &[
+                &t.task_id.as_str(),
+                &t.job_id.as_str(),
+                &t.parent_id.as_ref().map(TaskId::as_str),
+                &t.task_type.as_str(),
+                &t.agent,
+                &t.description,
+                &t.acceptance_criteria,
+                &input,
+                &output,
+                &t.error,
+                &t.priority,
+                &wide(t.seq),
+                &t.status.as_str(),
+                &i64::from(t.attempts),
+                &i64::from(t.failures),
+                &t.max_retries.map(i64::from),
+                &t.timeout_ms.map(wide),
+                &t.lease_owner,
+                &t.lease_expires_at,
+                &t.not_before,
+                &t.created_at,
+                &t.updated_at,
+                &t.started_at,
+                &t.finished_at,
+            ],
+        )?;
+        if !t.dependencies.is_empty() {
+            // Dependencies are only ever added; known ones keep their position.
+            let deps: Vec<&str> = t.dependencies.iter().map(TaskId::as_str).collect();
+            self.execute(
+                "INSERT INTO task_dependencies (task_id, dependency_id, position) \
+                 SELECT $1, d, p FROM unnest($2::text[]) WITH ORDINALITY AS u(d, p) \
+                 ON CONFLICT DO NOTHING",
+                &[&t.task_id.as_str(), &deps],
+            )?;
+        }
+        if old.as_deref() != Some(t.status.as_str()) {
+            if let Some(o) = &old {
+                self.bump_count(t.job_id.as_str(), o, -1)?;
+            }
+            self.bump_count(t.job_id.as_str(), t.status.as_str(), 1)?;
+        }
+        if t.status == TaskStatus::Ready {
+            self.notify = true;
+        }
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> Result<u64, StoreError> {
+        let rows = self.query("SELECT nextval('task_seq')", &[])?;
+        let n: i64 = rows
+            .first()
+            .ok_or_else(|| decode("task sequence", "no row"))?
+            .try_get(0)
+            .map_err(|e| decode("task sequence", e))?;
+        narrow("task sequence", n)
+    }
+
+    fn job_tasks(&mut self, job_id: &JobId) -> Result<Vec<TaskRecord>, StoreError> {
+        self.tasks(
+            select_tasks!("WHERE t.job_id = $1 ORDER BY t.seq"),
+            &[&job_id.as_str()],
+        )
+    }
+
+    fn dependents(&mut self, task_id: &TaskId) -> Result<Vec<TaskId>, StoreError> {
+        let rows = self.query(
+            "SELECT task_id FROM task_dependencies WHERE dependency_id = $1 ORDER BY task_id",
+            &[&task_id.as_str()],
+        )?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<_, String>(0)
+                    .map(TaskId::from)
+                    .map_err(|e| decode("dependent task id", e))
+            })
+            .collect()
+    }
+
+    fn ready_tasks(
+        &mut self,
+        job_id: &JobId,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        // The claim query: tasks another transaction holds are skipped, not waited for.
+        self.lock_job(job_id.as_str())?;
+        self.tasks(
+            select_tasks!(
+                "WHERE t.job_id = $1 AND t.status = 'Ready' \
+                   AND (t.not_before IS NULL OR t.not_before <= $2) \
+                 ORDER BY t.priority DESC, t.seq LIMIT $3 FOR UPDATE OF t SKIP LOCKED"
+            ),
+            &[&job_id.as_str(), &now, &wide(limit)],
+        )
+    }
+
+    fn expired_leases(&mut self, job_id: &JobId, now: i64) -> Result<Vec<TaskRecord>, StoreError> {
+        self.lock_job(job_id.as_str())?;
+        self.tasks(
+            select_tasks!(
+                "WHERE t.job_id = $1 AND t.status = 'InProgress' AND t.lease_expires_at <= $2 \
+                 ORDER BY t.seq FOR NO KEY UPDATE OF t"
+            ),
+            &[&job_id.as_str(), &now],
+        )
+    }
+
+    fn next_deadline(&mut self, job_id: &JobId, now: i64) -> Result<Option<i64>, StoreError> {
+        let rows = self.query(
+            "SELECT LEAST( \
+               (SELECT MIN(lease_expires_at) FROM tasks \
+                  WHERE job_id = $1 AND status = 'InProgress'), \
+               (SELECT MIN(not_before) FROM tasks WHERE job_id = $1 AND status = 'Ready' \
+                  AND not_before IS NOT NULL AND not_before > $2))",
+            &[&job_id.as_str(), &now],
+        )?;
+        match rows.first() {
+            Some(r) => r.try_get(0).map_err(|e| decode("next deadline", e)),
+            None => Ok(None),
+        }
+    }
+
+    fn touch_job(&mut self, job_id: &JobId, now: i64) -> Result<(), StoreError> {
+        // One statement instead of a read and an upsert; the status is
+        // untouched, so other processes need not hear of it.
+        self.lock_job(job_id.as_str())?;
+        self.execute(
+            "UPDATE task_jobs SET updated_at = $2 WHERE job_id = $1",
+            &[&job_id.as_str(), &now],
+        )?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {
+        let rows = self.query(
+            "SELECT status, n FROM task_counts WHERE job_id = $1",
+            &[&job_id.as_str()],
+        )?;
+        let mut c = JobCounts::default();
+        for r in &rows {
+            let status: String = r.try_get(0).map_err(|e| decode("task count", e))?;
+            let n: i64 = r.try_get(1).map_err(|e| decode("task count", e))?;
+            let n = usize::try_from(n).unwrap_or(0);
+            c.total += n;
+            match status.as_str() {
+                "Pending" | "Ready" | "Blocked" => c.open += n,
+                "InProgress" => {
+                    c.open += n;
+                    c.in_progress += n;
+                }
+                "Failed" | "Rejected" | "Cancelled" => c.unsuccessful += n,
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// The end of one attempt at a transaction.
+enum Attempt {
+    Committed { wrote: bool },
+    Retry(Retry, StoreError),
+    Failed(StoreError),
+}
+
+/// Runs `f` where the synchronous client may block: directly on a plain
+/// thread, in `block_in_place` on a multi-threaded runtime's worker, and on a
+/// scoped thread from a current-thread runtime (whose only thread must not
+/// block on another runtime).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => f(),
+    }
+}
+
+impl PostgresStore {
+    fn attempt(
+        &self,
+        conn: &mut PgConn,
+        f: &mut (dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send),
+    ) -> Attempt {
+        let location = self.location();
+        let PgConn { client, stmts, .. } = conn;
+        let mut tx = match client.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                let err = map_pg(&e, location);
+                return match retry_kind(&e) {
+                    Some(kind) => Attempt::Retry(kind, err),
+                    None => Attempt::Failed(err),
+                };
+            }
+        };
+        let mut view = PgTx {
+            tx: &mut tx,
+            stmts,
+            location,
+            wrote: false,
+            notify: false,
+            job_status: Vec::new(),
+            retry: None,
+            locked: Vec::new(),
+        };
+        let result = f(&mut view);
+        let (wrote, notify, retry) = (view.wrote, view.notify, view.retry);
+        if let Err(e) = result {
+            return match retry {
+                Some(kind) => Attempt::Retry(kind, e),
+                None => Attempt::Failed(e),
+            };
+        }
+        let notified = if notify {
+            tx.execute("SELECT pg_notify($1, current_schema())", &[&CHANNEL])
+                .map(drop)
+        } else {
+            Ok(())
+        };
+        match notified.and_then(|()| tx.commit()) {
+            Ok(()) => Attempt::Committed { wrote },
+            Err(e) => match retry_kind(&e) {
+                Some(kind) => Attempt::Retry(kind, map_pg(&e, location)),
+                None => Attempt::Failed(map_pg(&e, location)),
+            },
+        }
+    }
+
+    fn transact_blocking(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send),
+    ) -> Result<(), StoreError> {
+        let mut tries = 0;
+        loop {
+            let mut conn = self.conn()?;
+            match self.attempt(&mut conn, f) {
+                Attempt::Committed { wrote } => {
+                    if wrote {
+                        self.inner.signal.bump();
+                    }
+                    return Ok(());
+                }
+                Attempt::Failed(e) => return Err(e),
+                Attempt::Retry(kind, e) => {
+                    tries += 1;
+                    if kind == Retry::ConnectionLost {
+                        conn.mark_broken();
+                    }
+                    let limit = if kind == Retry::ConnectionLost {
+                        2
+                    } else {
+                        MAX_RETRIES
+                    };
+                    if tries >= limit {
+                        return Err(e);
+                    }
+                    tracing::debug!(location = %self.location(), ?kind, error = %e,
+                        "task transaction retried");
+                }
+            }
+        }
+    }
+
+    fn start_listener(&self) {
+        let config = self.config().clone();
+        let schema = self
+            .schema()
+            .map(str::to_string)
+            .unwrap_or_else(|| "public".to_string());
+        let sender = self.inner.signal.sender.clone();
+        let alive = Arc::downgrade(&self.inner.signal.alive);
+        let location = self.location().to_string();
+        let spawned = std::thread::Builder::new()
+            .name("dagger-pg-listen".into())
+            .spawn(move || listen(&config, &schema, &sender, &alive, &location));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the postgres LISTEN thread; job loops rely on their timers");
+        }
+    }
+}
+
+/// The listener thread: `LISTEN dagger_tasks` on a dedicated connection and
+/// a wake-up for each notification about this store's schema. A lost
+/// connection is reopened (with a growing pause) and followed by one
+/// wake-up, since notifications sent meanwhile are lost. The one-second
+/// timeout only lets the thread notice that its store was dropped.
+fn listen(
+    config: &postgres::Config,
+    schema: &str,
+    sender: &watch::Sender<u64>,
+    alive: &Weak<()>,
+    location: &str,
+) {
+    let mut pause = Duration::from_millis(100);
+    while alive.strong_count() > 0 {
+        let mut client = match config.connect(postgres::NoTls) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(location, error = %describe(&e), "LISTEN connection failed; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
+            tracing::warn!(location, error = %describe(&e), "LISTEN failed; retrying");
+            std::thread::sleep(pause);
+            continue;
+        }
+        pause = Duration::from_millis(100);
+        // Changes made while we were not listening.
+        sender.send_modify(|n| *n = n.wrapping_add(1));
+        loop {
+            if alive.strong_count() == 0 {
+                return;
+            }
+            let mut notifications = client.notifications();
+            let mut iter = notifications.timeout_iter(Duration::from_secs(1));
+            match iter.next() {
+                Ok(Some(n)) if n.payload() == schema => {
+                    sender.send_modify(|v| *v = v.wrapping_add(1));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(location, error = %describe(&e), "LISTEN connection lost; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl TaskStore for PostgresStore {
+    fn transact(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send),
+    ) -> Result<(), StoreError> {
+        off_runtime(|| self.transact_blocking(f))
+    }
+
+    fn location(&self) -> String {
+        PostgresStore::location(self).to_string()
+    }
+
+    fn change_signal(&self) -> Option<watch::Receiver<u64>> {
+        self.inner
+            .signal
+            .listener
+            .call_once(|| self.start_listener());
+        Some(self.inner.signal.sender.subscribe())
+    }
+}

@@ -1,0 +1,304 @@
+//! One behavioural suite for every `TaskStore` backend (in-memory, SQLite,
+//! Postgres): what a transaction reads back, orders, counts and undoes.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use dagger_core::store::{JobRecord, TaskRecord, TaskStore, TaskType, transact};
+use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
+use serde_json::json;
+
+/// A job record.
+pub(crate) fn job(id: &str) -> JobRecord {
+    JobRecord {
+        job_id: JobId::from(id),
+        status: JobStatus::Running,
+        allowed_agents: Some(vec!["work".into(), "plan".into()]),
+        config: json!({"lease_ms": 1000, "note": "ü \"q\""}),
+        started: true,
+        reason: None,
+        created_at: 10,
+        updated_at: 10,
+    }
+}
+
+/// A task record with every optional column set.
+pub(crate) fn task(id: &str, job: &str, seq: u64, priority: i32) -> TaskRecord {
+    TaskRecord {
+        task_id: TaskId::from(id),
+        job_id: JobId::from(job),
+        parent_id: Some(TaskId::from("parent")),
+        task_type: TaskType::Subtask,
+        agent: "work".into(),
+        description: format!("do {id}"),
+        acceptance_criteria: Some("done well".into()),
+        input: json!({"n": seq, "s": "é\n"}),
+        output: None,
+        error: None,
+        dependencies: Vec::new(),
+        priority,
+        seq,
+        status: TaskStatus::Ready,
+        attempts: 0,
+        failures: 0,
+        max_retries: Some(3),
+        timeout_ms: Some(5_000),
+        lease_owner: None,
+        lease_expires_at: None,
+        not_before: None,
+        created_at: 20,
+        updated_at: 20,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+fn ids(tasks: &[TaskRecord]) -> Vec<&str> {
+    tasks.iter().map(|t| t.task_id.as_str()).collect()
+}
+
+/// Runs every check; `p` keeps ids apart when a backend is shared.
+pub(crate) fn run_task_store_suite(store: &dyn TaskStore, p: &str) {
+    records_round_trip(store, p);
+    claims_are_ordered_by_priority_then_seq(store, p);
+    leases_and_deadlines(store, p);
+    counts_follow_status_changes(store, p);
+    a_failed_transaction_leaves_nothing(store, p);
+}
+
+fn records_round_trip(store: &dyn TaskStore, p: &str) {
+    let j = format!("{p}-rt");
+    let job_rec = job(&j);
+    let mut a = task(&format!("{p}-rt-a"), &j, 1, 0);
+    a.output = Some(json!({"done": [1, 2]}));
+    a.status = TaskStatus::Completed;
+    a.lease_owner = Some("w1".into());
+    a.lease_expires_at = Some(99);
+    a.not_before = Some(5);
+    a.started_at = Some(30);
+    a.finished_at = Some(40);
+    a.error = Some("earlier failure".into());
+    a.attempts = 2;
+    a.failures = 1;
+    let mut b = task(&format!("{p}-rt-b"), &j, 2, 0);
+    b.parent_id = None;
+    b.acceptance_criteria = None;
+    b.max_retries = None;
+    b.timeout_ms = None;
+    b.task_type = TaskType::Objective;
+    b.dependencies = vec![a.task_id.clone(), TaskId::from(format!("{p}-rt-c"))];
+    let c = task(&format!("{p}-rt-c"), &j, 3, 0);
+    let (ja, ta, tb, tc) = (job_rec.clone(), a.clone(), b.clone(), c.clone());
+    transact(store, |tx| {
+        tx.put_job(&ja)?;
+        tx.put_task(&ta)?;
+        tx.put_task(&tb)?;
+        tx.put_task(&tc)
+    })
+    .unwrap();
+    let (got_job, got_a, got_b, tasks, deps_of_a, missing) = transact(store, |tx| {
+        Ok((
+            tx.job(&job_rec.job_id)?,
+            tx.task(&a.task_id)?,
+            tx.task(&b.task_id)?,
+            tx.job_tasks(&job_rec.job_id)?,
+            tx.dependents(&a.task_id)?,
+            tx.task(&TaskId::from(format!("{p}-none")))?,
+        ))
+    })
+    .unwrap();
+    assert_eq!(got_job, Some(job_rec.clone()));
+    assert_eq!(got_a, Some(a.clone()));
+    assert_eq!(got_b, Some(b.clone()), "dependencies keep their order");
+    assert_eq!(
+        ids(&tasks),
+        [a.task_id.as_str(), b.task_id.as_str(), c.task_id.as_str()]
+    );
+    assert_eq!(deps_of_a, vec![b.task_id.clone()]);
+    assert_eq!(missing, None);
+
+    // Replacing a task adds dependencies, keeping the known ones first.
+    let mut b2 = b.clone();
+    b2.dependencies.push(TaskId::from(format!("{p}-rt-d")));
+    b2.status = TaskStatus::Blocked;
+    let d = task(&format!("{p}-rt-d"), &j, 4, 0);
+    transact(store, |tx| {
+        tx.put_task(&d)?;
+        tx.put_task(&b2)
+    })
+    .unwrap();
+    let got = transact(store, |tx| tx.task(&b.task_id)).unwrap();
+    assert_eq!(got, Some(b2));
+
+    // Jobs by status, oldest first.
+    let mut done = job(&format!("{p}-rt-done"));
+    done.status = JobStatus::Completed(true);
+    done.created_at = 11;
+    transact(store, |tx| tx.put_job(&done)).unwrap();
+    let running = transact(store, |tx| tx.jobs_with_status(JobStatus::Running)).unwrap();
+    assert!(running.contains(&job_rec.job_id));
+    assert!(!running.contains(&done.job_id));
+    let completed = transact(store, |tx| tx.jobs_with_status(JobStatus::Completed(true))).unwrap();
+    assert!(completed.contains(&done.job_id));
+
+    let s1 = transact(store, |tx| tx.next_seq()).unwrap();
+    let s2 = transact(store, |tx| tx.next_seq()).unwrap();
+    assert!(s2 > s1, "sequence numbers grow: {s1} then {s2}");
+}
+
+fn claims_are_ordered_by_priority_then_seq(store: &dyn TaskStore, p: &str) {
+    let j = format!("{p}-order");
+    let specs = [
+        ("low1", 1, 0),
+        ("high", 2, 5),
+        ("low2", 3, 0),
+        ("mid", 4, 2),
+    ];
+    transact(store, |tx| {
+        tx.put_job(&job(&j))?;
+        for (name, seq, prio) in specs {
+            tx.put_task(&task(&format!("{p}-{name}"), &j, seq, prio))?;
+        }
+        let mut later = task(&format!("{p}-delayed"), &j, 5, 9);
+        later.not_before = Some(1_000);
+        tx.put_task(&later)?;
+        let mut running = task(&format!("{p}-busy"), &j, 6, 9);
+        running.status = TaskStatus::InProgress;
+        tx.put_task(&running)
+    })
+    .unwrap();
+    let jid = JobId::from(j.as_str());
+    let ready = transact(store, |tx| tx.ready_tasks(&jid, 500, 10)).unwrap();
+    let want: Vec<String> = ["high", "mid", "low1", "low2"]
+        .iter()
+        .map(|n| format!("{p}-{n}"))
+        .collect();
+    assert_eq!(
+        ids(&ready),
+        want.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let two = transact(store, |tx| tx.ready_tasks(&jid, 500, 2)).unwrap();
+    assert_eq!(ids(&two), [want[0].as_str(), want[1].as_str()]);
+    let later = transact(store, |tx| tx.ready_tasks(&jid, 1_000, 1)).unwrap();
+    assert_eq!(
+        ids(&later),
+        [format!("{p}-delayed").as_str()],
+        "not_before has passed"
+    );
+}
+
+fn leases_and_deadlines(store: &dyn TaskStore, p: &str) {
+    let j = format!("{p}-lease");
+    let jid = JobId::from(j.as_str());
+    transact(store, |tx| {
+        tx.put_job(&job(&j))?;
+        for (name, seq, expires) in [("l1", 1, 100), ("l2", 2, 300)] {
+            let mut t = task(&format!("{p}-{name}"), &j, seq, 0);
+            t.status = TaskStatus::InProgress;
+            t.attempts = 1;
+            t.lease_owner = Some("w".into());
+            t.lease_expires_at = Some(expires);
+            tx.put_task(&t)?;
+        }
+        let mut retry = task(&format!("{p}-retry"), &j, 3, 0);
+        retry.not_before = Some(200);
+        tx.put_task(&retry)
+    })
+    .unwrap();
+    let expired = transact(store, |tx| tx.expired_leases(&jid, 100)).unwrap();
+    assert_eq!(
+        ids(&expired),
+        [format!("{p}-l1").as_str()],
+        "expiry at `now` counts"
+    );
+    assert_eq!(
+        transact(store, |tx| tx.next_deadline(&jid, 50)).unwrap(),
+        Some(100)
+    );
+    assert_eq!(
+        transact(store, |tx| tx.next_deadline(&jid, 250)).unwrap(),
+        Some(100),
+        "an expired lease is still the earliest deadline"
+    );
+    let empty = JobId::from(format!("{p}-nothing"));
+    assert_eq!(
+        transact(store, |tx| tx.next_deadline(&empty, 0)).unwrap(),
+        None
+    );
+}
+
+fn counts_follow_status_changes(store: &dyn TaskStore, p: &str) {
+    let j = format!("{p}-counts");
+    let jid = JobId::from(j.as_str());
+    let mut t1 = task(&format!("{p}-c1"), &j, 1, 0);
+    let t2 = task(&format!("{p}-c2"), &j, 2, 0);
+    let mut t3 = task(&format!("{p}-c3"), &j, 3, 0);
+    t3.status = TaskStatus::Failed;
+    let (a, b, c) = (t1.clone(), t2.clone(), t3.clone());
+    transact(store, |tx| {
+        tx.put_job(&job(&j))?;
+        tx.put_task(&a)?;
+        tx.put_task(&b)?;
+        tx.put_task(&c)
+    })
+    .unwrap();
+    let counts = transact(store, |tx| tx.job_counts(&jid)).unwrap();
+    assert_eq!(
+        (
+            counts.total,
+            counts.open,
+            counts.in_progress,
+            counts.unsuccessful
+        ),
+        (3, 2, 0, 1)
+    );
+    t1.status = TaskStatus::InProgress;
+    let a = t1.clone();
+    transact(store, |tx| tx.put_task(&a)).unwrap();
+    t1.status = TaskStatus::Completed;
+    transact(store, |tx| tx.put_task(&t1)).unwrap();
+    let counts = transact(store, |tx| tx.job_counts(&jid)).unwrap();
+    assert_eq!(
+        (
+            counts.total,
+            counts.open,
+            counts.in_progress,
+            counts.unsuccessful
+        ),
+        (3, 1, 0, 1)
+    );
+}
+
+fn a_failed_transaction_leaves_nothing(store: &dyn TaskStore, p: &str) {
+    let j = format!("{p}-undo");
+    let jid = JobId::from(j.as_str());
+    let t = task(&format!("{p}-u1"), &j, 1, 0);
+    transact(store, |tx| {
+        tx.put_job(&job(&j))?;
+        tx.put_task(&t)
+    })
+    .unwrap();
+    let mut changed = t.clone();
+    changed.status = TaskStatus::InProgress;
+    changed.attempts = 1;
+    let err = transact(store, |tx| -> Result<(), StoreError> {
+        tx.put_task(&changed)?;
+        tx.put_task(&task(&format!("{p}-u2"), &j, 2, 0))?;
+        Err(StoreError::Conflict("rule says no".into()))
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m == "rule says no"),
+        "{err:?}"
+    );
+    let (back, tasks, counts) = transact(store, |tx| {
+        Ok((
+            tx.task(&t.task_id)?,
+            tx.job_tasks(&jid)?,
+            tx.job_counts(&jid)?,
+        ))
+    })
+    .unwrap();
+    assert_eq!(back, Some(t));
+    assert_eq!(tasks.len(), 1);
+    assert_eq!((counts.total, counts.open), (1, 1));
+}
