@@ -63,7 +63,13 @@ async fn killed_publisher_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("pubsub.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DB, &db)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -97,7 +103,11 @@ async fn killed_publisher_loses_no_acknowledged_message() {
     // Every acknowledged publish is in the log, in publish order.
     assert!(logged_ids.len() >= acked.len());
     assert_eq!(&logged_ids[..acked.len()], &acked[..]);
-    let committed = store.committed(CHANNEL, "worker").await.unwrap().unwrap_or(0);
+    let committed = store
+        .committed(CHANNEL, "worker")
+        .await
+        .unwrap()
+        .unwrap_or(0);
     assert!(
         committed <= HANDLED_BEFORE_HANG as u64,
         "committed {committed} but only {HANDLED_BEFORE_HANG} were handled"
@@ -106,10 +116,16 @@ async fn killed_publisher_loses_no_acknowledged_message() {
     // Restart: the worker gets exactly what it had not committed, in order.
     let ex = executor(&store);
     let seen = TestAgent::recorder("worker", &["jobs.*"]).register(&ex);
-    assert_eq!(ex.run(CancellationToken::new()).await.unwrap(), RunOutcome::Quiescent);
+    assert_eq!(
+        ex.run(CancellationToken::new()).await.unwrap(),
+        RunOutcome::Quiescent
+    );
     let redelivered: Vec<String> = seen.lock().iter().map(|m| m.id.to_string()).collect();
     assert_eq!(redelivered, logged_ids[committed as usize..]);
-    assert_eq!(store.committed(CHANNEL, "worker").await.unwrap(), Some(last));
+    assert_eq!(
+        store.committed(CHANNEL, "worker").await.unwrap(),
+        Some(last)
+    );
 
     // Replay from offset 10 hands back offsets 10..=last.
     let n = ex.replay(CHANNEL, "worker", 10).await.unwrap();
