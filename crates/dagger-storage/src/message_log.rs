@@ -107,41 +107,41 @@ impl MessageLog for SqliteStore {
                 )
                 .map_err(|e| store.map_err(e))?;
             let rows = s
-                .query_map(
-                    params![channel, to_i64(from), to_i64(limit as u64)],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, Option<String>>(5)?,
-                            r.get::<_, Option<String>>(6)?,
-                            r.get::<_, String>(7)?,
-                            r.get::<_, i64>(8)?,
-                        ))
-                    },
-                )
+                .query_map(params![channel, to_i64(from), to_i64(limit as u64)], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, i64>(8)?,
+                    ))
+                })
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| store.map_err(e))?;
             rows.into_iter()
-                .map(|(seq, id, source, payload, ts, corr, cause, headers, depth)| {
-                    let what = || format!("message {seq} of channel `{channel}`");
-                    Ok(MessageRecord {
-                        offset: to_u64(seq),
-                        channel: channel.clone(),
-                        message_id: MessageId::from(id),
-                        source,
-                        payload: serde_json::from_str(&payload).map_err(|e| decode(what(), e))?,
-                        timestamp: ts,
-                        correlation_id: corr,
-                        causation_id: cause.map(MessageId::from),
-                        headers: serde_json::from_str::<BTreeMap<String, String>>(&headers)
-                            .map_err(|e| decode(what(), e))?,
-                        depth: u32::try_from(depth).unwrap_or(u32::MAX),
-                    })
-                })
+                .map(
+                    |(seq, id, source, payload, ts, corr, cause, headers, depth)| {
+                        let what = || format!("message {seq} of channel `{channel}`");
+                        Ok(MessageRecord {
+                            offset: to_u64(seq),
+                            channel: channel.clone(),
+                            message_id: MessageId::from(id),
+                            source,
+                            payload: serde_json::from_str(&payload)
+                                .map_err(|e| decode(what(), e))?,
+                            timestamp: ts,
+                            correlation_id: corr,
+                            causation_id: cause.map(MessageId::from),
+                            headers: serde_json::from_str::<BTreeMap<String, String>>(&headers)
+                                .map_err(|e| decode(what(), e))?,
+                            depth: u32::try_from(depth).unwrap_or(u32::MAX),
+                        })
+                    },
+                )
                 .collect()
         })
         .await
