@@ -1,6 +1,8 @@
 //! The `dagger` command: validate, run, resume and inspect DAG Flow workflows
 //! on the embedded SQLite store.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod actions;
 mod cmd_control;
 mod cmd_inspect;

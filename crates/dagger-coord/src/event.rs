@@ -136,8 +136,8 @@ impl ExecutionEvent {
 /// A node to add at run time, built fluently.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodeSpec {
-    /// The node definition.
-    pub def: NodeDef,
+    /// The node definition (boxed: commands stay small to move around).
+    pub def: Box<NodeDef>,
 }
 
 impl NodeSpec {
@@ -145,11 +145,11 @@ impl NodeSpec {
     pub fn new(action: impl Into<String>) -> Self {
         let action = action.into();
         Self {
-            def: NodeDef {
+            def: Box::new(NodeDef {
                 id: action.clone(),
                 action,
                 ..NodeDef::default()
-            },
+            }),
         }
     }
 
@@ -211,7 +211,7 @@ impl NodeSpec {
 
 impl From<NodeDef> for NodeSpec {
     fn from(def: NodeDef) -> Self {
-        Self { def }
+        Self { def: Box::new(def) }
     }
 }
 

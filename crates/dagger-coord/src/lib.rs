@@ -6,6 +6,8 @@
 //! that are applied between events, so the graph never changes under a
 //! running decision.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod coordinator;
 pub mod error;
 mod event;

@@ -27,6 +27,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Completed invocation outputs and attempt counts of a fan-out node, by index.
+type RestoredFanOut = (HashMap<u32, Value>, HashMap<u32, u32>);
 
 /// Everything a run needs before its loop starts.
 pub(crate) struct Setup {
@@ -40,7 +44,7 @@ pub(crate) struct Setup {
     cache: Cache,
     app_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
     run_id: RunId,
-    restored_invocations: HashMap<u32, (HashMap<u32, Value>, HashMap<u32, u32>)>,
+    restored_invocations: HashMap<u32, RestoredFanOut>,
 }
 
 impl Setup {
@@ -173,10 +177,10 @@ impl Stop {
 struct HookPipe {
     event_tx: Option<mpsc::Sender<ExecutionEvent>>,
     cmd_rx: mpsc::Receiver<Vec<ExecutorCommand>>,
-    outbox: VecDeque<(ExecutionEvent, Option<NodeRunRecord>)>,
+    outbox: VecDeque<(ExecutionEvent, Option<Box<NodeRunRecord>>)>,
     outstanding: usize,
     /// Records waiting for the hooks' answer to their event, in send order.
-    awaiting: VecDeque<Option<NodeRunRecord>>,
+    awaiting: VecDeque<Option<Box<NodeRunRecord>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -206,9 +210,10 @@ pub(crate) struct RunLoop {
     hook_list: Vec<Arc<dyn EventHook>>,
     hook_ctx: HookContext,
     retry_seed: RandomState,
-    restored_invocations: HashMap<u32, (HashMap<u32, Value>, HashMap<u32, u32>)>,
+    restored_invocations: HashMap<u32, RestoredFanOut>,
     /// Deferred records with no hook event to wait for.
-    late_records: Vec<NodeRunRecord>,
+    #[allow(clippy::vec_box)] // records arrive boxed from attempts; unboxing would copy them
+    late_records: Vec<Box<NodeRunRecord>>,
 }
 
 impl RunLoop {
@@ -269,8 +274,6 @@ impl RunLoop {
             late_records: Vec::new(),
         };
         let span = tracing::info_span!("run", run_id = %lp.shared.run_id, dag = %lp.wf.name);
-        let _enter = span.enter();
-        drop(_enter);
         for i in 0..lp.g.nodes.len() as u32 {
             if lp.g.nodes[i as usize].status == NodeStatus::Completed {
                 continue;
@@ -292,7 +295,8 @@ impl RunLoop {
         if resumed {
             lp.apply_controls(true).await;
         }
-        lp.run(coord, cancel_rx).await;
+        tracing::info!(parent: &span, resumed, nodes = node_count, "run started");
+        lp.run(coord, cancel_rx).instrument(span.clone()).await;
         lp.finish(started, resumed).await
     }
 
@@ -480,7 +484,7 @@ impl RunLoop {
                 continue;
             }
             if self.g.in_paused_branch(i) {
-                self.g.nodes[i as usize].status = NodeStatus::Paused;
+                self.g.nodes[i as usize].set_status(NodeStatus::Paused);
                 self.g.parked.push(i);
                 continue;
             }
@@ -509,7 +513,7 @@ impl RunLoop {
 
     fn wait_for_human(&mut self, i: u32, prompt: String) {
         let n = &mut self.g.nodes[i as usize];
-        n.status = NodeStatus::WaitingForHuman;
+        n.set_status(NodeStatus::WaitingForHuman);
         n.waiting_since = Some(Instant::now());
         n.error = None;
         let node = n.node_ref(None);
@@ -566,7 +570,7 @@ impl RunLoop {
             .filter(|k| fan.results[*k as usize].is_none())
             .collect();
         let n = &mut self.g.nodes[i as usize];
-        n.status = NodeStatus::Running;
+        n.set_status(NodeStatus::Running);
         n.first_start.get_or_insert_with(Instant::now);
         n.cancel = Some(self.run_token.child_token());
         n.fanout = Some(Box::new(fan));
@@ -612,7 +616,9 @@ impl RunLoop {
                 (attempt, token, Some(fan.items[k as usize].clone()))
             }
         };
-        n.status = NodeStatus::Running;
+        if n.status != NodeStatus::Running {
+            n.set_status(NodeStatus::Running);
+        }
         n.first_start.get_or_insert_with(Instant::now);
         n.started_at_ms.get_or_insert_with(now_millis);
         let mut node = n.node_ref(inv);
@@ -694,7 +700,7 @@ impl RunLoop {
                     }
                     return;
                 }
-                n.status = NodeStatus::Completed;
+                n.set_status(NodeStatus::Completed);
                 n.cache_hit = cache_hit;
                 n.error = None;
                 n.duration_ms =
@@ -727,16 +733,16 @@ impl RunLoop {
         if n.status.is_terminal() {
             return;
         }
+        if n.cancel_reason.is_none() && matches!(self.stop, Some(Stop::Pause(_))) {
+            // Interrupted by a pause, not cancelled: it runs again on resume.
+            n.set_status(NodeStatus::Pending);
+            return;
+        }
         let reason = n
             .cancel_reason
             .take()
             .or_else(|| self.stop.as_ref().map(|s| s.reason().to_string()))
             .unwrap_or_else(|| "cancelled".into());
-        if matches!(self.stop, Some(Stop::Pause(_))) && n.cancel_reason.is_none() {
-            n.status = NodeStatus::Pending;
-            return;
-        }
-        n.status = NodeStatus::Pending; // lets end_unstarted apply the transition
         self.g.cancel_unstarted(i, reason);
     }
 
@@ -782,7 +788,7 @@ impl RunLoop {
             .map(Option::unwrap_or_default)
             .collect();
         let output = Arc::new(NodeOutput::success(json!({ "results": results })));
-        n.status = NodeStatus::Completed;
+        n.set_status(NodeStatus::Completed);
         n.duration_ms = n.first_start.map(|s| s.elapsed().as_millis() as u64);
         n.cancel = None;
         self.shared.cache.insert_object(&n.id, &output.outputs);
@@ -814,7 +820,7 @@ impl RunLoop {
                 (self.retry_seed.hash_one((i, inv, attempt)) >> 11) as f64 / (1u64 << 53) as f64;
             let delay = policy.jittered_delay(attempt, unit);
             if inv.is_none() {
-                n.status = NodeStatus::Retrying;
+                n.set_status(NodeStatus::Retrying);
             }
             let mut node = n.node_ref(inv);
             node.attempt = attempt;
@@ -885,7 +891,7 @@ impl RunLoop {
 
     fn finalize_failed(&mut self, i: u32, error: String) {
         let n = &mut self.g.nodes[i as usize];
-        n.status = NodeStatus::Failed;
+        n.set_status(NodeStatus::Failed);
         n.error = Some(error.clone());
         n.waiting_since = None;
         n.duration_ms = n.first_start.map(|s| s.elapsed().as_millis() as u64);
@@ -951,7 +957,7 @@ impl RunLoop {
             handle.abort();
             let n = &mut self.g.nodes[i as usize];
             if !n.status.is_terminal() {
-                n.status = NodeStatus::Cancelled;
+                n.set_status(NodeStatus::Cancelled);
                 n.error = Some(format!(
                     "{} (the action did not stop within the grace period and was dropped)",
                     self.stop.as_ref().map_or("cancelled", |s| s.reason())
@@ -1013,7 +1019,6 @@ impl RunLoop {
                 .insert("human_input".into(), input);
         }
         if n.status == NodeStatus::WaitingForHuman {
-            n.status = NodeStatus::Pending;
             n.waiting_since = None;
             self.waiting.remove(&i);
             self.g.make_ready(i);
@@ -1127,10 +1132,10 @@ impl RunLoop {
     async fn apply_command(&mut self, cmd: ExecutorCommand) -> Result<(), String> {
         match cmd {
             ExecutorCommand::AddNode { dag_name, spec } => {
-                self.add_nodes(&dag_name, vec![spec.def]).await
+                self.add_nodes(&dag_name, vec![*spec.def]).await
             }
             ExecutorCommand::AddNodes { dag_name, specs } => {
-                self.add_nodes(&dag_name, specs.into_iter().map(|s| s.def).collect())
+                self.add_nodes(&dag_name, specs.into_iter().map(|s| *s.def).collect())
                     .await
             }
             ExecutorCommand::SetNodeInputs { node_id, inputs } => {
@@ -1375,8 +1380,8 @@ impl RunLoop {
         Ok(rec)
     }
 
-    async fn put_record(&mut self, record: NodeRunRecord) {
-        if let Err(e) = self.shared.stores.runs.put_node_run(record).await {
+    async fn put_record(&mut self, record: Box<NodeRunRecord>) {
+        if let Err(e) = self.shared.stores.runs.put_node_run(*record).await {
             self.stop_without_coord(Stop::Store(format!("storage error: {e}")));
         }
     }
@@ -1408,7 +1413,6 @@ impl RunLoop {
                 .collect();
             let why = reason.clone().unwrap_or_else(|| "run ended".into());
             for i in leftover {
-                self.g.nodes[i as usize].status = NodeStatus::Pending;
                 self.g.cancel_unstarted(i, why.clone());
             }
         }
@@ -1421,7 +1425,7 @@ impl RunLoop {
         if let Some(mut h) = self.hooks.take() {
             // Hooks see every event; commands answered now are not applied.
             if let Some(tx) = h.event_tx.take() {
-                let mut late: Vec<NodeRunRecord> = h.awaiting.drain(..).flatten().collect();
+                let mut late: Vec<Box<NodeRunRecord>> = h.awaiting.drain(..).flatten().collect();
                 for (ev, record) in h.outbox.drain(..) {
                     late.extend(record);
                     let _ = tx.send(ev).await;

@@ -109,6 +109,16 @@ impl NodeState {
         }
     }
 
+    /// Moves to `to` through the legal transitions of [`NodeStatus`]; an
+    /// illegal one is a bug in the coordinator (caught by tests in debug builds).
+    pub(crate) fn set_status(&mut self, to: NodeStatus) {
+        if let Err(e) = self.status.transition(&self.id, to) {
+            debug_assert!(false, "{e}");
+            tracing::error!(error = %e, "internal: illegal node transition");
+        }
+        self.status = to;
+    }
+
     /// The prompt this node must be approved with before it runs, if any.
     pub(crate) fn approval_prompt(&self) -> Option<&str> {
         if self.approved {
@@ -137,7 +147,7 @@ pub(crate) struct RunGraph {
     /// Each event may carry a node record that becomes durable only after the
     /// hooks answered the event (so growth and the completion that caused it
     /// are recorded in that order).
-    pub(crate) events: Option<Vec<(ExecutionEvent, Option<NodeRunRecord>)>>,
+    pub(crate) events: Option<Vec<(ExecutionEvent, Option<Box<NodeRunRecord>>)>>,
     /// Node records to persist (loop-side state changes).
     pub(crate) dirty: Vec<u32>,
     pub(crate) record: bool,
@@ -189,8 +199,11 @@ impl RunGraph {
     /// Marks `i` Ready and queues it.
     pub(crate) fn make_ready(&mut self, i: u32) {
         let n = &mut self.nodes[i as usize];
-        if n.status == NodeStatus::Pending || n.status == NodeStatus::Paused {
-            n.status = NodeStatus::Ready;
+        if matches!(
+            n.status,
+            NodeStatus::Pending | NodeStatus::Paused | NodeStatus::WaitingForHuman
+        ) {
+            n.set_status(NodeStatus::Ready);
             self.ready.push(Reverse(i));
         }
     }
@@ -238,17 +251,19 @@ impl RunGraph {
         let mut stack = vec![(i, status, reason)];
         while let Some((j, st, why)) = stack.pop() {
             let n = &mut self.nodes[j as usize];
-            if !matches!(
+            let not_started = matches!(
                 n.status,
                 NodeStatus::Pending
                     | NodeStatus::Ready
                     | NodeStatus::Paused
                     | NodeStatus::WaitingForHuman
                     | NodeStatus::Retrying
-            ) {
+            );
+            // A running node can only be cancelled (its attempt was stopped).
+            if !(not_started || (n.status == NodeStatus::Running && st == NodeStatus::Cancelled)) {
                 continue;
             }
-            n.status = st;
+            n.set_status(st);
             n.error = Some(why.clone());
             n.waiting_since = None;
             let node = n.node_ref(None);
@@ -282,7 +297,7 @@ impl RunGraph {
             ) {
                 continue;
             }
-            n.status = NodeStatus::Cancelled;
+            n.set_status(NodeStatus::Cancelled);
             n.error = Some(reason.to_string());
             n.waiting_since = None;
             let node = n.node_ref(None);

@@ -49,7 +49,7 @@ pub(crate) enum AttemptResult {
     Succeeded {
         output: Arc<NodeOutput>,
         cache_hit: bool,
-        deferred: Option<NodeRunRecord>,
+        deferred: Option<Box<NodeRunRecord>>,
     },
     Failed(Failure),
     /// The attempt stopped because its token was cancelled.
@@ -328,7 +328,7 @@ async fn complete(
     input_hash: Option<String>,
     cache_hit: bool,
     started_at: Option<i64>,
-) -> Result<Option<NodeRunRecord>, dagger_core::StoreError> {
+) -> Result<Option<Box<NodeRunRecord>>, dagger_core::StoreError> {
     let mut deferred = None;
     if shared.record {
         let bytes = serde_json::to_vec(&output.outputs).unwrap_or_default();
@@ -351,7 +351,7 @@ async fn complete(
         }
         rec.metadata = Value::Object(meta);
         if shared.defer_completion && a.invocation.is_none() {
-            deferred = Some(rec);
+            deferred = Some(Box::new(rec));
         } else {
             put(shared, rec).await?;
         }

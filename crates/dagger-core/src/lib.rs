@@ -5,6 +5,8 @@
 //! Schema validation, a DOT writer that always emits valid DOT, and the
 //! storage traits with an in-memory implementation of each.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cache;
 pub mod dot;
 pub mod error;

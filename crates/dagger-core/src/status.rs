@@ -88,15 +88,17 @@ impl NodeStatus {
     /// Whether `self -> to` is legal.
     pub fn can_transition_to(self, to: Self) -> bool {
         use NodeStatus::*;
-        match (self, to) {
-            (Pending, Ready | Skipped | Cancelled | Paused) => true,
-            (Ready, Running | Skipped | Cancelled | Paused | WaitingForHuman | Completed) => true,
-            (Running, Completed | Failed | Retrying | Cancelled | WaitingForHuman | Ready) => true,
-            (Retrying, Running | Cancelled | Failed | Paused) => true,
-            (Paused, Ready | Pending | Cancelled | Skipped) => true,
-            (WaitingForHuman, Ready | Completed | Failed | Cancelled | Skipped) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            // A node can fail before running (bad fan-out list, human rejection).
+            (Pending, Ready | Skipped | Cancelled | Paused | Failed)
+                | (Ready, Running | Skipped | Cancelled | Paused | WaitingForHuman | Completed | Failed)
+                // Running -> Pending: an attempt interrupted by a pause runs again on resume.
+                | (Running, Completed | Failed | Retrying | Cancelled | WaitingForHuman | Ready | Pending)
+                | (Retrying, Running | Cancelled | Failed | Paused | Skipped)
+                | (Paused, Ready | Pending | Cancelled | Skipped)
+                | (WaitingForHuman, Ready | Completed | Failed | Cancelled | Skipped)
+        )
     }
 
     /// `to` if the transition is legal, else a [`StatusError`] naming the node.
@@ -170,13 +172,16 @@ impl RunStatus {
     /// Whether `self -> to` is legal.
     pub fn can_transition_to(self, to: Self) -> bool {
         use RunStatus::*;
-        match (self, to) {
-            (Pending, Running | Cancelled | Failed) => true,
-            (Running, Paused | WaitingForHuman | Completed | Failed | Cancelled) => true,
-            (Paused | WaitingForHuman, Running | Cancelled | Failed) => true,
-            (Running, Running) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (Pending, Running | Cancelled | Failed)
+                | (
+                    Running,
+                    Paused | WaitingForHuman | Completed | Failed | Cancelled
+                )
+                | (Paused | WaitingForHuman, Running | Cancelled | Failed)
+                | (Running, Running)
+        )
     }
 
     /// `to` if the transition is legal, else a [`StatusError`] naming the run.
@@ -266,15 +271,15 @@ impl TaskStatus {
     /// Whether `self -> to` is legal.
     pub fn can_transition_to(self, to: Self) -> bool {
         use TaskStatus::*;
-        match (self, to) {
-            (Pending, Ready | Blocked | Failed | Cancelled) => true,
-            (Ready, InProgress | Blocked | Cancelled | Failed) => true,
-            (Blocked, Ready | Failed | Cancelled) => true,
-            (InProgress, Completed | Failed | Blocked | Ready | Cancelled) => true,
-            (Completed, Accepted | Rejected) => true,
-            (Rejected, Ready) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (Pending, Ready | Blocked | Failed | Cancelled)
+                | (Ready, InProgress | Blocked | Cancelled | Failed)
+                | (Blocked, Ready | Failed | Cancelled)
+                | (InProgress, Completed | Failed | Blocked | Ready | Cancelled)
+                | (Completed, Accepted | Rejected)
+                | (Rejected, Ready)
+        )
     }
 
     /// `to` if the transition is legal, else a [`StatusError`] naming the task.

@@ -4,6 +4,8 @@
 //! configuration, the action types and the [`DagExecutor`] that keeps loaded
 //! workflows. The coordinator in `dagger-coord` runs them.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod action;
 pub mod config;
 pub mod dot;

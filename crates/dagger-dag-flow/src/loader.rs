@@ -21,7 +21,7 @@ pub fn load_yaml_str(text: &str, source_name: &str) -> Result<WorkflowDef, LoadE
     let one = |(pos, kind): (Option<Pos>, LoadIssueKind)| {
         LoadErrors(attach(source_name, vec![(pos, kind)]))
     };
-    let root = yaml::parse(text).map_err(one)?;
+    let root = yaml::parse(text).map_err(|found| one(*found))?;
     match &root.value {
         YValue::Map(_) => {}
         YValue::Null => return Err(one((root.pos, LoadIssueKind::EmptyDocument))),

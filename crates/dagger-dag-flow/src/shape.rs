@@ -300,7 +300,7 @@ impl<'t> Shape<'t> {
                 }
             }
         }
-        match self.config_from(good.into_iter()) {
+        match self.config_from(good) {
             Ok(config) => Some(config),
             Err(e) => {
                 // Each field was read alone above; together they cannot fail

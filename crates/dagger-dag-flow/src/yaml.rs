@@ -166,15 +166,15 @@ impl<'de> Visitor<'de> for YValueVisitor {
 }
 
 /// Parses `text` into a tree, or the one problem that stops parsing.
-pub(crate) fn parse(text: &str) -> Result<YNode, (Option<Pos>, LoadIssueKind)> {
+pub(crate) fn parse(text: &str) -> Result<YNode, Box<(Option<Pos>, LoadIssueKind)>> {
     if text.len() > MAX_INPUT_BYTES {
-        return Err((
+        return Err(Box::new((
             None,
             LoadIssueKind::TooLarge {
                 size: text.len() as u64,
                 limit: MAX_INPUT_BYTES as u64,
             },
-        ));
+        )));
     }
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = MAX_NESTING_DEPTH;
@@ -189,7 +189,8 @@ pub(crate) fn parse(text: &str) -> Result<YNode, (Option<Pos>, LoadIssueKind)> {
     // Repeated keys reach our walker, which reports each one and goes on.
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     options.with_snippet = false;
-    serde_saphyr::from_str_with_options::<YNode>(text, options).map_err(|e| describe_error(&e))
+    serde_saphyr::from_str_with_options::<YNode>(text, options)
+        .map_err(|e| Box::new(describe_error(&e)))
 }
 
 fn describe_error(err: &serde_saphyr::Error) -> (Option<Pos>, LoadIssueKind) {

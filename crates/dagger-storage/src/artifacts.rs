@@ -47,12 +47,16 @@ fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreEr
         source: std::io::Error::from(ErrorKind::InvalidInput),
     })?;
     if !dir.is_dir() {
+        // The shard and possibly the artifact root are new: their entries in
+        // their parents must be made durable too.
+        let new_dirs: Vec<&Path> = dir.ancestors().take_while(|d| !d.is_dir()).collect();
         fs::create_dir_all(dir)
             .map_err(io_error(format!("creating directory `{}`", dir.display())))?;
         if sync {
-            // Make the new directory entries themselves durable.
-            for d in [dir, dir.parent().unwrap_or(dir)] {
-                sync_dir(d)?;
+            for new in new_dirs {
+                if let Some(parent) = new.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(parent)?;
+                }
             }
         }
     }
@@ -131,7 +135,7 @@ impl SqliteStore {
 impl ArtifactStore for SqliteStore {
     async fn put_artifact(&self, bytes: Vec<u8>) -> Result<ArtifactId, StoreError> {
         let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-        let store = self.clone();
+        let store = self.error_mapper();
         if bytes.len() < INLINE_LIMIT {
             let id = ArtifactId::of(&bytes);
             let key = id.clone();

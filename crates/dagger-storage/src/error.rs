@@ -13,33 +13,37 @@ pub(crate) const BUSY_TIMEOUT_MS: u64 = 5_000;
 /// Maps a rusqlite error to the store error that names `location`.
 pub(crate) fn map_sqlite(err: rusqlite::Error, location: &str) -> StoreError {
     let location = location.to_string();
-    if let rusqlite::Error::SqliteFailure(e, msg) = &err {
-        match e.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
-                return StoreError::Locked {
-                    location,
-                    waited_ms: BUSY_TIMEOUT_MS,
-                };
-            }
-            ErrorCode::ReadOnly => return StoreError::ReadOnly { location },
-            ErrorCode::DiskFull => return StoreError::DiskFull { location },
-            ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::PermissionDenied => {
-                return StoreError::Open {
-                    location,
-                    reason: msg.clone().unwrap_or_else(|| e.to_string()),
-                };
-            }
-            _ => {}
+    let (code, msg) = match err {
+        rusqlite::Error::SqliteFailure(code, msg) => (code, msg),
+        other => {
+            return StoreError::Backend {
+                location,
+                message: other.to_string(),
+            };
         }
-    }
-    StoreError::Backend {
-        location,
-        message: err.to_string(),
+    };
+    match code.code {
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Locked {
+            location,
+            waited_ms: BUSY_TIMEOUT_MS,
+        },
+        ErrorCode::ReadOnly => StoreError::ReadOnly { location },
+        ErrorCode::DiskFull => StoreError::DiskFull { location },
+        ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::PermissionDenied => {
+            StoreError::Open {
+                location,
+                reason: msg.unwrap_or_else(|| code.to_string()),
+            }
+        }
+        _ => StoreError::Backend {
+            location,
+            message: rusqlite::Error::SqliteFailure(code, msg).to_string(),
+        },
     }
 }
 
 /// Maps a pool error (a connection could not be opened).
-pub(crate) fn map_pool(err: r2d2::Error, location: &str) -> StoreError {
+pub(crate) fn map_pool(err: &r2d2::Error, location: &str) -> StoreError {
     StoreError::Open {
         location: location.to_string(),
         reason: err.to_string(),

@@ -4,6 +4,15 @@
 //! SQLite file: WAL, a busy timeout, foreign keys, `PRAGMA user_version`
 //! migrations, an r2d2 pool for readers and one writer thread that
 //! group-commits batches of writes in submission order.
+//!
+//! It implements [`dagger_core::store::RunStore`],
+//! [`dagger_core::store::ArtifactStore`] (BLAKE3-addressed, inline under
+//! [`INLINE_LIMIT`], files above) and [`dagger_core::store::CacheSnapshotStore`];
+//! [`SqliteStore::stores`] bundles them for a DAG Flow executor. Schema,
+//! durability modes, artifact layout, errors and backups are described in
+//! `docs/storage.md`.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod artifacts;
 pub mod error;
@@ -13,6 +22,7 @@ mod migrations;
 mod runs;
 mod snapshots;
 mod sqlite;
+mod task_store;
 mod writer;
 
 pub use artifacts::INLINE_LIMIT;
@@ -20,4 +30,4 @@ pub use dagger_core::store::Durability;
 pub use error::Result;
 pub use location::SqliteLocation;
 pub use migrations::latest_version;
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{ErrorMapper, SqliteOptions, SqliteStore};

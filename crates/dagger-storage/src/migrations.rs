@@ -25,8 +25,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "runs, node runs, artifacts, cache snapshots",
         sql: include_str!("schema/0001_runs.sql"),
     },
-    // Version 2: tasks, jobs and task dependencies (dagger-task-core) go in
-    // `schema/0002_tasks.sql`, implemented by `task_store.rs`.
+    Migration {
+        version: 2,
+        name: "task jobs, tasks, task dependencies, task counts",
+        sql: include_str!("schema/0002_tasks.sql"),
+    },
     Migration {
         version: 3,
         name: "pub/sub message logs and subscriber offsets",

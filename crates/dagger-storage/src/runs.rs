@@ -196,7 +196,7 @@ impl RunStore for SqliteStore {
         let definition = to_json(&what, &run.definition)?;
         let inputs = to_json(&what, &run.inputs)?;
         let config = to_json(&what, &run.config)?;
-        let store = self.clone();
+        let store = self.error_mapper();
         self.write(move |tx| {
             let inserted = tx
                 .prepare_cached(
@@ -237,7 +237,7 @@ impl RunStore for SqliteStore {
             .map(|d| to_json(&format!("definition of run `{run_id}`"), d))
             .transpose()?;
         let run_id = run_id.clone();
-        let store = self.clone();
+        let store = self.error_mapper();
         self.write_durable(move |tx| {
             // `?n IS NULL` selects "leave unchanged"; the `*_set` flags let a
             // `Some(None)` clear a nullable column.
@@ -274,7 +274,7 @@ impl RunStore for SqliteStore {
 
     async fn get_run(&self, run_id: &RunId) -> Result<Option<RunRecord>, StoreError> {
         let run_id = run_id.clone();
-        let store = self.clone();
+        let store = self.error_mapper();
         let row = self
             .read(move |c| {
                 c.prepare_cached(concat!(
@@ -297,7 +297,7 @@ impl RunStore for SqliteStore {
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
         let status = query.status.map(RunStatus::as_str);
         let workflow = query.workflow.clone();
-        let store = self.clone();
+        let store = self.error_mapper();
         let rows = self
             .read(move |c| {
                 let mut stmt = c.prepare_cached(&sql).map_err(|e| store.map_err(e))?;
@@ -329,7 +329,7 @@ impl RunStore for SqliteStore {
             &format!("metadata of node `{}`", record.node_id),
             &record.metadata,
         )?;
-        let store = self.clone();
+        let store = self.error_mapper();
         self.write_durable(move |tx| {
             let result = tx
                 .prepare_cached(concat!(
@@ -384,7 +384,7 @@ impl RunStore for SqliteStore {
 
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {
         let run_id = run_id.clone();
-        let store = self.clone();
+        let store = self.error_mapper();
         let rows = self
             .read(move |c| {
                 c.prepare_cached(concat!(
@@ -409,7 +409,7 @@ impl RunStore for SqliteStore {
     ) -> Result<u64, StoreError> {
         let text = to_json(&format!("control request for run `{run_id}`"), &request)?;
         let run_id = run_id.clone();
-        let store = self.clone();
+        let store = self.error_mapper();
         self.write(move |tx| {
             let sql = |e| store.map_err(e);
             if !run_exists(tx, run_id.as_str()).map_err(sql)? {
@@ -439,7 +439,7 @@ impl RunStore for SqliteStore {
     ) -> Result<Vec<(u64, ControlRequest)>, StoreError> {
         let run_id = run_id.clone();
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let store = self.clone();
+        let store = self.error_mapper();
         let rows: Vec<(i64, String)> = self
             .read(move |c| {
                 c.prepare_cached(
@@ -471,7 +471,7 @@ impl RunStore for SqliteStore {
     ) -> Result<Option<ArtifactId>, StoreError> {
         let action = action.to_string();
         let input_hash = input_hash.to_string();
-        let store = self.clone();
+        let store = self.error_mapper();
         let found: Option<String> = self
             .read(move |c| {
                 // `state = 'Completed'` lets SQLite use the partial index `node_runs_memo`.

@@ -22,7 +22,7 @@ impl CacheSnapshotStore for SqliteStore {
         let data = serde_json::to_string(data)
             .map_err(|e| decode(format!("cache snapshot of `{scope}`"), e))?;
         let scope = scope.to_string();
-        let store = self.clone();
+        let store = self.error_mapper();
         self.write_durable(move |tx| {
             let sql = |e| store.map_err(e);
             let seq: i64 = tx
@@ -50,7 +50,7 @@ impl CacheSnapshotStore for SqliteStore {
 
     async fn load_snapshot_chain(&self, scope: &str) -> Result<Vec<SnapshotEntry>, StoreError> {
         let key = scope.to_string();
-        let store = self.clone();
+        let store = self.error_mapper();
         let rows: Vec<(i64, String, Option<String>, String)> = self
             .read(move |c| {
                 c.prepare_cached(

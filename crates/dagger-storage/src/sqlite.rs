@@ -16,8 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Prepared statements cached per connection.
+const STATEMENT_CACHE: usize = 128;
+
 /// Options for opening a [`SqliteStore`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct SqliteOptions {
     /// How writes are kept (default [`Durability::Batched`]).
     pub durability: Durability,
@@ -67,6 +70,8 @@ pub(crate) struct Inner {
     submitted: AtomicU64,
     /// Jobs the writer has finished, in queue order.
     processed: Arc<AtomicU64>,
+    /// The writer thread, which must never wait for itself.
+    writer_id: std::thread::ThreadId,
     deferred_error: Arc<Mutex<Option<StoreError>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Keeps a `sqlite::memory:` store's files alive until drop.
@@ -86,8 +91,30 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.sender.lock().take();
         if let Some(handle) = self.writer_thread.lock().take() {
-            let _ = handle.join();
+            // A job that captured a store handle can drop the last one on the
+            // writer thread; it must not join itself (the join would fail and
+            // lose the batch). The writer ends by itself once the queue closes.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
         }
+    }
+}
+
+/// Maps rusqlite errors to [`StoreError`]s naming a store, without keeping
+/// the store alive: write closures should capture this rather than a
+/// [`SqliteStore`] clone, so that dropping the last handle waits for the
+/// queued writes instead of leaving that to the writer thread.
+#[derive(Debug, Clone)]
+pub struct ErrorMapper {
+    location: Arc<str>,
+    busy_timeout_ms: u64,
+}
+
+impl ErrorMapper {
+    /// The store error for `err` (`Locked`, `ReadOnly`, `DiskFull`, ...).
+    pub fn map_err(&self, err: rusqlite::Error) -> StoreError {
+        with_waited(map_sqlite(err, &self.location), self.busy_timeout_ms)
     }
 }
 
@@ -106,6 +133,9 @@ fn configure(
     options: &SqliteOptions,
 ) -> rusqlite::Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
+    // Every store module keeps its hot statements in this cache (`prepare_cached`);
+    // rusqlite's default of 16 would evict them once all areas are in use.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let sync = match durability {
         Durability::Memory => "OFF",
@@ -208,18 +238,19 @@ impl SqliteStore {
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE
         };
+        let max_readers = options.max_readers.max(1);
         let reader_options = SqliteOptions {
             max_page_count: None,
-            ..options.clone()
+            ..options
         };
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(reader_flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(move |c| configure(c, durability, &reader_options));
         let pool = r2d2::Pool::builder()
-            .max_size(options.max_readers.max(1))
+            .max_size(max_readers)
             .min_idle(Some(0))
             .build(manager)
-            .map_err(|e| map_pool(e, &name))?;
+            .map_err(|e| map_pool(&e, &name))?;
 
         let artifact_dir = artifact_dir_for(&path);
         let (tx, rx) = mpsc::channel();
@@ -234,7 +265,7 @@ impl SqliteStore {
             };
             std::thread::Builder::new()
                 .name("dagger-sqlite-writer".into())
-                .spawn(move || writer::run(writer, rx, shared))
+                .spawn(move || writer::run(writer, &rx, &shared))
                 .map_err(|source| StoreError::Io {
                     context: "spawning the SQLite writer thread".into(),
                     source,
@@ -251,6 +282,7 @@ impl SqliteStore {
                 submitted: AtomicU64::new(0),
                 processed,
                 deferred_error,
+                writer_id: thread.thread().id(),
                 writer_thread: Mutex::new(Some(thread)),
                 _temp_dir: temp_dir,
             }),
@@ -301,7 +333,8 @@ impl SqliteStore {
 
     /// [`SqliteStore::catch_up`] for synchronous callers.
     fn catch_up_blocking(&self) -> Result<(), StoreError> {
-        if self.caught_up() {
+        // A write job reading through the pool must not wait for its own batch.
+        if self.caught_up() || std::thread::current().id() == self.inner.writer_id {
             return Ok(());
         }
         let (tx, rx) = mpsc::sync_channel(1);
@@ -347,7 +380,8 @@ impl SqliteStore {
     }
 
     /// Queues `work` without waiting for its commit. Order is kept; an error
-    /// is reported by the next [`SqliteStore::flush`].
+    /// is reported by the next [`SqliteStore::flush`] (or the next `submit`,
+    /// whichever comes first).
     pub fn submit<F>(&self, work: F) -> Result<(), StoreError>
     where
         F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
@@ -428,8 +462,16 @@ impl SqliteStore {
             .inner
             .pool
             .get()
-            .map_err(|e| map_pool(e, &self.inner.location))?;
+            .map_err(|e| map_pool(&e, &self.inner.location))?;
         read(&conn)
+    }
+
+    /// An [`ErrorMapper`] for write closures.
+    pub fn error_mapper(&self) -> ErrorMapper {
+        ErrorMapper {
+            location: Arc::from(self.inner.location.as_str()),
+            busy_timeout_ms: self.inner.busy_timeout_ms,
+        }
     }
 
     /// Maps a rusqlite error to a store error naming this database.

@@ -78,7 +78,7 @@ pub(crate) struct Shared {
 }
 
 /// Runs the writer loop until every sender is dropped.
-pub(crate) fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Shared) {
+pub(crate) fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, shared: &Shared) {
     let mut batch: Vec<Job> = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -89,7 +89,7 @@ pub(crate) fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Shared)
             }
         }
         let count = batch.len() as u64;
-        let replies = commit_batch(&mut conn, std::mem::take(&mut batch), &shared);
+        let replies = commit_batch(&mut conn, std::mem::take(&mut batch), shared);
         shared.processed.fetch_add(count, Ordering::AcqRel);
         for (result, reply) in replies {
             reply.send(result, &shared.deferred);
@@ -122,10 +122,10 @@ fn commit_batch(
                     continue;
                 }
             };
-            tx.execute_batch("SAVEPOINT job").map_err(sql)?;
+            run_cached(&tx, "SAVEPOINT job").map_err(sql)?;
             let result = work(&tx).map_err(fix);
             match &result {
-                Ok(_) => tx.execute_batch("RELEASE job").map_err(sql)?,
+                Ok(_) => run_cached(&tx, "RELEASE job").map_err(sql)?,
                 Err(err) if tx.is_autocommit() => {
                     // SQLite rolled the whole transaction back (a full disk,
                     // an I/O error): the batch is lost, and this job's error
@@ -134,8 +134,8 @@ fn commit_batch(
                     results.push((result, reply));
                     return Err(cause);
                 }
-                Err(_) => tx
-                    .execute_batch("ROLLBACK TO job; RELEASE job")
+                Err(_) => run_cached(&tx, "ROLLBACK TO job")
+                    .and_then(|()| run_cached(&tx, "RELEASE job"))
                     .map_err(sql)?,
             }
             results.push((result, reply));
@@ -154,6 +154,12 @@ fn commit_batch(
         *first = Err(cause);
     }
     failed
+}
+
+/// Runs a statement from the connection's cache: the savepoint statements
+/// run twice per job, and parsing them each time is measurable.
+fn run_cached(tx: &Transaction<'_>, sql: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// A copy of `err` for each job of a failed batch (`StoreError` is not

@@ -14,11 +14,16 @@ fn large(seed: u8) -> Vec<u8> {
 
 fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    for shard in std::fs::read_dir(dir).unwrap() {
-        let shard = shard.unwrap().path();
-        for f in std::fs::read_dir(&shard).unwrap() {
-            let f = f.unwrap().path();
-            out.push(f.strip_prefix(dir).unwrap().display().to_string());
+    for shard in std::fs::read_dir(dir).expect("artifact directory is listable") {
+        let shard = shard.expect("artifact directory is listable").path();
+        for f in std::fs::read_dir(&shard).expect("artifact directory is listable") {
+            let f = f.expect("artifact directory is listable").path();
+            out.push(
+                f.strip_prefix(dir)
+                    .expect("artifact directory is listable")
+                    .display()
+                    .to_string(),
+            );
         }
     }
     out.sort();
@@ -28,7 +33,7 @@ fn files_under(dir: &Path) -> Vec<String> {
 async fn open(dir: &Path) -> SqliteStore {
     SqliteStore::open(&format!("sqlite:{}", dir.join("a.db").display()))
         .await
-        .unwrap()
+        .expect("artifact directory is listable")
 }
 
 #[tokio::test]
@@ -148,4 +153,28 @@ async fn corrupted_inline_artifact_is_detected() {
             store.location()
         )
     );
+}
+
+#[tokio::test]
+async fn unwritable_artifact_directory_is_an_io_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the artifact directory should be.
+    std::fs::write(dir.path().join("a.db.artifacts"), b"in the way").unwrap();
+    let store = open(dir.path()).await;
+    let bytes = large(4);
+    let id = ArtifactId::of(&bytes);
+    let err = store.put_artifact(bytes).await.unwrap_err();
+    let shard = store.artifact_dir().join(&id.as_str()[..2]);
+    assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("creating directory `{}`: ", shard.display())),
+        "{err}"
+    );
+    // Nothing was recorded for it.
+    assert!(matches!(
+        store.get_artifact(&id).await.unwrap_err(),
+        StoreError::MissingArtifact { .. }
+    ));
+    store.integrity_check().await.unwrap();
 }

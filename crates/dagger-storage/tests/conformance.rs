@@ -25,41 +25,45 @@ async fn sqlite_memory_location() {
 }
 
 async fn sqlite_file(durability: Durability) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("sqlite file store");
     let location = format!("sqlite:{}", dir.path().join("runs.db").display());
     let options = SqliteOptions {
         durability,
         ..SqliteOptions::default()
     };
-    let store = SqliteStore::open_with(&location, options.clone())
+    let store = SqliteStore::open_with(&location, options)
         .await
-        .unwrap();
+        .expect("sqlite file store");
     let stores = Stores::from(store.clone());
     assert_eq!(stores.durability, durability);
     run_store_suite(stores, "file").await;
-    store.integrity_check().await.unwrap();
+    store.integrity_check().await.expect("sqlite file store");
     drop(store);
 
     // Everything is still there after reopening.
     let reopened = SqliteStore::open_with(&location, options)
         .await
-        .unwrap()
+        .expect("sqlite file store")
         .stores();
     let run = reopened
         .runs
         .get_run(&RunId::from("file-run"))
         .await
-        .unwrap()
+        .expect("sqlite file store")
         .expect("run survives reopening");
     assert_eq!(run.reason, None);
-    let listed = reopened.runs.list_runs(&RunQuery::default()).await.unwrap();
+    let listed = reopened
+        .runs
+        .list_runs(&RunQuery::default())
+        .await
+        .expect("sqlite file store");
     assert_eq!(listed.len(), 8);
     assert_eq!(
         reopened
             .runs
             .node_runs(&RunId::from("file-nodes"))
             .await
-            .unwrap()
+            .expect("sqlite file store")
             .len(),
         3
     );

@@ -17,9 +17,9 @@ const CHILD_DB: &str = "DAGGER_STORAGE_CRASH_DB";
 const CHILD_DURABILITY: &str = "DAGGER_STORAGE_CRASH_DURABILITY";
 
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend {
-        location: "crash".into(),
-        message: e.to_string(),
+    StoreError::Io {
+        context: "test statement".into(),
+        source: std::io::Error::other(e),
     }
 }
 
@@ -83,14 +83,13 @@ fn random_below(n: u64) -> u64 {
 }
 
 fn committed(path: &Path, table: &str) -> Vec<i64> {
-    let conn = Connection::open(path).unwrap();
+    let conn = Connection::open(path).expect("reopen after the kill");
     let mut s = conn
         .prepare(&format!("SELECT i FROM {table} ORDER BY i"))
-        .unwrap();
+        .expect("the child created the table");
     s.query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        .and_then(|rows| rows.collect::<Result<_, _>>())
+        .expect("rows are readable")
 }
 
 #[test]

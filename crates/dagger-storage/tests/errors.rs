@@ -17,20 +17,20 @@ fn location(path: &Path) -> String {
 
 /// `PRAGMA integrity_check` through a plain connection.
 fn assert_sound(path: &Path) {
-    let conn = Connection::open(path).unwrap();
+    let conn = Connection::open(path).expect("the database opens");
     let result: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+        .expect("integrity check runs");
     assert_eq!(result, "ok");
 }
 
 /// A migrated database holding run `kept`.
 async fn seeded(path: &Path) {
-    let store = SqliteStore::open(&location(path)).await.unwrap();
+    let store = SqliteStore::open(&location(path)).await.expect("open");
     store
         .create_run(run("kept", "wf", RunStatus::Running, 1))
         .await
-        .unwrap();
+        .expect("seed run");
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@ use std::sync::mpsc;
 use std::task::{Context, Waker};
 
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend {
-        location: "test".into(),
-        message: e.to_string(),
+    StoreError::Io {
+        context: "test statement".into(),
+        source: std::io::Error::other(e),
     }
 }
 
@@ -27,7 +27,7 @@ fn create_table(store: &SqliteStore) {
             tx.execute_batch("CREATE TABLE IF NOT EXISTS seq (i INTEGER PRIMARY KEY, pad BLOB)")
                 .map_err(backend)
         })
-        .unwrap();
+        .expect("writer helper");
 }
 
 /// Blocks the writer thread inside a job until the returned sender is used,
@@ -41,8 +41,8 @@ fn hold_writer(store: &SqliteStore) -> mpsc::Sender<()> {
             let _ = release_rx.recv();
             Ok(())
         })
-        .unwrap();
-    started_rx.recv().unwrap();
+        .expect("writer helper");
+    started_rx.recv().expect("writer helper");
     release_tx
 }
 
@@ -205,4 +205,112 @@ async fn concurrent_readers_see_a_growing_prefix() {
         assert!(r.await.unwrap() >= 1);
     }
     store.integrity_check().await.unwrap();
+}
+
+#[test]
+fn a_write_job_may_read_through_the_pool() {
+    let store = SqliteStore::open_blocking("sqlite::memory:", SqliteOptions::default()).unwrap();
+    create_table(&store);
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store
+                .submit(|tx| {
+                    tx.execute("INSERT INTO seq (i) VALUES (1)", [])
+                        .map(drop)
+                        .map_err(backend)
+                })
+                .unwrap();
+            let reader = store.clone();
+            // Runs on the writer thread while it has unfinished jobs: the
+            // read must not wait for the writer (itself).
+            let seen = store.write_blocking(move |_| {
+                reader.read_blocking(|c| {
+                    c.query_row("SELECT count(*) FROM seq", [], |r| r.get::<_, i64>(0))
+                        .map_err(backend)
+                })
+            });
+            let _ = done_tx.send(seen);
+        })
+    };
+    let seen = done_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("no deadlock");
+    // The pool sees the last commit, which does not yet include this batch.
+    assert!(matches!(seen, Ok(0 | 1)), "{seen:?}");
+    worker.join().unwrap();
+}
+
+/// Queued jobs hold store handles (their closures map errors with
+/// `store.map_err`), so the last handle can be dropped on the writer thread
+/// itself; the batch must still commit.
+#[tokio::test]
+async fn queued_writes_survive_dropping_every_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = format!("sqlite:{}", dir.path().join("d.db").display());
+    for round in 0..5 {
+        let store = SqliteStore::open(&location).await.unwrap();
+        let run_id = format!("r{round}");
+        store
+            .create_run(run(&run_id, "wf", RunStatus::Running, 1))
+            .await
+            .unwrap();
+        for i in 0..200 {
+            store
+                .put_node_run(node(
+                    &run_id,
+                    &format!("n{i:03}"),
+                    "",
+                    NodeStatus::Completed,
+                ))
+                .await
+                .unwrap();
+        }
+        drop(store);
+        let reopened = SqliteStore::open(&location).await.unwrap();
+        let rows = reopened.node_runs(&RunId::from(run_id)).await.unwrap();
+        assert_eq!(rows.len(), 200, "round {round}");
+    }
+}
+
+#[test]
+fn a_job_may_drop_the_last_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("last.db");
+    let store = SqliteStore::open_blocking(
+        &format!("sqlite:{}", path.display()),
+        SqliteOptions::default(),
+    )
+    .unwrap();
+    create_table(&store);
+    let (inside_tx, inside_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let captured = store.clone();
+    store
+        .submit(move |tx| {
+            inside_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            tx.execute("INSERT INTO seq (i) VALUES (7)", [])
+                .map(drop)
+                .map_err(|e| captured.map_err(e))
+            // `captured`, now the last handle, is dropped here, on the writer thread.
+        })
+        .unwrap();
+    inside_rx.recv().unwrap();
+    drop(store);
+    go_tx.send(()).unwrap();
+
+    // Waits for the old writer's transaction to end, then looks.
+    let conn = Connection::open(&path).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(20))
+        .unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM seq WHERE i = 7", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        n, 1,
+        "the batch committed although its job dropped the store"
+    );
 }

@@ -1,1 +1,27 @@
-//! Work in progress.
+//! Dagger's Task Agent paradigm: jobs of tasks run by named agents, with
+//! dynamic dependencies, leases with fencing tokens, retries, failure
+//! propagation, stall detection and persistence through a
+//! [`TaskStore`](dagger_core::store::TaskStore).
+//!
+//! A [`TaskManager`] keeps no task state of its own: every change is one
+//! transaction on the store, so a new manager on the same store (after a
+//! crash, or in another process) continues the same jobs.
+
+mod agent;
+mod config;
+mod dot;
+mod error;
+mod job;
+mod manager;
+mod ops;
+mod spec;
+mod worker;
+
+pub use agent::{FnAgent, TaskAgent, TaskAgentRegistry, TaskContext, TaskOutcome};
+pub use config::{JobConfig, StallAction, StallCallback, StallReport, StalledTask};
+pub use dagger_core::store::{JobRecord, TaskStore, TaskType};
+pub use dagger_core::{JobId, JobStatus, TaskId, TaskStatus};
+pub use error::TaskError;
+pub use job::JobHandle;
+pub use manager::{Task, TaskManager};
+pub use spec::TaskSpec;

@@ -7,16 +7,18 @@ pub mod memory;
 mod message;
 mod run;
 mod snapshot;
+mod task;
 
 pub use artifact::{ArtifactId, ArtifactStore};
 pub use memory::MemoryStore;
 pub use message::{MessageLog, MessageRecord};
 pub use run::{ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate};
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
+pub use task::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType, transact};
 
 /// The stores a DAG Flow executor records runs in, bundled. Any backend that
 /// implements the traits converts into it (`From<Arc<MemoryStore>>` here,
-/// `From<Arc<SqliteStore>>` in `dagger-storage`).
+/// `From<SqliteStore>` in `dagger-storage`).
 #[derive(Clone)]
 pub struct Stores {
     /// Runs, node runs and control requests.

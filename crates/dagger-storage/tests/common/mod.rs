@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+// Each test binary uses a part of the helpers; the suite's functions are
+// assertions, so they unwrap like `#[test]` functions do.
+#![allow(dead_code, clippy::unwrap_used)]
 
 pub(crate) mod conformance;
 

@@ -3,6 +3,7 @@
 
 mod message;
 mod run;
+mod task;
 
 use parking_lot::Mutex;
 
@@ -10,6 +11,7 @@ use parking_lot::Mutex;
 #[derive(Default)]
 pub struct MemoryStore {
     runs: Mutex<run::RunTables>,
+    tasks: Mutex<task::TaskTables>,
     messages: Mutex<message::MessageTables>,
 }
 

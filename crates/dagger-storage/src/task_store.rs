@@ -1,0 +1,527 @@
+//! [`TaskStore`] for [`SqliteStore`].
+//!
+//! Task transactions need their result at once and run user-side checks in
+//! the middle (the scheduling rules of `dagger-task-core`), so they do not go
+//! through the group-commit writer: each is one `BEGIN IMMEDIATE`
+//! transaction on a pooled connection. SQLite's write lock (with the busy
+//! timeout) serializes them against the writer thread and against other
+//! processes on the same file, which is what makes claims atomic across
+//! processes.
+
+use crate::error::{decode, map_sqlite};
+use crate::sqlite::SqliteStore;
+use dagger_core::store::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType};
+use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
+use parking_lot::Mutex;
+use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use tokio::sync::watch;
+
+/// Change signals per database location, shared by every [`SqliteStore`]
+/// handle of this process that opened the same file.
+static SIGNALS: LazyLock<Mutex<HashMap<String, watch::Sender<u64>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn signal(location: &str) -> watch::Sender<u64> {
+    SIGNALS
+        .lock()
+        .entry(location.to_string())
+        .or_insert_with(|| watch::Sender::new(0))
+        .clone()
+}
+
+const TASK_COLUMNS: &str = "task_id, job_id, parent_id, task_type, agent, description, \
+    acceptance_criteria, input, output, error, priority, seq, status, attempts, failures, \
+    max_retries, timeout_ms, lease_owner, lease_expires_at, not_before, created_at, \
+    updated_at, started_at, finished_at, dependencies";
+
+struct SqlTx<'a, 'c> {
+    tx: &'a Transaction<'c>,
+    location: &'a str,
+    wrote: bool,
+}
+
+impl SqlTx<'_, '_> {
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        map_sqlite(e, self.location)
+    }
+
+    fn task_from_row(&self, row: &Row<'_>) -> rusqlite::Result<RawTask> {
+        Ok(RawTask {
+            task_id: row.get(0)?,
+            job_id: row.get(1)?,
+            parent_id: row.get(2)?,
+            task_type: row.get(3)?,
+            agent: row.get(4)?,
+            description: row.get(5)?,
+            acceptance_criteria: row.get(6)?,
+            input: row.get(7)?,
+            output: row.get(8)?,
+            error: row.get(9)?,
+            priority: row.get(10)?,
+            seq: row.get(11)?,
+            status: row.get(12)?,
+            attempts: row.get(13)?,
+            failures: row.get(14)?,
+            max_retries: row.get(15)?,
+            timeout_ms: row.get(16)?,
+            lease_owner: row.get(17)?,
+            lease_expires_at: row.get(18)?,
+            not_before: row.get(19)?,
+            created_at: row.get(20)?,
+            updated_at: row.get(21)?,
+            started_at: row.get(22)?,
+            finished_at: row.get(23)?,
+            dependencies: row.get(24)?,
+        })
+    }
+
+    /// Runs a query returning task rows and attaches their dependencies.
+    fn tasks_where(
+        &self,
+        sql_tail: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks {sql_tail}");
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let raws: Vec<RawTask> = stmt
+            .query_map(params, |r| self.task_from_row(r))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))?;
+        raws.into_iter().map(RawTask::into_record).collect()
+    }
+
+    fn bump_count(&self, job: &str, status: &str, delta: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO task_counts (job_id, status, n) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job_id, status) DO UPDATE SET n = n + excluded.n",
+            )
+            .and_then(|mut s| s.execute(params![job, status, delta]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// A task row before decoding.
+struct RawTask {
+    task_id: String,
+    job_id: String,
+    parent_id: Option<String>,
+    task_type: String,
+    agent: String,
+    description: String,
+    acceptance_criteria: Option<String>,
+    input: String,
+    output: Option<String>,
+    error: Option<String>,
+    priority: i32,
+    seq: i64,
+    status: String,
+    attempts: u32,
+    failures: u32,
+    max_retries: Option<u32>,
+    timeout_ms: Option<i64>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+    not_before: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    dependencies: String,
+}
+
+impl RawTask {
+    fn into_record(self) -> Result<TaskRecord, StoreError> {
+        let what = || format!("task `{}`", self.task_id);
+        let json = |s: &str| serde_json::from_str(s).map_err(|e| decode(what(), e));
+        let dependencies: Vec<TaskId> =
+            serde_json::from_str(&self.dependencies).map_err(|e| decode(what(), e))?;
+        Ok(TaskRecord {
+            task_type: TaskType::parse(&self.task_type)
+                .ok_or_else(|| decode(what(), format!("unknown type `{}`", self.task_type)))?,
+            status: TaskStatus::parse(&self.status)
+                .ok_or_else(|| decode(what(), format!("unknown status `{}`", self.status)))?,
+            input: json(&self.input)?,
+            output: self.output.as_deref().map(json).transpose()?,
+            task_id: self.task_id.into(),
+            job_id: self.job_id.into(),
+            parent_id: self.parent_id.map(TaskId::from),
+            agent: self.agent,
+            description: self.description,
+            acceptance_criteria: self.acceptance_criteria,
+            error: self.error,
+            dependencies,
+            priority: self.priority,
+            seq: u64::try_from(self.seq).unwrap_or(0),
+            attempts: self.attempts,
+            failures: self.failures,
+            max_retries: self.max_retries,
+            timeout_ms: self.timeout_ms.and_then(|t| u64::try_from(t).ok()),
+            lease_owner: self.lease_owner,
+            lease_expires_at: self.lease_expires_at,
+            not_before: self.not_before,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+fn to_json(v: &serde_json::Value, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| decode(what, e))
+}
+
+impl TaskTx for SqlTx<'_, '_> {
+    fn job(&mut self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let row = self
+            .tx
+            .prepare_cached(
+                "SELECT status, allowed_agents, config, started, reason, created_at, updated_at
+                 FROM task_jobs WHERE job_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([job_id.as_str()], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, bool>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let Some((status, allowed, config, started, reason, created_at, updated_at)) = row else {
+            return Ok(None);
+        };
+        let what = || format!("job `{job_id}`");
+        Ok(Some(JobRecord {
+            job_id: job_id.clone(),
+            status: JobStatus::parse(&status)
+                .ok_or_else(|| decode(what(), format!("unknown status `{status}`")))?,
+            allowed_agents: allowed
+                .map(|a| serde_json::from_str(&a).map_err(|e| decode(what(), e)))
+                .transpose()?,
+            config: serde_json::from_str(&config).map_err(|e| decode(what(), e))?,
+            started,
+            reason,
+            created_at,
+            updated_at,
+        }))
+    }
+
+    fn put_job(&mut self, job: &JobRecord) -> Result<(), StoreError> {
+        let allowed = job
+            .allowed_agents
+            .as_ref()
+            .map(|a| serde_json::to_string(a).map_err(|e| decode("allowed agents", e)))
+            .transpose()?;
+        let config = to_json(&job.config, "job config")?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO task_jobs (job_id, status, allowed_agents, config, started, reason, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (job_id) DO UPDATE SET status = excluded.status,
+                   allowed_agents = excluded.allowed_agents, config = excluded.config,
+                   started = excluded.started, reason = excluded.reason,
+                   updated_at = excluded.updated_at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    job.job_id.as_str(),
+                    job.status.as_str(),
+                    allowed,
+                    config,
+                    job.started,
+                    job.reason,
+                    job.created_at,
+                    job.updated_at
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn jobs_with_status(&mut self, status: JobStatus) -> Result<Vec<JobId>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT job_id FROM task_jobs WHERE status = ?1 ORDER BY created_at, rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([status.as_str()], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(JobId::from).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    fn task(&mut self, task_id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(self
+            .tasks_where("WHERE task_id = ?1", &[&task_id.as_str()])?
+            .pop())
+    }
+
+    fn put_task(&mut self, t: &TaskRecord) -> Result<(), StoreError> {
+        let old: Option<(String, String)> = self
+            .tx
+            .prepare_cached("SELECT status, dependencies FROM tasks WHERE task_id = ?1")
+            .and_then(|mut s| {
+                s.query_row([t.task_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let output = t
+            .output
+            .as_ref()
+            .map(|o| to_json(o, "task output"))
+            .transpose()?;
+        let input = to_json(&t.input, "task input")?;
+        let deps_json = serde_json::to_string(&t.dependencies)
+            .map_err(|e| decode(format!("task `{}`", t.task_id), e))?;
+        self.tx
+            .prepare_cached(&format!(
+                "INSERT INTO tasks ({TASK_COLUMNS}) VALUES
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                  ?19, ?20, ?21, ?22, ?23, ?24, ?25)
+                 ON CONFLICT (task_id) DO UPDATE SET parent_id = excluded.parent_id,
+                   task_type = excluded.task_type, agent = excluded.agent,
+                   description = excluded.description,
+                   acceptance_criteria = excluded.acceptance_criteria, input = excluded.input,
+                   output = excluded.output, error = excluded.error,
+                   priority = excluded.priority, status = excluded.status,
+                   attempts = excluded.attempts, failures = excluded.failures,
+                   max_retries = excluded.max_retries, timeout_ms = excluded.timeout_ms,
+                   lease_owner = excluded.lease_owner,
+                   lease_expires_at = excluded.lease_expires_at,
+                   not_before = excluded.not_before, updated_at = excluded.updated_at,
+                   started_at = excluded.started_at, finished_at = excluded.finished_at,
+                   dependencies = excluded.dependencies"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    t.task_id.as_str(),
+                    t.job_id.as_str(),
+                    t.parent_id.as_ref().map(TaskId::as_str),
+                    t.task_type.as_str(),
+                    t.agent,
+                    t.description,
+                    t.acceptance_criteria,
+                    input,
+                    output,
+                    t.error,
+                    t.priority,
+                    i64::try_from(t.seq).unwrap_or(i64::MAX),
+                    t.status.as_str(),
+                    t.attempts,
+                    t.failures,
+                    t.max_retries,
+                    t.timeout_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+                    t.lease_owner,
+                    t.lease_expires_at,
+                    t.not_before,
+                    t.created_at,
+                    t.updated_at,
+                    t.started_at,
+                    t.finished_at,
+                    deps_json
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        let old_deps: Vec<TaskId> = match &old {
+            Some((_, d)) if *d != deps_json => {
+                serde_json::from_str(d).map_err(|e| decode(format!("task `{}`", t.task_id), e))?
+            }
+            Some(_) => t.dependencies.clone(),
+            None => Vec::new(),
+        };
+        for (pos, d) in t.dependencies.iter().enumerate() {
+            if old_deps.contains(d) {
+                continue;
+            }
+            self.tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO task_dependencies (task_id, dependency_id, position)
+                     VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(params![t.task_id.as_str(), d.as_str(), pos as i64]))
+                .map_err(|e| self.err(e))?;
+        }
+        let old_status = old.as_ref().map(|(s, _)| s.as_str());
+        if old_status != Some(t.status.as_str()) {
+            if let Some(o) = old_status {
+                self.bump_count(t.job_id.as_str(), o, -1)?;
+            }
+            self.bump_count(t.job_id.as_str(), t.status.as_str(), 1)?;
+        }
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .tx
+            .prepare_cached("UPDATE task_seq SET next = next + 1 WHERE id = 1 RETURNING next")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn job_tasks(&mut self, job_id: &JobId) -> Result<Vec<TaskRecord>, StoreError> {
+        self.tasks_where("WHERE job_id = ?1 ORDER BY seq", &[&job_id.as_str()])
+    }
+
+    fn dependents(&mut self, task_id: &TaskId) -> Result<Vec<TaskId>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT task_id FROM task_dependencies WHERE dependency_id = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([task_id.as_str()], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(TaskId::from).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    fn ready_tasks(
+        &mut self,
+        job_id: &JobId,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.tasks_where(
+            "WHERE job_id = ?1 AND status = 'Ready' AND (not_before IS NULL OR not_before <= ?2)
+             ORDER BY priority DESC, seq LIMIT ?3",
+            &[&job_id.as_str(), &now, &limit],
+        )
+    }
+
+    fn expired_leases(&mut self, job_id: &JobId, now: i64) -> Result<Vec<TaskRecord>, StoreError> {
+        self.tasks_where(
+            "WHERE job_id = ?1 AND status = 'InProgress' AND lease_expires_at <= ?2",
+            &[&job_id.as_str(), &now],
+        )
+    }
+
+    fn next_deadline(&mut self, job_id: &JobId, now: i64) -> Result<Option<i64>, StoreError> {
+        let one = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<Option<i64>, StoreError> {
+            self.tx
+                .prepare_cached(sql)
+                .and_then(|mut s| s.query_row(p, |r| r.get::<_, Option<i64>>(0)))
+                .map_err(|e| self.err(e))
+        };
+        let lease = one(
+            "SELECT MIN(lease_expires_at) FROM tasks WHERE job_id = ?1 AND status = 'InProgress'",
+            &[&job_id.as_str()],
+        )?;
+        let retry = one(
+            "SELECT MIN(not_before) FROM tasks
+             WHERE job_id = ?1 AND status = 'Ready' AND not_before IS NOT NULL AND not_before > ?2",
+            &[&job_id.as_str(), &now],
+        )?;
+        Ok(match (lease, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    fn touch_job(&mut self, job_id: &JobId, now: i64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE task_jobs SET updated_at = ?2 WHERE job_id = ?1")
+            .and_then(|mut s| s.execute(params![job_id.as_str(), now]))
+            .map_err(|e| self.err(e))?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT status, n FROM task_counts WHERE job_id = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([job_id.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut c = JobCounts::default();
+        for row in rows {
+            let (status, n) = row.map_err(|e| self.err(e))?;
+            let n = usize::try_from(n).unwrap_or(0);
+            c.total += n;
+            match status.as_str() {
+                "Pending" | "Ready" | "Blocked" => c.open += n,
+                "InProgress" => {
+                    c.open += n;
+                    c.in_progress += n;
+                }
+                "Failed" | "Rejected" | "Cancelled" => c.unsuccessful += n,
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+}
+
+impl TaskStore for SqliteStore {
+    fn transact(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send),
+    ) -> Result<(), StoreError> {
+        let location = self.location().to_string();
+        let wrote = self.read_blocking(|conn| {
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+                .map_err(|e| map_sqlite(e, &location))?;
+            let mut view = SqlTx {
+                tx: &tx,
+                location: &location,
+                wrote: false,
+            };
+            f(&mut view)?;
+            let wrote = view.wrote;
+            tx.commit().map_err(|e| map_sqlite(e, &location))?;
+            Ok(wrote)
+        })?;
+        if wrote {
+            signal(&location).send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send),
+    ) -> Result<(), StoreError> {
+        let location = self.location().to_string();
+        self.read_blocking(|conn| {
+            // A deferred transaction: a consistent snapshot without the write lock.
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)
+                .map_err(|e| map_sqlite(e, &location))?;
+            let mut view = SqlTx {
+                tx: &tx,
+                location: &location,
+                wrote: false,
+            };
+            f(&mut view)?;
+            tx.rollback().map_err(|e| map_sqlite(e, &location))
+        })
+    }
+
+    fn location(&self) -> String {
+        SqliteStore::location(self).to_string()
+    }
+
+    fn change_signal(&self) -> Option<watch::Receiver<u64>> {
+        Some(signal(SqliteStore::location(self)).subscribe())
+    }
+}

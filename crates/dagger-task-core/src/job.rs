@@ -1,0 +1,381 @@
+//! The job loop and [`JobHandle`].
+//!
+//! One loop per job and manager. Each turn is one store transaction: end the
+//! job if it is cancelled, finished or (fail-fast) failed, return expired
+//! leases to Ready, claim as many Ready tasks as the concurrency limits allow,
+//! and compute the next deadline (a lease expiring, a delayed retry, the
+//! stall heartbeat). Then it sleeps until a worker or an API call notifies
+//! it, or the deadline passes: no polling.
+
+use crate::TaskError;
+use crate::config::{JobConfig, StallAction, StallReport, StalledTask};
+use crate::manager::TaskManager;
+use crate::ops;
+use crate::spec::TaskSpec;
+use crate::worker;
+use dagger_core::StoreError;
+use dagger_core::store::TaskRecord;
+use dagger_core::{JobId, JobStatus, TaskStatus, now_millis};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Tasks this manager runs for a job right now.
+#[derive(Default)]
+pub(crate) struct Running {
+    pub(crate) total: usize,
+    pub(crate) per_agent: HashMap<String, usize>,
+}
+
+pub(crate) struct JobRuntime {
+    pub(crate) job_id: JobId,
+    pub(crate) notify: Notify,
+    /// Set by [`JobHandle::cancel`].
+    cancel: CancellationToken,
+    /// Cancelled when the loop ends: stops this job's running agents.
+    pub(crate) stop: CancellationToken,
+    status: watch::Sender<JobStatus>,
+    pub(crate) config: JobConfig,
+    allowed: Option<Vec<String>>,
+    pub(crate) running: Mutex<Running>,
+}
+
+impl JobRuntime {
+    pub(crate) fn handle(&self) -> JobHandle {
+        JobHandle {
+            job_id: self.job_id.clone(),
+            status: self.status.subscribe(),
+            cancel: self.cancel.clone(),
+        }
+    }
+}
+
+/// Follows and controls one job.
+#[derive(Debug, Clone)]
+pub struct JobHandle {
+    job_id: JobId,
+    status: watch::Receiver<JobStatus>,
+    cancel: CancellationToken,
+}
+
+impl JobHandle {
+    pub(crate) fn finished(job_id: JobId, status: JobStatus) -> Self {
+        let (_tx, rx) = watch::channel(status);
+        Self {
+            job_id,
+            status: rx,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// The job.
+    pub fn job_id(&self) -> &JobId {
+        &self.job_id
+    }
+
+    /// The job's status now.
+    pub async fn get_status(&self) -> JobStatus {
+        self.status()
+    }
+
+    /// The job's status now, without awaiting.
+    pub fn status(&self) -> JobStatus {
+        *self.status.borrow()
+    }
+
+    /// Asks the job to stop: open tasks are cancelled, running agents see
+    /// their cancel token fire, and the job ends `Cancelled`.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Resolves with the final status once the job ends.
+    pub async fn wait(&self) -> JobStatus {
+        let mut rx = self.status.clone();
+        let waited = rx.wait_for(|s| s.is_terminal()).await.map(|s| *s);
+        waited.unwrap_or_else(|_| *rx.borrow())
+    }
+}
+
+pub(crate) fn spawn(
+    manager: &TaskManager,
+    job_id: JobId,
+    config: JobConfig,
+    allowed: Option<Vec<String>>,
+) -> JobHandle {
+    let (status, _) = watch::channel(JobStatus::Running);
+    let rt = Arc::new(JobRuntime {
+        job_id: job_id.clone(),
+        notify: Notify::new(),
+        cancel: CancellationToken::new(),
+        stop: CancellationToken::new(),
+        status,
+        config,
+        allowed,
+        running: Mutex::new(Running::default()),
+    });
+    let handle = rt.handle();
+    manager.inner.jobs.lock().insert(job_id, rt.clone());
+    tokio::spawn(drive(manager.clone(), rt));
+    handle
+}
+
+/// What one turn of the loop decided.
+struct Turn {
+    end: Option<JobStatus>,
+    claimed: Vec<TaskRecord>,
+    deadline: Option<i64>,
+    idle_ms: Option<u64>,
+}
+
+async fn drive(m: TaskManager, rt: Arc<JobRuntime>) {
+    let mut changes = m.inner.store.change_signal();
+    let mut backoff = Duration::from_millis(50);
+    let final_status = loop {
+        if let Some(c) = &mut changes {
+            c.borrow_and_update();
+        }
+        let turn = match turn(&m, &rt) {
+            Ok(t) => {
+                backoff = Duration::from_millis(50);
+                t
+            }
+            Err(TaskError::Store(StoreError::Closed { .. })) => {
+                tracing::error!(job = %rt.job_id, "job loop stopped: the store is closed");
+                break None;
+            }
+            Err(e) => {
+                // A transient store failure (locked, full): state is as
+                // stored, so retry the turn after a growing pause.
+                tracing::error!(job = %rt.job_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "job turn failed");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = rt.cancel.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        for task in turn.claimed {
+            tokio::spawn(worker::run(m.clone(), rt.clone(), task));
+        }
+        if let Some(s) = turn.end {
+            break Some(s);
+        }
+        if let Some(idle) = turn.idle_ms {
+            on_stall(&m, &rt, idle);
+            continue;
+        }
+        let sleep = async {
+            match turn.deadline {
+                Some(at) => {
+                    let ms = u64::try_from(at.saturating_sub(now_millis())).unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let changed = async {
+            let alive = match &mut changes {
+                Some(c) => c.changed().await.is_ok(),
+                None => false,
+            };
+            if !alive {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = rt.notify.notified() => {}
+            () = changed => {}
+            () = sleep => {}
+            () = rt.cancel.cancelled() => {}
+        }
+    };
+    rt.stop.cancel();
+    m.inner.jobs.lock().remove(&rt.job_id);
+    if let Some(s) = final_status {
+        rt.status.send_replace(s);
+    }
+}
+
+fn turn(m: &TaskManager, rt: &JobRuntime) -> Result<Turn, crate::TaskError> {
+    let cfg = &rt.config;
+    let heartbeat = i64::try_from(m.inner.heartbeat.as_millis()).unwrap_or(i64::MAX);
+    let cancelled = rt.cancel.is_cancelled();
+    let (running_total, per_agent) = {
+        let r = rt.running.lock();
+        (r.total, r.per_agent.clone())
+    };
+    let registry = &m.inner.registry;
+    let owner = m.inner.owner.as_str();
+    let turn = ops::run(m.inner.store.as_ref(), |tx| {
+        let now = now_millis();
+        let job_id = &rt.job_id;
+        let job = tx
+            .job(job_id)?
+            .ok_or_else(|| crate::TaskError::JobNotFound(job_id.to_string()))?;
+        let end = |s, reason: Option<&str>, tx: &mut dyn dagger_core::store::TaskTx| {
+            ops::finish_job(tx, job_id, s, reason, now)
+        };
+        if job.status.is_terminal() {
+            return Ok(done(job.status));
+        }
+        if cancelled {
+            return Ok(done(end(JobStatus::Cancelled, Some("job cancelled"), tx)?));
+        }
+        ops::expire_leases(tx, job_id, now)?;
+        let counts = tx.job_counts(job_id)?;
+        if counts.unsuccessful > 0 && cfg.fail_fast {
+            let reason = "a task failed and the job is fail-fast";
+            return Ok(done(end(JobStatus::Completed(false), Some(reason), tx)?));
+        }
+        if counts.open == 0 {
+            let ok = counts.unsuccessful == 0;
+            return Ok(done(end(JobStatus::Completed(ok), None, tx)?));
+        }
+        let mut agents = per_agent.clone();
+        let mut accept = |t: &TaskRecord| {
+            let limit = cfg
+                .agent_concurrency
+                .get(&t.agent)
+                .copied()
+                .unwrap_or(usize::MAX);
+            let running = agents.entry(t.agent.clone()).or_default();
+            let ok = *running < limit
+                && registry.contains(&t.agent)
+                && rt.allowed.as_ref().is_none_or(|a| a.contains(&t.agent));
+            if ok {
+                *running += 1;
+            }
+            ok
+        };
+        let room = cfg.max_concurrency.saturating_sub(running_total);
+        let claimed = ops::claim_many(tx, job_id, owner, now, cfg.lease_ms, room, &mut accept)?;
+        let job = tx.job(job_id)?.unwrap_or(job);
+        let stall_at = job.updated_at.saturating_add(heartbeat);
+        let idle_ms = (claimed.is_empty() && now >= stall_at)
+            .then(|| u64::try_from(now - job.updated_at).unwrap_or(0));
+        let deadline = match tx.next_deadline(job_id, now)? {
+            Some(d) => d.min(stall_at),
+            None => stall_at,
+        };
+        Ok(Turn {
+            end: None,
+            claimed,
+            deadline: Some(deadline),
+            idle_ms,
+        })
+    })?;
+    let mut r = rt.running.lock();
+    for t in &turn.claimed {
+        r.total += 1;
+        *r.per_agent.entry(t.agent.clone()).or_default() += 1;
+    }
+    Ok(turn)
+}
+
+fn done(status: JobStatus) -> Turn {
+    Turn {
+        end: Some(status),
+        claimed: Vec::new(),
+        deadline: None,
+        idle_ms: None,
+    }
+}
+
+fn stall_report(
+    m: &TaskManager,
+    rt: &JobRuntime,
+    idle_ms: u64,
+) -> Result<StallReport, crate::TaskError> {
+    let tasks = m.get_job_tasks(rt.job_id.as_str())?;
+    let status: HashMap<_, _> = tasks
+        .iter()
+        .map(|t| (t.task_id.clone(), t.status))
+        .collect();
+    let open_tasks = tasks
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.status,
+                TaskStatus::Pending
+                    | TaskStatus::Ready
+                    | TaskStatus::Blocked
+                    | TaskStatus::InProgress
+            )
+        })
+        .map(|t| StalledTask {
+            task_id: t.task_id.clone(),
+            agent: t.agent.clone(),
+            description: t.description.clone(),
+            status: t.status,
+            waiting_on: t
+                .dependencies
+                .iter()
+                .filter(|d| !status.get(*d).is_some_and(|s| s.is_done()))
+                .cloned()
+                .collect(),
+            error: t.error.clone(),
+        })
+        .collect();
+    Ok(StallReport {
+        job_id: rt.job_id.clone(),
+        idle_ms,
+        open_tasks,
+    })
+}
+
+fn on_stall(m: &TaskManager, rt: &JobRuntime, idle_ms: u64) {
+    let result = stall_report(m, rt, idle_ms).and_then(|report| {
+        tracing::warn!(job = %rt.job_id, idle_ms, open = report.open_tasks.len(), "job stalled");
+        match &m.inner.stall_action {
+            StallAction::TerminateJob => terminate(m, rt, &format!("stalled: no progress for {idle_ms} ms")),
+            StallAction::Custom(callback) => {
+                callback(&report);
+                touch(m, rt)
+            }
+            StallAction::NotifyPlanningAgent => {
+                let planner = rt.config.planning_agent.clone();
+                let input = serde_json::json!({ "stall_report": report });
+                let spec = TaskSpec::new(rt.job_id.clone(), planner.clone(), format!("Job `{}` stalled: re-plan", rt.job_id))
+                    .input(input)
+                    .priority(i32::MAX);
+                match m.add_task(spec) {
+                    Ok(_) => Ok(()),
+                    Err(e) => terminate(
+                        m,
+                        rt,
+                        &format!("stalled for {idle_ms} ms and the planning agent `{planner}` could not be notified: {e}"),
+                    ),
+                }
+            }
+        }
+    });
+    if let Err(e) = result {
+        tracing::error!(job = %rt.job_id, error = %e, "stall action failed");
+        // Avoid re-firing in a tight loop: count the attempt as activity.
+        let _ = touch(m, rt);
+    }
+}
+
+fn terminate(m: &TaskManager, rt: &JobRuntime, reason: &str) -> Result<(), crate::TaskError> {
+    ops::run(m.inner.store.as_ref(), |tx| {
+        ops::finish_job(
+            tx,
+            &rt.job_id,
+            JobStatus::Completed(false),
+            Some(reason),
+            now_millis(),
+        )
+    })?;
+    Ok(())
+}
+
+fn touch(m: &TaskManager, rt: &JobRuntime) -> Result<(), crate::TaskError> {
+    ops::run(m.inner.store.as_ref(), |tx| {
+        ops::touch_job(tx, &rt.job_id, now_millis())
+    })
+}
