@@ -50,11 +50,17 @@ async fn worker_child() {
 
 fn spawn_worker(stream: &str, hang: Option<u64>) -> (Child, Lines<BufReader<ChildStdout>>) {
     let mut cmd = tokio::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "worker_child", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_STREAM, stream)
-        .env_remove(CHILD_HANG)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args([
+        "--exact",
+        "worker_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_STREAM, stream)
+    .env_remove(CHILD_HANG)
+    .stdout(Stdio::piped())
+    .kill_on_drop(true);
     if let Some(k) = hang {
         cmd.env(CHILD_HANG, k.to_string());
     }

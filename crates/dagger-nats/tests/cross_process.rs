@@ -48,7 +48,13 @@ async fn agents_in_two_processes_exchange_messages() {
     let attachment = bridge.attach(&ex, &["ping", "pong"]).await.unwrap();
 
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "answerer_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "answerer_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_STREAM, &stream)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -72,7 +78,11 @@ async fn agents_in_two_processes_exchange_messages() {
             correlation_id: Some("conversation-1".into()),
             ..Default::default()
         };
-        pings.insert(ex.publish_with("ping", json!({"n": n}), options).await.unwrap());
+        pings.insert(
+            ex.publish_with("ping", json!({"n": n}), options)
+                .await
+                .unwrap(),
+        );
     }
     let mut answered = BTreeSet::new();
     for _ in 0..PINGS {
@@ -82,7 +92,10 @@ async fn agents_in_two_processes_exchange_messages() {
         assert_eq!(pong.payload["from"], "answerer");
         assert_eq!(pong.correlation_id.as_deref(), Some("conversation-1"));
         assert_eq!(pong.depth, 1);
-        assert!(pings.contains(pong.causation_id.as_ref().unwrap()), "{pong:?}");
+        assert!(
+            pings.contains(pong.causation_id.as_ref().unwrap()),
+            "{pong:?}"
+        );
         answered.insert(pong.payload["n"].as_u64().unwrap());
     }
     assert_eq!(answered, (0..PINGS).collect::<BTreeSet<_>>());
