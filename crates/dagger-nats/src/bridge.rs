@@ -138,6 +138,7 @@ impl NatsBridge {
                     format!("{}.>", config.dead_letter_prefix),
                 ],
                 duplicate_window: config.duplicate_window,
+                max_age: config.max_age.unwrap_or_default(),
                 ..Default::default()
             })
             .await

@@ -14,6 +14,10 @@ pub struct NatsConfig {
     pub dead_letter_prefix: String,
     /// How long the stream remembers message ids to drop duplicate publishes.
     pub duplicate_window: Duration,
+    /// How long the stream keeps messages (set when the bridge creates it);
+    /// `None` keeps them until deleted. A newly created consumer starts at
+    /// the oldest message kept.
+    pub max_age: Option<Duration>,
     /// Deliveries of one message to one agent before it is dead-lettered (≥ 1).
     pub max_deliver: u32,
     /// How long the server waits for an acknowledgement before redelivering
@@ -27,13 +31,16 @@ pub struct NatsConfig {
 
 impl NatsConfig {
     /// Defaults for stream `stream`: prefix `dagger`, dead letters on
-    /// `dagger_dead_letter`, a 2-minute duplicate window, 5 deliveries, 30 s ack wait.
+    /// `dagger_dead_letter`, a 2-minute duplicate window, messages kept until
+    /// deleted, 5 deliveries, 30 s ack wait, 1 s redelivery delay, 1 024
+    /// unacknowledged messages per consumer.
     pub fn new(stream: impl Into<String>) -> Self {
         Self {
             stream: stream.into(),
             subject_prefix: "dagger".into(),
             dead_letter_prefix: "dagger_dead_letter".into(),
             duplicate_window: Duration::from_secs(120),
+            max_age: None,
             max_deliver: 5,
             ack_wait: Duration::from_secs(30),
             redelivery_delay: Duration::from_secs(1),
@@ -56,6 +63,12 @@ impl NatsConfig {
     /// Sets the duplicate window.
     pub fn duplicate_window(mut self, window: Duration) -> Self {
         self.duplicate_window = window;
+        self
+    }
+
+    /// Sets how long the stream keeps messages.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
         self
     }
 
@@ -117,6 +130,9 @@ impl NatsConfig {
         }
         if self.max_ack_pending == 0 {
             return bad("max_ack_pending must be at least 1".into());
+        }
+        if self.max_age.is_some_and(|a| a < self.duplicate_window) {
+            return bad("max_age must not be shorter than duplicate_window".into());
         }
         if self.ack_wait.is_zero() {
             return bad("ack_wait must be positive".into());

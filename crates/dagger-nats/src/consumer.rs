@@ -9,7 +9,9 @@
 use crate::bridge::Inner;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
-use dagger_pubsub::{DeadLetterReason, Delivery, DeliveryOutcome, Message, PubSubExecutor};
+use dagger_pubsub::{
+    DeadLetterReason, Delivery, DeliveryOutcome, Message, PubSubError, PubSubExecutor,
+};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -28,7 +30,7 @@ pub(crate) struct Feed {
 enum Pending {
     /// Handed to the agent.
     Delivered(Delivery),
-    /// Not a Dagger message: dead-lettered without delivery.
+    /// Not a usable Dagger message: dead-lettered without delivery.
     Undecodable(String),
 }
 
@@ -69,12 +71,13 @@ pub(crate) async fn run(
                 Err(e) => Pending::Undecodable(format!("not a Dagger message: {e}")),
                 Ok(m) => match feed.executor.deliver(&feed.agent, m, last).await {
                     Ok(d) => Pending::Delivered(d),
-                    Err(e) => {
-                        // Shutting down (or the agent is gone): leave the
-                        // message unacknowledged for redelivery.
-                        tracing::warn!(consumer = %feed.name, error = %e, "cannot deliver; stopping");
+                    Err(e @ PubSubError::ShuttingDown { .. }) => {
+                        // Leave the message unacknowledged for redelivery.
+                        tracing::info!(consumer = %feed.name, error = %e, "executor shutting down; stopping");
                         break;
                     }
+                    // The message itself is unusable (an invalid channel name).
+                    Err(e) => Pending::Undecodable(e.to_string()),
                 },
             };
             if tx.send((msg, pending)).await.is_err() {

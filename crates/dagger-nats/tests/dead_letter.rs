@@ -135,3 +135,40 @@ async fn a_schema_violation_is_dead_lettered_on_first_delivery() {
     assert!(seen.try_recv().is_err(), "the handler never ran");
     bridge.delete_stream().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_message_is_dead_lettered_and_the_consumer_goes_on() {
+    let Some(bridge) = connect(fresh_config("foreign")).await else {
+        return;
+    };
+    let ex = Arc::new(PubSubExecutor::builder().build().unwrap());
+    let (agent, mut seen) = ScriptedAgent::new("reader", &["jobs.*"], &[], Script::Record);
+    ex.register_agent(agent).unwrap();
+    let attachment = bridge.attach(&ex, &["jobs.>"]).await.unwrap();
+
+    // Someone else publishes a non-Dagger payload on a carried subject.
+    bridge
+        .jetstream()
+        .publish(bridge.subject("jobs.raw"), "not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let id = ex.publish("jobs.new", json!({"n": 2})).await.unwrap();
+    assert_eq!(next(&mut seen, "the Dagger message").await.id, id);
+    let (letter, header) = dead_letter(&bridge, "jobs.raw").await;
+    assert_eq!(header, "undecodable");
+    assert_eq!(letter["agent"], "reader");
+    assert!(
+        letter["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a Dagger message: expected ident at line 1 column 2"),
+        "{letter}"
+    );
+    assert_eq!(letter["original"], "not json");
+
+    attachment.stop().await;
+    ex.shutdown().await.unwrap();
+    bridge.delete_stream().await.unwrap();
+}

@@ -39,6 +39,10 @@ async fn bad_configuration_is_refused_naming_the_value() {
             "invalid NATS bridge configuration: subject_prefix `x` and dead_letter_prefix `x.dl` overlap",
         ),
         (
+            NatsConfig::new("S").max_age(std::time::Duration::from_secs(60)),
+            "invalid NATS bridge configuration: max_age must not be shorter than duplicate_window",
+        ),
+        (
             NatsConfig::new("S").max_deliver(0),
             "invalid NATS bridge configuration: max_deliver must be at least 1",
         ),
