@@ -103,6 +103,20 @@ pub enum PubSubError {
         /// The channel.
         channel: String,
     },
+    /// The transport refused or failed to send a message.
+    #[error("transport failed on channel `{channel}`: {source}")]
+    Transport {
+        /// The channel published to.
+        channel: String,
+        /// The transport's error.
+        source: dagger_core::BoxError,
+    },
+    /// [`crate::PubSubExecutor::set_transport`] was called after the executor started.
+    #[error("cannot set a transport: the executor has already started")]
+    TransportAfterStart,
+    /// [`crate::PubSubExecutor::set_transport`] was called twice.
+    #[error("a transport is already set on this executor")]
+    TransportAlreadySet,
     /// The message log failed.
     #[error("message log failed on channel `{channel}`: {source}")]
     Store {

@@ -9,6 +9,7 @@ use crate::metrics::PubSubMetrics;
 use crate::pattern::Pattern;
 use crate::queue::BoundedQueue;
 use crate::runtime::{AgentRuntime, Envelope, Publish, Runtime};
+use crate::transport::{Delivery, Transport};
 use dagger_core::store::MessageLog;
 use dagger_core::{Cache, MessageId};
 use parking_lot::Mutex;
@@ -45,6 +46,7 @@ pub struct PubSubExecutor {
     config: PubSubConfig,
     durable_patterns: Vec<Pattern>,
     log: Option<Arc<dyn MessageLog>>,
+    transport: Mutex<Option<Arc<dyn Transport>>>,
     cache: Cache,
     pending: Mutex<Vec<Registered>>,
     runtime: OnceCell<Arc<Runtime>>,
@@ -143,6 +145,7 @@ impl PubSubExecutorBuilder {
             config: self.config,
             durable_patterns,
             log: self.log,
+            transport: Mutex::new(None),
             cache: self.cache.unwrap_or_default(),
             pending: Mutex::new(Vec::new()),
             runtime: OnceCell::new(),
@@ -212,6 +215,62 @@ impl PubSubExecutor {
         Ok(())
     }
 
+    /// The registered agents' names with their subscription patterns, in
+    /// registration order (what a transport needs to subscribe for them).
+    pub fn agent_subscriptions(&self) -> Vec<(String, Vec<String>)> {
+        match self.runtime.get() {
+            Some(rt) => rt
+                .agents
+                .iter()
+                .map(|a| (a.name.to_string(), a.agent.subscriptions()))
+                .collect(),
+            None => self
+                .pending
+                .lock()
+                .iter()
+                .map(|r| (r.agent.name().to_string(), r.agent.subscriptions()))
+                .collect(),
+        }
+    }
+
+    /// Sets the transport that carries some channels to other processes (see
+    /// [`Transport`]). Like agents, it can only be set before the executor
+    /// starts, and only once.
+    pub fn set_transport(&self, transport: Arc<dyn Transport>) -> Result<(), PubSubError> {
+        if self.runtime.initialized() {
+            return Err(PubSubError::TransportAfterStart);
+        }
+        let mut slot = self.transport.lock();
+        if slot.is_some() {
+            return Err(PubSubError::TransportAlreadySet);
+        }
+        *slot = Some(transport);
+        Ok(())
+    }
+
+    /// Hands `message`, received from the transport, to agent `agent` alone
+    /// (it bypasses routing: the transport already chose the subscriber).
+    /// `last_delivery` says whether a handler failure dead-letters the message
+    /// (true) or is reported as [`crate::DeliveryOutcome::Failed`] for the
+    /// transport to redeliver. Returns once the message is queued (waiting
+    /// while the agent's queue is full); the [`Delivery`] resolves when the
+    /// agent is done with it.
+    pub async fn deliver(
+        &self,
+        agent: &str,
+        message: Message,
+        last_delivery: bool,
+    ) -> Result<Delivery, PubSubError> {
+        self.accept(&message.channel)?;
+        let rt = self.started().await?;
+        let idx = rt
+            .agent_index(agent)
+            .ok_or_else(|| PubSubError::UnknownAgent {
+                agent: agent.to_string(),
+            })?;
+        rt.deliver_remote(idx, message, last_delivery).await
+    }
+
     /// Starts the workers (once) and delivers what durable channels hold undelivered.
     async fn started(&self) -> Result<&Arc<Runtime>, PubSubError> {
         if let Some(rt) = self.runtime.get() {
@@ -251,6 +310,7 @@ impl PubSubExecutor {
                     agents,
                     self.durable_patterns.clone(),
                     self.log.clone(),
+                    self.transport.lock().clone(),
                     self.cache.clone(),
                 ));
                 let placeholder_channel = rt.channel(crate::config::DEAD_LETTER_CHANNEL);
@@ -267,6 +327,7 @@ impl PubSubExecutor {
                         ),
                         channel: placeholder_channel.clone(),
                         offset: 0,
+                        remote: None,
                     });
                     spawned.push(tokio::spawn(crate::worker::run_worker(
                         rt.clone(),

@@ -25,7 +25,11 @@
 //! - durable channels are appended to a [`dagger_core::store::MessageLog`]
 //!   before the publish returns; each subscriber commits its offset after
 //!   handling, and a new executor on the same log redelivers what was not
-//!   committed (so delivery is at least once across a crash).
+//!   committed (so delivery is at least once across a crash);
+//! - a [`Transport`] set with [`PubSubExecutor::set_transport`] carries the
+//!   channels it claims to other processes: their messages leave through it
+//!   and come back through [`PubSubExecutor::deliver`], one agent at a time,
+//!   with a [`DeliveryOutcome`] so the transport acknowledges only handled ones.
 
 mod agent;
 mod config;
@@ -39,6 +43,7 @@ mod metrics;
 mod pattern;
 mod queue;
 mod runtime;
+mod transport;
 mod worker;
 
 pub use agent::PubSubAgent;
@@ -50,3 +55,4 @@ pub use executor::{PubSubExecutor, PubSubExecutorBuilder, RunOutcome};
 pub use message::{Message, PublishOptions};
 pub use metrics::{AgentMetrics, ChannelMetrics, PubSubMetrics};
 pub use tokio_util::sync::CancellationToken;
+pub use transport::{Delivery, DeliveryOutcome, Transport};

@@ -9,6 +9,7 @@ use crate::error::PubSubError;
 use crate::message::Message;
 use crate::pattern::Pattern;
 use crate::queue::{BoundedQueue, Pushed};
+use crate::transport::{Delivery, Remote, Transport};
 use dagger_core::store::MessageLog;
 use dagger_core::{Cache, JsonSchema, MessageId};
 use dashmap::DashMap;
@@ -57,6 +58,8 @@ pub(crate) struct Envelope {
     pub(crate) channel: Arc<Channel>,
     /// Offset in the channel's log; 0 when the channel is not durable.
     pub(crate) offset: u64,
+    /// Set on a delivery from a [`Transport`], which waits for its outcome.
+    pub(crate) remote: Option<Box<Remote>>,
 }
 
 /// A publish in progress. The common in-memory case completes without
@@ -91,6 +94,8 @@ pub(crate) struct Channel {
     pub(crate) name: Arc<str>,
     pub(crate) subscribers: Box<[usize]>,
     pub(crate) durable: bool,
+    /// Carried by the transport: published messages go there, not to local queues.
+    pub(crate) remote: bool,
     /// Held from log append to enqueue so subscribers see log order.
     append_lock: tokio::sync::Mutex<()>,
     pub(crate) published: AtomicU64,
@@ -118,6 +123,7 @@ pub(crate) struct Runtime {
     pub(crate) agents: Box<[AgentRuntime]>,
     durable_patterns: Vec<Pattern>,
     pub(crate) log: Option<Arc<dyn MessageLog>>,
+    transport: Option<Arc<dyn Transport>>,
     pub(crate) cache: Cache,
     pub(crate) channels: DashMap<Arc<str>, Arc<Channel>, FxBuild>,
     /// Deliveries queued or being handled; 0 means quiescent.
@@ -135,6 +141,7 @@ impl Runtime {
         agents: Vec<AgentRuntime>,
         durable_patterns: Vec<Pattern>,
         log: Option<Arc<dyn MessageLog>>,
+        transport: Option<Arc<dyn Transport>>,
         cache: Cache,
     ) -> Self {
         Self {
@@ -142,6 +149,7 @@ impl Runtime {
             agents: agents.into_boxed_slice(),
             durable_patterns,
             log,
+            transport,
             cache,
             channels: DashMap::with_hasher(FxBuild::default()),
             in_flight: AtomicU64::new(0),
@@ -179,7 +187,10 @@ impl Runtime {
             .filter(|(_, a)| a.subscriptions.iter().any(|p| p.matches(name)))
             .map(|(i, _)| i)
             .collect();
-        let durable = self.log.is_some() && self.durable_patterns.iter().any(|p| p.matches(name));
+        let remote =
+            name != DEAD_LETTER_CHANNEL && self.transport.as_ref().is_some_and(|t| t.carries(name));
+        let durable =
+            !remote && self.log.is_some() && self.durable_patterns.iter().any(|p| p.matches(name));
         let name: Arc<str> = Arc::from(name);
         self.channels
             .entry(name.clone())
@@ -188,6 +199,7 @@ impl Runtime {
                     name,
                     subscribers,
                     durable,
+                    remote,
                     append_lock: tokio::sync::Mutex::new(()),
                     published: AtomicU64::new(0),
                     delivered: AtomicU64::new(0),
@@ -239,6 +251,13 @@ impl Runtime {
         publisher: Option<usize>,
     ) -> Publish<'_> {
         let id = message.id.clone();
+        if channel.remote {
+            return Publish::Wait(Box::pin(async move {
+                self.send_remote(&channel, std::slice::from_ref(&message))
+                    .await
+                    .map(|()| id)
+            }));
+        }
         if channel.durable {
             return Publish::Wait(Box::pin(async move {
                 self.dispatch_durable(&channel, vec![message], publisher)
@@ -262,7 +281,9 @@ impl Runtime {
         messages: Vec<Message>,
     ) -> Result<Vec<MessageId>, PubSubError> {
         let ids = messages.iter().map(|m| m.id.clone()).collect();
-        if channel.durable {
+        if channel.remote {
+            self.send_remote(channel, &messages).await?;
+        } else if channel.durable {
             self.dispatch_durable(channel, messages, None).await?;
         } else {
             for m in messages {
@@ -292,6 +313,49 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// Hands messages of a carried channel to the transport.
+    async fn send_remote(
+        &self,
+        channel: &Channel,
+        messages: &[Message],
+    ) -> Result<(), PubSubError> {
+        let Some(transport) = &self.transport else {
+            return Ok(());
+        };
+        let sent = match messages {
+            [one] => transport.send(one).await,
+            many => transport.send_batch(many).await,
+        };
+        sent.map_err(|source| PubSubError::Transport {
+            channel: channel.name.to_string(),
+            source,
+        })?;
+        channel
+            .published
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Queues `message`, received from the transport, for agent `agent` only.
+    pub(crate) async fn deliver_remote(
+        &self,
+        agent: usize,
+        message: Message,
+        last_delivery: bool,
+    ) -> Result<Delivery, PubSubError> {
+        let channel = self.channel_checked(&message.channel)?;
+        let (remote, rx) = Remote::new(last_delivery);
+        let env = Arc::new(Envelope {
+            message,
+            channel,
+            offset: 0,
+            remote: Some(Box::new(remote)),
+        });
+        self.begin(1);
+        self.push_to(agent, env, false).await;
+        Ok(Delivery(rx))
     }
 
     async fn append(
@@ -332,6 +396,7 @@ impl Runtime {
             message,
             channel: channel.clone(),
             offset,
+            remote: None,
         });
         let mut full: Vec<usize> = Vec::new();
         for &s in subs.iter() {
@@ -495,6 +560,7 @@ impl Runtime {
                     message: Message::from_record(record),
                     channel: channel.clone(),
                     offset,
+                    remote: None,
                 });
                 self.begin(1);
                 self.push_to(agent, env, false).await;

@@ -6,6 +6,7 @@ use crate::dead_letter::DeadLetterReason;
 use crate::error::PubSubError;
 use crate::message::Message;
 use crate::runtime::{Channel, Envelope, Runtime};
+use crate::transport::DeliveryOutcome;
 use dagger_core::{BoxError, ErrorClass, Permanent};
 use std::future::Future;
 use std::pin::Pin;
@@ -76,9 +77,31 @@ async fn commit(rt: &Runtime, agent: usize, commits: &mut Vec<(Arc<Channel>, u64
     }
 }
 
-/// Handles one delivery; true when the handler succeeded.
+/// Handles one delivery; true when the handler succeeded. A delivery from a
+/// transport also gets its outcome reported.
 async fn handle_one(rt: &Runtime, ctx: &mut PubSubContext, env: Arc<Envelope>) -> bool {
+    if env.remote.is_none() {
+        return matches!(handle(rt, ctx, env, false).await, DeliveryOutcome::Handled);
+    }
+    let outcome = handle(rt, ctx, env, true).await;
+    let handled = matches!(outcome, DeliveryOutcome::Handled);
+    if let Some(remote) = &ctx.envelope.remote {
+        remote.report(outcome);
+    }
+    handled
+}
+
+/// Handles one delivery (leaving it in `ctx.envelope`). With `remote`, a
+/// failure of a delivery that is not the last is reported instead of dead-lettered.
+async fn handle(
+    rt: &Runtime,
+    ctx: &mut PubSubContext,
+    env: Arc<Envelope>,
+    remote: bool,
+) -> DeliveryOutcome {
     let a = &rt.agents[ctx.agent];
+    ctx.envelope = env;
+    let env = &ctx.envelope;
     if let Some(schema) = &a.input_schema
         && let Err(violation) = schema.validate(&env.message.payload)
     {
@@ -86,18 +109,17 @@ async fn handle_one(rt: &Runtime, ctx: &mut PubSubContext, env: Arc<Envelope>) -
             agent: a.name.to_string(),
             violation,
         };
-        rt.dead_letter(&env.channel, env.message.clone(), reason)
+        rt.dead_letter(&env.channel, env.message.clone(), reason.clone())
             .await;
-        return false;
+        return DeliveryOutcome::DeadLettered(reason);
     }
-    ctx.envelope = env;
     let policy = &rt.config.retry;
     let mut attempt = 1u32;
     loop {
         let ctx_ref: &PubSubContext = ctx;
         let outcome = CatchUnwind(a.agent.handle_message(ctx_ref, &ctx_ref.envelope.message)).await;
         let error: BoxError = match outcome {
-            Ok(Ok(())) => return true,
+            Ok(Ok(())) => return DeliveryOutcome::Handled,
             Ok(Err(e)) => e,
             Err(panic) => format!("handler panicked: {panic}").into(),
         };
@@ -113,15 +135,24 @@ async fn handle_one(rt: &Runtime, ctx: &mut PubSubContext, env: Arc<Envelope>) -
             attempt += 1;
             continue;
         }
+        let env = &ctx.envelope;
+        let redeliverable = remote
+            && class != ErrorClass::Permanent
+            && env.remote.as_ref().is_some_and(|r| !r.last_delivery);
+        if redeliverable {
+            return DeliveryOutcome::Failed {
+                error: error.to_string(),
+                attempts: attempt,
+            };
+        }
         let reason = DeadLetterReason::HandlerFailed {
             agent: a.name.to_string(),
             error: error.to_string(),
             attempts: attempt,
         };
-        let env = &ctx.envelope;
-        rt.dead_letter(&env.channel, env.message.clone(), reason)
+        rt.dead_letter(&env.channel, env.message.clone(), reason.clone())
             .await;
-        return false;
+        return DeliveryOutcome::DeadLettered(reason);
     }
 }
 
