@@ -1,7 +1,7 @@
 //! Dagger's Task Agent paradigm: jobs of tasks run by named agents, with
 //! dynamic dependencies, leases with fencing tokens, retries, failure
 //! propagation, stall detection and persistence through a
-//! [`TaskStore`](dagger_core::store::TaskStore).
+//! [`TaskStore`].
 //!
 //! A [`TaskManager`] keeps no task state of its own: every change is one
 //! transaction on the store, so a new manager on the same store (after a

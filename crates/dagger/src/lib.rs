@@ -52,6 +52,8 @@
 //! |---|---|---|
 //! | `sqlite` | yes | [`storage`]: the SQLite store (bundled SQLite, nothing to install) |
 //! | `macros` | yes | `#[action]`, `#[task_agent]`, `#[pubsub_agent]` and the `register_all_*` functions |
+//! | `postgres` | no | `storage::PostgresStore`: runs and task queues in Postgres, shared by many workers |
+//! | `nats` | no | `nats`: Pub/Sub channels across processes over NATS JetStream |
 //! | `full` | no | every feature above |
 //!
 //! # Supported Rust versions
@@ -82,6 +84,10 @@ pub use dagger_pubsub as pubsub;
 #[cfg(feature = "sqlite")]
 #[doc(inline)]
 pub use dagger_storage as storage;
+
+#[cfg(feature = "nats")]
+#[doc(inline)]
+pub use dagger_nats as nats;
 
 #[cfg(feature = "macros")]
 #[doc(inline)]
