@@ -92,7 +92,7 @@ dag_config! {
     /// Upper bound of node executions (and so of dynamic growth).
     max_iterations: Option<u64> = None;
     /// Persist each node's outputs as a cache delta when it completes.
-    enable_incremental_cache: bool = true;
+    enable_incremental_cache: bool = false;
     /// Persist a full cache snapshot every this many seconds while running (`None`: only at the end).
     cache_snapshot_interval: Option<f64> = None;
 }
