@@ -8,38 +8,34 @@ use dagger_core::store::{JobRecord, TaskRecord, TaskStore, TaskTx};
 use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use std::collections::{HashMap, HashSet, VecDeque};
 
+/// The body a store runs inside its transaction.
+type TxBody<'a> = dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send + 'a;
+
 /// Runs `f` in one store transaction, keeping its typed error.
 pub(crate) fn run<T: Send>(
     store: &dyn TaskStore,
-    mut f: impl FnMut(&mut dyn TaskTx) -> Result<T, TaskError> + Send,
+    f: impl FnMut(&mut dyn TaskTx) -> Result<T, TaskError> + Send,
 ) -> Result<T, TaskError> {
-    let mut out: Option<Result<T, TaskError>> = None;
-    let committed = store.transact(&mut |tx| match f(tx) {
-        Ok(v) => {
-            out = Some(Ok(v));
-            Ok(())
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            out = Some(Err(e));
-            Err(StoreError::Conflict(msg))
-        }
-    });
-    match (committed, out) {
-        (_, Some(Err(e))) => Err(e),
-        (Ok(()), Some(Ok(v))) => Ok(v),
-        (Err(e), _) => Err(e.into()),
-        (Ok(()), None) => Err(StoreError::Conflict("transaction produced no result".into()).into()),
-    }
+    capture("transaction", f, |body| store.transact(body))
 }
 
 /// Runs a read-only `f` against the store's consistent view.
 pub(crate) fn read<T: Send>(
     store: &dyn TaskStore,
+    f: impl FnMut(&mut dyn TaskTx) -> Result<T, TaskError> + Send,
+) -> Result<T, TaskError> {
+    capture("read", f, |body| store.read(body))
+}
+
+/// Hands `f` to a store entry point (`transact` or `read`) and brings back
+/// `f`'s own value or typed error; an error of `f` aborts the store call.
+fn capture<T: Send>(
+    what: &str,
     mut f: impl FnMut(&mut dyn TaskTx) -> Result<T, TaskError> + Send,
+    call: impl FnOnce(&mut TxBody<'_>) -> Result<(), StoreError>,
 ) -> Result<T, TaskError> {
     let mut out: Option<Result<T, TaskError>> = None;
-    let done = store.read(&mut |tx| match f(tx) {
+    let done = call(&mut |tx| match f(tx) {
         Ok(v) => {
             out = Some(Ok(v));
             Ok(())
@@ -54,7 +50,7 @@ pub(crate) fn read<T: Send>(
         (_, Some(Err(e))) => Err(e),
         (Ok(()), Some(Ok(v))) => Ok(v),
         (Err(e), _) => Err(e.into()),
-        (Ok(()), None) => Err(StoreError::Conflict("read produced no result".into()).into()),
+        (Ok(()), None) => Err(StoreError::Conflict(format!("{what} produced no result")).into()),
     }
 }
 
