@@ -3,6 +3,7 @@
 use crate::actions::builtin_registry;
 use crate::error::CliError;
 use crate::progress::Progress;
+use crate::store::AnyStore;
 use crate::{DbArg, open_store};
 use dagger_coord::{Coordinator, DagExecutionReport, EventHook};
 use dagger_core::{Cache, NodeStatus, RunId, RunStatus};
@@ -41,6 +42,10 @@ pub(crate) struct RunArgs {
     /// Print the report as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// With a Postgres store, execute the nodes in this process instead of
+    /// dispatching them to `dagger worker` processes.
+    #[arg(long)]
+    local: bool,
 }
 
 /// Checks files against the built-in actions; prints every problem.
@@ -126,10 +131,14 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         "run {run_id}: workflow `{name}` ({node_count} nodes), store {}",
         store.location()
     );
-    let coordinator = Coordinator::new(
-        vec![Arc::new(Progress::new(node_count)) as Arc<dyn EventHook>],
-        256,
-        256,
+    let coordinator = dispatching(
+        Coordinator::new(
+            vec![Arc::new(Progress::new(node_count)) as Arc<dyn EventHook>],
+            256,
+            256,
+        ),
+        &store,
+        args.local,
     );
     let (interrupted, cancel_rx) = cancel_on_ctrl_c();
     let report = coordinator
@@ -149,7 +158,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     ))
 }
 
-pub(crate) async fn resume(run_id: &str, db: &str, json: bool) -> Result<ExitCode, CliError> {
+pub(crate) async fn resume(
+    run_id: &str,
+    db: &str,
+    json: bool,
+    local: bool,
+) -> Result<ExitCode, CliError> {
     let store = open_store(db).await?;
     let mut executor = DagExecutor::new(None, builtin_registry(), store.stores())
         .map_err(dagger_coord::CoordError::from)?;
@@ -181,10 +195,14 @@ pub(crate) async fn resume(run_id: &str, db: &str, json: bool) -> Result<ExitCod
         "resuming run {run_id}: workflow `{}`, {pending} node(s) not completed",
         view.record.workflow
     );
-    let coordinator = Coordinator::new(
-        vec![Arc::new(Progress::new(pending)) as Arc<dyn EventHook>],
-        256,
-        256,
+    let coordinator = dispatching(
+        Coordinator::new(
+            vec![Arc::new(Progress::new(pending)) as Arc<dyn EventHook>],
+            256,
+            256,
+        ),
+        &store,
+        local,
     );
     let (interrupted, cancel_rx) = cancel_on_ctrl_c();
     let cache = Cache::new();
@@ -204,6 +222,20 @@ pub(crate) async fn resume(run_id: &str, db: &str, json: bool) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// With a shared (Postgres) store and without `--local`, hands the nodes'
+/// attempts to the `dagger worker` pool.
+fn dispatching(coordinator: Coordinator, store: &AnyStore, local: bool) -> Coordinator {
+    match store.node_queue() {
+        Some(queue) if !local => {
+            eprintln!(
+                "dispatching nodes to the worker pool (start workers with `dagger worker --db <same URL>`; --local runs them here)"
+            );
+            coordinator.with_node_queue(queue)
+        }
+        _ => coordinator,
     }
 }
 

@@ -43,12 +43,14 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     let listener = dagger_serve::bind(args.addr, token.as_deref())
         .await
         .map_err(|e| CliError::Other(e.to_string()))?;
-    let options = ServeOptions::new(store.stores())
+    let mut options = ServeOptions::new(store.stores())
         .with_catalog(catalog)
         .with_registry(builtin_registry())
-        .with_task_store(std::sync::Arc::new(store.clone()))
-        .with_message_log(std::sync::Arc::new(store.clone()))
+        .with_task_store(store.task_store())
         .with_token(token);
+    if let Some(log) = store.message_log() {
+        options = options.with_message_log(log);
+    }
     let server = Server::new(options).map_err(|e| CliError::Other(e.to_string()))?;
     let local = listener.local_addr().unwrap_or(args.addr);
     eprintln!(

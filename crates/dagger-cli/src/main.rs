@@ -1,5 +1,6 @@
 //! The `dagger` command: validate, run, resume and inspect DAG Flow workflows
-//! on the embedded SQLite store.
+//! on the embedded SQLite store or a shared Postgres database, and serve as
+//! a worker of a Postgres-backed pool (`dagger worker`).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -8,8 +9,10 @@ mod cmd_control;
 mod cmd_inspect;
 mod cmd_run;
 mod cmd_serve;
+mod cmd_worker;
 mod error;
 mod progress;
+mod store;
 
 use clap::{Parser, Subcommand};
 use error::CliError;
@@ -34,8 +37,8 @@ struct Cli {
 /// The store location flag shared by the commands that use one.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct DbArg {
-    /// Store location: `sqlite:PATH` or `sqlite::memory:` [default: sqlite:.dagger/dagger.db in the
-    /// current directory, or $DAGGER_DB]
+    /// Store location: `sqlite:PATH`, `sqlite::memory:` or `postgres://user@host/db` [default:
+    /// sqlite:.dagger/dagger.db in the current directory, or $DAGGER_DB]
     #[arg(long, env = "DAGGER_DB", default_value = DEFAULT_DB, hide_default_value = true)]
     pub(crate) db: String,
 }
@@ -48,7 +51,8 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Run a workflow with the built-in actions (shell, sleep, echo, fail).
+    /// Run a workflow with the built-in actions (shell, sleep, echo, fail). With
+    /// `--db postgres://…` the nodes run on `dagger worker` processes (unless `--local`).
     Run(cmd_run::RunArgs),
     /// Resume an interrupted, paused or failed run; only unfinished nodes run.
     Resume {
@@ -59,6 +63,10 @@ enum Command {
         /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// With a Postgres store, execute the nodes in this process instead of
+        /// dispatching them to `dagger worker` processes.
+        #[arg(long)]
+        local: bool,
     },
     /// List or show recorded runs.
     Runs {
@@ -112,6 +120,10 @@ enum Command {
     },
     /// Serve the web interface (runs, workflows, JSON API) over the store.
     Serve(cmd_serve::ServeArgs),
+    /// Work for a pool sharing a Postgres store: execute the DAG nodes that
+    /// `dagger run --db postgres://…` dispatches and the tasks of running Task
+    /// Agent jobs, with the built-in actions. Stops on Ctrl-C or SIGTERM.
+    Worker(cmd_worker::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -154,7 +166,12 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
     match command {
         Command::Validate { files } => cmd_run::validate(&files),
         Command::Run(args) => cmd_run::run(args).await,
-        Command::Resume { run_id, db, json } => cmd_run::resume(&run_id, &db.db, json).await,
+        Command::Resume {
+            run_id,
+            db,
+            json,
+            local,
+        } => cmd_run::resume(&run_id, &db.db, json, local).await,
         Command::Runs { command } => cmd_inspect::runs(command).await,
         Command::Dot { file, run, db } => cmd_inspect::dot(file, run, &db.db).await,
         Command::Cancel { run_id, reason, db } => {
@@ -173,14 +190,16 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
             db,
         } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
         Command::Serve(args) => cmd_serve::serve(args).await,
+        Command::Worker(args) => cmd_worker::worker(args).await,
     }
 }
 
-/// Opens the store, creating the default `.dagger/` directory when needed.
-pub(crate) async fn open_store(db: &str) -> Result<dagger_storage::SqliteStore, CliError> {
+/// Opens the store (SQLite or Postgres), creating the default `.dagger/`
+/// directory when needed.
+pub(crate) async fn open_store(db: &str) -> Result<store::AnyStore, CliError> {
     if db == DEFAULT_DB {
         std::fs::create_dir_all(".dagger")
             .map_err(|e| CliError::Other(format!("cannot create `.dagger/`: {e}")))?;
     }
-    Ok(dagger_storage::SqliteStore::open(db).await?)
+    store::AnyStore::open(db).await
 }

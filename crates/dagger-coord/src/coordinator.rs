@@ -24,6 +24,7 @@ pub struct Coordinator {
     pub(crate) cancel_grace: Duration,
     pub(crate) control_poll: Duration,
     pub(crate) tracker: Option<dagger_core::ResourceTracker>,
+    pub(crate) node_queue: Option<Arc<dyn dagger_core::store::NodeQueue>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -51,6 +52,7 @@ impl Coordinator {
             cancel_grace: Duration::from_secs(5),
             control_poll: Duration::from_millis(250),
             tracker: None,
+            node_queue: None,
         }
     }
 
@@ -71,6 +73,21 @@ impl Coordinator {
     /// every run of this coordinator and anything else holding the tracker.
     pub fn with_resource_tracker(mut self, tracker: dagger_core::ResourceTracker) -> Self {
         self.tracker = Some(tracker);
+        self
+    }
+
+    /// Sends every node attempt's action to `queue` for a worker pool
+    /// ([`crate::NodeWorker`] processes) instead of executing it in this
+    /// process. Everything else stays here: inputs are resolved and checked
+    /// against the action's schema, memoized outputs are reused, outputs are
+    /// recorded and cached, and retries, node timeouts, cancellation, events
+    /// and hooks work as for local execution; a timed-out or cancelled
+    /// attempt withdraws its queue item. The coordinator's own registry must
+    /// still know each action (for its schemas and `failure:` handlers,
+    /// which run here). Actions on workers see the resolved inputs but an
+    /// empty cache and no `app_data`.
+    pub fn with_node_queue(mut self, queue: Arc<dyn dagger_core::store::NodeQueue>) -> Self {
+        self.node_queue = Some(queue);
         self
     }
 
@@ -179,6 +196,14 @@ impl Coordinator {
             run_id.clone(),
         )?;
         setup.restore(progress);
+        if let Some(queue) = &self.node_queue {
+            // Attempts handed out before the crash are redone under new
+            // attempt numbers; stop the old ones.
+            let withdrawn = queue.cancel_run(run_id.as_str()).await?;
+            if withdrawn > 0 {
+                tracing::info!(run_id = %run_id, withdrawn, "withdrew the previous coordinator's node work items");
+            }
+        }
         stores
             .runs
             .update_run(

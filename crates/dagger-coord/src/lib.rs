@@ -9,9 +9,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod coordinator;
+mod direct;
 pub mod error;
 mod event;
+mod node_worker;
 mod persist;
+mod remote;
 mod report;
 mod run;
 mod state;
@@ -26,4 +29,5 @@ pub use dagger_dag_flow::{
 };
 pub use error::CoordError;
 pub use event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext, NodeRef, NodeSpec};
+pub use node_worker::{NodeWorker, WorkerStats};
 pub use report::{DagExecutionReport, ExecutionMetrics, NodeReport};

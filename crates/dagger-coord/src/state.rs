@@ -2,6 +2,7 @@
 //! queue, and the bookkeeping that propagates completions, skips and pauses.
 //! Every operation here is O(affected nodes); nothing rescans the graph.
 
+use crate::direct::DirectGraph;
 use crate::event::{ExecutionEvent, NodeRef};
 use dagger_core::store::NodeRunRecord;
 use dagger_core::{Cache, NodeStatus};
@@ -139,7 +140,8 @@ impl NodeState {
 /// The run's graph and scheduling state.
 pub(crate) struct RunGraph {
     pub(crate) nodes: Vec<NodeState>,
-    pub(crate) index: HashMap<Arc<str>, u32>,
+    /// Node ids to indices (node ids hash with the cache's cheap hasher).
+    pub(crate) index: HashMap<Arc<str>, u32, dagger_core::cache::Names>,
     pub(crate) ready: BinaryHeap<Reverse<u32>>,
     pub(crate) paused_roots: HashMap<u32, Option<String>>,
     pub(crate) parked: Vec<u32>,
@@ -212,7 +214,13 @@ impl RunGraph {
 
     /// Node `i` ended (Completed, Failed, Skipped or Cancelled): update its dependents.
     /// `selected` limits which direct dependents run (branch selection).
-    pub(crate) fn release_dependents(&mut self, i: u32, selected: Option<&HashSet<String>>) {
+    /// With direct release the dependents' counters are the workers' atomic ones.
+    pub(crate) fn release_dependents(
+        &mut self,
+        i: u32,
+        selected: Option<&HashSet<String>>,
+        direct: Option<&DirectGraph>,
+    ) {
         let satisfied = self.nodes[i as usize].satisfies_dependents();
         let dependents = std::mem::take(&mut self.nodes[i as usize].dependents);
         for &d in &dependents {
@@ -228,6 +236,10 @@ impl RunGraph {
             {
                 let reason = format!("branch not selected by `{}`", self.nodes[i as usize].id);
                 self.skip(d, reason);
+            } else if let Some(g) = direct {
+                if g.count_down(d) && g.claim_for_loop(d) {
+                    self.make_ready(d);
+                }
             } else {
                 let n = &mut self.nodes[d as usize];
                 n.remaining = n.remaining.saturating_sub(1);

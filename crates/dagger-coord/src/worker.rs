@@ -2,6 +2,7 @@
 //! task: resolve inputs, check schemas, reuse a memoized output, execute
 //! with timeout and cancellation, store the output, report back.
 
+use crate::direct::{self, DirectGraph};
 use crate::state::DefHandle;
 use dagger_core::store::{ArtifactId, NodeRunRecord};
 use dagger_core::{Cache, ErrorClass, NodeId, NodeStatus, Permanent, RunId, Stores, now_millis};
@@ -9,6 +10,7 @@ use dagger_dag_flow::{NodeAction, NodeCtx, NodeInputs, NodeOutput};
 use serde_json::{Map, Value};
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +34,15 @@ pub(crate) struct RunShared {
     pub(crate) tracker: Option<dagger_core::ResourceTracker>,
     /// How long a cancelled action gets to return.
     pub(crate) cancel_grace: Duration,
+    /// Where actions execute when not in this process (see `remote.rs`).
+    pub(crate) node_queue: Option<Arc<dyn dagger_core::store::NodeQueue>>,
     pub(crate) tx: UnboundedSender<Msg>,
+    /// Attempts holding a parallel slot: taken by whoever starts an
+    /// attempt, given back by the loop when it reads the attempt's `Done`, or
+    /// by the worker when it completes the node directly.
+    pub(crate) running: AtomicUsize,
+    /// Set when plain nodes are completed and released by their workers.
+    pub(crate) direct: Option<DirectGraph>,
 }
 
 /// Why an attempt failed.
@@ -58,12 +68,21 @@ pub(crate) enum AttemptResult {
 
 /// Messages from attempts and timers to the run loop.
 pub(crate) enum Msg {
+    /// `direct`: a worker started the attempt; the loop adopts the node.
     Done {
         node: u32,
         invocation: Option<u32>,
         result: AttemptResult,
         elapsed: Duration,
+        attempt: u32,
+        direct: bool,
     },
+    /// A worker counted node `node` down to zero and leaves it to the loop.
+    Ready {
+        node: u32,
+    },
+    /// A slot was given back by a worker (the loop may have work for it).
+    Wake,
     RetryDue {
         node: u32,
         invocation: Option<u32>,
@@ -86,30 +105,83 @@ pub(crate) struct Attempt {
     /// The fan-out element and its index.
     pub(crate) item: Option<Arc<Value>>,
     pub(crate) overrides: Option<Map<String, Value>>,
+    /// Started by a worker (direct release), not by the run loop.
+    pub(crate) direct: bool,
 }
 
+/// Spawns an attempt started by the run loop.
 pub(crate) fn spawn(shared: &Arc<RunShared>, attempt: Attempt) -> tokio::task::AbortHandle {
+    let span = attempt_span(shared, &attempt);
     let shared = shared.clone();
-    let span = tracing::info_span!("node", run_id = %shared.run_id, node_id = %attempt.node_id, attempt = attempt.attempt);
-    tokio::spawn(
-        async move {
-            let started = Instant::now();
-            let (node, invocation) = (attempt.node, attempt.invocation);
-            let result = run(&shared, attempt).await;
-            let msg = match result {
-                Ok(result) => Msg::Done {
-                    node,
-                    invocation,
-                    result,
-                    elapsed: started.elapsed(),
-                },
-                Err(e) => Msg::StoreFailed(e),
-            };
-            let _ = shared.tx.send(msg);
+    let task = async move { attempt_task(&shared, attempt).await };
+    // An instrumented future is larger and enters its span on every poll:
+    // only pay for it when the span is recorded.
+    if span.is_disabled() {
+        tokio::spawn(task).abort_handle()
+    } else {
+        tokio::spawn(task.instrument(span)).abort_handle()
+    }
+}
+
+/// Spawns an attempt a worker started (direct release). The loop holds no
+/// abort handle for it: the graph's abort token drops it instead.
+pub(crate) fn spawn_direct(shared: &Arc<RunShared>, attempt: Attempt) {
+    let span = attempt_span(shared, &attempt);
+    let shared = shared.clone();
+    let task = async move {
+        let Some(g) = shared.direct.as_ref() else {
+            return;
+        };
+        tokio::select! {
+            biased;
+            () = attempt_task(&shared, attempt) => {}
+            () = g.abort_token().cancelled() => {}
         }
-        .instrument(span),
-    )
-    .abort_handle()
+    };
+    if span.is_disabled() {
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(task.instrument(span));
+    }
+}
+
+fn attempt_span(shared: &RunShared, a: &Attempt) -> tracing::Span {
+    tracing::info_span!("node", run_id = %shared.run_id, node_id = %a.node_id, attempt = a.attempt)
+}
+
+/// Runs one attempt and reports it: to the run loop, or, for a plain node
+/// the workers may complete, straight to its dependents ([`direct::complete`]).
+async fn attempt_task(shared: &Arc<RunShared>, attempt: Attempt) {
+    let started = Instant::now();
+    let (node, invocation) = (attempt.node, attempt.invocation);
+    let (number, direct) = (attempt.attempt, attempt.direct);
+    let result = run(shared, attempt).await;
+    let elapsed = started.elapsed();
+    let msg = match result {
+        Ok(AttemptResult::Succeeded {
+            output,
+            cache_hit: false,
+            deferred: None,
+        }) if invocation.is_none()
+            && !output.metadata.contains_key("branches")
+            && shared.direct.as_ref().is_some_and(|g| g.completes(node)) =>
+        {
+            if let Some(g) = &shared.direct {
+                direct::complete(shared, g, node, elapsed, output.tokens());
+            }
+            return;
+        }
+        Ok(result) => Msg::Done {
+            node,
+            invocation,
+            result,
+            elapsed,
+            attempt: number,
+            direct,
+        },
+        Err(e) => Msg::StoreFailed(e),
+    };
+    let _ = shared.tx.send(msg);
 }
 
 fn resolve_inputs(shared: &RunShared, a: &Attempt) -> Result<NodeInputs, Failure> {
@@ -182,7 +254,7 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         ArtifactId::of(format!("{}\0{text}", a.def.action).as_bytes()).to_string()
     });
     if let Some(hash) = &input_hash
-        && let Some(output) = memoized(shared, &a.def.action, hash).await?
+        && let Some(output) = Box::pin(memoized(shared, &a.def.action, hash)).await?
     {
         let output = Arc::new(output);
         let deferred = complete(shared, &a, &output, input_hash.clone(), true, None).await?;
@@ -192,11 +264,13 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
             deferred,
         });
     }
+    // Rare or optional steps are boxed: the attempt's future (and so each
+    // spawned task) stays small when they are not taken.
     let _permit = match &shared.tracker {
-        Some(t) => Some(tokio::select! {
-            p = t.acquire() => p,
-            () = a.cancel.cancelled() => return Ok(AttemptResult::Cancelled),
-        }),
+        Some(t) => match Box::pin(acquire(t, &a.cancel)).await {
+            Some(p) => Some(p),
+            None => return Ok(AttemptResult::Cancelled),
+        },
         None => None,
     };
     let started_at = now_millis();
@@ -210,7 +284,9 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
             NodeStatus::Running,
         );
         rec.started_at = Some(started_at);
-        put(shared, rec).await?;
+        // May be only queued, even with `Sync`: a crash may repeat an
+        // in-flight attempt anyway, and the completion's commit covers it.
+        Box::pin(shared.stores.runs.put_node_started(rec)).await?;
     }
 
     let invocation_key = invocation_key(&a);
@@ -243,18 +319,28 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         .map(Duration::from_secs_f64);
     // Cancellation is cooperative: the action sees `ctx.cancel` and returns;
     // the run loop drops attempts that ignore it after its grace period.
-    let exec = a.action.execute(&ctx);
+    let exec = async {
+        match &shared.node_queue {
+            Some(q) => crate::remote::execute(q, &a.def.action, &ctx, timeout).await,
+            None => a.action.execute(&ctx).await,
+        }
+    };
     tokio::pin!(exec);
     let result = match timeout {
         None => Ok(exec.await),
-        Some(t) => tokio::select! {
-            r = &mut exec => Ok(r),
-            () = tokio::time::sleep(t) => {
-                ctx.cancel.cancel();
-                let _ = tokio::time::timeout(shared.cancel_grace, &mut exec).await;
-                Err(t)
-            }
-        },
+        Some(t) => {
+            Box::pin(async {
+                tokio::select! {
+                    r = &mut exec => Ok(r),
+                    () = tokio::time::sleep(t) => {
+                        ctx.cancel.cancel();
+                        let _ = tokio::time::timeout(shared.cancel_grace, &mut exec).await;
+                        Err(t)
+                    }
+                }
+            })
+            .await
+        }
     };
     if a.cancel.is_cancelled() && matches!(result, Ok(Err(_))) {
         return Ok(AttemptResult::Cancelled);
@@ -314,6 +400,17 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
     })
 }
 
+/// A permit of the shared resource tracker, or `None` when cancelled first.
+async fn acquire(
+    tracker: &dagger_core::ResourceTracker,
+    cancel: &CancellationToken,
+) -> Option<dagger_core::ResourcePermit> {
+    tokio::select! {
+        p = tracker.acquire() => Some(p),
+        () = cancel.cancelled() => None,
+    }
+}
+
 async fn memoized(
     shared: &RunShared,
     action: &str,
@@ -340,58 +437,76 @@ async fn complete(
     cache_hit: bool,
     started_at: Option<i64>,
 ) -> Result<Option<Box<NodeRunRecord>>, dagger_core::StoreError> {
-    let mut deferred = None;
-    if shared.record {
-        let bytes = serde_json::to_vec(&output.outputs).unwrap_or_default();
-        let artifact = shared.stores.artifacts.put_artifact(bytes).await?;
-        let mut rec = record(
-            shared,
-            &a.node_id,
-            invocation_key(a),
-            &a.def.action,
-            a.attempt,
-            NodeStatus::Completed,
-        );
-        rec.input_hash = input_hash;
-        rec.output_artifact_id = Some(artifact);
-        rec.started_at = started_at;
-        rec.finished_at = Some(now_millis());
-        let mut meta = output.metadata.clone();
-        if cache_hit {
-            meta.insert("cache_hit".into(), Value::Bool(true));
-        }
-        rec.metadata = Value::Object(meta);
-        if shared.defer_completion && a.invocation.is_none() {
-            deferred = Some(Box::new(rec));
-        } else {
-            put(shared, rec).await?;
-        }
-        if shared.incremental_cache && a.invocation.is_none() {
-            let entry = dagger_core::store::SnapshotEntry::Delta {
-                namespace: a.node_id.to_string(),
-                data: output.outputs.clone(),
-            };
-            shared
-                .stores
-                .snapshots
-                .append_snapshot(shared.run_id.as_str(), entry)
-                .await?;
-        }
-    }
+    // Boxed: its records make the future large, and most runs in memory never take it.
+    let deferred = if shared.record {
+        Box::pin(record_completion(
+            shared, a, output, input_hash, cache_hit, started_at,
+        ))
+        .await?
+    } else {
+        None
+    };
     // Dependents start only after this: they always see the output.
     if a.invocation.is_none() {
-        shared.cache.insert_object(&a.node_id, &output.outputs);
+        shared
+            .cache
+            .insert_object_shared(&a.node_id, &output.outputs);
     }
     Ok(deferred)
 }
 
-/// Records a node run; the store decides whether this waits for the commit
-/// (`Durability::Sync`) or only queues it (`Batched`).
-pub(crate) async fn put(
+/// Writes a successful attempt's artifact, Completed record (or hands it
+/// back, deferred) and cache delta.
+async fn record_completion(
     shared: &RunShared,
-    rec: NodeRunRecord,
-) -> Result<(), dagger_core::StoreError> {
-    shared.stores.runs.put_node_run(rec).await
+    a: &Attempt,
+    output: &NodeOutput,
+    input_hash: Option<String>,
+    cache_hit: bool,
+    started_at: Option<i64>,
+) -> Result<Option<Box<NodeRunRecord>>, dagger_core::StoreError> {
+    let mut deferred = None;
+    let bytes = serde_json::to_vec(&output.outputs).unwrap_or_default();
+    let mut rec = record(
+        shared,
+        &a.node_id,
+        invocation_key(a),
+        &a.def.action,
+        a.attempt,
+        NodeStatus::Completed,
+    );
+    rec.input_hash = input_hash;
+    rec.started_at = started_at;
+    rec.finished_at = Some(now_millis());
+    let mut meta = output.metadata.clone();
+    if cache_hit {
+        meta.insert("cache_hit".into(), Value::Bool(true));
+    }
+    rec.metadata = Value::Object(meta);
+    if shared.defer_completion && a.invocation.is_none() {
+        rec.output_artifact_id = Some(shared.stores.artifacts.put_artifact(bytes).await?);
+        deferred = Some(Box::new(rec));
+    } else {
+        // Output and record in one write where the store can (one commit
+        // to wait for with `Sync`).
+        shared
+            .stores
+            .runs
+            .put_completed_node_run(&*shared.stores.artifacts, bytes, rec)
+            .await?;
+    }
+    if shared.incremental_cache && a.invocation.is_none() {
+        let entry = dagger_core::store::SnapshotEntry::Delta {
+            namespace: a.node_id.to_string(),
+            data: output.outputs.clone(),
+        };
+        shared
+            .stores
+            .snapshots
+            .append_snapshot(shared.run_id.as_str(), entry)
+            .await?;
+    }
+    Ok(deferred)
 }
 
 /// Runs a node's `failure:` action once, then reports back.

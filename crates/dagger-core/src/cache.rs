@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -97,9 +98,126 @@ pub struct Cache {
     inner: Arc<CacheInner>,
 }
 
+/// Hashes names (node ids, namespaces) with FxHash's mixing: a few
+/// instructions per word, where SipHash showed up in profiles of runs that
+/// write one namespace per node. For names that come from a workflow
+/// itself, not from untrusted input: it does not resist hash flooding.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        // Fold the high bits down: hashbrown picks buckets from the low bits.
+        self.0 ^ (self.0 >> 32)
+    }
+}
+
+/// Builds [`NameHasher`]s (for `HashMap::with_hasher` and friends).
+pub type Names = BuildHasherDefault<NameHasher>;
+
+/// The values of one namespace. A node's output has a handful of keys, so
+/// a short vector searched in order is cheaper to build and to read than a
+/// map; a namespace that grows past [`FEW`] keys becomes a map.
+enum Entries {
+    Few(Vec<(Arc<str>, Arc<Value>)>),
+    Many(HashMap<Arc<str>, Arc<Value>, Names>),
+}
+
+/// Keys up to which a namespace stays a vector.
+const FEW: usize = 16;
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::Few(Vec::new())
+    }
+}
+
+impl Entries {
+    fn with_capacity(n: usize) -> Self {
+        if n > FEW {
+            Entries::Many(HashMap::with_capacity_and_hasher(n, Names::default()))
+        } else {
+            Entries::Few(Vec::with_capacity(n))
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Arc<Value>> {
+        match self {
+            Entries::Few(v) => v.iter().find(|(k, _)| &**k == key).map(|(_, v)| v),
+            Entries::Many(m) => m.get(key),
+        }
+    }
+
+    fn insert(&mut self, key: Arc<str>, value: Arc<Value>) {
+        match self {
+            Entries::Few(v) => {
+                if let Some(slot) = v.iter_mut().find(|(k, _)| *k == key) {
+                    slot.1 = value;
+                } else if v.len() < FEW {
+                    v.push((key, value));
+                } else {
+                    let mut m: HashMap<_, _, Names> = std::mem::take(v).into_iter().collect();
+                    m.insert(key, value);
+                    *self = Entries::Many(m);
+                }
+            }
+            Entries::Many(m) => {
+                m.insert(key, value);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        match self {
+            Entries::Few(v) => v.retain(|(k, _)| &**k != key),
+            Entries::Many(m) => {
+                m.remove(key);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Entries::Few(v) => v.len(),
+            Entries::Many(m) => m.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&Arc<str>, &Arc<Value>)> + '_> {
+        match self {
+            Entries::Few(v) => Box::new(v.iter().map(|(k, v)| (k, v))),
+            Entries::Many(m) => Box::new(m.iter()),
+        }
+    }
+}
+
 #[derive(Default)]
 struct CacheInner {
-    data: DashMap<Arc<str>, HashMap<Arc<str>, Arc<Value>>>,
+    data: DashMap<Arc<str>, Entries, Names>,
     bounds: Option<Bounds>,
     evictions: AtomicU64,
 }
@@ -139,7 +257,7 @@ impl Cache {
         };
         Ok(Self {
             inner: Arc::new(CacheInner {
-                data: DashMap::new(),
+                data: DashMap::default(),
                 bounds: Some(bounds),
                 evictions: AtomicU64::new(0),
             }),
@@ -148,15 +266,32 @@ impl Cache {
 
     /// Stores an already shared value.
     pub fn insert_arc(&self, namespace: &str, key: &str, value: Arc<Value>) {
-        let ns: Arc<str> = Arc::from(namespace);
+        self.insert_in(NsName::Str(namespace), key, value);
+    }
+
+    /// Stores `value` at `namespace.key`; the namespace's name is copied
+    /// only when the namespace is new and the caller has no shared copy.
+    fn insert_in(&self, namespace: NsName<'_>, key: &str, value: Arc<Value>) {
         let k: Arc<str> = Arc::from(key);
         let size = self.inner.bounds.as_ref().map(|_| estimate_size(&value));
-        self.inner
-            .data
-            .entry(ns.clone())
-            .or_default()
-            .insert(k.clone(), value);
-        if let (Some(b), Some(size)) = (&self.inner.bounds, size) {
+        let existing = self.inner.data.get_mut(namespace.as_str());
+        let ns = match existing {
+            Some(mut entries) => {
+                let ns = size.is_some().then(|| entries.key().clone());
+                entries.insert(k.clone(), value);
+                ns
+            }
+            None => {
+                let ns = namespace.shared();
+                self.inner
+                    .data
+                    .entry(ns.clone())
+                    .or_default()
+                    .insert(k.clone(), value);
+                Some(ns)
+            }
+        };
+        if let (Some(b), Some(size), Some(ns)) = (&self.inner.bounds, size, ns) {
             self.account_insert(b, (ns, k), size);
         }
     }
@@ -168,13 +303,45 @@ impl Cache {
 
     /// Stores every entry of a JSON object under `namespace`; a non-object is stored under `key` `"value"`.
     pub fn insert_object(&self, namespace: &str, value: &Value) {
-        match value {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    self.insert(namespace, k, v.clone());
+        self.insert_object_in(NsName::Str(namespace), value);
+    }
+
+    /// Like [`Cache::insert_object`], with the namespace's name already
+    /// shared: a new namespace keeps `namespace` instead of a copy of it.
+    pub fn insert_object_shared(&self, namespace: &Arc<str>, value: &Value) {
+        self.insert_object_in(NsName::Shared(namespace), value);
+    }
+
+    fn insert_object_in(&self, namespace: NsName<'_>, value: &Value) {
+        let Value::Object(map) = value else {
+            return self.insert_in(namespace, "value", Arc::new(value.clone()));
+        };
+        // A fresh namespace (the usual case: one per node) is built whole
+        // and inserted under one lock. A shared name costs nothing to pass
+        // to `entry`; a borrowed one is copied only for a new namespace.
+        if self.inner.bounds.is_none()
+            && (matches!(namespace, NsName::Shared(_))
+                || !self.inner.data.contains_key(namespace.as_str()))
+        {
+            match self.inner.data.entry(namespace.shared()) {
+                dashmap::Entry::Vacant(slot) => {
+                    let mut entries = Entries::with_capacity(map.len());
+                    for (k, v) in map {
+                        entries.insert(Arc::from(k.as_str()), Arc::new(v.clone()));
+                    }
+                    slot.insert(entries);
+                }
+                dashmap::Entry::Occupied(mut slot) => {
+                    for (k, v) in map {
+                        slot.get_mut()
+                            .insert(Arc::from(k.as_str()), Arc::new(v.clone()));
+                    }
                 }
             }
-            other => self.insert(namespace, "value", other.clone()),
+            return;
+        }
+        for (k, v) in map {
+            self.insert_in(namespace, k, Arc::new(v.clone()));
         }
     }
 
@@ -238,7 +405,7 @@ impl Cache {
             && let Some(b) = &self.inner.bounds
         {
             let mut index = b.index.lock();
-            for k in m.keys() {
+            for (k, _) in m.iter() {
                 if let Some(sz) = index.pop(&(Arc::from(namespace), k.clone())) {
                     b.bytes.fetch_sub(sz, Ordering::Relaxed);
                 }
@@ -319,6 +486,29 @@ impl Cache {
             input: input.name.clone(),
             reference: reference.to_string(),
         })
+    }
+}
+
+/// A namespace's name as the caller has it.
+#[derive(Clone, Copy)]
+enum NsName<'a> {
+    Str(&'a str),
+    Shared(&'a Arc<str>),
+}
+
+impl NsName<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            NsName::Str(s) => s,
+            NsName::Shared(s) => s,
+        }
+    }
+
+    fn shared(&self) -> Arc<str> {
+        match self {
+            NsName::Str(s) => Arc::from(*s),
+            NsName::Shared(s) => Arc::clone(s),
+        }
     }
 }
 
@@ -478,6 +668,53 @@ mod tests {
         let a = cache.get("n", "big").unwrap();
         let b = cache.get("n", "big").unwrap();
         assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn namespaces_stay_readable_as_they_grow_past_the_short_form() {
+        let cache = Cache::new();
+        for i in 0..40 {
+            cache.insert("big", &format!("k{i}"), json!(i));
+        }
+        cache.insert("big", "k3", json!("replaced"));
+        assert_eq!(cache.len(), 40);
+        assert_eq!(*cache.get("big", "k39").unwrap(), json!(39));
+        assert_eq!(*cache.get("big", "k3").unwrap(), json!("replaced"));
+        assert_eq!(cache.namespace("big").unwrap().len(), 40);
+        let object: Map<String, Value> = (0..20).map(|i| (format!("o{i}"), json!(i))).collect();
+        cache.insert_object("obj", &Value::Object(object));
+        assert_eq!(*cache.get("obj", "o19").unwrap(), json!(19));
+        assert_eq!(cache.len(), 60);
+    }
+
+    #[test]
+    fn insert_object_shared_merges_into_an_existing_namespace() {
+        let cache = Cache::new();
+        let ns: Arc<str> = Arc::from("node");
+        cache.insert("node", "kept", json!(1));
+        cache.insert_object_shared(&ns, &json!({"v": 2, "kept": 3}));
+        cache.insert_object_shared(&Arc::from("scalar"), &json!(7));
+        assert_eq!(*cache.get("node", "v").unwrap(), json!(2));
+        assert_eq!(*cache.get("node", "kept").unwrap(), json!(3));
+        assert_eq!(*cache.get("scalar", "value").unwrap(), json!(7));
+        assert_eq!(
+            cache.to_json(),
+            json!({"node": {"v": 2, "kept": 3}, "scalar": {"value": 7}})
+        );
+    }
+
+    #[test]
+    fn bounded_caches_account_for_object_inserts() {
+        let cache = Cache::with_config(CacheConfig {
+            max_entries: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
+        cache.insert_object_shared(&Arc::from("a"), &json!({"x": 1, "y": 2}));
+        cache.insert_object("b", &json!({"z": 3, "w": 4}));
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.evictions(), 1);
+        assert!(cache.get("b", "w").is_some());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod model;
 mod shape;
 pub mod validate;
 mod yaml;
+mod yaml_events;
 
 pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeInputs, NodeOutput};
 pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};

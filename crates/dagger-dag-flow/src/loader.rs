@@ -7,8 +7,8 @@ use crate::error::{DagError, LoadErrors, LoadIssue, LoadIssueKind};
 use crate::executor::DagExecutor;
 use crate::model::WorkflowDef;
 use crate::shape::Shape;
-use crate::validate::{attach, check_actions, check_workflow};
-use crate::yaml::{self, MAX_INPUT_BYTES, Pos, YValue};
+use crate::validate::{Found, attach, check_actions, check_workflow};
+use crate::yaml::{self, MAX_INPUT_BYTES, Pos, Source, YNode, YValue};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -45,24 +45,46 @@ fn load(
     source_name: &str,
     actions: Option<&ActionRegistry>,
 ) -> Result<WorkflowDef, LoadErrors> {
+    // Most loads are of valid files, which need no positions: read a tree
+    // without them first. Any problem (or a number whose spelling is needed)
+    // sends the load down the positioned path, which reports exactly what
+    // it always did.
+    if let Some(root) = yaml::parse_plain(text) {
+        let source = Source::new(text);
+        if let Ok(def) = read_root(&root, &source, actions)
+            && !source.lacked_span()
+        {
+            return Ok(def);
+        }
+    }
     let one = |(pos, kind): (Option<Pos>, LoadIssueKind)| {
         LoadErrors(attach(source_name, vec![(pos, kind)]))
     };
     let root = yaml::parse(text).map_err(|found| one(*found))?;
+    read_root(&root, &Source::new(text), actions)
+        .map_err(|found| LoadErrors(attach(source_name, found)))
+}
+
+/// Reads and checks a parsed workflow: the definition, or every problem found.
+fn read_root(
+    root: &YNode,
+    source: &Source<'_>,
+    actions: Option<&ActionRegistry>,
+) -> Result<WorkflowDef, Vec<Found>> {
     match &root.value {
         YValue::Map(_) => {}
-        YValue::Null => return Err(one((root.pos, LoadIssueKind::EmptyDocument))),
+        YValue::Null => return Err(vec![(root.pos, LoadIssueKind::EmptyDocument)]),
         other => {
-            return Err(one((
+            return Err(vec![(
                 root.pos,
                 LoadIssueKind::NotAMapping {
                     found: other.describe(),
                 },
-            )));
+            )]);
         }
     }
-    let mut shape = Shape::new(text);
-    let (def, locations) = shape.workflow(&root);
+    let mut shape = Shape::new(source);
+    let (def, locations) = shape.workflow(root);
     let mut found = shape.found;
     found.extend(check_workflow(&def, &locations));
     if let Some(registry) = actions {
@@ -71,7 +93,7 @@ fn load(
     if found.is_empty() {
         Ok(def)
     } else {
-        Err(LoadErrors(attach(source_name, found)))
+        Err(found)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::config::DagConfigOverride;
 use crate::error::LoadIssueKind;
 use crate::model::{NodeDef, OutputSpec, WorkflowDef};
 use crate::validate::{Found, InputLocations, NodeLocations, WorkflowLocations};
-use crate::yaml::{DeError, DeErrorKind, NodeDe, Pos, YNode, YValue, expected_list};
+use crate::yaml::{DeError, DeErrorKind, NodeDe, Pos, Source, YNode, YValue, expected_list};
 use dagger_core::InputSpec;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -64,12 +64,12 @@ struct Field<'t> {
 
 /// The walker: the source text (for spellings of scalars) and what it found.
 pub(crate) struct Shape<'t> {
-    src: &'t str,
+    src: &'t Source<'t>,
     pub(crate) found: Vec<Found>,
 }
 
 impl<'t> Shape<'t> {
-    pub(crate) fn new(src: &'t str) -> Self {
+    pub(crate) fn new(src: &'t Source<'t>) -> Self {
         Self {
             src,
             found: Vec::new(),

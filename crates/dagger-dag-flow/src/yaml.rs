@@ -8,6 +8,7 @@ use serde::de::value::{MapAccessDeserializer, MapDeserializer, SeqDeserializer};
 use serde::de::{self, Deserialize, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::{DuplicateKeyPolicy, MessageFormatter, Spanned};
+use std::cell::Cell;
 use std::fmt;
 
 /// Largest input the loader reads, in bytes.
@@ -66,15 +67,52 @@ impl YValue {
     }
 }
 
+/// The source text a tree was parsed from, and whether reading the tree
+/// needed a position it does not have.
+///
+/// A tree from [`parse_plain`] has no positions; the loader reads it first
+/// (the common, valid case) and only when that finds a problem, or needs
+/// the spelling of a number, parses again with [`parse`] and reads again.
+pub(crate) struct Source<'a> {
+    text: &'a str,
+    lacks_span: Cell<bool>,
+}
+
+impl<'a> Source<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            lacks_span: Cell::new(false),
+        }
+    }
+
+    /// True when a scalar's spelling was asked for and its node had no span.
+    pub(crate) fn lacked_span(&self) -> bool {
+        self.lacks_span.get()
+    }
+}
+
 impl YNode {
+    /// A node without a position (see [`Source`]).
+    pub(crate) fn plain(value: YValue) -> Self {
+        Self {
+            pos: None,
+            span: None,
+            value,
+        }
+    }
+
     /// The text of a scalar: the string itself, or the source spelling of a
     /// number or boolean (so `version: 1.10` reads as `"1.10"`).
-    pub(crate) fn scalar_text<'a>(&'a self, src: &'a str) -> Option<&'a str> {
+    pub(crate) fn scalar_text<'a>(&'a self, src: &'a Source<'a>) -> Option<&'a str> {
         match &self.value {
             YValue::Str(s) => Some(s),
             YValue::Bool(_) | YValue::Int(_) | YValue::UInt(_) | YValue::Float(_) => {
-                let (start, len) = self.span?;
-                src.get(start..start.checked_add(len)?)
+                let Some((start, len)) = self.span else {
+                    src.lacks_span.set(true);
+                    return None;
+                };
+                src.text.get(start..start.checked_add(len)?)
             }
             _ => None,
         }
@@ -109,13 +147,54 @@ impl<'de> Deserialize<'de> for YNode {
 
 impl<'de> Deserialize<'de> for YValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(YValueVisitor)
+        d.deserialize_any(YValueVisitor::<true>)
     }
 }
 
-struct YValueVisitor;
+/// A [`YNode`] read without positions: asking `serde_saphyr` for a
+/// `Spanned` value per node costs most of the parse, and positions are only
+/// needed to report problems.
+struct PlainNode(YNode);
 
-impl<'de> Visitor<'de> for YValueVisitor {
+impl<'de> Deserialize<'de> for PlainNode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self(YNode::plain(
+            d.deserialize_any(YValueVisitor::<false>)?,
+        )))
+    }
+}
+
+/// Builds a [`YValue`]; its children are [`YNode`]s with positions when
+/// `SPANNED`, [`PlainNode`]s otherwise.
+struct YValueVisitor<const SPANNED: bool>;
+
+impl<const SPANNED: bool> YValueVisitor<SPANNED> {
+    fn element<'de, A: SeqAccess<'de>>(seq: &mut A) -> Result<Option<YNode>, A::Error> {
+        if SPANNED {
+            seq.next_element::<YNode>()
+        } else {
+            Ok(seq.next_element::<PlainNode>()?.map(|n| n.0))
+        }
+    }
+
+    fn key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<YNode>, A::Error> {
+        if SPANNED {
+            map.next_key::<YNode>()
+        } else {
+            Ok(map.next_key::<PlainNode>()?.map(|n| n.0))
+        }
+    }
+
+    fn value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<YNode, A::Error> {
+        if SPANNED {
+            map.next_value::<YNode>()
+        } else {
+            Ok(map.next_value::<PlainNode>()?.0)
+        }
+    }
+}
+
+impl<'de, const SPANNED: bool> Visitor<'de> for YValueVisitor<SPANNED> {
     type Value = YValue;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -128,7 +207,7 @@ impl<'de> Visitor<'de> for YValueVisitor {
         Ok(YValue::Null)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<YValue, D::Error> {
-        YValue::deserialize(d)
+        d.deserialize_any(self)
     }
     fn visit_bool<E>(self, v: bool) -> Result<YValue, E> {
         Ok(YValue::Bool(v))
@@ -150,23 +229,41 @@ impl<'de> Visitor<'de> for YValueVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<YValue, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element::<YNode>()? {
+        while let Some(item) = Self::element(&mut seq)? {
             items.push(item);
         }
         Ok(YValue::Seq(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<YValue, A::Error> {
         let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
-        while let Some(key) = map.next_key::<YNode>()? {
-            let value = map.next_value::<YNode>()?;
+        while let Some(key) = Self::key(&mut map)? {
+            let value = Self::value(&mut map)?;
             entries.push((key, value));
         }
         Ok(YValue::Map(entries))
     }
 }
 
-/// Parses `text` into a tree, or the one problem that stops parsing.
+/// Parses `text` into a tree with a position on every node, or the one
+/// problem that stops parsing.
 pub(crate) fn parse(text: &str) -> Result<YNode, Box<(Option<Pos>, LoadIssueKind)>> {
+    parse_as::<YNode>(text)
+}
+
+/// Parses `text` into a tree without positions (see [`Source`]): straight
+/// from the parser's events when the document is simple enough
+/// ([`crate::yaml_events`]), with `serde-saphyr` otherwise; `None` when it
+/// cannot, [`parse`] then tells why.
+pub(crate) fn parse_plain(text: &str) -> Option<YNode> {
+    if text.len() > MAX_INPUT_BYTES {
+        return None;
+    }
+    crate::yaml_events::read(text).or_else(|| parse_as::<PlainNode>(text).ok().map(|n| n.0))
+}
+
+fn parse_as<T: for<'de> Deserialize<'de>>(
+    text: &str,
+) -> Result<T, Box<(Option<Pos>, LoadIssueKind)>> {
     if text.len() > MAX_INPUT_BYTES {
         return Err(Box::new((
             None,
@@ -189,7 +286,7 @@ pub(crate) fn parse(text: &str) -> Result<YNode, Box<(Option<Pos>, LoadIssueKind
     // Repeated keys reach our walker, which reports each one and goes on.
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     options.with_snippet = false;
-    serde_saphyr::from_str_with_options::<YNode>(text, options)
+    serde_saphyr::from_str_with_options::<T>(text, options)
         .map_err(|e| Box::new(describe_error(&e)))
 }
 
@@ -315,11 +412,11 @@ pub(crate) fn expected_list(fields: &[&str]) -> String {
 #[derive(Clone, Copy)]
 pub(crate) struct NodeDe<'a> {
     node: &'a YNode,
-    src: &'a str,
+    src: &'a Source<'a>,
 }
 
 impl<'a> NodeDe<'a> {
-    pub(crate) fn new(node: &'a YNode, src: &'a str) -> Self {
+    pub(crate) fn new(node: &'a YNode, src: &'a Source<'a>) -> Self {
         Self { node, src }
     }
 }

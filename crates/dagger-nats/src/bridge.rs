@@ -65,7 +65,7 @@ impl Inner {
             .iter()
             .map(|m| {
                 let body = serde_json::to_vec(m).map_err(|source| NatsError::Encode {
-                    channel: m.channel.clone(),
+                    channel: m.channel.to_string(),
                     message_id: m.id.to_string(),
                     source,
                 })?;

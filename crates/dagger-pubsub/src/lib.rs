@@ -52,7 +52,7 @@ pub use context::PubSubContext;
 pub use dead_letter::{DeadLetter, DeadLetterReason};
 pub use error::PubSubError;
 pub use executor::{PubSubExecutor, PubSubExecutorBuilder, RunOutcome};
-pub use message::{Message, PublishOptions};
+pub use message::{ChannelName, Message, PublishOptions};
 pub use metrics::{AgentMetrics, ChannelMetrics, PubSubMetrics};
 pub use tokio_util::sync::CancellationToken;
 pub use transport::{Delivery, DeliveryOutcome, Transport};

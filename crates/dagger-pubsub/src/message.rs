@@ -5,6 +5,119 @@ use dagger_core::store::MessageRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// The name of the channel a [`Message`] was published to. Every message of a
+/// channel shares the channel's one copy of the name (publishing a message
+/// does not copy it); it reads as a `&str` and compares with strings.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChannelName(Arc<str>);
+
+impl ChannelName {
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Shares `name` without copying it.
+    pub(crate) fn shared(name: &Arc<str>) -> Self {
+        Self(Arc::clone(name))
+    }
+}
+
+impl std::ops::Deref for ChannelName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ChannelName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ChannelName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl fmt::Debug for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for ChannelName {
+    fn from(s: &str) -> Self {
+        Self(s.into())
+    }
+}
+
+impl From<String> for ChannelName {
+    fn from(s: String) -> Self {
+        Self(s.into())
+    }
+}
+
+impl From<&String> for ChannelName {
+    fn from(s: &String) -> Self {
+        Self(s.as_str().into())
+    }
+}
+
+impl From<ChannelName> for String {
+    fn from(c: ChannelName) -> Self {
+        c.0.to_string()
+    }
+}
+
+impl PartialEq<str> for ChannelName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ChannelName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for ChannelName {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<ChannelName> for str {
+    fn eq(&self, other: &ChannelName) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<ChannelName> for &str {
+    fn eq(&self, other: &ChannelName) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<ChannelName> for String {
+    fn eq(&self, other: &ChannelName) -> bool {
+        **self == *other.0
+    }
+}
 
 /// One message on one channel. Subscribers share it: it is never copied per
 /// delivery.
@@ -13,7 +126,7 @@ pub struct Message {
     /// Unique, time-ordered id.
     pub id: MessageId,
     /// The channel it was published to.
-    pub channel: String,
+    pub channel: ChannelName,
     /// The publishing agent; `None` for an external publisher (and for dead letters).
     pub source: Option<String>,
     /// The payload.
@@ -37,7 +150,7 @@ impl Message {
     pub(crate) fn to_record(&self) -> MessageRecord {
         MessageRecord {
             offset: 0,
-            channel: self.channel.clone(),
+            channel: self.channel.to_string(),
             message_id: self.id.clone(),
             source: self.source.clone(),
             payload: self.payload.clone(),
@@ -53,7 +166,7 @@ impl Message {
     pub(crate) fn from_record(r: MessageRecord) -> Self {
         Self {
             id: r.message_id,
-            channel: r.channel,
+            channel: ChannelName::from(r.channel),
             source: r.source,
             payload: r.payload,
             timestamp: r.timestamp,

@@ -8,6 +8,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 
+/// How often a consumer that found its queue empty yields before sleeping.
+const IDLE_YIELDS: u32 = 4;
+
 /// A bounded multi-producer, single-consumer queue with batch receive.
 pub(crate) struct BoundedQueue<T> {
     state: Mutex<State<T>>,
@@ -107,7 +110,13 @@ impl<T> BoundedQueue<T> {
 
     /// Moves up to `max` items into `out`, waiting while the queue is empty.
     /// Returns false once the queue is closed and empty.
+    ///
+    /// An empty queue is first looked at again after yielding to the
+    /// scheduler a few times: a producer running meanwhile fills it without
+    /// having to wake a sleeping consumer, so a busy queue is handed over in
+    /// batches (one wake-up per batch, not per message).
     pub(crate) async fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> bool {
+        let mut yields = 0;
         loop {
             {
                 let mut s = self.state.lock();
@@ -124,6 +133,11 @@ impl<T> BoundedQueue<T> {
                 if s.closed {
                     return false;
                 }
+            }
+            if yields < IDLE_YIELDS {
+                yields += 1;
+                tokio::task::yield_now().await;
+                continue;
             }
             // A push into the empty queue after the look above leaves a
             // permit, so this never sleeps past an item.

@@ -24,27 +24,39 @@ pub(crate) async fn run_worker(rt: Arc<Runtime>, agent: usize, placeholder: Arc<
         agent,
         envelope: placeholder,
     };
+    let mut retired: Vec<Arc<Envelope>> = Vec::new();
     let queue = &rt.agents[agent].queue;
     while queue.pop_batch(&mut batch, max_batch).await {
         let n = batch.len() as u64;
         // Delivered counts are summed per run of same-channel messages, so
-        // subscribers do not all hit one shared counter per message.
+        // subscribers do not all hit one shared counter per message; the
+        // channel is only cloned when the run changes.
         let mut run: Option<(Arc<Channel>, u64)> = None;
         for env in batch.drain(..) {
-            let channel = env.channel.clone();
             let offset = env.offset;
-            if handle_one(&rt, &mut ctx, env).await {
-                match &mut run {
-                    Some((c, k)) if Arc::ptr_eq(c, &channel) => *k += 1,
-                    _ => {
+            let same_run = run
+                .as_ref()
+                .is_some_and(|(c, _)| Arc::ptr_eq(c, &env.channel));
+            let channel = (!same_run || offset > 0).then(|| env.channel.clone());
+            let done = std::mem::replace(&mut ctx.envelope, env);
+            Envelope::retire(done, &mut retired);
+            let handled = handle_one(&rt, &mut ctx).await;
+            if handled {
+                match (&mut run, &channel) {
+                    (Some((_, k)), None) => *k += 1,
+                    (Some((c, k)), Some(ch)) if Arc::ptr_eq(c, ch) => *k += 1,
+                    (_, Some(ch)) => {
                         if let Some((c, k)) = run.take() {
                             c.delivered.fetch_add(k, Ordering::Relaxed);
                         }
-                        run = Some((channel.clone(), 1));
+                        run = Some((ch.clone(), 1));
                     }
+                    (None, None) => {}
                 }
             }
-            if offset > 0 {
+            if let Some(channel) = channel
+                && offset > 0
+            {
                 match commits.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &channel)) {
                     Some((_, o)) => *o = (*o).max(offset),
                     None => commits.push((channel, offset)),
@@ -54,8 +66,11 @@ pub(crate) async fn run_worker(rt: Arc<Runtime>, agent: usize, placeholder: Arc<
         if let Some((c, k)) = run.take() {
             c.delivered.fetch_add(k, Ordering::Relaxed);
         }
+        rt.recycle(&mut retired);
         rt.agents[agent].processed.fetch_add(n, Ordering::Relaxed);
-        commit(&rt, agent, &mut commits).await;
+        if !commits.is_empty() {
+            commit(&rt, agent, &mut commits).await;
+        }
         rt.finish(n);
     }
 }
@@ -79,11 +94,11 @@ async fn commit(rt: &Runtime, agent: usize, commits: &mut Vec<(Arc<Channel>, u64
 
 /// Handles one delivery; true when the handler succeeded. A delivery from a
 /// transport also gets its outcome reported.
-async fn handle_one(rt: &Runtime, ctx: &mut PubSubContext, env: Arc<Envelope>) -> bool {
-    if env.remote.is_none() {
-        return matches!(handle(rt, ctx, env, false).await, DeliveryOutcome::Handled);
+async fn handle_one(rt: &Runtime, ctx: &mut PubSubContext) -> bool {
+    if ctx.envelope.remote.is_none() {
+        return matches!(handle(rt, ctx, false).await, DeliveryOutcome::Handled);
     }
-    let outcome = handle(rt, ctx, env, true).await;
+    let outcome = handle(rt, ctx, true).await;
     let handled = matches!(outcome, DeliveryOutcome::Handled);
     if let Some(remote) = &ctx.envelope.remote {
         remote.report(outcome);
@@ -91,48 +106,70 @@ async fn handle_one(rt: &Runtime, ctx: &mut PubSubContext, env: Arc<Envelope>) -
     handled
 }
 
-/// Handles one delivery (leaving it in `ctx.envelope`). With `remote`, a
-/// failure of a delivery that is not the last is reported instead of dead-lettered.
-async fn handle(
-    rt: &Runtime,
-    ctx: &mut PubSubContext,
-    env: Arc<Envelope>,
-    remote: bool,
-) -> DeliveryOutcome {
+/// Handles the delivery in `ctx.envelope`. With `remote`, a
+/// failure of a delivery that is not the last is reported instead of
+/// dead-lettered. The common case (valid input, first attempt succeeds) stays
+/// in this small future; dead-lettering and retries are boxed out of line so
+/// they do not enlarge the per-message state.
+async fn handle(rt: &Runtime, ctx: &mut PubSubContext, remote: bool) -> DeliveryOutcome {
     let a = &rt.agents[ctx.agent];
-    ctx.envelope = env;
-    let env = &ctx.envelope;
     if let Some(schema) = &a.input_schema
-        && let Err(violation) = schema.validate(&env.message.payload)
+        && let Err(violation) = schema.validate(&ctx.envelope.message.payload)
     {
         let reason = DeadLetterReason::InputSchema {
             agent: a.name.to_string(),
             violation,
         };
-        rt.dead_letter(&env.channel, env.message.clone(), reason.clone())
-            .await;
-        return DeliveryOutcome::DeadLettered(reason);
+        return Box::pin(dead_lettered(rt, &ctx.envelope, reason)).await;
     }
+    match attempt(rt, ctx).await {
+        Ok(()) => DeliveryOutcome::Handled,
+        Err(error) => Box::pin(after_failure(rt, ctx, remote, error)).await,
+    }
+}
+
+/// Runs the handler once; a panic becomes an error.
+async fn attempt(rt: &Runtime, ctx: &PubSubContext) -> Result<(), BoxError> {
+    let a = &rt.agents[ctx.agent];
+    match CatchUnwind(a.agent.handle_message(ctx, &ctx.envelope.message)).await {
+        Ok(result) => result,
+        Err(panic) => Err(format!("handler panicked: {panic}").into()),
+    }
+}
+
+/// Dead-letters the delivery in `env` and says so.
+async fn dead_lettered(rt: &Runtime, env: &Envelope, reason: DeadLetterReason) -> DeliveryOutcome {
+    rt.dead_letter(&env.channel, env.message.clone(), reason.clone())
+        .await;
+    DeliveryOutcome::DeadLettered(reason)
+}
+
+/// After attempt 1 failed with `error`: retries per the policy, then reports
+/// the failure (a redeliverable remote delivery) or dead-letters the message.
+async fn after_failure(
+    rt: &Runtime,
+    ctx: &mut PubSubContext,
+    remote: bool,
+    mut error: BoxError,
+) -> DeliveryOutcome {
+    let a = &rt.agents[ctx.agent];
     let policy = &rt.config.retry;
-    let mut attempt = 1u32;
+    let mut attempt_no = 1u32;
     loop {
-        let ctx_ref: &PubSubContext = ctx;
-        let outcome = CatchUnwind(a.agent.handle_message(ctx_ref, &ctx_ref.envelope.message)).await;
-        let error: BoxError = match outcome {
-            Ok(Ok(())) => return DeliveryOutcome::Handled,
-            Ok(Err(e)) => e,
-            Err(panic) => format!("handler panicked: {panic}").into(),
-        };
         a.failed_attempts.fetch_add(1, Ordering::Relaxed);
         let class = classify(&error);
-        if policy.should_retry(attempt, class) {
-            let unit = jitter_unit(&ctx.envelope.message, attempt);
-            let delay = policy.jittered_delay(attempt, unit);
-            tracing::debug!(agent = %a.name, attempt, ?delay, error = %error, "handler failed; retrying");
+        if policy.should_retry(attempt_no, class) {
+            let unit = jitter_unit(&ctx.envelope.message, attempt_no);
+            let delay = policy.jittered_delay(attempt_no, unit);
+            tracing::debug!(agent = %a.name, attempt = attempt_no, ?delay, error = %error, "handler failed; retrying");
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            attempt += 1;
+            attempt_no += 1;
+            match attempt(rt, ctx).await {
+                Ok(()) => return DeliveryOutcome::Handled,
+                Err(e) => error = e,
+            }
             continue;
         }
         let env = &ctx.envelope;
@@ -142,17 +179,15 @@ async fn handle(
         if redeliverable {
             return DeliveryOutcome::Failed {
                 error: error.to_string(),
-                attempts: attempt,
+                attempts: attempt_no,
             };
         }
         let reason = DeadLetterReason::HandlerFailed {
             agent: a.name.to_string(),
             error: error.to_string(),
-            attempts: attempt,
+            attempts: attempt_no,
         };
-        rt.dead_letter(&env.channel, env.message.clone(), reason.clone())
-            .await;
-        return DeliveryOutcome::DeadLettered(reason);
+        return dead_lettered(rt, env, reason).await;
     }
 }
 

@@ -1,6 +1,8 @@
-//! Durable channels over the in-memory MessageLog: logged before the publish
-//! returns, redelivered after a restart, replayable from an offset.
-//! (The SQLite log and a SIGKILL test live in dagger-storage.)
+//! Durable channels over a MessageLog: logged before the publish returns,
+//! redelivered after a restart, replayable from an offset. Each check runs
+//! on the in-memory log, and with `--features postgres-tests` on the
+//! Postgres log too (a restart there opens a new store, as a new process
+//! would). The SQLite log's SIGKILL test is `durable_crash.rs`.
 
 mod common;
 
@@ -24,7 +26,7 @@ impl Behaviour for Gate {
     }
 }
 
-fn executor(log: &Arc<MemoryStore>) -> PubSubExecutor {
+fn executor(log: &Arc<dyn MessageLog>) -> PubSubExecutor {
     PubSubExecutor::builder()
         .durable("orders.>")
         .message_log(log.clone())
@@ -32,9 +34,27 @@ fn executor(log: &Arc<MemoryStore>) -> PubSubExecutor {
         .expect("valid durable configuration")
 }
 
+fn memory_log() -> Arc<dyn MessageLog> {
+    Arc::new(MemoryStore::new())
+}
+
 #[tokio::test]
 async fn a_publish_returns_only_after_the_message_is_logged() {
-    let log = Arc::new(MemoryStore::new());
+    publish_returns_after_logging(memory_log()).await;
+}
+
+#[tokio::test]
+async fn after_a_restart_undelivered_messages_are_delivered_and_replay_works() {
+    let log = memory_log();
+    restart_redelivers_and_replays(log.clone(), log).await;
+}
+
+#[tokio::test]
+async fn batches_are_logged_in_one_append_with_dense_offsets() {
+    batches_get_dense_offsets(memory_log()).await;
+}
+
+async fn publish_returns_after_logging(log: Arc<dyn MessageLog>) {
     let ex = executor(&log);
     let gate = Arc::new(Semaphore::new(0));
     TestAgent::new("worker", &["orders.>", "plain"], &[], Gate(gate.clone())).register(&ex);
@@ -60,9 +80,9 @@ async fn a_publish_returns_only_after_the_message_is_logged() {
     assert!(ex.metrics().channels["orders.new"].durable);
 }
 
-#[tokio::test]
-async fn after_a_restart_undelivered_messages_are_delivered_and_replay_works() {
-    let log = Arc::new(MemoryStore::new());
+/// Publishes on `log`, stops mid-stream, then starts again on `restarted`
+/// (the same log, reopened).
+async fn restart_redelivers_and_replays(log: Arc<dyn MessageLog>, restarted: Arc<dyn MessageLog>) {
     let mut ids = Vec::new();
     {
         let ex = executor(&log);
@@ -86,6 +106,7 @@ async fn after_a_restart_undelivered_messages_are_delivered_and_replay_works() {
         );
         // Dropped without shutdown: the process "dies" with work queued.
     }
+    let log = restarted;
     let ex = executor(&log);
     let seen = TestAgent::recorder("worker", &["orders.*"]).register(&ex);
     let fresh = TestAgent::recorder("auditor", &["orders.new"]).register(&ex);
@@ -134,9 +155,7 @@ async fn after_a_restart_undelivered_messages_are_delivered_and_replay_works() {
     assert!(matches!(err, PubSubError::UnknownAgent { ref agent } if agent == "ghost"));
 }
 
-#[tokio::test]
-async fn batches_are_logged_in_one_append_with_dense_offsets() {
-    let log = Arc::new(MemoryStore::new());
+async fn batches_get_dense_offsets(log: Arc<dyn MessageLog>) {
     let ex = executor(&log);
     let seen = TestAgent::recorder("worker", &["orders.>"]).register(&ex);
     let ids = ex
@@ -158,4 +177,71 @@ async fn batches_are_logged_in_one_append_with_dense_offsets() {
         log.committed("orders.bulk", "worker").await.unwrap(),
         Some(10)
     );
+}
+
+#[cfg(feature = "postgres-tests")]
+mod postgres {
+    use super::*;
+    use dagger_storage::{PostgresOptions, PostgresStore};
+
+    /// A store on `schema` of the test server (created if missing); `None`
+    /// when the server is unreachable and `DAGGER_TEST_SKIP_SERVERS=1`.
+    async fn open(schema: &str) -> Option<PostgresStore> {
+        let url = std::env::var("DAGGER_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let options = PostgresOptions {
+            schema: Some(schema.to_string()),
+            ..PostgresOptions::default()
+        };
+        match PostgresStore::connect_with(&url, options).await {
+            Ok(store) => Some(store),
+            Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
+                eprintln!("skipping: PostgreSQL at {url} is unreachable ({e})");
+                None
+            }
+            Err(e) => panic!(
+                "PostgreSQL at {url} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)"
+            ),
+        }
+    }
+
+    /// A schema name no other test or run uses.
+    fn unique_schema(test: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("t_pubsub_{test}_{}_{nanos}", std::process::id())
+    }
+
+    #[tokio::test]
+    async fn a_publish_returns_only_after_the_message_is_logged_on_postgres() {
+        let Some(store) = open(&unique_schema("logged")).await else {
+            return;
+        };
+        publish_returns_after_logging(Arc::new(store.clone())).await;
+        store.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_on_postgres_undelivered_messages_are_delivered_and_replay_works() {
+        let schema = unique_schema("restart");
+        let Some(first) = open(&schema).await else {
+            return;
+        };
+        let Some(second) = open(&schema).await else {
+            return;
+        };
+        restart_redelivers_and_replays(Arc::new(first), Arc::new(second.clone())).await;
+        second.drop_schema().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn batches_are_logged_in_one_append_with_dense_offsets_on_postgres() {
+        let Some(store) = open(&unique_schema("batch")).await else {
+            return;
+        };
+        batches_get_dense_offsets(Arc::new(store.clone())).await;
+        store.drop_schema().await.unwrap();
+    }
 }

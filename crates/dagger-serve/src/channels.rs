@@ -1,6 +1,7 @@
 //! Pub/Sub channels of the message log: each channel with its message
-//! count, and one channel's messages newest first; on the dead-letter
-//! channel, each letter's reason. As pages and under `/api/`.
+//! count, and one channel's subscribers (committed offset, messages behind)
+//! and messages newest first; on the dead-letter channel, each letter's
+//! reason. As pages and under `/api/`.
 
 use crate::data::{PREVIEW_CHARS, RUNS_PER_PAGE, format_time, node_window};
 use crate::error::{ApiError, PageError, RequestError};
@@ -31,6 +32,33 @@ pub(crate) struct MessagesParams {
 struct ChannelRow {
     name: String,
     messages: u64,
+}
+
+/// A subscriber of a channel: the offset it has committed and how many
+/// messages it has yet to handle.
+#[derive(Debug, Serialize)]
+struct SubscriberRow {
+    name: String,
+    committed: u64,
+    behind: u64,
+}
+
+/// The subscribers that have committed an offset on `channel`, by name.
+async fn subscribers(
+    log: &dyn MessageLog,
+    channel: &str,
+    last: u64,
+) -> Result<Vec<SubscriberRow>, RequestError> {
+    Ok(log
+        .subscribers(channel)
+        .await?
+        .into_iter()
+        .map(|(name, committed)| SubscriberRow {
+            name,
+            committed,
+            behind: last.saturating_sub(committed),
+        })
+        .collect())
 }
 
 /// A message as listed; dead letters carry their reason.
@@ -95,12 +123,22 @@ fn row(channel: &str, m: MessageRecord) -> MessageRow {
     }
 }
 
-/// A page of `channel`'s messages, newest first: (rows, total, offset, limit).
+/// A page of `channel`'s messages, newest first.
+struct ChannelPage {
+    rows: Vec<MessageRow>,
+    /// The newest offset (= the number of messages).
+    total: u64,
+    offset: usize,
+    limit: usize,
+    subscribers: Vec<SubscriberRow>,
+}
+
+/// A page of `channel`'s messages, newest first, with its subscribers.
 async fn messages(
     state: &AppState,
     channel: &str,
     p: MessagesParams,
-) -> Result<(Vec<MessageRow>, u64, usize, usize), RequestError> {
+) -> Result<ChannelPage, RequestError> {
     let (offset, limit) = node_window(&crate::data::NodePaging {
         node_offset: p.offset,
         node_limit: p.limit.or(Some(RUNS_PER_PAGE)),
@@ -123,7 +161,13 @@ async fn messages(
             .collect()
     };
     rows.reverse();
-    Ok((rows, last, offset, limit))
+    Ok(ChannelPage {
+        rows,
+        total: last,
+        offset,
+        limit,
+        subscribers: subscribers(log.as_ref(), channel, last).await?,
+    })
 }
 
 /// `GET /api/channels`
@@ -137,11 +181,17 @@ pub(crate) async fn api_channel(
     Path(name): Path<String>,
     Query(p): Query<MessagesParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let (rows, total, offset, limit) = messages(&state, &name, p).await?;
+    let ChannelPage {
+        rows,
+        total,
+        offset,
+        limit,
+        subscribers,
+    } = messages(&state, &name, p).await?;
     let next = (((offset + limit) as u64) < total).then_some(offset + limit);
     Ok(Json(json!({
         "channel": name, "messages_total": total, "offset": offset, "limit": limit,
-        "next_offset": next, "messages": rows,
+        "next_offset": next, "subscribers": subscribers, "messages": rows,
     })))
 }
 
@@ -150,7 +200,7 @@ pub(crate) async fn page_list(State(state): Shared) -> Result<Html<String>, Page
     let rows = list(&state).await?;
     let body = html! {
         h1 { "Channels" }
-        p.note { "Channels of the durable message log. Subscribers are not listed: the log records their cursors but cannot enumerate them." }
+        p.note { "Channels of the durable message log; a channel's page lists its subscribers (those that have committed an offset)." }
         @if rows.is_empty() { p.empty { "No channel has a stored message." } } @else {
             table {
                 thead { tr { th { "Channel" } th { "Messages" } } }
@@ -177,7 +227,13 @@ pub(crate) async fn page_channel(
     Path(name): Path<String>,
     Query(p): Query<MessagesParams>,
 ) -> Result<Html<String>, PageError> {
-    let (rows, total, offset, limit) = messages(&state, &name, p).await?;
+    let ChannelPage {
+        rows,
+        total,
+        offset,
+        limit,
+        subscribers,
+    } = messages(&state, &name, p).await?;
     let dead = name == DEAD_LETTER_CHANNEL;
     let link = |o: usize| format!("/channels/{}?offset={o}&limit={limit}", enc(&name));
     let field = |v: &Option<Value>, k: &str| {
@@ -193,6 +249,18 @@ pub(crate) async fn page_channel(
     };
     let body = html! {
         h1 { "Channel " span.mono { (name) } }
+        h2 { "Subscribers" }
+        @if subscribers.is_empty() { p.empty { "No subscriber has committed an offset here." } } @else {
+            table.subscribers {
+                thead { tr { th { "Subscriber" } th { "Committed offset" } th { "Behind" } } }
+                tbody {
+                    @for sub in &subscribers {
+                        tr { td.mono { (sub.name) } td { (sub.committed) } td { (sub.behind) } }
+                    }
+                }
+            }
+        }
+        h2 { "Messages" }
         p { (total) " message(s), newest first." }
         table.nodes {
             thead { tr {

@@ -92,6 +92,9 @@ async fn app() -> (axum::Router, tempfile::TempDir) {
     )
     .await
     .unwrap();
+    mem.commit("news.raw", "summarizer", 2).await.unwrap();
+    mem.commit("news.raw", "archiver <i>", 3).await.unwrap();
+    mem.commit("other", "elsewhere", 1).await.unwrap();
     mem.append(
         "dead_letter",
         vec![message(json!({
@@ -170,9 +173,23 @@ async fn channels_show_counts_messages_and_dead_letter_reasons() {
     assert!(!a.body.contains("{&quot;n&quot;:0}"), "two per page");
     assert!(
         a.body
+            .contains("<tr><td class=\"mono\">summarizer</td><td>2</td><td>1</td></tr>"),
+        "a subscriber with its committed offset and how far behind it is"
+    );
+    assert!(a.body.contains("archiver &lt;i&gt;"), "names are escaped");
+    assert!(
+        !a.body.contains("elsewhere"),
+        "only this channel's subscribers"
+    );
+    assert!(
+        a.body
             .contains("href=\"/channels/news.raw?offset=2&amp;limit=2\"")
     );
     let a = get(&app, "/channels/dead_letter").await;
+    assert!(
+        a.body
+            .contains("No subscriber has committed an offset here.")
+    );
     assert!(a.body.contains("<td>handler_failed</td>"));
     assert!(a.body.contains("<td>summarizer</td>"));
     assert!(a.body.contains("timeout &lt;b&gt;x&lt;/b&gt;"));
@@ -189,6 +206,14 @@ async fn channels_show_counts_messages_and_dead_letter_reasons() {
     assert_eq!(v["messages"].as_array().unwrap().len(), 1);
     assert_eq!(v["messages"][0]["offset"], 1);
     assert_eq!(v["next_offset"], Value::Null);
+    assert_eq!(
+        v["subscribers"],
+        json!([
+            { "name": "archiver <i>", "committed": 3, "behind": 0 },
+            { "name": "summarizer", "committed": 2, "behind": 1 },
+        ]),
+        "the subscribers that committed on this channel, by name"
+    );
     let v = get(&app, "/api/channels/dead_letter").await.json();
     assert_eq!(v["messages"][0]["dead_letter"]["reason"], "handler_failed");
     assert_eq!(get(&app, "/api/channels/none").await.status, 404);

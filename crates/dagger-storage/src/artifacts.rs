@@ -7,7 +7,7 @@
 //! row (and any node run pointing at it) is never on disk without its file.
 //! Every read checks the content against its hash.
 
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{ErrorMapper, SqliteStore};
 use dagger_core::StoreError;
 use dagger_core::store::{ArtifactId, ArtifactStore, Durability};
 use rusqlite::{OptionalExtension, params};
@@ -118,6 +118,24 @@ fn verify(id: &ArtifactId, path: &str, bytes: &[u8], size: i64) -> Result<(), St
     Ok(())
 }
 
+/// Inserts an artifact kept inline (under [`INLINE_LIMIT`] bytes), in one
+/// statement; nothing happens when it is already there.
+pub(crate) fn insert_inline_artifact(
+    tx: &rusqlite::Connection,
+    id: &ArtifactId,
+    bytes: &[u8],
+    store: &ErrorMapper,
+) -> Result<(), StoreError> {
+    let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+    tx.prepare_cached(
+        "INSERT INTO artifacts (artifact_id, size, inline_data, file_path, created_at) \
+         VALUES (?1, ?2, ?3, NULL, ?4) ON CONFLICT DO NOTHING",
+    )
+    .and_then(|mut s| s.execute(params![id.as_str(), size, bytes, dagger_core::now_millis()]))
+    .map(drop)
+    .map_err(|e| store.map_err(e))
+}
+
 impl SqliteStore {
     /// The directory holding artifacts of [`INLINE_LIMIT`] bytes or more.
     pub fn artifact_dir(&self) -> &Path {
@@ -139,21 +157,8 @@ impl ArtifactStore for SqliteStore {
         if bytes.len() < INLINE_LIMIT {
             let id = ArtifactId::of(&bytes);
             let key = id.clone();
-            self.write_durable(move |tx| {
-                tx.prepare_cached(
-                    "INSERT INTO artifacts (artifact_id, size, inline_data, file_path, created_at) \
-                     VALUES (?1, ?2, ?3, NULL, ?4) ON CONFLICT DO NOTHING",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        key.as_str(),
-                        size,
-                        bytes,
-                        dagger_core::now_millis()
-                    ])
-                })
-                .map(drop)
-                .map_err(|e| store.map_err(e))
+            self.write_durable_statement(move |tx| {
+                insert_inline_artifact(tx, &key, &bytes, &store)
             })
             .await?;
             return Ok(id);
@@ -176,7 +181,7 @@ impl ArtifactStore for SqliteStore {
             message: format!("artifact writer task failed: {e}"),
         })??;
         let key = id.clone();
-        self.write_durable(move |tx| {
+        self.write_durable_statement(move |tx| {
             tx.prepare_cached(
                 "INSERT INTO artifacts (artifact_id, size, inline_data, file_path, created_at) \
                  VALUES (?1, ?2, NULL, ?3, ?4) ON CONFLICT DO NOTHING",

@@ -21,6 +21,7 @@ mod message_log;
 mod migrations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod run_rows;
 mod runs;
 mod snapshots;
 mod sqlite;

@@ -13,37 +13,88 @@ use dagger_core::{MessageId, StoreError};
 use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeMap;
 
-/// A record's columns, encoded off the writer thread.
-struct Row {
-    message_id: String,
-    source: Option<String>,
-    payload: String,
-    timestamp: i64,
-    correlation_id: Option<String>,
-    causation_id: Option<String>,
-    headers: String,
-    depth: i64,
+/// A record's columns as stored (SQLite and Postgres keep the same ones),
+/// encoded off the writer thread and decoded outside the row callback so
+/// that a bad JSON column becomes a [`StoreError::Decode`] naming it.
+pub(crate) struct MessageRow {
+    pub(crate) seq: i64,
+    pub(crate) message_id: String,
+    pub(crate) source: Option<String>,
+    pub(crate) payload: String,
+    pub(crate) timestamp: i64,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) causation_id: Option<String>,
+    pub(crate) headers: String,
+    pub(crate) depth: i64,
 }
 
-fn encode(channel: &str, r: MessageRecord) -> Result<Row, StoreError> {
-    let what = || format!("message `{}` on channel `{channel}`", r.message_id);
-    Ok(Row {
-        payload: serde_json::to_string(&r.payload).map_err(|e| decode(what(), e))?,
-        headers: serde_json::to_string(&r.headers).map_err(|e| decode(what(), e))?,
-        message_id: r.message_id.to_string(),
-        source: r.source,
-        timestamp: r.timestamp,
-        correlation_id: r.correlation_id,
-        causation_id: r.causation_id.map(|c| c.to_string()),
-        depth: i64::from(r.depth),
-    })
+/// The columns [`MessageRow`] is read from, in order (both backends).
+macro_rules! message_columns {
+    () => {
+        "seq, message_id, source, payload, published_at, \
+         correlation_id, causation_id, headers, depth"
+    };
+}
+#[cfg(feature = "postgres")]
+pub(crate) use message_columns;
+
+impl MessageRow {
+    /// The columns of `r` (its `offset` is ignored: `seq` is assigned on append).
+    pub(crate) fn encode(channel: &str, r: MessageRecord) -> Result<Self, StoreError> {
+        let what = || format!("message `{}` on channel `{channel}`", r.message_id);
+        Ok(Self {
+            seq: 0,
+            payload: serde_json::to_string(&r.payload).map_err(|e| decode(what(), e))?,
+            headers: serde_json::to_string(&r.headers).map_err(|e| decode(what(), e))?,
+            message_id: r.message_id.to_string(),
+            source: r.source,
+            timestamp: r.timestamp,
+            correlation_id: r.correlation_id,
+            causation_id: r.causation_id.map(|c| c.to_string()),
+            depth: i64::from(r.depth),
+        })
+    }
+
+    /// The record this row of `channel` holds.
+    pub(crate) fn decode(self, channel: &str) -> Result<MessageRecord, StoreError> {
+        let what = || format!("message {} of channel `{channel}`", self.seq);
+        Ok(MessageRecord {
+            offset: to_u64(self.seq),
+            channel: channel.to_string(),
+            message_id: MessageId::from(self.message_id),
+            source: self.source,
+            payload: serde_json::from_str(&self.payload).map_err(|e| decode(what(), e))?,
+            timestamp: self.timestamp,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id.map(MessageId::from),
+            headers: serde_json::from_str::<BTreeMap<String, String>>(&self.headers)
+                .map_err(|e| decode(what(), e))?,
+            depth: u32::try_from(self.depth).unwrap_or(u32::MAX),
+        })
+    }
+
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: r.get(0)?,
+            message_id: r.get(1)?,
+            source: r.get(2)?,
+            payload: r.get(3)?,
+            timestamp: r.get(4)?,
+            correlation_id: r.get(5)?,
+            causation_id: r.get(6)?,
+            headers: r.get(7)?,
+            depth: r.get(8)?,
+        })
+    }
 }
 
-fn to_i64(v: u64) -> i64 {
+/// An offset as a stored `BIGINT`/`INTEGER` (saturating).
+pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn to_u64(v: i64) -> u64 {
+/// A stored offset (a negative one, never written, reads as 0).
+pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
@@ -52,7 +103,7 @@ impl MessageLog for SqliteStore {
     async fn append(&self, channel: &str, records: Vec<MessageRecord>) -> Result<u64, StoreError> {
         let rows = records
             .into_iter()
-            .map(|r| encode(channel, r))
+            .map(|r| MessageRow::encode(channel, r))
             .collect::<Result<Vec<_>, _>>()?;
         let channel = channel.to_string();
         let store = self.clone();
@@ -96,55 +147,26 @@ impl MessageLog for SqliteStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let channel = channel.to_string();
+        let key = channel.to_string();
         let store = self.clone();
-        self.read(move |c| {
-            let mut s = c
-                .prepare_cached(
-                    "SELECT seq, message_id, source, payload, published_at, correlation_id, \
-                     causation_id, headers, depth FROM messages \
-                     WHERE channel = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
-                )
-                .map_err(|e| store.map_err(e))?;
-            let rows = s
-                .query_map(params![channel, to_i64(from), to_i64(limit as u64)], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                        r.get::<_, String>(7)?,
-                        r.get::<_, i64>(8)?,
-                    ))
+        let rows = self
+            .read(move |c| {
+                c.prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE channel = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![key, to_i64(from), to_i64(limit as u64)],
+                        MessageRow::read,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()
                 })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| store.map_err(e))?;
-            rows.into_iter()
-                .map(
-                    |(seq, id, source, payload, ts, corr, cause, headers, depth)| {
-                        let what = || format!("message {seq} of channel `{channel}`");
-                        Ok(MessageRecord {
-                            offset: to_u64(seq),
-                            channel: channel.clone(),
-                            message_id: MessageId::from(id),
-                            source,
-                            payload: serde_json::from_str(&payload)
-                                .map_err(|e| decode(what(), e))?,
-                            timestamp: ts,
-                            correlation_id: corr,
-                            causation_id: cause.map(MessageId::from),
-                            headers: serde_json::from_str::<BTreeMap<String, String>>(&headers)
-                                .map_err(|e| decode(what(), e))?,
-                            depth: u32::try_from(depth).unwrap_or(u32::MAX),
-                        })
-                    },
-                )
-                .collect()
-        })
-        .await
+                .map_err(|e| store.map_err(e))
+            })
+            .await?;
+        rows.into_iter().map(|r| r.decode(channel)).collect()
     }
 
     async fn last_offset(&self, channel: &str) -> Result<u64, StoreError> {
@@ -209,6 +231,22 @@ impl MessageLog for SqliteStore {
                 .and_then(|mut s| {
                     s.query_map([], |r| r.get::<_, String>(0))?
                         .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(|e| store.map_err(e))
+        })
+        .await
+    }
+
+    async fn subscribers(&self, channel: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        let channel = channel.to_string();
+        let store = self.clone();
+        self.read(move |c| {
+            c.prepare_cached("SELECT subscriber, committed FROM message_offsets WHERE channel = ?1")
+                .and_then(|mut s| {
+                    s.query_map(params![channel], |r| {
+                        Ok((r.get::<_, String>(0)?, to_u64(r.get::<_, i64>(1)?)))
+                    })?
+                    .collect::<Result<BTreeMap<_, _>, _>>()
                 })
                 .map_err(|e| store.map_err(e))
         })

@@ -6,54 +6,23 @@
 //! `create_run` and `push_control` always wait for their commit, because
 //! their callers act on the answer (a taken id, a sequence number).
 
+use crate::artifacts::{INLINE_LIMIT, insert_inline_artifact};
 use crate::error::{decode, is_foreign_key};
-use crate::sqlite::SqliteStore;
-use dagger_core::store::{
-    ArtifactId, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate,
+use crate::run_rows::{
+    NodeRow, RunRow, from_json, node_columns, run_columns, run_not_found, to_json,
 };
-use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError, now_millis};
+use crate::sqlite::{ErrorMapper, SqliteStore};
+use dagger_core::store::{
+    ArtifactId, ArtifactStore, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore,
+    RunUpdate,
+};
+use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-
-/// The columns of `flow_runs`, in the order [`RunRow::read`] expects.
-macro_rules! run_columns {
-    () => {
-        "run_id, workflow, definition, inputs, config, status, reason, \
-         created_at, updated_at, finished_at"
-    };
-}
-
-/// The columns of `node_runs`, in the order [`NodeRow::read`] expects.
-macro_rules! node_columns {
-    () => {
-        "run_id, node_id, invocation_key, action, attempt, state, \
-         input_hash, output_artifact_id, error, started_at, finished_at, metadata"
-    };
-}
-
-fn to_json(what: &str, value: &impl serde::Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| decode(what, e))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| decode(what, e))
-}
-
-/// The raw columns of a `flow_runs` row, decoded outside the row callback
-/// so that a bad JSON column becomes a [`StoreError::Decode`] naming it.
-struct RunRow {
-    run_id: String,
-    workflow: String,
-    definition: String,
-    inputs: String,
-    config: String,
-    status: String,
-    reason: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    finished_at: Option<i64>,
-}
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 impl RunRow {
+    /// Reads the columns in `run_columns!` order.
     fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             run_id: row.get(0)?,
@@ -68,47 +37,10 @@ impl RunRow {
             finished_at: row.get(9)?,
         })
     }
-
-    fn decode(self) -> Result<RunRecord, StoreError> {
-        let what = |col: &str| format!("run `{}` column `{col}`", self.run_id);
-        let status = RunStatus::parse(&self.status).ok_or_else(|| {
-            decode(
-                what("status"),
-                format!("unknown run status `{}`", self.status),
-            )
-        })?;
-        Ok(RunRecord {
-            definition: from_json(&what("definition"), &self.definition)?,
-            inputs: from_json(&what("inputs"), &self.inputs)?,
-            config: from_json(&what("config"), &self.config)?,
-            run_id: RunId::from(self.run_id),
-            workflow: self.workflow,
-            status,
-            reason: self.reason,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            finished_at: self.finished_at,
-        })
-    }
-}
-
-/// The raw columns of a `node_runs` row.
-struct NodeRow {
-    run_id: String,
-    node_id: String,
-    invocation_key: String,
-    action: String,
-    attempt: i64,
-    state: String,
-    input_hash: Option<String>,
-    output_artifact_id: Option<String>,
-    error: Option<String>,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    metadata: String,
 }
 
 impl NodeRow {
+    /// Reads the columns in `node_columns!` order.
     fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             run_id: row.get(0)?,
@@ -125,36 +57,113 @@ impl NodeRow {
             metadata: row.get(11)?,
         })
     }
+}
 
-    fn decode(self) -> Result<NodeRunRecord, StoreError> {
-        let what = |col: &str| {
-            format!(
-                "node `{}` (invocation `{}`) of run `{}` column `{col}`",
-                self.node_id, self.invocation_key, self.run_id
-            )
-        };
-        let state = NodeStatus::parse(&self.state).ok_or_else(|| {
-            decode(
-                what("state"),
-                format!("unknown node status `{}`", self.state),
-            )
-        })?;
-        let attempt = u32::try_from(self.attempt)
-            .map_err(|_| decode(what("attempt"), format!("{} is out of range", self.attempt)))?;
-        Ok(NodeRunRecord {
-            metadata: from_json(&what("metadata"), &self.metadata)?,
-            run_id: RunId::from(self.run_id),
-            node_id: NodeId::from(self.node_id),
-            invocation_key: self.invocation_key,
-            action: self.action,
-            attempt,
-            state,
-            input_hash: self.input_hash,
-            output_artifact_id: self.output_artifact_id.map(ArtifactId::from_hex),
-            error: self.error,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-        })
+/// Started records queued but not written yet, by node invocation, each
+/// with the ticket of the job that will write it. A newer started record of
+/// the same invocation (a retry) replaces an older one, whose job then finds
+/// a different ticket and writes nothing, so records still land in order.
+#[derive(Default)]
+pub(crate) struct PendingStarts {
+    held: parking_lot::Mutex<HashMap<String, (u64, NodeRunRecord)>>,
+    next_ticket: AtomicU64,
+}
+
+impl PendingStarts {
+    fn key(record: &NodeRunRecord) -> String {
+        let mut key = String::with_capacity(
+            record.run_id.as_str().len()
+                + record.node_id.as_str().len()
+                + record.invocation_key.len()
+                + 2,
+        );
+        key.push_str(record.run_id.as_str());
+        key.push('\0');
+        key.push_str(record.node_id.as_str());
+        key.push('\0');
+        key.push_str(&record.invocation_key);
+        key
+    }
+
+    /// Holds `record` until its job or the completion takes it; returns the job's ticket.
+    fn hold(&self, key: String, record: NodeRunRecord) -> u64 {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        self.held.lock().insert(key, (ticket, record));
+        ticket
+    }
+
+    /// Takes the record held under `key`: any (`None`), or only the one of `ticket`.
+    fn take(&self, key: &str, ticket: Option<u64>) -> Option<NodeRunRecord> {
+        let mut held = self.held.lock();
+        match held.get(key) {
+            Some((t, _)) if ticket.is_none_or(|want| want == *t) => {
+                held.remove(key).map(|(_, record)| record)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn node_metadata(record: &NodeRunRecord) -> Result<String, StoreError> {
+    to_json(
+        &format!("metadata of node `{}`", record.node_id),
+        &record.metadata,
+    )
+}
+
+/// Inserts or replaces a node run, in one statement.
+fn upsert_node_run(
+    tx: &Connection,
+    record: &NodeRunRecord,
+    metadata: &str,
+    store: &ErrorMapper,
+) -> Result<(), StoreError> {
+    let result = tx
+        .prepare_cached(concat!(
+            "INSERT INTO node_runs (",
+            node_columns!(),
+            ") \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (run_id, node_id, invocation_key) DO UPDATE SET \
+               action = excluded.action, attempt = excluded.attempt, \
+               state = excluded.state, input_hash = excluded.input_hash, \
+               output_artifact_id = excluded.output_artifact_id, \
+               error = excluded.error, started_at = excluded.started_at, \
+               finished_at = excluded.finished_at, metadata = excluded.metadata"
+        ))
+        .and_then(|mut s| {
+            s.execute(params![
+                record.run_id.as_str(),
+                record.node_id.as_str(),
+                record.invocation_key,
+                record.action,
+                record.attempt,
+                record.state.as_str(),
+                record.input_hash,
+                record.output_artifact_id.as_ref().map(ArtifactId::as_str),
+                record.error,
+                record.started_at,
+                record.finished_at,
+                metadata,
+            ])
+        });
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_foreign_key(&e) => {
+            // Either the run or the output artifact is unknown; say which.
+            if !run_exists(tx, record.run_id.as_str()).map_err(|e| store.map_err(e))? {
+                return Err(run_not_found(record.run_id.as_str()));
+            }
+            Err(StoreError::NotFound {
+                entity: "artifact",
+                id: record
+                    .output_artifact_id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            })
+        }
+        Err(e) => Err(store.map_err(e)),
     }
 }
 
@@ -163,13 +172,6 @@ fn run_exists(conn: &Connection, run_id: &str) -> rusqlite::Result<bool> {
         .query_row([run_id], |_| Ok(()))
         .optional()
         .map(|found| found.is_some())
-}
-
-fn run_not_found(run_id: &str) -> StoreError {
-    StoreError::NotFound {
-        entity: "run",
-        id: run_id.to_string(),
-    }
 }
 
 /// `list_runs` statements, one per filter combination so each can use its
@@ -325,61 +327,61 @@ impl RunStore for SqliteStore {
     }
 
     async fn put_node_run(&self, record: NodeRunRecord) -> Result<(), StoreError> {
-        let metadata = to_json(
-            &format!("metadata of node `{}`", record.node_id),
-            &record.metadata,
-        )?;
+        let metadata = node_metadata(&record)?;
         let store = self.error_mapper();
-        self.write_durable(move |tx| {
-            let result = tx
-                .prepare_cached(concat!(
-                    "INSERT INTO node_runs (",
-                    node_columns!(),
-                    ") \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-                     ON CONFLICT (run_id, node_id, invocation_key) DO UPDATE SET \
-                       action = excluded.action, attempt = excluded.attempt, \
-                       state = excluded.state, input_hash = excluded.input_hash, \
-                       output_artifact_id = excluded.output_artifact_id, \
-                       error = excluded.error, started_at = excluded.started_at, \
-                       finished_at = excluded.finished_at, metadata = excluded.metadata"
-                ))
-                .and_then(|mut s| {
-                    s.execute(params![
-                        record.run_id.as_str(),
-                        record.node_id.as_str(),
-                        record.invocation_key,
-                        record.action,
-                        record.attempt,
-                        record.state.as_str(),
-                        record.input_hash,
-                        record.output_artifact_id.as_ref().map(ArtifactId::as_str),
-                        record.error,
-                        record.started_at,
-                        record.finished_at,
-                        metadata,
-                    ])
-                });
-            match result {
-                Ok(_) => Ok(()),
-                Err(e) if is_foreign_key(&e) => {
-                    // Either the run or the output artifact is unknown; say which.
-                    if !run_exists(tx, record.run_id.as_str()).map_err(|e| store.map_err(e))? {
-                        return Err(run_not_found(record.run_id.as_str()));
-                    }
-                    Err(StoreError::NotFound {
-                        entity: "artifact",
-                        id: record
-                            .output_artifact_id
-                            .as_ref()
-                            .map(ToString::to_string)
-                            .unwrap_or_default(),
-                    })
-                }
-                Err(e) => Err(store.map_err(e)),
-            }
+        self.write_durable_statement(move |tx| upsert_node_run(tx, &record, &metadata, &store))
+            .await
+    }
+
+    async fn put_node_started(&self, record: NodeRunRecord) -> Result<(), StoreError> {
+        let metadata = node_metadata(&record)?;
+        let store = self.error_mapper();
+        let pending = self.inner.pending_starts.clone();
+        let key = PendingStarts::key(&record);
+        let ticket = pending.hold(key.clone(), record);
+        // Queued even with `Sync`: the completion that follows waits for a
+        // later commit of the same queue. When the completion comes before
+        // the writer reaches this job, it takes the record and the job
+        // writes nothing (one upsert per node instead of two).
+        self.submit_statement(move |tx| match pending.take(&key, Some(ticket)) {
+            Some(record) => upsert_node_run(tx, &record, &metadata, &store),
+            None => Ok(()),
         })
-        .await
+    }
+
+    async fn put_completed_node_run(
+        &self,
+        artifacts: &dyn ArtifactStore,
+        output: Vec<u8>,
+        mut record: NodeRunRecord,
+    ) -> Result<ArtifactId, StoreError> {
+        // One write for both when the artifacts live in this very store
+        // (`Stores::from(SqliteStore)`) and the output is kept inline.
+        let here = std::ptr::addr_eq(std::ptr::from_ref(artifacts), std::ptr::from_ref(self));
+        if !here || output.len() >= INLINE_LIMIT {
+            let id = artifacts.put_artifact(output).await?;
+            record.output_artifact_id = Some(id.clone());
+            self.put_node_run(record).await?;
+            return Ok(id);
+        }
+        let id = ArtifactId::of(&output);
+        record.output_artifact_id = Some(id.clone());
+        // This record replaces the attempt's started record: if that one is
+        // still waiting for the writer, it need not be written at all.
+        self.inner
+            .pending_starts
+            .take(&PendingStarts::key(&record), None);
+        let metadata = node_metadata(&record)?;
+        let store = self.error_mapper();
+        let key = id.clone();
+        // The artifact row may stay if the record fails: it is content
+        // addressed and harmless, as after a separate `put_artifact`.
+        self.write_durable_statement(move |tx| {
+            insert_inline_artifact(tx, &key, &output, &store)?;
+            upsert_node_run(tx, &record, &metadata, &store)
+        })
+        .await?;
+        Ok(id)
     }
 
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {

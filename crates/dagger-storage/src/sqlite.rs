@@ -4,7 +4,7 @@
 use crate::error::{BUSY_TIMEOUT_MS, map_pool, map_sqlite, with_waited};
 use crate::location::SqliteLocation;
 use crate::migrations;
-use crate::writer::{self, AnyResult, Job, Reply};
+use crate::writer::{self, AnyResult, Isolation, Job, Reply};
 use dagger_core::StoreError;
 use dagger_core::store::Durability;
 use parking_lot::Mutex;
@@ -76,6 +76,8 @@ pub(crate) struct Inner {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Keeps a `sqlite::memory:` store's files alive until drop.
     _temp_dir: Option<TempDir>,
+    /// Started records not written yet (see `RunStore::put_node_started`).
+    pub(crate) pending_starts: Arc<crate::runs::PendingStarts>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -285,6 +287,7 @@ impl SqliteStore {
                 writer_id: thread.thread().id(),
                 writer_thread: Mutex::new(Some(thread)),
                 _temp_dir: temp_dir,
+                pending_starts: Arc::default(),
             }),
         })
     }
@@ -351,10 +354,19 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        self.write_isolated(work, Isolation::Savepoint).await
+    }
+
+    async fn write_isolated<T, F>(&self, work: F, isolation: Isolation) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.enqueue(Job::Write {
             work: box_work(work),
             reply: Reply::Async(tx),
+            isolation,
         })?;
         let result = rx.await.map_err(|_| StoreError::Closed {
             location: self.inner.location.clone(),
@@ -372,6 +384,7 @@ impl SqliteStore {
         self.enqueue(Job::Write {
             work: box_work(work),
             reply: Reply::Blocking(tx),
+            isolation: Isolation::Savepoint,
         })?;
         let result = rx.recv().map_err(|_| StoreError::Closed {
             location: self.inner.location.clone(),
@@ -386,10 +399,18 @@ impl SqliteStore {
     where
         F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
     {
+        self.submit_isolated(work, Isolation::Savepoint)
+    }
+
+    fn submit_isolated<F>(&self, work: F, isolation: Isolation) -> Result<(), StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
+    {
         self.take_deferred_error()?;
         self.enqueue(Job::Write {
             work: box_work(work),
             reply: Reply::None,
+            isolation,
         })
     }
 
@@ -403,6 +424,32 @@ impl SqliteStore {
             Durability::Sync => self.write(work).await,
             Durability::Batched | Durability::Memory => self.submit(work),
         }
+    }
+
+    /// [`SqliteStore::write_durable`] for work that needs no savepoint of its
+    /// own: it changes the database with one statement, or its earlier
+    /// changes may stay when a later statement fails (see
+    /// [`Isolation::Statement`]).
+    pub(crate) async fn write_durable_statement<F>(&self, work: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
+    {
+        match self.inner.durability {
+            Durability::Sync => self.write_isolated(work, Isolation::Statement).await,
+            Durability::Batched | Durability::Memory => {
+                self.submit_isolated(work, Isolation::Statement)
+            }
+        }
+    }
+
+    /// Queues statement-isolated `work` without waiting for its commit, in
+    /// every durability mode (for records a crash may lose, see
+    /// `RunStore::put_node_started`).
+    pub(crate) fn submit_statement<F>(&self, work: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
+    {
+        self.submit_isolated(work, Isolation::Statement)
     }
 
     /// Waits until every write queued so far is committed; reports the first

@@ -7,6 +7,17 @@
 //! timeout) serializes them against the writer thread and against other
 //! processes on the same file, which is what makes claims atomic across
 //! processes.
+//!
+//! Within one process, task transactions on the same file also take a
+//! process-wide lock first: without it, two handles (two managers, or two
+//! workers of one job) would meet on SQLite's lock, and the busy handler
+//! sleeps a millisecond or more before each retry, which is what kept
+//! several workers slower than one.
+//!
+//! A transaction writes as little as it can: rows it read are remembered
+//! (status and dependencies), so writing them back needs no read-back and
+//! is an `UPDATE`; per-status counts and the job's `updated_at` are
+//! collected and written once at commit, not once per task.
 
 use crate::error::{decode, map_sqlite};
 use crate::sqlite::SqliteStore;
@@ -15,36 +26,190 @@ use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use parking_lot::Mutex;
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use tokio::sync::watch;
 
-/// Change signals per database location, shared by every [`SqliteStore`]
-/// handle of this process that opened the same file.
-static SIGNALS: LazyLock<Mutex<HashMap<String, watch::Sender<u64>>>> =
+/// What the [`SqliteStore`] handles of this process that opened the same
+/// file share for task transactions.
+struct FileShared {
+    /// Bumped after each committed task transaction that wrote.
+    signal: watch::Sender<u64>,
+    /// Held for the whole of each task write transaction (see the module docs).
+    write: Mutex<()>,
+}
+
+/// Per database location.
+static SHARED: LazyLock<Mutex<HashMap<String, Arc<FileShared>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-fn signal(location: &str) -> watch::Sender<u64> {
-    SIGNALS
+fn shared(location: &str) -> Arc<FileShared> {
+    SHARED
         .lock()
         .entry(location.to_string())
-        .or_insert_with(|| watch::Sender::new(0))
+        .or_insert_with(|| {
+            Arc::new(FileShared {
+                signal: watch::Sender::new(0),
+                write: Mutex::new(()),
+            })
+        })
         .clone()
 }
 
-const TASK_COLUMNS: &str = "task_id, job_id, parent_id, task_type, agent, description, \
-    acceptance_criteria, input, output, error, priority, seq, status, attempts, failures, \
-    max_retries, timeout_ms, lease_owner, lease_expires_at, not_before, created_at, \
-    updated_at, started_at, finished_at, dependencies";
+/// `SELECT <every task column> FROM tasks <tail>`, as one literal (the
+/// statement cache is keyed by the text; no formatting per call).
+macro_rules! select_tasks {
+    ($tail:literal) => {
+        concat!(
+            "SELECT task_id, job_id, parent_id, task_type, agent, description, \
+             acceptance_criteria, input, output, error, priority, seq, status, attempts, failures, \
+             max_retries, timeout_ms, lease_owner, lease_expires_at, not_before, created_at, \
+             updated_at, started_at, finished_at, dependencies FROM tasks ",
+            $tail
+        )
+    };
+}
+
+/// Writes back a task known to exist: every column but the key, the job,
+/// the insertion order and the creation time (which never change), with the
+/// parameters of the insert (unused ones are allowed gaps).
+/// Inserts a new task.
+const INSERT_TASK: &str = "INSERT INTO tasks (task_id, job_id, parent_id, task_type, agent, \
+    description, acceptance_criteria, input, output, error, priority, seq, status, attempts, \
+    failures, max_retries, timeout_ms, lease_owner, lease_expires_at, not_before, created_at, \
+    updated_at, started_at, finished_at, dependencies) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+    ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+
+const UPDATE_TASK: &str = "UPDATE tasks SET parent_id = ?3, task_type = ?4, agent = ?5, \
+    description = ?6, acceptance_criteria = ?7, input = ?8, output = ?9, error = ?10, \
+    priority = ?11, status = ?13, attempts = ?14, failures = ?15, max_retries = ?16, \
+    timeout_ms = ?17, lease_owner = ?18, lease_expires_at = ?19, not_before = ?20, \
+    updated_at = ?22, started_at = ?23, finished_at = ?24, dependencies = ?25 \
+    WHERE task_id = ?1";
+
+/// A task row as this transaction last read or wrote it.
+struct Known {
+    status: &'static str,
+    /// The stored JSON array of dependency ids.
+    dependencies: String,
+    /// The columns claims and completions never change, as stored (`None`:
+    /// not known, so the next write rewrites the whole row).
+    fixed: Option<Fixed>,
+}
+
+/// The columns of a task that the scheduling rules set once, at insertion.
+/// When a write leaves them as stored, only the others are written.
+struct Fixed {
+    parent_id: Option<TaskId>,
+    task_type: TaskType,
+    agent: String,
+    description: String,
+    acceptance_criteria: Option<String>,
+    input: serde_json::Value,
+    priority: i32,
+    max_retries: Option<u32>,
+    timeout_ms: Option<u64>,
+}
+
+impl Fixed {
+    fn of(t: &TaskRecord) -> Self {
+        Self {
+            parent_id: t.parent_id.clone(),
+            task_type: t.task_type,
+            agent: t.agent.clone(),
+            description: t.description.clone(),
+            acceptance_criteria: t.acceptance_criteria.clone(),
+            input: t.input.clone(),
+            priority: t.priority,
+            max_retries: t.max_retries,
+            timeout_ms: t.timeout_ms,
+        }
+    }
+
+    fn matches(&self, t: &TaskRecord) -> bool {
+        self.parent_id == t.parent_id
+            && self.task_type == t.task_type
+            && self.agent == t.agent
+            && self.description == t.description
+            && self.acceptance_criteria == t.acceptance_criteria
+            && self.input == t.input
+            && self.priority == t.priority
+            && self.max_retries == t.max_retries
+            && self.timeout_ms == t.timeout_ms
+    }
+}
+
+/// Writes back the columns that change as a task runs.
+const UPDATE_TASK_STATE: &str = "UPDATE tasks SET output = ?2, error = ?3, status = ?4, \
+    attempts = ?5, failures = ?6, lease_owner = ?7, lease_expires_at = ?8, not_before = ?9, \
+    updated_at = ?10, started_at = ?11, finished_at = ?12, dependencies = ?13 WHERE task_id = ?1";
 
 struct SqlTx<'a, 'c> {
     tx: &'a Transaction<'c>,
     location: &'a str,
     wrote: bool,
+    /// Rows read or written by this transaction (point reads and claims);
+    /// `None`: read and found missing.
+    known: HashMap<TaskId, Option<Known>>,
+    /// Per-status count changes not yet written: (job, status, delta).
+    counts: Vec<(String, &'static str, i64)>,
+    /// `updated_at` of jobs touched but not yet written.
+    touched: Vec<(String, i64)>,
+    /// See [`TaskTx::quiet`].
+    quiet: bool,
+    /// Wrote a Ready task or a job: job loops must hear of it.
+    loud: bool,
 }
 
-impl SqlTx<'_, '_> {
+impl<'a, 'c> SqlTx<'a, 'c> {
+    fn new(tx: &'a Transaction<'c>, location: &'a str) -> Self {
+        Self {
+            tx,
+            location,
+            wrote: false,
+            known: HashMap::new(),
+            counts: Vec::new(),
+            touched: Vec::new(),
+            quiet: false,
+            loud: false,
+        }
+    }
+
     fn err(&self, e: rusqlite::Error) -> StoreError {
         map_sqlite(e, self.location)
+    }
+
+    /// Writes the collected job touches.
+    fn flush_touches(&mut self) -> Result<(), StoreError> {
+        for (job, at) in std::mem::take(&mut self.touched) {
+            self.tx
+                .prepare_cached("UPDATE task_jobs SET updated_at = ?2 WHERE job_id = ?1")
+                .and_then(|mut s| s.execute(params![job, at]))
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the collected count changes.
+    fn flush_counts(&mut self) -> Result<(), StoreError> {
+        for (job, status, delta) in std::mem::take(&mut self.counts) {
+            if delta == 0 {
+                continue;
+            }
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO task_counts (job_id, status, n) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (job_id, status) DO UPDATE SET n = n + excluded.n",
+                )
+                .and_then(|mut s| s.execute(params![job, status, delta]))
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything collected; called before commit.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        self.flush_touches()?;
+        self.flush_counts()
     }
 
     fn task_from_row(&self, row: &Row<'_>) -> rusqlite::Result<RawTask> {
@@ -77,32 +242,128 @@ impl SqlTx<'_, '_> {
         })
     }
 
-    /// Runs a query returning task rows and attaches their dependencies.
+    /// Runs a query returning task rows. With `remember`, the rows are
+    /// noted as known (for the few rows a claim or a completion writes back;
+    /// not for whole-job listings).
     fn tasks_where(
-        &self,
-        sql_tail: &str,
+        &mut self,
+        sql: &'static str,
         params: &[&dyn rusqlite::ToSql],
+        remember: bool,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks {sql_tail}");
-        let mut stmt = self.tx.prepare_cached(&sql).map_err(|e| self.err(e))?;
-        let raws: Vec<RawTask> = stmt
-            .query_map(params, |r| self.task_from_row(r))
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))?;
-        raws.into_iter().map(RawTask::into_record).collect()
+        let raws: Vec<RawTask> = {
+            let mut stmt = self.tx.prepare_cached(sql).map_err(|e| self.err(e))?;
+            stmt.query_map(params, |r| self.task_from_row(r))
+                .map_err(|e| self.err(e))?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(e))?
+        };
+        raws.into_iter()
+            .map(|raw| {
+                let record = raw.into_record()?;
+                if remember {
+                    let known = Known {
+                        status: record.status.as_str(),
+                        dependencies: deps_json(&record)?,
+                        fixed: Some(Fixed::of(&record)),
+                    };
+                    self.known.insert(record.task_id.clone(), Some(known));
+                }
+                Ok(record)
+            })
+            .collect()
     }
 
-    fn bump_count(&self, job: &str, status: &str, delta: i64) -> Result<(), StoreError> {
+    fn bump_count(&mut self, job: &str, status: &'static str, delta: i64) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(j, s, _)| *s == status && j == job)
+        {
+            Some((_, _, n)) => *n += delta,
+            None => self.counts.push((job.to_string(), status, delta)),
+        }
+    }
+
+    /// Writes every column of `t`: an `UPDATE` of the existing row or an insert.
+    fn write_row(
+        &self,
+        t: &TaskRecord,
+        exists: bool,
+        output: Option<String>,
+        deps_json: &str,
+    ) -> Result<(), StoreError> {
+        let input = to_json(&t.input, "task input")?;
+        let sql = if exists { UPDATE_TASK } else { INSERT_TASK };
         self.tx
-            .prepare_cached(
-                "INSERT INTO task_counts (job_id, status, n) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (job_id, status) DO UPDATE SET n = n + excluded.n",
-            )
-            .and_then(|mut s| s.execute(params![job, status, delta]))
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.execute(params![
+                    t.task_id.as_str(),
+                    t.job_id.as_str(),
+                    t.parent_id.as_ref().map(TaskId::as_str),
+                    t.task_type.as_str(),
+                    t.agent,
+                    t.description,
+                    t.acceptance_criteria,
+                    input,
+                    output,
+                    t.error,
+                    t.priority,
+                    i64::try_from(t.seq).unwrap_or(i64::MAX),
+                    t.status.as_str(),
+                    t.attempts,
+                    t.failures,
+                    t.max_retries,
+                    t.timeout_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+                    t.lease_owner,
+                    t.lease_expires_at,
+                    t.not_before,
+                    t.created_at,
+                    t.updated_at,
+                    t.started_at,
+                    t.finished_at,
+                    deps_json
+                ])
+            })
             .map_err(|e| self.err(e))?;
         Ok(())
     }
+
+    /// The stored status and dependencies of a task (`None`: no such row).
+    fn stored(&mut self, task_id: &TaskId) -> Result<Option<Known>, StoreError> {
+        if let Some(k) = self.known.remove(task_id) {
+            return Ok(k);
+        }
+        let row: Option<(String, String)> = self
+            .tx
+            .prepare_cached("SELECT status, dependencies FROM tasks WHERE task_id = ?1")
+            .and_then(|mut s| {
+                s.query_row([task_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        row.map(|(status, dependencies)| {
+            let status = TaskStatus::parse(&status)
+                .ok_or_else(|| {
+                    decode(
+                        format!("task `{task_id}`"),
+                        format!("unknown status `{status}`"),
+                    )
+                })?
+                .as_str();
+            Ok(Known {
+                status,
+                dependencies,
+                fixed: None,
+            })
+        })
+        .transpose()
+    }
+}
+
+fn deps_json(t: &TaskRecord) -> Result<String, StoreError> {
+    serde_json::to_string(&t.dependencies).map_err(|e| decode(format!("task `{}`", t.task_id), e))
 }
 
 /// A task row before decoding.
@@ -178,6 +439,7 @@ fn to_json(v: &serde_json::Value, what: &str) -> Result<String, StoreError> {
 
 impl TaskTx for SqlTx<'_, '_> {
     fn job(&mut self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.flush_touches()?;
         let row = self
             .tx
             .prepare_cached(
@@ -219,6 +481,8 @@ impl TaskTx for SqlTx<'_, '_> {
     }
 
     fn put_job(&mut self, job: &JobRecord) -> Result<(), StoreError> {
+        self.flush_touches()?;
+        self.loud = true;
         let allowed = job
             .allowed_agents
             .as_ref()
@@ -266,81 +530,59 @@ impl TaskTx for SqlTx<'_, '_> {
     }
 
     fn task(&mut self, task_id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self
-            .tasks_where("WHERE task_id = ?1", &[&task_id.as_str()])?
-            .pop())
+        let found = self
+            .tasks_where(
+                select_tasks!("WHERE task_id = ?1"),
+                &[&task_id.as_str()],
+                true,
+            )?
+            .pop();
+        if found.is_none() {
+            self.known.insert(task_id.clone(), None);
+        }
+        Ok(found)
     }
 
     fn put_task(&mut self, t: &TaskRecord) -> Result<(), StoreError> {
-        let old: Option<(String, String)> = self
-            .tx
-            .prepare_cached("SELECT status, dependencies FROM tasks WHERE task_id = ?1")
-            .and_then(|mut s| {
-                s.query_row([t.task_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
-            .map_err(|e| self.err(e))?;
+        self.loud |= t.status == TaskStatus::Ready;
+        let mut old = self.stored(&t.task_id)?;
         let output = t
             .output
             .as_ref()
             .map(|o| to_json(o, "task output"))
             .transpose()?;
-        let input = to_json(&t.input, "task input")?;
-        let deps_json = serde_json::to_string(&t.dependencies)
-            .map_err(|e| decode(format!("task `{}`", t.task_id), e))?;
-        self.tx
-            .prepare_cached(&format!(
-                "INSERT INTO tasks ({TASK_COLUMNS}) VALUES
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                  ?19, ?20, ?21, ?22, ?23, ?24, ?25)
-                 ON CONFLICT (task_id) DO UPDATE SET parent_id = excluded.parent_id,
-                   task_type = excluded.task_type, agent = excluded.agent,
-                   description = excluded.description,
-                   acceptance_criteria = excluded.acceptance_criteria, input = excluded.input,
-                   output = excluded.output, error = excluded.error,
-                   priority = excluded.priority, status = excluded.status,
-                   attempts = excluded.attempts, failures = excluded.failures,
-                   max_retries = excluded.max_retries, timeout_ms = excluded.timeout_ms,
-                   lease_owner = excluded.lease_owner,
-                   lease_expires_at = excluded.lease_expires_at,
-                   not_before = excluded.not_before, updated_at = excluded.updated_at,
-                   started_at = excluded.started_at, finished_at = excluded.finished_at,
-                   dependencies = excluded.dependencies"
-            ))
-            .and_then(|mut s| {
-                s.execute(params![
-                    t.task_id.as_str(),
-                    t.job_id.as_str(),
-                    t.parent_id.as_ref().map(TaskId::as_str),
-                    t.task_type.as_str(),
-                    t.agent,
-                    t.description,
-                    t.acceptance_criteria,
-                    input,
-                    output,
-                    t.error,
-                    t.priority,
-                    i64::try_from(t.seq).unwrap_or(i64::MAX),
-                    t.status.as_str(),
-                    t.attempts,
-                    t.failures,
-                    t.max_retries,
-                    t.timeout_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-                    t.lease_owner,
-                    t.lease_expires_at,
-                    t.not_before,
-                    t.created_at,
-                    t.updated_at,
-                    t.started_at,
-                    t.finished_at,
-                    deps_json
-                ])
-            })
-            .map_err(|e| self.err(e))?;
+        let deps_json = deps_json(t)?;
+        let fixed = old
+            .as_mut()
+            .and_then(|k| k.fixed.take())
+            .filter(|f| f.matches(t));
+        if fixed.is_some() {
+            self.tx
+                .prepare_cached(UPDATE_TASK_STATE)
+                .and_then(|mut s| {
+                    s.execute(params![
+                        t.task_id.as_str(),
+                        output,
+                        t.error,
+                        t.status.as_str(),
+                        t.attempts,
+                        t.failures,
+                        t.lease_owner,
+                        t.lease_expires_at,
+                        t.not_before,
+                        t.updated_at,
+                        t.started_at,
+                        t.finished_at,
+                        deps_json
+                    ])
+                })
+                .map_err(|e| self.err(e))?;
+        } else {
+            self.write_row(t, old.is_some(), output, &deps_json)?;
+        }
         let old_deps: Vec<TaskId> = match &old {
-            Some((_, d)) if *d != deps_json => {
-                serde_json::from_str(d).map_err(|e| decode(format!("task `{}`", t.task_id), e))?
-            }
+            Some(k) if k.dependencies != deps_json => serde_json::from_str(&k.dependencies)
+                .map_err(|e| decode(format!("task `{}`", t.task_id), e))?,
             Some(_) => t.dependencies.clone(),
             None => Vec::new(),
         };
@@ -356,13 +598,21 @@ impl TaskTx for SqlTx<'_, '_> {
                 .and_then(|mut s| s.execute(params![t.task_id.as_str(), d.as_str(), pos as i64]))
                 .map_err(|e| self.err(e))?;
         }
-        let old_status = old.as_ref().map(|(s, _)| s.as_str());
+        let old_status = old.as_ref().map(|k| k.status);
         if old_status != Some(t.status.as_str()) {
             if let Some(o) = old_status {
-                self.bump_count(t.job_id.as_str(), o, -1)?;
+                self.bump_count(t.job_id.as_str(), o, -1);
             }
-            self.bump_count(t.job_id.as_str(), t.status.as_str(), 1)?;
+            self.bump_count(t.job_id.as_str(), t.status.as_str(), 1);
         }
+        self.known.insert(
+            t.task_id.clone(),
+            Some(Known {
+                status: t.status.as_str(),
+                dependencies: deps_json,
+                fixed: Some(fixed.unwrap_or_else(|| Fixed::of(t))),
+            }),
+        );
         self.wrote = true;
         Ok(())
     }
@@ -377,7 +627,11 @@ impl TaskTx for SqlTx<'_, '_> {
     }
 
     fn job_tasks(&mut self, job_id: &JobId) -> Result<Vec<TaskRecord>, StoreError> {
-        self.tasks_where("WHERE job_id = ?1 ORDER BY seq", &[&job_id.as_str()])
+        self.tasks_where(
+            select_tasks!("WHERE job_id = ?1 ORDER BY seq"),
+            &[&job_id.as_str()],
+            false,
+        )
     }
 
     fn dependents(&mut self, task_id: &TaskId) -> Result<Vec<TaskId>, StoreError> {
@@ -400,16 +654,20 @@ impl TaskTx for SqlTx<'_, '_> {
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.tasks_where(
-            "WHERE job_id = ?1 AND status = 'Ready' AND (not_before IS NULL OR not_before <= ?2)
-             ORDER BY priority DESC, seq LIMIT ?3",
+            select_tasks!(
+                "WHERE job_id = ?1 AND status = 'Ready' AND (not_before IS NULL OR not_before <= ?2)
+                 ORDER BY priority DESC, seq LIMIT ?3"
+            ),
             &[&job_id.as_str(), &now, &limit],
+            true,
         )
     }
 
     fn expired_leases(&mut self, job_id: &JobId, now: i64) -> Result<Vec<TaskRecord>, StoreError> {
         self.tasks_where(
-            "WHERE job_id = ?1 AND status = 'InProgress' AND lease_expires_at <= ?2",
+            select_tasks!("WHERE job_id = ?1 AND status = 'InProgress' AND lease_expires_at <= ?2"),
             &[&job_id.as_str(), &now],
+            true,
         )
     }
 
@@ -436,15 +694,21 @@ impl TaskTx for SqlTx<'_, '_> {
     }
 
     fn touch_job(&mut self, job_id: &JobId, now: i64) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("UPDATE task_jobs SET updated_at = ?2 WHERE job_id = ?1")
-            .and_then(|mut s| s.execute(params![job_id.as_str(), now]))
-            .map_err(|e| self.err(e))?;
+        // Written once at commit (or before the job is read or written).
+        match self.touched.iter_mut().find(|(j, _)| j == job_id.as_str()) {
+            Some((_, at)) => *at = now,
+            None => self.touched.push((job_id.to_string(), now)),
+        }
         self.wrote = true;
         Ok(())
     }
 
+    fn quiet(&mut self) {
+        self.quiet = true;
+    }
+
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {
+        self.flush_counts()?;
         let mut stmt = self
             .tx
             .prepare_cached("SELECT status, n FROM task_counts WHERE job_id = ?1")
@@ -479,21 +743,20 @@ impl TaskStore for SqliteStore {
         f: &mut (dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send),
     ) -> Result<(), StoreError> {
         let location = self.location().to_string();
-        let wrote = self.read_blocking(|conn| {
+        let file = shared(&location);
+        let wake = self.read_blocking(|conn| {
+            let _writing = file.write.lock();
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
                 .map_err(|e| map_sqlite(e, &location))?;
-            let mut view = SqlTx {
-                tx: &tx,
-                location: &location,
-                wrote: false,
-            };
+            let mut view = SqlTx::new(&tx, &location);
             f(&mut view)?;
-            let wrote = view.wrote;
+            view.finish()?;
+            let wake = view.wrote && (view.loud || !view.quiet);
             tx.commit().map_err(|e| map_sqlite(e, &location))?;
-            Ok(wrote)
+            Ok(wake)
         })?;
-        if wrote {
-            signal(&location).send_modify(|n| *n = n.wrapping_add(1));
+        if wake {
+            file.signal.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(())
     }
@@ -507,11 +770,7 @@ impl TaskStore for SqliteStore {
             // A deferred transaction: a consistent snapshot without the write lock.
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)
                 .map_err(|e| map_sqlite(e, &location))?;
-            let mut view = SqlTx {
-                tx: &tx,
-                location: &location,
-                wrote: false,
-            };
+            let mut view = SqlTx::new(&tx, &location);
             f(&mut view)?;
             tx.rollback().map_err(|e| map_sqlite(e, &location))
         })
@@ -522,6 +781,6 @@ impl TaskStore for SqliteStore {
     }
 
     fn change_signal(&self) -> Option<watch::Receiver<u64>> {
-        Some(signal(SqliteStore::location(self)).subscribe())
+        Some(shared(SqliteStore::location(self)).signal.subscribe())
     }
 }

@@ -1,6 +1,8 @@
 //! The single writer thread. It drains a queue of write jobs into batched
 //! transactions (group commit): one `BEGIN IMMEDIATE ... COMMIT` per batch,
 //! each job in its own savepoint so one failing job does not undo the others.
+//! Jobs of one statement skip the savepoint: SQLite already undoes a failed
+//! statement by itself, and the savepoint pair cost as much as the insert.
 //! Jobs commit in submission order, so what is on disk after a crash is
 //! always a prefix of what was submitted.
 
@@ -47,10 +49,22 @@ impl Reply {
     }
 }
 
+/// How a job is kept apart from the other jobs of its batch when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    /// In its own savepoint, rolled back when the job fails.
+    Savepoint,
+    /// None needed: the job runs at most one statement that changes the
+    /// database (or several whose effects may stay when a later one fails,
+    /// like a content-addressed artifact row nothing refers to yet).
+    Statement,
+}
+
 pub(crate) enum Job {
     Write {
         work: Work,
         reply: Reply,
+        isolation: Isolation,
     },
     /// Replies once everything queued before it is committed.
     Flush(Reply),
@@ -115,16 +129,24 @@ fn commit_batch(
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql)?;
         for job in jobs.by_ref() {
-            let (work, reply) = match job {
-                Job::Write { work, reply } => (work, reply),
+            let (work, reply, isolation) = match job {
+                Job::Write {
+                    work,
+                    reply,
+                    isolation,
+                } => (work, reply, isolation),
                 Job::Flush(reply) => {
                     results.push((Ok(Box::new(())), reply));
                     continue;
                 }
             };
-            run_cached(&tx, "SAVEPOINT job").map_err(sql)?;
+            let savepoint = isolation == Isolation::Savepoint;
+            if savepoint {
+                run_cached(&tx, "SAVEPOINT job").map_err(sql)?;
+            }
             let result = work(&tx).map_err(fix);
             match &result {
+                Ok(_) if !savepoint => {}
                 Ok(_) => run_cached(&tx, "RELEASE job").map_err(sql)?,
                 Err(err) if tx.is_autocommit() => {
                     // SQLite rolled the whole transaction back (a full disk,
@@ -134,6 +156,7 @@ fn commit_batch(
                     results.push((result, reply));
                     return Err(cause);
                 }
+                Err(_) if !savepoint => {}
                 Err(_) => run_cached(&tx, "ROLLBACK TO job")
                     .and_then(|()| run_cached(&tx, "RELEASE job"))
                     .map_err(sql)?,

@@ -95,16 +95,7 @@ async fn postgres_store() {
     run_store_suite(stores, "pg").await;
 
     // Everything is still there through a second connection pool.
-    let again = dagger_storage::PostgresStore::connect_with(
-        &common::postgres::url(),
-        dagger_storage::PostgresOptions {
-            schema: store.schema().map(str::to_string),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .stores();
+    let again = common::postgres::same_schema(&store).await.stores();
     let listed = again.runs.list_runs(&RunQuery::default()).await.unwrap();
     assert_eq!(listed.len(), 8);
     assert_eq!(

@@ -1,28 +1,11 @@
 //! The SQLite MessageLog: dense offsets per channel, reads from an offset,
 //! monotonic cursors, and everything survives reopening the file.
 
-use dagger_core::MessageId;
-use dagger_core::store::{MessageLog, MessageRecord};
-use dagger_storage::SqliteStore;
-use serde_json::json;
-use std::collections::BTreeMap;
+mod common;
 
-fn record(n: i64) -> MessageRecord {
-    let mut headers = BTreeMap::new();
-    headers.insert("n".to_string(), n.to_string());
-    MessageRecord {
-        offset: 0,
-        channel: String::new(),
-        message_id: MessageId::from(format!("m{n}")),
-        source: (n % 2 == 0).then(|| "agent".to_string()),
-        payload: json!({"n": n, "text": "é\"quoted\""}),
-        timestamp: 1_000 + n,
-        correlation_id: Some(format!("c{n}")),
-        causation_id: (n > 0).then(|| MessageId::from(format!("m{}", n - 1))),
-        headers,
-        depth: n as u32,
-    }
-}
+use common::message_conformance::record;
+use dagger_core::store::MessageLog;
+use dagger_storage::SqliteStore;
 
 #[tokio::test]
 async fn appends_reads_and_cursors_survive_a_reopen() {

@@ -7,10 +7,11 @@
 
 mod common;
 
-use common::postgres::{skip_servers, unique_schema, url};
+// `open(schema)`: a store on `schema`, `None` when servers may be skipped.
+use common::postgres::{drop_schema_blocking, open_blocking as open, unique_schema, url};
 use dagger_core::store::{TaskStore, transact};
 use dagger_core::{BoxError, Cache, JobId, JobStatus, TaskStatus};
-use dagger_storage::{PostgresOptions, PostgresStore};
+use dagger_storage::PostgresStore;
 use dagger_task_core::{
     FnAgent, JobConfig, StallAction, TaskAgentRegistry, TaskContext, TaskManager, TaskOutcome,
     TaskSpec,
@@ -23,26 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const JOB: &str = "shared";
-
-/// A store on `schema` (created if missing); `None` when the server is
-/// unreachable and `DAGGER_TEST_SKIP_SERVERS=1`.
-fn open(schema: &str) -> Option<PostgresStore> {
-    let options = PostgresOptions {
-        schema: Some(schema.to_string()),
-        ..PostgresOptions::default()
-    };
-    match PostgresStore::connect_blocking(&url(), &options) {
-        Ok(s) => Some(s),
-        Err(e) if skip_servers() => {
-            eprintln!("skipping: PostgreSQL at {} is unreachable ({e})", url());
-            None
-        }
-        Err(e) => panic!(
-            "PostgreSQL at {} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)",
-            url()
-        ),
-    }
-}
 
 fn shared(store: &PostgresStore) -> Arc<dyn TaskStore> {
     Arc::new(store.clone())
@@ -138,10 +119,7 @@ fn seed_job(
         .collect();
     specs.extend(extra);
     m.add_tasks(specs).expect("add tasks");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::current_thread_runtime();
     rt.block_on(async {
         let h = m.start_job(JOB, vec![], None, Some(cfg)).expect("start");
         drop(h);
@@ -219,15 +197,7 @@ async fn a_job_round_trips_through_postgres() {
     assert_eq!(status, JobStatus::Completed(true));
     drop(m);
     // A manager on a second pool sees everything.
-    let again = PostgresStore::connect_with(
-        &url(),
-        PostgresOptions {
-            schema: store.schema().map(str::to_string),
-            ..PostgresOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let again = common::postgres::same_schema(&store).await;
     let m = manager(
         shared(&again),
         exclusive_agent(dir.path().to_path_buf(), 0, false),
@@ -289,10 +259,7 @@ fn claims_skip_task_rows_locked_by_another_session() {
     assert!(holder.wait().expect("psql exits").success());
     let after = transact(&store, |tx| tx.ready_tasks(&job, i64::MAX, 5)).expect("claim");
     assert_eq!(after.len(), 2, "both claimable once the lock is gone");
-    let rt = tokio::runtime::Runtime::new().expect("rt");
-    if let Err(e) = rt.block_on(store.drop_schema()) {
-        panic!("dropping the test schema: {e}");
-    }
+    drop_schema_blocking(store);
 }
 
 #[test]
@@ -303,10 +270,7 @@ fn a_change_in_one_process_wakes_listeners_in_another() {
     };
     let writer = open(&schema).expect("second pool");
     let mut rx = listener.change_signal().expect("postgres signals changes");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::current_thread_runtime();
     // The listener thread says once that it is listening.
     rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(10), rx.changed())
@@ -354,10 +318,7 @@ fn managers_in_several_threads_share_one_queue() {
             let (schema, d) = (schema.clone(), dir.path().to_path_buf());
             std::thread::spawn(move || {
                 let own = open(&schema).expect("open");
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("rt");
+                let rt = common::current_thread_runtime();
                 rt.block_on(async {
                     let m = manager(
                         shared(&own),
@@ -381,10 +342,7 @@ fn managers_in_several_threads_share_one_queue() {
         N,
         "with no lease expiry every task runs exactly once"
     );
-    let rt = tokio::runtime::Runtime::new().expect("rt");
-    if let Err(e) = rt.block_on(store.drop_schema()) {
-        panic!("dropping the test schema: {e}");
-    }
+    drop_schema_blocking(store);
 }
 
 /// Entry point of the worker processes (run only when a test spawns it).
@@ -518,10 +476,7 @@ fn worker_processes_share_one_queue() {
         pids.len() >= 2,
         "work was shared between processes: {pids:?}"
     );
-    let rt = tokio::runtime::Runtime::new().expect("rt");
-    if let Err(e) = rt.block_on(store.drop_schema()) {
-        panic!("dropping the test schema: {e}");
-    }
+    drop_schema_blocking(store);
 }
 
 #[test]
@@ -588,10 +543,7 @@ fn a_sigkilled_worker_process_loses_no_task() {
             );
         }
     }
-    let rt = tokio::runtime::Runtime::new().expect("rt");
-    if let Err(e) = rt.block_on(store.drop_schema()) {
-        panic!("dropping the test schema: {e}");
-    }
+    drop_schema_blocking(store);
 }
 
 #[test]
@@ -679,10 +631,7 @@ fn completions_of_a_frozen_worker_are_rejected_as_stale() {
         );
     }
     assert_all_done(&shared(&store), dir.path(), N, true);
-    let rt = tokio::runtime::Runtime::new().expect("rt");
-    if let Err(e) = rt.block_on(store.drop_schema()) {
-        panic!("dropping the test schema: {e}");
-    }
+    drop_schema_blocking(store);
 }
 
 /// Restarts the PostgreSQL server while two worker processes run a job:
@@ -736,6 +685,5 @@ fn a_server_restart_under_load_loses_no_task() {
     // again; none is lost and each holds its current attempt's output.
     let store = open(&schema).expect("server is back");
     assert_all_done(&shared(&store), dir.path(), N, true);
-    let rt = tokio::runtime::Runtime::new().expect("rt");
-    rt.block_on(store.drop_schema()).expect("drop");
+    drop_schema_blocking(store);
 }

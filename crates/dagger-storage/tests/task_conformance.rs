@@ -2,13 +2,14 @@
 
 mod common;
 
-use common::task_conformance::run_task_store_suite;
+use common::task_conformance::{quiet_transactions_wake_only_when_needed, run_task_store_suite};
 use dagger_core::store::MemoryStore;
 use dagger_storage::{SqliteOptions, SqliteStore};
 
 #[test]
 fn memory_task_store() {
     run_task_store_suite(&MemoryStore::new(), "mem");
+    quiet_transactions_wake_only_when_needed(&MemoryStore::new(), "mem");
 }
 
 #[test]
@@ -17,6 +18,34 @@ fn sqlite_task_store() {
     let location = format!("sqlite:{}", dir.path().join("tasks.db").display());
     let store = SqliteStore::open_blocking(&location, SqliteOptions::default()).unwrap();
     run_task_store_suite(&store, "sql");
+    quiet_transactions_wake_only_when_needed(&store, "sql");
+}
+
+/// Handles of one process on one file queue for task transactions instead
+/// of meeting on SQLite's lock: with no busy timeout at all, concurrent
+/// transactions from two handles still all succeed.
+#[test]
+fn sqlite_handles_of_one_process_do_not_meet_on_the_lock() {
+    use dagger_core::store::transact;
+    let dir = tempfile::tempdir().unwrap();
+    let location = format!("sqlite:{}", dir.path().join("tasks.db").display());
+    let options = SqliteOptions {
+        busy_timeout: std::time::Duration::ZERO,
+        ..SqliteOptions::default()
+    };
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let store = SqliteStore::open_blocking(&location, options).unwrap();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    transact(&store, |tx| tx.next_seq()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
 }
 
 #[cfg(feature = "postgres")]

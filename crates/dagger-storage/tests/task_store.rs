@@ -3,6 +3,8 @@
 //! task twice at once or losing one, and a job whose process is SIGKILLed
 //! mid-run is finished by a new manager.
 
+mod common;
+
 use dagger_core::{BoxError, Cache, JobStatus, TaskStatus};
 use dagger_storage::{SqliteOptions, SqliteStore};
 use dagger_task_core::{
@@ -90,10 +92,7 @@ fn seed_job(store: Arc<dyn TaskStore>, dir: &Path, n: usize, lease_ms: u64) {
         .collect();
     m.add_tasks(specs).expect("add tasks");
     // Stored config for every manager that resumes the job.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::current_thread_runtime();
     rt.block_on(async {
         let cfg = JobConfig {
             lease_ms,
@@ -206,10 +205,7 @@ fn managers_in_several_threads_share_one_file() {
         .map(|_| {
             let (path, d) = (path.clone(), dir.path().to_path_buf());
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("rt");
+                let rt = common::current_thread_runtime();
                 rt.block_on(async {
                     let m = manager(open(&path), exclusive_agent(d, 1));
                     let h = m.resume_job(JOB).expect("resume");

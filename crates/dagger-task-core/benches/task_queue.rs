@@ -1,8 +1,8 @@
 //! Task Agent workloads Q1–Q4 of `shared/bench/WORKLOADS.md` on embedded
-//! SQLite (and Q1 in memory for reference). Q5 (SIGKILL and resume) is
-//! measured by `crash_resume` in this file's `main` when
-//! `DAGGER_BENCH_Q5=1`; its correctness is tested in
-//! `dagger-storage/tests/task_store.rs`.
+//! SQLite (and Q1 in memory for reference). Q5 (SIGKILL and resume) is the
+//! `crash_resume` bench; its correctness is tested in
+//! `dagger-storage/tests/task_store.rs`. `DAGGER_BENCH_Q1_ONCE=<workers>`
+//! runs Q1 once outside criterion (for profilers).
 //!
 //! `DAGGER_BENCH_TASKS` sets the Q1/Q2 size (default 10,000; the workload
 //! says 100,000).
@@ -319,7 +319,43 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// Q1 once, outside criterion (for profilers such as callgrind): `workers`
+/// managers on one SQLite file run `DAGGER_BENCH_TASKS` no-op tasks.
+fn q1_once(workers: usize) {
+    let n = tasks_n();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (db, store) = sqlite();
+    manager(store.clone(), registry())
+        .add_tasks(noop_specs("q1", n))
+        .expect("insert");
+    let stores = (0..workers)
+        .map(|i| if i == 0 { store.clone() } else { reopen(&db) })
+        .collect();
+    let cfg = JobConfig {
+        max_concurrency: 64,
+        ..JobConfig::default()
+    };
+    let start = Instant::now();
+    rt.block_on(run_job(stores, "q1", cfg));
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "RESULT workload=Q1 engine=dagger store=sqlite tasks={n} workers={workers} tasks_per_s={:.0}",
+        n as f64 / secs
+    );
+}
+
 fn main() {
+    if let Some(w) = std::env::var("DAGGER_BENCH_Q1_ONCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        q1_once(w);
+        return;
+    }
     if std::env::var("DAGGER_BENCH_Q3").is_ok() {
         q3_latency();
         return;

@@ -1,7 +1,9 @@
-//! Group commit of finished attempts. Workers hand their results to one
-//! committer task per manager, which records everything that is waiting in
-//! a single store transaction: on SQLite one commit then serves many
-//! completions, the dominant cost of a small task.
+//! Group commit of finished attempts. Workers hand their results to their
+//! job's loop ([`deliver`]), which records everything waiting in the same
+//! store transaction as its next claims: one transaction (and on Postgres one
+//! job-row lock and one commit) then serves many completions and the claims
+//! that replace them. Once the loop has ended, results go to one committer
+//! task per manager instead, which records them in a transaction of their own.
 
 use crate::error::TaskError;
 use crate::job::JobRuntime;
@@ -29,6 +31,59 @@ pub(crate) struct Pending {
     pub(crate) deps_at_claim: usize,
     pub(crate) end: AttemptEnd,
     pub(crate) class: ErrorClass,
+}
+
+/// A finished attempt as its job loop keeps it: without the manager and
+/// the job runtime, which the loop has (a queue inside the runtime holding
+/// them would be a reference cycle if the runtime were dropped unfinished).
+pub(crate) struct Finished {
+    task_id: TaskId,
+    job_id: JobId,
+    token: u32,
+    deps_at_claim: usize,
+    end: AttemptEnd,
+    class: ErrorClass,
+}
+
+impl Finished {
+    /// Back to a [`Pending`] of `m` and `rt`.
+    pub(crate) fn pending(self, m: &TaskManager, rt: &Arc<JobRuntime>) -> Pending {
+        Pending {
+            manager: m.clone(),
+            rt: rt.clone(),
+            task_id: self.task_id,
+            job_id: self.job_id,
+            token: self.token,
+            deps_at_claim: self.deps_at_claim,
+            end: self.end,
+            class: self.class,
+        }
+    }
+}
+
+/// Hands `p` to its job loop (recorded with the loop's next claims), or to
+/// the manager's committer once that loop has ended.
+pub(crate) fn deliver(m: &TaskManager, p: Pending) {
+    let rt = p.rt.clone();
+    let p = {
+        let mut inbox = rt.inbox.lock();
+        if inbox.closed {
+            p
+        } else {
+            inbox.attempts.push(Finished {
+                task_id: p.task_id,
+                job_id: p.job_id,
+                token: p.token,
+                deps_at_claim: p.deps_at_claim,
+                end: p.end,
+                class: p.class,
+            });
+            drop(inbox);
+            rt.notify.notify_one();
+            return;
+        }
+    };
+    submit(m, p);
 }
 
 /// Queues `p` for the manager's committer, starting one if needed.
@@ -61,7 +116,9 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Pending>) {
         let store = batch[0].manager.inner.store.clone();
         let results = record(store.as_ref(), &batch);
         for (p, result) in batch.drain(..).zip(results) {
+            let rt = p.rt.clone();
             finish(p, result);
+            rt.notify.notify_one();
         }
     }
 }
@@ -79,7 +136,8 @@ fn retry_at(p: &Pending, t: &TaskRecord) -> Option<i64> {
     })
 }
 
-fn record_one(
+/// Records one attempt under its fencing token.
+pub(crate) fn record_one(
     tx: &mut dyn dagger_core::store::TaskTx,
     p: &Pending,
     now: i64,
@@ -98,8 +156,11 @@ fn record_one(
 /// Records the batch in one transaction. A stale lease is refused before
 /// anything of that attempt is written, so it stays that attempt's result;
 /// any other error aborts the batch, which is then recorded one by one.
-fn record(store: &dyn TaskStore, batch: &[Pending]) -> Vec<Result<Recorded, TaskError>> {
+pub(crate) fn record(store: &dyn TaskStore, batch: &[Pending]) -> Vec<Result<Recorded, TaskError>> {
+    // The committing manager wakes its own loops (`finish`); released or
+    // retried tasks (Ready) still wake the others.
     let together = ops::run(store, |tx| {
+        tx.quiet();
         let now = now_millis();
         let mut out = Vec::with_capacity(batch.len());
         for p in batch {
@@ -115,13 +176,20 @@ fn record(store: &dyn TaskStore, batch: &[Pending]) -> Vec<Result<Recorded, Task
         Ok(results) => results,
         Err(_) if batch.len() > 1 => batch
             .iter()
-            .map(|p| ops::run(store, |tx| record_one(tx, p, now_millis())))
+            .map(|p| {
+                ops::run(store, |tx| {
+                    tx.quiet();
+                    record_one(tx, p, now_millis())
+                })
+            })
             .collect(),
         Err(e) => vec![Err(e)],
     }
 }
 
-fn finish(p: Pending, result: Result<Recorded, TaskError>) {
+/// What follows a recorded attempt in this process: its output goes to the
+/// cache, a stale lease is reported. The caller wakes the job loop if needed.
+pub(crate) fn finish(p: Pending, result: Result<Recorded, TaskError>) {
     match result {
         Ok(Recorded::Completed) => {
             if let AttemptEnd::Output(v) = p.end {
@@ -139,7 +207,6 @@ fn finish(p: Pending, result: Result<Recorded, TaskError>) {
         }
         Err(e) => tracing::error!(task = %p.task_id, error = %e, "recording the attempt failed"),
     }
-    p.rt.notify.notify_one();
 }
 
 /// Keeps a stale-lease report for the user (bounded) and logs it.

@@ -1,13 +1,15 @@
 //! The job loop and [`JobHandle`].
 //!
-//! One loop per job and manager. Each turn is one store transaction: end the
-//! job if it is cancelled, finished or (fail-fast) failed, return expired
-//! leases to Ready, claim as many Ready tasks as the concurrency limits allow,
-//! and compute the next deadline (a lease expiring, a delayed retry, the
-//! stall heartbeat). Then it sleeps until a worker or an API call notifies
-//! it, or the deadline passes: no polling.
+//! One loop per job and manager. Each turn is one store transaction: record
+//! the attempts its workers finished since the last turn (see `commit.rs`),
+//! end the job if it is cancelled, finished or (fail-fast) failed, return
+//! expired leases to Ready, claim as many Ready tasks as the concurrency
+//! limits allow, and compute the next deadline (a lease expiring, a delayed
+//! retry, the stall heartbeat). Then it sleeps until a worker or an API call
+//! notifies it, or the deadline passes: no polling.
 
 use crate::TaskError;
+use crate::commit::{self, Finished};
 use crate::config::{JobConfig, StallAction, StallReport, StalledTask};
 use crate::manager::TaskManager;
 use crate::ops;
@@ -41,6 +43,16 @@ pub(crate) struct JobRuntime {
     pub(crate) config: JobConfig,
     allowed: Option<Vec<String>>,
     pub(crate) running: Mutex<Running>,
+    /// Attempts finished by this job's workers, for the next turn.
+    pub(crate) inbox: Mutex<Inbox>,
+}
+
+/// Finished attempts waiting for the job loop.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    /// Set when the loop has ended: results go to the committer instead.
+    pub(crate) closed: bool,
+    pub(crate) attempts: Vec<Finished>,
 }
 
 impl JobRuntime {
@@ -116,6 +128,7 @@ pub(crate) fn spawn(
         config,
         allowed,
         running: Mutex::new(Running::default()),
+        inbox: Mutex::new(Inbox::default()),
     });
     let handle = rt.handle();
     manager.inner.jobs.lock().insert(job_id, rt.clone());
@@ -194,6 +207,16 @@ async fn drive(m: TaskManager, rt: Arc<JobRuntime>) {
             () = rt.cancel.cancelled() => {}
         }
     };
+    // Results that arrive from now on (and any not taken yet) are recorded
+    // by the manager's committer.
+    let left = {
+        let mut inbox = rt.inbox.lock();
+        inbox.closed = true;
+        std::mem::take(&mut inbox.attempts)
+    };
+    for f in left {
+        commit::submit(&m, f.pending(&m, &rt));
+    }
     rt.stop.cancel();
     m.inner.jobs.lock().remove(&rt.job_id);
     if let Some(s) = final_status {
@@ -201,7 +224,7 @@ async fn drive(m: TaskManager, rt: Arc<JobRuntime>) {
     }
 }
 
-fn turn(m: &TaskManager, rt: &JobRuntime) -> Result<Turn, crate::TaskError> {
+fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError> {
     let cfg = &rt.config;
     let heartbeat = i64::try_from(m.inner.heartbeat.as_millis()).unwrap_or(i64::MAX);
     let cancelled = rt.cancel.is_cancelled();
@@ -211,8 +234,7 @@ fn turn(m: &TaskManager, rt: &JobRuntime) -> Result<Turn, crate::TaskError> {
     };
     let registry = &m.inner.registry;
     let owner = m.inner.owner.as_str();
-    let turn = ops::run(m.inner.store.as_ref(), |tx| {
-        let now = now_millis();
+    let decide = |tx: &mut dyn dagger_core::store::TaskTx, now: i64| -> Result<Turn, TaskError> {
         let job_id = &rt.job_id;
         let job = tx
             .job(job_id)?
@@ -268,7 +290,45 @@ fn turn(m: &TaskManager, rt: &JobRuntime) -> Result<Turn, crate::TaskError> {
             deadline: Some(deadline),
             idle_ms,
         })
-    })?;
+    };
+    let batch: Vec<_> = std::mem::take(&mut rt.inbox.lock().attempts)
+        .into_iter()
+        .map(|f| f.pending(m, rt))
+        .collect();
+    let together = ops::run(m.inner.store.as_ref(), |tx| {
+        // Claims and recorded attempts concern this loop only; released or
+        // returned tasks (Ready) and a finished job still wake the others.
+        tx.quiet();
+        let now = now_millis();
+        let mut recorded = Vec::with_capacity(batch.len());
+        for p in &batch {
+            match commit::record_one(tx, p, now) {
+                Err(e @ TaskError::StaleLease { .. }) => recorded.push(Err(e)),
+                Err(e) => return Err(e),
+                Ok(r) => recorded.push(Ok(r)),
+            }
+        }
+        Ok((recorded, decide(tx, now)?))
+    });
+    let turn = match together {
+        Ok((recorded, turn)) => {
+            for (p, r) in batch.into_iter().zip(recorded) {
+                commit::finish(p, r);
+            }
+            turn
+        }
+        Err(e) => {
+            // Record the attempts on their own (one by one if need be), so
+            // that the turn's failure does not hold them back.
+            if !batch.is_empty() {
+                let results = commit::record(m.inner.store.as_ref(), &batch);
+                for (p, r) in batch.into_iter().zip(results) {
+                    commit::finish(p, r);
+                }
+            }
+            return Err(e);
+        }
+    };
     let mut r = rt.running.lock();
     for t in &turn.claimed {
         r.total += 1;

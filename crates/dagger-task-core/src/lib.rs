@@ -15,6 +15,7 @@ mod error;
 mod job;
 mod manager;
 mod ops;
+mod serve;
 mod spec;
 mod worker;
 

@@ -356,13 +356,47 @@ impl TaskManager {
         config: Option<JobConfig>,
     ) -> Result<JobHandle, TaskError> {
         let job_id = job_id.into();
-        let config = config.unwrap_or_default();
-        config.validate(&job_id)?;
         tokio::runtime::Handle::try_current().map_err(|_| TaskError::NoRuntime)?;
         if self.inner.jobs.lock().contains_key(&job_id) {
             return Err(TaskError::JobAlreadyStarted(job_id.to_string()));
         }
-        if let Some(s) = initial_tasks.iter().find(|s| s.job_id != job_id) {
+        let config =
+            self.record_start(&job_id, initial_tasks, allowed_agents.clone(), config, true)?;
+        Ok(job::spawn(self, job_id, config, allowed_agents))
+    }
+
+    /// Records a started job like [`TaskManager::start_job`] but leaves
+    /// running it to the workers of the pool ([`TaskManager::serve`], in
+    /// this or other processes sharing the store). Agents need not be
+    /// registered here (only the allowed agents are checked). Follow the
+    /// job with [`TaskManager::job_status`], or with [`TaskManager::resume_job`]
+    /// whose handle can be awaited (this manager then runs tasks only for
+    /// the agents it has registered).
+    pub fn submit_job(
+        &self,
+        job_id: impl Into<JobId>,
+        initial_tasks: Vec<TaskSpec>,
+        allowed_agents: Option<Vec<String>>,
+        config: Option<JobConfig>,
+    ) -> Result<JobId, TaskError> {
+        let job_id = job_id.into();
+        self.record_start(&job_id, initial_tasks, allowed_agents, config, false)?;
+        Ok(job_id)
+    }
+
+    /// Writes a job as started with its tasks; returns its configuration.
+    /// `registered_only`: each task's agent must be registered here.
+    fn record_start(
+        &self,
+        job_id: &JobId,
+        initial_tasks: Vec<TaskSpec>,
+        allowed_agents: Option<Vec<String>>,
+        config: Option<JobConfig>,
+        registered_only: bool,
+    ) -> Result<JobConfig, TaskError> {
+        let config = config.unwrap_or_default();
+        config.validate(job_id)?;
+        if let Some(s) = initial_tasks.iter().find(|s| &s.job_id != job_id) {
             return Err(TaskError::InvalidConfig {
                 job: job_id.to_string(),
                 reason: format!(
@@ -379,10 +413,25 @@ impl TaskManager {
             .into_iter()
             .map(TaskSpec::into_record)
             .collect();
-        let check = self.agent_check();
+        let registered = self.agent_check();
+        let check = |job: &JobRecord, task: &TaskRecord| -> Result<(), TaskError> {
+            if registered_only {
+                return registered(job, task);
+            }
+            match &job.allowed_agents {
+                Some(allowed) if !allowed.contains(&task.agent) => {
+                    Err(TaskError::AgentNotAllowed {
+                        task: task.task_id.to_string(),
+                        agent: task.agent.clone(),
+                        job: job.job_id.to_string(),
+                    })
+                }
+                _ => Ok(()),
+            }
+        };
         ops::run(self.inner.store.as_ref(), |tx| {
             let now = now_millis();
-            let mut job = ops::open_job(tx, &job_id, now)?;
+            let mut job = ops::open_job(tx, job_id, now)?;
             if job.started {
                 return Err(TaskError::JobAlreadyStarted(job_id.to_string()));
             }
@@ -391,13 +440,13 @@ impl TaskManager {
             job.config = config_json.clone();
             job.updated_at = now;
             tx.put_job(&job)?;
-            for t in tx.job_tasks(&job_id)? {
+            for t in tx.job_tasks(job_id)? {
                 check(&job, &t)?;
             }
-            ops::insert_tasks(tx, &job_id, records.clone(), now, &check)?;
+            ops::insert_tasks(tx, job_id, records.clone(), now, &check)?;
             Ok(())
         })?;
-        Ok(job::spawn(self, job_id, config, allowed_agents))
+        Ok(config)
     }
 
     /// Continues a job from the store (after a restart, or to add this

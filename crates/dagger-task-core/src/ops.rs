@@ -420,28 +420,47 @@ pub(crate) fn claim_many(
     {
         return Ok(Vec::new());
     }
-    // Tasks an agent limit skips stay Ready, so look a little further.
-    let window = max.saturating_add(64);
+    // Read no more candidates than can be claimed; tasks `accept` skips stay
+    // Ready (and come back on a re-read), so read further only past them.
+    let mut skipped: HashSet<TaskId> = HashSet::new();
     let mut claimed = Vec::new();
-    for mut task in tx.ready_tasks(job_id, now, window)? {
-        if claimed.len() == max {
+    let mut limit = max;
+    loop {
+        let ready = tx.ready_tasks(job_id, now, limit)?;
+        let exhausted = ready.len() < limit;
+        for mut task in ready {
+            if claimed.len() == max {
+                break;
+            }
+            if skipped.contains(&task.task_id) {
+                continue;
+            }
+            if !accept(&task) {
+                skipped.insert(task.task_id.clone());
+                continue;
+            }
+            task.status = task
+                .status
+                .transition(task.task_id.as_str(), TaskStatus::InProgress)?;
+            task.attempts += 1;
+            task.lease_owner = Some(owner.to_string());
+            task.lease_expires_at =
+                Some(now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX)));
+            task.not_before = None;
+            task.started_at = Some(now);
+            task.updated_at = now;
+            tx.put_task(&task)?;
+            claimed.push(task);
+        }
+        if claimed.len() == max || exhausted {
             break;
         }
-        if !accept(&task) {
-            continue;
-        }
-        task.status = task
-            .status
-            .transition(task.task_id.as_str(), TaskStatus::InProgress)?;
-        task.attempts += 1;
-        task.lease_owner = Some(owner.to_string());
-        task.lease_expires_at =
-            Some(now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX)));
-        task.not_before = None;
-        task.started_at = Some(now);
-        task.updated_at = now;
-        tx.put_task(&task)?;
-        claimed.push(task);
+        // Claimed tasks are no longer Ready: the next read needs room for
+        // what is still wanted beyond the skipped ones.
+        limit = skipped
+            .len()
+            .saturating_add(max - claimed.len())
+            .saturating_add(limit);
     }
     if !claimed.is_empty() {
         touch_job(tx, job_id, now)?;
@@ -472,6 +491,7 @@ pub(crate) fn renew(
     token: u32,
     until: i64,
 ) -> Result<(), TaskError> {
+    tx.quiet();
     let mut task = fenced(tx, task_id, token)?;
     if task.status == TaskStatus::InProgress {
         task.lease_expires_at = Some(until);
@@ -637,6 +657,11 @@ pub(crate) fn finish_job(
     job.reason = reason.map(str::to_string);
     job.updated_at = now;
     tx.put_job(&job)?;
+    // A job that ends because every task finished has nothing to cancel:
+    // skip reading all of its tasks.
+    if tx.job_counts(job_id)?.open == 0 {
+        return Ok(status);
+    }
     for mut t in tx.job_tasks(job_id)? {
         if matches!(
             t.status,

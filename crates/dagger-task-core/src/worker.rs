@@ -164,7 +164,7 @@ fn commit(m: &TaskManager, rt: &Arc<JobRuntime>, task: &TaskRecord, attempt: Att
         Attempt::Waiting => (ops::AttemptEnd::Waiting, ErrorClass::Error),
         Attempt::Failed { class, message } => (ops::AttemptEnd::Failed(message), class),
     };
-    commit::submit(
+    commit::deliver(
         m,
         commit::Pending {
             manager: m.clone(),

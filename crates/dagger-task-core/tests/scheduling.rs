@@ -454,3 +454,55 @@ fn dot_output_escapes_hostile_text() {
     assert!(dot.contains("\"x\\\"y\" ["), "{dot}");
     assert!(dot.contains("say \\\"hi\\\"\\n{}"), "{dot}");
 }
+
+/// Tasks an agent limit holds back stay Ready ahead of others in the claim
+/// order; a claim looks past however many of them there are, so the other
+/// agent's tasks run while the limited one is busy.
+#[tokio::test]
+async fn an_agent_limit_does_not_hold_back_tasks_queued_behind_it() {
+    let registry = TaskAgentRegistry::new();
+    let fast_done = Arc::new(AtomicUsize::new(0));
+    let f = fast_done.clone();
+    register(&registry, "fast", move |_v, _c| {
+        let f = f.clone();
+        async move {
+            f.fetch_add(1, Ordering::SeqCst);
+            Ok(TaskOutcome::Completed(json!(null)))
+        }
+    });
+    const FAST: usize = 3;
+    let seen = fast_done.clone();
+    register(&registry, "slow", move |_v, _c| {
+        let seen = seen.clone();
+        async move {
+            // The first slow task waits (bounded) for every fast task.
+            for _ in 0..2_000 {
+                if seen.load(Ordering::SeqCst) == FAST {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Ok(TaskOutcome::Completed(json!(seen.load(Ordering::SeqCst))))
+        }
+    });
+    let m = manager(&registry);
+    // 200 slow tasks first (one at a time), then the fast ones.
+    let mut specs: Vec<TaskSpec> = (0..200)
+        .map(|i| TaskSpec::new("j", "slow", "").id(format!("s{i}")))
+        .collect();
+    specs.extend((0..FAST).map(|i| TaskSpec::new("j", "fast", "").id(format!("f{i}"))));
+    m.add_tasks(specs).unwrap();
+    let cfg = JobConfig {
+        max_concurrency: 4,
+        agent_concurrency: [("slow".to_string(), 1)].into_iter().collect(),
+        ..JobConfig::default()
+    };
+    let h = m.start_job("j", vec![], None, Some(cfg)).unwrap();
+    assert_eq!(finish(&h).await, JobStatus::Completed(true));
+    let first_slow = m.task("s0").unwrap().unwrap();
+    assert_eq!(
+        first_slow.output,
+        Some(json!(FAST)),
+        "the fast tasks ran while the first slow task was running"
+    );
+}

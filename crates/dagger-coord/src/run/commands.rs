@@ -205,19 +205,11 @@ impl RunLoop {
         }
         if self.g.record {
             let definition = persist::snapshot_json(&self.wf, &self.added);
-            let update = RunUpdate {
+            self.update_run_or_stop(RunUpdate {
                 definition: Some(definition),
                 ..Default::default()
-            };
-            if let Err(e) = self
-                .shared
-                .stores
-                .runs
-                .update_run(&self.shared.run_id, update)
-                .await
-            {
-                self.stop_without_coord(Stop::Store(format!("storage error: {e}")));
-            }
+            })
+            .await;
         }
         self.g
             .emit(|| ExecutionEvent::NodesAdded { node_ids: new_ids });

@@ -60,9 +60,18 @@ impl RunLoop {
         }
     }
 
+    /// The loop takes node `i` from the workers (direct release); false when
+    /// a worker already started it.
+    fn claim_for_loop(&self, i: u32) -> bool {
+        self.shared
+            .direct
+            .as_ref()
+            .is_none_or(|g| g.claim_for_loop(i))
+    }
+
     pub(super) async fn note_waiting(&mut self) {
         let only_waiting = !self.waiting.is_empty()
-            && self.running == 0
+            && self.running() == 0
             && self.g.ready.is_empty()
             && self.work_queue.is_empty()
             && self.retries_pending == 0;
@@ -73,19 +82,24 @@ impl RunLoop {
             } else {
                 RunStatus::Running
             };
-            let update = RunUpdate {
+            self.update_run_or_stop(RunUpdate {
                 status: Some(status),
                 ..Default::default()
-            };
-            if let Err(e) = self
-                .shared
-                .stores
-                .runs
-                .update_run(&self.shared.run_id, update)
-                .await
-            {
-                self.stop_without_coord(Stop::Store(format!("storage error: {e}")));
-            }
+            })
+            .await;
+        }
+    }
+
+    /// Writes `update` to the run's record; a store failure stops the run.
+    pub(super) async fn update_run_or_stop(&mut self, update: RunUpdate) {
+        if let Err(e) = self
+            .shared
+            .stores
+            .runs
+            .update_run(&self.shared.run_id, update)
+            .await
+        {
+            self.stop_without_coord(Stop::Store(format!("storage error: {e}")));
         }
     }
 
@@ -113,7 +127,10 @@ impl RunLoop {
                 }
                 ControlRequest::Approve { node_id, input } => {
                     match self.g.index.get(node_id.as_str()).copied() {
-                        Some(i) if !self.g.nodes[i as usize].status.is_terminal() => {
+                        Some(i)
+                            if !self.g.nodes[i as usize].status.is_terminal()
+                                && self.claim_for_loop(i) =>
+                        {
                             self.approve(i, input)
                         }
                         _ => {
@@ -129,7 +146,7 @@ impl RunLoop {
                                 NodeStatus::WaitingForHuman
                                     | NodeStatus::Pending
                                     | NodeStatus::Ready
-                            ) =>
+                            ) && self.claim_for_loop(i) =>
                         {
                             self.waiting.remove(&i);
                             self.final_failure(i, format!("rejected by a human: {reason}"));

@@ -91,6 +91,12 @@ impl RunLoop {
         started: Instant,
         resumed: bool,
     ) -> Result<DagExecutionReport, CoordError> {
+        self.reconcile_direct();
+        if let Some(g) = &self.shared.direct {
+            let (started, tokens) = g.totals();
+            self.iterations += started;
+            self.tokens += tokens;
+        }
         let (status, reason) = self.final_status();
         if !matches!(status, RunStatus::Paused | RunStatus::WaitingForHuman) {
             let leftover: Vec<u32> = (0..self.g.nodes.len() as u32)

@@ -4,6 +4,7 @@
 //! only: per-node dependency counters and a ready queue, no polling.
 
 use crate::coordinator::Coordinator;
+use crate::direct::{self, DirectGraph};
 use crate::error::CoordError;
 use crate::event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext};
 use crate::persist::{self, Recorded};
@@ -22,6 +23,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
@@ -70,8 +72,18 @@ impl Setup {
         let handles = (0..wf.nodes.len())
             .map(|i| (DefHandle::Static(wf.clone(), i as u32), false))
             .chain(added.iter().map(|d| (DefHandle::Dynamic(d.clone()), true)));
+        // Consecutive nodes usually share an action: look each run of them up once.
+        let mut last: Option<(String, Arc<dyn NodeAction>)> = None;
         for (def, is_added) in handles {
-            match registry.get(&def.action) {
+            let action = match &last {
+                Some((name, a)) if *name == def.action => Some(a.clone()),
+                _ => {
+                    let found = registry.get(&def.action);
+                    last = found.clone().map(|a| (def.action.clone(), a));
+                    found
+                }
+            };
+            match action {
                 Some(action) => nodes.push(NodeState::new(
                     Arc::from(def.id.as_str()),
                     def.clone(),
@@ -200,7 +212,6 @@ pub(crate) struct RunLoop {
     rx: mpsc::UnboundedReceiver<Msg>,
     run_token: CancellationToken,
     work_queue: VecDeque<(u32, Option<u32>)>,
-    running: usize,
     handlers: usize,
     retries_pending: usize,
     aborts: HashMap<(u32, Option<u32>), AbortHandle>,
@@ -230,7 +241,22 @@ impl RunLoop {
     ) -> Result<DagExecutionReport, CoordError> {
         let started = Instant::now();
         let (tx, rx) = mpsc::unbounded_channel();
+        let mut setup = setup;
         let record = setup.graph.record;
+        for i in 0..setup.graph.nodes.len() as u32 {
+            if setup.graph.nodes[i as usize].status == NodeStatus::Completed {
+                continue;
+            }
+            match setup.graph.wire(i) {
+                Some(reason) => setup.graph.skip(i, reason),
+                None if setup.graph.nodes[i as usize].remaining == 0 => setup.graph.make_ready(i),
+                None => {}
+            }
+        }
+        let run_token = CancellationToken::new();
+        let limit = limit_of(&setup.config);
+        let direct = DirectGraph::applies(&setup.config, limit, coord.hooks.len())
+            .then(|| DirectGraph::new(&setup.graph.nodes, limit, run_token.clone()));
         let shared = Arc::new(RunShared {
             dag_name: Arc::from(setup.wf.name.as_str()),
             run_id: setup.run_id.clone(),
@@ -242,7 +268,10 @@ impl RunLoop {
             incremental_cache: setup.config.enable_incremental_cache,
             cancel_grace: coord.cancel_grace,
             tracker: coord.tracker.clone(),
+            node_queue: coord.node_queue.clone(),
             tx,
+            running: AtomicUsize::new(0),
+            direct,
         });
         let hook_ctx = HookContext {
             dag_name: setup.wf.name.clone(),
@@ -258,9 +287,8 @@ impl RunLoop {
             failure_actions: setup.failure_actions,
             shared,
             rx,
-            run_token: CancellationToken::new(),
+            run_token,
             work_queue: VecDeque::new(),
-            running: 0,
             handlers: 0,
             retries_pending: 0,
             aborts: HashMap::new(),
@@ -279,16 +307,6 @@ impl RunLoop {
             late_records: Vec::new(),
         };
         let span = tracing::info_span!("run", run_id = %lp.shared.run_id, dag = %lp.wf.name);
-        for i in 0..lp.g.nodes.len() as u32 {
-            if lp.g.nodes[i as usize].status == NodeStatus::Completed {
-                continue;
-            }
-            match lp.g.wire(i) {
-                Some(reason) => lp.g.skip(i, reason),
-                None if lp.g.nodes[i as usize].remaining == 0 => lp.g.make_ready(i),
-                None => {}
-            }
-        }
         let node_count = lp.g.nodes.len();
         lp.g.emit(|| ExecutionEvent::RunStarted {
             nodes: node_count,
@@ -359,6 +377,12 @@ impl RunLoop {
             self.flush_dirty().await;
             self.move_events();
             if self.is_done() {
+                // A worker sends what it leaves to the loop before it gives
+                // its slot back: read anything sent before the last slot went.
+                if let Ok(msg) = self.rx.try_recv() {
+                    self.on_msg(msg);
+                    continue;
+                }
                 break;
             }
             self.note_waiting().await;
@@ -369,6 +393,7 @@ impl RunLoop {
                 .as_ref()
                 .filter(|_| has_outbox)
                 .and_then(|h| h.event_tx.clone());
+            let attempts_running = self.running() > 0;
             let wake = {
                 let cmd_rx = self.hooks.as_mut().map(|h| &mut h.cmd_rx);
                 tokio::select! {
@@ -380,7 +405,7 @@ impl RunLoop {
                     () = sleep_until(run_deadline), if run_deadline.is_some() && self.stop.is_none() => Wake::RunTimeout,
                     () = sleep_until(human_deadline), if human_deadline.is_some() => Wake::HumanTimeout,
                     _ = tick(&mut snapshot_tick), if snapshot_tick.is_some() => Wake::Snapshot,
-                    () = sleep_until(self.grace_deadline), if self.grace_deadline.is_some() && self.running > 0 => Wake::Grace,
+                    () = sleep_until(self.grace_deadline), if self.grace_deadline.is_some() && attempts_running => Wake::Grace,
                 }
             };
             match wake {
@@ -437,8 +462,13 @@ impl RunLoop {
         }
     }
 
+    /// Attempts holding a slot (see [`RunShared::running`]).
+    fn running(&self) -> usize {
+        self.shared.running.load(Ordering::Acquire)
+    }
+
     fn is_done(&self) -> bool {
-        if self.running > 0 || self.handlers > 0 {
+        if self.running() > 0 || self.handlers > 0 {
             return false;
         }
         if self.stop.is_some() {
@@ -453,6 +483,15 @@ impl RunLoop {
             && self.g.ready.is_empty()
             && self.work_queue.is_empty()
             && self.waiting.is_empty()
+    }
+}
+
+/// Parallel slots of a run with `config`.
+fn limit_of(config: &DagConfig) -> usize {
+    if config.enable_parallel_execution {
+        config.max_parallel_nodes.max(1)
+    } else {
+        1
     }
 }
 

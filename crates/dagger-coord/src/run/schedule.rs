@@ -25,42 +25,57 @@ impl RunLoop {
         {
             return;
         }
-        while self.stop.is_none() && self.running < self.limit() {
-            if let Some((i, inv)) = self.work_queue.pop_front() {
-                self.start_attempt(i, inv);
-                continue;
+        loop {
+            while self.stop.is_none() && self.running() < self.limit() {
+                if let Some((i, inv)) = self.work_queue.pop_front() {
+                    self.start_attempt(i, inv);
+                    continue;
+                }
+                let Some(Reverse(i)) = self.g.ready.pop() else {
+                    break;
+                };
+                if self.g.nodes[i as usize].status != NodeStatus::Ready {
+                    continue;
+                }
+                if self.g.in_paused_branch(i) {
+                    self.g.nodes[i as usize].set_status(NodeStatus::Paused);
+                    self.g.parked.push(i);
+                    continue;
+                }
+                if let Some(reference) = self.g.nodes[i as usize].def.when.clone() {
+                    let ok = resolve_reference(&self.shared.cache, &reference)
+                        .is_some_and(|v| truthy(&v));
+                    if !ok {
+                        self.g.skip(i, format!("condition `{reference}` is false"));
+                        continue;
+                    }
+                }
+                if let Some(prompt) = self.g.nodes[i as usize]
+                    .approval_prompt()
+                    .map(str::to_string)
+                {
+                    self.wait_for_human(i, prompt);
+                    continue;
+                }
+                if let Some(reference) = self.g.nodes[i as usize].def.map_over.clone() {
+                    self.start_fanout(i, &reference);
+                    continue;
+                }
+                self.start_attempt(i, None);
             }
-            let Some(Reverse(i)) = self.g.ready.pop() else {
-                break;
-            };
-            if self.g.nodes[i as usize].status != NodeStatus::Ready {
-                continue;
-            }
-            if self.g.in_paused_branch(i) {
-                self.g.nodes[i as usize].set_status(NodeStatus::Paused);
-                self.g.parked.push(i);
-                continue;
-            }
-            if let Some(reference) = self.g.nodes[i as usize].def.when.clone() {
-                let ok =
-                    resolve_reference(&self.shared.cache, &reference).is_some_and(|v| truthy(&v));
-                if !ok {
-                    self.g.skip(i, format!("condition `{reference}` is false"));
+            // Direct release: while nodes wait here for a slot, workers hand
+            // what they release to the loop (these go first) and wake it when
+            // a slot frees. Checked again after publishing, as a worker may
+            // have given its slot back in between.
+            if let Some(direct) = &self.shared.direct {
+                let waiting = self.stop.is_none()
+                    && (!self.work_queue.is_empty() || !self.g.ready.is_empty());
+                direct.set_backlog(waiting);
+                if waiting && self.running() < self.limit() {
                     continue;
                 }
             }
-            if let Some(prompt) = self.g.nodes[i as usize]
-                .approval_prompt()
-                .map(str::to_string)
-            {
-                self.wait_for_human(i, prompt);
-                continue;
-            }
-            if let Some(reference) = self.g.nodes[i as usize].def.map_over.clone() {
-                self.start_fanout(i, &reference);
-                continue;
-            }
-            self.start_attempt(i, None);
+            break;
         }
     }
 
@@ -148,11 +163,20 @@ impl RunLoop {
         self.iterations += 1;
         let run_token = &self.run_token;
         let n = &mut self.g.nodes[i as usize];
+        let direct = self.shared.direct.as_ref();
         let (attempt, token, item) = match inv {
             None => {
                 n.attempts += 1;
-                let token = run_token.child_token();
-                n.cancel = Some(token.clone());
+                // Without hooks nothing cancels one plain node but its own
+                // timeout: the run's token will do, and it costs no lock.
+                let token = match direct {
+                    Some(g) if n.def.timeout.is_none() && g.claim_for_loop(i) => run_token.clone(),
+                    _ => {
+                        let token = run_token.child_token();
+                        n.cancel = Some(token.clone());
+                        token
+                    }
+                };
                 (n.attempts, token, None)
             }
             Some(k) => {
@@ -190,13 +214,14 @@ impl RunLoop {
             cancel: token,
             item,
             overrides: n.overrides.clone(),
+            direct: false,
         };
         if let Some(node) = node {
             self.g.emit(|| ExecutionEvent::NodeStarted { node });
         }
+        self.shared.running.fetch_add(1, Ordering::AcqRel);
         let handle = worker::spawn(&self.shared, job);
         self.aborts.insert((i, inv), handle);
-        self.running += 1;
     }
 
     // ----- results ----------------------------------------------------------------
@@ -208,9 +233,15 @@ impl RunLoop {
                 invocation,
                 result,
                 elapsed,
+                attempt,
+                direct,
             } => {
-                self.running = self.running.saturating_sub(1);
-                self.aborts.remove(&(node, invocation));
+                self.give_back_slot();
+                if direct {
+                    self.adopt(node, attempt, elapsed);
+                } else {
+                    self.aborts.remove(&(node, invocation));
+                }
                 match invocation {
                     None => self.on_plain_done(node, result, elapsed),
                     Some(k) => self.on_invocation_done(node, k, result),
@@ -237,11 +268,47 @@ impl RunLoop {
                 self.handlers = self.handlers.saturating_sub(1);
                 self.finalize_failed(node, error);
             }
+            Msg::Ready { node } => {
+                if let Some(g) = &self.shared.direct {
+                    g.claim_for_loop(node);
+                }
+                self.g.make_ready(node);
+            }
+            Msg::Wake => {
+                if let Some(g) = &self.shared.direct {
+                    g.wake_read();
+                }
+            }
             Msg::StoreFailed(e) => {
-                self.running = self.running.saturating_sub(1);
+                self.give_back_slot();
                 let reason = format!("storage error: {e}");
                 self.stop_without_coord(Stop::Store(reason));
             }
+        }
+    }
+
+    /// The loop reads an attempt's `Done`: the attempt's slot is free.
+    fn give_back_slot(&self) {
+        let _ = self
+            .shared
+            .running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1));
+    }
+
+    /// A worker-started attempt ended in a way the loop handles (a failure,
+    /// a cancellation, a branch choice): the node becomes the loop's, as if
+    /// the loop had started that attempt.
+    fn adopt(&mut self, i: u32, attempt: u32, elapsed: Duration) {
+        if let Some(g) = &self.shared.direct {
+            g.hand_back(i);
+        }
+        let n = &mut self.g.nodes[i as usize];
+        if n.status == NodeStatus::Pending {
+            n.set_status(NodeStatus::Ready);
+            n.set_status(NodeStatus::Running);
+            n.attempts = attempt;
+            n.first_start = Instant::now().checked_sub(elapsed);
+            n.started_at_ms = Some(now_millis() - elapsed.as_millis() as i64);
         }
     }
 
@@ -282,7 +349,8 @@ impl RunLoop {
                     (_, _, Some(record)) => self.late_records.push(record),
                     _ => {}
                 }
-                self.g.release_dependents(i, selected.as_ref());
+                self.g
+                    .release_dependents(i, selected.as_ref(), self.shared.direct.as_ref());
                 self.check_tokens();
             }
             AttemptResult::Failed(f) => self.on_failure(i, None, f),
@@ -361,7 +429,8 @@ impl RunLoop {
             outcome: output,
             cache_hit: false,
         });
-        self.g.release_dependents(i, None);
+        self.g
+            .release_dependents(i, None, self.shared.direct.as_ref());
     }
 
     pub(super) fn on_failure(&mut self, i: u32, inv: Option<u32>, f: Failure) {
@@ -467,7 +536,8 @@ impl RunLoop {
             node,
             error: error.clone(),
         });
-        self.g.release_dependents(i, None);
+        self.g
+            .release_dependents(i, None, self.shared.direct.as_ref());
         if onfailure {
             return;
         }
@@ -508,6 +578,9 @@ impl RunLoop {
             return;
         }
         tracing::info!(reason = stop.reason(), "run stopping");
+        if let Some(g) = &self.shared.direct {
+            g.stop();
+        }
         if !matches!(stop, Stop::Pause(_)) {
             self.run_token.cancel();
         }
@@ -515,18 +588,65 @@ impl RunLoop {
     }
 
     pub(super) fn abort_all(&mut self) {
+        self.reconcile_direct();
+        let dropped = |stop: &Option<Stop>| {
+            format!(
+                "{} (the action did not stop within the grace period and was dropped)",
+                stop.as_ref().map_or("cancelled", |s| s.reason())
+            )
+        };
+        let shared = self.shared.clone();
+        if let Some(g) = &shared.direct {
+            g.abort();
+            for i in 0..self.g.nodes.len() as u32 {
+                if g.outcome(i)
+                    .is_some_and(|(state, _, _)| state != direct::DONE)
+                {
+                    self.adopt(i, 1, Duration::ZERO);
+                    let n = &mut self.g.nodes[i as usize];
+                    if n.status == NodeStatus::Running {
+                        n.set_status(NodeStatus::Cancelled);
+                        n.error = Some(dropped(&self.stop));
+                        self.g.touch(i);
+                    }
+                }
+            }
+        }
         for ((i, _), handle) in self.aborts.drain() {
             handle.abort();
             let n = &mut self.g.nodes[i as usize];
             if !n.status.is_terminal() {
                 n.set_status(NodeStatus::Cancelled);
-                n.error = Some(format!(
-                    "{} (the action did not stop within the grace period and was dropped)",
-                    self.stop.as_ref().map_or("cancelled", |s| s.reason())
-                ));
+                n.error = Some(dropped(&self.stop));
                 self.g.touch(i);
             }
         }
-        self.running = 0;
+        self.shared.running.store(0, Ordering::Release);
+    }
+
+    /// Brings the loop's view of the nodes workers completed up to date
+    /// (they completed without telling the loop).
+    pub(super) fn reconcile_direct(&mut self) {
+        let Some(g) = &self.shared.direct else { return };
+        for (i, n) in self.g.nodes.iter_mut().enumerate() {
+            let Some((direct::DONE, elapsed, end)) = g.outcome(i as u32) else {
+                continue;
+            };
+            // Pending (a worker started it) or Running (the loop did) ->
+            // Completed, through Ready and Running: legal, so set directly.
+            match n.status {
+                NodeStatus::Pending => n.attempts = 1,
+                NodeStatus::Running => {}
+                _ => continue,
+            }
+            n.status = NodeStatus::Completed;
+            n.error = None;
+            n.cache_hit = false;
+            n.cancel = None;
+            let duration = n
+                .first_start
+                .map_or(elapsed, |s| end.saturating_duration_since(s));
+            n.duration_ms = Some(duration.as_millis() as u64);
+        }
     }
 }

@@ -63,4 +63,8 @@ pub trait MessageLog: Send + Sync + 'static {
     async fn committed(&self, channel: &str, subscriber: &str) -> Result<Option<u64>, StoreError>;
     /// Every channel that has at least one message, sorted by name.
     async fn channels(&self) -> Result<Vec<String>, StoreError>;
+    /// The subscribers of `channel` that have committed an offset there,
+    /// each with its committed offset, by name. A subscriber that never
+    /// committed (it has handled nothing yet) is not known to the log.
+    async fn subscribers(&self, channel: &str) -> Result<BTreeMap<String, u64>, StoreError>;
 }

@@ -4,14 +4,18 @@
 
 mod artifact;
 pub mod memory;
+mod memory_queue;
 mod message;
+mod queue;
 mod run;
 mod snapshot;
 mod task;
 
 pub use artifact::{ArtifactId, ArtifactStore};
 pub use memory::MemoryStore;
+pub use memory_queue::MemoryNodeQueue;
 pub use message::{MessageLog, MessageRecord};
+pub use queue::{NodeClaim, NodeQueue, NodeResult, NodeWorkItem};
 pub use run::{ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate};
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 pub use task::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType, transact};

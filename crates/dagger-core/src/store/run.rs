@@ -1,4 +1,4 @@
-use super::artifact::ArtifactId;
+use super::artifact::{ArtifactId, ArtifactStore};
 use crate::error::StoreError;
 use crate::ids::{NodeId, RunId};
 use crate::status::{NodeStatus, RunStatus};
@@ -124,6 +124,32 @@ pub trait RunStore: Send + Sync + 'static {
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
     /// Inserts or replaces the record of `(run, node, invocation_key)`.
     async fn put_node_run(&self, record: NodeRunRecord) -> Result<(), StoreError>;
+    /// Records that a node attempt started ([`put_node_run`](Self::put_node_run)
+    /// of a `Running` record). A store may only queue it, even with
+    /// `Durability::Sync`: the record gives a resumed run the number of an
+    /// attempt that was in flight, and an in-flight attempt may run again
+    /// after a crash anyway. Its error, if any, is then reported by a later
+    /// write or [`flush`](Self::flush). It is still kept in order: once a
+    /// later write of the same store is durable, so is this record.
+    async fn put_node_started(&self, record: NodeRunRecord) -> Result<(), StoreError> {
+        self.put_node_run(record).await
+    }
+    /// Records a completed node run with its output: stores `output` in
+    /// `artifacts`, points `record.output_artifact_id` at it and writes the
+    /// record; returns the artifact's id. The output is never durable later
+    /// than the record. A store that also holds `artifacts` may do both in
+    /// one write (one commit to wait for instead of two).
+    async fn put_completed_node_run(
+        &self,
+        artifacts: &dyn ArtifactStore,
+        output: Vec<u8>,
+        mut record: NodeRunRecord,
+    ) -> Result<ArtifactId, StoreError> {
+        let id = artifacts.put_artifact(output).await?;
+        record.output_artifact_id = Some(id.clone());
+        self.put_node_run(record).await?;
+        Ok(id)
+    }
     /// Every node record of a run.
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError>;
     /// Queues a control request for a run; returns its sequence number.

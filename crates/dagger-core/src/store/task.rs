@@ -181,6 +181,14 @@ pub trait TaskTx {
     /// Counts of the job's tasks.
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError>;
 
+    /// Marks the transaction as one only its caller needs to hear of (a
+    /// claim, a lease renewal, a recorded attempt: the caller wakes its own
+    /// job loop). Unless it also writes a Ready task or a job, the store
+    /// then leaves [`TaskStore::change_signal`] alone, so that job loops are
+    /// not woken for nothing (a loop would otherwise wake on its own claims).
+    /// Backends without a signal ignore it.
+    fn quiet(&mut self) {}
+
     /// Sets the job's `updated_at` (its last progress) if the job exists.
     fn touch_job(&mut self, job_id: &JobId, now: i64) -> Result<(), StoreError> {
         if let Some(mut job) = self.job(job_id)? {

@@ -179,13 +179,9 @@ pub(crate) fn map_pg(e: &postgres::Error, location: &str) -> StoreError {
     }
 }
 
-/// Maps a JSON error while encoding or decoding a stored column.
-pub(crate) fn decode(what: impl Into<String>, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Decode {
-        what: what.into(),
-        reason: err.to_string(),
-    }
-}
+/// Maps a JSON error while encoding or decoding a stored column (the same
+/// mapping as the SQLite store's).
+pub(crate) use crate::error::decode;
 
 /// A stored integer that must fit the record's type.
 pub(crate) fn narrow<T: TryFrom<i64>>(what: &str, v: i64) -> Result<T, StoreError> {
@@ -195,4 +191,58 @@ pub(crate) fn narrow<T: TryFrom<i64>>(what: &str, v: i64) -> Result<T, StoreErro
 /// `v` as a Postgres `bigint` (saturating: counts never come near the limit).
 pub(crate) fn wide(v: impl TryInto<i64>) -> i64 {
     v.try_into().unwrap_or(i64::MAX)
+}
+
+/// Keeps a dedicated connection `LISTEN`ing on `channel` until the store
+/// behind `alive` is dropped, handing each notification's payload to
+/// `on_payload`. After every (re)connection it calls `on_connected`, since
+/// notifications sent while not listening are lost. A failed connection is
+/// retried with a growing pause; the one-second wait per turn only lets the
+/// thread notice that its store was dropped. `what` names the listener in
+/// log messages.
+pub(crate) fn listen_loop(
+    config: &postgres::Config,
+    channel: &str,
+    alive: &std::sync::Weak<()>,
+    location: &str,
+    what: &str,
+    on_connected: impl Fn(),
+    on_payload: impl Fn(&str),
+) {
+    use postgres::fallible_iterator::FallibleIterator;
+    use std::time::Duration;
+    let mut pause = Duration::from_millis(100);
+    while alive.strong_count() > 0 {
+        let mut client = match config.connect(NoTls) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(location, listener = what, error = %describe(&e), "LISTEN connection failed; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = client.batch_execute(&format!("LISTEN {channel}")) {
+            tracing::warn!(location, listener = what, error = %describe(&e), "LISTEN failed; retrying");
+            std::thread::sleep(pause);
+            continue;
+        }
+        pause = Duration::from_millis(100);
+        on_connected();
+        loop {
+            if alive.strong_count() == 0 {
+                return;
+            }
+            let mut notifications = client.notifications();
+            let mut iter = notifications.timeout_iter(Duration::from_secs(1));
+            match iter.next() {
+                Ok(Some(n)) => on_payload(n.payload()),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(location, listener = what, error = %describe(&e), "LISTEN connection lost; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
 }

@@ -27,6 +27,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "task jobs, tasks, task dependencies, task counts",
         sql: include_str!("schema/0002_tasks.sql"),
     },
+    Migration {
+        version: 3,
+        name: "node work queue",
+        sql: include_str!("schema/0003_node_queue.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "message log: channels, messages, subscriber offsets",
+        sql: include_str!("schema/0004_messages.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").

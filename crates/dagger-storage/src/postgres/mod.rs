@@ -1,6 +1,7 @@
 //! The Postgres store (feature `postgres`): the storage traits of
 //! `dagger-core` over one PostgreSQL database, so that many worker processes
-//! on many machines can share runs, artifacts and tasks.
+//! on many machines can share runs, artifacts, tasks and the message logs of
+//! durable Pub/Sub channels (`MessageLog`).
 //!
 //! The client is the synchronous `postgres` crate on an `r2d2` pool: the
 //! `TaskStore` trait is synchronous and transactional (its scheduling rules
@@ -12,7 +13,9 @@
 
 mod artifacts;
 mod conn;
+mod messages;
 mod migrations;
+mod nodes;
 mod runs;
 mod snapshots;
 mod tasks;
@@ -70,6 +73,8 @@ struct Inner {
     schema: Option<String>,
     /// LISTEN/NOTIFY wake-ups for task job loops.
     signal: tasks::TaskSignal,
+    /// LISTEN/NOTIFY wake-ups for node workers and dispatching coordinators.
+    nodes: nodes::NodeSignal,
 }
 
 impl Drop for Inner {
@@ -208,6 +213,7 @@ impl PostgresStore {
                 config,
                 schema: options.schema.clone(),
                 signal: tasks::TaskSignal::new(),
+                nodes: nodes::NodeSignal::new(),
             }),
         })
     }

@@ -2,99 +2,80 @@
 //! Every write is its own statement or transaction and returns after commit.
 
 use super::PostgresStore;
-use super::conn::{PgFail, decode, narrow, wide};
+use super::conn::{PgFail, narrow, wide};
+use crate::run_rows::{
+    NodeRow, RunRow, from_json, node_columns, run_columns, run_not_found, to_json,
+};
 use dagger_core::store::{
     ArtifactId, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate,
 };
-use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError, now_millis};
+use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use postgres::Row;
 use postgres::error::SqlState;
 
-const RUN_COLUMNS: &str = "run_id, workflow, definition, inputs, config, status, reason, \
-     created_at, updated_at, finished_at";
+const SELECT_RUN: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM flow_runs WHERE run_id = $1"
+);
 
-const SELECT_RUN: &str = "SELECT run_id, workflow, definition, inputs, config, status, reason, \
-     created_at, updated_at, finished_at FROM flow_runs WHERE run_id = $1";
+const SELECT_NODES: &str = concat!(
+    "SELECT ",
+    node_columns!(),
+    " FROM node_runs WHERE run_id = $1 ORDER BY node_id, invocation_key"
+);
 
-const SELECT_NODES: &str = "SELECT run_id, node_id, invocation_key, action, attempt, state, \
-     input_hash, output_artifact_id, error, started_at, finished_at, metadata \
-     FROM node_runs WHERE run_id = $1 ORDER BY node_id, invocation_key";
-
-const UPSERT_NODE: &str = "INSERT INTO node_runs (run_id, node_id, invocation_key, action, \
-     attempt, state, input_hash, output_artifact_id, error, started_at, finished_at, metadata) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+const UPSERT_NODE: &str = concat!(
+    "INSERT INTO node_runs (",
+    node_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
      ON CONFLICT (run_id, node_id, invocation_key) DO UPDATE SET \
        action = excluded.action, attempt = excluded.attempt, state = excluded.state, \
        input_hash = excluded.input_hash, output_artifact_id = excluded.output_artifact_id, \
        error = excluded.error, started_at = excluded.started_at, \
-       finished_at = excluded.finished_at, metadata = excluded.metadata";
+       finished_at = excluded.finished_at, metadata = excluded.metadata"
+);
 
-fn to_json(what: &str, value: &impl serde::Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| decode(what, e))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| decode(what, e))
-}
-
-fn run_not_found(run_id: &str) -> StoreError {
-    StoreError::NotFound {
-        entity: "run",
-        id: run_id.to_string(),
-    }
-}
-
-fn decode_run(row: &Row) -> Result<RunRecord, PgFail> {
-    let run_id: String = row.try_get(0)?;
-    let what = |col: &str| format!("run `{run_id}` column `{col}`");
-    let status: String = row.try_get(5)?;
-    let status = RunStatus::parse(&status)
-        .ok_or_else(|| decode(what("status"), format!("unknown run status `{status}`")))?;
-    let definition: String = row.try_get(2)?;
-    let inputs: String = row.try_get(3)?;
-    let config: String = row.try_get(4)?;
-    Ok(RunRecord {
-        definition: from_json(&what("definition"), &definition)?,
-        inputs: from_json(&what("inputs"), &inputs)?,
-        config: from_json(&what("config"), &config)?,
+/// Reads the columns in `run_columns!` order.
+fn read_run(row: &Row) -> Result<RunRow, postgres::Error> {
+    Ok(RunRow {
+        run_id: row.try_get(0)?,
         workflow: row.try_get(1)?,
-        status,
+        definition: row.try_get(2)?,
+        inputs: row.try_get(3)?,
+        config: row.try_get(4)?,
+        status: row.try_get(5)?,
         reason: row.try_get(6)?,
         created_at: row.try_get(7)?,
         updated_at: row.try_get(8)?,
         finished_at: row.try_get(9)?,
-        run_id: RunId::from(run_id),
     })
 }
 
-fn decode_node(row: &Row) -> Result<NodeRunRecord, PgFail> {
-    let run_id: String = row.try_get(0)?;
-    let node_id: String = row.try_get(1)?;
-    let invocation_key: String = row.try_get(2)?;
-    let what = |col: &str| {
-        format!("node `{node_id}` (invocation `{invocation_key}`) of run `{run_id}` column `{col}`")
-    };
-    let state: String = row.try_get(5)?;
-    let state = NodeStatus::parse(&state)
-        .ok_or_else(|| decode(what("state"), format!("unknown node status `{state}`")))?;
-    let attempt = narrow(&what("attempt"), row.try_get(4)?)?;
-    let metadata: String = row.try_get(11)?;
-    Ok(NodeRunRecord {
-        metadata: from_json(&what("metadata"), &metadata)?,
+/// Reads the columns in `node_columns!` order.
+fn read_node(row: &Row) -> Result<NodeRow, postgres::Error> {
+    Ok(NodeRow {
+        run_id: row.try_get(0)?,
+        node_id: row.try_get(1)?,
+        invocation_key: row.try_get(2)?,
         action: row.try_get(3)?,
-        attempt,
-        state,
+        attempt: row.try_get(4)?,
+        state: row.try_get(5)?,
         input_hash: row.try_get(6)?,
-        output_artifact_id: row
-            .try_get::<_, Option<String>>(7)?
-            .map(ArtifactId::from_hex),
+        output_artifact_id: row.try_get(7)?,
         error: row.try_get(8)?,
         started_at: row.try_get(9)?,
         finished_at: row.try_get(10)?,
-        run_id: RunId::from(run_id),
-        node_id: NodeId::from(node_id),
-        invocation_key,
+        metadata: row.try_get(11)?,
     })
+}
+
+fn decode_run(row: &Row) -> Result<RunRecord, PgFail> {
+    Ok(read_run(row)?.decode()?)
+}
+
+fn decode_node(row: &Row) -> Result<NodeRunRecord, PgFail> {
+    Ok(read_node(row)?.decode()?)
 }
 
 /// The `list_runs` statement for the filters set; placeholders are numbered
@@ -113,8 +94,9 @@ fn list_sql(query: &RunQuery) -> String {
         format!("WHERE {}", filters.join(" AND "))
     };
     format!(
-        "SELECT {RUN_COLUMNS} FROM flow_runs {filter} \
-         ORDER BY created_at DESC, seq DESC LIMIT $1 OFFSET $2"
+        "SELECT {} FROM flow_runs {filter} \
+         ORDER BY created_at DESC, seq DESC LIMIT $1 OFFSET $2",
+        run_columns!()
     )
 }
 

@@ -25,15 +25,15 @@
 //! completion cost one scheduling turn per worker process.
 
 use super::PostgresStore;
-use super::conn::{PgConn, StmtCache, decode, describe, is_connection_lost, map_pg, narrow, wide};
+use super::conn::{
+    PgConn, StmtCache, decode, is_connection_lost, listen_loop, map_pg, narrow, wide,
+};
 use dagger_core::store::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType};
 use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use postgres::error::SqlState;
-use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Row, Transaction};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// The channel of task-change notifications.
@@ -113,6 +113,16 @@ struct PgTx<'a, 't> {
     retry: Option<Retry>,
     /// Jobs whose row this transaction has locked.
     locked: Vec<String>,
+    /// Status and number of dependencies of each task row this transaction
+    /// has locked (by reading or writing it), so writing it back needs no
+    /// read first, nor a write of dependencies it already has.
+    known: std::collections::HashMap<String, (&'static str, usize)>,
+    /// Per-status count changes not yet written: (job, status, delta).
+    counts: Vec<(String, &'static str, i64)>,
+    /// `updated_at` of jobs touched but not yet written.
+    touched: Vec<(String, i64)>,
+    /// The caller said this transaction concerns only itself.
+    quiet: bool,
 }
 
 /// Why a transaction is worth running again.
@@ -188,13 +198,63 @@ impl PgTx<'_, '_> {
         Ok(())
     }
 
-    fn bump_count(&mut self, job: &str, status: &str, delta: i64) -> Result<(), StoreError> {
+    fn bump_count(&mut self, job: &str, status: &'static str, delta: i64) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(j, s, _)| *s == status && j == job)
+        {
+            Some((_, _, n)) => *n += delta,
+            None => self.counts.push((job.to_string(), status, delta)),
+        }
+    }
+
+    /// Writes the collected count changes in one statement.
+    fn flush_counts(&mut self) -> Result<(), StoreError> {
+        let counts = std::mem::take(&mut self.counts);
+        let counts: Vec<_> = counts.into_iter().filter(|(_, _, n)| *n != 0).collect();
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let jobs: Vec<&str> = counts.iter().map(|(j, _, _)| j.as_str()).collect();
+        let statuses: Vec<&str> = counts.iter().map(|(_, s, _)| *s).collect();
+        let deltas: Vec<i64> = counts.iter().map(|(_, _, n)| *n).collect();
         self.execute(
-            "INSERT INTO task_counts (job_id, status, n) VALUES ($1, $2, $3) \
+            "INSERT INTO task_counts (job_id, status, n) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
              ON CONFLICT (job_id, status) DO UPDATE SET n = task_counts.n + excluded.n",
-            &[&job, &status, &delta],
+            &[&jobs, &statuses, &deltas],
         )?;
         Ok(())
+    }
+
+    /// Writes the collected job touches.
+    fn flush_touches(&mut self) -> Result<(), StoreError> {
+        for (job, at) in std::mem::take(&mut self.touched) {
+            self.lock_job(&job)?;
+            self.execute(
+                "UPDATE task_jobs SET updated_at = $2 WHERE job_id = $1",
+                &[&job, &at],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything collected; called before commit. Touches first:
+    /// job rows, then counts, the order every transaction locks in.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        self.flush_touches()?;
+        self.flush_counts()
+    }
+
+    /// Remembers the status of locked task rows.
+    fn remember(&mut self, tasks: &[TaskRecord]) {
+        for t in tasks {
+            self.known.insert(
+                t.task_id.to_string(),
+                (t.status.as_str(), t.dependencies.len()),
+            );
+        }
     }
 }
 
@@ -255,6 +315,7 @@ fn to_json(v: &serde_json::Value, what: &str) -> Result<String, StoreError> {
 
 impl TaskTx for PgTx<'_, '_> {
     fn job(&mut self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.flush_touches()?;
         let rows = self.query(
             "SELECT status, allowed_agents, config, started, reason, created_at, updated_at \
              FROM task_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
@@ -291,6 +352,7 @@ impl TaskTx for PgTx<'_, '_> {
     }
 
     fn put_job(&mut self, job: &JobRecord) -> Result<(), StoreError> {
+        self.flush_touches()?;
         let allowed = job
             .allowed_agents
             .as_ref()
@@ -343,7 +405,23 @@ impl TaskTx for PgTx<'_, '_> {
 
     fn task(&mut self, task_id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
         // Locked (job first): the caller's checks (fencing token, status)
-        // hold until commit.
+        // hold until commit. A task of a job this transaction has locked
+        // already is read and locked in one round trip.
+        if !self.locked.is_empty() {
+            let locked = self.locked.clone();
+            let found = self
+                .tasks(
+                    select_tasks!(
+                        "WHERE t.task_id = $1 AND t.job_id = ANY($2) FOR NO KEY UPDATE OF t"
+                    ),
+                    &[&task_id.as_str(), &locked],
+                )?
+                .pop();
+            if let Some(t) = found {
+                self.remember(std::slice::from_ref(&t));
+                return Ok(Some(t));
+            }
+        }
         let job = self.query(
             "SELECT job_id FROM tasks WHERE task_id = $1",
             &[&task_id.as_str()],
@@ -353,23 +431,38 @@ impl TaskTx for PgTx<'_, '_> {
         };
         let job: String = job.try_get(0).map_err(|e| decode("task's job id", e))?;
         self.lock_job(&job)?;
-        Ok(self
+        let found = self
             .tasks(
                 select_tasks!("WHERE t.task_id = $1 FOR NO KEY UPDATE OF t"),
                 &[&task_id.as_str()],
             )?
-            .pop())
+            .pop();
+        self.remember(found.as_slice());
+        Ok(found)
     }
 
     fn put_task(&mut self, t: &TaskRecord) -> Result<(), StoreError> {
         self.lock_job(t.job_id.as_str())?;
-        let old = self.query(
-            "SELECT status FROM tasks WHERE task_id = $1 FOR NO KEY UPDATE",
-            &[&t.task_id.as_str()],
-        )?;
-        let old: Option<String> = match old.first() {
-            Some(r) => Some(r.try_get(0).map_err(|e| decode("task status", e))?),
-            None => None,
+        let known = self.known.get(t.task_id.as_str()).copied();
+        let old: Option<&'static str> = match known {
+            Some((status, _)) => Some(status),
+            None => {
+                let rows = self.query(
+                    "SELECT status FROM tasks WHERE task_id = $1 FOR NO KEY UPDATE",
+                    &[&t.task_id.as_str()],
+                )?;
+                match rows.first() {
+                    Some(r) => {
+                        let s: String = r.try_get(0).map_err(|e| decode("task status", e))?;
+                        Some(
+                            TaskStatus::parse(&s)
+                                .ok_or_else(|| decode("task status", format!("unknown `{s}`")))?
+                                .as_str(),
+                        )
+                    }
+                    None => None,
+                }
+            }
         };
         let what = format!("task `{}`", t.task_id);
         let input = to_json(&t.input, &what)?;
@@ -403,8 +496,10 @@ impl TaskTx for PgTx<'_, '_> {
                 &t.finished_at,
             ],
         )?;
-        if !t.dependencies.is_empty() {
-            // Dependencies are only ever added; known ones keep their position.
+        // Dependencies are only ever added, so as many as known are the same.
+        let deps_known = known.is_some_and(|(_, n)| n == t.dependencies.len());
+        if !t.dependencies.is_empty() && !deps_known {
+            // Known ones keep their position.
             let deps: Vec<&str> = t.dependencies.iter().map(TaskId::as_str).collect();
             self.execute(
                 "INSERT INTO task_dependencies (task_id, dependency_id, position) \
@@ -413,12 +508,16 @@ impl TaskTx for PgTx<'_, '_> {
                 &[&t.task_id.as_str(), &deps],
             )?;
         }
-        if old.as_deref() != Some(t.status.as_str()) {
-            if let Some(o) = &old {
-                self.bump_count(t.job_id.as_str(), o, -1)?;
+        if old != Some(t.status.as_str()) {
+            if let Some(o) = old {
+                self.bump_count(t.job_id.as_str(), o, -1);
             }
-            self.bump_count(t.job_id.as_str(), t.status.as_str(), 1)?;
+            self.bump_count(t.job_id.as_str(), t.status.as_str(), 1);
         }
+        self.known.insert(
+            t.task_id.to_string(),
+            (t.status.as_str(), t.dependencies.len()),
+        );
         if t.status == TaskStatus::Ready {
             self.notify = true;
         }
@@ -465,25 +564,29 @@ impl TaskTx for PgTx<'_, '_> {
     ) -> Result<Vec<TaskRecord>, StoreError> {
         // The claim query: tasks another transaction holds are skipped, not waited for.
         self.lock_job(job_id.as_str())?;
-        self.tasks(
+        let ready = self.tasks(
             select_tasks!(
                 "WHERE t.job_id = $1 AND t.status = 'Ready' \
                    AND (t.not_before IS NULL OR t.not_before <= $2) \
                  ORDER BY t.priority DESC, t.seq LIMIT $3 FOR UPDATE OF t SKIP LOCKED"
             ),
             &[&job_id.as_str(), &now, &wide(limit)],
-        )
+        )?;
+        self.remember(&ready);
+        Ok(ready)
     }
 
     fn expired_leases(&mut self, job_id: &JobId, now: i64) -> Result<Vec<TaskRecord>, StoreError> {
         self.lock_job(job_id.as_str())?;
-        self.tasks(
+        let expired = self.tasks(
             select_tasks!(
                 "WHERE t.job_id = $1 AND t.status = 'InProgress' AND t.lease_expires_at <= $2 \
                  ORDER BY t.seq FOR NO KEY UPDATE OF t"
             ),
             &[&job_id.as_str(), &now],
-        )
+        )?;
+        self.remember(&expired);
+        Ok(expired)
     }
 
     fn next_deadline(&mut self, job_id: &JobId, now: i64) -> Result<Option<i64>, StoreError> {
@@ -502,18 +605,23 @@ impl TaskTx for PgTx<'_, '_> {
     }
 
     fn touch_job(&mut self, job_id: &JobId, now: i64) -> Result<(), StoreError> {
-        // One statement instead of a read and an upsert; the status is
-        // untouched, so other processes need not hear of it.
+        // Written once at commit (or before the job is read or written);
+        // the status is untouched, so other processes need not hear of it.
         self.lock_job(job_id.as_str())?;
-        self.execute(
-            "UPDATE task_jobs SET updated_at = $2 WHERE job_id = $1",
-            &[&job_id.as_str(), &now],
-        )?;
+        match self.touched.iter_mut().find(|(j, _)| j == job_id.as_str()) {
+            Some((_, at)) => *at = now,
+            None => self.touched.push((job_id.to_string(), now)),
+        }
         self.wrote = true;
         Ok(())
     }
 
+    fn quiet(&mut self) {
+        self.quiet = true;
+    }
+
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {
+        self.flush_counts()?;
         let rows = self.query(
             "SELECT status, n FROM task_counts WHERE job_id = $1",
             &[&job_id.as_str()],
@@ -540,7 +648,10 @@ impl TaskTx for PgTx<'_, '_> {
 
 /// The end of one attempt at a transaction.
 enum Attempt {
-    Committed { wrote: bool },
+    /// Whether this process's job loops should hear of it.
+    Committed {
+        wake: bool,
+    },
     Retry(Retry, StoreError),
     Failed(StoreError),
 }
@@ -588,9 +699,14 @@ impl PostgresStore {
             job_status: Vec::new(),
             retry: None,
             locked: Vec::new(),
+            known: std::collections::HashMap::new(),
+            counts: Vec::new(),
+            touched: Vec::new(),
+            quiet: false,
         };
-        let result = f(&mut view);
+        let result = f(&mut view).and_then(|()| view.finish());
         let (wrote, notify, retry) = (view.wrote, view.notify, view.retry);
+        let wake = wrote && (notify || !view.quiet);
         if let Err(e) = result {
             return match retry {
                 Some(kind) => Attempt::Retry(kind, e),
@@ -604,7 +720,7 @@ impl PostgresStore {
             Ok(())
         };
         match notified.and_then(|()| tx.commit()) {
-            Ok(()) => Attempt::Committed { wrote },
+            Ok(()) => Attempt::Committed { wake },
             Err(e) => match retry_kind(&e) {
                 Some(kind) => Attempt::Retry(kind, map_pg(&e, location)),
                 None => Attempt::Failed(map_pg(&e, location)),
@@ -620,8 +736,8 @@ impl PostgresStore {
         loop {
             let mut conn = self.conn()?;
             match self.attempt(&mut conn, f) {
-                Attempt::Committed { wrote } => {
-                    if wrote {
+                Attempt::Committed { wake } => {
+                    if wake {
                         self.inner.signal.bump();
                     }
                     return Ok(());
@@ -677,43 +793,12 @@ fn listen(
     alive: &Weak<()>,
     location: &str,
 ) {
-    let mut pause = Duration::from_millis(100);
-    while alive.strong_count() > 0 {
-        let mut client = match config.connect(postgres::NoTls) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(location, error = %describe(&e), "LISTEN connection failed; retrying");
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
-            tracing::warn!(location, error = %describe(&e), "LISTEN failed; retrying");
-            std::thread::sleep(pause);
-            continue;
+    let bump = || sender.send_modify(|n| *n = n.wrapping_add(1));
+    listen_loop(config, CHANNEL, alive, location, "tasks", bump, |payload| {
+        if payload == schema {
+            bump();
         }
-        pause = Duration::from_millis(100);
-        // Changes made while we were not listening.
-        sender.send_modify(|n| *n = n.wrapping_add(1));
-        loop {
-            if alive.strong_count() == 0 {
-                return;
-            }
-            let mut notifications = client.notifications();
-            let mut iter = notifications.timeout_iter(Duration::from_secs(1));
-            match iter.next() {
-                Ok(Some(n)) if n.payload() == schema => {
-                    sender.send_modify(|v| *v = v.wrapping_add(1));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(location, error = %describe(&e), "LISTEN connection lost; reconnecting");
-                    break;
-                }
-            }
-        }
-    }
+    });
 }
 
 impl TaskStore for PostgresStore {

@@ -345,7 +345,16 @@ async fn memoization_finds_completed_outputs(stores: &Stores, p: &str) {
 }
 
 async fn artifacts_round_trip(stores: &Stores) {
-    let sizes = [0usize, 1, 32 * 1024 - 1, 32 * 1024, 200_000];
+    // Around SQLite's inline limit, and one large enough for Postgres to
+    // store it out of line (TOAST) in many chunks.
+    let sizes = [
+        0usize,
+        1,
+        32 * 1024 - 1,
+        32 * 1024,
+        200_000,
+        4 * 1024 * 1024 + 3,
+    ];
     for size in sizes {
         let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
         let id = stores.artifacts.put_artifact(bytes.clone()).await.unwrap();

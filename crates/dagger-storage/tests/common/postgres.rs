@@ -38,7 +38,32 @@ pub(crate) async fn fresh_store(test: &str) -> Option<PostgresStore> {
         ..PostgresOptions::default()
     };
     let url = url();
-    match PostgresStore::connect_with(&url, options).await {
+    reachable(test, &url, PostgresStore::connect_with(&url, options).await)
+}
+
+/// A store on `schema` (created if missing) opened from a plain thread, or
+/// `None` as for [`fresh_store`].
+pub(crate) fn open_blocking(schema: &str) -> Option<PostgresStore> {
+    let options = PostgresOptions {
+        schema: Some(schema.to_string()),
+        ..PostgresOptions::default()
+    };
+    let url = url();
+    reachable(
+        schema,
+        &url,
+        PostgresStore::connect_blocking(&url, &options),
+    )
+}
+
+/// The store, or `None` (saying why) for an unreachable server when servers
+/// may be skipped; otherwise an unreachable server fails the test.
+fn reachable(
+    test: &str,
+    url: &str,
+    connected: Result<PostgresStore, dagger_core::StoreError>,
+) -> Option<PostgresStore> {
+    match connected {
         Ok(store) => Some(store),
         Err(e) if skip_servers() => {
             eprintln!(
@@ -50,6 +75,14 @@ pub(crate) async fn fresh_store(test: &str) -> Option<PostgresStore> {
             "PostgreSQL at {url} is unreachable: {e}\n\
              (start it, point DAGGER_TEST_POSTGRES_URL at another server, or set DAGGER_TEST_SKIP_SERVERS=1 to skip)"
         ),
+    }
+}
+
+/// Drops `store`'s schema from a plain thread (the end of a `#[test]`).
+pub(crate) fn drop_schema_blocking(store: PostgresStore) {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime to drop the schema on");
+    if let Err(e) = rt.block_on(store.drop_schema()) {
+        panic!("dropping the test schema: {e}");
     }
 }
 
@@ -67,4 +100,14 @@ pub(crate) fn psql(schema: &str, sql: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A second store (its own pool, so other sessions) on `store`'s schema, as
+/// another worker process would open it.
+pub(crate) async fn same_schema(store: &PostgresStore) -> PostgresStore {
+    let options = PostgresOptions {
+        schema: store.schema().map(str::to_string),
+        ..PostgresOptions::default()
+    };
+    PostgresStore::connect_with(&url(), options).await.unwrap()
 }

@@ -63,6 +63,92 @@ pub(crate) fn run_task_store_suite(store: &dyn TaskStore, p: &str) {
     leases_and_deadlines(store, p);
     counts_follow_status_changes(store, p);
     a_failed_transaction_leaves_nothing(store, p);
+    a_transaction_reads_its_own_writes(store, p);
+}
+
+/// Backends write some things late (counts, the job's `updated_at`) or
+/// partly (only the columns a claim changes): inside the transaction every
+/// read must still see every write, and so must later transactions.
+fn a_transaction_reads_its_own_writes(store: &dyn TaskStore, p: &str) {
+    let j = format!("{p}-own");
+    let jid = JobId::from(j.as_str());
+    let t = task(&format!("{p}-own-1"), &j, 1, 0);
+    let (jr, tr) = (job(&j), t.clone());
+    transact(store, |tx| {
+        tx.put_job(&jr)?;
+        tx.put_task(&tr)
+    })
+    .unwrap();
+    let (claimed, reworded) = transact(store, |tx| {
+        // A claim: only running columns change.
+        let mut c = tx.task(&t.task_id)?.unwrap();
+        c.status = TaskStatus::InProgress;
+        c.attempts = 1;
+        c.lease_owner = Some("w".into());
+        tx.put_task(&c)?;
+        tx.touch_job(&jid, 77)?;
+        let counts = tx.job_counts(&jid)?;
+        assert_eq!((counts.open, counts.in_progress), (1, 1));
+        assert_eq!(tx.job(&jid)?.unwrap().updated_at, 77);
+        assert_eq!(tx.task(&t.task_id)?, Some(c.clone()));
+        // Then a column a claim never changes.
+        let mut r = c.clone();
+        r.description = "reworded".into();
+        r.input = json!({"changed": true});
+        r.status = TaskStatus::Completed;
+        tx.put_task(&r)?;
+        tx.touch_job(&jid, 78)?;
+        let counts = tx.job_counts(&jid)?;
+        assert_eq!((counts.open, counts.in_progress), (0, 0));
+        Ok((c, r))
+    })
+    .unwrap();
+    assert_eq!(claimed.status, TaskStatus::InProgress);
+    let (back, job_back, counts) = transact(store, |tx| {
+        Ok((tx.task(&t.task_id)?, tx.job(&jid)?, tx.job_counts(&jid)?))
+    })
+    .unwrap();
+    assert_eq!(back, Some(reworded));
+    assert_eq!(job_back.unwrap().updated_at, 78);
+    assert_eq!((counts.total, counts.open), (1, 0));
+}
+
+/// A quiet transaction (a claim, a renewal, a recorded attempt) wakes job
+/// loops only when it writes a Ready task or a job; others always do.
+pub(crate) fn quiet_transactions_wake_only_when_needed(store: &dyn TaskStore, p: &str) {
+    let j = format!("{p}-quiet");
+    let mut t = task(&format!("{p}-q1"), &j, 1, 0);
+    let (jr, tr) = (job(&j), t.clone());
+    transact(store, |tx| {
+        tx.put_job(&jr)?;
+        tx.put_task(&tr)
+    })
+    .unwrap();
+    let mut signal = store.change_signal().unwrap();
+    signal.borrow_and_update();
+    t.status = TaskStatus::InProgress;
+    let claim = t.clone();
+    transact(store, |tx| {
+        tx.quiet();
+        tx.put_task(&claim)
+    })
+    .unwrap();
+    assert!(!signal.has_changed().unwrap(), "a quiet claim wakes nobody");
+    t.status = TaskStatus::Ready;
+    let back = t.clone();
+    transact(store, |tx| {
+        tx.quiet();
+        tx.put_task(&back)
+    })
+    .unwrap();
+    assert!(
+        signal.has_changed().unwrap(),
+        "a Ready task wakes the loops"
+    );
+    signal.borrow_and_update();
+    t.status = TaskStatus::InProgress;
+    transact(store, |tx| tx.put_task(&t)).unwrap();
+    assert!(signal.has_changed().unwrap(), "other writes wake the loops");
 }
 
 fn records_round_trip(store: &dyn TaskStore, p: &str) {

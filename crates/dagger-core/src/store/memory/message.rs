@@ -75,6 +75,17 @@ impl MessageLog for MemoryStore {
     async fn channels(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.messages.lock().logs.keys().cloned().collect())
     }
+
+    async fn subscribers(&self, channel: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        Ok(self
+            .messages
+            .lock()
+            .cursors
+            .iter()
+            .filter(|((c, _), _)| c == channel)
+            .map(|((_, subscriber), offset)| (subscriber.clone(), *offset))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -124,5 +135,9 @@ mod tests {
         s.commit("a", "x", 3).await.unwrap();
         assert_eq!(s.committed("a", "x").await.unwrap(), Some(5));
         assert_eq!(s.committed("a", "y").await.unwrap(), None);
+        s.commit("b", "z", 1).await.unwrap();
+        let on_a = s.subscribers("a").await.unwrap();
+        assert_eq!(on_a.into_iter().collect::<Vec<_>>(), [("x".to_string(), 5)]);
+        assert!(s.subscribers("none").await.unwrap().is_empty());
     }
 }

@@ -188,6 +188,10 @@ impl TaskTables {
 struct MemTx<'a> {
     t: &'a mut TaskTables,
     undo: Vec<Undo>,
+    /// See [`TaskTx::quiet`].
+    quiet: bool,
+    /// Wrote a Ready task or a job: job loops must hear of it.
+    loud: bool,
 }
 
 impl TaskTx for MemTx<'_> {
@@ -196,6 +200,7 @@ impl TaskTx for MemTx<'_> {
     }
 
     fn put_job(&mut self, job: &JobRecord) -> Result<(), StoreError> {
+        self.loud = true;
         let old = self.t.set_job(&job.job_id, Some(job.clone()));
         self.undo.push(Undo::Job(job.job_id.clone(), old));
         Ok(())
@@ -216,6 +221,7 @@ impl TaskTx for MemTx<'_> {
     }
 
     fn put_task(&mut self, task: &TaskRecord) -> Result<(), StoreError> {
+        self.loud |= task.status == TaskStatus::Ready;
         let old = self.t.set_task(&task.task_id, Some(task.clone()));
         self.undo
             .push(Undo::Task(task.task_id.clone(), old.map(Box::new)));
@@ -288,6 +294,10 @@ impl TaskTx for MemTx<'_> {
         })
     }
 
+    fn quiet(&mut self) {
+        self.quiet = true;
+    }
+
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {
         Ok(self
             .t
@@ -307,14 +317,16 @@ impl TaskStore for MemoryStore {
         let mut tx = MemTx {
             t: &mut guard,
             undo: Vec::new(),
+            quiet: false,
+            loud: false,
         };
         let result = f(&mut tx);
         if result.is_ok() {
-            if !tx.undo.is_empty() {
+            if !tx.undo.is_empty() && (tx.loud || !tx.quiet) {
                 tx.t.changed.send_modify(|n| *n = n.wrapping_add(1));
             }
         } else {
-            let MemTx { t, undo } = tx;
+            let MemTx { t, undo, .. } = tx;
             for u in undo.into_iter().rev() {
                 match u {
                     Undo::Task(id, old) => {

@@ -1,0 +1,96 @@
+//! The store a command works on: SQLite (`sqlite:PATH`) or, with the
+//! `postgres` feature, Postgres (`postgres://…`), shared by worker processes.
+
+use crate::error::CliError;
+use dagger_core::Stores;
+use dagger_core::store::{NodeQueue, TaskStore};
+use std::sync::Arc;
+
+/// Names a Postgres schema to keep the tables in (created if missing)
+/// instead of the user's default `search_path`: several pools (or tests)
+/// can share one database.
+#[cfg(feature = "postgres")]
+pub(crate) const SCHEMA_ENV: &str = "DAGGER_PG_SCHEMA";
+
+/// An opened store.
+#[derive(Clone)]
+pub(crate) enum AnyStore {
+    /// The embedded SQLite store.
+    Sqlite(dagger_storage::SqliteStore),
+    /// A Postgres database, shareable by many processes.
+    #[cfg(feature = "postgres")]
+    Postgres(dagger_storage::PostgresStore),
+}
+
+/// Whether `db` names a Postgres database.
+pub(crate) fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+impl AnyStore {
+    /// Opens `db`: a `postgres://` URL or a SQLite location.
+    pub(crate) async fn open(db: &str) -> Result<Self, CliError> {
+        if is_postgres_url(db) {
+            #[cfg(feature = "postgres")]
+            {
+                let options = dagger_storage::PostgresOptions {
+                    schema: std::env::var(SCHEMA_ENV).ok().filter(|s| !s.is_empty()),
+                    ..Default::default()
+                };
+                return Ok(Self::Postgres(
+                    dagger_storage::PostgresStore::connect_with(db, options).await?,
+                ));
+            }
+            #[cfg(not(feature = "postgres"))]
+            return Err(CliError::Usage(
+                "this build of dagger has no Postgres support (feature `postgres`)".into(),
+            ));
+        }
+        Ok(Self::Sqlite(dagger_storage::SqliteStore::open(db).await?))
+    }
+
+    /// The run stores.
+    pub(crate) fn stores(&self) -> Stores {
+        match self {
+            Self::Sqlite(s) => s.stores(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => s.stores(),
+        }
+    }
+
+    /// Where it is, for messages.
+    pub(crate) fn location(&self) -> String {
+        match self {
+            Self::Sqlite(s) => s.location().to_string(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => s.location().to_string(),
+        }
+    }
+
+    /// The task store.
+    pub(crate) fn task_store(&self) -> Arc<dyn TaskStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// The message log (SQLite only).
+    pub(crate) fn message_log(&self) -> Option<Arc<dyn dagger_core::store::MessageLog>> {
+        match self {
+            Self::Sqlite(s) => Some(Arc::new(s.clone())),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => None,
+        }
+    }
+
+    /// The node work queue worker processes share (Postgres only).
+    pub(crate) fn node_queue(&self) -> Option<Arc<dyn NodeQueue>> {
+        match self {
+            Self::Sqlite(_) => None,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => Some(Arc::new(s.clone())),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The columns of `flow_runs` and `node_runs` rows as both backends store
+//! them, and their decoding into records: the SQLite and Postgres stores
+//! read a row into these structs with their own client and share the rest,
+//! so a bad column is reported the same way by both.
+
+use crate::error::decode;
+use dagger_core::store::{ArtifactId, NodeRunRecord, RunRecord};
+use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError};
+
+/// The columns of `flow_runs`, in the order each backend reads a [`RunRow`].
+macro_rules! run_columns {
+    () => {
+        "run_id, workflow, definition, inputs, config, status, reason, \
+         created_at, updated_at, finished_at"
+    };
+}
+pub(crate) use run_columns;
+
+/// The columns of `node_runs`, in the order each backend reads a [`NodeRow`].
+macro_rules! node_columns {
+    () => {
+        "run_id, node_id, invocation_key, action, attempt, state, \
+         input_hash, output_artifact_id, error, started_at, finished_at, metadata"
+    };
+}
+pub(crate) use node_columns;
+
+/// A value as the JSON text of a column.
+pub(crate) fn to_json(what: &str, value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| decode(what, e))
+}
+
+/// A column's JSON text as a value.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| decode(what, e))
+}
+
+/// The error for an unknown run.
+pub(crate) fn run_not_found(run_id: &str) -> StoreError {
+    StoreError::NotFound {
+        entity: "run",
+        id: run_id.to_string(),
+    }
+}
+
+/// The raw columns of a `flow_runs` row, decoded outside the row callback
+/// so that a bad JSON column becomes a [`StoreError::Decode`] naming it.
+pub(crate) struct RunRow {
+    pub(crate) run_id: String,
+    pub(crate) workflow: String,
+    pub(crate) definition: String,
+    pub(crate) inputs: String,
+    pub(crate) config: String,
+    pub(crate) status: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) finished_at: Option<i64>,
+}
+
+impl RunRow {
+    /// The record, or a [`StoreError::Decode`] naming the bad column.
+    pub(crate) fn decode(self) -> Result<RunRecord, StoreError> {
+        let what = |col: &str| format!("run `{}` column `{col}`", self.run_id);
+        let status = RunStatus::parse(&self.status).ok_or_else(|| {
+            decode(
+                what("status"),
+                format!("unknown run status `{}`", self.status),
+            )
+        })?;
+        Ok(RunRecord {
+            definition: from_json(&what("definition"), &self.definition)?,
+            inputs: from_json(&what("inputs"), &self.inputs)?,
+            config: from_json(&what("config"), &self.config)?,
+            run_id: RunId::from(self.run_id),
+            workflow: self.workflow,
+            status,
+            reason: self.reason,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+/// The raw columns of a `node_runs` row.
+pub(crate) struct NodeRow {
+    pub(crate) run_id: String,
+    pub(crate) node_id: String,
+    pub(crate) invocation_key: String,
+    pub(crate) action: String,
+    pub(crate) attempt: i64,
+    pub(crate) state: String,
+    pub(crate) input_hash: Option<String>,
+    pub(crate) output_artifact_id: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) started_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) metadata: String,
+}
+
+impl NodeRow {
+    /// The record, or a [`StoreError::Decode`] naming the bad column.
+    pub(crate) fn decode(self) -> Result<NodeRunRecord, StoreError> {
+        let what = |col: &str| {
+            format!(
+                "node `{}` (invocation `{}`) of run `{}` column `{col}`",
+                self.node_id, self.invocation_key, self.run_id
+            )
+        };
+        let state = NodeStatus::parse(&self.state).ok_or_else(|| {
+            decode(
+                what("state"),
+                format!("unknown node status `{}`", self.state),
+            )
+        })?;
+        let attempt = u32::try_from(self.attempt)
+            .map_err(|_| decode(what("attempt"), format!("{} is out of range", self.attempt)))?;
+        Ok(NodeRunRecord {
+            metadata: from_json(&what("metadata"), &self.metadata)?,
+            run_id: RunId::from(self.run_id),
+            node_id: NodeId::from(self.node_id),
+            invocation_key: self.invocation_key,
+            action: self.action,
+            attempt,
+            state,
+            input_hash: self.input_hash,
+            output_artifact_id: self.output_artifact_id.map(ArtifactId::from_hex),
+            error: self.error,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
