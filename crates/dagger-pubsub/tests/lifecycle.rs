@@ -69,7 +69,10 @@ async fn shutdown_drains_every_accepted_message_including_follow_ups() {
     // gated queue and block forever if the shutdown task started late.)
     let mut shutdown = Box::pin(ex.shutdown());
     let first = std::future::poll_fn(|cx| Poll::Ready(shutdown.as_mut().poll(cx))).await;
-    assert!(first.is_pending(), "shutdown finished with 50 messages gated");
+    assert!(
+        first.is_pending(),
+        "shutdown finished with 50 messages gated"
+    );
     // New external messages are refused...
     let refused = ex.publish("in", json!("late")).await.unwrap_err();
     assert!(matches!(refused, PubSubError::ShuttingDown { ref channel } if channel == "in"));
@@ -80,7 +83,10 @@ async fn shutdown_drains_every_accepted_message_including_follow_ups() {
         .await
         .expect("shutdown drains within 30 s")
         .unwrap();
-    assert_eq!(payloads(&out), (0..50).map(|i| json!(i)).collect::<Vec<_>>());
+    assert_eq!(
+        payloads(&out),
+        (0..50).map(|i| json!(i)).collect::<Vec<_>>()
+    );
     assert_eq!(metrics.in_flight, 0);
     assert_eq!(metrics.channels["out"].delivered, 50);
 }

@@ -1,6 +1,7 @@
 //! The SQLite store: an r2d2 pool for readers and one writer thread for
 //! every write (see [`crate::writer`]).
 
+use crate::checkpoint::Checkpointer;
 use crate::error::{BUSY_TIMEOUT_MS, map_pool, map_sqlite, with_waited};
 use crate::location::SqliteLocation;
 use crate::migrations;
@@ -74,6 +75,9 @@ pub(crate) struct Inner {
     writer_id: std::thread::ThreadId,
     deferred_error: Arc<Mutex<Option<StoreError>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Runs WAL checkpoints off the commit path (none when read-only).
+    /// Declared before the temporary directory, so it stops first.
+    checkpointer: Option<Checkpointer>,
     /// Keeps a `sqlite::memory:` store's files alive until drop.
     _temp_dir: Option<TempDir>,
     /// Started records not written yet (see `RunStore::put_node_started`).
@@ -145,6 +149,10 @@ fn configure(
         Durability::Sync => "FULL",
     };
     conn.pragma_update(None, "synchronous", sync)?;
+    if !options.read_only {
+        // The store's checkpointer thread does this off the commit path.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    }
     if let Some(pages) = options.max_page_count {
         conn.pragma_update(
             None,
@@ -254,6 +262,21 @@ impl SqliteStore {
             .build(manager)
             .map_err(|e| map_pool(&e, &name))?;
 
+        let checkpointer = if options.read_only {
+            None
+        } else {
+            let conn = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(sql)?;
+            Some(
+                Checkpointer::start(conn, name.clone()).map_err(|source| StoreError::Io {
+                    context: "spawning the SQLite checkpoint thread".into(),
+                    source,
+                })?,
+            )
+        };
         let artifact_dir = artifact_dir_for(&path);
         let (tx, rx) = mpsc::channel();
         let deferred_error = Arc::new(Mutex::new(None));
@@ -286,6 +309,7 @@ impl SqliteStore {
                 deferred_error,
                 writer_id: thread.thread().id(),
                 writer_thread: Mutex::new(Some(thread)),
+                checkpointer,
                 _temp_dir: temp_dir,
                 pending_starts: Arc::default(),
             }),
