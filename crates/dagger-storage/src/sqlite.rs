@@ -77,7 +77,7 @@ pub(crate) struct Inner {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Runs WAL checkpoints off the commit path (none when read-only).
     /// Declared before the temporary directory, so it stops first.
-    checkpointer: Option<Checkpointer>,
+    _checkpointer: Option<Checkpointer>,
     /// Keeps a `sqlite::memory:` store's files alive until drop.
     _temp_dir: Option<TempDir>,
     /// Started records not written yet (see `RunStore::put_node_started`).
@@ -309,7 +309,7 @@ impl SqliteStore {
                 deferred_error,
                 writer_id: thread.thread().id(),
                 writer_thread: Mutex::new(Some(thread)),
-                checkpointer,
+                _checkpointer: checkpointer,
                 _temp_dir: temp_dir,
                 pending_starts: Arc::default(),
             }),
