@@ -14,48 +14,64 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Task slots each Q1 worker runs at once (its job's `max_concurrency`).
+const Q1_SLOTS_PER_WORKER: usize = 64;
+
 /// Q1: inserts `tasks` no-op tasks in one job (timed as build), then runs
-/// them with `workers` concurrent executions (timed as run), on a fresh
-/// embedded SQLite store (default options: `Durability::Batched`).
+/// them with `workers` workers (timed as run). A worker is what a `dagger
+/// worker` process is: a task manager with its own store handle (its own
+/// SQLite connections and writer thread) on the shared file, joining the
+/// job with [`Q1_SLOTS_PER_WORKER`] slots. Default store options
+/// (`Durability::Batched`).
 pub async fn q1(tasks: usize, workers: usize) -> Timing {
     let dir = tempfile::tempdir().expect("temp dir");
     let location = format!("sqlite:{}", dir.path().join("q1.db").display());
-    let store = SqliteStore::open_with(&location, SqliteOptions::default())
-        .await
-        .expect("SQLite store opens");
-    let registry = TaskAgentRegistry::new();
-    registry
-        .register_agent(Arc::new(FnAgent::new("noop", |_input, _ctx| async {
-            Ok::<_, BoxError>(TaskOutcome::Completed(Value::Null))
-        })))
-        .expect("agent registers");
-    let manager = TaskManager::new(
-        Duration::from_secs(600),
-        StallAction::TerminateJob,
-        Cache::new(),
-        registry,
-        Arc::new(store),
-    );
+    let mut managers = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let store = SqliteStore::open_with(&location, SqliteOptions::default())
+            .await
+            .expect("SQLite store opens");
+        let registry = TaskAgentRegistry::new();
+        registry
+            .register_agent(Arc::new(FnAgent::new("noop", |_input, _ctx| async {
+                Ok::<_, BoxError>(TaskOutcome::Completed(Value::Null))
+            })))
+            .expect("agent registers");
+        managers.push(TaskManager::new(
+            Duration::from_secs(600),
+            StallAction::TerminateJob,
+            Cache::new(),
+            registry,
+            Arc::new(store),
+        ));
+    }
     let t0 = Instant::now();
     let specs = (0..tasks)
         .map(|i| TaskSpec::new("q1", "noop", format!("task {i}")))
         .collect();
-    manager.add_tasks(specs).expect("tasks insert");
+    managers[0].add_tasks(specs).expect("tasks insert");
     let build = t0.elapsed();
     let t1 = Instant::now();
     let config = JobConfig {
-        max_concurrency: workers,
+        max_concurrency: Q1_SLOTS_PER_WORKER,
         ..JobConfig::default()
     };
-    let handle = manager
-        .start_job("q1", Vec::new(), None, Some(config))
-        .expect("job starts");
-    let status = handle.wait().await;
-    assert_eq!(
-        status,
-        JobStatus::Completed(true),
-        "Q1 job ended {status:?}"
-    );
+    let mut handles = vec![
+        managers[0]
+            .start_job("q1", Vec::new(), None, Some(config))
+            .expect("job starts"),
+    ];
+    for m in &managers[1..] {
+        handles.push(m.resume_job("q1").expect("worker joins the job"));
+    }
+    for handle in handles {
+        let status = handle.wait().await;
+        assert_eq!(
+            status,
+            JobStatus::Completed(true),
+            "Q1 job ended {status:?}"
+        );
+    }
     Timing {
         build,
         run: t1.elapsed(),
