@@ -737,6 +737,24 @@ impl TaskTx for SqlTx<'_, '_> {
     }
 }
 
+/// Takes the process-wide write lock. When another handle holds it and this
+/// thread is a worker of a multi-threaded tokio runtime, the wait is
+/// announced with `block_in_place`, so the worker's other tasks (running
+/// agents, another job's loop) move to a fresh thread instead of waiting
+/// behind this one; uncontended, it is a plain lock.
+fn lock_for_write(lock: &Mutex<()>) -> parking_lot::MutexGuard<'_, ()> {
+    if let Some(guard) = lock.try_lock() {
+        return guard;
+    }
+    let on_multi_thread_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_multi_thread_worker {
+        tokio::task::block_in_place(|| lock.lock())
+    } else {
+        lock.lock()
+    }
+}
+
 impl TaskStore for SqliteStore {
     fn transact(
         &self,
@@ -745,7 +763,7 @@ impl TaskStore for SqliteStore {
         let location = self.location().to_string();
         let file = shared(&location);
         let wake = self.read_blocking(|conn| {
-            let _writing = file.write.lock();
+            let _writing = lock_for_write(&file.write);
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
                 .map_err(|e| map_sqlite(e, &location))?;
             let mut view = SqlTx::new(&tx, &location);
