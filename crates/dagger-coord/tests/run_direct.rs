@@ -6,8 +6,7 @@
 mod common;
 
 use common::*;
-use dagger_coord::execute_dag;
-use dagger_core::{Cache, NodeStatus, RunStatus, Stores};
+use dagger_core::{NodeStatus, RunStatus};
 use dagger_dag_flow::{DagConfig, OnFailure, RetryStrategy};
 use serde_json::json;
 use std::sync::Arc;
@@ -34,13 +33,7 @@ async fn released_dependents_respect_the_parallel_limit() {
         max_parallel_nodes: 2,
         ..quick()
     };
-    let mut ex = executor(
-        config,
-        registry(&probe),
-        workflow("w", nodes),
-        Stores::memory(),
-    );
-    let r = execute_dag(&mut ex, &Cache::new(), "w").await.unwrap();
+    let r = run_in_memory(config, &probe, nodes).await;
     assert!(r.succeeded(), "{r:?}");
     assert_eq!(probe.max.load(Ordering::SeqCst), 2);
     assert_eq!(r.metrics.nodes_completed, 10);
@@ -58,13 +51,7 @@ async fn a_long_chain_completes_with_every_node_reported() {
             json!({"tokens": 2}),
         ));
     }
-    let mut ex = executor(
-        quick(),
-        registry(&probe),
-        workflow("w", nodes),
-        Stores::memory(),
-    );
-    let r = execute_dag(&mut ex, &Cache::new(), "w").await.unwrap();
+    let r = run_in_memory(quick(), &probe, nodes).await;
     assert!(r.succeeded(), "{r:?}");
     assert_eq!(r.metrics.nodes_completed, 200);
     assert_eq!(r.metrics.iterations, 200);
@@ -90,13 +77,7 @@ async fn a_released_node_that_fails_is_retried_by_the_loop() {
         flaky,
         node("c", &["b"], json!({})),
     ];
-    let mut ex = executor(
-        quick(),
-        registry(&probe),
-        workflow("w", nodes),
-        Stores::memory(),
-    );
-    let r = execute_dag(&mut ex, &Cache::new(), "w").await.unwrap();
+    let r = run_in_memory(quick(), &probe, nodes).await;
     assert!(r.succeeded(), "{r:?}");
     assert_eq!(r.get_node_state("b").unwrap().attempts, 3);
     assert_eq!(r.get_node_state("c").unwrap().attempts, 1);
@@ -119,13 +100,7 @@ async fn released_nodes_with_conditions_go_through_the_loop() {
         node("d", &["b"], json!({})),
         node("e", &["c"], json!({})),
     ];
-    let mut ex = executor(
-        quick(),
-        registry(&probe),
-        workflow("w", nodes),
-        Stores::memory(),
-    );
-    let r = execute_dag(&mut ex, &Cache::new(), "w").await.unwrap();
+    let r = run_in_memory(quick(), &probe, nodes).await;
     assert!(r.succeeded(), "{r:?}");
     assert_eq!(r.get_node_state("b").unwrap().status, NodeStatus::Skipped);
     assert_eq!(r.get_node_state("d").unwrap().status, NodeStatus::Skipped);
@@ -149,13 +124,7 @@ async fn a_pause_stops_workers_from_starting_dependents() {
         on_failure: OnFailure::Pause,
         ..quick()
     };
-    let mut ex = executor(
-        config,
-        registry(&probe),
-        workflow("w", nodes),
-        Stores::memory(),
-    );
-    let r = execute_dag(&mut ex, &Cache::new(), "w").await.unwrap();
+    let r = run_in_memory(config, &probe, nodes).await;
     assert_eq!(r.status, RunStatus::Paused, "{r:?}");
     assert_eq!(probe.runs_of("slow"), 1);
     assert_eq!(

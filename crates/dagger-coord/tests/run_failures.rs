@@ -28,13 +28,7 @@ async fn continue_skips_dependents_and_runs_independent_branches() {
         node("other", &[], json!({"ms": 20})),
         node("after_other", &["other"], json!({})),
     ];
-    let mut ex = executor(
-        quick_retries(),
-        registry(&probe),
-        workflow("w", nodes),
-        Stores::memory(),
-    );
-    let r = execute_dag(&mut ex, &Cache::new(), "w").await.unwrap();
+    let r = run_in_memory(quick_retries(), &probe, nodes).await;
     assert_eq!(r.status, RunStatus::Failed);
     assert_eq!(r.reason.as_deref(), Some("failed nodes: bad"));
     let child = r.get_node_state("child").unwrap();
@@ -106,13 +100,7 @@ async fn pause_keeps_state_and_starts_nothing_new() {
         on_failure: OnFailure::Pause,
         ..quick_retries()
     };
-    let mut ex = executor(
-        config,
-        registry(&probe),
-        workflow("w", nodes),
-        Stores::memory(),
-    );
-    let r = execute_dag(&mut ex, &Cache::new(), "w").await.unwrap();
+    let r = run_in_memory(config, &probe, nodes).await;
     assert_eq!(r.status, RunStatus::Paused);
     assert_eq!(
         r.get_node_state("slow").unwrap().status,
@@ -210,13 +198,7 @@ async fn a_waiting_retry_does_not_block_other_nodes() {
         retry_base_delay_ms: 400,
         ..DagConfig::default()
     };
-    let mut ex = executor(
-        config,
-        registry(&probe),
-        workflow("w", nodes),
-        Stores::memory(),
-    );
-    let r = execute_dag(&mut ex, &Cache::new(), "w").await.unwrap();
+    let r = run_in_memory(config, &probe, nodes).await;
     assert!(r.succeeded());
     let starts = probe.started.lock().clone();
     let second_flaky = starts.iter().rposition(|s| s == "flaky").unwrap();
@@ -269,13 +251,7 @@ async fn run_timeout_ends_the_run() {
         node("slow", &[], json!({"ms": 30_000})),
         node("next", &["slow"], json!({})),
     ];
-    let mut ex = executor(
-        config,
-        registry(&probe),
-        workflow("w", nodes),
-        Stores::memory(),
-    );
-    let r = execute_dag(&mut ex, &Cache::new(), "w").await.unwrap();
+    let r = run_in_memory(config, &probe, nodes).await;
     assert_eq!(r.status, RunStatus::Failed);
     assert_eq!(r.reason.as_deref(), Some("run timed out after 0.2s"));
     assert_eq!(

@@ -217,23 +217,38 @@ async fn cancel_run_withdraws_only_that_runs_items(q: &Arc<dyn NodeQueue>, p: &s
 }
 
 async fn waiters_and_workers_are_woken(q: &Arc<dyn NodeQueue>, p: &str) {
-    let mut signal = q.work_signal();
+    enqueue_and_completion_wake(q, q, &format!("{p}-wake"), json!({"x": 1})).await;
+}
+
+/// `producer` enqueues an item and waits for its result; `worker`'s work
+/// signal fires for the enqueue, it claims and completes the item, and the
+/// completion wakes the producer's waiter.
+async fn enqueue_and_completion_wake(
+    producer: &Arc<dyn NodeQueue>,
+    worker: &Arc<dyn NodeQueue>,
+    id: &str,
+    value: serde_json::Value,
+) {
+    let mut signal = worker.work_signal();
     signal.borrow_and_update();
-    let it = item(&format!("{p}-wake"), "a", "echo");
-    q.enqueue(it.clone()).await.unwrap();
+    let it = item(id, "a", "echo");
+    producer.enqueue(it.clone()).await.unwrap();
     within("work signal", signal.changed()).await.unwrap();
-    let c = q
+    let c = worker
         .claim("w", &names(&["echo"]), 1, LONG)
         .await
         .unwrap()
         .remove(0);
     let waiter = {
-        let q = q.clone();
+        let producer = producer.clone();
         let id = it.item_id.clone();
-        tokio::spawn(async move { q.wait_result(&id).await })
+        tokio::spawn(async move { producer.wait_result(&id).await })
     };
+    // Completes after the waiter has (most likely) started waiting, so the
+    // wake-up and not the first look finds the result.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    q.complete(&it.item_id, c.token, output(json!({"x": 1})))
+    worker
+        .complete(&it.item_id, c.token, output(value.clone()))
         .await
         .unwrap();
     // Well under the Postgres store's 5-second re-check: the notification woke it.
@@ -242,7 +257,7 @@ async fn waiters_and_workers_are_woken(q: &Arc<dyn NodeQueue>, p: &str) {
         .expect("woken by the completion")
         .unwrap()
         .unwrap();
-    assert_eq!(got, output(json!({"x": 1})));
+    assert_eq!(got, output(value));
 }
 
 async fn concurrent_claims_never_share_an_item(q: &Arc<dyn NodeQueue>, p: &str) {
@@ -313,33 +328,13 @@ async fn postgres_node_queue_wakes_other_processes() {
     let b = dagger_storage::PostgresStore::connect_with(&common::postgres::url(), options)
         .await
         .unwrap();
-    let mut signal = NodeQueue::work_signal(&b);
     // Let b's listener connect; its first wake-up is not the one under test.
+    let _listening = NodeQueue::work_signal(&b);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    signal.borrow_and_update();
-    let it = item("x", "a", "echo");
-    a.enqueue(it.clone()).await.unwrap();
-    within("b's work signal", signal.changed()).await.unwrap();
-    let c = b
-        .claim("w", &names(&["echo"]), 1, LONG)
-        .await
-        .unwrap()
-        .remove(0);
-    let waiter = {
-        let a = a.clone();
-        let id = it.item_id.clone();
-        tokio::spawn(async move { a.wait_result(&id).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    b.complete(&it.item_id, c.token, output(json!(7)))
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(3), waiter)
-        .await
-        .expect("a's waiter woken by b's completion")
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, output(json!(7)));
+    let (producer, worker): (Arc<dyn NodeQueue>, Arc<dyn NodeQueue>) =
+        (Arc::new(a.clone()), Arc::new(b.clone()));
+    enqueue_and_completion_wake(&producer, &worker, "x", json!(7)).await;
+    drop((producer, worker, _listening));
     drop(b);
     a.drop_schema().await.unwrap();
 }

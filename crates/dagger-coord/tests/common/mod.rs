@@ -174,3 +174,21 @@ pub fn executor(
     ex.insert_workflow(wf, "<test>").unwrap();
     ex
 }
+
+/// Runs workflow `w` of `nodes` once on in-memory stores with the probe's
+/// actions and returns its report.
+pub async fn run_in_memory(
+    config: DagConfig,
+    probe: &Arc<Probe>,
+    nodes: Vec<NodeDef>,
+) -> dagger_coord::DagExecutionReport {
+    let mut ex = executor(
+        config,
+        registry(probe),
+        workflow("w", nodes),
+        Stores::memory(),
+    );
+    dagger_coord::execute_dag(&mut ex, &dagger_core::Cache::new(), "w")
+        .await
+        .unwrap()
+}
