@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Task slots each Q1 worker runs at once (its job's `max_concurrency`).
-const Q1_SLOTS_PER_WORKER: usize = 64;
+pub const Q1_SLOTS_PER_WORKER: usize = 64;
 
 /// Q1: inserts `tasks` no-op tasks in one job (timed as build), then runs
 /// them with `workers` workers (timed as run). A worker is what a `dagger
