@@ -141,7 +141,7 @@ impl<T> BoundedQueue<T> {
                 // A few items only: let a running producer add more first.
                 // Taking them at once would move the lock's cache line to
                 // this core and back once per message (P2 with 4
-                // subscribers: 3.4M -> 4.3M deliveries/s on 2 cores); the
+                // subscribers: 3.3M -> 4.2M deliveries/s on 2 cores); the
                 // cost is a few yields of latency, not a sleep.
                 // Never a full queue: its producers wait or drop.
                 let few = len > 0

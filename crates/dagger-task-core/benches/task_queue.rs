@@ -75,6 +75,36 @@ fn noop_specs(job: &str, n: usize) -> Vec<TaskSpec> {
         .collect()
 }
 
+/// The runtime every Task Agent bench runs on: tokio, 2 worker threads.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
+/// The job settings of Q1 and Q4: 64 task slots per worker.
+fn job_config() -> JobConfig {
+    JobConfig {
+        max_concurrency: 64,
+        ..JobConfig::default()
+    }
+}
+
+/// A fresh SQLite file holding Q1's `n` no-op tasks, and one store handle
+/// on it per worker (the first is the one that inserted them).
+fn filled_q1(n: usize, workers: usize) -> (Db, Vec<Arc<dyn TaskStore>>) {
+    let (db, store) = sqlite();
+    manager(store.clone(), registry())
+        .add_tasks(noop_specs("q1", n))
+        .expect("insert");
+    let stores = (0..workers)
+        .map(|i| if i == 0 { store.clone() } else { reopen(&db) })
+        .collect();
+    (db, stores)
+}
+
 /// Runs job `job` (already filled) with `workers` managers on `stores`.
 async fn run_job(stores: Vec<Arc<dyn TaskStore>>, job: &str, cfg: JobConfig) {
     let mut handles = Vec::new();
@@ -95,29 +125,16 @@ async fn run_job(stores: Vec<Arc<dyn TaskStore>>, job: &str, cfg: JobConfig) {
 
 fn q1(c: &mut Criterion) {
     let n = tasks_n();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = runtime();
     let mut g = c.benchmark_group("Q1_run_noop_tasks");
     g.sample_size(10).throughput(Throughput::Elements(n as u64));
-    let cfg = JobConfig {
-        max_concurrency: 64,
-        ..JobConfig::default()
-    };
+    let cfg = job_config();
     for workers in [1usize, 2, 4] {
         g.bench_with_input(BenchmarkId::new("sqlite", workers), &workers, |b, &w| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let (db, store) = sqlite();
-                    manager(store.clone(), registry())
-                        .add_tasks(noop_specs("q1", n))
-                        .expect("insert");
-                    let stores = (0..w)
-                        .map(|i| if i == 0 { store.clone() } else { reopen(&db) })
-                        .collect();
+                    let (_db, stores) = filled_q1(n, w);
                     let start = Instant::now();
                     rt.block_on(run_job(stores, "q1", cfg.clone()));
                     total += start.elapsed();
@@ -185,11 +202,7 @@ fn q2(c: &mut Criterion) {
 /// on them, and completes when they are done: 11 tasks per root.
 fn q4(c: &mut Criterion) {
     let roots = tasks_n().min(10_000) / 11;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = runtime();
     let mut g = c.benchmark_group("Q4_dynamic_tree");
     g.sample_size(10)
         .throughput(Throughput::Elements((roots * 11) as u64));
@@ -224,11 +237,9 @@ fn q4(c: &mut Criterion) {
                 m.add_tasks(specs).expect("insert");
                 let start = Instant::now();
                 rt.block_on(async {
-                    let cfg = JobConfig {
-                        max_concurrency: 64,
-                        ..JobConfig::default()
-                    };
-                    let h = m.start_job("q4", vec![], None, Some(cfg)).expect("start");
+                    let h = m
+                        .start_job("q4", vec![], None, Some(job_config()))
+                        .expect("start");
                     assert_eq!(h.wait().await, JobStatus::Completed(true));
                 });
                 total += start.elapsed();
@@ -244,11 +255,7 @@ criterion_group!(benches, q1, q2, q4);
 /// Q3: enqueue → agent start latency at about half of the measured
 /// single-worker capacity; prints p50 and p99.
 fn q3_latency() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = runtime();
     let (_db, store) = sqlite();
     let latencies = Arc::new(parking_lot::Mutex::new(Vec::<u64>::new()));
     let r = TaskAgentRegistry::new();
@@ -323,24 +330,10 @@ fn now_us() -> u64 {
 /// managers on one SQLite file run `DAGGER_BENCH_TASKS` no-op tasks.
 fn q1_once(workers: usize) {
     let n = tasks_n();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    let (db, store) = sqlite();
-    manager(store.clone(), registry())
-        .add_tasks(noop_specs("q1", n))
-        .expect("insert");
-    let stores = (0..workers)
-        .map(|i| if i == 0 { store.clone() } else { reopen(&db) })
-        .collect();
-    let cfg = JobConfig {
-        max_concurrency: 64,
-        ..JobConfig::default()
-    };
+    let rt = runtime();
+    let (_db, stores) = filled_q1(n, workers);
     let start = Instant::now();
-    rt.block_on(run_job(stores, "q1", cfg));
+    rt.block_on(run_job(stores, "q1", job_config()));
     let secs = start.elapsed().as_secs_f64();
     println!(
         "RESULT workload=Q1 engine=dagger store=sqlite tasks={n} workers={workers} tasks_per_s={:.0}",
