@@ -366,6 +366,22 @@ fn deps_json(t: &TaskRecord) -> Result<String, StoreError> {
     serde_json::to_string(&t.dependencies).map_err(|e| decode(format!("task `{}`", t.task_id), e))
 }
 
+/// The columns of a task row that change after insertion, before decoding.
+struct TaskState {
+    output: Option<String>,
+    error: Option<String>,
+    status: String,
+    attempts: u32,
+    failures: u32,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+    not_before: Option<i64>,
+    updated_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    dependencies: String,
+}
+
 /// A task row before decoding.
 struct RawTask {
     task_id: String,
@@ -541,6 +557,71 @@ impl TaskTx for SqlTx<'_, '_> {
             self.known.insert(task_id.clone(), None);
         }
         Ok(found)
+    }
+
+    fn refresh_task(&mut self, task: &mut TaskRecord) -> Result<bool, StoreError> {
+        let row = self
+            .tx
+            .prepare_cached(
+                "SELECT output, error, status, attempts, failures, lease_owner, lease_expires_at, \
+                 not_before, updated_at, started_at, finished_at, dependencies \
+                 FROM tasks WHERE task_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([task.task_id.as_str()], |r| {
+                    Ok(TaskState {
+                        output: r.get(0)?,
+                        error: r.get(1)?,
+                        status: r.get(2)?,
+                        attempts: r.get(3)?,
+                        failures: r.get(4)?,
+                        lease_owner: r.get(5)?,
+                        lease_expires_at: r.get(6)?,
+                        not_before: r.get(7)?,
+                        updated_at: r.get(8)?,
+                        started_at: r.get(9)?,
+                        finished_at: r.get(10)?,
+                        dependencies: r.get(11)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let Some(row) = row else {
+            self.known.insert(task.task_id.clone(), None);
+            return Ok(false);
+        };
+        let what = || format!("task `{}`", task.task_id);
+        task.status = TaskStatus::parse(&row.status)
+            .ok_or_else(|| decode(what(), format!("unknown status `{}`", row.status)))?;
+        task.output = row
+            .output
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| decode(what(), e))?;
+        task.dependencies =
+            serde_json::from_str(&row.dependencies).map_err(|e| decode(what(), e))?;
+        task.error = row.error;
+        task.attempts = row.attempts;
+        task.failures = row.failures;
+        task.lease_owner = row.lease_owner;
+        task.lease_expires_at = row.lease_expires_at;
+        task.not_before = row.not_before;
+        task.updated_at = row.updated_at;
+        task.started_at = row.started_at;
+        task.finished_at = row.finished_at;
+        // The caller vouches for the columns set at insertion (the trait's
+        // contract), so a write-back of the state needs no full-row rewrite.
+        self.known.insert(
+            task.task_id.clone(),
+            Some(Known {
+                status: task.status.as_str(),
+                dependencies: row.dependencies,
+                fixed: Some(Fixed::of(task)),
+            }),
+        );
+        Ok(true)
     }
 
     fn put_task(&mut self, t: &TaskRecord) -> Result<(), StoreError> {

@@ -6,6 +6,11 @@
 //!
 //! `DAGGER_BENCH_TASKS` sets the Q1/Q2 size (default 10,000; the workload
 //! says 100,000).
+//!
+//! `Q1_run_io_tasks` is Q1 with tasks that each wait [`IO_TASK`] (what an
+//! agent calling a model or a web service does): no-op tasks are bound by
+//! the SQLite file's one writer whatever the number of workers, so this is
+//! where adding workers can and should add throughput, up to that bound.
 
 #![allow(missing_docs)]
 
@@ -28,9 +33,18 @@ fn tasks_n() -> usize {
         .unwrap_or(10_000)
 }
 
+/// How long each task of `Q1_run_io_tasks` waits.
+const IO_TASK: Duration = Duration::from_millis(5);
+
+/// Agents `noop` and `io` (waits [`IO_TASK`]).
 fn registry() -> TaskAgentRegistry {
     let r = TaskAgentRegistry::new();
     r.register_agent(Arc::new(FnAgent::new("noop", |_v, _c| async move {
+        Ok::<_, BoxError>(TaskOutcome::Completed(json!(null)))
+    })))
+    .expect("register");
+    r.register_agent(Arc::new(FnAgent::new("io", |_v, _c| async move {
+        tokio::time::sleep(IO_TASK).await;
         Ok::<_, BoxError>(TaskOutcome::Completed(json!(null)))
     })))
     .expect("register");
@@ -70,8 +84,12 @@ fn reopen(db: &Db) -> Arc<dyn TaskStore> {
 }
 
 fn noop_specs(job: &str, n: usize) -> Vec<TaskSpec> {
+    agent_specs(job, "noop", n)
+}
+
+fn agent_specs(job: &str, agent: &str, n: usize) -> Vec<TaskSpec> {
     (0..n)
-        .map(|i| TaskSpec::new(job, "noop", "").id(format!("t{i}")))
+        .map(|i| TaskSpec::new(job, agent, "").id(format!("t{i}")))
         .collect()
 }
 
@@ -92,12 +110,12 @@ fn job_config() -> JobConfig {
     }
 }
 
-/// A fresh SQLite file holding Q1's `n` no-op tasks, and one store handle
-/// on it per worker (the first is the one that inserted them).
-fn filled_q1(n: usize, workers: usize) -> (Db, Vec<Arc<dyn TaskStore>>) {
+/// A fresh SQLite file holding job `q1` of `n` tasks for `agent`, and one
+/// store handle on it per worker (the first is the one that inserted them).
+fn filled_job(n: usize, agent: &str, workers: usize) -> (Db, Vec<Arc<dyn TaskStore>>) {
     let (db, store) = sqlite();
     manager(store.clone(), registry())
-        .add_tasks(noop_specs("q1", n))
+        .add_tasks(agent_specs("q1", agent, n))
         .expect("insert");
     let stores = (0..workers)
         .map(|i| if i == 0 { store.clone() } else { reopen(&db) })
@@ -129,20 +147,7 @@ fn q1(c: &mut Criterion) {
     let mut g = c.benchmark_group("Q1_run_noop_tasks");
     g.sample_size(10).throughput(Throughput::Elements(n as u64));
     let cfg = job_config();
-    for workers in [1usize, 2, 4] {
-        g.bench_with_input(BenchmarkId::new("sqlite", workers), &workers, |b, &w| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let (_db, stores) = filled_q1(n, w);
-                    let start = Instant::now();
-                    rt.block_on(run_job(stores, "q1", cfg.clone()));
-                    total += start.elapsed();
-                }
-                total
-            })
-        });
-    }
+    q1_sqlite_workers(&mut g, &rt, n, "noop", &cfg);
     g.bench_function(BenchmarkId::new("memory", 1), |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -159,6 +164,35 @@ fn q1(c: &mut Criterion) {
         })
     });
     g.finish();
+    let mut g = c.benchmark_group("Q1_run_io_tasks");
+    let n = n.min(10_000);
+    g.sample_size(10).throughput(Throughput::Elements(n as u64));
+    q1_sqlite_workers(&mut g, &rt, n, "io", &cfg);
+    g.finish();
+}
+
+/// Runs `n` tasks of `agent` on SQLite with 1, 2 and 4 workers.
+fn q1_sqlite_workers(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+    agent: &str,
+    cfg: &JobConfig,
+) {
+    for workers in [1usize, 2, 4] {
+        g.bench_with_input(BenchmarkId::new("sqlite", workers), &workers, |b, &w| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (_db, stores) = filled_job(n, agent, w);
+                    let start = Instant::now();
+                    rt.block_on(run_job(stores, "q1", cfg.clone()));
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
 }
 
 fn q2(c: &mut Criterion) {
@@ -331,7 +365,7 @@ fn now_us() -> u64 {
 fn q1_once(workers: usize) {
     let n = tasks_n();
     let rt = runtime();
-    let (_db, stores) = filled_q1(n, workers);
+    let (_db, stores) = filled_job(n, "noop", workers);
     let start = Instant::now();
     rt.block_on(run_job(stores, "q1", job_config()));
     let secs = start.elapsed().as_secs_f64();

@@ -10,7 +10,7 @@ use crate::job::JobRuntime;
 use crate::manager::TaskManager;
 use crate::ops::{self, AttemptEnd, Recorded};
 use dagger_core::store::{TaskRecord, TaskStore};
-use dagger_core::{ErrorClass, JobId, TaskId, now_millis};
+use dagger_core::{ErrorClass, now_millis};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -25,10 +25,8 @@ pub(crate) struct Pending {
     /// Keeps the manager alive until the attempt is recorded.
     pub(crate) manager: TaskManager,
     pub(crate) rt: Arc<JobRuntime>,
-    pub(crate) task_id: TaskId,
-    pub(crate) job_id: JobId,
-    pub(crate) token: u32,
-    pub(crate) deps_at_claim: usize,
+    /// The task as its claim returned it (its attempt number is the fencing token).
+    pub(crate) claimed: TaskRecord,
     pub(crate) end: AttemptEnd,
     pub(crate) class: ErrorClass,
 }
@@ -37,10 +35,7 @@ pub(crate) struct Pending {
 /// the job runtime, which the loop has (a queue inside the runtime holding
 /// them would be a reference cycle if the runtime were dropped unfinished).
 pub(crate) struct Finished {
-    task_id: TaskId,
-    job_id: JobId,
-    token: u32,
-    deps_at_claim: usize,
+    claimed: TaskRecord,
     end: AttemptEnd,
     class: ErrorClass,
 }
@@ -51,10 +46,7 @@ impl Finished {
         Pending {
             manager: m.clone(),
             rt: rt.clone(),
-            task_id: self.task_id,
-            job_id: self.job_id,
-            token: self.token,
-            deps_at_claim: self.deps_at_claim,
+            claimed: self.claimed,
             end: self.end,
             class: self.class,
         }
@@ -71,10 +63,7 @@ pub(crate) fn deliver(m: &TaskManager, p: Pending) {
             p
         } else {
             inbox.attempts.push(Finished {
-                task_id: p.task_id,
-                job_id: p.job_id,
-                token: p.token,
-                deps_at_claim: p.deps_at_claim,
+                claimed: p.claimed,
                 end: p.end,
                 class: p.class,
             });
@@ -142,15 +131,7 @@ pub(crate) fn record_one(
     p: &Pending,
     now: i64,
 ) -> Result<Recorded, TaskError> {
-    ops::record_attempt(
-        tx,
-        &p.task_id,
-        p.token,
-        p.deps_at_claim,
-        &p.end,
-        now,
-        &|t| retry_at(p, t),
-    )
+    ops::record_attempt(tx, &p.claimed, &p.end, now, &|t| retry_at(p, t))
 }
 
 /// Records the batch in one transaction. A stale lease is refused before
@@ -193,10 +174,11 @@ pub(crate) fn finish(p: Pending, result: Result<Recorded, TaskError>) {
     match result {
         Ok(Recorded::Completed) => {
             if let AttemptEnd::Output(v) = p.end {
-                p.manager
-                    .inner
-                    .cache
-                    .insert(p.job_id.as_str(), p.task_id.as_str(), v);
+                p.manager.inner.cache.insert(
+                    p.claimed.job_id.as_str(),
+                    p.claimed.task_id.as_str(),
+                    v,
+                );
             }
         }
         Ok(_) => {}
@@ -205,7 +187,9 @@ pub(crate) fn finish(p: Pending, result: Result<Recorded, TaskError>) {
                 report_stale(&p.manager, e);
             }
         }
-        Err(e) => tracing::error!(task = %p.task_id, error = %e, "recording the attempt failed"),
+        Err(e) => {
+            tracing::error!(task = %p.claimed.task_id, error = %e, "recording the attempt failed")
+        }
     }
 }
 

@@ -471,11 +471,25 @@ pub(crate) fn claim_many(
 /// The task if `token` is still its current claim, else [`TaskError::StaleLease`].
 fn fenced(tx: &mut dyn TaskTx, task_id: &TaskId, token: u32) -> Result<TaskRecord, TaskError> {
     let task = task_or(tx, task_id)?;
+    held(task, token)
+}
+
+/// `task` as stored now, if the claim it was read under is still current,
+/// else [`TaskError::StaleLease`]. Reads only what changes after insertion.
+fn fenced_claim(tx: &mut dyn TaskTx, claimed: &TaskRecord) -> Result<TaskRecord, TaskError> {
+    let mut task = claimed.clone();
+    if !tx.refresh_task(&mut task)? {
+        return Err(TaskError::TaskNotFound(claimed.task_id.to_string()));
+    }
+    held(task, claimed.attempts)
+}
+
+fn held(task: TaskRecord, token: u32) -> Result<TaskRecord, TaskError> {
     let held = matches!(task.status, TaskStatus::InProgress | TaskStatus::Blocked)
         && task.attempts == token;
     if !held {
         return Err(TaskError::StaleLease {
-            task: task_id.to_string(),
+            task: task.task_id.to_string(),
             held: token,
             current: task.attempts,
             status: task.status,
@@ -523,20 +537,21 @@ pub(crate) enum Recorded {
     Failed,
 }
 
-/// Records an attempt under its fencing token. An agent that gave its task
-/// new dependencies (more than `deps_at_claim`) or set it Blocked is
+/// Records an attempt of `claimed` (the task as its claim returned it; the
+/// attempt number is the fencing token). An agent that gave its task new
+/// dependencies (more than it had when claimed) or set it Blocked is
 /// waiting for them, whatever it returned: the seed's agents return an
 /// error string such as "needs_more_info" after doing so.
 pub(crate) fn record_attempt(
     tx: &mut dyn TaskTx,
-    task_id: &TaskId,
-    token: u32,
-    deps_at_claim: usize,
+    claimed: &TaskRecord,
     end: &AttemptEnd,
     now: i64,
     retry_at: &dyn Fn(&TaskRecord) -> Option<i64>,
 ) -> Result<Recorded, TaskError> {
-    let mut task = fenced(tx, task_id, token)?;
+    let deps_at_claim = claimed.dependencies.len();
+    let task_id = &claimed.task_id;
+    let mut task = fenced_claim(tx, claimed)?;
     let self_blocked =
         task.status == TaskStatus::Blocked || task.dependencies.len() > deps_at_claim;
     task.lease_owner = None;

@@ -53,7 +53,7 @@ pub(crate) async fn run(m: TaskManager, rt: Arc<JobRuntime>, task: TaskRecord) {
             *n = n.saturating_sub(1);
         }
     }
-    commit(&m, &rt, &task, attempt);
+    commit(&m, &rt, task, attempt);
     if abandoned {
         // Nothing to record; the freed slot may take another task.
         rt.notify.notify_one();
@@ -157,7 +157,7 @@ async fn execute(m: &TaskManager, task: &TaskRecord, ctx: &TaskContext) -> Attem
     }
 }
 
-fn commit(m: &TaskManager, rt: &Arc<JobRuntime>, task: &TaskRecord, attempt: Attempt) {
+fn commit(m: &TaskManager, rt: &Arc<JobRuntime>, task: TaskRecord, attempt: Attempt) {
     let (end, class) = match attempt {
         Attempt::Abandoned => return,
         Attempt::Output(v) => (ops::AttemptEnd::Output(v), ErrorClass::Error),
@@ -169,10 +169,7 @@ fn commit(m: &TaskManager, rt: &Arc<JobRuntime>, task: &TaskRecord, attempt: Att
         commit::Pending {
             manager: m.clone(),
             rt: rt.clone(),
-            task_id: task.task_id.clone(),
-            job_id: task.job_id.clone(),
-            token: task.attempts,
-            deps_at_claim: task.dependencies.len(),
+            claimed: task,
             end,
             class,
         },

@@ -159,6 +159,21 @@ pub trait TaskTx {
     fn task(&mut self, task_id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
     /// Inserts or replaces a task (dependencies included).
     fn put_task(&mut self, task: &TaskRecord) -> Result<(), StoreError>;
+    /// Re-reads into `task` what changes after a task is inserted (status,
+    /// attempts, failures, dependencies, output, error, lease and times);
+    /// `false` when the task is gone. The columns set at insertion (agent,
+    /// description, input, priority, …) never change, so a caller holding
+    /// the task as it was claimed already has them and a backend may skip
+    /// reading and decoding them; the default reads the whole row.
+    fn refresh_task(&mut self, task: &mut TaskRecord) -> Result<bool, StoreError> {
+        match self.task(&task.task_id)? {
+            Some(stored) => {
+                *task = stored;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
     /// A fresh insertion sequence number.
     fn next_seq(&mut self) -> Result<u64, StoreError>;
     /// Every task of a job, in insertion order.

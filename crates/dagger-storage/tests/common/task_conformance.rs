@@ -64,6 +64,54 @@ pub(crate) fn run_task_store_suite(store: &dyn TaskStore, p: &str) {
     counts_follow_status_changes(store, p);
     a_failed_transaction_leaves_nothing(store, p);
     a_transaction_reads_its_own_writes(store, p);
+    refresh_reads_what_changed_since_the_claim(store, p);
+}
+
+/// `refresh_task` brings a claimed copy up to date with changes made since
+/// (another transaction's status, attempts, dependencies, output, lease),
+/// and writing the refreshed copy back keeps every column right.
+fn refresh_reads_what_changed_since_the_claim(store: &dyn TaskStore, p: &str) {
+    let j = format!("{p}-refresh");
+    let (jr, mut stored) = (job(&j), task(&format!("{p}-refresh-1"), &j, 1, 0));
+    let dep = task(&format!("{p}-refresh-dep"), &j, 2, 0);
+    let claimed = stored.clone();
+    stored.status = TaskStatus::InProgress;
+    stored.attempts = 2;
+    stored.failures = 1;
+    stored.dependencies = vec![dep.task_id.clone()];
+    stored.output = Some(json!({"partial": true}));
+    stored.error = Some("first try".into());
+    stored.lease_owner = Some("w".into());
+    stored.lease_expires_at = Some(99);
+    stored.started_at = Some(30);
+    stored.updated_at = 31;
+    let (dep_w, stored_w) = (dep.clone(), stored.clone());
+    transact(store, |tx| {
+        tx.put_job(&jr)?;
+        tx.put_task(&dep_w)?;
+        tx.put_task(&stored_w)
+    })
+    .unwrap();
+    let (refreshed, gone) = transact(store, |tx| {
+        let mut t = claimed.clone();
+        assert!(tx.refresh_task(&mut t)?);
+        t.status = TaskStatus::Completed;
+        t.finished_at = Some(40);
+        tx.put_task(&t)?;
+        let mut missing = task(&format!("{p}-refresh-none"), &j, 3, 0);
+        Ok((t, !tx.refresh_task(&mut missing)?))
+    })
+    .unwrap();
+    assert!(gone, "a missing task refreshes to false");
+    let mut expected = stored.clone();
+    expected.status = TaskStatus::Completed;
+    expected.finished_at = Some(40);
+    assert_eq!(refreshed, expected);
+    let back = transact(store, |tx| tx.task(&expected.task_id)).unwrap();
+    assert_eq!(back.as_ref(), Some(&expected));
+    let jid = JobId::from(j.as_str());
+    let counts = transact(store, |tx| tx.job_counts(&jid)).unwrap();
+    assert_eq!(counts.in_progress, 0, "{counts:?}");
 }
 
 /// Backends write some things late (counts, the job's `updated_at`) or
