@@ -12,7 +12,9 @@
 //! process-wide lock first: without it, two handles (two managers, or two
 //! workers of one job) would meet on SQLite's lock, and the busy handler
 //! sleeps a millisecond or more before each retry, which is what kept
-//! several workers slower than one.
+//! several workers slower than one. The writer thread takes the same lock
+//! for each batch, and the checkpointer takes it to let the WAL restart
+//! (`checkpoint.rs`).
 //!
 //! A transaction writes as little as it can: rows it read are remembered
 //! (status and dependencies), so writing them back needs no read-back and
@@ -31,18 +33,20 @@ use tokio::sync::watch;
 
 /// What the [`SqliteStore`] handles of this process that opened the same
 /// file share for task transactions.
-struct FileShared {
+pub(crate) struct FileShared {
     /// Bumped after each committed task transaction that wrote.
     signal: watch::Sender<u64>,
-    /// Held for the whole of each task write transaction (see the module docs).
-    write: Mutex<()>,
+    /// Held for the whole of each task write transaction (see the module
+    /// docs), and by the checkpointer while it makes sure the WAL can restart.
+    pub(crate) write: Mutex<()>,
 }
 
 /// Per database location.
 static SHARED: LazyLock<Mutex<HashMap<String, Arc<FileShared>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-fn shared(location: &str) -> Arc<FileShared> {
+/// The task-transaction state this process shares for `location`.
+pub(crate) fn shared(location: &str) -> Arc<FileShared> {
     SHARED
         .lock()
         .entry(location.to_string())

@@ -93,6 +93,10 @@ pub(crate) struct Shared {
 
 /// Runs the writer loop until every sender is dropped.
 pub(crate) fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, shared: &Shared) {
+    // This process's write lock on the file: task transactions queue on it
+    // instead of meeting this thread on SQLite's lock (whose busy handler
+    // sleeps), and the checkpointer takes it to let the WAL restart.
+    let file = crate::task_store::shared(&shared.location);
     let mut batch: Vec<Job> = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -103,7 +107,10 @@ pub(crate) fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, shared: &Share
             }
         }
         let count = batch.len() as u64;
-        let replies = commit_batch(&mut conn, std::mem::take(&mut batch), shared);
+        let replies = {
+            let _writing = file.write.lock();
+            commit_batch(&mut conn, std::mem::take(&mut batch), shared)
+        };
         shared.processed.fetch_add(count, Ordering::AcqRel);
         for (result, reply) in replies {
             reply.send(result, &shared.deferred);

@@ -313,7 +313,10 @@ fn q3_latency() {
     )))
     .expect("register");
     let m = manager(store, r);
-    let n = 5_000;
+    let n = std::env::var("DAGGER_BENCH_Q3_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000usize);
     let rate_per_s = std::env::var("DAGGER_BENCH_Q3_RATE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -324,7 +327,7 @@ fn q3_latency() {
                 "q3",
                 vec![TaskSpec::new("q3", "hold", "keep open")],
                 None,
-                None,
+                Some(job_config()),
             )
             .expect("start");
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate_per_s));
