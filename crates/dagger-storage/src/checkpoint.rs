@@ -16,9 +16,10 @@
 //! transaction is always in flight while the checkpoint copies, so the WAL
 //! grew without end (150 MB after Q1's 100,000 tasks, 650 MB after 20,000
 //! Q3 tasks at 5,000/s). So once the WAL holds [`RESTART_FRAMES`] frames, a
-//! second passive checkpoint runs while holding this process's task write
-//! lock: no task transaction is in flight, it has only the frames of the
-//! last moments to copy, and the next task transaction restarts the WAL.
+//! second passive checkpoint runs while holding this process's write lock
+//! on the file (taken by task transactions and the writer thread): no write
+//! of this process is in flight, it has only the frames of the last moments
+//! to copy, and the next write restarts the WAL.
 
 use rusqlite::Connection;
 use std::sync::mpsc::{self, RecvTimeoutError};
