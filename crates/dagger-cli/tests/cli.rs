@@ -386,10 +386,14 @@ fn runs_killed_at_many_points_resume_to_the_same_result() {
                 assert!(c <= 2, "kill at {delay_ms} ms: {id} ran {c} times");
             }
         }
+        // What may repeat: the nodes in flight (max_parallel_nodes = 3) and,
+        // in `Batched` durability, nodes that finished in the moments before
+        // the kill while their records were still queued for the writer (a
+        // loaded machine saw one such wave). Not the whole run.
         let repeated = counts.values().filter(|c| **c > 1).count();
         assert!(
-            repeated <= 3,
-            "at most the in-flight nodes (max_parallel_nodes = 3) repeat, got {repeated}"
+            repeated <= 6,
+            "at most the in-flight nodes and one wave of queued records repeat, got {repeated}"
         );
     }
 }

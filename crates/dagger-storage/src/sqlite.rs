@@ -163,6 +163,49 @@ fn configure(
     Ok(())
 }
 
+/// Configures the writer connection, switches the file to WAL and brings
+/// its schema up to date (or, read-only, checks that it is). Every step may
+/// run again.
+fn prepare_file(
+    writer: &mut Connection,
+    durability: Durability,
+    options: &SqliteOptions,
+    name: &str,
+) -> Result<(), StoreError> {
+    let sql = |e: rusqlite::Error| map_sqlite(e, name);
+    configure(writer, durability, options).map_err(sql)?;
+    if options.read_only {
+        return migrations::require_latest(writer, name);
+    }
+    let mode: String = writer
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(sql)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(location = %name, mode, "could not switch to WAL");
+    }
+    migrations::migrate(writer, name).map(|_| ())
+}
+
+/// Runs `step` again while it fails with [`StoreError::Locked`], until
+/// `busy_timeout` has passed. Opening a file that another process is
+/// creating (switching it to WAL) or closing as its last user (the final
+/// checkpoint) meets locks that SQLite reports at once, without its busy
+/// handler; `dagger run` polled by `dagger runs show` failed that way.
+fn retry_while_locked(
+    busy_timeout: Duration,
+    mut step: impl FnMut() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + busy_timeout;
+    loop {
+        match step() {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `location` with default options.
     pub async fn open(location: &str) -> Result<Self, StoreError> {
@@ -228,20 +271,10 @@ impl SqliteStore {
         let mut writer =
             Connection::open_with_flags(&path, mode_flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(sql)?;
-        configure(&writer, durability, &options).map_err(sql)?;
-        if !options.read_only {
-            let mode: String = writer
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-                .map_err(sql)?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                tracing::warn!(location = %name, mode, "could not switch to WAL");
-            }
-        }
-        if options.read_only {
-            migrations::require_latest(&writer, &name)?;
-        } else {
-            migrations::migrate(&mut writer, &name).map_err(|e| with_waited(e, busy_timeout_ms))?;
-        }
+        retry_while_locked(options.busy_timeout, || {
+            prepare_file(&mut writer, durability, &options, &name)
+        })
+        .map_err(|e| with_waited(e, busy_timeout_ms))?;
 
         let reader_flags = if options.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY

@@ -299,3 +299,33 @@ async fn newer_schema_version() {
         .unwrap();
     assert_eq!(version, future, "the newer database is left untouched");
 }
+
+/// Processes that open a file while another creates it, or closes it as its
+/// last user, meet SQLite locks that do not wait for the busy timeout (the
+/// switch to WAL, the last connection's checkpoint): opening retries them, so
+/// stores opened together on a fresh file all open.
+#[test]
+fn stores_opened_together_on_a_fresh_file_all_open() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20 {
+        let path = dir.path().join(format!("race-{round}.db"));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let location = location(&path);
+                std::thread::spawn(move || {
+                    // Open and close twice: closing the last handle runs the
+                    // final checkpoint that a concurrent open meets.
+                    for _ in 0..2 {
+                        SqliteStore::open_blocking(&location, SqliteOptions::default())?;
+                    }
+                    Ok::<(), StoreError>(())
+                })
+            })
+            .collect();
+        for t in threads {
+            if let Err(e) = t.join().unwrap() {
+                panic!("round {round}: {e}");
+            }
+        }
+    }
+}
