@@ -21,7 +21,9 @@
 //! of this process is in flight, it has only the frames of the last moments
 //! to copy, and the next write restarts the WAL.
 
+use crate::task_store::FileShared;
 use rusqlite::Connection;
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -42,11 +44,15 @@ pub(crate) struct Checkpointer {
 impl Checkpointer {
     /// Starts checkpointing the database behind `conn` (a connection of its
     /// own, opened on the store's file).
-    pub(crate) fn start(conn: Connection, location: String) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        conn: Connection,
+        location: String,
+        file: Arc<FileShared>,
+    ) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("dagger-sqlite-checkpoint".into())
-            .spawn(move || run(&conn, &stopped, &location))?;
+            .spawn(move || run(&conn, &stopped, &location, &file))?;
         Ok(Self {
             stop: Some(stop),
             thread: Some(thread),
@@ -65,7 +71,7 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(conn: &Connection, stopped: &mpsc::Receiver<()>, location: &str) {
+fn run(conn: &Connection, stopped: &mpsc::Receiver<()>, location: &str, file: &FileShared) {
     let mut seen = None;
     loop {
         match stopped.recv_timeout(INTERVAL) {
@@ -79,20 +85,19 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>, location: &str) {
             continue;
         }
         seen = version;
-        checkpoint_once(conn, location);
+        checkpoint_once(conn, location, file);
     }
 }
 
 /// One round: copy the WAL into the database file without blocking anyone,
 /// then, if the WAL has grown large, finish the copy under the task write
 /// lock so that the WAL restarts (see the module docs).
-fn checkpoint_once(conn: &Connection, location: &str) {
+fn checkpoint_once(conn: &Connection, location: &str, file: &FileShared) {
     let Some(frames) = passive(conn, location) else {
         return;
     };
     if frames >= RESTART_FRAMES {
-        let file = crate::task_store::shared(location);
-        let _no_task_writes = file.write.lock();
+        let _no_writes = file.write.lock();
         passive(conn, location);
     }
 }
@@ -124,8 +129,12 @@ mod tests {
             .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
             .unwrap();
         writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        let checkpointer =
-            Checkpointer::start(Connection::open(&path).unwrap(), "test".into()).unwrap();
+        let checkpointer = Checkpointer::start(
+            Connection::open(&path).unwrap(),
+            "test".into(),
+            crate::task_store::shared(&path),
+        )
+        .unwrap();
         writer.execute("CREATE TABLE t (v TEXT)", []).unwrap();
         for i in 0..200 {
             writer
@@ -153,7 +162,6 @@ mod tests {
     fn the_wal_restarts_under_writes_that_never_pause() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
-        let location = format!("sqlite:{}", path.display());
         let writer = Connection::open(&path).unwrap();
         writer
             .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
@@ -161,9 +169,13 @@ mod tests {
         writer.pragma_update(None, "synchronous", "NORMAL").unwrap();
         writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         writer.execute("CREATE TABLE t (v BLOB)", []).unwrap();
-        let checkpointer =
-            Checkpointer::start(Connection::open(&path).unwrap(), location.clone()).unwrap();
-        let file = crate::task_store::shared(&location);
+        let file = crate::task_store::shared(&path);
+        let checkpointer = Checkpointer::start(
+            Connection::open(&path).unwrap(),
+            "test".into(),
+            file.clone(),
+        )
+        .unwrap();
         // At least one frame per commit: without restarts the WAL would
         // hold four times the restart threshold.
         let commits = 4 * RESTART_FRAMES;

@@ -5,6 +5,7 @@ use crate::checkpoint::Checkpointer;
 use crate::error::{BUSY_TIMEOUT_MS, map_pool, map_sqlite, with_waited};
 use crate::location::SqliteLocation;
 use crate::migrations;
+use crate::task_store::{self, FileShared};
 use crate::writer::{self, AnyResult, Isolation, Job, Reply};
 use dagger_core::StoreError;
 use dagger_core::store::Durability;
@@ -61,6 +62,9 @@ pub(crate) struct Inner {
     pub(crate) location: String,
     pub(crate) durability: Durability,
     pub(crate) pool: r2d2::Pool<SqliteConnectionManager>,
+    /// What this process's handles on the same file share (its write lock,
+    /// the task change signal).
+    pub(crate) file: Arc<FileShared>,
     /// Directory for artifacts too large to keep inline.
     pub(crate) artifact_dir: PathBuf,
     /// The configured busy timeout (reported by [`StoreError::Locked`]).
@@ -275,6 +279,8 @@ impl SqliteStore {
             prepare_file(&mut writer, durability, &options, &name)
         })
         .map_err(|e| with_waited(e, busy_timeout_ms))?;
+        // The file exists now, so its canonical path names it.
+        let file = task_store::shared(&path);
 
         let reader_flags = if options.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -304,9 +310,11 @@ impl SqliteStore {
             )
             .map_err(sql)?;
             Some(
-                Checkpointer::start(conn, name.clone()).map_err(|source| StoreError::Io {
-                    context: "spawning the SQLite checkpoint thread".into(),
-                    source,
+                Checkpointer::start(conn, name.clone(), file.clone()).map_err(|source| {
+                    StoreError::Io {
+                        context: "spawning the SQLite checkpoint thread".into(),
+                        source,
+                    }
                 })?,
             )
         };
@@ -320,6 +328,7 @@ impl SqliteStore {
                 deferred: deferred_error.clone(),
                 processed: processed.clone(),
                 busy_timeout_ms,
+                file: file.clone(),
             };
             std::thread::Builder::new()
                 .name("dagger-sqlite-writer".into())
@@ -334,6 +343,7 @@ impl SqliteStore {
                 location: name,
                 durability,
                 pool,
+                file,
                 artifact_dir,
                 busy_timeout_ms,
                 sender: Mutex::new(Some(tx)),

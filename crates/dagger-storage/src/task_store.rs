@@ -41,15 +41,20 @@ pub(crate) struct FileShared {
     pub(crate) write: Mutex<()>,
 }
 
-/// Per database location.
+/// Per database file (its canonical path).
 static SHARED: LazyLock<Mutex<HashMap<String, Arc<FileShared>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// The task-transaction state this process shares for `location`.
-pub(crate) fn shared(location: &str) -> Arc<FileShared> {
+/// What this process's handles share for the database file at `path`
+/// (canonicalized when it exists, so two spellings of one file share it).
+pub(crate) fn shared(path: &std::path::Path) -> Arc<FileShared> {
+    let key = std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string();
     SHARED
         .lock()
-        .entry(location.to_string())
+        .entry(key)
         .or_insert_with(|| {
             Arc::new(FileShared {
                 signal: watch::Sender::new(0),
@@ -846,7 +851,7 @@ impl TaskStore for SqliteStore {
         f: &mut (dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send),
     ) -> Result<(), StoreError> {
         let location = self.location().to_string();
-        let file = shared(&location);
+        let file = &self.inner.file;
         let wake = self.read_blocking(|conn| {
             let _writing = lock_for_write(&file.write);
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
@@ -884,6 +889,6 @@ impl TaskStore for SqliteStore {
     }
 
     fn change_signal(&self) -> Option<watch::Receiver<u64>> {
-        Some(shared(SqliteStore::location(self)).signal.subscribe())
+        Some(self.inner.file.signal.subscribe())
     }
 }

@@ -89,14 +89,14 @@ pub(crate) struct Shared {
     pub(crate) processed: Arc<AtomicU64>,
     /// The configured busy timeout, reported in [`StoreError::Locked`].
     pub(crate) busy_timeout_ms: u64,
+    /// This process's write lock on the file: task transactions queue on it
+    /// instead of meeting this thread on SQLite's lock (whose busy handler
+    /// sleeps), and the checkpointer takes it to let the WAL restart.
+    pub(crate) file: Arc<crate::task_store::FileShared>,
 }
 
 /// Runs the writer loop until every sender is dropped.
 pub(crate) fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, shared: &Shared) {
-    // This process's write lock on the file: task transactions queue on it
-    // instead of meeting this thread on SQLite's lock (whose busy handler
-    // sleeps), and the checkpointer takes it to let the WAL restart.
-    let file = crate::task_store::shared(&shared.location);
     let mut batch: Vec<Job> = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -108,7 +108,7 @@ pub(crate) fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, shared: &Share
         }
         let count = batch.len() as u64;
         let replies = {
-            let _writing = file.write.lock();
+            let _writing = shared.file.write.lock();
             commit_batch(&mut conn, std::mem::take(&mut batch), shared)
         };
         shared.processed.fetch_add(count, Ordering::AcqRel);
