@@ -90,8 +90,8 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>, location: &str, file: &F
 }
 
 /// One round: copy the WAL into the database file without blocking anyone,
-/// then, if the WAL has grown large, finish the copy under the task write
-/// lock so that the WAL restarts (see the module docs).
+/// then, if the WAL has grown large, finish the copy under the process's
+/// write lock on the file so that the WAL restarts (see the module docs).
 fn checkpoint_once(conn: &Connection, location: &str, file: &FileShared) {
     let Some(frames) = passive(conn, location) else {
         return;
@@ -120,21 +120,30 @@ fn passive(conn: &Connection, location: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    /// A connection writing `path` in WAL mode as a store's do (no automatic
+    /// checkpoints), and the background checkpointer of that file with the
+    /// process's write lock on it.
+    fn writer_and_checkpointer(
+        path: &std::path::Path,
+    ) -> (Connection, Checkpointer, Arc<FileShared>) {
+        let writer = Connection::open(path).unwrap();
+        writer
+            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .unwrap();
+        writer.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        let file = crate::task_store::shared(path);
+        let checkpointer =
+            Checkpointer::start(Connection::open(path).unwrap(), "test".into(), file.clone())
+                .unwrap();
+        (writer, checkpointer, file)
+    }
+
     #[test]
     fn commits_are_checkpointed_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .unwrap();
-        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        let checkpointer = Checkpointer::start(
-            Connection::open(&path).unwrap(),
-            "test".into(),
-            crate::task_store::shared(&path),
-        )
-        .unwrap();
+        let (writer, checkpointer, _) = writer_and_checkpointer(&path);
         writer.execute("CREATE TABLE t (v TEXT)", []).unwrap();
         for i in 0..200 {
             writer
@@ -155,27 +164,15 @@ mod tests {
     }
 
     /// A writer that is always inside a transaction (a loaded task queue)
-    /// and takes the task write lock as task transactions do: the WAL must
+    /// and takes the file's write lock as task transactions do: the WAL must
     /// still restart, so its file stays near [`RESTART_FRAMES`] instead of
     /// holding every frame ever written.
     #[test]
     fn the_wal_restarts_under_writes_that_never_pause() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .unwrap();
-        writer.pragma_update(None, "synchronous", "NORMAL").unwrap();
-        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        let (writer, checkpointer, file) = writer_and_checkpointer(&path);
         writer.execute("CREATE TABLE t (v BLOB)", []).unwrap();
-        let file = crate::task_store::shared(&path);
-        let checkpointer = Checkpointer::start(
-            Connection::open(&path).unwrap(),
-            "test".into(),
-            file.clone(),
-        )
-        .unwrap();
         // At least one frame per commit: without restarts the WAL would
         // hold four times the restart threshold.
         let commits = 4 * RESTART_FRAMES;
