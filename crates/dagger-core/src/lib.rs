@@ -16,6 +16,7 @@ pub mod retry;
 pub mod schema;
 pub mod status;
 pub mod store;
+pub mod unwind;
 
 pub use cache::{
     Cache, CacheConfig, EvictionPolicy, InputSpec, get_value_from_cache, insert_value,
@@ -32,6 +33,7 @@ pub use retry::{ErrorClass, Jitter, RetryPolicy, RetryStrategy};
 pub use schema::{JsonSchema, SchemaViolation};
 pub use status::{JobStatus, NodeStatus, RunStatus, TaskStatus};
 pub use store::{Durability, Stores};
+pub use unwind::{Panicked, catch_panic};
 
 /// Milliseconds since the Unix epoch, the time unit of every stored record.
 pub fn now_millis() -> i64 {

@@ -8,11 +8,8 @@ use crate::message::Message;
 use crate::runtime::{Channel, Envelope, Runtime};
 use crate::transport::DeliveryOutcome;
 use dagger_core::{BoxError, ErrorClass, Permanent};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 
 /// Runs agent `agent` until its queue is closed and drained.
 pub(crate) async fn run_worker(rt: Arc<Runtime>, agent: usize, placeholder: Arc<Envelope>) {
@@ -131,9 +128,10 @@ async fn handle(rt: &Runtime, ctx: &mut PubSubContext, remote: bool) -> Delivery
 /// Runs the handler once; a panic becomes an error.
 async fn attempt(rt: &Runtime, ctx: &PubSubContext) -> Result<(), BoxError> {
     let a = &rt.agents[ctx.agent];
-    match CatchUnwind(a.agent.handle_message(ctx, &ctx.envelope.message)).await {
+    // One bad message cannot kill the agent's worker.
+    match dagger_core::catch_panic(a.agent.handle_message(ctx, &ctx.envelope.message)).await {
         Ok(result) => result,
-        Err(panic) => Err(format!("handler panicked: {panic}").into()),
+        Err(panic) => Err(format!("handler {panic}").into()),
     }
 }
 
@@ -220,28 +218,4 @@ fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// Turns a panic inside a handler into an error, so one bad message cannot
-/// kill the agent's worker. The handler's future is boxed, hence `Unpin`.
-struct CatchUnwind<F>(F);
-
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, String>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.0;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(payload) => {
-                let text = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic".to_string());
-                Poll::Ready(Err(text))
-            }
-        }
-    }
 }
