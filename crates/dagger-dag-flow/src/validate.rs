@@ -5,8 +5,13 @@
 //!
 //! The checks of nodes added at run time are in `growth.rs`.
 //!
+//! Every walk over the graph is iterative (an explicit stack), so a chain of
+//! a million nodes needs no more call stack than a chain of three.
+//!
 //! Cost is O(nodes + edges) for everything except a reference to a node that
-//! is not a direct dependency: that costs one upward walk per referring node.
+//! is not a direct dependency: per referenced node, either one walk down from
+//! it or one walk up from each referrer, whichever spans fewer nodes of the
+//! topological order, and no walk leaves the span between the two.
 
 use crate::action::ActionRegistry;
 use crate::config::DagConfig;
@@ -15,7 +20,7 @@ use crate::model::{NodeDef, WorkflowDef};
 use crate::yaml::Pos;
 use dagger_core::InputSpec;
 use petgraph::Direction;
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -472,13 +477,16 @@ fn check_graph(nodes: &[NodeDef], locs: &WorkflowLocations, out: &mut Vec<Found>
             }
         }
     }
-    for cycle in cycles(&graph) {
+    let sccs = kosaraju_scc(&graph);
+    for cycle in cycles_in(&graph, &sccs) {
         let ids: Vec<usize> = cycle.iter().map(|h| graph[*h]).collect();
         out.push(cycle_issue(nodes, &ids, |i, j| {
             node_loc(locs, i).and_then(|l| l.dependencies.get(j).copied().flatten())
         }));
     }
-    let mut ancestry = Ancestry::new(graph.node_count());
+    // References to nodes that are not direct dependencies, checked together
+    // per referenced node so that many referrers of one node cost one walk.
+    let mut indirect: Vec<(usize, RefSite<'_>, &str, NodeIndex)> = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         for r in references(node, node_loc(locs, i)) {
             let target = match ref_target(r.reference) {
@@ -494,9 +502,23 @@ fn check_graph(nodes: &[NodeDef], locs: &WorkflowLocations, out: &mut Vec<Found>
                 continue;
             };
             let direct = node.dependencies.iter().any(|d| d == target) && target != node.id;
-            if !direct && !ancestry.is_ancestor(&graph, handles[i], t) {
-                out.push((r.pos, non_ancestor(i, node, &r, target)));
+            if !direct {
+                indirect.push((i, r, target, t));
             }
+        }
+    }
+    if indirect.is_empty() {
+        return;
+    }
+    let mut reach = Reach::new(&graph, &sccs);
+    let queries: Vec<(NodeIndex, NodeIndex)> = indirect
+        .iter()
+        .map(|(i, _, _, t)| (handles[*i], *t))
+        .collect();
+    let answers = reach.ancestors(&graph, &queries);
+    for ((i, r, target, _), is_ancestor) in indirect.into_iter().zip(answers) {
+        if !is_ancestor {
+            out.push((r.pos, non_ancestor(i, &nodes[i], &r, target)));
         }
     }
 }
@@ -562,8 +584,15 @@ pub(crate) fn cycle_issue(
 /// One closed path per cyclic strongly connected component, starting at the
 /// component's first node in definition order (edges run dependency -> dependent).
 pub(crate) fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<NodeIndex>> {
+    cycles_in(graph, &kosaraju_scc(graph))
+}
+
+/// [`cycles`] given the graph's strongly connected components. (petgraph's
+/// `kosaraju_scc` is iterative; its `tarjan_scc` recurses once per node of a
+/// path and overflowed the stack on a 100,000-node chain.)
+fn cycles_in(graph: &DiGraph<usize, ()>, sccs: &[Vec<NodeIndex>]) -> Vec<Vec<NodeIndex>> {
     let mut found = Vec::new();
-    for scc in tarjan_scc(graph) {
+    for scc in sccs {
         if scc.len() < 2 {
             continue;
         }
@@ -604,41 +633,104 @@ pub(crate) fn cycles(graph: &DiGraph<usize, ()>) -> Vec<Vec<NodeIndex>> {
     found
 }
 
-/// Answers "is `t` an ancestor of `n`" with one upward walk per `n`,
-/// reusing its buffers.
-struct Ancestry {
+/// Answers "is `t` an ancestor of `n`" for many pairs by bounded iterative
+/// walks. `rank` is each node's position in a topological order of the
+/// strongly connected components, so an ancestor never ranks above its
+/// descendant and no walk needs to leave the rank span of a query.
+struct Reach {
+    rank: Vec<usize>,
     mark: Vec<u32>,
     stamp: u32,
-    walked_from: Option<NodeIndex>,
     stack: Vec<NodeIndex>,
 }
 
-impl Ancestry {
-    fn new(n: usize) -> Self {
+impl Reach {
+    fn new(graph: &DiGraph<usize, ()>, sccs: &[Vec<NodeIndex>]) -> Self {
+        let mut rank = vec![0; graph.node_count()];
+        // `kosaraju_scc` lists components in reverse topological order.
+        for (k, scc) in sccs.iter().enumerate() {
+            for h in scc {
+                rank[h.index()] = sccs.len() - 1 - k;
+            }
+        }
         Self {
-            mark: vec![0; n],
+            rank,
+            mark: vec![0; graph.node_count()],
             stamp: 0,
-            walked_from: None,
             stack: Vec::new(),
         }
     }
 
-    fn is_ancestor(&mut self, graph: &DiGraph<usize, ()>, n: NodeIndex, t: NodeIndex) -> bool {
-        if self.walked_from != Some(n) {
-            self.stamp += 1;
-            self.walked_from = Some(n);
-            self.stack.clear();
-            self.stack.push(n);
-            while let Some(u) = self.stack.pop() {
-                for p in graph.neighbors_directed(u, Direction::Incoming) {
-                    if self.mark[p.index()] != self.stamp {
-                        self.mark[p.index()] = self.stamp;
-                        self.stack.push(p);
-                    }
+    /// For each `(n, t)`: whether `t` is a (strict) ancestor of `n`.
+    fn ancestors(
+        &mut self,
+        graph: &DiGraph<usize, ()>,
+        queries: &[(NodeIndex, NodeIndex)],
+    ) -> Vec<bool> {
+        let mut answers = vec![false; queries.len()];
+        let mut by_target: HashMap<NodeIndex, Vec<usize>> = HashMap::new();
+        for (q, &(n, t)) in queries.iter().enumerate() {
+            // `n` is never its own ancestor here (a cycle is reported apart),
+            // and nothing ranking above `n` can be its ancestor.
+            if n != t && self.rank[t.index()] <= self.rank[n.index()] {
+                by_target.entry(t).or_default().push(q);
+            }
+        }
+        for (t, qs) in by_target {
+            let lo = self.rank[t.index()];
+            let up: usize = qs
+                .iter()
+                .map(|&q| self.rank[queries[q].0.index()] - lo + 1)
+                .sum();
+            let hi = qs
+                .iter()
+                .map(|&q| self.rank[queries[q].0.index()])
+                .max()
+                .unwrap_or(lo);
+            if up <= hi - lo + 1 {
+                // Few, close referrers: walk up from each until `t` is seen.
+                for q in qs {
+                    let n = queries[q].0;
+                    answers[q] = self.walk(graph, n, Direction::Incoming, lo, hi, Some(t));
+                }
+            } else {
+                // Many or distant referrers: mark `t`'s descendants once.
+                self.walk(graph, t, Direction::Outgoing, lo, hi, None);
+                for q in qs {
+                    answers[q] = self.mark[queries[q].0.index()] == self.stamp;
                 }
             }
         }
-        // `n` itself is marked only when it lies on a cycle; it is never its own ancestor here.
-        t != n && self.mark[t.index()] == self.stamp
+        answers
+    }
+
+    /// Marks (with a fresh stamp) the nodes reachable from `from` along `dir`
+    /// whose rank lies in `lo..=hi`; stops early, returning true, on reaching
+    /// `stop`.
+    fn walk(
+        &mut self,
+        graph: &DiGraph<usize, ()>,
+        from: NodeIndex,
+        dir: Direction,
+        lo: usize,
+        hi: usize,
+        stop: Option<NodeIndex>,
+    ) -> bool {
+        self.stamp += 1;
+        self.stack.clear();
+        self.stack.push(from);
+        while let Some(u) = self.stack.pop() {
+            for p in graph.neighbors_directed(u, dir) {
+                if Some(p) == stop {
+                    return true;
+                }
+                let r = self.rank[p.index()];
+                if r >= lo && r <= hi && self.mark[p.index()] != self.stamp {
+                    self.mark[p.index()] = self.stamp;
+                    self.stack.push(p);
+                }
+            }
+        }
+        false
     }
 }
