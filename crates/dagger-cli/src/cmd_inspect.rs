@@ -1,7 +1,8 @@
 //! `dagger runs list|show` and `dagger dot`.
 
+use crate::DbArg;
 use crate::error::CliError;
-use crate::{DbArg, open_store};
+use crate::store::AnyStore;
 use dagger_core::store::RunQuery;
 use dagger_core::{RunStatus, now_millis};
 use dagger_dag_flow::{NodeRunView, load_yaml_path, serialize_run_to_dot, serialize_tree_to_dot};
@@ -52,7 +53,7 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
                 ),
                 None => None,
             };
-            let store = open_store(&db.db).await?;
+            let store = AnyStore::open_for_reading(&db.db).await?;
             let runs = store
                 .stores()
                 .runs
@@ -81,7 +82,7 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Show { run_id, db, json } => {
-            let store = open_store(&db.db).await?;
+            let store = AnyStore::open_for_reading(&db.db).await?;
             let view = dagger_coord::load_run_view(&store.stores(), &run_id).await?;
             if json {
                 let value = serde_json::json!({
@@ -161,7 +162,7 @@ pub(crate) async fn dot(
         return Ok(ExitCode::SUCCESS);
     }
     let run_id = run.ok_or_else(|| CliError::Usage("give a FILE or --run RUN_ID".into()))?;
-    let store = open_store(db).await?;
+    let store = AnyStore::open_for_reading(db).await?;
     let view = dagger_coord::load_run_view(&store.stores(), &run_id).await?;
     let nodes: Vec<NodeRunView> = view
         .nodes

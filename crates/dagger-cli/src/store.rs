@@ -49,6 +49,27 @@ impl AnyStore {
         Ok(Self::Sqlite(dagger_storage::SqliteStore::open(db).await?))
     }
 
+    /// Opens `db` for a command that only reads: as [`crate::open_store`]
+    /// does, or, when SQLite says the database is read-only (read-only
+    /// media, a write-protected file or directory), read-only, so that
+    /// `runs list`, `runs show` and `dot --run` still work there.
+    pub(crate) async fn open_for_reading(db: &str) -> Result<Self, CliError> {
+        match crate::open_store(db).await {
+            Err(CliError::Store(dagger_core::StoreError::ReadOnly { .. }))
+                if !is_postgres_url(db) =>
+            {
+                let options = dagger_storage::SqliteOptions {
+                    read_only: true,
+                    ..Default::default()
+                };
+                Ok(Self::Sqlite(
+                    dagger_storage::SqliteStore::open_with(db, options).await?,
+                ))
+            }
+            other => other,
+        }
+    }
+
     /// The run stores.
     pub(crate) fn stores(&self) -> Stores {
         match self {

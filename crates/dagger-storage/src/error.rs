@@ -116,6 +116,26 @@ pub(crate) fn available_bytes(_dir: &Path) -> Option<u64> {
     None
 }
 
+/// Whether this process may write `path`: its directory (for the `-wal`
+/// and `-shm` files) and, when it exists, the file itself. A read-only
+/// mount answers no even for root; unknown (non-unix) answers yes.
+#[cfg(unix)]
+pub(crate) fn writable(path: &Path) -> bool {
+    use nix::unistd::{AccessFlags, access};
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    access(dir, AccessFlags::W_OK).is_ok()
+        && (!path.exists() || access(path, AccessFlags::W_OK).is_ok())
+}
+
+/// Whether this process may write `path` (assumed so here).
+#[cfg(not(unix))]
+pub(crate) fn writable(_path: &Path) -> bool {
+    true
+}
+
 /// Maps a pool error (a connection could not be opened).
 pub(crate) fn map_pool(err: &r2d2::Error, location: &str) -> StoreError {
     StoreError::Open {

@@ -2,7 +2,7 @@
 //! every write (see [`crate::writer`]).
 
 use crate::checkpoint::Checkpointer;
-use crate::error::{BUSY_TIMEOUT_MS, map_pool, map_sqlite, with_waited};
+use crate::error::{BUSY_TIMEOUT_MS, map_pool, map_sqlite, with_waited, writable};
 use crate::location::SqliteLocation;
 use crate::migrations;
 use crate::task_store::{self, FileShared};
@@ -35,7 +35,9 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Opens the file read-only: reads work, every write fails with
     /// [`StoreError::ReadOnly`]. The schema must already be at
-    /// [`crate::latest_version`].
+    /// [`crate::latest_version`]. When the file's directory cannot be
+    /// written (read-only media), the file is opened `immutable`, since
+    /// SQLite could not create the WAL index (`-shm`) it needs otherwise.
     pub read_only: bool,
 }
 
@@ -267,18 +269,42 @@ impl SqliteStore {
         let busy_timeout_ms = u64::try_from(options.busy_timeout.as_millis()).unwrap_or(u64::MAX);
         let sql = |e: rusqlite::Error| with_waited(map_sqlite(e, &name), busy_timeout_ms);
 
+        // On read-only media (or in a directory this process cannot write)
+        // SQLite cannot create the `-shm` file a WAL database needs, even to
+        // read: a read-only store opens such a file immutable, and a
+        // read-write store says "read-only" rather than "unable to open".
+        let may_write = temp_dir.is_some() || writable(&path);
+        // A `-wal` file left by a writer holds commits not yet in the main
+        // file; immutable would skip them, so such a file is opened plainly
+        // read-only (SQLite reads it when its `-shm` exists too).
+        let immutable = options.read_only && !may_write && !has_wal(&path);
+        let (open_path, uri_flag) = if immutable {
+            (immutable_uri(&path), OpenFlags::SQLITE_OPEN_URI)
+        } else {
+            (path.clone(), OpenFlags::empty())
+        };
+        let read_only_media = |e: StoreError| match e {
+            StoreError::Open { .. } | StoreError::Backend { .. } if !may_write => {
+                StoreError::ReadOnly {
+                    location: name.clone(),
+                }
+            }
+            other => other,
+        };
         let mode_flags = if options.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
         };
-        let mut writer =
-            Connection::open_with_flags(&path, mode_flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(sql)?;
+        let mut writer = Connection::open_with_flags(
+            &open_path,
+            mode_flags | uri_flag | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| read_only_media(sql(e)))?;
         retry_while_locked(options.busy_timeout, || {
             prepare_file(&mut writer, durability, &options, &name)
         })
-        .map_err(|e| with_waited(e, busy_timeout_ms))?;
+        .map_err(|e| read_only_media(with_waited(e, busy_timeout_ms)))?;
         // The file exists now, so its canonical path names it.
         let file = task_store::shared(&path);
 
@@ -292,8 +318,8 @@ impl SqliteStore {
             max_page_count: None,
             ..options
         };
-        let manager = SqliteConnectionManager::file(&path)
-            .with_flags(reader_flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        let manager = SqliteConnectionManager::file(&open_path)
+            .with_flags(reader_flags | uri_flag | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(move |c| configure(c, durability, &reader_options));
         let pool = r2d2::Pool::builder()
             .max_size(max_readers)
@@ -637,6 +663,31 @@ fn unbox<T: 'static>(result: AnyResult, location: &str) -> Result<T, StoreError>
 }
 
 /// `<db>.artifacts/` beside the database file.
+/// Whether a non-empty `-wal` file lies next to the database at `path`.
+fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_os_string();
+    wal.push("-wal");
+    std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0)
+}
+
+/// The `file:` URI opening `path` immutable (nothing can change it while it
+/// is open, so SQLite takes no locks and needs no `-shm` file). `%`, `?` and
+/// `#` are escaped so that any file name survives.
+fn immutable_uri(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for c in abs.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    PathBuf::from(uri)
+}
+
 fn artifact_dir_for(db: &Path) -> PathBuf {
     let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".artifacts");
