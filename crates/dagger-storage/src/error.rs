@@ -122,17 +122,29 @@ pub(crate) fn available_bytes(_dir: &Path) -> Option<u64> {
 #[cfg(unix)]
 pub(crate) fn writable(path: &Path) -> bool {
     use nix::unistd::{AccessFlags, access};
+    dir_writable(path) && (!path.exists() || access(path, AccessFlags::W_OK).is_ok())
+}
+
+/// Whether this process may create files (`-wal`, `-shm`) beside `path`.
+#[cfg(unix)]
+pub(crate) fn dir_writable(path: &Path) -> bool {
+    use nix::unistd::{AccessFlags, access};
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     access(dir, AccessFlags::W_OK).is_ok()
-        && (!path.exists() || access(path, AccessFlags::W_OK).is_ok())
 }
 
 /// Whether this process may write `path` (assumed so here).
 #[cfg(not(unix))]
 pub(crate) fn writable(_path: &Path) -> bool {
+    true
+}
+
+/// Whether this process may create files beside `path` (assumed so here).
+#[cfg(not(unix))]
+pub(crate) fn dir_writable(_path: &Path) -> bool {
     true
 }
 

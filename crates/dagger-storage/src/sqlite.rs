@@ -2,7 +2,7 @@
 //! every write (see [`crate::writer`]).
 
 use crate::checkpoint::Checkpointer;
-use crate::error::{BUSY_TIMEOUT_MS, map_pool, map_sqlite, with_waited, writable};
+use crate::error::{BUSY_TIMEOUT_MS, dir_writable, map_pool, map_sqlite, with_waited, writable};
 use crate::location::SqliteLocation;
 use crate::migrations;
 use crate::task_store::{self, FileShared};
@@ -277,7 +277,8 @@ impl SqliteStore {
         // A `-wal` file left by a writer holds commits not yet in the main
         // file; immutable would skip them, so such a file is opened plainly
         // read-only (SQLite reads it when its `-shm` exists too).
-        let immutable = options.read_only && !may_write && !has_wal(&path);
+        let immutable =
+            options.read_only && temp_dir.is_none() && !dir_writable(&path) && !has_wal(&path);
         let (open_path, uri_flag) = if immutable {
             (immutable_uri(&path), OpenFlags::SQLITE_OPEN_URI)
         } else {
