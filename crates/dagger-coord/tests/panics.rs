@@ -7,9 +7,11 @@ mod common;
 use common::*;
 use dagger_coord::{
     Coordinator, DagExecutionReport, EventHook, ExecutionEvent, ExecutorCommand, HookContext,
+    NodeSpec,
 };
 use dagger_core::{BoxError, Cache, NodeStatus, RetryStrategy, RunStatus, Stores};
 use dagger_dag_flow::{ActionRegistry, DagConfig, NodeAction, NodeCtx, NodeDef, NodeOutput};
+use parking_lot::Mutex;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -183,4 +185,215 @@ async fn a_panicking_failure_handler_does_not_hang_the_run() {
             "{mode:?}"
         );
     }
+}
+
+/// Records every event it sees as a label.
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+#[async_trait::async_trait]
+impl EventHook for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+    async fn handle(&self, _: &HookContext, event: &ExecutionEvent) -> Vec<ExecutorCommand> {
+        let label = match event {
+            ExecutionEvent::HookPanicked {
+                hook,
+                during,
+                message,
+            } => format!("panicked {hook} {during}: {message}"),
+            ExecutionEvent::CommandRejected { command, reason } => {
+                format!("rejected {command}: {reason}")
+            }
+            e => e.kind().to_string(),
+        };
+        self.0.lock().push(label);
+        Vec::new()
+    }
+}
+
+/// A hook that panics where told, and answers the run's end with commands
+/// when told.
+#[derive(Default)]
+struct Crashy {
+    on_start: bool,
+    /// The event kind `handle` panics on (`"*"`: every event).
+    on_event: Option<&'static str>,
+    on_complete: bool,
+    /// Answer `RunCompleted` and `on_complete` with a command each.
+    late_commands: bool,
+}
+
+#[async_trait::async_trait]
+impl EventHook for Crashy {
+    fn name(&self) -> &str {
+        "crashy"
+    }
+    async fn handle(&self, _: &HookContext, event: &ExecutionEvent) -> Vec<ExecutorCommand> {
+        if self.on_event.is_some_and(|k| k == "*" || k == event.kind()) {
+            panic!("crashy broke on {}", event.kind());
+        }
+        match event {
+            ExecutionEvent::RunCompleted { .. } if self.late_commands => {
+                vec![ExecutorCommand::SkipNodes {
+                    node_ids: vec!["a".into()],
+                    reason: None,
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+    async fn on_start(&self, _: &HookContext) -> Vec<ExecutorCommand> {
+        if self.on_start {
+            panic!("crashy broke on start");
+        }
+        Vec::new()
+    }
+    async fn on_complete(&self, _: &HookContext, _: bool) -> Vec<ExecutorCommand> {
+        if self.on_complete {
+            panic!("crashy broke on complete");
+        }
+        if self.late_commands {
+            return vec![ExecutorCommand::AddNode {
+                dag_name: "w".into(),
+                spec: NodeSpec::new("work").with_id("extra"),
+            }];
+        }
+        Vec::new()
+    }
+}
+
+/// A hook with the default name that panics on start.
+struct Unnamed;
+
+#[async_trait::async_trait]
+impl EventHook for Unnamed {
+    async fn handle(&self, _: &HookContext, _: &ExecutionEvent) -> Vec<ExecutorCommand> {
+        Vec::new()
+    }
+    async fn on_start(&self, _: &HookContext) -> Vec<ExecutorCommand> {
+        panic!("unnamed broke")
+    }
+}
+
+/// Runs `a -> b` with `hooks` then a recorder; a run that does not end
+/// within 30 s fails the test.
+async fn run_hooked(mut hooks: Vec<Arc<dyn EventHook>>) -> (DagExecutionReport, Vec<String>) {
+    let probe = Arc::new(Probe::default());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    hooks.push(Arc::new(Recorder(seen.clone())));
+    let nodes = vec![node("a", &[], json!({})), node("b", &["a"], json!({}))];
+    let mut ex = executor(
+        config(Mode::ParallelWithHook),
+        registry(&probe),
+        workflow("w", nodes),
+        Stores::memory(),
+    );
+    let (_keep, rx) = tokio::sync::oneshot::channel();
+    let coord = Coordinator::new(hooks, 8, 8);
+    let cache = Cache::new();
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        coord.run_parallel(&mut ex, &cache, "w", "run-k", rx),
+    )
+    .await
+    .expect("the run ends")
+    .unwrap();
+    let seen = seen.lock().clone();
+    (r, seen)
+}
+
+fn position(seen: &[String], label: &str) -> usize {
+    seen.iter()
+        .position(|l| l == label)
+        .unwrap_or_else(|| panic!("no `{label}` in {seen:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_panicking_in_handle_is_reported_and_the_run_goes_on() {
+    let crashy = Crashy {
+        on_event: Some("NodeCompleted"),
+        ..Crashy::default()
+    };
+    let (r, seen) = run_hooked(vec![Arc::new(crashy)]).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.reason);
+    assert_eq!(r.completed_nodes(), 2);
+    let label = "panicked crashy handle(NodeCompleted): crashy broke on NodeCompleted";
+    assert_eq!(seen.iter().filter(|l| *l == label).count(), 2, "{seen:#?}");
+    assert!(position(&seen, label) < position(&seen, "RunCompleted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_panicking_on_every_event_does_not_feed_itself() {
+    let crashy = Crashy {
+        on_event: Some("*"),
+        ..Crashy::default()
+    };
+    let (r, seen) = run_hooked(vec![Arc::new(crashy)]).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.reason);
+    let panics = seen.iter().filter(|l| l.starts_with("panicked ")).count();
+    let others = seen.len() - panics;
+    // One report per event it broke on, none for the reports themselves
+    // (RunCompleted's is delivered after the end, straight to the hooks).
+    assert_eq!(panics, others, "{seen:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_panicking_on_start_is_reported_and_the_run_goes_on() {
+    let crashy = Crashy {
+        on_start: true,
+        ..Crashy::default()
+    };
+    let (r, seen) = run_hooked(vec![Arc::new(crashy), Arc::new(Unnamed)]).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.reason);
+    assert_eq!(r.completed_nodes(), 2);
+    let label = "panicked crashy on_start: crashy broke on start";
+    assert!(position(&seen, label) < position(&seen, "NodeStarted"));
+    // A hook without a name of its own is named by its type.
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("panicked ") && l.contains("Unnamed on_start: unnamed broke")),
+        "{seen:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_panicking_on_complete_is_reported_after_the_end() {
+    let crashy = Crashy {
+        on_complete: true,
+        ..Crashy::default()
+    };
+    let (r, seen) = run_hooked(vec![Arc::new(crashy)]).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.reason);
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("panicked crashy on_complete: crashy broke on complete"),
+        "{seen:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_after_the_end_are_rejected_with_a_reason() {
+    let crashy = Crashy {
+        late_commands: true,
+        ..Crashy::default()
+    };
+    let (r, seen) = run_hooked(vec![Arc::new(crashy)]).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.reason);
+    assert!(r.get_node_state("extra").is_none(), "nothing was added");
+    let ended = position(&seen, "RunCompleted");
+    let skip = seen
+        .iter()
+        .position(|l| l.starts_with("rejected SkipNodes(a): run `run-k` had ended ("))
+        .unwrap_or_else(|| panic!("{seen:#?}"));
+    assert!(
+        seen[skip].ends_with("when the command arrived; a finished run takes no more commands")
+    );
+    let add = seen
+        .iter()
+        .position(|l| {
+            l.starts_with("rejected AddNode(extra): returned by `on_complete` of hook `crashy` after run `run-k` had ended (")
+        })
+        .unwrap_or_else(|| panic!("{seen:#?}"));
+    assert!(ended < skip && skip < add, "{seen:#?}");
 }
