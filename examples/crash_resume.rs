@@ -61,9 +61,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = LOG.set(dir.join("steps.log"));
         let mut ex = executor(&format!("sqlite:{}", dir.join("runs.db").display())).await?;
         let (_tx, rx) = tokio::sync::oneshot::channel();
-        Coordinator::new(vec![], 8, 8)
+        // (Killed before it ends; a run that ended otherwise than
+        // completed would be an error here.)
+        let report = Coordinator::new(vec![], 8, 8)
             .run_parallel(&mut ex, &Cache::new(), "six_steps", "crashy", rx)
-            .await?;
+            .await?
+            .into_result()?;
+        println!("child run: {}", report.status);
         return Ok(());
     }
     let dir = std::env::temp_dir().join(format!("dagger-crash-resume-{}", std::process::id()));

@@ -1,12 +1,18 @@
 //! Errors of the coordinator.
 
+use crate::report::DagExecutionReport;
 use dagger_core::{RunStatus, StoreError};
 use dagger_dag_flow::DagError;
 
 /// Why a run could not be started or resumed. (How a run *ended* — failed,
-/// cancelled, timed out — is in its report, not an error.)
+/// cancelled, timed out — is in its report, not an error, until the report
+/// is turned into one with [`crate::DagExecutionReport::into_result`]:
+/// [`CoordError::RunFailed`].)
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
+    /// The run ran but did not complete (see [`RunFailed`]).
+    #[error(transparent)]
+    RunFailed(#[from] RunFailed),
     /// Loading or configuring the workflow failed.
     #[error(transparent)]
     Dag(#[from] DagError),
@@ -47,6 +53,39 @@ pub enum CoordError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// A run that ran but did not complete (failed, cancelled, paused or
+/// waiting for a human), from [`crate::DagExecutionReport::into_result`].
+/// Displays as ``run `ID` (workflow `W`) ended STATUS: REASON; node `N`
+/// failed: ERROR``.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFailed {
+    /// The run's report.
+    pub report: Box<DagExecutionReport>,
+}
+
+impl std::fmt::Display for RunFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.report;
+        write!(
+            f,
+            "run `{}` (workflow `{}`) ended {}",
+            r.run_id, r.dag_name, r.status
+        )?;
+        if let Some(reason) = &r.reason {
+            write!(f, ": {reason}")?;
+        }
+        if let Some(n) = r.first_failure() {
+            write!(f, "; node `{}` failed", n.id)?;
+            if let Some(e) = &n.error {
+                write!(f, ": {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RunFailed {}
 
 fn list(items: &[(String, String)]) -> String {
     items

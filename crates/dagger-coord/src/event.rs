@@ -108,6 +108,17 @@ pub enum ExecutionEvent {
         /// Why.
         reason: String,
     },
+    /// A hook panicked. The run went on without that hook's answer (it
+    /// keeps receiving events); see [`EventHook::name`].
+    HookPanicked {
+        /// The hook's [`EventHook::name`].
+        hook: String,
+        /// What the hook was doing: `on_start`, `on_complete` or
+        /// `handle(<event>)`, the event named by [`ExecutionEvent::kind`].
+        during: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The run ended.
     RunCompleted {
         /// Its final status.
@@ -118,6 +129,27 @@ pub enum ExecutionEvent {
 }
 
 impl ExecutionEvent {
+    /// The variant's name (`"NodeCompleted"`, `"RunCompleted"`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::RunStarted { .. } => "RunStarted",
+            Self::NodeStarted { .. } => "NodeStarted",
+            Self::NodeCompleted { .. } => "NodeCompleted",
+            Self::NodeRetrying { .. } => "NodeRetrying",
+            Self::NodeFailed { .. } => "NodeFailed",
+            Self::NodeSkipped { .. } => "NodeSkipped",
+            Self::NodeCancelled { .. } => "NodeCancelled",
+            Self::NodeWaitingForHuman { .. } => "NodeWaitingForHuman",
+            Self::NodesAdded { .. } => "NodesAdded",
+            Self::CommandRejected { .. } => "CommandRejected",
+            Self::BranchPaused { .. } => "BranchPaused",
+            Self::BranchResumed { .. } => "BranchResumed",
+            Self::RunPaused { .. } => "RunPaused",
+            Self::HookPanicked { .. } => "HookPanicked",
+            Self::RunCompleted { .. } => "RunCompleted",
+        }
+    }
+
     /// The node status the event implies, for node events.
     pub fn node_status(&self) -> Option<(&NodeRef, NodeStatus)> {
         match self {
@@ -306,8 +338,22 @@ pub struct HookContext {
 }
 
 /// Policy: sees every event of a run and answers with commands.
+///
+/// A hook that panics does not stop the run: the panic is caught, the
+/// hook's answer to that call is lost, and an
+/// [`ExecutionEvent::HookPanicked`] naming the hook ([`Self::name`]) goes
+/// to every hook. Commands that arrive after the run ended (answers to its
+/// last events, or returned by [`Self::on_complete`]) are not applied: each
+/// is reported as an [`ExecutionEvent::CommandRejected`] saying why.
+/// Events reported after the run ended are delivered straight to
+/// [`Self::handle`]; what hooks answer to them is logged and dropped.
 #[async_trait::async_trait]
 pub trait EventHook: Send + Sync + 'static {
+    /// The hook's name in events and logs (default: its type's name).
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
     /// Called for each event, in order.
     async fn handle(&self, ctx: &HookContext, event: &ExecutionEvent) -> Vec<ExecutorCommand>;
 

@@ -27,7 +27,7 @@ pub use dagger_core::Cache;
 pub use dagger_dag_flow::{
     ActionRegistry, DagConfig, DagExecutor, NodeAction, NodeCtx, NodeInputs, NodeOutput,
 };
-pub use error::CoordError;
+pub use error::{CoordError, RunFailed};
 pub use event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext, NodeRef, NodeSpec};
 pub use node_worker::{NodeWorker, WorkerStats};
 pub use report::{DagExecutionReport, ExecutionMetrics, NodeReport};

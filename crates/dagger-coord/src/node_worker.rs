@@ -187,7 +187,13 @@ impl NodeWorker {
             cancel: cancel.clone(),
             app_data: self.app_data.clone(),
         };
-        let exec = action.execute(&ctx);
+        // A panicking action fails this attempt (retryable) with its message.
+        let node_id = item.node_id.clone();
+        let exec = async {
+            dagger_core::catch_panic(action.execute(&ctx))
+                .await
+                .unwrap_or_else(|p| Err(format!("node `{node_id}`: {p}").into()))
+        };
         tokio::pin!(exec);
         let renew = self.renew_until_lost(&item.item_id, claim.token, &cancel);
         // A backstop for a coordinator that went away: the coordinator

@@ -1,5 +1,6 @@
 //! What a run produced: per-node outcomes, the run's status and metrics.
 
+use crate::error::RunFailed;
 use dagger_core::{NodeStatus, RunStatus};
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,37 @@ pub struct ExecutionMetrics {
 }
 
 /// The result of a run.
+///
+/// Running returns `Ok(report)` for every run that *ran*, however it ended:
+/// check [`Self::status`] (or [`Self::succeeded`]), or turn the report into
+/// a `Result` with [`Self::into_result`], which is an error unless the run
+/// completed. The type is `#[must_use]`, so `run_parallel(..).await?;`
+/// (dropping the report) is a warning, an error under `-D warnings`:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # async fn seed(ex: &mut dagger_coord::DagExecutor) -> Result<(), dagger_coord::CoordError> {
+/// // A failed run would print "done": this does not compile.
+/// dagger_coord::execute_dag(ex, &dagger_coord::Cache::new(), "w").await?;
+/// println!("done");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Write instead:
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// # async fn seed(ex: &mut dagger_coord::DagExecutor) -> Result<(), dagger_coord::CoordError> {
+/// // A run that did not complete is an error (`CoordError::RunFailed`).
+/// let report = dagger_coord::execute_dag(ex, &dagger_coord::Cache::new(), "w")
+///     .await?
+///     .into_result()?;
+/// println!("done: {} nodes", report.completed_nodes());
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a run may have failed, been cancelled or paused: check `status`, or use `let report = ….into_result()?`"]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DagExecutionReport {
     /// The run.
@@ -76,6 +108,25 @@ impl DagExecutionReport {
     /// Whether the run completed.
     pub fn succeeded(&self) -> bool {
         self.status == RunStatus::Completed
+    }
+
+    /// `Ok(self)` when the run completed; otherwise (failed, cancelled,
+    /// paused, waiting for a human) a [`RunFailed`] that carries the report
+    /// and displays the run, its status, its reason and the first failed
+    /// node with its error. Converts into [`crate::CoordError`] with `?`.
+    pub fn into_result(self) -> Result<Self, RunFailed> {
+        if self.succeeded() {
+            Ok(self)
+        } else {
+            Err(RunFailed {
+                report: Box::new(self),
+            })
+        }
+    }
+
+    /// The first node (in definition order) that failed, if any.
+    pub fn first_failure(&self) -> Option<&NodeReport> {
+        self.nodes.iter().find(|n| n.status == NodeStatus::Failed)
     }
 
     /// The outcome of node `id`.

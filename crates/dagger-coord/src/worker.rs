@@ -155,7 +155,14 @@ async fn attempt_task(shared: &Arc<RunShared>, attempt: Attempt) {
     let started = Instant::now();
     let (node, invocation) = (attempt.node, attempt.invocation);
     let (number, direct) = (attempt.attempt, attempt.direct);
-    let result = run(shared, attempt).await;
+    let node_id = attempt.node_id.clone();
+    // The action's own panic is caught around its execution (see `run`);
+    // this one catches panics in the rest of the attempt (a schema, a
+    // store), so the loop always hears of the attempt.
+    let result = match dagger_core::catch_panic(run(shared, attempt)).await {
+        Ok(r) => r,
+        Err(p) => Ok(AttemptResult::Failed(panic_failure(&node_id, &p))),
+    };
     let elapsed = started.elapsed();
     let msg = match result {
         Ok(AttemptResult::Succeeded {
@@ -182,6 +189,15 @@ async fn attempt_task(shared: &Arc<RunShared>, attempt: Attempt) {
         Err(e) => Msg::StoreFailed(e),
     };
     let _ = shared.tx.send(msg);
+}
+
+/// A failed attempt for a panic in node `node_id`'s attempt: an ordinary
+/// (retryable) error, `node `id`: panicked: <msg>`.
+pub(crate) fn panic_failure(node_id: &str, p: &dagger_core::Panicked) -> Failure {
+    Failure {
+        class: ErrorClass::Error,
+        message: format!("node `{node_id}`: {p}"),
+    }
 }
 
 fn resolve_inputs(shared: &RunShared, a: &Attempt) -> Result<NodeInputs, Failure> {
@@ -322,7 +338,10 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
     let exec = async {
         match &shared.node_queue {
             Some(q) => crate::remote::execute(q, &a.def.action, &ctx, timeout).await,
-            None => a.action.execute(&ctx).await,
+            None => match dagger_core::catch_panic(a.action.execute(&ctx)).await {
+                Ok(r) => r,
+                Err(p) => Err(panic_failure(&a.node_id, &p).message.into()),
+            },
         }
     };
     tokio::pin!(exec);
@@ -528,11 +547,21 @@ pub(crate) fn spawn_failure_handler(
         ctx.cache = shared.cache.clone();
         ctx.idempotency_key = format!("{}/{node_id}/failure", shared.run_id);
         ctx.app_data = shared.app_data.clone();
-        match handler.execute(&ctx).await {
-            Ok(out) => shared
+        // A handler that fails or panics is logged; the node's failure
+        // stands and the run goes on deciding its dependents.
+        match dagger_core::catch_panic(handler.execute(&ctx)).await {
+            Ok(Ok(out)) => shared
                 .cache
                 .insert(&node_id, "failure_handler", out.outputs),
-            Err(e) => tracing::warn!(node_id = %node_id, error = %e, "failure handler failed"),
+            Ok(Err(e)) => tracing::warn!(node_id = %node_id, error = %e, "failure handler failed"),
+            Err(p) => {
+                tracing::error!(node_id = %node_id, error = %p, "failure handler panicked");
+                shared.cache.insert(
+                    &node_id,
+                    "failure_handler_error",
+                    Value::String(p.to_string()),
+                );
+            }
         }
         let _ = shared.tx.send(Msg::FailureHandled { node, error });
     });

@@ -277,3 +277,41 @@ async fn resuming_a_run_withdraws_the_previous_coordinators_items() {
     pool.queue.cancel("run-other/orphan/#1").await.unwrap();
     pool.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_on_the_worker_fails_that_attempt_and_the_retry_policy_applies() {
+    let pool = Pool::start();
+    let mut flaky = node("flaky", &[], json!({"panic_times": 1}));
+    flaky.try_count = Some(2);
+    let mut bad = node("bad", &[], json!({"panic_times": 9}));
+    bad.try_count = Some(2);
+    let nodes = vec![flaky, bad, node("child", &["bad"], json!({}))];
+    let mut ex = pool.executor(quick_retries(), workflow("w", nodes));
+    let (_keep, rx) = tokio::sync::oneshot::channel();
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        pool.coordinator()
+            .run_parallel(&mut ex, &Cache::new(), "w", "run-panic", rx),
+    )
+    .await
+    .expect("the run ends")
+    .unwrap();
+    let flaky = r.get_node_state("flaky").unwrap();
+    assert_eq!((flaky.status, flaky.attempts), (NodeStatus::Completed, 2));
+    let bad = r.get_node_state("bad").unwrap();
+    assert_eq!((bad.status, bad.attempts), (NodeStatus::Failed, 2));
+    assert_eq!(
+        bad.error.as_deref(),
+        Some("node `bad`: panicked: planned panic 2 of bad (after 2 attempts)")
+    );
+    assert_eq!(
+        r.get_node_state("child").unwrap().status,
+        NodeStatus::Skipped
+    );
+    assert_eq!(r.status, RunStatus::Failed);
+    // (Not an exact count of runs on the worker: capturing a panic's
+    // backtrace can outlast the 300 ms lease, and a lapsed lease runs the
+    // item again, at least once as documented.)
+    assert!(pool.worker_probe.runs_of("bad") >= 2);
+    pool.stop().await;
+}

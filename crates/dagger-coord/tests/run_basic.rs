@@ -114,9 +114,10 @@ async fn workflow_config_overrides_the_executor_config() {
         ..DagConfig::default()
     };
     let mut ex = executor(config, registry(&probe), wf, Stores::memory());
-    execute_dag(&mut ex, &Cache::new(), "override")
+    let report = execute_dag(&mut ex, &Cache::new(), "override")
         .await
         .unwrap();
+    assert!(report.succeeded(), "{:?}", report.reason);
     assert_eq!(probe.max.load(Ordering::SeqCst), 2);
 }
 
@@ -156,9 +157,11 @@ async fn a_run_id_cannot_be_reused() {
     );
     let c = Coordinator::new(vec![], 8, 8);
     let (_t1, r1) = tokio::sync::oneshot::channel();
-    c.run_parallel(&mut ex, &Cache::new(), "w", "same", r1)
+    let first = c
+        .run_parallel(&mut ex, &Cache::new(), "w", "same", r1)
         .await
         .unwrap();
+    assert!(first.succeeded(), "{:?}", first.reason);
     let (_t2, r2) = tokio::sync::oneshot::channel();
     let err = c
         .run_parallel(&mut ex, &Cache::new(), "w", "same", r2)

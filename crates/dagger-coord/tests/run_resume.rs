@@ -189,10 +189,11 @@ async fn snapshot_entries(config: DagConfig, ms: u64) -> Vec<dagger_core::store:
     ];
     let mut ex = executor(config, registry(&probe), workflow("d", nodes), stores);
     let (_t, rx) = tokio::sync::oneshot::channel();
-    Coordinator::new(vec![], 4, 4)
+    let report = Coordinator::new(vec![], 4, 4)
         .run_parallel(&mut ex, &Cache::new(), "d", "rd", rx)
         .await
         .unwrap();
+    assert!(report.succeeded(), "{:?}", report.reason);
     let entries = recording.0.lock().clone();
     assert!(entries.iter().all(|(scope, _)| scope == "rd"));
     entries.into_iter().map(|(_, e)| e).collect()

@@ -119,7 +119,7 @@ pub mod prelude {
 
     pub use dagger_coord::{
         CoordError, Coordinator, DagExecutionReport, EventHook, ExecutionEvent, ExecutorCommand,
-        HookContext, NodeSpec, execute_dag,
+        HookContext, NodeSpec, RunFailed, execute_dag,
     };
 
     pub use dagger_dag_flow::{

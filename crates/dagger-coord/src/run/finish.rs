@@ -126,11 +126,32 @@ impl RunLoop {
                     self.put_record(record).await;
                 }
             }
-            while h.cmd_rx.recv().await.is_some() {}
+            // What the hooks answer from now on comes too late to apply:
+            // panics and rejected commands are reported straight to them.
+            let ended = format!("run `{}` had ended ({status})", self.shared.run_id);
+            let mut late_events = Vec::new();
+            while let Some(answer) = h.cmd_rx.recv().await {
+                late_events.extend(answer.panics);
+                late_events.extend(answer.commands.iter().map(|c| {
+                    rejected(c, format!("{ended} when the command arrived; a finished run takes no more commands"))
+                }));
+            }
             let _ = h.task.await;
             let success = status == RunStatus::Completed;
             for hook in &self.hook_list {
-                hook.on_complete(&self.hook_ctx, success).await;
+                let call = hook.on_complete(&self.hook_ctx, success);
+                match super::guarded(&**hook, || "on_complete".into(), call).await {
+                    Ok(cmds) => late_events.extend(cmds.iter().map(|c| {
+                        rejected(c, format!("returned by `on_complete` of hook `{}` after {ended}; a finished run takes no more commands", hook.name()))
+                    })),
+                    Err(panicked) => late_events.push(panicked),
+                }
+            }
+            for event in late_events {
+                let answer = super::answer(&self.hook_list, &self.hook_ctx, &event).await;
+                for c in answer.commands {
+                    tracing::warn!(command = %c.summary(), "command answered to an event after the run ended; dropped");
+                }
             }
         }
         if self.g.record && !matches!(self.stop, Some(Stop::Store(_))) {
@@ -221,4 +242,11 @@ impl RunLoop {
             )
         }
     }
+}
+
+/// A `CommandRejected` event for `cmd` (logged too).
+fn rejected(cmd: &ExecutorCommand, reason: String) -> ExecutionEvent {
+    let command = cmd.summary();
+    tracing::warn!(%command, %reason, "command rejected");
+    ExecutionEvent::CommandRejected { command, reason }
 }

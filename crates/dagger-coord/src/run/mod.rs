@@ -193,7 +193,7 @@ impl Stop {
 
 struct HookPipe {
     event_tx: Option<mpsc::Sender<ExecutionEvent>>,
-    cmd_rx: mpsc::Receiver<Vec<ExecutorCommand>>,
+    cmd_rx: mpsc::Receiver<HookAnswer>,
     outbox: VecDeque<(ExecutionEvent, Option<Box<NodeRunRecord>>)>,
     outstanding: usize,
     /// Records waiting for the hooks' answer to their event, in send order.
@@ -326,18 +326,18 @@ impl RunLoop {
     async fn start_hooks(&mut self, coord: &Coordinator) {
         let mut commands = Vec::new();
         for h in &self.hook_list {
-            commands.extend(h.on_start(&self.hook_ctx).await);
+            match guarded(&**h, || "on_start".into(), h.on_start(&self.hook_ctx)).await {
+                Ok(c) => commands.extend(c),
+                Err(panicked) => self.g.emit(|| panicked),
+            }
         }
         let (event_tx, mut event_rx) = mpsc::channel::<ExecutionEvent>(coord.event_capacity);
-        let (cmd_tx, cmd_rx) = mpsc::channel::<Vec<ExecutorCommand>>(coord.command_capacity);
+        let (cmd_tx, cmd_rx) = mpsc::channel::<HookAnswer>(coord.command_capacity);
         let hooks = self.hook_list.clone();
         let ctx = self.hook_ctx.clone();
         let task = tokio::spawn(async move {
             while let Some(event) = event_rx.recv().await {
-                let mut out = Vec::new();
-                for h in &hooks {
-                    out.extend(h.handle(&ctx, &event).await);
-                }
+                let out = answer(&hooks, &ctx, &event).await;
                 if cmd_tx.send(out).await.is_err() {
                     break;
                 }
@@ -424,12 +424,15 @@ impl RunLoop {
                         h.awaiting.push_back(record);
                     }
                 }
-                Wake::Commands(cmds) => {
+                Wake::Commands(answer) => {
                     let record = self.hooks.as_mut().and_then(|h| {
                         h.outstanding = h.outstanding.saturating_sub(1);
                         h.awaiting.pop_front().flatten()
                     });
-                    self.apply_commands(cmds).await;
+                    for panicked in answer.panics {
+                        self.g.emit(|| panicked);
+                    }
+                    self.apply_commands(answer.commands).await;
                     if let Some(record) = record {
                         self.put_record(record).await;
                     }
@@ -499,7 +502,7 @@ fn limit_of(config: &DagConfig) -> usize {
 enum Wake {
     Msg(Msg),
     Permit(Option<mpsc::OwnedPermit<ExecutionEvent>>),
-    Commands(Vec<ExecutorCommand>),
+    Commands(HookAnswer),
     Cancel(bool),
     Controls,
     RunTimeout,
@@ -517,9 +520,57 @@ async fn reserve(
     }
 }
 
-async fn recv_commands(
-    rx: Option<&mut mpsc::Receiver<Vec<ExecutorCommand>>>,
-) -> Option<Vec<ExecutorCommand>> {
+/// What the hooks answered to one event.
+pub(super) struct HookAnswer {
+    /// Their commands, in hook order.
+    pub(super) commands: Vec<ExecutorCommand>,
+    /// `HookPanicked` events for the hooks that panicked.
+    pub(super) panics: Vec<ExecutionEvent>,
+}
+
+/// Every hook's answer to `event`. A hook that panics answers nothing and
+/// is reported by a `HookPanicked` event, unless `event` is itself one
+/// (then the panic is only logged: a hook that panics on every event must
+/// not feed itself events for ever).
+pub(super) async fn answer(
+    hooks: &[Arc<dyn EventHook>],
+    ctx: &HookContext,
+    event: &ExecutionEvent,
+) -> HookAnswer {
+    let mut out = HookAnswer {
+        commands: Vec::new(),
+        panics: Vec::new(),
+    };
+    for h in hooks {
+        let during = || format!("handle({})", event.kind());
+        match guarded(&**h, during, h.handle(ctx, event)).await {
+            Ok(c) => out.commands.extend(c),
+            Err(_) if matches!(event, ExecutionEvent::HookPanicked { .. }) => {}
+            Err(panicked) => out.panics.push(panicked),
+        }
+    }
+    out
+}
+
+/// Awaits a call of `hook`; a panic in it becomes (and is logged as) a
+/// `HookPanicked` event naming the hook and what it was doing.
+pub(super) async fn guarded(
+    hook: &dyn EventHook,
+    during: impl FnOnce() -> String,
+    call: impl std::future::Future<Output = Vec<ExecutorCommand>>,
+) -> Result<Vec<ExecutorCommand>, ExecutionEvent> {
+    dagger_core::catch_panic(call).await.map_err(|p| {
+        let (hook, during) = (hook.name().to_string(), during());
+        tracing::error!(%hook, %during, message = %p.message, "hook panicked");
+        ExecutionEvent::HookPanicked {
+            hook,
+            during,
+            message: p.message,
+        }
+    })
+}
+
+async fn recv_commands(rx: Option<&mut mpsc::Receiver<HookAnswer>>) -> Option<HookAnswer> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -52,8 +52,8 @@ impl Probe {
     }
 }
 
-/// `work`: sleeps `ms` (input, default 0) honouring cancellation, fails the
-/// first `fail_times` attempts (input), returns its inputs plus `{"node": id}`.
+/// `work`: sleeps `ms` (input, default 0) honouring cancellation, panics in
+/// the first `panic_times` attempts and fails the first `fail_times` (inputs), returns its inputs plus `{"node": id}`.
 pub struct Work(pub Arc<Probe>);
 
 #[async_trait::async_trait]
@@ -80,7 +80,15 @@ impl NodeAction for Work {
             .get("fail_times")
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        let panic_times = ctx
+            .inputs
+            .get("panic_times")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         self.0.exit(&id);
+        if u64::from(ctx.attempt) <= panic_times {
+            panic!("planned panic {} of {id}", ctx.attempt);
+        }
         if u64::from(ctx.attempt) <= fail_times {
             return Err(format!("planned failure {} of {id}", ctx.attempt).into());
         }
