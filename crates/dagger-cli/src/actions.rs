@@ -72,7 +72,13 @@ impl NodeAction for Shell {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("node `{}`: cannot start `sh`: {e}", ctx.node_id))?;
-        let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+        let pgid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw);
+        // From here on, however the attempt ends (the shell exits, cancel,
+        // timeout, or this process exits and drops it), the group dies.
+        let _group = GroupGuard { pgid };
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let read_out = async {
@@ -119,6 +125,24 @@ impl NodeAction for Shell {
         Ok(NodeOutput::success(
             json!({ "stdout": stdout_value, "stderr": stderr, "exit_code": code }),
         ))
+    }
+}
+
+/// Kills a shell node's whole process group when dropped, so that nothing
+/// a node started outlives its attempt: after the shell exited (stragglers it
+/// left in the background), when the attempt is cancelled or times out (its
+/// future is dropped), and when the `dagger` process exits (the runtime drops
+/// every task). No child is left to be re-parented to init.
+struct GroupGuard {
+    pgid: Option<Pid>,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.pgid {
+            // ESRCH (the group is already gone) is the normal case.
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
     }
 }
 
@@ -280,6 +304,49 @@ mod tests {
         assert!(
             !marker.exists(),
             "the background child was killed with its group"
+        );
+    }
+
+    /// Waits (bounded) until the process whose pid the shell wrote to `file` is gone.
+    async fn pid_gone(file: &std::path::Path) -> bool {
+        let pid: i32 = std::fs::read_to_string(file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for _ in 0..200 {
+            if nix::sys::signal::kill(Pid::from_raw(pid), None).is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_dropped_attempt_kills_the_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let c =
+            ctx(json!({"command": format!("sleep 30 & echo $! > {}; wait", pid_file.display())}));
+        let attempt = Shell.execute(&c);
+        // A node timeout (or the end of the process) drops the attempt.
+        let dropped = tokio::time::timeout(Duration::from_millis(500), attempt).await;
+        assert!(dropped.is_err(), "the attempt was still running");
+        assert!(pid_gone(&pid_file).await, "the `sleep` survived its node");
+    }
+
+    #[tokio::test]
+    async fn background_processes_do_not_outlive_their_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let c = ctx(
+            json!({"command": format!("sleep 30 >/dev/null 2>&1 & echo $! > {}", pid_file.display())}),
+        );
+        Shell.execute(&c).await.unwrap();
+        assert!(
+            pid_gone(&pid_file).await,
+            "the background `sleep` survived its node"
         );
     }
 

@@ -4,6 +4,23 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+/// `println!` that never panics: when stdout is closed (`dagger run … | head`)
+/// the text is dropped and the command carries on (docs/reliability.md).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics: when stderr is closed the text is dropped.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod actions;
 mod cmd_control;
 mod cmd_inspect;
@@ -12,6 +29,7 @@ mod cmd_serve;
 mod cmd_worker;
 mod error;
 mod progress;
+mod signals;
 mod store;
 
 use clap::{Parser, Subcommand};
@@ -53,8 +71,14 @@ enum Command {
     },
     /// Run a workflow with the built-in actions (shell, sleep, echo, fail). With
     /// `--db postgres://…` the nodes run on `dagger worker` processes (unless `--local`).
+    ///
+    /// Ctrl-C, SIGTERM and SIGHUP cancel the run cleanly (recorded as `Cancelled`
+    /// with reason `signal: SIGTERM` etc.; exit 130, 143, 129). A closed stdout or
+    /// stderr (`dagger run wf.yaml | head`) does not stop the run: the output is
+    /// dropped and the run goes on to its end.
     Run(cmd_run::RunArgs),
     /// Resume an interrupted, paused or failed run; only unfinished nodes run.
+    /// Signals and closed output behave as for `run`.
     Resume {
         /// The run to resume.
         run_id: String,
@@ -122,7 +146,8 @@ enum Command {
     Serve(cmd_serve::ServeArgs),
     /// Work for a pool sharing a Postgres store: execute the DAG nodes that
     /// `dagger run --db postgres://…` dispatches and the tasks of running Task
-    /// Agent jobs, with the built-in actions. Stops on Ctrl-C or SIGTERM.
+    /// Agent jobs, with the built-in actions. Stops on Ctrl-C, SIGTERM or SIGHUP
+    /// (exit 130, 143, 129); a `shell` node's processes are killed with it.
     Worker(cmd_worker::WorkerArgs),
 }
 
@@ -134,6 +159,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr drops log lines; it must not print (or panic) about it.
+        .log_internal_errors(false)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -141,22 +168,22 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(CliError::Invalid { count }) => {
-            eprintln!("{count} problem(s) found");
+            errln!("{count} problem(s) found");
             ExitCode::from(1)
         }
         Err(CliError::Usage(msg)) => {
-            eprintln!("error: {msg}");
+            errln!("error: {msg}");
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::from(1)
         }
     }
