@@ -1,7 +1,8 @@
 //! `dagger validate`, `dagger run` and `dagger resume`.
 
-use crate::actions::builtin_registry;
+use crate::actions::{builtin_registry, builtin_registry_with};
 use crate::error::CliError;
+use crate::groups;
 use crate::progress::Progress;
 use crate::signals::{self, Interrupt};
 use crate::store::AnyStore;
@@ -113,7 +114,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     let store = open_store(&args.db.db).await?;
     let mut executor = DagExecutor::new(
         Some(DagConfig::default()),
-        builtin_registry(),
+        shell_groups(&args.db.db),
         store.stores(),
     )
     .map_err(dagger_coord::CoordError::from)?;
@@ -158,7 +159,7 @@ pub(crate) async fn resume(
     local: bool,
 ) -> Result<ExitCode, CliError> {
     let store = open_store(db).await?;
-    let mut executor = DagExecutor::new(None, builtin_registry(), store.stores())
+    let mut executor = DagExecutor::new(None, shell_groups(db), store.stores())
         .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), run_id).await?;
     if view.record.status == RunStatus::Completed {
@@ -213,6 +214,23 @@ pub(crate) async fn resume(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The built-in actions, with `shell` recording its process groups beside
+/// the store (SQLite) after killing the groups that dead `dagger` processes
+/// left behind: a SIGKILLed run's `sleep` does not run on beside its resume.
+fn shell_groups(db: &str) -> dagger_dag_flow::ActionRegistry {
+    let Some(dir) = groups::dir_for(db) else {
+        return builtin_registry();
+    };
+    let killed = groups::kill_orphans(&dir);
+    if killed > 0 {
+        errln!(
+            "killed {killed} process group(s) of shell nodes left running by a dagger process that died ({})",
+            dir.display()
+        );
+    }
+    builtin_registry_with(Some(groups::GroupBook::new(dir)))
 }
 
 /// With a shared (Postgres) store and without `--local`, hands the nodes'

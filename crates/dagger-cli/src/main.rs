@@ -28,6 +28,7 @@ mod cmd_run;
 mod cmd_serve;
 mod cmd_worker;
 mod error;
+mod groups;
 mod progress;
 mod signals;
 mod store;

@@ -97,13 +97,13 @@ fn read_pid(file: &Path) -> Option<i32> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
 
-/// A workflow whose shell node starts `sleep 25` in the background, writes
-/// its pid to `pid_file`, and waits for it.
+/// A workflow whose shell node starts `sleep 120` in the background (longer
+/// than any wait of these tests), writes its pid to `pid_file`, and waits for it.
 fn sleeper(s: &Sandbox, pid_file: &Path) -> PathBuf {
     s.write(
         "sleeper.yaml",
         &format!(
-            "name: sleeper\nnodes:\n  - id: nap\n    action: shell\n    inputs:\n      - name: command\n        value: sleep 25 & echo $! > {}; wait\n  - id: after\n    action: echo\n    dependencies: [nap]\n",
+            "name: sleeper\nnodes:\n  - id: nap\n    action: shell\n    inputs:\n      - name: command\n        value: sleep 120 & echo $! > {}; wait\n  - id: after\n    action: echo\n    dependencies: [nap]\n",
             pid_file.display()
         ),
     )
@@ -190,4 +190,30 @@ fn a_closed_stdout_and_stderr_neither_hang_nor_panic_the_run() {
     assert_eq!(out.status.code(), Some(0), "the run carries on to its end");
     let v = s.show("p-1");
     assert_eq!(v["status"], "Completed");
+}
+
+#[test]
+fn a_sigkilled_runs_shell_group_is_killed_before_its_resume_runs() {
+    let s = Sandbox::new();
+    let pid_file = s.path("sleep.pid");
+    let wf = sleeper(&s, &pid_file);
+    let mut child = s.spawn(&["run", wf.to_str().unwrap(), "--run-id", "k-1"]);
+    wait_until("the shell started sleep", || read_pid(&pid_file).is_some());
+    let orphan = read_pid(&pid_file).unwrap();
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+    assert!(alive(orphan), "a SIGKILL leaves the shell's group running");
+
+    std::fs::remove_file(&pid_file).unwrap();
+    let child = s.spawn(&["resume", "k-1"]);
+    wait_until("the orphaned sleep is killed", || !alive(orphan));
+    wait_until("the resumed shell started a new sleep", || {
+        read_pid(&pid_file).is_some()
+    });
+    let fresh = read_pid(&pid_file).unwrap();
+    assert!(alive(fresh), "the resume's own group is not an orphan");
+    signal(&child, Signal::SIGTERM);
+    let out = wait_exit(child, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(143));
+    wait_until("the resumed sleep is gone", || !alive(fresh));
 }
