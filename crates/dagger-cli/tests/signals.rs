@@ -217,3 +217,66 @@ fn a_sigkilled_runs_shell_group_is_killed_before_its_resume_runs() {
     assert_eq!(out.status.code(), Some(143));
     wait_until("the resumed sleep is gone", || !alive(fresh));
 }
+
+/// `dagger worker` (Postgres pool) on SIGTERM: exit 143, and the shell
+/// node it was running dies with it.
+#[cfg(feature = "postgres")]
+#[test]
+fn sigterm_stops_a_worker_with_exit_143_and_kills_its_shell_groups() {
+    use dagger_storage::{PostgresOptions, PostgresStore};
+    let url = std::env::var("DAGGER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let schema = format!("t_sig_worker_{}_{nanos}", std::process::id());
+    let options = PostgresOptions {
+        schema: Some(schema.clone()),
+        ..PostgresOptions::default()
+    };
+    let store = match PostgresStore::connect_blocking(&url, &options) {
+        Ok(s) => s,
+        Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
+            eprintln!("skipping: PostgreSQL at {url} is unreachable ({e})");
+            return;
+        }
+        Err(e) => panic!(
+            "PostgreSQL at {url} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)"
+        ),
+    };
+    let s = Sandbox::new();
+    let pid_file = s.path("sleep.pid");
+    let wf = sleeper(&s, &pid_file);
+    let pg = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
+        c.args(args)
+            .current_dir(s.dir.path())
+            .env("DAGGER_PG_SCHEMA", &schema)
+            .env("DAGGER_DB", &url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let worker = pg(&["worker", "--lease", "1", "--concurrency", "1"]);
+    let mut run = pg(&["run", wf.to_str().unwrap(), "--run-id", "w-1"]);
+    wait_until("the worker's shell started sleep", || {
+        read_pid(&pid_file).is_some()
+    });
+    let sleep_pid = read_pid(&pid_file).unwrap();
+    signal(&worker, Signal::SIGTERM);
+    let out = wait_exit(worker, Duration::from_secs(30));
+    let _ = run.kill();
+    let _ = run.wait();
+    let dropped = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.drop_schema());
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the worker's sleep is gone", || !alive(sleep_pid));
+    dropped.unwrap();
+}
