@@ -110,6 +110,7 @@ enum Command {
         db: DbArg,
     },
     /// Ask a run (possibly in another process) to stop; it stops within a second.
+    /// Exit 1 if the run is unknown or already ended.
     Cancel {
         /// The run.
         run_id: String,
@@ -120,6 +121,10 @@ enum Command {
         db: DbArg,
     },
     /// Approve a node waiting for a human, optionally with JSON input.
+    ///
+    /// Exit 1, naming run and node, if the run is unknown or ended, the node is
+    /// unknown or not waiting (an approval before the node waits is refused), or
+    /// the node was already approved or rejected: the first decision recorded wins.
     Approve {
         /// The run.
         run_id: String,
@@ -132,6 +137,8 @@ enum Command {
         db: DbArg,
     },
     /// Reject a node waiting for a human: it fails with the reason.
+    ///
+    /// Refused (exit 1) in the same cases as `approve`.
     Reject {
         /// The run.
         run_id: String,
