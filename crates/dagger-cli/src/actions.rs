@@ -1,10 +1,12 @@
 //! The CLI's built-in actions: `shell`, `sleep`, `echo`, `fail`.
 
+use crate::groups::GroupBook;
 use dagger_core::{BoxError, Permanent};
 use dagger_dag_flow::{ActionRegistry, NodeAction, NodeCtx, NodeOutput};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +14,14 @@ use tokio::io::AsyncReadExt;
 
 /// A registry with every built-in action.
 pub(crate) fn builtin_registry() -> ActionRegistry {
+    builtin_registry_with(None)
+}
+
+/// A registry with every built-in action; `shell` records its process groups
+/// in `groups` (see [`crate::groups`]).
+pub(crate) fn builtin_registry_with(groups: Option<GroupBook>) -> ActionRegistry {
     let registry = ActionRegistry::new();
-    registry.register(Arc::new(Shell));
+    registry.register(Arc::new(Shell { groups }));
     registry.register(Arc::new(Sleep));
     registry.register(Arc::new(Echo));
     registry.register(Arc::new(Fail));
@@ -21,7 +29,11 @@ pub(crate) fn builtin_registry() -> ActionRegistry {
 }
 
 /// Runs `command` with `sh -c` in its own process group.
-struct Shell;
+#[derive(Default)]
+struct Shell {
+    /// Where the group is recorded while it runs, if anywhere.
+    groups: Option<GroupBook>,
+}
 
 /// How many bytes of stderr a failure message keeps.
 const STDERR_TAIL: usize = 2_000;
@@ -72,7 +84,18 @@ impl NodeAction for Shell {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("node `{}`: cannot start `sh`: {e}", ctx.node_id))?;
-        let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+        let pgid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw);
+        // From here on, however the attempt ends (the shell exits, cancel,
+        // timeout, or this process exits and drops it), the group dies.
+        let record = pgid.and_then(|pgid| {
+            self.groups
+                .as_ref()
+                .and_then(|book| book.record(ctx.run_id.as_str(), ctx.node_id.as_str(), pgid))
+        });
+        let _group = GroupGuard { pgid, record };
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let read_out = async {
@@ -119,6 +142,29 @@ impl NodeAction for Shell {
         Ok(NodeOutput::success(
             json!({ "stdout": stdout_value, "stderr": stderr, "exit_code": code }),
         ))
+    }
+}
+
+/// Kills a shell node's whole process group when dropped, so that nothing
+/// a node started outlives its attempt: after the shell exited (stragglers it
+/// left in the background), when the attempt is cancelled or times out (its
+/// future is dropped), and when the `dagger` process exits (the runtime drops
+/// every task). No child is left to be re-parented to init.
+/// Its record (for a SIGKILL of this process) is removed with it.
+struct GroupGuard {
+    pgid: Option<Pid>,
+    record: Option<PathBuf>,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.pgid {
+            // ESRCH (the group is already gone) is the normal case.
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        if let Some(record) = &self.record {
+            let _ = std::fs::remove_file(record);
+        }
     }
 }
 
@@ -237,7 +283,7 @@ mod tests {
 
     #[tokio::test]
     async fn shell_captures_output_and_passes_inputs_as_env() {
-        let out = Shell.execute(&ctx(json!({"command": "echo \"$DAGGER_INPUT_WHO_AM_I\"; echo oops >&2", "who-am-i": "x"}))).await.unwrap();
+        let out = Shell::default().execute(&ctx(json!({"command": "echo \"$DAGGER_INPUT_WHO_AM_I\"; echo oops >&2", "who-am-i": "x"}))).await.unwrap();
         assert_eq!(out.outputs["stdout"], json!("x"));
         assert_eq!(out.outputs["stderr"], json!("oops\n"));
         assert_eq!(out.outputs["exit_code"], json!(0));
@@ -245,7 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn shell_parses_json_when_asked() {
-        let out = Shell
+        let out = Shell::default()
             .execute(&ctx(
                 json!({"command": "echo '{\"n\": 3}'", "parse": "json"}),
             ))
@@ -256,7 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn shell_failure_carries_the_stderr_tail() {
-        let err = Shell
+        let err = Shell::default()
             .execute(&ctx(json!({"command": "echo broken >&2; exit 3"})))
             .await
             .unwrap_err();
@@ -274,12 +320,56 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             token.cancel();
         });
-        let err = Shell.execute(&c).await.unwrap_err();
+        let err = Shell::default().execute(&c).await.unwrap_err();
         assert_eq!(err.to_string(), "node `n`: command cancelled");
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(
             !marker.exists(),
             "the background child was killed with its group"
+        );
+    }
+
+    /// Waits (bounded) until the process whose pid the shell wrote to `file` is gone.
+    async fn pid_gone(file: &std::path::Path) -> bool {
+        let pid: i32 = std::fs::read_to_string(file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for _ in 0..200 {
+            if nix::sys::signal::kill(Pid::from_raw(pid), None).is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_dropped_attempt_kills_the_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let c =
+            ctx(json!({"command": format!("sleep 30 & echo $! > {}; wait", pid_file.display())}));
+        let shell = Shell::default();
+        let attempt = shell.execute(&c);
+        // A node timeout (or the end of the process) drops the attempt.
+        let dropped = tokio::time::timeout(Duration::from_millis(500), attempt).await;
+        assert!(dropped.is_err(), "the attempt was still running");
+        assert!(pid_gone(&pid_file).await, "the `sleep` survived its node");
+    }
+
+    #[tokio::test]
+    async fn background_processes_do_not_outlive_their_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let c = ctx(
+            json!({"command": format!("sleep 30 >/dev/null 2>&1 & echo $! > {}", pid_file.display())}),
+        );
+        Shell::default().execute(&c).await.unwrap();
+        assert!(
+            pid_gone(&pid_file).await,
+            "the background `sleep` survived its node"
         );
     }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 pub(crate) async fn cancel(run_id: &str, reason: &str, db: &str) -> Result<ExitCode, CliError> {
     let store = open_store(db).await?;
     dagger_coord::request_cancel(&store.stores(), run_id, reason).await?;
-    println!("cancel requested for run {run_id}");
+    outln!("cancel requested for run {run_id}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -26,7 +26,7 @@ pub(crate) async fn approve(
     };
     let store = open_store(db).await?;
     dagger_coord::approve(&store.stores(), run_id, node_id, input).await?;
-    println!("approved node {node_id} of run {run_id}");
+    outln!("approved node {node_id} of run {run_id}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -38,6 +38,6 @@ pub(crate) async fn reject(
 ) -> Result<ExitCode, CliError> {
     let store = open_store(db).await?;
     dagger_coord::reject(&store.stores(), run_id, node_id, reason).await?;
-    println!("rejected node {node_id} of run {run_id}");
+    outln!("rejected node {node_id} of run {run_id}");
     Ok(ExitCode::SUCCESS)
 }

@@ -64,13 +64,17 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
                     offset: 0,
                 })
                 .await?;
-            println!(
+            outln!(
                 "{:<38} {:<24} {:<16} {:<20} {:>10}",
-                "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION"
+                "RUN",
+                "WORKFLOW",
+                "STATUS",
+                "STARTED (UTC)",
+                "DURATION"
             );
             for r in runs {
                 let end = r.finished_at.unwrap_or_else(now_millis);
-                println!(
+                outln!(
                     "{:<38} {:<24} {:<16} {:<20} {:>10}",
                     r.run_id,
                     r.workflow,
@@ -95,7 +99,7 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
                     "inputs": view.record.inputs,
                     "nodes": view.nodes,
                 });
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&value)
                         .map_err(|e| CliError::Other(e.to_string()))?
@@ -103,9 +107,9 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
                 return Ok(ExitCode::SUCCESS);
             }
             let r = &view.record;
-            println!("run       {}", r.run_id);
-            println!("workflow  {}", r.workflow);
-            println!(
+            outln!("run       {}", r.run_id);
+            outln!("workflow  {}", r.workflow);
+            outln!(
                 "status    {}{}",
                 r.status,
                 r.reason
@@ -113,11 +117,14 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
                     .map(|x| format!(" ({x})"))
                     .unwrap_or_default()
             );
-            println!("started   {}", format_time(r.created_at));
-            println!();
-            println!(
+            outln!("started   {}", format_time(r.created_at));
+            outln!();
+            outln!(
                 "{:<28} {:<16} {:>8} {:>10}  ERROR",
-                "NODE", "STATUS", "ATTEMPTS", "DURATION"
+                "NODE",
+                "STATUS",
+                "ATTEMPTS",
+                "DURATION"
             );
             for n in &view.nodes {
                 let id = if n.added_at_runtime {
@@ -125,7 +132,7 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
                 } else {
                     n.id.clone()
                 };
-                println!(
+                outln!(
                     "{:<28} {:<16} {:>8} {:>10}  {}",
                     id,
                     n.status,
@@ -151,7 +158,7 @@ pub(crate) async fn dot(
             Ok(d) => d,
             Err(errors) => {
                 for issue in errors.issues() {
-                    println!("{issue}");
+                    outln!("{issue}");
                 }
                 return Err(CliError::Invalid {
                     count: errors.issues().len(),

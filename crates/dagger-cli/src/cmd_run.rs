@@ -1,11 +1,14 @@
 //! `dagger validate`, `dagger run` and `dagger resume`.
 
-use crate::actions::builtin_registry;
+use crate::actions::{builtin_registry, builtin_registry_with};
 use crate::error::CliError;
+use crate::groups;
 use crate::progress::Progress;
+use crate::signals::{self, Interrupt};
 use crate::store::AnyStore;
 use crate::{DbArg, open_store};
 use dagger_coord::{Coordinator, DagExecutionReport, EventHook};
+use dagger_core::store::RunUpdate;
 use dagger_core::{Cache, NodeStatus, RunId, RunStatus};
 use dagger_dag_flow::{
     DagConfig, DagConfigOverride, DagExecutor, WorkflowDef, load_yaml_path,
@@ -15,10 +18,6 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Exit code after a clean cancel on Ctrl-C (128 + SIGINT).
-const EXIT_INTERRUPTED: u8 = 130;
 
 /// Arguments of `dagger run`.
 #[derive(clap::Args, Debug)]
@@ -56,14 +55,14 @@ pub(crate) fn validate(files: &[PathBuf]) -> Result<ExitCode, CliError> {
         if let Err(errors) = load_yaml_path_with_actions(file, &registry) {
             for issue in errors.issues() {
                 count += 1;
-                println!("{issue}");
+                outln!("{issue}");
             }
         }
     }
     if count > 0 {
         return Err(CliError::Invalid { count });
     }
-    println!("{} workflow file(s) valid", files.len());
+    outln!("{} workflow file(s) valid", files.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -90,7 +89,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         Ok(def) => def,
         Err(errors) => {
             for issue in errors.issues() {
-                println!("{issue}");
+                outln!("{issue}");
             }
             return Err(CliError::Invalid {
                 count: errors.issues().len(),
@@ -115,7 +114,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     let store = open_store(&args.db.db).await?;
     let mut executor = DagExecutor::new(
         Some(DagConfig::default()),
-        builtin_registry(),
+        shell_groups(&args.db.db),
         store.stores(),
     )
     .map_err(dagger_coord::CoordError::from)?;
@@ -127,7 +126,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         cache.insert("inputs", &k, v);
     }
     let run_id = args.run_id.unwrap_or_else(|| RunId::generate().to_string());
-    eprintln!(
+    errln!(
         "run {run_id}: workflow `{name}` ({node_count} nodes), store {}",
         store.location()
     );
@@ -140,22 +139,17 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         &store,
         args.local,
     );
-    let (interrupted, cancel_rx) = cancel_on_ctrl_c();
-    let report = coordinator
+    let (interrupt, cancel_rx) = signals::cancel_on_signal();
+    let mut report = coordinator
         .run_parallel(&mut executor, &cache, &name, &run_id, cancel_rx)
         .await?;
+    record_signal(&store, &mut report, &interrupt).await;
     let def = executor
         .workflow(&name)
         .map_err(dagger_coord::CoordError::from)?
         .def
         .clone();
-    Ok(finish(
-        &report,
-        &cache,
-        &def,
-        args.json,
-        interrupted.load(Ordering::SeqCst),
-    ))
+    Ok(finish(&report, &cache, &def, args.json, &interrupt))
 }
 
 pub(crate) async fn resume(
@@ -165,7 +159,7 @@ pub(crate) async fn resume(
     local: bool,
 ) -> Result<ExitCode, CliError> {
     let store = open_store(db).await?;
-    let mut executor = DagExecutor::new(None, builtin_registry(), store.stores())
+    let mut executor = DagExecutor::new(None, shell_groups(db), store.stores())
         .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), run_id).await?;
     if view.record.status == RunStatus::Completed {
@@ -177,12 +171,12 @@ pub(crate) async fn resume(
                 "reason": "already finished; nothing to resume",
                 "nodes": view.nodes,
             });
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&value).map_err(|e| CliError::Other(e.to_string()))?
             );
         } else {
-            println!("run {run_id} already finished with status Completed; nothing to resume");
+            outln!("run {run_id} already finished with status Completed; nothing to resume");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -191,7 +185,7 @@ pub(crate) async fn resume(
         .iter()
         .filter(|n| n.status != NodeStatus::Completed)
         .count();
-    eprintln!(
+    errln!(
         "resuming run {run_id}: workflow `{}`, {pending} node(s) not completed",
         view.record.workflow
     );
@@ -204,25 +198,39 @@ pub(crate) async fn resume(
         &store,
         local,
     );
-    let (interrupted, cancel_rx) = cancel_on_ctrl_c();
+    let (interrupt, cancel_rx) = signals::cancel_on_signal();
     let cache = Cache::new();
     match coordinator
         .resume(&mut executor, &cache, run_id, cancel_rx)
         .await
     {
-        Ok(report) => Ok(finish(
-            &report,
-            &cache,
-            &view.workflow,
-            json,
-            interrupted.load(Ordering::SeqCst),
-        )),
+        Ok(mut report) => {
+            record_signal(&store, &mut report, &interrupt).await;
+            Ok(finish(&report, &cache, &view.workflow, json, &interrupt))
+        }
         Err(dagger_coord::CoordError::AlreadyFinished { status, .. }) => {
-            println!("run {run_id} already finished with status {status}; nothing to resume");
+            outln!("run {run_id} already finished with status {status}; nothing to resume");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The built-in actions, with `shell` recording its process groups beside
+/// the store (SQLite) after killing the groups that dead `dagger` processes
+/// left behind: a SIGKILLed run's `sleep` does not run on beside its resume.
+fn shell_groups(db: &str) -> dagger_dag_flow::ActionRegistry {
+    let Some(dir) = groups::dir_for(db) else {
+        return builtin_registry();
+    };
+    let killed = groups::kill_orphans(&dir);
+    if killed > 0 {
+        errln!(
+            "killed {killed} process group(s) of shell nodes left running by a dagger process that died ({})",
+            dir.display()
+        );
+    }
+    builtin_registry_with(Some(groups::GroupBook::new(dir)))
 }
 
 /// With a shared (Postgres) store and without `--local`, hands the nodes'
@@ -230,7 +238,7 @@ pub(crate) async fn resume(
 fn dispatching(coordinator: Coordinator, store: &AnyStore, local: bool) -> Coordinator {
     match store.node_queue() {
         Some(queue) if !local => {
-            eprintln!(
+            errln!(
                 "dispatching nodes to the worker pool (start workers with `dagger worker --db <same URL>`; --local runs them here)"
             );
             coordinator.with_node_queue(queue)
@@ -239,19 +247,28 @@ fn dispatching(coordinator: Coordinator, store: &AnyStore, local: bool) -> Coord
     }
 }
 
-/// Sends on the returned receiver's channel when Ctrl-C is pressed.
-fn cancel_on_ctrl_c() -> (Arc<AtomicBool>, tokio::sync::oneshot::Receiver<()>) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: cancelling the run (running nodes get a grace period)");
-            set.store(true, Ordering::SeqCst);
-            let _ = tx.send(());
-        }
-    });
-    (flag, rx)
+/// A run cancelled by a signal is recorded with the signal as its reason
+/// (`signal: SIGTERM`), in the store and in the report.
+async fn record_signal(store: &AnyStore, report: &mut DagExecutionReport, interrupt: &Interrupt) {
+    let Some(sig) = interrupt.signal() else {
+        return;
+    };
+    if report.status != RunStatus::Cancelled {
+        return;
+    }
+    let reason = signals::reason(sig);
+    let update = RunUpdate {
+        reason: Some(Some(reason.clone())),
+        ..Default::default()
+    };
+    let run_id = RunId::from(report.run_id.as_str());
+    if let Err(e) = store.stores().runs.update_run(&run_id, update).await {
+        errln!(
+            "warning: run {}: cannot record the cancel reason `{reason}`: {e}",
+            report.run_id
+        );
+    }
+    report.reason = Some(reason);
 }
 
 fn finish(
@@ -259,12 +276,12 @@ fn finish(
     cache: &Cache,
     def: &WorkflowDef,
     json: bool,
-    interrupted: bool,
+    interrupt: &Interrupt,
 ) -> ExitCode {
     if json {
         match serde_json::to_string_pretty(report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("error: cannot encode the report: {e}"),
+            Ok(text) => outln!("{text}"),
+            Err(e) => errln!("error: cannot encode the report: {e}"),
         }
     } else {
         print_summary(report);
@@ -272,7 +289,10 @@ fn finish(
     }
     match report.status {
         RunStatus::Completed => ExitCode::SUCCESS,
-        RunStatus::Cancelled if interrupted => ExitCode::from(EXIT_INTERRUPTED),
+        RunStatus::Cancelled => match interrupt.signal() {
+            Some(sig) => ExitCode::from(signals::exit_code(sig)),
+            None => ExitCode::from(1),
+        },
         _ => ExitCode::from(1),
     }
 }
@@ -298,14 +318,14 @@ fn print_results(report: &DagExecutionReport, cache: &Cache, def: &WorkflowDef) 
             None => Value::Object(outputs).to_string(),
         };
         if !shown.is_empty() {
-            println!("\n[{}]\n{shown}", n.id);
+            outln!("\n[{}]\n{shown}", n.id);
         }
     }
 }
 
 fn print_summary(report: &DagExecutionReport) {
     let m = &report.metrics;
-    println!(
+    outln!(
         "run {} {}: {} completed, {} failed, {} skipped, {} cancelled in {} ms",
         report.run_id,
         report.status,
@@ -316,20 +336,20 @@ fn print_summary(report: &DagExecutionReport) {
         report.duration_ms
     );
     if let Some(reason) = &report.reason {
-        println!("reason: {reason}");
+        outln!("reason: {reason}");
     }
     for n in &report.nodes {
         if let Some(err) = &n.error
             && matches!(n.status, NodeStatus::Failed)
         {
-            println!("  {} failed after {} attempt(s): {err}", n.id, n.attempts);
+            outln!("  {} failed after {} attempt(s): {err}", n.id, n.attempts);
         }
     }
     if matches!(
         report.status,
         RunStatus::Paused | RunStatus::Failed | RunStatus::Cancelled | RunStatus::WaitingForHuman
     ) {
-        println!("resume with: dagger resume {}", report.run_id);
+        outln!("resume with: dagger resume {}", report.run_id);
     }
 }
 

@@ -53,14 +53,14 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     }
     let server = Server::new(options).map_err(|e| CliError::Other(e.to_string()))?;
     let local = listener.local_addr().unwrap_or(args.addr);
-    eprintln!(
+    errln!(
         "serving {} on http://{local}/ (Ctrl-C to stop)",
         store.location()
     );
     server
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
-            eprintln!("stopping: live pages close, runs resumed here are cancelled");
+            errln!("stopping: live pages close, runs resumed here are cancelled");
         })
         .await
         .map_err(|e| CliError::Other(e.to_string()))?;

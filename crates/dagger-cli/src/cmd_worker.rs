@@ -8,12 +8,14 @@ use crate::DbArg;
 use crate::actions::builtin_registry;
 use crate::error::CliError;
 use crate::open_store;
+use crate::signals;
 use dagger_coord::NodeWorker;
 use dagger_core::{BoxError, Cache, NodeId, RunId};
 use dagger_dag_flow::{ActionRegistry, NodeAction, NodeCtx};
 use dagger_task_core::{
     FnAgent, StallAction, TaskAgentRegistry, TaskContext, TaskManager, TaskOutcome,
 };
+use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -91,7 +93,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
     let node_worker = NodeWorker::new(queue, actions)
         .concurrency(args.concurrency)
         .lease(Duration::from_secs_f64(args.lease));
-    eprintln!(
+    errln!(
         "worker {} (pid {}) serving {}: {} (concurrency {})",
         node_worker.worker_id(),
         std::process::id(),
@@ -100,7 +102,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
         args.concurrency
     );
     let stop = CancellationToken::new();
-    tokio::spawn(stop_on_signal(stop.clone()));
+    let stopped_by = tokio::spawn(stop_on_signal(stop.clone()));
     let tasks = {
         let stop = stop.clone();
         tokio::spawn(async move { manager.serve(stop).await })
@@ -112,26 +114,27 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Other(format!("task worker failed: {e}")))?;
     nodes?;
     tasks.map_err(|e| CliError::Other(e.to_string()))?;
-    eprintln!("worker stopped");
-    Ok(ExitCode::SUCCESS)
+    errln!("worker stopped");
+    // Like `run`: a stop by signal exits 128 + its number (143 for SIGTERM).
+    if !stopped_by.is_finished() {
+        stopped_by.abort();
+        return Ok(ExitCode::SUCCESS);
+    }
+    match stopped_by.await {
+        Ok(sig) => Ok(ExitCode::from(signals::exit_code(sig))),
+        Err(_) => Ok(ExitCode::SUCCESS),
+    }
 }
 
-/// Cancels `stop` on Ctrl-C or SIGTERM.
-async fn stop_on_signal(stop: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-    eprintln!("stopping: running node attempts go back to the pool when their leases expire");
+/// Cancels `stop` on SIGINT (Ctrl-C), SIGTERM or SIGHUP; returns the signal.
+async fn stop_on_signal(stop: CancellationToken) -> Signal {
+    let sig = signals::first_stop_signal().await;
+    errln!(
+        "{}: stopping; running node attempts go back to the pool when their leases expire",
+        sig.as_str()
+    );
     stop.cancel();
+    sig
 }
 
 /// A built-in action as a task agent: the task's input object is the

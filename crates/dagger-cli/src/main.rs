@@ -4,6 +4,23 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+/// `println!` that never panics: when stdout is closed (`dagger run … | head`)
+/// the text is dropped and the command carries on (docs/reliability.md).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics: when stderr is closed the text is dropped.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod actions;
 mod cmd_control;
 mod cmd_inspect;
@@ -11,7 +28,9 @@ mod cmd_run;
 mod cmd_serve;
 mod cmd_worker;
 mod error;
+mod groups;
 mod progress;
+mod signals;
 mod store;
 
 use clap::{Parser, Subcommand};
@@ -53,8 +72,14 @@ enum Command {
     },
     /// Run a workflow with the built-in actions (shell, sleep, echo, fail). With
     /// `--db postgres://…` the nodes run on `dagger worker` processes (unless `--local`).
+    ///
+    /// Ctrl-C, SIGTERM and SIGHUP cancel the run cleanly (recorded as `Cancelled`
+    /// with reason `signal: SIGTERM` etc.; exit 130, 143, 129). A closed stdout or
+    /// stderr (`dagger run wf.yaml | head`) does not stop the run: the output is
+    /// dropped and the run goes on to its end.
     Run(cmd_run::RunArgs),
     /// Resume an interrupted, paused or failed run; only unfinished nodes run.
+    /// Signals and closed output behave as for `run`.
     Resume {
         /// The run to resume.
         run_id: String,
@@ -85,6 +110,7 @@ enum Command {
         db: DbArg,
     },
     /// Ask a run (possibly in another process) to stop; it stops within a second.
+    /// Exit 1 if the run is unknown or already ended.
     Cancel {
         /// The run.
         run_id: String,
@@ -95,6 +121,10 @@ enum Command {
         db: DbArg,
     },
     /// Approve a node waiting for a human, optionally with JSON input.
+    ///
+    /// Exit 1, naming run and node, if the run is unknown or ended, the node is
+    /// unknown or not waiting (an approval before the node waits is refused), or
+    /// the node was already approved or rejected: the first decision recorded wins.
     Approve {
         /// The run.
         run_id: String,
@@ -107,6 +137,8 @@ enum Command {
         db: DbArg,
     },
     /// Reject a node waiting for a human: it fails with the reason.
+    ///
+    /// Refused (exit 1) in the same cases as `approve`.
     Reject {
         /// The run.
         run_id: String,
@@ -122,7 +154,8 @@ enum Command {
     Serve(cmd_serve::ServeArgs),
     /// Work for a pool sharing a Postgres store: execute the DAG nodes that
     /// `dagger run --db postgres://…` dispatches and the tasks of running Task
-    /// Agent jobs, with the built-in actions. Stops on Ctrl-C or SIGTERM.
+    /// Agent jobs, with the built-in actions. Stops on Ctrl-C, SIGTERM or SIGHUP
+    /// (exit 130, 143, 129); a `shell` node's processes are killed with it.
     Worker(cmd_worker::WorkerArgs),
 }
 
@@ -134,6 +167,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr drops log lines; it must not print (or panic) about it.
+        .log_internal_errors(false)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -141,22 +176,22 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(CliError::Invalid { count }) => {
-            eprintln!("{count} problem(s) found");
+            errln!("{count} problem(s) found");
             ExitCode::from(1)
         }
         Err(CliError::Usage(msg)) => {
-            eprintln!("error: {msg}");
+            errln!("error: {msg}");
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::from(1)
         }
     }

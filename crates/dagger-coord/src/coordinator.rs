@@ -8,7 +8,7 @@ use crate::persist;
 use crate::report::DagExecutionReport;
 use crate::run::{RunLoop, Setup};
 use dagger_core::store::{ControlRequest, Durability, RunRecord, RunUpdate};
-use dagger_core::{Cache, NodeId, RunId, RunStatus, Stores, now_millis};
+use dagger_core::{Cache, NodeId, NodeStatus, RunId, RunStatus, Stores, now_millis};
 use dagger_dag_flow::DagExecutor;
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,29 +234,42 @@ pub async fn execute_dag(
 }
 
 /// Asks run `run_id` to stop (it may run in another process sharing the store).
+/// Refused with [`CoordError::RunEnded`] when the run already ended.
 pub async fn request_cancel(
     stores: &Stores,
     run_id: &str,
     reason: &str,
 ) -> Result<u64, CoordError> {
-    control(
-        stores,
-        run_id,
-        ControlRequest::Cancel {
-            reason: reason.to_string(),
-        },
-    )
-    .await
+    let id = RunId::from(run_id);
+    let record = stores
+        .runs
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| CoordError::RunNotFound(run_id.to_string()))?;
+    if has_ended(record.status) {
+        return Err(CoordError::RunEnded {
+            run_id: run_id.to_string(),
+            status: record.status,
+            what: "cancel".into(),
+        });
+    }
+    let request = ControlRequest::Cancel {
+        reason: reason.to_string(),
+    };
+    Ok(stores.runs.push_control(&id, request).await?)
 }
 
-/// Approves node `node_id` of run `run_id`, waiting for a human, with optional input.
+/// Approves node `node_id` of run `run_id`, waiting for a human, with optional
+/// input. Checked first by [`check_waiting`]; the first decision recorded for
+/// a node wins, a later one is refused with [`CoordError::AlreadyDecided`].
 pub async fn approve(
     stores: &Stores,
     run_id: &str,
     node_id: &str,
     input: Option<serde_json::Value>,
 ) -> Result<u64, CoordError> {
-    control(
+    check_waiting(stores, run_id, node_id, "approve").await?;
+    decide(
         stores,
         run_id,
         ControlRequest::Approve {
@@ -267,14 +280,16 @@ pub async fn approve(
     .await
 }
 
-/// Rejects node `node_id` of run `run_id`, waiting for a human: the node fails with `reason`.
+/// Rejects node `node_id` of run `run_id`, waiting for a human: the node fails
+/// with `reason`. Checked and decided as [`approve`] is.
 pub async fn reject(
     stores: &Stores,
     run_id: &str,
     node_id: &str,
     reason: &str,
 ) -> Result<u64, CoordError> {
-    control(
+    check_waiting(stores, run_id, node_id, "reject").await?;
+    decide(
         stores,
         run_id,
         ControlRequest::Reject {
@@ -285,17 +300,88 @@ pub async fn reject(
     .await
 }
 
-async fn control(
+/// Whether a run in `status` has ended (nothing to cancel or decide).
+fn has_ended(status: RunStatus) -> bool {
+    matches!(
+        status,
+        RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
+    )
+}
+
+/// The check before a human decision (`verb`: `approve` or `reject`), shared
+/// by the CLI, the web interface and its API: the run exists and has not
+/// ended ([`CoordError::RunEnded`]), it has node `node_id`
+/// ([`CoordError::NodeNotFound`], suggesting the closest id), and the node is
+/// waiting for a human ([`CoordError::NotWaiting`]; an approval before the
+/// node waits is refused, not kept for later).
+pub async fn check_waiting(
     stores: &Stores,
     run_id: &str,
-    request: ControlRequest,
-) -> Result<u64, CoordError> {
-    let id = RunId::from(run_id);
-    if stores.runs.get_run(&id).await?.is_none() {
-        return Err(CoordError::RunNotFound(run_id.to_string()));
+    node_id: &str,
+    verb: &str,
+) -> Result<(), CoordError> {
+    let view = load_run_view(stores, run_id).await?;
+    if has_ended(view.record.status) {
+        return Err(CoordError::RunEnded {
+            run_id: run_id.to_string(),
+            status: view.record.status,
+            what: format!("{verb} (node `{node_id}`)"),
+        });
     }
-    let seq = stores.runs.push_control(&id, request).await?;
-    Ok(seq)
+    let Some(node) = view.nodes.iter().find(|n| n.id == node_id) else {
+        return Err(CoordError::NodeNotFound {
+            run_id: run_id.to_string(),
+            node_id: node_id.to_string(),
+            suggestion: closest(node_id, view.nodes.iter().map(|n| n.id.as_str())),
+        });
+    };
+    if node.status != NodeStatus::WaitingForHuman {
+        return Err(CoordError::NotWaiting {
+            run_id: run_id.to_string(),
+            node_id: node_id.to_string(),
+            status: node.status,
+        });
+    }
+    Ok(())
+}
+
+/// The candidate most like `wanted`, if it is alike enough to suggest.
+fn closest<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .map(|c| (strsim::jaro_winkler(wanted, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.to_string())
+}
+
+/// Records a decision; the store refuses it when the node was decided first.
+async fn decide(stores: &Stores, run_id: &str, request: ControlRequest) -> Result<u64, CoordError> {
+    match stores
+        .runs
+        .push_control(&RunId::from(run_id), request)
+        .await
+    {
+        Ok(seq) => Ok(seq),
+        Err(dagger_core::StoreError::AlreadyDecided {
+            run_id,
+            node_id,
+            decision,
+            at_ms,
+            ..
+        }) => Err(CoordError::AlreadyDecided {
+            run_id,
+            node_id,
+            decision,
+            at: chrono::DateTime::from_timestamp_millis(at_ms).map_or_else(
+                || format!("{at_ms} ms since the epoch"),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
+        }),
+        Err(dagger_core::StoreError::NotFound { entity: "run", .. }) => {
+            Err(CoordError::RunNotFound(run_id.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A recorded run as the store holds it: its record, definition and node outcomes.

@@ -1,7 +1,7 @@
 //! Errors of the coordinator.
 
 use crate::report::DagExecutionReport;
-use dagger_core::{RunStatus, StoreError};
+use dagger_core::{NodeStatus, RunStatus, StoreError};
 use dagger_dag_flow::DagError;
 
 /// Why a run could not be started or resumed. (How a run *ended* — failed,
@@ -41,13 +41,51 @@ pub enum CoordError {
         /// Why.
         reason: String,
     },
-    /// A node is not waiting for a human.
-    #[error("run `{run_id}`: node `{node_id}` is not waiting for a human")]
+    /// A node is not waiting for a human, so it cannot be approved or
+    /// rejected (an approval before the node waits is refused).
+    #[error("node `{node_id}` of run `{run_id}` is not waiting for a human (it is {status})")]
     NotWaiting {
         /// The run.
         run_id: String,
         /// The node.
         node_id: String,
+        /// What it is instead.
+        status: NodeStatus,
+    },
+    /// The run has no node with this id.
+    #[error("run `{run_id}` has no node `{node_id}`{}", suggest(.suggestion))]
+    NodeNotFound {
+        /// The run.
+        run_id: String,
+        /// The node asked for.
+        node_id: String,
+        /// The run's node id closest to it, if one is close.
+        suggestion: Option<String>,
+    },
+    /// The run already ended; there is nothing to cancel, approve or reject.
+    #[error("run `{run_id}` already ended ({status}); there is nothing to {what}")]
+    RunEnded {
+        /// The run.
+        run_id: String,
+        /// Its final status.
+        status: RunStatus,
+        /// What was asked: `cancel`, `approve node `x`` ...
+        what: String,
+    },
+    /// Another approval or rejection of the node was recorded first; the
+    /// first decision recorded wins.
+    #[error(
+        "node `{node_id}` of run `{run_id}` was already {decision} at {at}; the first decision recorded wins"
+    )]
+    AlreadyDecided {
+        /// The run.
+        run_id: String,
+        /// The node.
+        node_id: String,
+        /// The earlier decision: `approved` or `rejected: <reason>`.
+        decision: String,
+        /// When it was recorded (RFC 3339, UTC).
+        at: String,
     },
     /// The store failed; the run stopped with its state as last recorded.
     #[error(transparent)]
@@ -86,6 +124,13 @@ impl std::fmt::Display for RunFailed {
 }
 
 impl std::error::Error for RunFailed {}
+
+fn suggest(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
 
 fn list(items: &[(String, String)]) -> String {
     items

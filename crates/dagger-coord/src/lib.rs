@@ -21,7 +21,8 @@ mod state;
 mod worker;
 
 pub use coordinator::{
-    Coordinator, RunView, approve, execute_dag, load_run_view, reject, request_cancel,
+    Coordinator, RunView, approve, check_waiting, execute_dag, load_run_view, reject,
+    request_cancel,
 };
 pub use dagger_core::Cache;
 pub use dagger_dag_flow::{

@@ -233,6 +233,23 @@ pub enum StoreError {
         /// Its id.
         id: String,
     },
+    /// An approval or rejection of a node that an earlier request already
+    /// decided: the first decision recorded wins.
+    #[error(
+        "node `{node_id}` of run `{run_id}` was already {decision} (control request {seq}, at {at_ms} ms since the epoch)"
+    )]
+    AlreadyDecided {
+        /// The run.
+        run_id: String,
+        /// The node.
+        node_id: String,
+        /// The earlier decision: `approved` or `rejected: <reason>`.
+        decision: String,
+        /// The earlier request's sequence number.
+        seq: u64,
+        /// When it was recorded (ms since the epoch).
+        at_ms: i64,
+    },
     /// A lease-holder's fencing token is out of date: someone else owns the record now.
     #[error("stale fencing token for {entity} `{id}`: held {held}, current {current}")]
     StaleToken {

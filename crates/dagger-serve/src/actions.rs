@@ -4,59 +4,35 @@
 
 use crate::data::load_view;
 use crate::error::RequestError;
-use crate::pages::is_final;
 use crate::state::AppState;
 use dagger_coord::Coordinator;
-use dagger_core::{Cache, NodeStatus, RunStatus};
+use dagger_core::{Cache, RunStatus};
 use dagger_dag_flow::DagExecutor;
 use std::sync::Arc;
 
 /// Asks run `run_id` to stop; returns the control request's sequence number.
+/// A run that already ended is refused (409), by the check the CLI shares.
 pub(crate) async fn cancel(
     state: &AppState,
     run_id: &str,
     reason: Option<&str>,
 ) -> Result<u64, RequestError> {
-    let view = load_view(&state.stores, run_id).await?;
-    if is_final(view.record.status) {
-        return Err(RequestError::Conflict(format!(
-            "run `{run_id}` already ended ({}); there is nothing to cancel",
-            view.record.status
-        )));
-    }
     let reason = reason
         .filter(|r| !r.trim().is_empty())
         .unwrap_or("cancelled from the web interface");
     Ok(dagger_coord::request_cancel(&state.stores, run_id, reason).await?)
 }
 
-async fn waiting_node(state: &AppState, run_id: &str, node_id: &str) -> Result<(), RequestError> {
-    let view = load_view(&state.stores, run_id).await?;
-    let node =
-        view.nodes
-            .iter()
-            .find(|n| n.id == node_id)
-            .ok_or_else(|| RequestError::NodeNotFound {
-                run_id: run_id.to_string(),
-                node_id: node_id.to_string(),
-            })?;
-    if node.status != NodeStatus::WaitingForHuman {
-        return Err(RequestError::Conflict(format!(
-            "node `{node_id}` of run `{run_id}` is not waiting for a human (it is {})",
-            node.status
-        )));
-    }
-    Ok(())
-}
-
-/// Approves a waiting node; `input` (JSON text, may be empty) becomes its `human_input`.
+/// Approves a waiting node; `input` (JSON text, may be empty) becomes its
+/// `human_input`. [`dagger_coord::check_waiting`] (shared with the CLI)
+/// refuses an unknown node (404), a node not waiting, an ended run, or a node
+/// already decided (409).
 pub(crate) async fn approve(
     state: &AppState,
     run_id: &str,
     node_id: &str,
     input: Option<serde_json::Value>,
 ) -> Result<u64, RequestError> {
-    waiting_node(state, run_id, node_id).await?;
     Ok(dagger_coord::approve(&state.stores, run_id, node_id, input).await?)
 }
 
@@ -70,14 +46,13 @@ pub(crate) fn parse_input(text: Option<&str>) -> Result<Option<serde_json::Value
     }
 }
 
-/// Rejects a waiting node: it fails with `reason`.
+/// Rejects a waiting node: it fails with `reason`; checked as [`approve`] is.
 pub(crate) async fn reject(
     state: &AppState,
     run_id: &str,
     node_id: &str,
     reason: Option<&str>,
 ) -> Result<u64, RequestError> {
-    waiting_node(state, run_id, node_id).await?;
     let reason = reason
         .filter(|r| !r.trim().is_empty())
         .unwrap_or("rejected from the web interface");

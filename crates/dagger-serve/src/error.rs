@@ -118,8 +118,15 @@ impl RequestError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Csrf | Self::Unauthorized => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Coord(CoordError::RunNotFound(_)) => StatusCode::NOT_FOUND,
-            Self::Coord(CoordError::AlreadyFinished { .. }) => StatusCode::CONFLICT,
+            Self::Coord(CoordError::RunNotFound(_) | CoordError::NodeNotFound { .. }) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::Coord(
+                CoordError::AlreadyFinished { .. }
+                | CoordError::RunEnded { .. }
+                | CoordError::NotWaiting { .. }
+                | CoordError::AlreadyDecided { .. },
+            ) => StatusCode::CONFLICT,
             Self::Coord(_) | Self::Store(_) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

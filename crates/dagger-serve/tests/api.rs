@@ -250,6 +250,8 @@ async fn mutations_need_the_csrf_header_and_answer_in_json() {
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["requested"], "approve");
+    // The first decision recorded wins: a later rejection is a 409 saying
+    // what was decided and when, and is not recorded.
     let a = post_json(
         &f.app,
         "/api/runs/r2/reject",
@@ -257,7 +259,13 @@ async fn mutations_need_the_csrf_header_and_answer_in_json() {
         &h,
     )
     .await;
-    assert_eq!(a.status, 200);
+    assert_eq!(a.status, 409, "{}", a.body);
+    let error = a.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with("node `publish` of run `r2` was already approved at 20")
+            && error.ends_with("the first decision recorded wins"),
+        "{error}"
+    );
     let a = post_json(&f.app, "/api/runs/r2/cancel", json!({}), &h).await;
     assert_eq!(a.status, 200);
     assert_eq!(
@@ -266,10 +274,6 @@ async fn mutations_need_the_csrf_header_and_answer_in_json() {
             ControlRequest::Approve {
                 node_id: "publish".into(),
                 input: Some(json!({ "n": 1 }))
-            },
-            ControlRequest::Reject {
-                node_id: "publish".into(),
-                reason: "late".into()
             },
             ControlRequest::Cancel {
                 reason: "cancelled from the web interface".into()

@@ -256,10 +256,15 @@ async fn waiting_node_can_be_approved_with_the_csrf_token() {
         &format!("{}&node=publish&reason=no", csrf(&f)),
     )
     .await;
-    assert_eq!(a.status, 303);
+    // The first decision recorded wins: the later rejection is refused.
+    assert_eq!(a.status, 409);
     assert!(
-        matches!(&controls(&f.stores, "r-wait").await[1], ControlRequest::Reject { reason, .. } if reason == "no")
+        a.body
+            .contains("node `publish` of run `r-wait` was already approved at 20"),
+        "{}",
+        a.body
     );
+    assert_eq!(controls(&f.stores, "r-wait").await.len(), 1);
 
     let a = post_form(
         &f.app,

@@ -14,7 +14,7 @@ use crate::run_rows::{
 use crate::sqlite::{ErrorMapper, SqliteStore};
 use dagger_core::store::{
     ArtifactId, ArtifactStore, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore,
-    RunUpdate,
+    RunUpdate, decision_conflict,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -418,7 +418,28 @@ impl RunStore for SqliteStore {
                 return Err(run_not_found(run_id.as_str()));
             }
             // The writer holds the write lock, so MAX + 1 cannot race, even
-            // with another process pushing to the same database.
+            // with another process pushing to the same database; nor can two
+            // decisions of one node: the first recorded wins.
+            if request.decided_node().is_some() {
+                let earlier: Vec<(i64, String, i64)> = tx
+                    .prepare_cached(
+                        "SELECT seq, request, created_at FROM run_controls \
+                         WHERE run_id = ?1 ORDER BY seq",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map([run_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                            .collect()
+                    })
+                    .map_err(sql)?;
+                for (seq, text, at_ms) in earlier {
+                    let what = format!("control request {seq} of run `{run_id}`");
+                    let seq = u64::try_from(seq).map_err(|_| decode(&what, seq))?;
+                    let earlier: ControlRequest = from_json(&what, &text)?;
+                    if let Some(e) = decision_conflict(&run_id, &request, seq, &earlier, at_ms) {
+                        return Err(e);
+                    }
+                }
+            }
             let seq: i64 = tx
                 .prepare_cached(
                     "INSERT INTO run_controls (run_id, seq, request, created_at) \

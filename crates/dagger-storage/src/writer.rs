@@ -244,6 +244,19 @@ pub(crate) fn duplicate(err: &StoreError) -> StoreError {
             entity,
             id: id.clone(),
         },
+        E::AlreadyDecided {
+            run_id,
+            node_id,
+            decision,
+            seq,
+            at_ms,
+        } => E::AlreadyDecided {
+            run_id: run_id.clone(),
+            node_id: node_id.clone(),
+            decision: decision.clone(),
+            seq: *seq,
+            at_ms: *at_ms,
+        },
         E::StaleToken {
             entity,
             id,

@@ -111,6 +111,51 @@ pub enum ControlRequest {
     },
 }
 
+impl ControlRequest {
+    /// The node an approval or rejection decides; `None` for a cancel.
+    pub fn decided_node(&self) -> Option<&NodeId> {
+        match self {
+            Self::Cancel { .. } => None,
+            Self::Approve { node_id, .. } | Self::Reject { node_id, .. } => Some(node_id),
+        }
+    }
+
+    /// The decision in words: `approved` or `rejected: <reason>`; `None` for a cancel.
+    pub fn decision(&self) -> Option<String> {
+        match self {
+            Self::Cancel { .. } => None,
+            Self::Approve { .. } => Some("approved".into()),
+            Self::Reject { reason, .. } => Some(format!("rejected: {reason}")),
+        }
+    }
+}
+
+/// What a store's [`RunStore::push_control`] returns for `request` when an
+/// earlier request of the run (`earlier`, number `seq`, recorded at `at_ms`)
+/// already decided the same node: [`StoreError::AlreadyDecided`]. `None` when
+/// the two do not decide the same node. Stores call it, under the lock that
+/// orders their control requests, for each earlier request of the run: the
+/// first decision recorded wins.
+pub fn decision_conflict(
+    run_id: &RunId,
+    request: &ControlRequest,
+    seq: u64,
+    earlier: &ControlRequest,
+    at_ms: i64,
+) -> Option<StoreError> {
+    let node = request.decided_node()?;
+    if earlier.decided_node() != Some(node) {
+        return None;
+    }
+    Some(StoreError::AlreadyDecided {
+        run_id: run_id.to_string(),
+        node_id: node.to_string(),
+        decision: earlier.decision()?,
+        seq,
+        at_ms,
+    })
+}
+
 /// Stores runs, their node executions and out-of-process control requests.
 #[async_trait::async_trait]
 pub trait RunStore: Send + Sync + 'static {
@@ -152,7 +197,10 @@ pub trait RunStore: Send + Sync + 'static {
     }
     /// Every node record of a run.
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError>;
-    /// Queues a control request for a run; returns its sequence number.
+    /// Queues a control request for a run; returns its sequence number. An
+    /// approval or rejection of a node an earlier request already decided is
+    /// refused with [`StoreError::AlreadyDecided`] (see [`decision_conflict`]),
+    /// atomically: of two concurrent decisions exactly one is recorded.
     async fn push_control(
         &self,
         run_id: &RunId,

@@ -8,6 +8,7 @@ use crate::run_rows::{
 };
 use dagger_core::store::{
     ArtifactId, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate,
+    decision_conflict,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use postgres::Row;
@@ -300,10 +301,29 @@ impl RunStore for PostgresStore {
                  SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3 FROM run_controls \
                  WHERE run_id = $1 RETURNING seq",
             )?;
+            let earlier = c.stmts.get(
+                &mut c.client,
+                "SELECT seq, request, created_at FROM run_controls WHERE run_id = $1 ORDER BY seq",
+            )?;
             let mut tx = c.client.transaction()?;
             // The row lock serializes pushers of one run, so MAX + 1 cannot race.
             if tx.query_opt(&lock, &[&run_id.as_str()])?.is_none() {
                 return Err(run_not_found(run_id.as_str()).into());
+            }
+            // Under the same lock, two decisions of one node cannot both be
+            // recorded: the first wins.
+            if request.decided_node().is_some() {
+                for row in tx.query(&earlier, &[&run_id.as_str()])? {
+                    let seq: i64 = row.try_get(0)?;
+                    let text: String = row.try_get(1)?;
+                    let at_ms: i64 = row.try_get(2)?;
+                    let what = format!("control request {seq} of run `{run_id}`");
+                    let seq = narrow(&what, seq)?;
+                    let earlier: ControlRequest = from_json(&what, &text)?;
+                    if let Some(e) = decision_conflict(&run_id, &request, seq, &earlier, at_ms) {
+                        return Err(e.into());
+                    }
+                }
             }
             let seq: i64 = tx
                 .query_one(&insert, &[&run_id.as_str(), &text, &now_millis()])?

@@ -64,6 +64,7 @@ pub(crate) async fn run_store_suite(stores: Stores, prefix: &str) {
     list_runs_filters_and_pages(&stores, prefix).await;
     node_runs_round_trip(&stores, prefix).await;
     controls_are_sequenced(&stores, prefix).await;
+    the_first_decision_of_a_node_wins(&stores, prefix).await;
     memoization_finds_completed_outputs(&stores, prefix).await;
     artifacts_round_trip(&stores).await;
     snapshot_chains(&stores, prefix).await;
@@ -291,6 +292,101 @@ async fn controls_are_sequenced(stores: &Stores, p: &str) {
     assert!(
         matches!(&err, StoreError::NotFound { entity: "run", id } if *id == missing.as_str()),
         "{err:?}"
+    );
+}
+
+/// An approval or rejection of a node decided before is refused, naming the
+/// earlier decision; of concurrent decisions exactly one is recorded.
+async fn the_first_decision_of_a_node_wins(stores: &Stores, p: &str) {
+    let id = RunId::from(format!("{p}-decisions"));
+    stores
+        .runs
+        .create_run(run(id.as_str(), "wf", RunStatus::WaitingForHuman, 310))
+        .await
+        .unwrap();
+    let approve = |node: &str| ControlRequest::Approve {
+        node_id: NodeId::from(node),
+        input: None,
+    };
+    let reject = |node: &str| ControlRequest::Reject {
+        node_id: NodeId::from(node),
+        reason: "too late".into(),
+    };
+    let cancel = ControlRequest::Cancel { reason: "x".into() };
+    assert_eq!(
+        stores.runs.push_control(&id, cancel.clone()).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        stores
+            .runs
+            .push_control(&id, approve("review"))
+            .await
+            .unwrap(),
+        2
+    );
+    let err = stores
+        .runs
+        .push_control(&id, reject("review"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::AlreadyDecided { run_id, node_id, decision, seq: 2, at_ms }
+            if *run_id == id.as_str() && node_id == "review" && decision == "approved" && *at_ms > 0),
+        "{err:?}"
+    );
+    // A second approval is refused too; other nodes and cancels are not.
+    assert!(matches!(
+        stores.runs.push_control(&id, approve("review")).await,
+        Err(StoreError::AlreadyDecided { .. })
+    ));
+    assert_eq!(
+        stores
+            .runs
+            .push_control(&id, reject("other"))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(stores.runs.push_control(&id, cancel).await.unwrap(), 4);
+    let err = stores
+        .runs
+        .push_control(&id, approve("other"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::AlreadyDecided { decision, seq: 3, .. } if decision == "rejected: too late"),
+        "{err:?}"
+    );
+    // Decisions at the same moment: exactly one is recorded.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let stores = stores.clone();
+            let id = id.clone();
+            let request = if i % 2 == 0 {
+                approve("race")
+            } else {
+                reject("race")
+            };
+            tokio::spawn(async move { stores.runs.push_control(&id, request).await })
+        })
+        .collect();
+    let mut won = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::AlreadyDecided { node_id, .. }) => assert_eq!(node_id, "race"),
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one decision of `race` is recorded");
+    let recorded = stores.runs.controls_after(&id, 0).await.unwrap();
+    assert_eq!(
+        recorded
+            .iter()
+            .filter(|(_, r)| r.decided_node().is_some_and(|n| n.as_str() == "race"))
+            .count(),
+        1
     );
 }
 

@@ -16,7 +16,8 @@ pub(super) struct RunTables {
     /// Creation order, so listing is newest first without sorting by time ties.
     order: Vec<RunId>,
     node_runs: HashMap<RunId, BTreeMap<(String, String), NodeRunRecord>>,
-    controls: HashMap<RunId, Vec<ControlRequest>>,
+    /// Each run's control requests with the time they were recorded (ms).
+    controls: HashMap<RunId, Vec<(ControlRequest, i64)>>,
     artifacts: HashMap<ArtifactId, Vec<u8>>,
     snapshots: HashMap<String, Vec<SnapshotEntry>>,
 }
@@ -115,7 +116,14 @@ impl RunStore for MemoryStore {
             });
         }
         let list = t.controls.entry(run_id.clone()).or_default();
-        list.push(request);
+        for (i, (earlier, at_ms)) in list.iter().enumerate() {
+            if let Some(e) =
+                crate::store::decision_conflict(run_id, &request, i as u64 + 1, earlier, *at_ms)
+            {
+                return Err(e);
+            }
+        }
+        list.push((request, crate::now_millis()));
         Ok(list.len() as u64)
     }
 
@@ -130,7 +138,7 @@ impl RunStore for MemoryStore {
             .map(|list| {
                 list.iter()
                     .enumerate()
-                    .map(|(i, c)| (i as u64 + 1, c.clone()))
+                    .map(|(i, (c, _))| (i as u64 + 1, c.clone()))
                     .filter(|(seq, _)| *seq > after)
                     .collect()
             })

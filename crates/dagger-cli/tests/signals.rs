@@ -1,0 +1,282 @@
+//! The `dagger` process under signals and closed pipes: SIGTERM, SIGHUP
+//! and SIGINT cancel cleanly (recorded reason, exit 128 + signal) and kill
+//! the shell nodes' process groups; a closed stdout/stderr never hangs the
+//! run nor makes the process panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
+        c.args(args).current_dir(self.dir.path()).env(
+            "DAGGER_DB",
+            format!("sqlite:{}", self.path("runs.db").display()),
+        );
+        c
+    }
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+    fn show(&self, run_id: &str) -> Value {
+        let out = self
+            .cmd(&["runs", "show", run_id, "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for the process to end (bounded); kills it and fails if it does not.
+fn wait_exit(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("dagger did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` is alive (a zombie counts as dead).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+fn read_pid(file: &Path) -> Option<i32> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// A workflow whose shell node starts `sleep 120` in the background (longer
+/// than any wait of these tests), writes its pid to `pid_file`, and waits for it.
+fn sleeper(s: &Sandbox, pid_file: &Path) -> PathBuf {
+    s.write(
+        "sleeper.yaml",
+        &format!(
+            "name: sleeper\nnodes:\n  - id: nap\n    action: shell\n    inputs:\n      - name: command\n        value: sleep 120 & echo $! > {}; wait\n  - id: after\n    action: echo\n    dependencies: [nap]\n",
+            pid_file.display()
+        ),
+    )
+}
+
+fn signal(child: &Child, sig: Signal) {
+    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+#[test]
+fn sigterm_cancels_the_run_records_the_signal_and_kills_the_shell_group() {
+    let s = Sandbox::new();
+    let pid_file = s.path("sleep.pid");
+    let wf = sleeper(&s, &pid_file);
+    let child = s.spawn(&["run", wf.to_str().unwrap(), "--run-id", "t-1"]);
+    wait_until("the shell started sleep", || read_pid(&pid_file).is_some());
+    let sleep_pid = read_pid(&pid_file).unwrap();
+    assert!(alive(sleep_pid));
+    signal(&child, Signal::SIGTERM);
+    let out = wait_exit(child, Duration::from_secs(30));
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = s.show("t-1");
+    assert_eq!(v["status"], "Cancelled");
+    assert_eq!(v["reason"], "signal: SIGTERM");
+    wait_until("the shell's sleep is gone", || !alive(sleep_pid));
+}
+
+#[test]
+fn sighup_stops_a_resume_and_sigint_keeps_exit_130() {
+    let s = Sandbox::new();
+    let pid_file = s.path("sleep.pid");
+    let wf = sleeper(&s, &pid_file);
+    let child = s.spawn(&["run", wf.to_str().unwrap(), "--run-id", "h-1"]);
+    wait_until("the shell started sleep", || read_pid(&pid_file).is_some());
+    let first = read_pid(&pid_file).unwrap();
+    signal(&child, Signal::SIGINT);
+    let out = wait_exit(child, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(s.show("h-1")["reason"], "signal: SIGINT");
+    wait_until("the first sleep is gone", || !alive(first));
+
+    std::fs::remove_file(&pid_file).unwrap();
+    let child = s.spawn(&["resume", "h-1"]);
+    wait_until("the resumed shell started sleep", || {
+        read_pid(&pid_file).is_some()
+    });
+    let second = read_pid(&pid_file).unwrap();
+    signal(&child, Signal::SIGHUP);
+    let out = wait_exit(child, Duration::from_secs(30));
+    assert_eq!(
+        out.status.code(),
+        Some(129),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = s.show("h-1");
+    assert_eq!(v["status"], "Cancelled");
+    assert_eq!(v["reason"], "signal: SIGHUP");
+    wait_until("the second sleep is gone", || !alive(second));
+}
+
+#[test]
+fn a_closed_stdout_and_stderr_neither_hang_nor_panic_the_run() {
+    let s = Sandbox::new();
+    // Enough lines to overrun a pipe nobody reads; each node prints output too.
+    let mut yaml = String::from("name: chatty\nnodes:\n");
+    for i in 0..40 {
+        yaml.push_str(&format!(
+            "  - id: n{i}\n    action: shell\n    inputs:\n      - name: command\n        value: echo line-{i}\n"
+        ));
+    }
+    let wf = s.write("chatty.yaml", &yaml);
+    // Like `dagger run wf.yaml 2>&1 | head -3` once head has exited: both
+    // streams go to a pipe whose reading end is closed.
+    let mut child = s.spawn(&["run", wf.to_str().unwrap(), "--run-id", "p-1"]);
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let out = wait_exit(child, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "the run carries on to its end");
+    let v = s.show("p-1");
+    assert_eq!(v["status"], "Completed");
+}
+
+#[test]
+fn a_sigkilled_runs_shell_group_is_killed_before_its_resume_runs() {
+    let s = Sandbox::new();
+    let pid_file = s.path("sleep.pid");
+    let wf = sleeper(&s, &pid_file);
+    let mut child = s.spawn(&["run", wf.to_str().unwrap(), "--run-id", "k-1"]);
+    wait_until("the shell started sleep", || read_pid(&pid_file).is_some());
+    let orphan = read_pid(&pid_file).unwrap();
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+    assert!(alive(orphan), "a SIGKILL leaves the shell's group running");
+
+    std::fs::remove_file(&pid_file).unwrap();
+    let child = s.spawn(&["resume", "k-1"]);
+    wait_until("the orphaned sleep is killed", || !alive(orphan));
+    wait_until("the resumed shell started a new sleep", || {
+        read_pid(&pid_file).is_some()
+    });
+    let fresh = read_pid(&pid_file).unwrap();
+    assert!(alive(fresh), "the resume's own group is not an orphan");
+    signal(&child, Signal::SIGTERM);
+    let out = wait_exit(child, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(143));
+    wait_until("the resumed sleep is gone", || !alive(fresh));
+}
+
+/// `dagger worker` (Postgres pool) on SIGTERM: exit 143, and the shell
+/// node it was running dies with it.
+#[cfg(feature = "postgres")]
+#[test]
+fn sigterm_stops_a_worker_with_exit_143_and_kills_its_shell_groups() {
+    use dagger_storage::{PostgresOptions, PostgresStore};
+    let url = std::env::var("DAGGER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let schema = format!("t_sig_worker_{}_{nanos}", std::process::id());
+    let options = PostgresOptions {
+        schema: Some(schema.clone()),
+        ..PostgresOptions::default()
+    };
+    let store = match PostgresStore::connect_blocking(&url, &options) {
+        Ok(s) => s,
+        Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
+            eprintln!("skipping: PostgreSQL at {url} is unreachable ({e})");
+            return;
+        }
+        Err(e) => panic!(
+            "PostgreSQL at {url} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)"
+        ),
+    };
+    let s = Sandbox::new();
+    let pid_file = s.path("sleep.pid");
+    let wf = sleeper(&s, &pid_file);
+    let pg = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
+        c.args(args)
+            .current_dir(s.dir.path())
+            .env("DAGGER_PG_SCHEMA", &schema)
+            .env("DAGGER_DB", &url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let worker = pg(&["worker", "--lease", "1", "--concurrency", "1"]);
+    let mut run = pg(&["run", wf.to_str().unwrap(), "--run-id", "w-1"]);
+    wait_until("the worker's shell started sleep", || {
+        read_pid(&pid_file).is_some()
+    });
+    let sleep_pid = read_pid(&pid_file).unwrap();
+    signal(&worker, Signal::SIGTERM);
+    let out = wait_exit(worker, Duration::from_secs(30));
+    let _ = run.kill();
+    let _ = run.wait();
+    let dropped = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.drop_schema());
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the worker's sleep is gone", || !alive(sleep_pid));
+    dropped.unwrap();
+}
