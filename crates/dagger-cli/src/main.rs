@@ -9,6 +9,7 @@ mod cmd_control;
 mod cmd_inspect;
 mod cmd_run;
 mod cmd_serve;
+mod cmd_tasks;
 mod cmd_worker;
 mod error;
 mod progress;
@@ -124,6 +125,11 @@ enum Command {
     /// `dagger run --db postgres://…` dispatches and the tasks of running Task
     /// Agent jobs, with the built-in actions. Stops on Ctrl-C or SIGTERM.
     Worker(cmd_worker::WorkerArgs),
+    /// Task Agent dead letters: list them, re-drive one.
+    Tasks {
+        #[command(subcommand)]
+        command: cmd_tasks::TasksCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -191,6 +197,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
         Command::Serve(args) => cmd_serve::serve(args).await,
         Command::Worker(args) => cmd_worker::worker(args).await,
+        Command::Tasks { command } => cmd_tasks::tasks(command).await,
     }
 }
 
