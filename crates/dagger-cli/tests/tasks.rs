@@ -29,19 +29,23 @@ async fn manager(db: &str, healthy: bool) -> TaskManager {
     let store = SqliteStore::open(db).await.unwrap();
     let registry = TaskAgentRegistry::new();
     registry
-        .register_agent(Arc::new(FnAgent::new("bad", move |_v: Value, ctx| async move {
-            if healthy {
-                Ok(TaskOutcome::Completed(json!("fixed")))
-            } else {
-                let n = dagger_task_core::TaskContext::attempt(&ctx);
-                Err(BoxError::from(format!("disk on fire ({n})")))
-            }
-        })))
+        .register_agent(Arc::new(FnAgent::new(
+            "bad",
+            move |_v: Value, ctx| async move {
+                if healthy {
+                    Ok(TaskOutcome::Completed(json!("fixed")))
+                } else {
+                    let n = dagger_task_core::TaskContext::attempt(&ctx);
+                    Err(BoxError::from(format!("disk on fire ({n})")))
+                }
+            },
+        )))
         .unwrap();
     registry
-        .register_agent(Arc::new(FnAgent::new("echo", |v: Value, _ctx| async move {
-            Ok(TaskOutcome::Completed(v))
-        })))
+        .register_agent(Arc::new(FnAgent::new(
+            "echo",
+            |v: Value, _ctx| async move { Ok(TaskOutcome::Completed(v)) },
+        )))
         .unwrap();
     TaskManager::new(
         Duration::from_secs(60),
@@ -95,7 +99,10 @@ fn tasks_dead_lists_and_tasks_retry_redrives() {
     assert!(listed.contains("attempt 1 at "), "{listed}");
     assert!(listed.contains(": disk on fire (1)"), "{listed}");
     assert!(listed.contains(": disk on fire (2)"), "{listed}");
-    assert!(!listed.contains("publish"), "u failed by propagation: {listed}");
+    assert!(
+        !listed.contains("publish"),
+        "u failed by propagation: {listed}"
+    );
 
     let out = dagger(&["tasks", "dead", "--job", "other", "--db", &db]);
     assert!(out.status.success());
@@ -124,7 +131,11 @@ fn tasks_dead_lists_and_tasks_retry_redrives() {
     assert!(said.contains("job j was reopened"), "{said}");
 
     let out = dagger(&["tasks", "retry", "t", "--db", &db]);
-    assert_eq!(out.status.code(), Some(1), "a re-driven task is no dead letter");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a re-driven task is no dead letter"
+    );
 
     rt.block_on(async {
         let m = manager(&db, true).await;

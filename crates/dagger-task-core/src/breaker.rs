@@ -79,7 +79,13 @@ pub(crate) fn on_failure(
         let until = now.saturating_add(cfg.cool_down());
         b.state = BreakerState::Open;
         b.until = Some(until);
-        tracing::warn!(agent, failures = b.consecutive_failures, until, error, "circuit breaker opened");
+        tracing::warn!(
+            agent,
+            failures = b.consecutive_failures,
+            until,
+            error,
+            "circuit breaker opened"
+        );
         event = Some(TaskEvent::CircuitOpened {
             agent: agent.to_string(),
             consecutive_failures: b.consecutive_failures,

@@ -6,11 +6,11 @@
 //! task per manager instead, which records them in a transaction of their own.
 
 use crate::error::TaskError;
+use crate::event::TaskEvent;
 use crate::job::JobRuntime;
 use crate::manager::TaskManager;
 use crate::ops::{self, AttemptEnd, Recorded};
 use dagger_core::store::{TaskRecord, TaskStore};
-use crate::event::TaskEvent;
 use dagger_core::{ErrorClass, RetryPolicy, now_millis};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -194,9 +194,15 @@ pub(crate) fn record(
     }
 }
 
-/// What follows a recorded attempt in this process: its output goes to the
-/// cache, a stale lease is reported. The caller wakes the job loop if needed.
+/// What follows a recorded attempt in this process: its slot is given back,
+/// its output goes to the cache, a stale lease is reported. The caller wakes the job loop if needed.
 pub(crate) fn finish(p: Pending, result: Result<Recorded, TaskError>) {
+    // The attempt held one of the manager's slots until now; another job
+    // of this manager may want it.
+    p.manager.inner.slots.release(1);
+    if p.manager.inner.slots.bounded() {
+        p.manager.wake_all();
+    }
     match result {
         Ok(Recorded::Completed) => {
             if let AttemptEnd::Output(v) = p.end {

@@ -11,8 +11,8 @@
 use crate::TaskError;
 use crate::breaker::Gate;
 use crate::commit::{self, Finished};
-use crate::event::TaskEvent;
 use crate::config::{JobConfig, StallAction, StallReport, StalledTask};
+use crate::event::TaskEvent;
 use crate::manager::TaskManager;
 use crate::ops;
 use crate::spec::TaskSpec;

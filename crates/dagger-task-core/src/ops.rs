@@ -828,7 +828,10 @@ pub(crate) fn redrive(
         }
     }
     if job_reopened {
-        let cancelled_because = job.reason.clone().unwrap_or_else(|| "job ended".to_string());
+        let cancelled_because = job
+            .reason
+            .clone()
+            .unwrap_or_else(|| "job ended".to_string());
         job.status = JobStatus::Running;
         job.reason = None;
         job.updated_at = now;

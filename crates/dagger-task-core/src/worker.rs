@@ -67,15 +67,17 @@ pub(crate) async fn run(m: TaskManager, rt: Arc<JobRuntime>, task: TaskRecord) {
             *n = n.saturating_sub(1);
         }
     }
-    m.inner.slots.release(1);
     commit(&m, &rt, task, attempt);
     if abandoned {
-        // Nothing to record; the freed slot may take another task.
+        // Nothing to record; the freed slot may take another task. (A
+        // recorded attempt gives its manager-wide slot back once recorded,
+        // in `commit::finish`, so that the store never shows more tasks
+        // InProgress than the bound.)
+        m.inner.slots.release(1);
         rt.notify.notify_one();
-    }
-    if m.inner.slots.bounded() {
-        // The manager-wide slot may go to another job.
-        m.wake_all();
+        if m.inner.slots.bounded() {
+            m.wake_all();
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{finish, register};
-use dagger_core::{Cache, RetryPolicy};
 use dagger_core::store::MemoryStore;
+use dagger_core::{Cache, RetryPolicy};
 use dagger_task_core::{
     JobConfig, JobStatus, StallAction, TaskAgentRegistry, TaskContext, TaskError, TaskManager,
     TaskOutcome, TaskSpec, TaskStatus, TaskStore,

@@ -256,7 +256,11 @@ async fn a_dead_letter_is_listed_and_redriven() {
     assert_eq!(m.get_task_by_id("s").unwrap().status, TaskStatus::Cancelled);
 
     let dead = m.dead_letters(None).unwrap();
-    assert_eq!(dead.len(), 1, "only t failed an attempt of its own: {dead:?}");
+    assert_eq!(
+        dead.len(),
+        1,
+        "only t failed an attempt of its own: {dead:?}"
+    );
     assert_eq!(dead[0].task.task_id.as_str(), "t");
     let errors: Vec<_> = dead[0].errors.iter().map(|e| e.error.as_str()).collect();
     assert_eq!(errors, ["down 1", "down 2"]);
@@ -280,7 +284,10 @@ async fn a_dead_letter_is_listed_and_redriven() {
     assert_eq!(reset, ["s", "u", "w"]);
     assert_eq!(m.job_status("j").unwrap(), JobStatus::Running);
     let t = m.get_task_by_id("t").unwrap();
-    assert_eq!((t.status, t.failures, t.error.clone()), (TaskStatus::Ready, 0, None));
+    assert_eq!(
+        (t.status, t.failures, t.error.clone()),
+        (TaskStatus::Ready, 0, None)
+    );
     assert!(m.dead_letters(None).unwrap().is_empty());
 
     // The job needs a loop again.

@@ -19,7 +19,9 @@ pub use queue::{NodeClaim, NodeQueue, NodeResult, NodeWorkItem};
 pub use run::{ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate};
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 pub use task::{
-    AttemptError, BreakerRecord, BreakerState, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType, transact};
+    AttemptError, BreakerRecord, BreakerState, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
+    TaskType, transact,
+};
 
 /// The stores a DAG Flow executor records runs in, bundled. Any backend that
 /// implements the traits converts into it (`From<Arc<MemoryStore>>` here,

@@ -665,9 +665,7 @@ impl TaskTx for PgTx<'_, '_> {
             .map(|r| {
                 Ok(AttemptError {
                     task_id: task_id.clone(),
-                    job_id: JobId::from(
-                        r.try_get::<_, String>(0).map_err(|e| decode(&what, e))?,
-                    ),
+                    job_id: JobId::from(r.try_get::<_, String>(0).map_err(|e| decode(&what, e))?),
                     attempt: narrow(&what, r.try_get(1).map_err(|e| decode(&what, e))?)?,
                     error: r.try_get(2).map_err(|e| decode(&what, e))?,
                     at: r.try_get(3).map_err(|e| decode(&what, e))?,
