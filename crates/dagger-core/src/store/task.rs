@@ -281,8 +281,8 @@ pub trait TaskTx {
 
     /// Dead letters: Failed tasks (of `job`, or of every job) whose last
     /// attempt failed (an attempt error is recorded for their current
-    /// attempt), oldest job first, in insertion order. The default reads
-    /// every job's tasks; backends may answer from an index.
+    /// attempt), in insertion order. The default reads every job's tasks;
+    /// backends may answer from an index.
     fn dead_letters(&mut self, job: Option<&JobId>) -> Result<Vec<TaskRecord>, StoreError> {
         let jobs = match job {
             Some(j) => vec![j.clone()],
