@@ -31,7 +31,7 @@ pub(crate) struct WorkerArgs {
     /// [default: all of shell, sleep, echo, fail]
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     agents: Vec<String>,
-    /// Run at most N node attempts and N tasks per job at once.
+    /// Run at most N node attempts and at most N tasks (across all jobs) at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     concurrency: usize,
     /// Lease length in seconds: a crashed worker's node attempts go to
@@ -90,6 +90,8 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
         agents,
         store.task_store(),
     );
+    // Each job's own limit (`max_concurrency`, 16 by default) still applies.
+    manager.set_max_concurrent_tasks(Some(args.concurrency));
     let node_worker = NodeWorker::new(queue, actions)
         .concurrency(args.concurrency)
         .lease(Duration::from_secs_f64(args.lease));

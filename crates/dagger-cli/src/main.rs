@@ -26,6 +26,7 @@ mod cmd_control;
 mod cmd_inspect;
 mod cmd_run;
 mod cmd_serve;
+mod cmd_tasks;
 mod cmd_worker;
 mod error;
 mod groups;
@@ -157,6 +158,11 @@ enum Command {
     /// Agent jobs, with the built-in actions. Stops on Ctrl-C, SIGTERM or SIGHUP
     /// (exit 130, 143, 129); a `shell` node's processes are killed with it.
     Worker(cmd_worker::WorkerArgs),
+    /// Task Agent dead letters: list them, re-drive one.
+    Tasks {
+        #[command(subcommand)]
+        command: cmd_tasks::TasksCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -226,6 +232,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
         Command::Serve(args) => cmd_serve::serve(args).await,
         Command::Worker(args) => cmd_worker::worker(args).await,
+        Command::Tasks { command } => cmd_tasks::tasks(command).await,
     }
 }
 

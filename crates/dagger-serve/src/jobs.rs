@@ -10,7 +10,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
-use dagger_core::store::{JobRecord, TaskRecord, TaskStore};
+use dagger_core::store::{BreakerRecord, JobRecord, TaskRecord, TaskStore};
 use dagger_core::{JobId, JobStatus};
 use maud::html;
 use serde::{Deserialize, Serialize};
@@ -138,6 +138,12 @@ async fn list(
     .await
 }
 
+/// Every recorded per-agent circuit breaker (Task Agent), by agent.
+async fn breakers(state: &AppState) -> Result<Vec<BreakerRecord>, RequestError> {
+    let store = task_store(state)?;
+    blocking(move || Ok(read(store.as_ref(), |tx| tx.breakers())?)).await
+}
+
 async fn detail(
     state: &AppState,
     job_id: &str,
@@ -169,9 +175,11 @@ pub(crate) async fn api_list(
     Query(p): Query<JobsParams>,
 ) -> Result<Json<Value>, ApiError> {
     let (jobs, offset, limit, next) = list(&state, p).await?;
-    Ok(Json(
-        json!({ "jobs": jobs, "offset": offset, "limit": limit, "next_offset": next }),
-    ))
+    let breakers = breakers(&state).await?;
+    Ok(Json(json!({
+        "jobs": jobs, "offset": offset, "limit": limit, "next_offset": next,
+        "circuit_breakers": breakers,
+    })))
 }
 
 /// `GET /api/jobs/{id}`
@@ -198,6 +206,7 @@ pub(crate) async fn page_list(
 ) -> Result<Html<String>, PageError> {
     let status = p.status.clone().filter(|s| !s.is_empty());
     let (jobs, offset, limit, next) = list(&state, p).await?;
+    let breakers = breakers(&state).await?;
     let link = |o: usize| {
         let mut q = format!("/jobs?offset={o}&limit={limit}");
         if let Some(s) = &status {
@@ -237,6 +246,26 @@ pub(crate) async fn page_list(
         nav.pager {
             @if offset > 0 { a rel="prev" href=(link(offset.saturating_sub(limit))) { "← Newer" } }
             @if let Some(n) = next { a rel="next" href=(link(n)) { "Older →" } }
+        }
+        @if !breakers.is_empty() {
+            section.breakers {
+                h2 { "Circuit breakers" }
+                table.breakers {
+                    thead { tr { th { "Agent" } th { "State" } th { "Failures in a row" } th { "Until (UTC)" } th { "Last error" } th { "Changed" } } }
+                    tbody {
+                        @for b in &breakers {
+                            tr {
+                                td.mono { (b.agent) }
+                                td { span class={ "badge b-" (b.state.as_str()) } { (b.state.as_str()) } }
+                                td { (b.consecutive_failures) }
+                                td { (b.until.map(format_time).unwrap_or_default()) }
+                                td.er { (b.last_error.as_deref().unwrap_or("")) }
+                                td { (format_time(b.updated_at)) }
+                            }
+                        }
+                    }
+                }
+            }
         }
     };
     Ok(pages::page(&state, "Jobs", "Jobs", body))

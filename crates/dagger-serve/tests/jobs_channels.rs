@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use dagger_core::store::{
-    JobRecord, MemoryStore, MessageLog, MessageRecord, TaskRecord, TaskStore, TaskType, transact,
+    BreakerRecord, BreakerState, JobRecord, MemoryStore, MessageLog, MessageRecord, TaskRecord,
+    TaskStore, TaskType, transact,
 };
 use dagger_core::{JobId, JobStatus, MessageId, TaskId, TaskStatus};
 use dagger_serve::{ServeOptions, Server};
@@ -229,4 +230,41 @@ async fn without_those_stores_the_pages_are_absent() {
     assert_eq!(a.status, 404);
     assert_eq!(a.json()["error"], "this server has no task store");
     assert_eq!(get(&app, "/channels").await.status, 404);
+}
+
+#[tokio::test]
+async fn circuit_breakers_are_shown_on_the_jobs_page_and_api() {
+    let (app, _d) = app().await;
+    let a = get(&app, "/jobs").await;
+    assert!(
+        !a.body.contains("Circuit breakers"),
+        "none recorded, none shown"
+    );
+
+    let (_dir, stores) = temp_store().await;
+    let mem = Arc::new(MemoryStore::new());
+    transact(mem.as_ref() as &dyn TaskStore, |tx| {
+        tx.put_breaker(&BreakerRecord {
+            agent: "flaky <x>".into(),
+            state: BreakerState::Open,
+            consecutive_failures: 3,
+            until: Some(1_700_000_000_000),
+            last_error: Some("down <b>hard</b>".into()),
+            updated_at: 1_699_999_999_000,
+        })
+    })
+    .unwrap();
+    let server = Server::new(ServeOptions::new(stores).with_task_store(mem)).unwrap();
+    let app = server.router();
+    let a = get(&app, "/jobs").await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("Circuit breakers"), "{}", a.body);
+    assert!(a.body.contains("flaky &lt;x&gt;"));
+    assert!(a.body.contains("class=\"badge b-Open\""));
+    assert!(a.body.contains("down &lt;b&gt;hard&lt;/b&gt;"));
+    let v = get(&app, "/api/jobs").await;
+    let v: Value = serde_json::from_str(&v.body).unwrap();
+    assert_eq!(v["circuit_breakers"][0]["agent"], "flaky <x>");
+    assert_eq!(v["circuit_breakers"][0]["state"], "Open");
+    assert_eq!(v["circuit_breakers"][0]["consecutive_failures"], 3);
 }

@@ -18,7 +18,8 @@ pub(crate) struct Migration {
 
 /// Every migration, in order. Areas own their files:
 /// 0001 runs/artifacts/snapshots (dagger-storage), 0002 tasks (dagger-task-core),
-/// 0003 messages (dagger-pubsub).
+/// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
+/// breakers (dagger-task-core).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -34,6 +35,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "pub/sub message logs and subscriber offsets",
         sql: include_str!("schema/0003_messages.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "task attempt errors (dead letters) and agent circuit breakers",
+        sql: include_str!("schema/0004_task_dead_letters.sql"),
     },
 ];
 

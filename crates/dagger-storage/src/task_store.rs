@@ -23,7 +23,10 @@
 
 use crate::error::{decode, map_sqlite};
 use crate::sqlite::SqliteStore;
-use dagger_core::store::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType};
+use dagger_core::store::{
+    AttemptError, BreakerRecord, BreakerState, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
+    TaskType,
+};
 use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use parking_lot::Mutex;
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
@@ -368,6 +371,46 @@ impl<'a, 'c> SqlTx<'a, 'c> {
             })
         })
         .transpose()
+    }
+}
+
+/// A circuit breaker row before decoding.
+struct RawBreaker {
+    agent: String,
+    state: String,
+    consecutive_failures: u32,
+    until: Option<i64>,
+    last_error: Option<String>,
+    updated_at: i64,
+}
+
+fn raw_breaker(r: &Row<'_>) -> rusqlite::Result<RawBreaker> {
+    Ok(RawBreaker {
+        agent: r.get(0)?,
+        state: r.get(1)?,
+        consecutive_failures: r.get(2)?,
+        until: r.get(3)?,
+        last_error: r.get(4)?,
+        updated_at: r.get(5)?,
+    })
+}
+
+impl RawBreaker {
+    fn decode(self) -> Result<BreakerRecord, StoreError> {
+        let state = BreakerState::parse(&self.state).ok_or_else(|| {
+            decode(
+                format!("circuit breaker of agent `{}`", self.agent),
+                format!("unknown state `{}`", self.state),
+            )
+        })?;
+        Ok(BreakerRecord {
+            agent: self.agent,
+            state,
+            consecutive_failures: self.consecutive_failures,
+            until: self.until,
+            last_error: self.last_error,
+            updated_at: self.updated_at,
+        })
     }
 }
 
@@ -795,6 +838,126 @@ impl TaskTx for SqlTx<'_, '_> {
 
     fn quiet(&mut self) {
         self.quiet = true;
+    }
+
+    fn add_attempt_error(&mut self, e: &AttemptError) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO task_attempt_errors (task_id, job_id, attempt, error, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    e.task_id.as_str(),
+                    e.job_id.as_str(),
+                    e.attempt,
+                    e.error,
+                    e.at
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn attempt_errors(&mut self, task_id: &TaskId) -> Result<Vec<AttemptError>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT job_id, attempt, error, at FROM task_attempt_errors \
+                 WHERE task_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([task_id.as_str()], |r| {
+                Ok(AttemptError {
+                    task_id: task_id.clone(),
+                    job_id: JobId::from(r.get::<_, String>(0)?),
+                    attempt: r.get(1)?,
+                    error: r.get(2)?,
+                    at: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    fn breaker(&mut self, agent: &str) -> Result<Option<BreakerRecord>, StoreError> {
+        let row = self
+            .tx
+            .prepare_cached(
+                "SELECT agent, state, consecutive_failures, until, last_error, updated_at \
+                 FROM task_breakers WHERE agent = ?1",
+            )
+            .and_then(|mut s| s.query_row([agent], raw_breaker).optional())
+            .map_err(|e| self.err(e))?;
+        row.map(RawBreaker::decode).transpose()
+    }
+
+    fn put_breaker(&mut self, b: &BreakerRecord) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO task_breakers \
+                 (agent, state, consecutive_failures, until, last_error, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (agent) DO UPDATE SET state = excluded.state, \
+                 consecutive_failures = excluded.consecutive_failures, until = excluded.until, \
+                 last_error = excluded.last_error, updated_at = excluded.updated_at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    b.agent,
+                    b.state.as_str(),
+                    b.consecutive_failures,
+                    b.until,
+                    b.last_error,
+                    b.updated_at
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn breakers(&mut self) -> Result<Vec<BreakerRecord>, StoreError> {
+        let raws: Vec<RawBreaker> = {
+            let mut stmt = self
+                .tx
+                .prepare_cached(
+                    "SELECT agent, state, consecutive_failures, until, last_error, updated_at \
+                     FROM task_breakers ORDER BY agent",
+                )
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], raw_breaker)
+                .map_err(|e| self.err(e))?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(e))?
+        };
+        raws.into_iter().map(RawBreaker::decode).collect()
+    }
+
+    fn dead_letters(&mut self, job: Option<&JobId>) -> Result<Vec<TaskRecord>, StoreError> {
+        match job {
+            Some(j) => self.tasks_where(
+                select_tasks!(
+                    "WHERE status = 'Failed' AND job_id = ?1 AND EXISTS (SELECT 1 FROM \
+                     task_attempt_errors e WHERE e.task_id = tasks.task_id \
+                     AND e.attempt = tasks.attempts) ORDER BY seq"
+                ),
+                &[&j.as_str()],
+                false,
+            ),
+            None => self.tasks_where(
+                select_tasks!(
+                    "WHERE status = 'Failed' AND EXISTS (SELECT 1 FROM task_attempt_errors e \
+                     WHERE e.task_id = tasks.task_id AND e.attempt = tasks.attempts) \
+                     ORDER BY seq"
+                ),
+                &[],
+                false,
+            ),
+        }
     }
 
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {

@@ -491,6 +491,8 @@ fn a_sigkilled_worker_process_loses_no_task() {
         // Long enough that a loaded machine does not expire live leases.
         lease_ms: 3_000,
         max_concurrency: 4,
+        // The killed worker's expired leases count as attempts: allow a second.
+        retry: dagger_core::RetryPolicy::attempts(2),
         ..JobConfig::default()
     };
     seed_job(shared(&store), dir.path(), N, 10, vec![], cfg);
@@ -557,6 +559,8 @@ fn completions_of_a_frozen_worker_are_rejected_as_stale() {
     let cfg = JobConfig {
         lease_ms: 300,
         max_concurrency: 4,
+        // The frozen worker's expired leases count as attempts: allow a second.
+        retry: dagger_core::RetryPolicy::attempts(2),
         ..JobConfig::default()
     };
     // A task for an agent no worker has keeps the job open, so that the

@@ -105,6 +105,8 @@ fn child(dir: &Path) {
         let cfg = JobConfig {
             max_concurrency: 64,
             lease_ms,
+            // The killed worker's expired leases count as attempts.
+            retry: dagger_core::RetryPolicy::attempts(3),
             ..JobConfig::default()
         };
         let h = m.start_job(JOB, vec![], None, Some(cfg)).expect("start");

@@ -6,11 +6,12 @@
 //! task per manager instead, which records them in a transaction of their own.
 
 use crate::error::TaskError;
+use crate::event::TaskEvent;
 use crate::job::JobRuntime;
 use crate::manager::TaskManager;
 use crate::ops::{self, AttemptEnd, Recorded};
 use dagger_core::store::{TaskRecord, TaskStore};
-use dagger_core::{ErrorClass, now_millis};
+use dagger_core::{ErrorClass, RetryPolicy, now_millis};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -103,7 +104,8 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Pending>) {
             }
         }
         let store = batch[0].manager.inner.store.clone();
-        let results = record(store.as_ref(), &batch);
+        let (results, events) = record(store.as_ref(), &batch);
+        batch[0].manager.emit(events);
         for (p, result) in batch.drain(..).zip(results) {
             let rt = p.rt.clone();
             finish(p, result);
@@ -112,12 +114,12 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Pending>) {
     }
 }
 
-/// When the task may run again after a failure, under the job's policy.
-fn retry_at(p: &Pending, t: &TaskRecord) -> Option<i64> {
-    let policy = &p.rt.config.retry;
+/// When the task may run again after a failure of `class`, under `policy`
+/// (a task's own `max_retries` overrides the policy's count).
+pub(crate) fn retry_at(policy: &RetryPolicy, class: ErrorClass, t: &TaskRecord) -> Option<i64> {
     let again = match t.max_retries {
-        Some(max) => p.class != ErrorClass::Permanent && t.failures <= max,
-        None => policy.should_retry(t.failures, p.class),
+        Some(max) => class != ErrorClass::Permanent && t.failures <= max,
+        None => policy.should_retry(t.failures, class),
     };
     again.then(|| {
         let delay = policy.delay_for(t.failures).as_millis();
@@ -125,52 +127,82 @@ fn retry_at(p: &Pending, t: &TaskRecord) -> Option<i64> {
     })
 }
 
-/// Records one attempt under its fencing token.
+/// Records one attempt under its fencing token; events it causes are
+/// added to `events`.
 pub(crate) fn record_one(
     tx: &mut dyn dagger_core::store::TaskTx,
     p: &Pending,
     now: i64,
+    events: &mut Vec<TaskEvent>,
 ) -> Result<Recorded, TaskError> {
-    ops::record_attempt(tx, &p.claimed, &p.end, now, &|t| retry_at(p, t))
+    let cfg = &p.rt.config;
+    ops::record_attempt(
+        tx,
+        &p.claimed,
+        &p.end,
+        now,
+        &|t| retry_at(&cfg.retry, p.class, t),
+        cfg.circuit_breaker.as_ref(),
+        events,
+    )
 }
 
 /// Records the batch in one transaction. A stale lease is refused before
 /// anything of that attempt is written, so it stays that attempt's result;
 /// any other error aborts the batch, which is then recorded one by one.
-pub(crate) fn record(store: &dyn TaskStore, batch: &[Pending]) -> Vec<Result<Recorded, TaskError>> {
+pub(crate) fn record(
+    store: &dyn TaskStore,
+    batch: &[Pending],
+) -> (Vec<Result<Recorded, TaskError>>, Vec<TaskEvent>) {
     // The committing manager wakes its own loops (`finish`); released or
     // retried tasks (Ready) still wake the others.
     let together = ops::run(store, |tx| {
         tx.quiet();
         let now = now_millis();
+        let mut events = Vec::new();
         let mut out = Vec::with_capacity(batch.len());
         for p in batch {
-            match record_one(tx, p, now) {
+            match record_one(tx, p, now, &mut events) {
                 Err(e @ TaskError::StaleLease { .. }) => out.push(Err(e)),
                 Err(e) => return Err(e),
                 Ok(r) => out.push(Ok(r)),
             }
         }
-        Ok(out)
+        Ok((out, events))
     });
     match together {
         Ok(results) => results,
-        Err(_) if batch.len() > 1 => batch
-            .iter()
-            .map(|p| {
-                ops::run(store, |tx| {
-                    tx.quiet();
-                    record_one(tx, p, now_millis())
+        Err(_) if batch.len() > 1 => {
+            let mut all = Vec::new();
+            let results = batch
+                .iter()
+                .map(|p| {
+                    let (r, events) = ops::run(store, |tx| {
+                        tx.quiet();
+                        let mut events = Vec::new();
+                        let r = record_one(tx, p, now_millis(), &mut events)?;
+                        Ok((r, events))
+                    })
+                    .map_or_else(|e| (Err(e), Vec::new()), |(r, ev)| (Ok(r), ev));
+                    all.extend(events);
+                    r
                 })
-            })
-            .collect(),
-        Err(e) => vec![Err(e)],
+                .collect();
+            (results, all)
+        }
+        Err(e) => (vec![Err(e)], Vec::new()),
     }
 }
 
-/// What follows a recorded attempt in this process: its output goes to the
-/// cache, a stale lease is reported. The caller wakes the job loop if needed.
+/// What follows a recorded attempt in this process: its slot is given back,
+/// its output goes to the cache, a stale lease is reported. The caller wakes the job loop if needed.
 pub(crate) fn finish(p: Pending, result: Result<Recorded, TaskError>) {
+    // The attempt held one of the manager's slots until now; another job
+    // of this manager may want it.
+    p.manager.inner.slots.release(1);
+    if p.manager.inner.slots.bounded() {
+        p.manager.wake_all();
+    }
     match result {
         Ok(Recorded::Completed) => {
             if let AttemptEnd::Output(v) = p.end {

@@ -1,5 +1,6 @@
 //! Job configuration, stall actions and the stall report.
 
+use crate::breaker::CircuitBreaker;
 use crate::error::TaskError;
 use dagger_core::{JobId, RetryPolicy, TaskId, TaskStatus};
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,9 @@ pub struct JobConfig {
     pub fail_fast: bool,
     /// The agent [`StallAction::NotifyPlanningAgent`] gives the stall report to.
     pub planning_agent: String,
+    /// A per-agent circuit breaker for this job's tasks (`None`, the
+    /// default: off). See [`CircuitBreaker`].
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 impl Default for JobConfig {
@@ -37,6 +41,7 @@ impl Default for JobConfig {
             retry: RetryPolicy::default(),
             fail_fast: false,
             planning_agent: "planning_agent".to_string(),
+            circuit_breaker: None,
         }
     }
 }
@@ -57,6 +62,14 @@ impl JobConfig {
         }
         if self.lease_ms < 3 {
             return Err(bad("lease_ms must be at least 3"));
+        }
+        if let Some(b) = &self.circuit_breaker {
+            if b.failure_threshold == 0 {
+                return Err(bad("circuit_breaker.failure_threshold must be at least 1"));
+            }
+            if b.cool_down_ms == 0 {
+                return Err(bad("circuit_breaker.cool_down_ms must be at least 1"));
+            }
         }
         Ok(())
     }

@@ -125,6 +125,16 @@ pub enum TaskError {
         /// The task's current status.
         status: dagger_core::TaskStatus,
     },
+    /// Only a task that failed its last attempt (a dead letter) can be re-driven.
+    #[error("task `{task}` is not a dead letter: it is {status}{why}")]
+    NotDeadLetter {
+        /// The task.
+        task: String,
+        /// Its status.
+        status: dagger_core::TaskStatus,
+        /// More on why (empty, or starting with `; `).
+        why: String,
+    },
     /// Input or output did not match the agent's schema.
     #[error("task `{task}`: {direction} of agent `{agent}` violates its schema: {violation}")]
     Schema {

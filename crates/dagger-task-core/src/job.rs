@@ -9,15 +9,17 @@
 //! notifies it, or the deadline passes: no polling.
 
 use crate::TaskError;
+use crate::breaker::Gate;
 use crate::commit::{self, Finished};
 use crate::config::{JobConfig, StallAction, StallReport, StalledTask};
+use crate::event::TaskEvent;
 use crate::manager::TaskManager;
 use crate::ops;
 use crate::spec::TaskSpec;
 use crate::worker;
 use dagger_core::StoreError;
 use dagger_core::store::TaskRecord;
-use dagger_core::{JobId, JobStatus, TaskStatus, now_millis};
+use dagger_core::{ErrorClass, JobId, JobStatus, TaskStatus, now_millis};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -139,6 +141,7 @@ pub(crate) fn spawn(
 /// What one turn of the loop decided.
 struct Turn {
     end: Option<JobStatus>,
+    events: Vec<TaskEvent>,
     claimed: Vec<TaskRecord>,
     deadline: Option<i64>,
     idle_ms: Option<u64>,
@@ -234,6 +237,12 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
     };
     let registry = &m.inner.registry;
     let owner = m.inner.owner.as_str();
+    // Slots of the manager-wide bound, reserved for this turn's claims (the
+    // unused ones are given back once it is known how many were claimed).
+    let slots = m
+        .inner
+        .slots
+        .reserve(cfg.max_concurrency.saturating_sub(running_total));
     let decide = |tx: &mut dyn dagger_core::store::TaskTx, now: i64| -> Result<Turn, TaskError> {
         let job_id = &rt.job_id;
         let job = tx
@@ -248,16 +257,25 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
         if cancelled {
             return Ok(done(end(JobStatus::Cancelled, Some("job cancelled"), tx)?));
         }
-        ops::expire_leases(tx, job_id, now)?;
+        let mut events = Vec::new();
+        // An expired lease is a failed attempt that ran out of time.
+        let retry = |t: &TaskRecord| commit::retry_at(&cfg.retry, ErrorClass::Timeout, t);
+        let breaker = cfg.circuit_breaker.as_ref();
+        ops::expire_leases(tx, job_id, now, &retry, breaker, &mut events)?;
         let counts = tx.job_counts(job_id)?;
         if counts.unsuccessful > 0 && cfg.fail_fast {
             let reason = "a task failed and the job is fail-fast";
-            return Ok(done(end(JobStatus::Completed(false), Some(reason), tx)?));
+            let mut turn = done(end(JobStatus::Completed(false), Some(reason), tx)?);
+            turn.events = events;
+            return Ok(turn);
         }
         if counts.open == 0 {
             let ok = counts.unsuccessful == 0;
-            return Ok(done(end(JobStatus::Completed(ok), None, tx)?));
+            let mut turn = done(end(JobStatus::Completed(ok), None, tx)?);
+            turn.events = events;
+            return Ok(turn);
         }
+        let mut gate = breaker.map(|b| Gate::read(tx, *b, now)).transpose()?;
         let mut agents = per_agent.clone();
         let mut accept = |t: &TaskRecord| {
             let limit = cfg
@@ -266,26 +284,30 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
                 .copied()
                 .unwrap_or(usize::MAX);
             let running = agents.entry(t.agent.clone()).or_default();
+            // The breaker's gate last: admitting a half-open trial counts it.
             let ok = *running < limit
                 && registry.contains(&t.agent)
-                && rt.allowed.as_ref().is_none_or(|a| a.contains(&t.agent));
+                && rt.allowed.as_ref().is_none_or(|a| a.contains(&t.agent))
+                && gate.as_mut().is_none_or(|g| g.admit(&t.agent));
             if ok {
                 *running += 1;
             }
             ok
         };
-        let room = cfg.max_concurrency.saturating_sub(running_total);
+        let room = cfg.max_concurrency.saturating_sub(running_total).min(slots);
         let claimed = ops::claim_many(tx, job_id, owner, now, cfg.lease_ms, room, &mut accept)?;
-        let job = tx.job(job_id)?.unwrap_or(job);
-        let stall_at = job.updated_at.saturating_add(heartbeat);
+        let mut deadline = stall_deadline(tx, job_id, now, heartbeat)?;
+        if let Some(g) = gate {
+            deadline.1 = g.next_deadline().map_or(deadline.1, |d| d.min(deadline.1));
+            events.extend(g.commit(tx, &claimed)?);
+        }
+        let (updated_at, deadline) = deadline;
+        let stall_at = updated_at.saturating_add(heartbeat);
         let idle_ms = (claimed.is_empty() && now >= stall_at)
-            .then(|| u64::try_from(now - job.updated_at).unwrap_or(0));
-        let deadline = match tx.next_deadline(job_id, now)? {
-            Some(d) => d.min(stall_at),
-            None => stall_at,
-        };
+            .then(|| u64::try_from(now - updated_at).unwrap_or(0));
         Ok(Turn {
             end: None,
+            events,
             claimed,
             deadline: Some(deadline),
             idle_ms,
@@ -300,17 +322,21 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
         // returned tasks (Ready) and a finished job still wake the others.
         tx.quiet();
         let now = now_millis();
+        let mut events = Vec::new();
         let mut recorded = Vec::with_capacity(batch.len());
         for p in &batch {
-            match commit::record_one(tx, p, now) {
+            match commit::record_one(tx, p, now, &mut events) {
                 Err(e @ TaskError::StaleLease { .. }) => recorded.push(Err(e)),
                 Err(e) => return Err(e),
                 Ok(r) => recorded.push(Ok(r)),
             }
         }
-        Ok((recorded, decide(tx, now)?))
+        let mut turn = decide(tx, now)?;
+        events.append(&mut turn.events);
+        turn.events = events;
+        Ok((recorded, turn))
     });
-    let turn = match together {
+    let mut turn = match together {
         Ok((recorded, turn)) => {
             for (p, r) in batch.into_iter().zip(recorded) {
                 commit::finish(p, r);
@@ -318,17 +344,23 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
             turn
         }
         Err(e) => {
+            m.inner.slots.release(slots);
             // Record the attempts on their own (one by one if need be), so
             // that the turn's failure does not hold them back.
             if !batch.is_empty() {
-                let results = commit::record(m.inner.store.as_ref(), &batch);
+                let (results, events) = commit::record(m.inner.store.as_ref(), &batch);
                 for (p, r) in batch.into_iter().zip(results) {
                     commit::finish(p, r);
                 }
+                m.emit(events);
             }
             return Err(e);
         }
     };
+    m.inner
+        .slots
+        .release(slots.saturating_sub(turn.claimed.len()));
+    m.emit(std::mem::take(&mut turn.events));
     let mut r = rt.running.lock();
     for t in &turn.claimed {
         r.total += 1;
@@ -337,9 +369,27 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
     Ok(turn)
 }
 
+/// The job's last progress and the next moment its loop must wake by itself
+/// (a lease expiring, a delayed retry, the stall heartbeat).
+fn stall_deadline(
+    tx: &mut dyn dagger_core::store::TaskTx,
+    job_id: &JobId,
+    now: i64,
+    heartbeat: i64,
+) -> Result<(i64, i64), TaskError> {
+    let updated_at = tx.job(job_id)?.map_or(now, |j| j.updated_at);
+    let stall_at = updated_at.saturating_add(heartbeat);
+    let deadline = match tx.next_deadline(job_id, now)? {
+        Some(d) => d.min(stall_at),
+        None => stall_at,
+    };
+    Ok((updated_at, deadline))
+}
+
 fn done(status: JobStatus) -> Turn {
     Turn {
         end: Some(status),
+        events: Vec::new(),
         claimed: Vec::new(),
         deadline: None,
         idle_ms: None,

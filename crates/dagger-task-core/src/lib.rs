@@ -8,10 +8,12 @@
 //! crash, or in another process) continues the same jobs.
 
 mod agent;
+mod breaker;
 mod commit;
 mod config;
 mod dot;
 mod error;
+mod event;
 mod job;
 mod manager;
 mod ops;
@@ -20,10 +22,15 @@ mod spec;
 mod worker;
 
 pub use agent::{FnAgent, TaskAgent, TaskAgentRegistry, TaskContext, TaskOutcome};
+pub use breaker::CircuitBreaker;
 pub use config::{JobConfig, StallAction, StallCallback, StallReport, StalledTask};
-pub use dagger_core::store::{JobRecord, TaskStore, TaskType};
+pub use dagger_core::store::{
+    AttemptError, BreakerRecord, BreakerState, JobRecord, TaskStore, TaskType,
+};
 pub use dagger_core::{JobId, JobStatus, TaskId, TaskStatus};
 pub use error::TaskError;
+pub use event::TaskEvent;
 pub use job::JobHandle;
-pub use manager::{Task, TaskManager};
+pub use manager::{DeadLetter, Task, TaskManager};
+pub use ops::Redriven;
 pub use spec::TaskSpec;

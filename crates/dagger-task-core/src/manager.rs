@@ -10,16 +10,32 @@
 use crate::agent::TaskAgentRegistry;
 use crate::config::{JobConfig, StallAction};
 use crate::error::TaskError;
+use crate::event::TaskEvent;
 use crate::job::{self, JobHandle, JobRuntime};
-use crate::ops;
+use crate::ops::{self, Redriven};
 use crate::spec::TaskSpec;
-use dagger_core::store::{JobRecord, MemoryStore, TaskRecord, TaskStore, TaskType};
+use dagger_core::store::{
+    AttemptError, BreakerRecord, BreakerState, JobRecord, MemoryStore, TaskRecord, TaskStore,
+    TaskType,
+};
 use dagger_core::{Cache, JobId, JobStatus, TaskId, TaskStatus, now_millis};
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A task that failed its last attempt, kept with every attempt's error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The task (Failed; its `error` is the last attempt's).
+    pub task: TaskRecord,
+    /// Every recorded attempt error, oldest first.
+    pub errors: Vec<AttemptError>,
+}
+
+/// Events kept for a slow subscriber before it lags.
+const EVENT_CAPACITY: usize = 1024;
 
 /// A task as stored (the seed calls it `Task`).
 pub type Task = TaskRecord;
@@ -43,6 +59,50 @@ pub(crate) struct Inner {
     pub(crate) stale: Mutex<Vec<TaskError>>,
     /// The group committer of finished attempts (see `commit.rs`).
     pub(crate) committer: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::commit::Pending>>>,
+    /// The bound on tasks running at once across all jobs of this manager.
+    pub(crate) slots: Slots,
+    /// Subscribers of [`TaskManager::subscribe`].
+    pub(crate) events: tokio::sync::broadcast::Sender<TaskEvent>,
+}
+
+/// Tasks this manager runs at once across all its jobs, against an optional
+/// bound ([`TaskManager::set_max_concurrent_tasks`]). A job loop reserves
+/// slots before it claims and gives back those it did not use; a finished
+/// attempt gives back its own.
+#[derive(Default)]
+pub(crate) struct Slots {
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// `None`: unbounded.
+    max: Option<usize>,
+    used: usize,
+}
+
+impl Slots {
+    /// Reserves up to `want` slots; returns how many were granted.
+    pub(crate) fn reserve(&self, want: usize) -> usize {
+        let mut s = self.state.lock();
+        let granted = match s.max {
+            Some(max) => want.min(max.saturating_sub(s.used)),
+            None => want,
+        };
+        s.used = s.used.saturating_add(granted);
+        granted
+    }
+
+    /// Gives back `n` slots.
+    pub(crate) fn release(&self, n: usize) {
+        let mut s = self.state.lock();
+        s.used = s.used.saturating_sub(n);
+    }
+
+    /// Whether a bound is set (a freed slot may then be wanted by another job).
+    pub(crate) fn bounded(&self) -> bool {
+        self.state.lock().max.is_some()
+    }
 }
 
 impl TaskManager {
@@ -67,6 +127,8 @@ impl TaskManager {
                 jobs: Mutex::new(HashMap::new()),
                 stale: Mutex::new(Vec::new()),
                 committer: Mutex::new(None),
+                slots: Slots::default(),
+                events: tokio::sync::broadcast::channel(EVENT_CAPACITY).0,
             }),
         }
     }
@@ -98,6 +160,36 @@ impl TaskManager {
     /// The agent registry.
     pub fn registry(&self) -> &TaskAgentRegistry {
         &self.inner.registry
+    }
+
+    /// Bounds the tasks this manager runs at once across all its jobs
+    /// (`None`: only each job's [`JobConfig::max_concurrency`] bounds them).
+    /// Applies to claims made from now on.
+    pub fn set_max_concurrent_tasks(&self, max: Option<usize>) {
+        self.inner.slots.state.lock().max = max;
+        // A larger bound may let waiting jobs claim.
+        self.wake_all();
+    }
+
+    /// Events of this manager (dead letters, circuit breakers) from now on.
+    /// A subscriber that falls more than 1024 events behind loses the
+    /// oldest (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TaskEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub(crate) fn emit(&self, events: Vec<TaskEvent>) {
+        for e in events {
+            // No subscriber is not an error.
+            let _ = self.inner.events.send(e);
+        }
+    }
+
+    /// Wakes every job loop of this manager.
+    pub(crate) fn wake_all(&self) {
+        for rt in self.inner.jobs.lock().values() {
+            rt.notify.notify_one();
+        }
     }
 
     /// Completions, failures and renewals this manager discarded because
@@ -343,6 +435,64 @@ impl TaskManager {
                 .map(|r| r.status)
                 .ok_or_else(|| TaskError::JobNotFound(j.to_string()))
         })
+    }
+
+    /// Dead letters: tasks (of `job`, or of every job) that failed their
+    /// last attempt, each with every attempt's error, oldest first.
+    pub fn dead_letters(&self, job: Option<&str>) -> Result<Vec<DeadLetter>, TaskError> {
+        let job = job.map(JobId::from);
+        ops::read(self.inner.store.as_ref(), |tx| {
+            let mut out = Vec::new();
+            for task in tx.dead_letters(job.as_ref())? {
+                let errors = tx.attempt_errors(&task.task_id)?;
+                out.push(DeadLetter { task, errors });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every recorded error of a task's attempts, oldest first.
+    pub fn attempt_errors(&self, task_id: &str) -> Result<Vec<AttemptError>, TaskError> {
+        let t = TaskId::from(task_id);
+        ops::read(self.inner.store.as_ref(), |tx| Ok(tx.attempt_errors(&t)?))
+    }
+
+    /// Re-drives a dead letter: the task goes back to Ready with a fresh
+    /// attempt budget (its failures are reset; the attempt number, its
+    /// lease's fencing token, keeps counting, and its earlier errors stay
+    /// in [`TaskManager::attempt_errors`]). Its dependents that failed
+    /// because of it (transitively) go back to Pending. If its job had
+    /// ended failed, the job is reopened (Running) and the tasks the job's
+    /// end cancelled come back too; a job that was cancelled is not
+    /// reopened ([`TaskError::JobFinished`]). A task that is not a dead
+    /// letter is refused ([`TaskError::NotDeadLetter`]).
+    ///
+    /// A reopened job needs a loop to run it: [`TaskManager::resume_job`]
+    /// here, or a worker pool serving the store ([`TaskManager::serve`]).
+    pub fn retry_dead(&self, task_id: &str) -> Result<Redriven, TaskError> {
+        let t = TaskId::from(task_id);
+        let done = ops::run(self.inner.store.as_ref(), |tx| {
+            ops::redrive(tx, &t, now_millis())
+        })?;
+        self.wake(&done.job_id);
+        Ok(done)
+    }
+
+    /// An agent's circuit breaker as stored (`None`: never recorded, i.e. closed).
+    pub fn circuit_breaker(&self, agent: &str) -> Result<Option<BreakerRecord>, TaskError> {
+        ops::read(self.inner.store.as_ref(), |tx| Ok(tx.breaker(agent)?))
+    }
+
+    /// The state of an agent's circuit breaker (Closed when none was recorded).
+    pub fn circuit_state(&self, agent: &str) -> Result<BreakerState, TaskError> {
+        Ok(self
+            .circuit_breaker(agent)?
+            .map_or(BreakerState::Closed, |b| b.state))
+    }
+
+    /// Every recorded circuit breaker, by agent.
+    pub fn circuit_breakers(&self) -> Result<Vec<BreakerRecord>, TaskError> {
+        ops::read(self.inner.store.as_ref(), |tx| Ok(tx.breakers()?))
     }
 
     /// Starts a job: records its allowed agents (`None`: any registered

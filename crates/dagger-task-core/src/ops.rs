@@ -3,8 +3,10 @@
 //! identically. Each function validates before it writes; the store's
 //! transaction makes a failure leave nothing behind either way.
 
+use crate::breaker::{self, CircuitBreaker};
 use crate::error::TaskError;
-use dagger_core::store::{JobRecord, TaskRecord, TaskStore, TaskTx};
+use crate::event::TaskEvent;
+use dagger_core::store::{AttemptError, JobRecord, TaskRecord, TaskStore, TaskTx};
 use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -548,6 +550,8 @@ pub(crate) fn record_attempt(
     end: &AttemptEnd,
     now: i64,
     retry_at: &dyn Fn(&TaskRecord) -> Option<i64>,
+    breaker_cfg: Option<&CircuitBreaker>,
+    events: &mut Vec<TaskEvent>,
 ) -> Result<Recorded, TaskError> {
     let deps_at_claim = claimed.dependencies.len();
     let task_id = &claimed.task_id;
@@ -570,30 +574,63 @@ pub(crate) fn record_attempt(
             Recorded::Completed
         }
         AttemptEnd::Failed(message) => {
-            task.failures += 1;
-            task.error = Some(message.clone());
-            match retry_at(&task) {
-                Some(at) => {
-                    task.status = task
-                        .status
-                        .transition(task_id.as_str(), TaskStatus::Ready)?;
-                    task.not_before = (at > now).then_some(at);
-                    Recorded::Retrying
-                }
-                None => {
-                    task.status = task
-                        .status
-                        .transition(task_id.as_str(), TaskStatus::Failed)?;
-                    task.finished_at = Some(now);
-                    Recorded::Failed
-                }
+            if let Some(cfg) = breaker_cfg {
+                events.extend(breaker::on_failure(tx, cfg, &task.agent, message, now)?);
             }
+            fail_attempt(tx, &mut task, message, now, retry_at, events)?
         }
     };
+    if let (Some(_), Recorded::Completed | Recorded::Waiting(_)) = (breaker_cfg, recorded) {
+        events.extend(breaker::on_success(tx, &task.agent, now)?);
+    }
     tx.put_task(&task)?;
     settle(tx, &task, now)?;
     touch_job(tx, &task.job_id, now)?;
     Ok(recorded)
+}
+
+/// Counts a failed attempt of `task` (InProgress): its error joins the
+/// task's history, and the task is retried (Ready, maybe after a delay) or,
+/// its attempts spent, Failed: a dead letter. The caller writes the task.
+fn fail_attempt(
+    tx: &mut dyn TaskTx,
+    task: &mut TaskRecord,
+    message: &str,
+    now: i64,
+    retry_at: &dyn Fn(&TaskRecord) -> Option<i64>,
+    events: &mut Vec<TaskEvent>,
+) -> Result<Recorded, TaskError> {
+    task.failures += 1;
+    task.error = Some(message.to_string());
+    tx.add_attempt_error(&AttemptError {
+        task_id: task.task_id.clone(),
+        job_id: task.job_id.clone(),
+        attempt: task.attempts,
+        error: message.to_string(),
+        at: now,
+    })?;
+    Ok(match retry_at(task) {
+        Some(at) => {
+            task.status = task
+                .status
+                .transition(task.task_id.as_str(), TaskStatus::Ready)?;
+            task.not_before = (at > now).then_some(at);
+            Recorded::Retrying
+        }
+        None => {
+            task.status = task
+                .status
+                .transition(task.task_id.as_str(), TaskStatus::Failed)?;
+            task.finished_at = Some(now);
+            events.push(TaskEvent::DeadLettered {
+                job_id: task.job_id.clone(),
+                task_id: task.task_id.clone(),
+                attempts: task.attempts,
+                error: message.to_string(),
+            });
+            Recorded::Failed
+        }
+    })
 }
 
 /// The task is Blocked while a dependency is open; if the agent added
@@ -624,26 +661,36 @@ fn waiting(
     Ok(Recorded::Waiting(to))
 }
 
-/// Returns tasks whose lease expired to Ready. Their attempt stays counted,
-/// so the crashed worker's late completion is stale.
+/// Counts each expired lease of the job as a failed attempt (the worker
+/// crashed, hung or lost the store): the task is retried like any failed
+/// attempt (Ready again, the crashed worker's late completion being stale)
+/// or, its attempts spent, Failed with the reason, failing its dependents.
+/// Returns the expired tasks.
 pub(crate) fn expire_leases(
     tx: &mut dyn TaskTx,
     job_id: &JobId,
     now: i64,
+    retry_at: &dyn Fn(&TaskRecord) -> Option<i64>,
+    breaker_cfg: Option<&CircuitBreaker>,
+    events: &mut Vec<TaskEvent>,
 ) -> Result<Vec<TaskId>, TaskError> {
     let expired = tx.expired_leases(job_id, now)?;
     let mut ids = Vec::with_capacity(expired.len());
     for mut t in expired {
-        t.status = t.status.transition(t.task_id.as_str(), TaskStatus::Ready)?;
-        t.error = Some(format!(
+        let message = format!(
             "lease of attempt {} (worker `{}`) expired",
             t.attempts,
             t.lease_owner.as_deref().unwrap_or("?")
-        ));
+        );
+        if let Some(cfg) = breaker_cfg {
+            events.extend(breaker::on_failure(tx, cfg, &t.agent, &message, now)?);
+        }
+        fail_attempt(tx, &mut t, &message, now, retry_at, events)?;
         t.lease_owner = None;
         t.lease_expires_at = None;
         t.updated_at = now;
         tx.put_task(&t)?;
+        settle(tx, &t, now)?;
         ids.push(t.task_id);
     }
     if !ids.is_empty() {
@@ -694,4 +741,131 @@ pub(crate) fn finish_job(
         }
     }
     Ok(status)
+}
+
+/// What re-driving a dead letter changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redriven {
+    /// The re-driven task (Ready again, with a fresh attempt budget).
+    pub task_id: TaskId,
+    /// Its job.
+    pub job_id: JobId,
+    /// Whether the job had ended failed and was reopened (Running).
+    pub job_reopened: bool,
+    /// Other tasks brought back: dependents failed because of the task
+    /// (now Pending), and, when the job was reopened, tasks its end had
+    /// cancelled (Pending, or Ready when their dependencies are done).
+    pub reset: Vec<TaskId>,
+}
+
+/// Re-drives a dead letter: see [`crate::TaskManager::retry_dead`].
+pub(crate) fn redrive(
+    tx: &mut dyn TaskTx,
+    task_id: &TaskId,
+    now: i64,
+) -> Result<Redriven, TaskError> {
+    let mut task = task_or(tx, task_id)?;
+    let not_dead = |task: &TaskRecord, why: &str| TaskError::NotDeadLetter {
+        task: task.task_id.to_string(),
+        status: task.status,
+        why: why.to_string(),
+    };
+    if task.status != TaskStatus::Failed {
+        return Err(not_dead(&task, ""));
+    }
+    if !tx
+        .attempt_errors(task_id)?
+        .iter()
+        .any(|e| e.attempt == task.attempts)
+    {
+        let why = match &task.error {
+            Some(e) => format!("; it did not fail an attempt of its own ({e})"),
+            None => "; it did not fail an attempt of its own".to_string(),
+        };
+        return Err(not_dead(&task, &why));
+    }
+    let mut job = tx
+        .job(&task.job_id)?
+        .ok_or_else(|| TaskError::JobNotFound(task.job_id.to_string()))?;
+    let job_reopened = match job.status {
+        JobStatus::Running => false,
+        JobStatus::Completed(false) => true,
+        status => {
+            return Err(TaskError::JobFinished {
+                job: job.job_id.to_string(),
+                status,
+            });
+        }
+    };
+    // Failed is final for every other path; a re-drive is the one way out.
+    task.status = TaskStatus::Ready;
+    task.failures = 0;
+    task.error = None;
+    task.not_before = None;
+    task.finished_at = None;
+    task.lease_owner = None;
+    task.lease_expires_at = None;
+    task.updated_at = now;
+    tx.put_task(&task)?;
+    let mut reset = Vec::new();
+    let mut queue = VecDeque::from([task_id.clone()]);
+    while let Some(failed) = queue.pop_front() {
+        let because = format!("dependency `{failed}` failed");
+        for d in tx.dependents(&failed)? {
+            let Some(mut dep) = tx.task(&d)? else {
+                continue;
+            };
+            if dep.status != TaskStatus::Failed || dep.error.as_deref() != Some(because.as_str()) {
+                continue;
+            }
+            dep.status = TaskStatus::Pending;
+            dep.error = None;
+            dep.finished_at = None;
+            dep.updated_at = now;
+            tx.put_task(&dep)?;
+            reset.push(d.clone());
+            queue.push_back(d);
+        }
+    }
+    if job_reopened {
+        let cancelled_because = job
+            .reason
+            .clone()
+            .unwrap_or_else(|| "job ended".to_string());
+        job.status = JobStatus::Running;
+        job.reason = None;
+        job.updated_at = now;
+        tx.put_job(&job)?;
+        for mut t in tx.job_tasks(&job.job_id)? {
+            if t.status != TaskStatus::Cancelled
+                || t.error.as_deref() != Some(cancelled_because.as_str())
+            {
+                continue;
+            }
+            let mut all_done = true;
+            for d in &t.dependencies {
+                if !tx.task(d)?.is_some_and(|r| r.status.is_done()) {
+                    all_done = false;
+                    break;
+                }
+            }
+            t.status = if all_done {
+                TaskStatus::Ready
+            } else {
+                TaskStatus::Pending
+            };
+            t.error = None;
+            t.finished_at = None;
+            t.updated_at = now;
+            tx.put_task(&t)?;
+            reset.push(t.task_id);
+        }
+    }
+    touch_job(tx, &job.job_id, now)?;
+    Ok(Redriven {
+        task_id: task_id.clone(),
+        job_id: job.job_id,
+        job_reopened,
+        reset,
+    })
 }

@@ -9,7 +9,7 @@ use crate::job::JobRuntime;
 use crate::manager::TaskManager;
 use crate::ops;
 use dagger_core::store::TaskRecord;
-use dagger_core::{ErrorClass, Permanent, now_millis};
+use dagger_core::{ErrorClass, Permanent, catch_panic, now_millis};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +37,21 @@ pub(crate) async fn run(m: TaskManager, rt: Arc<JobRuntime>, task: TaskRecord) {
         attempt: token,
     };
     let attempt = {
-        let execute = execute(&m, &task, &ctx);
+        // A panicking agent fails its attempt like an error would (the
+        // retry policy applies); it neither kills this worker nor leaves
+        // the task InProgress to be re-leased without end.
+        let execute = async {
+            match catch_panic(execute(&m, &task, &ctx)).await {
+                Ok(a) => a,
+                Err(panicked) => {
+                    tracing::error!(task = %task.task_id, agent = %task.agent, %panicked, "task agent panicked");
+                    Attempt::Failed {
+                        class: ErrorClass::Error,
+                        message: format!("agent `{}` {panicked}", task.agent),
+                    }
+                }
+            }
+        };
         let renew = renew_lease(&m, &rt, &task, &ctx);
         tokio::pin!(execute);
         tokio::select! {
@@ -55,8 +69,15 @@ pub(crate) async fn run(m: TaskManager, rt: Arc<JobRuntime>, task: TaskRecord) {
     }
     commit(&m, &rt, task, attempt);
     if abandoned {
-        // Nothing to record; the freed slot may take another task.
+        // Nothing to record; the freed slot may take another task. (A
+        // recorded attempt gives its manager-wide slot back once recorded,
+        // in `commit::finish`, so that the store never shows more tasks
+        // InProgress than the bound.)
+        m.inner.slots.release(1);
         rt.notify.notify_one();
+        if m.inner.slots.bounded() {
+            m.wake_all();
+        }
     }
 }
 

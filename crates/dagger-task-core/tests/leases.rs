@@ -4,8 +4,8 @@
 mod common;
 
 use common::{finish, register};
-use dagger_core::Cache;
 use dagger_core::store::MemoryStore;
+use dagger_core::{Cache, RetryPolicy};
 use dagger_task_core::{
     JobConfig, JobStatus, StallAction, TaskAgentRegistry, TaskContext, TaskError, TaskManager,
     TaskOutcome, TaskSpec, TaskStatus, TaskStore,
@@ -58,6 +58,8 @@ async fn an_expired_lease_is_reclaimed_and_the_stale_completion_rejected() {
         rt.block_on(async {
             let cfg = JobConfig {
                 lease_ms: 150,
+                // The expired lease counts as an attempt: allow a second.
+                retry: RetryPolicy::attempts(2),
                 ..JobConfig::default()
             };
             let h = m
@@ -122,6 +124,8 @@ fn a_new_manager_continues_a_crashed_job() {
         let m = manager_on(a_store, &registry);
         let cfg = JobConfig {
             lease_ms: 200,
+            // The expired lease counts as an attempt: allow a second.
+            retry: RetryPolicy::attempts(2),
             ..JobConfig::default()
         };
         rt.block_on(async {

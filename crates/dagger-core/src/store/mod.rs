@@ -20,7 +20,10 @@ pub use run::{
     ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict,
 };
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
-pub use task::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType, transact};
+pub use task::{
+    AttemptError, BreakerRecord, BreakerState, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
+    TaskType, transact,
+};
 
 /// The stores a DAG Flow executor records runs in, bundled. Any backend that
 /// implements the traits converts into it (`From<Arc<MemoryStore>>` here,

@@ -132,6 +132,78 @@ pub struct TaskRecord {
     pub finished_at: Option<i64>,
 }
 
+/// The error of one failed attempt of a task, kept for dead letters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its job.
+    pub job_id: JobId,
+    /// The attempt (claim number) that failed.
+    pub attempt: u32,
+    /// Why it failed: the agent's error, `panicked: <msg>`, a timeout, an
+    /// expired lease.
+    pub error: String,
+    /// When it was recorded (ms since the epoch).
+    pub at: i64,
+}
+
+/// The state of an agent's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum BreakerState {
+    /// Tasks of the agent are claimed as usual.
+    #[default]
+    Closed,
+    /// Too many consecutive failures: no task of the agent is claimed
+    /// before the cool-down ends.
+    Open,
+    /// The cool-down has ended and one trial task runs: its success closes
+    /// the breaker, its failure opens it again.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// The name as written in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "Closed",
+            Self::Open => "Open",
+            Self::HalfOpen => "HalfOpen",
+        }
+    }
+
+    /// Parses the name written by [`BreakerState::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Closed, Self::Open, Self::HalfOpen]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One agent's circuit breaker as stored (shared by every worker of the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerRecord {
+    /// The agent.
+    pub agent: String,
+    /// Its state.
+    pub state: BreakerState,
+    /// Failed attempts in a row since the last success.
+    pub consecutive_failures: u32,
+    /// Open: when the cool-down ends. HalfOpen: when the trial may be
+    /// replaced by another one (its claim is considered lost).
+    pub until: Option<i64>,
+    /// The last error that counted.
+    pub last_error: Option<String>,
+    /// Last change (ms since the epoch).
+    pub updated_at: i64,
+}
+
 /// Counts of a job's tasks, for completion and stall decisions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobCounts {
@@ -195,6 +267,53 @@ pub trait TaskTx {
     fn next_deadline(&mut self, job_id: &JobId, now: i64) -> Result<Option<i64>, StoreError>;
     /// Counts of the job's tasks.
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError>;
+
+    /// Appends the error of a failed attempt to its task's history.
+    fn add_attempt_error(&mut self, error: &AttemptError) -> Result<(), StoreError>;
+    /// Every recorded attempt error of a task, oldest first.
+    fn attempt_errors(&mut self, task_id: &TaskId) -> Result<Vec<AttemptError>, StoreError>;
+    /// An agent's circuit breaker, if one was ever recorded.
+    fn breaker(&mut self, agent: &str) -> Result<Option<BreakerRecord>, StoreError>;
+    /// Inserts or replaces an agent's circuit breaker.
+    fn put_breaker(&mut self, breaker: &BreakerRecord) -> Result<(), StoreError>;
+    /// Every recorded circuit breaker, by agent name.
+    fn breakers(&mut self) -> Result<Vec<BreakerRecord>, StoreError>;
+
+    /// Dead letters: Failed tasks (of `job`, or of every job) whose last
+    /// attempt failed (an attempt error is recorded for their current
+    /// attempt), in insertion order. The default reads every job's tasks;
+    /// backends may answer from an index.
+    fn dead_letters(&mut self, job: Option<&JobId>) -> Result<Vec<TaskRecord>, StoreError> {
+        let jobs = match job {
+            Some(j) => vec![j.clone()],
+            None => {
+                let mut all = Vec::new();
+                for s in [
+                    JobStatus::Running,
+                    JobStatus::Completed(false),
+                    JobStatus::Completed(true),
+                    JobStatus::Cancelled,
+                ] {
+                    all.extend(self.jobs_with_status(s)?);
+                }
+                all
+            }
+        };
+        let mut out = Vec::new();
+        for j in jobs {
+            for t in self.job_tasks(&j)? {
+                if t.status == TaskStatus::Failed
+                    && self
+                        .attempt_errors(&t.task_id)?
+                        .iter()
+                        .any(|e| e.attempt == t.attempts)
+                {
+                    out.push(t);
+                }
+            }
+        }
+        Ok(out)
+    }
 
     /// Marks the transaction as one only its caller needs to hear of (a
     /// claim, a lease renewal, a recorded attempt: the caller wakes its own

@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "message log: channels, messages, subscriber offsets",
         sql: include_str!("schema/0004_messages.sql"),
     },
+    Migration {
+        version: 5,
+        name: "task attempt errors (dead letters) and agent circuit breakers",
+        sql: include_str!("schema/0005_task_dead_letters.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").

@@ -28,7 +28,10 @@ use super::PostgresStore;
 use super::conn::{
     PgConn, StmtCache, decode, is_connection_lost, listen_loop, map_pg, narrow, wide,
 };
-use dagger_core::store::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType};
+use dagger_core::store::{
+    AttemptError, BreakerRecord, BreakerState, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
+    TaskType,
+};
 use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -306,6 +309,21 @@ fn decode_task(r: &Row) -> Result<TaskRecord, StoreError> {
         started_at: r.try_get(22).map_err(|e| decode(what(), e))?,
         finished_at: r.try_get(23).map_err(|e| decode(what(), e))?,
         task_id: TaskId::from(task_id.clone()),
+    })
+}
+
+fn decode_breaker(r: &Row) -> Result<BreakerRecord, StoreError> {
+    let agent: String = r.try_get(0).map_err(|e| decode("breaker agent", e))?;
+    let what = format!("circuit breaker of agent `{agent}`");
+    let state: String = r.try_get(1).map_err(|e| decode(&what, e))?;
+    Ok(BreakerRecord {
+        state: BreakerState::parse(&state)
+            .ok_or_else(|| decode(&what, format!("unknown state `{state}`")))?,
+        consecutive_failures: narrow(&what, r.try_get(2).map_err(|e| decode(&what, e))?)?,
+        until: r.try_get(3).map_err(|e| decode(&what, e))?,
+        last_error: r.try_get(4).map_err(|e| decode(&what, e))?,
+        updated_at: r.try_get(5).map_err(|e| decode(&what, e))?,
+        agent,
     })
 }
 
@@ -618,6 +636,101 @@ impl TaskTx for PgTx<'_, '_> {
 
     fn quiet(&mut self) {
         self.quiet = true;
+    }
+
+    fn add_attempt_error(&mut self, e: &AttemptError) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO task_attempt_errors (task_id, job_id, attempt, error, at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &e.task_id.as_str(),
+                &e.job_id.as_str(),
+                &wide(e.attempt),
+                &e.error,
+                &e.at,
+            ],
+        )?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn attempt_errors(&mut self, task_id: &TaskId) -> Result<Vec<AttemptError>, StoreError> {
+        let rows = self.query(
+            "SELECT job_id, attempt, error, at FROM task_attempt_errors \
+             WHERE task_id = $1 ORDER BY seq",
+            &[&task_id.as_str()],
+        )?;
+        let what = format!("attempt error of task `{task_id}`");
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptError {
+                    task_id: task_id.clone(),
+                    job_id: JobId::from(r.try_get::<_, String>(0).map_err(|e| decode(&what, e))?),
+                    attempt: narrow(&what, r.try_get(1).map_err(|e| decode(&what, e))?)?,
+                    error: r.try_get(2).map_err(|e| decode(&what, e))?,
+                    at: r.try_get(3).map_err(|e| decode(&what, e))?,
+                })
+            })
+            .collect()
+    }
+
+    fn breaker(&mut self, agent: &str) -> Result<Option<BreakerRecord>, StoreError> {
+        let rows = self.query(
+            "SELECT agent, state, consecutive_failures, until, last_error, updated_at \
+             FROM task_breakers WHERE agent = $1 FOR UPDATE",
+            &[&agent],
+        )?;
+        rows.first().map(decode_breaker).transpose()
+    }
+
+    fn put_breaker(&mut self, b: &BreakerRecord) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO task_breakers \
+             (agent, state, consecutive_failures, until, last_error, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (agent) DO UPDATE SET state = excluded.state, \
+             consecutive_failures = excluded.consecutive_failures, until = excluded.until, \
+             last_error = excluded.last_error, updated_at = excluded.updated_at",
+            &[
+                &b.agent,
+                &b.state.as_str(),
+                &wide(b.consecutive_failures),
+                &b.until,
+                &b.last_error,
+                &b.updated_at,
+            ],
+        )?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    fn breakers(&mut self) -> Result<Vec<BreakerRecord>, StoreError> {
+        let rows = self.query(
+            "SELECT agent, state, consecutive_failures, until, last_error, updated_at \
+             FROM task_breakers ORDER BY agent",
+            &[],
+        )?;
+        rows.iter().map(decode_breaker).collect()
+    }
+
+    fn dead_letters(&mut self, job: Option<&JobId>) -> Result<Vec<TaskRecord>, StoreError> {
+        match job {
+            Some(j) => self.tasks(
+                select_tasks!(
+                    "WHERE t.status = 'Failed' AND t.job_id = $1 AND EXISTS (SELECT 1 FROM \
+                     task_attempt_errors e WHERE e.task_id = t.task_id \
+                     AND e.attempt = t.attempts) ORDER BY t.seq"
+                ),
+                &[&j.as_str()],
+            ),
+            None => self.tasks(
+                select_tasks!(
+                    "WHERE t.status = 'Failed' AND EXISTS (SELECT 1 FROM task_attempt_errors e \
+                     WHERE e.task_id = t.task_id AND e.attempt = t.attempts) ORDER BY t.seq"
+                ),
+                &[],
+            ),
+        }
     }
 
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use dagger_core::store::{JobRecord, TaskRecord, TaskStore, TaskType, transact};
+use dagger_core::store::{
+    AttemptError, BreakerRecord, BreakerState, JobRecord, TaskRecord, TaskStore, TaskType, transact,
+};
 use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use serde_json::json;
 
@@ -65,6 +67,117 @@ pub(crate) fn run_task_store_suite(store: &dyn TaskStore, p: &str) {
     a_failed_transaction_leaves_nothing(store, p);
     a_transaction_reads_its_own_writes(store, p);
     refresh_reads_what_changed_since_the_claim(store, p);
+    attempt_errors_and_dead_letters(store, p);
+    circuit_breakers_round_trip(store, p);
+}
+
+fn attempt_error(task: &str, job: &str, attempt: u32, error: &str) -> AttemptError {
+    AttemptError {
+        task_id: TaskId::from(task),
+        job_id: JobId::from(job),
+        attempt,
+        error: error.into(),
+        at: 100 + i64::from(attempt),
+    }
+}
+
+/// Every attempt's error is kept in order; a dead letter is a Failed task
+/// with an error recorded for its current attempt; a failed transaction
+/// keeps none of its attempt errors.
+fn attempt_errors_and_dead_letters(store: &dyn TaskStore, p: &str) {
+    let j = format!("{p}-dead");
+    let jid = JobId::from(j.as_str());
+    let with = |id: &str, seq, status, attempts| {
+        let mut t = task(&format!("{p}-{id}"), &j, seq, 0);
+        t.status = status;
+        t.attempts = attempts;
+        t
+    };
+    // dead: failed both attempts; propagated: failed by its dependency;
+    // earlier: its last attempt did not fail; retrying: Ready again.
+    let dead = with("dead", 1, TaskStatus::Failed, 2);
+    let propagated = with("propagated", 2, TaskStatus::Failed, 0);
+    let earlier = with("earlier", 3, TaskStatus::Failed, 2);
+    let retrying = with("retrying", 4, TaskStatus::Ready, 1);
+    let id = |t: &TaskRecord| t.task_id.to_string();
+    transact(store, |tx| {
+        tx.put_job(&job(&j))?;
+        for t in [&dead, &propagated, &earlier, &retrying] {
+            tx.put_task(t)?;
+        }
+        tx.add_attempt_error(&attempt_error(&id(&dead), &j, 1, "boom 1"))?;
+        tx.add_attempt_error(&attempt_error(&id(&earlier), &j, 1, "once"))?;
+        tx.add_attempt_error(&attempt_error(&id(&dead), &j, 2, "panicked: ü \"2\""))?;
+        tx.add_attempt_error(&attempt_error(&id(&retrying), &j, 1, "again"))
+    })
+    .unwrap();
+    let err = transact(store, |tx| -> Result<(), StoreError> {
+        tx.add_attempt_error(&attempt_error(&id(&dead), &j, 3, "rolled back"))?;
+        Err(StoreError::Conflict("no".into()))
+    });
+    assert!(err.is_err());
+    let (errors, letters, all) = transact(store, |tx| {
+        Ok((
+            tx.attempt_errors(&dead.task_id)?,
+            tx.dead_letters(Some(&jid))?,
+            tx.dead_letters(None)?,
+        ))
+    })
+    .unwrap();
+    assert_eq!(
+        errors,
+        vec![
+            attempt_error(&id(&dead), &j, 1, "boom 1"),
+            attempt_error(&id(&dead), &j, 2, "panicked: ü \"2\""),
+        ]
+    );
+    assert_eq!(letters, vec![dead.clone()]);
+    assert!(all.contains(&dead), "{all:?}");
+    assert!(!all.contains(&earlier) && !all.contains(&propagated));
+    let none = transact(store, |tx| tx.attempt_errors(&TaskId::from("nothing"))).unwrap();
+    assert!(none.is_empty());
+}
+
+/// Breakers are stored per agent, replaced whole, listed by agent, and
+/// undone with their transaction.
+fn circuit_breakers_round_trip(store: &dyn TaskStore, p: &str) {
+    let b = |agent: &str, state, n| BreakerRecord {
+        agent: format!("{p}-{agent}"),
+        state,
+        consecutive_failures: n,
+        until: (state != BreakerState::Closed).then_some(5_000),
+        last_error: (n > 0).then(|| "it broke: \"ü\"".to_string()),
+        updated_at: 77,
+    };
+    let a_open = b("a", BreakerState::Open, 3);
+    let z_closed = b("z", BreakerState::Closed, 0);
+    transact(store, |tx| {
+        tx.put_breaker(&z_closed)?;
+        tx.put_breaker(&b("a", BreakerState::Closed, 1))?;
+        tx.put_breaker(&a_open)
+    })
+    .unwrap();
+    let err = transact(store, |tx| -> Result<(), StoreError> {
+        tx.put_breaker(&b("a", BreakerState::HalfOpen, 3))?;
+        tx.put_breaker(&b("m", BreakerState::Open, 9))?;
+        Err(StoreError::Conflict("no".into()))
+    });
+    assert!(err.is_err());
+    let (one, missing, all) = transact(store, |tx| {
+        Ok((
+            tx.breaker(&a_open.agent)?,
+            tx.breaker(&format!("{p}-m"))?,
+            tx.breakers()?,
+        ))
+    })
+    .unwrap();
+    assert_eq!(one, Some(a_open.clone()));
+    assert_eq!(missing, None);
+    let mine: Vec<_> = all
+        .into_iter()
+        .filter(|r| r.agent.starts_with(&format!("{p}-")))
+        .collect();
+    assert_eq!(mine, vec![a_open, z_closed]);
 }
 
 /// `refresh_task` brings a claimed copy up to date with changes made since

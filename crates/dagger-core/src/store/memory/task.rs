@@ -10,9 +10,11 @@ use super::MemoryStore;
 use crate::error::StoreError;
 use crate::ids::{JobId, TaskId};
 use crate::status::{JobStatus, TaskStatus};
-use crate::store::task::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx};
+use crate::store::task::{
+    AttemptError, BreakerRecord, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
+};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 type ReadyKey = (Reverse<i32>, u64, TaskId);
 
@@ -33,6 +35,9 @@ struct JobIndex {
 enum Undo {
     Task(TaskId, Option<Box<TaskRecord>>),
     Job(JobId, Option<JobRecord>),
+    /// An attempt error appended to this task's history.
+    AttemptError(TaskId),
+    Breaker(String, Option<BreakerRecord>),
 }
 
 pub(super) struct TaskTables {
@@ -43,6 +48,8 @@ pub(super) struct TaskTables {
     dependents: HashMap<TaskId, Vec<TaskId>>,
     index: HashMap<JobId, JobIndex>,
     seq: u64,
+    attempt_errors: HashMap<TaskId, Vec<AttemptError>>,
+    breakers: BTreeMap<String, BreakerRecord>,
 }
 
 fn is_open(s: TaskStatus) -> bool {
@@ -69,6 +76,8 @@ impl Default for TaskTables {
             dependents: HashMap::new(),
             index: HashMap::new(),
             seq: 0,
+            attempt_errors: HashMap::new(),
+            breakers: BTreeMap::new(),
         }
     }
 }
@@ -298,6 +307,42 @@ impl TaskTx for MemTx<'_> {
         self.quiet = true;
     }
 
+    fn add_attempt_error(&mut self, error: &AttemptError) -> Result<(), StoreError> {
+        self.t
+            .attempt_errors
+            .entry(error.task_id.clone())
+            .or_default()
+            .push(error.clone());
+        self.undo.push(Undo::AttemptError(error.task_id.clone()));
+        Ok(())
+    }
+
+    fn attempt_errors(&mut self, task_id: &TaskId) -> Result<Vec<AttemptError>, StoreError> {
+        Ok(self
+            .t
+            .attempt_errors
+            .get(task_id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn breaker(&mut self, agent: &str) -> Result<Option<BreakerRecord>, StoreError> {
+        Ok(self.t.breakers.get(agent).cloned())
+    }
+
+    fn put_breaker(&mut self, breaker: &BreakerRecord) -> Result<(), StoreError> {
+        let old = self
+            .t
+            .breakers
+            .insert(breaker.agent.clone(), breaker.clone());
+        self.undo.push(Undo::Breaker(breaker.agent.clone(), old));
+        Ok(())
+    }
+
+    fn breakers(&mut self) -> Result<Vec<BreakerRecord>, StoreError> {
+        Ok(self.t.breakers.values().cloned().collect())
+    }
+
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {
         Ok(self
             .t
@@ -335,6 +380,19 @@ impl TaskStore for MemoryStore {
                     Undo::Job(id, old) => {
                         t.set_job(&id, old);
                     }
+                    Undo::AttemptError(id) => {
+                        if let Some(list) = t.attempt_errors.get_mut(&id) {
+                            list.pop();
+                        }
+                    }
+                    Undo::Breaker(agent, old) => match old {
+                        Some(b) => {
+                            t.breakers.insert(agent, b);
+                        }
+                        None => {
+                            t.breakers.remove(&agent);
+                        }
+                    },
                 }
             }
         }
