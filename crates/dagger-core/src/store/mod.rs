@@ -16,7 +16,10 @@ pub use memory::MemoryStore;
 pub use memory_queue::MemoryNodeQueue;
 pub use message::{MessageLog, MessageRecord};
 pub use queue::{NodeClaim, NodeQueue, NodeResult, NodeWorkItem};
-pub use run::{ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate};
+pub use run::{
+    ControlRequest, NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate,
+    stale_run_token,
+};
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 pub use task::{JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType, transact};
 

@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "message log: channels, messages, subscriber offsets",
         sql: include_str!("schema/0004_messages.sql"),
     },
+    Migration {
+        version: 5,
+        name: "run ownership: owner, fencing token, lease",
+        sql: include_str!("schema/0005_run_owner.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").
