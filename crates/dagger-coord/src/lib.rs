@@ -13,6 +13,7 @@ mod direct;
 pub mod error;
 mod event;
 mod node_worker;
+mod ownership;
 mod persist;
 mod remote;
 mod report;
@@ -30,4 +31,5 @@ pub use dagger_dag_flow::{
 pub use error::CoordError;
 pub use event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext, NodeRef, NodeSpec};
 pub use node_worker::{NodeWorker, WorkerStats};
+pub use ownership::{host_name, orphaned_runs};
 pub use report::{DagExecutionReport, ExecutionMetrics, NodeReport};
