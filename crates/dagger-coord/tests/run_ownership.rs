@@ -118,25 +118,30 @@ async fn a_resume_of_a_live_run_is_refused_naming_its_owner() {
     );
 }
 
-/// Starts run `id` and drops it mid-run (as a killed process would stop):
-/// nothing records its end and its lease is no longer renewed.
+/// Starts run `id` on a runtime of its own and shuts that runtime down
+/// mid-run, as a killed process stops: its attempts, its loop and its
+/// heartbeat are gone, nothing records the run's end.
 async fn orphan_a_run(stores: &Stores, probe: &Arc<Probe>, id: &str) {
     let mut ex = executor(
         DagConfig::default(),
         registry(probe),
-        workflow("w", slow_workflow(60_000)),
+        workflow("w", slow_workflow(1_500)),
         stores.clone(),
     );
     let id = id.to_string();
-    let running = tokio::spawn(async move {
+    let process = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    process.spawn(async move {
         let (_keep, rx) = tokio::sync::oneshot::channel();
         coordinator()
             .run_parallel(&mut ex, &Cache::new(), "w", &id, rx)
             .await
     });
     wait_for("node `slow` to start", async || probe.runs_of("slow") == 1).await;
-    running.abort();
-    let _ = running.await;
+    process.shutdown_background();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,33 +172,31 @@ async fn an_orphaned_run_shows_as_orphaned_and_is_taken_over_by_exactly_one_resu
         ["dead"]
     );
 
-    // Two resumes at once: exactly one takes the run and runs its nodes.
-    let quick = workflow(
-        "w",
-        vec![
-            node("a", &[], json!({})),
-            node("slow", &["a"], json!({"ms": 300})),
-            node("z", &["slow"], json!({})),
-        ],
-    );
-    let resume = |quick: dagger_dag_flow::WorkflowDef| {
+    // Two resumes at once: exactly one takes the run and runs its nodes
+    // (from the recorded definition).
+    let resume = || {
         let stores = stores.clone();
         let probe = probe.clone();
         tokio::spawn(async move {
-            let mut ex = executor(DagConfig::default(), registry(&probe), quick, stores);
+            let mut ex = executor(
+                DagConfig::default(),
+                registry(&probe),
+                workflow("w", slow_workflow(1_500)),
+                stores,
+            );
             let (_keep, rx) = tokio::sync::oneshot::channel();
             coordinator()
                 .resume(&mut ex, &Cache::new(), "dead", rx)
                 .await
         })
     };
-    let (one, two) = tokio::join!(resume(quick.clone()), resume(quick));
+    let (one, two) = tokio::join!(resume(), resume());
     let outcomes = [one.unwrap(), two.unwrap()];
     let won: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
     let refused: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
     assert_eq!(won.len(), 1, "exactly one resume wins: {outcomes:?}");
     assert!(
-        matches!(refused[..], [CoordError::RunOwned { pid, .. }] if pid == std::process::id()),
+        matches!(refused[..], [CoordError::RunOwned { pid, .. }] if *pid == std::process::id()),
         "{refused:?}"
     );
     assert_eq!(won[0].status, RunStatus::Completed, "{:?}", won[0]);
