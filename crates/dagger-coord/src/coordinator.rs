@@ -176,8 +176,10 @@ impl Coordinator {
     ///
     /// A run has one owner: resuming takes the run over with a fenced claim
     /// in the store, refused with [`CoordError::RunOwned`] (naming the owner
-    /// and when its lease lapses) while another process's lease is live. Of
-    /// two concurrent resumes exactly one proceeds.
+    /// and when its lease lapses) while another process's lease is live. An
+    /// owner on this very host whose process no longer exists (killed) is
+    /// known dead, and its run is taken over at once. Of two concurrent
+    /// resumes exactly one proceeds.
     pub async fn resume(
         &self,
         executor: &mut DagExecutor,
@@ -200,7 +202,11 @@ impl Coordinator {
         }
         let owner = match stores
             .runs
-            .claim_run(&run_id, ownership::new_owner(self.run_lease))
+            .claim_run(
+                &run_id,
+                ownership::new_owner(self.run_lease),
+                ownership::dead_owner(&record),
+            )
             .await?
         {
             RunClaim::Claimed(owner) => owner,

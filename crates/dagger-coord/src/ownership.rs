@@ -57,6 +57,29 @@ pub(crate) fn format_time(ms: i64) -> String {
     )
 }
 
+/// The id of `run`'s owner when it is provably gone although its lease is
+/// live: it ran on this host and its process no longer exists (or is a
+/// zombie). Only Linux can tell (from `/proc`); elsewhere, and for owners on
+/// other hosts, the lease alone decides.
+pub(crate) fn dead_owner(run: &RunRecord) -> Option<&str> {
+    let owner = run.owner.as_ref()?;
+    if owner.host != host_name() || owner.pid == std::process::id() {
+        return None;
+    }
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        return None;
+    }
+    let alive = std::fs::read_to_string(format!("/proc/{}/stat", owner.pid))
+        .ok()
+        .and_then(|stat| {
+            // `pid (comm) state ...`; comm may contain spaces and parentheses.
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(!matches!(state, 'Z' | 'X'))
+        })
+        .unwrap_or(false);
+    (!alive).then_some(owner.owner_id.as_str())
+}
+
 /// Why a run's owner stopped: its ownership was taken over.
 #[derive(Debug, Default)]
 pub(crate) struct Lost {
@@ -214,8 +237,13 @@ impl RunStore for Fenced {
     async fn flush(&self) -> Result<(), StoreError> {
         self.runs.flush().await
     }
-    async fn claim_run(&self, run_id: &RunId, owner: RunOwner) -> Result<RunClaim, StoreError> {
-        self.runs.claim_run(run_id, owner).await
+    async fn claim_run(
+        &self,
+        run_id: &RunId,
+        owner: RunOwner,
+        dead_owner: Option<&str>,
+    ) -> Result<RunClaim, StoreError> {
+        self.runs.claim_run(run_id, owner, dead_owner).await
     }
     async fn renew_run(
         &self,

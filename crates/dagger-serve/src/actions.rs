@@ -130,7 +130,11 @@ pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), Re
             let mut executor = DagExecutor::new(None, state.registry.clone(), state.stores.clone())
                 .map_err(dagger_coord::CoordError::from)?;
             let cache = Cache::new();
-            Coordinator::new(Vec::new(), 64, 64)
+            let mut coordinator = Coordinator::new(Vec::new(), 64, 64);
+            if let Some(lease) = state.run_lease {
+                coordinator = coordinator.with_run_lease(lease);
+            }
+            coordinator
                 .resume(&mut executor, &cache, &run_id, cancel_rx)
                 .await
         }

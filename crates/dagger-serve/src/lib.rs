@@ -73,6 +73,9 @@ pub struct ServeOptions {
     /// Take over orphaned runs (unfinished, their owner's lease lapsed),
     /// checking this often; `None` (the default) leaves them alone.
     pub resume_orphans: Option<Duration>,
+    /// The lease this server holds on the runs it resumes (`None`: the
+    /// coordinator's default of 15 s).
+    pub run_lease: Option<Duration>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -98,6 +101,7 @@ impl ServeOptions {
             token: None,
             live_interval: Duration::from_millis(500),
             resume_orphans: None,
+            run_lease: None,
         }
     }
 
@@ -137,6 +141,13 @@ impl ServeOptions {
     /// Of several servers (or workers) doing so, one takes each run.
     pub fn with_resume_orphans(mut self, every: Duration) -> Self {
         self.resume_orphans = Some(every.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// The lease this server holds on the runs it resumes (see
+    /// `Coordinator::with_run_lease`).
+    pub fn with_run_lease(mut self, lease: Duration) -> Self {
+        self.run_lease = Some(lease);
         self
     }
 
@@ -220,6 +231,7 @@ impl Server {
             restrict_host: options.token.is_none(),
             auth_token: options.token,
             live_interval: options.live_interval,
+            run_lease: options.run_lease,
             resumes: Default::default(),
             resume_errors: Default::default(),
             stopping,

@@ -557,8 +557,14 @@ impl RunStore for SqliteStore {
         SqliteStore::flush(self).await
     }
 
-    async fn claim_run(&self, run_id: &RunId, owner: RunOwner) -> Result<RunClaim, StoreError> {
+    async fn claim_run(
+        &self,
+        run_id: &RunId,
+        owner: RunOwner,
+        dead_owner: Option<&str>,
+    ) -> Result<RunClaim, StoreError> {
         let run_id = run_id.clone();
+        let dead_owner = dead_owner.map(str::to_string);
         let store = self.error_mapper();
         // One statement in the writer's transaction (which holds the file's
         // write lock): the check and the take-over cannot interleave with
@@ -569,7 +575,8 @@ impl RunStore for SqliteStore {
                 .prepare_cached(
                     "UPDATE flow_runs SET owner_id = ?2, owner_host = ?3, owner_pid = ?4, \
                        lease_expires_at = ?5, owner_token = owner_token + 1, updated_at = ?6 \
-                     WHERE run_id = ?1 AND (owner_id IS NULL OR lease_expires_at <= ?6) \
+                     WHERE run_id = ?1 \
+                       AND (owner_id IS NULL OR lease_expires_at <= ?6 OR owner_id = ?7) \
                      RETURNING owner_token",
                 )
                 .and_then(|mut s| {
@@ -581,6 +588,7 @@ impl RunStore for SqliteStore {
                             owner.pid,
                             owner.lease_expires_at,
                             now,
+                            dead_owner,
                         ],
                         |r| r.get(0),
                     )

@@ -235,13 +235,20 @@ pub trait RunStore: Send + Sync + 'static {
     /// Waits until every write queued so far is committed.
     async fn flush(&self) -> Result<(), StoreError>;
     /// Takes run `run_id` for `owner` (whose `token` is ignored) when it has
-    /// no owner or its owner's lease lapsed by the store's clock: sets the
+    /// no owner, its owner's lease lapsed by the store's clock, or its owner
+    /// is `dead_owner` (an owner id the caller knows to be gone, e.g. a
+    /// process of this host that no longer exists): sets the
     /// owner with the next fencing token and returns
     /// [`RunClaim::Claimed`]. Otherwise returns [`RunClaim::Held`] with the
     /// current owner and changes nothing. Of concurrent claims exactly one
     /// wins (a compare-and-set). [`StoreError::NotFound`] for an unknown run.
     /// The write is committed before this returns.
-    async fn claim_run(&self, run_id: &RunId, owner: RunOwner) -> Result<RunClaim, StoreError>;
+    async fn claim_run(
+        &self,
+        run_id: &RunId,
+        owner: RunOwner,
+        dead_owner: Option<&str>,
+    ) -> Result<RunClaim, StoreError>;
     /// Extends the lease of the ownership holding `token` to
     /// `lease_expires_at` (committed before it returns);
     /// [`StoreError::StaleToken`] when another claim took the run over or it

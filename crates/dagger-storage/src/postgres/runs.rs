@@ -419,8 +419,14 @@ impl RunStore for PostgresStore {
         Ok(())
     }
 
-    async fn claim_run(&self, run_id: &RunId, owner: RunOwner) -> Result<RunClaim, StoreError> {
+    async fn claim_run(
+        &self,
+        run_id: &RunId,
+        owner: RunOwner,
+        dead_owner: Option<&str>,
+    ) -> Result<RunClaim, StoreError> {
         let run_id = run_id.clone();
+        let dead_owner = dead_owner.map(str::to_string);
         self.with_conn(move |c| {
             // A concurrent claim of the same row waits for this one's commit
             // and then re-checks the condition against the new lease, so
@@ -430,7 +436,8 @@ impl RunStore for PostgresStore {
                 "UPDATE flow_runs SET owner_id = $2, owner_host = $3, owner_pid = $4, \
                    lease_expires_at = $5, owner_token = owner_token + 1, \
                    updated_at = GREATEST($6, updated_at) \
-                 WHERE run_id = $1 AND (owner_id IS NULL OR lease_expires_at <= $6) \
+                 WHERE run_id = $1 \
+                   AND (owner_id IS NULL OR lease_expires_at <= $6 OR owner_id = $7) \
                  RETURNING owner_token",
             )?;
             let taken = c.client.query_opt(
@@ -442,6 +449,7 @@ impl RunStore for PostgresStore {
                     &i64::from(owner.pid),
                     &owner.lease_expires_at,
                     &now_millis(),
+                    &dead_owner,
                 ],
             )?;
             if let Some(row) = taken {

@@ -88,7 +88,11 @@ pub(crate) fn owner(name: &str, lease_ms: i64) -> RunOwner {
 async fn run_ownership_is_fenced(stores: &Stores, p: &str) {
     let runs = &stores.runs;
     let missing = runs
-        .claim_run(&RunId::from(format!("{p}-no-such-run")), owner("a", 60_000))
+        .claim_run(
+            &RunId::from(format!("{p}-no-such-run")),
+            owner("a", 60_000),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -101,14 +105,14 @@ async fn run_ownership_is_fenced(stores: &Stores, p: &str) {
     runs.create_run(run(id.as_str(), "wf", RunStatus::Running, 5))
         .await
         .unwrap();
-    let RunClaim::Claimed(a) = runs.claim_run(&id, owner("a", 60_000)).await.unwrap() else {
+    let RunClaim::Claimed(a) = runs.claim_run(&id, owner("a", 60_000), None).await.unwrap() else {
         panic!("an unowned run is claimed");
     };
     assert_eq!((a.host.as_str(), a.pid), ("a-host", 4242));
     let got = runs.get_run(&id).await.unwrap().unwrap();
     assert_eq!(got.owner.as_ref(), Some(&a));
     assert_eq!(got.orphaned_since(dagger_core::now_millis()), None);
-    match runs.claim_run(&id, owner("b", 60_000)).await.unwrap() {
+    match runs.claim_run(&id, owner("b", 60_000), None).await.unwrap() {
         RunClaim::Held(current) => assert_eq!(current, a),
         other => panic!("a live lease is not taken over: {other:?}"),
     }
@@ -135,7 +139,7 @@ async fn run_ownership_is_fenced(stores: &Stores, p: &str) {
     let now = dagger_core::now_millis();
     assert!(got.orphaned_since(now).is_some(), "{got:?}");
     assert_eq!(got.display_status(now), "Orphaned");
-    let RunClaim::Claimed(b) = runs.claim_run(&id, owner("b", 60_000)).await.unwrap() else {
+    let RunClaim::Claimed(b) = runs.claim_run(&id, owner("b", 60_000), None).await.unwrap() else {
         panic!("a lapsed lease is taken over");
     };
     assert_eq!(b.token, 2);
@@ -186,10 +190,29 @@ async fn run_ownership_is_fenced(stores: &Stores, p: &str) {
         .await
         .unwrap_err();
     assert!(matches!(again, StoreError::StaleToken { .. }), "{again:?}");
-    let RunClaim::Claimed(c) = runs.claim_run(&id, owner("c", 60_000)).await.unwrap() else {
+    let RunClaim::Claimed(c) = runs.claim_run(&id, owner("c", 60_000), None).await.unwrap() else {
         panic!("a released run is claimed");
     };
     assert_eq!(c.token, 3);
+
+    // An owner known to be dead is taken over although its lease is live;
+    // naming any other owner changes nothing.
+    match runs
+        .claim_run(&id, owner("d", 60_000), Some("someone-else"))
+        .await
+        .unwrap()
+    {
+        RunClaim::Held(current) => assert_eq!(current, c),
+        other => panic!("a live owner not named dead is kept: {other:?}"),
+    }
+    let RunClaim::Claimed(d) = runs
+        .claim_run(&id, owner("d", 60_000), Some(&c.owner_id))
+        .await
+        .unwrap()
+    else {
+        panic!("a dead owner's run is taken over");
+    };
+    assert_eq!((d.owner_id.as_str(), d.token), ("d-id", 4));
 }
 
 async fn concurrent_claims_have_one_winner(stores: &Stores, p: &str) {
@@ -203,7 +226,10 @@ async fn concurrent_claims_have_one_winner(stores: &Stores, p: &str) {
     let claims = (0..8).map(|i| {
         let runs = stores.runs.clone();
         let id = id.clone();
-        tokio::spawn(async move { runs.claim_run(&id, owner(&format!("c{i}"), 60_000)).await })
+        tokio::spawn(async move {
+            runs.claim_run(&id, owner(&format!("c{i}"), 60_000), None)
+                .await
+        })
     });
     let mut won = Vec::new();
     let mut held = Vec::new();

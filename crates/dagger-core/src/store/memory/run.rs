@@ -169,12 +169,19 @@ impl RunStore for MemoryStore {
         Ok(())
     }
 
-    async fn claim_run(&self, run_id: &RunId, owner: RunOwner) -> Result<RunClaim, StoreError> {
+    async fn claim_run(
+        &self,
+        run_id: &RunId,
+        owner: RunOwner,
+        dead_owner: Option<&str>,
+    ) -> Result<RunClaim, StoreError> {
         let now = crate::now_millis();
         let mut t = self.runs.lock();
         let t = &mut *t;
         let run = t.runs.get_mut(run_id).ok_or_else(|| not_found(run_id))?;
-        if let Some(current) = run.live_owner(now) {
+        if let Some(current) = run.live_owner(now)
+            && dead_owner.is_none_or(|dead| dead != current.owner_id)
+        {
             return Ok(RunClaim::Held(current.clone()));
         }
         let token = t.owner_tokens.entry(run_id.clone()).or_insert(0);
