@@ -31,5 +31,5 @@ pub use dagger_dag_flow::{
 pub use error::CoordError;
 pub use event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext, NodeRef, NodeSpec};
 pub use node_worker::{NodeWorker, WorkerStats};
-pub use ownership::{host_name, orphaned_runs};
+pub use ownership::{host_name, live_owner, orphaned_runs};
 pub use report::{DagExecutionReport, ExecutionMetrics, NodeReport};

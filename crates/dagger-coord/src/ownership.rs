@@ -80,6 +80,14 @@ pub(crate) fn dead_owner(run: &RunRecord) -> Option<&str> {
     (!alive).then_some(owner.owner_id.as_str())
 }
 
+/// The owner of `run` that a resume would have to respect at `now`: its
+/// lease is live and it is not provably gone (see [`Coordinator::resume`]).
+///
+/// [`Coordinator::resume`]: crate::Coordinator::resume
+pub fn live_owner(run: &RunRecord, now: i64) -> Option<&RunOwner> {
+    run.live_owner(now).filter(|_| dead_owner(run).is_none())
+}
+
 /// Why a run's owner stopped: its ownership was taken over.
 #[derive(Debug, Default)]
 pub(crate) struct Lost {

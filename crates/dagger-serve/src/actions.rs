@@ -107,7 +107,7 @@ pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), Re
     }
     // A run has one owner: refuse while another process's lease is live
     // (the resume's own claim refuses it again if one starts meanwhile).
-    if let Some(owner) = view.record.live_owner(now_millis()) {
+    if let Some(owner) = dagger_coord::live_owner(&view.record, now_millis()) {
         return Err(RequestError::Conflict(format!(
             "run `{run_id}` is owned by pid {} on host `{}`, whose lease is live until {} UTC; \
              refusing to resume it (a run has one owner)",

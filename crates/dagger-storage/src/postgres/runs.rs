@@ -440,38 +440,43 @@ impl RunStore for PostgresStore {
                    AND (owner_id IS NULL OR lease_expires_at <= $6 OR owner_id = $7) \
                  RETURNING owner_token",
             )?;
-            let taken = c.client.query_opt(
-                &stmt,
-                &[
-                    &run_id.as_str(),
-                    &owner.owner_id,
-                    &owner.host,
-                    &i64::from(owner.pid),
-                    &owner.lease_expires_at,
-                    &now_millis(),
-                    &dead_owner,
-                ],
-            )?;
-            if let Some(row) = taken {
-                let token: i64 = row.try_get(0)?;
-                return Ok(RunClaim::Claimed(RunOwner {
-                    token: narrow("owner token", token)?,
-                    ..owner.clone()
-                }));
-            }
-            match read_owner(&mut c.client, run_id.as_str())? {
-                None => Err(run_not_found(run_id.as_str()).into()),
-                // A retried claim whose first try committed.
-                Some((Some(current), _)) if current.owner_id == owner.owner_id => {
-                    Ok(RunClaim::Claimed(current))
+            // The owner may release the run between the update and the read
+            // of who holds it; the claim then simply tries again.
+            for _ in 0..3 {
+                let taken = c.client.query_opt(
+                    &stmt,
+                    &[
+                        &run_id.as_str(),
+                        &owner.owner_id,
+                        &owner.host,
+                        &i64::from(owner.pid),
+                        &owner.lease_expires_at,
+                        &now_millis(),
+                        &dead_owner,
+                    ],
+                )?;
+                if let Some(row) = taken {
+                    let token: i64 = row.try_get(0)?;
+                    return Ok(RunClaim::Claimed(RunOwner {
+                        token: narrow("owner token", token)?,
+                        ..owner.clone()
+                    }));
                 }
-                Some((Some(current), _)) => Ok(RunClaim::Held(current)),
-                // The owner released the run between the two statements: try again.
-                Some((None, _)) => Err(StoreError::Conflict(format!(
-                    "run `{run_id}` was released while being claimed; claim it again"
-                ))
-                .into()),
+                match read_owner(&mut c.client, run_id.as_str())? {
+                    None => return Err(run_not_found(run_id.as_str()).into()),
+                    // A retried claim whose first try committed.
+                    Some((Some(current), _)) if current.owner_id == owner.owner_id => {
+                        return Ok(RunClaim::Claimed(current));
+                    }
+                    Some((Some(current), _)) => return Ok(RunClaim::Held(current)),
+                    Some((None, _)) => {}
+                }
             }
+            Err(StoreError::Conflict(format!(
+                "run `{run_id}` was claimed and released repeatedly while this claim ran; \
+                 claim it again"
+            ))
+            .into())
         })
         .await
     }
