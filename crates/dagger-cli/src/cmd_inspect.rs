@@ -13,6 +13,8 @@ use std::process::ExitCode;
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum RunsCommand {
     /// Recorded runs, newest first: id, workflow, status, started, duration.
+    /// An unfinished run whose owning process stopped renewing its lease
+    /// (killed, machine lost) shows as Orphaned.
     List {
         #[command(flatten)]
         db: DbArg,
@@ -72,13 +74,14 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
                 "STARTED (UTC)",
                 "DURATION"
             );
+            let now = now_millis();
             for r in runs {
-                let end = r.finished_at.unwrap_or_else(now_millis);
+                let end = r.finished_at.unwrap_or(now);
                 outln!(
                     "{:<38} {:<24} {:<16} {:<20} {:>10}",
                     r.run_id,
                     r.workflow,
-                    r.status,
+                    r.display_status(now),
                     format_time(r.created_at),
                     format_ms(end - r.created_at)
                 );
@@ -88,11 +91,15 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
         RunsCommand::Show { run_id, db, json } => {
             let store = AnyStore::open_for_reading(&db.db).await?;
             let view = dagger_coord::load_run_view(&store.stores(), &run_id).await?;
+            let now = now_millis();
             if json {
                 let value = serde_json::json!({
                     "run_id": view.record.run_id,
                     "workflow": view.record.workflow,
                     "status": view.record.status,
+                    "state": view.record.display_status(now),
+                    "owner": view.record.owner,
+                    "orphaned_since": view.record.orphaned_since(now),
                     "reason": view.record.reason,
                     "created_at": view.record.created_at,
                     "finished_at": view.record.finished_at,
@@ -111,12 +118,30 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
             outln!("workflow  {}", r.workflow);
             outln!(
                 "status    {}{}",
-                r.status,
+                r.display_status(now),
                 r.reason
                     .as_ref()
                     .map(|x| format!(" ({x})"))
                     .unwrap_or_default()
             );
+            if let Some(o) = &r.owner {
+                match r.orphaned_since(now) {
+                    Some(since) => outln!(
+                        "owner     pid {} on {}, gone since {} UTC (its lease lapsed); \
+                         take it over with: dagger resume {}",
+                        o.pid,
+                        o.host,
+                        format_time(since),
+                        r.run_id
+                    ),
+                    None => outln!(
+                        "owner     pid {} on {}, lease until {} UTC",
+                        o.pid,
+                        o.host,
+                        format_time(o.lease_expires_at)
+                    ),
+                }
+            }
             outln!("started   {}", format_time(r.created_at));
             outln!();
             outln!(

@@ -19,6 +19,34 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// `--run-lease`: how long this process's ownership of a run lasts without renewal.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct RunLeaseArg {
+    /// Lease in seconds this process holds on the runs it executes, renewed
+    /// every third of it. If the process dies, its run shows as Orphaned
+    /// this long after the last renewal and may then be resumed elsewhere;
+    /// until then a resume from another host is refused.
+    #[arg(
+        long = "run-lease",
+        value_name = "SECS",
+        env = "DAGGER_RUN_LEASE",
+        default_value_t = 15.0
+    )]
+    pub(crate) secs: f64,
+}
+
+impl RunLeaseArg {
+    /// The lease, or a usage error for one under 0.1 s.
+    pub(crate) fn duration(&self) -> Result<std::time::Duration, CliError> {
+        if !(self.secs.is_finite() && self.secs >= 0.1) {
+            return Err(CliError::Usage(
+                "--run-lease must be at least 0.1 seconds".into(),
+            ));
+        }
+        Ok(std::time::Duration::from_secs_f64(self.secs))
+    }
+}
+
 /// Arguments of `dagger run`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct RunArgs {
@@ -45,6 +73,8 @@ pub(crate) struct RunArgs {
     /// dispatching them to `dagger worker` processes.
     #[arg(long)]
     local: bool,
+    #[command(flatten)]
+    run_lease: RunLeaseArg,
 }
 
 /// Checks files against the built-in actions; prints every problem.
@@ -80,6 +110,7 @@ fn parse_input(text: &str) -> Result<(String, Value), CliError> {
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
+    let lease = args.run_lease.duration()?;
     let inputs: Vec<(String, Value)> = args
         .inputs
         .iter()
@@ -135,7 +166,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
             vec![Arc::new(Progress::new(node_count)) as Arc<dyn EventHook>],
             256,
             256,
-        ),
+        )
+        .with_run_lease(lease),
         &store,
         args.local,
     );
@@ -157,7 +189,9 @@ pub(crate) async fn resume(
     db: &str,
     json: bool,
     local: bool,
+    run_lease: &RunLeaseArg,
 ) -> Result<ExitCode, CliError> {
+    let lease = run_lease.duration()?;
     let store = open_store(db).await?;
     let mut executor = DagExecutor::new(None, shell_groups(db), store.stores())
         .map_err(dagger_coord::CoordError::from)?;
@@ -194,7 +228,8 @@ pub(crate) async fn resume(
             vec![Arc::new(Progress::new(pending)) as Arc<dyn EventHook>],
             256,
             256,
-        ),
+        )
+        .with_run_lease(lease),
         &store,
         local,
     );

@@ -26,10 +26,21 @@ pub(crate) struct ServeArgs {
     /// Directory of workflow definitions for the Workflows page.
     #[arg(long, default_value = DEFAULT_WORKFLOWS)]
     workflows: PathBuf,
+    /// Take over orphaned runs (unfinished, their process stopped renewing
+    /// its lease), checking every SECS seconds [default: 5]
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "5")]
+    resume_orphans: Option<f64>,
+    #[command(flatten)]
+    run_lease: crate::cmd_run::RunLeaseArg,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     let token = args.token.filter(|t| !t.is_empty());
+    let run_lease = args.run_lease.duration()?;
+    let resume_orphans = args
+        .resume_orphans
+        .map(crate::cmd_worker::scan_interval)
+        .transpose()?;
     // Refuse an unsafe address before touching the store.
     dagger_serve::check_bind(args.addr, token.as_deref())
         .map_err(|e| CliError::Usage(e.to_string()))?;
@@ -47,7 +58,12 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         .with_catalog(catalog)
         .with_registry(builtin_registry())
         .with_task_store(store.task_store())
-        .with_token(token);
+        .with_token(token)
+        .with_run_lease(run_lease);
+    if let Some(every) = resume_orphans {
+        eprintln!("taking over orphaned runs (checking every {every:?})");
+        options = options.with_resume_orphans(every);
+    }
     if let Some(log) = store.message_log() {
         options = options.with_message_log(log);
     }

@@ -11,7 +11,7 @@ use crate::open_store;
 use crate::signals;
 use dagger_coord::NodeWorker;
 use dagger_core::{BoxError, Cache, NodeId, RunId};
-use dagger_dag_flow::{ActionRegistry, NodeAction, NodeCtx};
+use dagger_dag_flow::{ActionRegistry, DagExecutor, NodeAction, NodeCtx};
 use dagger_task_core::{
     FnAgent, StallAction, TaskAgentRegistry, TaskContext, TaskManager, TaskOutcome,
 };
@@ -38,6 +38,23 @@ pub(crate) struct WorkerArgs {
     /// another worker this long after its last renewal.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     lease: f64,
+    /// Take over orphaned runs (unfinished, their process stopped renewing
+    /// its lease), checking every SECS seconds [default: 5]; their nodes
+    /// are dispatched to the pool.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "5")]
+    resume_orphans: Option<f64>,
+    #[command(flatten)]
+    run_lease: crate::cmd_run::RunLeaseArg,
+}
+
+/// The interval of `--resume-orphans SECS`.
+pub(crate) fn scan_interval(secs: f64) -> Result<Duration, CliError> {
+    if !(secs.is_finite() && secs >= 0.05) {
+        return Err(CliError::Usage(
+            "--resume-orphans must be at least 0.05 seconds".into(),
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
@@ -49,6 +66,8 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
             "--lease must be at least 0.1 seconds".into(),
         ));
     }
+    let run_lease = args.run_lease.duration()?;
+    let resume_orphans = args.resume_orphans.map(scan_interval).transpose()?;
     let all = builtin_registry();
     let actions = ActionRegistry::new();
     let names = if args.agents.is_empty() {
@@ -92,7 +111,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
     );
     // Each job's own limit (`max_concurrency`, 16 by default) still applies.
     manager.set_max_concurrent_tasks(Some(args.concurrency));
-    let node_worker = NodeWorker::new(queue, actions)
+    let node_worker = NodeWorker::new(queue.clone(), actions)
         .concurrency(args.concurrency)
         .lease(Duration::from_secs_f64(args.lease));
     errln!(
@@ -109,8 +128,21 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
         let stop = stop.clone();
         tokio::spawn(async move { manager.serve(stop).await })
     };
+    let orphans = resume_orphans.map(|every| {
+        eprintln!("taking over orphaned runs (checking every {every:?})");
+        tokio::spawn(take_over_orphans(
+            store.stores(),
+            queue.clone(),
+            run_lease,
+            every,
+            stop.clone(),
+        ))
+    });
     let nodes = node_worker.run(stop.clone()).await;
     stop.cancel();
+    if let Some(orphans) = orphans {
+        let _ = orphans.await;
+    }
     let tasks = tasks
         .await
         .map_err(|e| CliError::Other(format!("task worker failed: {e}")))?;
@@ -126,6 +158,74 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
         Ok(sig) => Ok(ExitCode::from(signals::exit_code(sig))),
         Err(_) => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Every `every` until `stop`: resumes each orphaned run of `stores` here,
+/// dispatching its nodes to the pool (`queue`). Several workers may scan
+/// at once: the store's claim lets exactly one take each run. On `stop`
+/// the runs resumed here are cancelled (recorded Cancelled, resumable).
+async fn take_over_orphans(
+    stores: dagger_core::Stores,
+    queue: Arc<dyn dagger_core::store::NodeQueue>,
+    lease: Duration,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resumed = tokio::task::JoinSet::new();
+    let mut cancels: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+    let mut active = std::collections::HashSet::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        while let Some(done) = resumed.try_join_next() {
+            if let Ok(id) = done {
+                active.remove(&id);
+            }
+        }
+        let orphans = match dagger_coord::orphaned_runs(&stores).await {
+            Ok(runs) => runs,
+            Err(e) => {
+                errln!("cannot list orphaned runs: {e}");
+                continue;
+            }
+        };
+        for run in orphans {
+            let id = run.run_id.to_string();
+            if !active.insert(id.clone()) {
+                continue;
+            }
+            let (cancel, cancel_rx) = tokio::sync::oneshot::channel();
+            cancels.push(cancel);
+            let stores = stores.clone();
+            let queue = queue.clone();
+            resumed.spawn(async move {
+                let outcome = async {
+                    let mut executor = DagExecutor::new(None, builtin_registry(), stores)?;
+                    dagger_coord::Coordinator::new(Vec::new(), 64, 64)
+                        .with_run_lease(lease)
+                        .with_node_queue(queue)
+                        .resume(&mut executor, &Cache::new(), &id, cancel_rx)
+                        .await
+                }
+                .await;
+                match outcome {
+                    Ok(report) => errln!("orphaned run {id} taken over: {}", report.status),
+                    // Another worker was quicker.
+                    Err(dagger_coord::CoordError::RunOwned { .. }) => {}
+                    Err(e) => errln!("cannot take over orphaned run {id}: {e}"),
+                }
+                id
+            });
+        }
+    }
+    for cancel in cancels {
+        let _ = cancel.send(());
+    }
+    while resumed.join_next().await.is_some() {}
 }
 
 /// Cancels `stop` on SIGINT (Ctrl-C), SIGTERM or SIGHUP; returns the signal.

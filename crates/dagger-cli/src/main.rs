@@ -93,6 +93,8 @@ enum Command {
         /// dispatching them to `dagger worker` processes.
         #[arg(long)]
         local: bool,
+        #[command(flatten)]
+        run_lease: cmd_run::RunLeaseArg,
     },
     /// List or show recorded runs.
     Runs {
@@ -212,7 +214,8 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
             db,
             json,
             local,
-        } => cmd_run::resume(&run_id, &db.db, json, local).await,
+            run_lease,
+        } => cmd_run::resume(&run_id, &db.db, json, local, &run_lease).await,
         Command::Runs { command } => cmd_inspect::runs(command).await,
         Command::Dot { file, run, db } => cmd_inspect::dot(file, run, &db.db).await,
         Command::Cancel { run_id, reason, db } => {

@@ -4,10 +4,11 @@
 
 use crate::error::CoordError;
 use crate::event::EventHook;
+use crate::ownership;
 use crate::persist;
 use crate::report::DagExecutionReport;
 use crate::run::{RunLoop, Setup};
-use dagger_core::store::{ControlRequest, Durability, RunRecord, RunUpdate};
+use dagger_core::store::{ControlRequest, Durability, RunClaim, RunOwner, RunRecord, RunUpdate};
 use dagger_core::{Cache, NodeId, NodeStatus, RunId, RunStatus, Stores, now_millis};
 use dagger_dag_flow::DagExecutor;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub struct Coordinator {
     pub(crate) control_poll: Duration,
     pub(crate) tracker: Option<dagger_core::ResourceTracker>,
     pub(crate) node_queue: Option<Arc<dyn dagger_core::store::NodeQueue>>,
+    pub(crate) run_lease: Duration,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -53,7 +55,17 @@ impl Coordinator {
             control_poll: Duration::from_millis(250),
             tracker: None,
             node_queue: None,
+            run_lease: ownership::DEFAULT_RUN_LEASE,
         }
+    }
+
+    /// The lease a run's owner holds on it (default 15 s), renewed every
+    /// third of it. Once an owner stopped renewing (its process died), the
+    /// run shows as orphaned and may be resumed elsewhere after this long;
+    /// while the lease is live, a resume is refused. At least 30 ms.
+    pub fn with_run_lease(mut self, lease: Duration) -> Self {
+        self.run_lease = lease.max(Duration::from_millis(30));
+        self
     }
 
     /// How long cancelled actions get to return before they are dropped (default 5 s).
@@ -121,6 +133,12 @@ impl Coordinator {
             return Err(CoordError::RunExists(run_id.to_string()));
         }
         let now = now_millis();
+        // The run is born owned by this process (token 1), so no resume can
+        // take it between its creation and the first renewal.
+        let owner = RunOwner {
+            token: 1,
+            ..ownership::new_owner(self.run_lease)
+        };
         stores
             .runs
             .create_run(RunRecord {
@@ -144,9 +162,10 @@ impl Coordinator {
                 created_at: now,
                 updated_at: now,
                 finished_at: None,
+                owner: Some(owner.clone()),
             })
             .await?;
-        RunLoop::start(self, setup, false, cancel_rx).await
+        RunLoop::start(self, setup, owner, false, cancel_rx).await
     }
 
     /// Resumes run `run_id` from its store: restores the cache and node
@@ -154,6 +173,13 @@ impl Coordinator {
     /// definition (not the file, which may have changed). A node that was
     /// running at a crash runs again with the same idempotency key and the
     /// next attempt number.
+    ///
+    /// A run has one owner: resuming takes the run over with a fenced claim
+    /// in the store, refused with [`CoordError::RunOwned`] (naming the owner
+    /// and when its lease lapses) while another process's lease is live. An
+    /// owner on this very host whose process no longer exists (killed) is
+    /// known dead, and its run is taken over at once. Of two concurrent
+    /// resumes exactly one proceeds.
     pub async fn resume(
         &self,
         executor: &mut DagExecutor,
@@ -174,6 +200,56 @@ impl Coordinator {
                 status: record.status,
             });
         }
+        let owner = match stores
+            .runs
+            .claim_run(
+                &run_id,
+                ownership::new_owner(self.run_lease),
+                ownership::dead_owner(&record),
+            )
+            .await?
+        {
+            RunClaim::Claimed(owner) => owner,
+            RunClaim::Held(owner) => {
+                return Err(CoordError::RunOwned {
+                    run_id: run_id.to_string(),
+                    host: owner.host,
+                    pid: owner.pid,
+                    lease_expires_at: owner.lease_expires_at,
+                    lease_secs: self.run_lease.as_secs_f64(),
+                });
+            }
+        };
+        match self
+            .resume_owned(executor, cache, &record, &owner, cancel_rx)
+            .await
+        {
+            Ok(report) => Ok(report),
+            Err(e @ (CoordError::OwnershipLost { .. } | CoordError::Store(_))) => Err(e),
+            Err(e) => {
+                // The run never started here: give it back as it was.
+                if let Err(release) = stores
+                    .runs
+                    .release_run(&run_id, owner.token, RunUpdate::default())
+                    .await
+                {
+                    tracing::warn!(run_id = %run_id, error = %release, "cannot release the run after a failed resume");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn resume_owned(
+        &self,
+        executor: &mut DagExecutor,
+        cache: &Cache,
+        record: &RunRecord,
+        owner: &RunOwner,
+        cancel_rx: oneshot::Receiver<()>,
+    ) -> Result<DagExecutionReport, CoordError> {
+        let run_id = record.run_id.clone();
+        let stores = executor.stores().clone();
         let (wf, added) = persist::parse_snapshot(run_id.as_str(), &record.definition)?;
         let config =
             serde_json::from_value(record.config.clone()).map_err(|e| CoordError::CorruptRun {
@@ -216,7 +292,7 @@ impl Coordinator {
                 },
             )
             .await?;
-        RunLoop::start(self, setup, true, cancel_rx).await
+        RunLoop::start(self, setup, owner.clone(), true, cancel_rx).await
     }
 }
 

@@ -87,6 +87,41 @@ pub enum CoordError {
         /// When it was recorded (RFC 3339, UTC).
         at: String,
     },
+    /// Another process owns the run and its lease is live: resuming it
+    /// would run its nodes twice.
+    #[error(
+        "run `{run_id}` is owned by pid {pid} on host `{host}`, whose lease is live until {} \
+         (it lapses {} s after its owner's last renewal); refusing to resume it: \
+         a run has one owner. If that process is gone, resume once the lease lapsed",
+        crate::ownership::format_time(*.lease_expires_at), .lease_secs
+    )]
+    RunOwned {
+        /// The run.
+        run_id: String,
+        /// The owner's host.
+        host: String,
+        /// The owner's process id.
+        pid: u32,
+        /// When the owner's lease lapses unless renewed (ms since the epoch).
+        lease_expires_at: i64,
+        /// The lease length this process assumes (its own `with_run_lease`).
+        lease_secs: f64,
+    },
+    /// Another process took the run over (this one's lease had lapsed, e.g.
+    /// while it was frozen or cut off from the store); this process stopped
+    /// the run without recording its end over the new owner's.
+    #[error(
+        "run `{run_id}` was taken over by another owner (fencing token {current}, ours {held}); \
+         this process stopped it without recording its end"
+    )]
+    OwnershipLost {
+        /// The run.
+        run_id: String,
+        /// This process's token.
+        held: u64,
+        /// The token that owns the run now.
+        current: u64,
+    },
     /// The store failed; the run stopped with its state as last recorded.
     #[error(transparent)]
     Store(#[from] StoreError),

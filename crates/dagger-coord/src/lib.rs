@@ -13,6 +13,7 @@ mod direct;
 pub mod error;
 mod event;
 mod node_worker;
+mod ownership;
 mod persist;
 mod remote;
 mod report;
@@ -31,4 +32,5 @@ pub use dagger_dag_flow::{
 pub use error::{CoordError, RunFailed};
 pub use event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext, NodeRef, NodeSpec};
 pub use node_worker::{NodeWorker, WorkerStats};
+pub use ownership::{host_name, live_owner, orphaned_runs};
 pub use report::{DagExecutionReport, ExecutionMetrics, NodeReport};

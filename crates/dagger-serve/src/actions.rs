@@ -6,7 +6,7 @@ use crate::data::load_view;
 use crate::error::RequestError;
 use crate::state::AppState;
 use dagger_coord::Coordinator;
-use dagger_core::{Cache, RunStatus};
+use dagger_core::{Cache, NodeStatus, RunStatus, now_millis};
 use dagger_dag_flow::DagExecutor;
 use std::sync::Arc;
 
@@ -60,8 +60,10 @@ pub(crate) async fn reject(
 }
 
 /// Starts resuming run `run_id` in this process (in the background) with
-/// the server's actions. Refused for a run that completed, that is running
-/// (it may be alive in another process), or that this server already resumes.
+/// the server's actions. Refused for a run that completed, that another
+/// process owns (its lease is live), that is running without an owner
+/// record, or that this server already resumes. An orphaned run (its
+/// owner's lease lapsed) is taken over.
 pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), RequestError> {
     let view = load_view(&state.stores, run_id).await?;
     match view.record.status {
@@ -70,13 +72,24 @@ pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), Re
                 "run `{run_id}` completed; there is nothing to resume"
             )));
         }
-        RunStatus::Running => {
+        RunStatus::Running if view.record.owner.is_none() => {
             return Err(RequestError::Conflict(format!(
                 "run `{run_id}` is Running (possibly in another process); \
                  cancel it first, or resume it with `dagger resume` if its process died"
             )));
         }
         _ => {}
+    }
+    // A run has one owner: refuse while another process's lease is live
+    // (the resume's own claim refuses it again if one starts meanwhile).
+    if let Some(owner) = dagger_coord::live_owner(&view.record, now_millis()) {
+        return Err(RequestError::Conflict(format!(
+            "run `{run_id}` is owned by pid {} on host `{}`, whose lease is live until {} UTC; \
+             refusing to resume it (a run has one owner)",
+            owner.pid,
+            owner.host,
+            crate::data::format_time(owner.lease_expires_at)
+        )));
     }
     let Some((cancel_rx, guard)) = state.resumes.start(run_id) else {
         return Err(RequestError::Conflict(format!(
@@ -92,7 +105,11 @@ pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), Re
             let mut executor = DagExecutor::new(None, state.registry.clone(), state.stores.clone())
                 .map_err(dagger_coord::CoordError::from)?;
             let cache = Cache::new();
-            Coordinator::new(Vec::new(), 64, 64)
+            let mut coordinator = Coordinator::new(Vec::new(), 64, 64);
+            if let Some(lease) = state.run_lease {
+                coordinator = coordinator.with_run_lease(lease);
+            }
+            coordinator
                 .resume(&mut executor, &cache, &run_id, cancel_rx)
                 .await
         }

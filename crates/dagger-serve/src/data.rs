@@ -38,6 +38,13 @@ pub(crate) struct RunSummary {
     pub(crate) run_id: String,
     pub(crate) workflow: String,
     pub(crate) status: RunStatus,
+    /// What to show: the status, or `Orphaned` for an unfinished run whose
+    /// owner's lease lapsed (derived when read, never stored).
+    pub(crate) state: &'static str,
+    /// The process executing the run, while one holds it.
+    pub(crate) owner: Option<OwnerSummary>,
+    /// When the owner of an orphaned run was last known alive (ms since the epoch).
+    pub(crate) orphaned_since: Option<i64>,
     pub(crate) reason: Option<String>,
     pub(crate) created_at: i64,
     pub(crate) finished_at: Option<i64>,
@@ -45,12 +52,29 @@ pub(crate) struct RunSummary {
     pub(crate) duration_ms: i64,
 }
 
+/// The owner of a run as shown.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OwnerSummary {
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+    /// When its lease lapses unless renewed (ms since the epoch).
+    pub(crate) lease_expires_at: i64,
+}
+
 impl From<&RunRecord> for RunSummary {
     fn from(r: &RunRecord) -> Self {
+        let now = now_millis();
         Self {
             run_id: r.run_id.to_string(),
             workflow: r.workflow.clone(),
             status: r.status,
+            state: r.display_status(now),
+            owner: r.owner.as_ref().map(|o| OwnerSummary {
+                host: o.host.clone(),
+                pid: o.pid,
+                lease_expires_at: o.lease_expires_at,
+            }),
+            orphaned_since: r.orphaned_since(now),
             reason: r.reason.clone(),
             created_at: r.created_at,
             finished_at: r.finished_at,

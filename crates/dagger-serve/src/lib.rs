@@ -70,6 +70,12 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// How often a live run page's stream re-reads the run (default 500 ms).
     pub live_interval: Duration,
+    /// Take over orphaned runs (unfinished, their owner's lease lapsed),
+    /// checking this often; `None` (the default) leaves them alone.
+    pub resume_orphans: Option<Duration>,
+    /// The lease this server holds on the runs it resumes (`None`: the
+    /// coordinator's default of 15 s).
+    pub run_lease: Option<Duration>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -94,6 +100,8 @@ impl ServeOptions {
             messages: None,
             token: None,
             live_interval: Duration::from_millis(500),
+            resume_orphans: None,
+            run_lease: None,
         }
     }
 
@@ -124,6 +132,22 @@ impl ServeOptions {
     /// Requires `token` on mutating requests.
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token;
+        self
+    }
+
+    /// Resumes orphaned runs in this server: every `every`, each
+    /// unfinished run whose owner's lease lapsed (its process died) is
+    /// taken over with the server's actions, as the Resume button would.
+    /// Of several servers (or workers) doing so, one takes each run.
+    pub fn with_resume_orphans(mut self, every: Duration) -> Self {
+        self.resume_orphans = Some(every.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// The lease this server holds on the runs it resumes (see
+    /// `Coordinator::with_run_lease`).
+    pub fn with_run_lease(mut self, lease: Duration) -> Self {
+        self.run_lease = Some(lease);
         self
     }
 
@@ -183,6 +207,7 @@ pub struct Server {
     router: Router,
     csrf_token: String,
     state: Arc<AppState>,
+    resume_orphans: Option<Duration>,
 }
 
 impl std::fmt::Debug for Server {
@@ -206,6 +231,7 @@ impl Server {
             restrict_host: options.token.is_none(),
             auth_token: options.token,
             live_interval: options.live_interval,
+            run_lease: options.run_lease,
             resumes: Default::default(),
             resume_errors: Default::default(),
             stopping,
@@ -214,6 +240,7 @@ impl Server {
             router: routes(state.clone()),
             csrf_token: csrf,
             state,
+            resume_orphans: options.resume_orphans,
         })
     }
 
@@ -235,7 +262,15 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let Self { router, state, .. } = self;
+        let Self {
+            router,
+            state,
+            resume_orphans,
+            ..
+        } = self;
+        if let Some(every) = resume_orphans {
+            tokio::spawn(take_over_orphans(state.clone(), every));
+        }
         let stopped = async move {
             shutdown.await;
             state.stopping.send_replace(true);
@@ -245,6 +280,41 @@ impl Server {
             .with_graceful_shutdown(stopped)
             .await
             .map_err(ServeError::Serve)
+    }
+}
+
+/// Every `every` until the server stops: resumes each orphaned run here.
+async fn take_over_orphans(state: Arc<AppState>, every: Duration) {
+    let mut stopping = state.stopping.subscribe();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        if *stopping.borrow() {
+            return;
+        }
+        let orphans = match dagger_coord::orphaned_runs(&state.stores).await {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list orphaned runs");
+                continue;
+            }
+        };
+        for run in orphans {
+            let id = run.run_id.as_str();
+            if state.is_resuming(id) {
+                continue;
+            }
+            match actions::resume(&state, id).await {
+                Ok(()) => tracing::info!(run_id = id, "taking over an orphaned run"),
+                Err(e) => {
+                    tracing::warn!(run_id = id, error = %e, "cannot take over an orphaned run")
+                }
+            }
+        }
     }
 }
 

@@ -68,7 +68,7 @@ struct Follow {
 fn snapshot(view: &RunView, resuming: bool) -> (RunState, Vec<NodeState>) {
     let summary = crate::data::RunSummary::from(&view.record);
     let run = RunState {
-        status: view.record.status.as_str().to_string(),
+        status: summary.state.to_string(),
         reason: view.record.reason.clone(),
         duration: format_ms(summary.duration_ms),
         node_count: view.nodes.len(),

@@ -38,7 +38,7 @@ pub(crate) fn is_final(status: RunStatus) -> bool {
 /// Statuses in which a run can be asked to cancel.
 const CANCELLABLE: &str = "Running Paused WaitingForHuman";
 /// Statuses in which the page offers a resume.
-const RESUMABLE: &str = "Failed Cancelled Paused WaitingForHuman";
+const RESUMABLE: &str = "Failed Cancelled Paused WaitingForHuman Orphaned";
 
 pub(crate) fn page(state: &AppState, title: &str, active: &str, body: Markup) -> Html<String> {
     let markup = html! {
@@ -150,7 +150,7 @@ pub(crate) fn runs(state: &AppState, p: &RunsPage) -> Html<String> {
                         tr {
                             td.mono { a href=(run_url(&r.run_id)) { (r.run_id) } }
                             td { (r.workflow) }
-                            td { (status_badge(r.status.as_str())) }
+                            td { (status_badge(r.state)) }
                             td { (format_time(r.created_at)) }
                             td { (format_ms(r.duration_ms)) }
                             td.reason { (r.reason.as_deref().unwrap_or("")) }
@@ -252,7 +252,17 @@ pub(crate) fn run(state: &AppState, d: &RunDetail, resume_error: Option<&str>) -
             h1 { "Run " span.mono { (id) } }
             dl.facts {
                 dt { "Workflow" } dd { (r.workflow) }
-                dt { "Status" } dd { span #run-status class={ "badge s-" (r.status.as_str()) } { (r.status.as_str()) } }
+                dt { "Status" } dd { span #run-status class={ "badge s-" (summary.state) } { (summary.state) } }
+                @if let Some(o) = &summary.owner {
+                    dt { "Owner" } dd #run-owner {
+                        "pid " (o.pid) " on " span.mono { (o.host) }
+                        @if let Some(since) = summary.orphaned_since {
+                            " — gone since " (format_time(since)) " UTC (its lease lapsed)"
+                        } @else {
+                            " — lease until " (format_time(o.lease_expires_at)) " UTC"
+                        }
+                    }
+                }
                 dt { "Started (UTC)" } dd { (format_time(r.created_at)) }
                 dt { "Duration" } dd #run-duration { (format_ms(summary.duration_ms)) }
                 dt { "Reason" } dd #run-reason { (r.reason.as_deref().unwrap_or("")) }
@@ -267,7 +277,7 @@ pub(crate) fn run(state: &AppState, d: &RunDetail, resume_error: Option<&str>) -
                     button.danger type="submit" { "Cancel run" }
                 }
                 form method="post" action={ (base) "/resume" } data-when=(RESUMABLE)
-                    hidden[!RESUMABLE.contains(r.status.as_str()) || resuming] {
+                    hidden[!RESUMABLE.contains(summary.state) || resuming] {
                     (csrf_field(state))
                     button type="submit" { "Resume run" }
                 }

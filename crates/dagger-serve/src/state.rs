@@ -35,6 +35,8 @@ pub(crate) struct AppState {
     pub(crate) auth_token: Option<String>,
     pub(crate) restrict_host: bool,
     pub(crate) live_interval: Duration,
+    /// The lease this process holds on runs it resumes (`None`: the coordinator's default).
+    pub(crate) run_lease: Option<Duration>,
     /// Runs this process resumes.
     pub(crate) resumes: Arc<Resumes>,
     /// Why the last resume of a run by this process failed before it ran.

@@ -163,7 +163,7 @@ async fn run_page_shows_graph_nodes_outputs_and_added_nodes() {
     assert!(a.body.contains("<td class=\"at\">3</td>"));
     assert!(
         a.body.contains(
-            "action=\"/runs/r-fail/resume\" data-when=\"Failed Cancelled Paused WaitingForHuman\">"
+            "action=\"/runs/r-fail/resume\" data-when=\"Failed Cancelled Paused WaitingForHuman Orphaned\">"
         ),
         "resume offered"
     );

@@ -19,7 +19,7 @@ pub(crate) struct Migration {
 /// Every migration, in order. Areas own their files:
 /// 0001 runs/artifacts/snapshots (dagger-storage), 0002 tasks (dagger-task-core),
 /// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
-/// breakers (dagger-task-core).
+/// breakers (dagger-task-core), 0005 run ownership (dagger-storage).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "task attempt errors (dead letters) and agent circuit breakers",
         sql: include_str!("schema/0004_task_dead_letters.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "run ownership: owner, fencing token, lease",
+        sql: include_str!("schema/0005_run_owner.sql"),
     },
 ];
 
@@ -144,6 +149,11 @@ mod tests {
         assert_eq!(latest_version(), MIGRATIONS.len() as i64);
     }
 
+    /// Every version a database can be at: empty, then after each step.
+    fn versions() -> impl Iterator<Item = i64> {
+        std::iter::once(0).chain(MIGRATIONS.iter().map(|m| m.version))
+    }
+
     #[test]
     fn from_an_empty_file_to_latest() {
         let dir = tempfile::tempdir().unwrap();
@@ -169,7 +179,7 @@ mod tests {
 
     #[test]
     fn from_each_earlier_version_to_latest_keeps_data() {
-        for start in 0..latest_version() {
+        for start in versions().filter(|v| *v < latest_version()) {
             let dir = tempfile::tempdir().unwrap();
             let mut conn = Connection::open(dir.path().join("old.db")).unwrap();
             conn.pragma_update(None, "foreign_keys", "ON").unwrap();

@@ -4,14 +4,15 @@
 //! so a bad column is reported the same way by both.
 
 use crate::error::decode;
-use dagger_core::store::{ArtifactId, NodeRunRecord, RunRecord};
+use dagger_core::store::{ArtifactId, NodeRunRecord, RunOwner, RunRecord};
 use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError};
 
 /// The columns of `flow_runs`, in the order each backend reads a [`RunRow`].
 macro_rules! run_columns {
     () => {
         "run_id, workflow, definition, inputs, config, status, reason, \
-         created_at, updated_at, finished_at"
+         created_at, updated_at, finished_at, \
+         owner_id, owner_host, owner_pid, owner_token, lease_expires_at"
     };
 }
 pub(crate) use run_columns;
@@ -59,6 +60,36 @@ pub(crate) struct RunRow {
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
     pub(crate) finished_at: Option<i64>,
+    pub(crate) owner_id: Option<String>,
+    pub(crate) owner_host: Option<String>,
+    pub(crate) owner_pid: Option<i64>,
+    pub(crate) owner_token: i64,
+    pub(crate) lease_expires_at: Option<i64>,
+}
+
+/// The owner columns of a `flow_runs` row (`owner_id`, `owner_host`,
+/// `owner_pid`, `owner_token`, `lease_expires_at`) as a [`RunOwner`]; `None`
+/// when nobody owns the run.
+pub(crate) fn decode_owner(
+    run_id: &str,
+    id: Option<String>,
+    host: Option<String>,
+    pid: Option<i64>,
+    token: i64,
+    lease_expires_at: Option<i64>,
+) -> Result<Option<RunOwner>, StoreError> {
+    let Some(owner_id) = id else {
+        return Ok(None);
+    };
+    let what = |col: &str| format!("run `{run_id}` column `{col}`");
+    let pid = pid.unwrap_or_default();
+    Ok(Some(RunOwner {
+        owner_id,
+        host: host.unwrap_or_default(),
+        pid: u32::try_from(pid).map_err(|_| decode(what("owner_pid"), pid))?,
+        token: u64::try_from(token).map_err(|_| decode(what("owner_token"), token))?,
+        lease_expires_at: lease_expires_at.unwrap_or_default(),
+    }))
 }
 
 impl RunRow {
@@ -71,7 +102,16 @@ impl RunRow {
                 format!("unknown run status `{}`", self.status),
             )
         })?;
+        let owner = decode_owner(
+            &self.run_id,
+            self.owner_id,
+            self.owner_host,
+            self.owner_pid,
+            self.owner_token,
+            self.lease_expires_at,
+        )?;
         Ok(RunRecord {
+            owner,
             definition: from_json(&what("definition"), &self.definition)?,
             inputs: from_json(&what("inputs"), &self.inputs)?,
             config: from_json(&what("config"), &self.config)?,

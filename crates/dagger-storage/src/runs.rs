@@ -9,12 +9,12 @@
 use crate::artifacts::{INLINE_LIMIT, insert_inline_artifact};
 use crate::error::{decode, is_foreign_key};
 use crate::run_rows::{
-    NodeRow, RunRow, from_json, node_columns, run_columns, run_not_found, to_json,
+    NodeRow, RunRow, decode_owner, from_json, node_columns, run_columns, run_not_found, to_json,
 };
 use crate::sqlite::{ErrorMapper, SqliteStore};
 use dagger_core::store::{
-    ArtifactId, ArtifactStore, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore,
-    RunUpdate, decision_conflict,
+    ArtifactId, ArtifactStore, ControlRequest, NodeRunRecord, RunClaim, RunOwner, RunQuery,
+    RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -35,6 +35,11 @@ impl RunRow {
             created_at: row.get(7)?,
             updated_at: row.get(8)?,
             finished_at: row.get(9)?,
+            owner_id: row.get(10)?,
+            owner_host: row.get(11)?,
+            owner_pid: row.get(12)?,
+            owner_token: row.get(13)?,
+            lease_expires_at: row.get(14)?,
         })
     }
 }
@@ -174,6 +179,61 @@ fn run_exists(conn: &Connection, run_id: &str) -> rusqlite::Result<bool> {
         .map(|found| found.is_some())
 }
 
+/// The `SET` list of `update_run` and `release_run`: `?2`..`?8` are the
+/// [`RunUpdate`] as bound by [`update_params`]. `?n IS NULL` selects "leave
+/// unchanged"; the `*_set` flags let a `Some(None)` clear a nullable column.
+macro_rules! update_columns {
+    () => {
+        "status = COALESCE(?2, status), \
+         reason = CASE WHEN ?3 THEN ?4 ELSE reason END, \
+         definition = COALESCE(?5, definition), \
+         finished_at = CASE WHEN ?6 THEN ?7 ELSE finished_at END, \
+         updated_at = ?8"
+    };
+}
+
+/// A token as an SQLite integer (tokens count claims; they never reach `i64::MAX`).
+fn wide(token: u64) -> i64 {
+    i64::try_from(token).unwrap_or(i64::MAX)
+}
+
+/// The owner of run `run_id` as stored, and its last fencing token; `None`
+/// for an unknown run.
+fn read_owner(
+    conn: &Connection,
+    run_id: &str,
+    store: &ErrorMapper,
+) -> Result<Option<(Option<RunOwner>, u64)>, StoreError> {
+    let row: Option<OwnerCols> = conn
+        .prepare_cached(
+            "SELECT owner_id, owner_host, owner_pid, owner_token, lease_expires_at \
+             FROM flow_runs WHERE run_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
+        })
+        .map_err(|e| store.map_err(e))?;
+    let Some((id, host, pid, token, lease)) = row else {
+        return Ok(None);
+    };
+    let current = u64::try_from(token).unwrap_or_default();
+    Ok(Some((
+        decode_owner(run_id, id, host, pid, token, lease)?,
+        current,
+    )))
+}
+
+type OwnerCols = (
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+    Option<i64>,
+);
+
 /// `list_runs` statements, one per filter combination so each can use its
 /// index (`flow_runs_by_status`, `flow_runs_by_workflow`, `flow_runs_by_created`).
 fn list_sql(query: &RunQuery) -> String {
@@ -203,8 +263,10 @@ impl RunStore for SqliteStore {
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, \
-                     reason, created_at, updated_at, finished_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                     reason, created_at, updated_at, finished_at, owner_id, owner_host, \
+                     owner_pid, owner_token, lease_expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     ON CONFLICT DO NOTHING",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
@@ -218,6 +280,11 @@ impl RunStore for SqliteStore {
                         run.created_at,
                         run.updated_at,
                         run.finished_at,
+                        run.owner.as_ref().map(|o| o.owner_id.as_str()),
+                        run.owner.as_ref().map(|o| o.host.as_str()),
+                        run.owner.as_ref().map(|o| o.pid),
+                        run.owner.as_ref().map_or(0, |o| wide(o.token)),
+                        run.owner.as_ref().map(|o| o.lease_expires_at),
                     ])
                 })
                 .map_err(|e| store.map_err(e))?;
@@ -244,15 +311,11 @@ impl RunStore for SqliteStore {
             // `?n IS NULL` selects "leave unchanged"; the `*_set` flags let a
             // `Some(None)` clear a nullable column.
             let changed = tx
-                .prepare_cached(
-                    "UPDATE flow_runs SET \
-                       status = COALESCE(?2, status), \
-                       reason = CASE WHEN ?3 THEN ?4 ELSE reason END, \
-                       definition = COALESCE(?5, definition), \
-                       finished_at = CASE WHEN ?6 THEN ?7 ELSE finished_at END, \
-                       updated_at = ?8 \
-                     WHERE run_id = ?1",
-                )
+                .prepare_cached(concat!(
+                    "UPDATE flow_runs SET ",
+                    update_columns!(),
+                    " WHERE run_id = ?1"
+                ))
                 .and_then(|mut s| {
                     s.execute(params![
                         run_id.as_str(),
@@ -513,5 +576,139 @@ impl RunStore for SqliteStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         SqliteStore::flush(self).await
+    }
+
+    async fn claim_run(
+        &self,
+        run_id: &RunId,
+        owner: RunOwner,
+        dead_owner: Option<&str>,
+    ) -> Result<RunClaim, StoreError> {
+        let run_id = run_id.clone();
+        let dead_owner = dead_owner.map(str::to_string);
+        let store = self.error_mapper();
+        // One statement in the writer's transaction (which holds the file's
+        // write lock): the check and the take-over cannot interleave with
+        // another claim, in this process or another.
+        self.write(move |tx| {
+            let now = now_millis();
+            let token: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE flow_runs SET owner_id = ?2, owner_host = ?3, owner_pid = ?4, \
+                       lease_expires_at = ?5, owner_token = owner_token + 1, updated_at = ?6 \
+                     WHERE run_id = ?1 \
+                       AND (owner_id IS NULL OR lease_expires_at <= ?6 OR owner_id = ?7) \
+                     RETURNING owner_token",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![
+                            run_id.as_str(),
+                            owner.owner_id,
+                            owner.host,
+                            owner.pid,
+                            owner.lease_expires_at,
+                            now,
+                            dead_owner,
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })
+                .map_err(|e| store.map_err(e))?;
+            if let Some(token) = token {
+                return Ok(RunClaim::Claimed(RunOwner {
+                    token: u64::try_from(token).unwrap_or_default(),
+                    ..owner
+                }));
+            }
+            match read_owner(tx, run_id.as_str(), &store)? {
+                None => Err(run_not_found(run_id.as_str())),
+                Some((Some(current), _)) => Ok(RunClaim::Held(current)),
+                // Unreachable inside the transaction: no owner means the update matched.
+                Some((None, _)) => Err(StoreError::Conflict(format!(
+                    "run `{run_id}`: claim found no owner but did not take the run"
+                ))),
+            }
+        })
+        .await
+    }
+
+    async fn renew_run(
+        &self,
+        run_id: &RunId,
+        token: u64,
+        lease_expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let run_id = run_id.clone();
+        let store = self.error_mapper();
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE flow_runs SET lease_expires_at = ?3 \
+                     WHERE run_id = ?1 AND owner_token = ?2 AND owner_id IS NOT NULL",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![run_id.as_str(), wide(token), lease_expires_at])
+                })
+                .map_err(|e| store.map_err(e))?;
+            if changed == 1 {
+                return Ok(());
+            }
+            match read_owner(tx, run_id.as_str(), &store)? {
+                None => Err(run_not_found(run_id.as_str())),
+                Some((_, current)) => Err(stale_run_token(&run_id, token, current)),
+            }
+        })
+        .await
+    }
+
+    async fn release_run(
+        &self,
+        run_id: &RunId,
+        token: u64,
+        update: RunUpdate,
+    ) -> Result<(), StoreError> {
+        let definition = update
+            .definition
+            .as_ref()
+            .map(|d| to_json(&format!("definition of run `{run_id}`"), d))
+            .transpose()?;
+        let run_id = run_id.clone();
+        let store = self.error_mapper();
+        // `write` queues behind every earlier write of this store, so the
+        // run's end lands after its node records.
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached(concat!(
+                    "UPDATE flow_runs SET ",
+                    update_columns!(),
+                    ", owner_id = NULL, owner_host = NULL, owner_pid = NULL, \
+                     lease_expires_at = NULL \
+                     WHERE run_id = ?1 AND owner_token = ?9 AND owner_id IS NOT NULL"
+                ))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        run_id.as_str(),
+                        update.status.map(RunStatus::as_str),
+                        update.reason.is_some(),
+                        update.reason.flatten(),
+                        definition,
+                        update.finished_at.is_some(),
+                        update.finished_at.flatten(),
+                        now_millis(),
+                        wide(token),
+                    ])
+                })
+                .map_err(|e| store.map_err(e))?;
+            if changed == 1 {
+                return Ok(());
+            }
+            match read_owner(tx, run_id.as_str(), &store)? {
+                None => Err(run_not_found(run_id.as_str())),
+                Some((_, current)) => Err(stale_run_token(&run_id, token, current)),
+            }
+        })
+        .await
     }
 }

@@ -154,6 +154,16 @@ impl RunLoop {
                 }
             }
         }
+        let (lost_state, held) = (self.lost.clone(), self.owner.token);
+        let lost_run = self.shared.run_id.to_string();
+        let lost = move || CoordError::OwnershipLost {
+            run_id: lost_run.clone(),
+            held,
+            current: lost_state.current.load(Ordering::Acquire),
+        };
+        if self.lost.token.is_cancelled() {
+            return Err(lost());
+        }
         if self.g.record && !matches!(self.stop, Some(Stop::Store(_))) {
             self.write_full_snapshot().await;
         }
@@ -166,15 +176,23 @@ impl RunLoop {
             finished_at: Some(finished),
             definition: None,
         };
+        // The end and the release are one fenced write: a process whose
+        // lease was taken over never records its end over the new owner's.
+        self.heartbeat.take();
         let recorded = stores
             .runs
-            .update_run(run_id, update)
+            .release_run(run_id, self.owner.token, update)
             .await
             .and(stores.runs.flush().await);
-        if let Err(e) = recorded
-            && !matches!(self.stop, Some(Stop::Store(_)))
-        {
-            return Err(CoordError::Store(e));
+        match recorded {
+            Err(dagger_core::StoreError::StaleToken { current, .. }) => {
+                self.lost.current.store(current, Ordering::Release);
+                return Err(lost());
+            }
+            Err(e) if !matches!(self.stop, Some(Stop::Store(_))) => {
+                return Err(CoordError::Store(e));
+            }
+            _ => {}
         }
         let nodes: Vec<NodeReport> = self
             .g
@@ -206,7 +224,9 @@ impl RunLoop {
 
     pub(super) fn final_status(&self) -> (RunStatus, Option<String>) {
         match &self.stop {
-            Some(Stop::Cancel(r)) => return (RunStatus::Cancelled, Some(r.clone())),
+            Some(Stop::Cancel(r) | Stop::Lost(r)) => {
+                return (RunStatus::Cancelled, Some(r.clone()));
+            }
             Some(Stop::Pause(r)) => return (RunStatus::Paused, Some(r.clone())),
             Some(Stop::Halt(r) | Stop::Timeout(r) | Stop::Budget(r) | Stop::Store(r)) => {
                 return (RunStatus::Failed, Some(r.clone()));

@@ -7,12 +7,13 @@ use crate::coordinator::Coordinator;
 use crate::direct::{self, DirectGraph};
 use crate::error::CoordError;
 use crate::event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext};
+use crate::ownership::{Fenced, Heartbeat, Lost};
 use crate::persist::{self, Recorded};
 use crate::report::{DagExecutionReport, NodeReport, metrics_for};
 use crate::state::{DefHandle, FanOut, NodeState, RunGraph, resolve_reference, truthy};
 use crate::worker::{self, Attempt, AttemptResult, Failure, Msg, RunShared};
 use dagger_core::store::ControlRequest;
-use dagger_core::store::{Durability, NodeRunRecord, RunUpdate, SnapshotEntry};
+use dagger_core::store::{Durability, NodeRunRecord, RunOwner, RunUpdate, SnapshotEntry};
 use dagger_core::{Cache, ErrorClass, NodeStatus, RunId, RunStatus, Stores, now_millis};
 use dagger_dag_flow::{
     ActionRegistry, DagConfig, DagExecutor, HumanTimeoutAction, NodeAction, NodeDef, NodeOutput,
@@ -176,6 +177,8 @@ enum Stop {
     Budget(String),
     Pause(String),
     Store(String),
+    /// Another process took the run over.
+    Lost(String),
 }
 
 impl Stop {
@@ -186,7 +189,8 @@ impl Stop {
             | Stop::Timeout(r)
             | Stop::Budget(r)
             | Stop::Pause(r)
-            | Stop::Store(r) => r,
+            | Stop::Store(r)
+            | Stop::Lost(r) => r,
         }
     }
 }
@@ -230,18 +234,39 @@ pub(crate) struct RunLoop {
     /// Deferred records with no hook event to wait for.
     #[allow(clippy::vec_box)] // records arrive boxed from attempts; unboxing would copy them
     late_records: Vec<Box<NodeRunRecord>>,
+    /// This process's ownership of the run (its fencing token).
+    owner: RunOwner,
+    /// Cancelled when another process took the run over.
+    lost: Arc<Lost>,
+    /// Renews the lease until the run's end is recorded.
+    heartbeat: Option<Heartbeat>,
 }
 
 impl RunLoop {
     pub(crate) async fn start(
         coord: &Coordinator,
         setup: Setup,
+        owner: RunOwner,
         resumed: bool,
         cancel_rx: oneshot::Receiver<()>,
     ) -> Result<DagExecutionReport, CoordError> {
         let started = Instant::now();
         let (tx, rx) = mpsc::unbounded_channel();
         let mut setup = setup;
+        let lost = Arc::new(Lost::default());
+        let heartbeat = Heartbeat::start(
+            setup.stores.runs.clone(),
+            setup.run_id.clone(),
+            owner.token,
+            coord.run_lease,
+            lost.clone(),
+        );
+        setup.stores = Fenced::wrap(
+            &setup.stores,
+            setup.run_id.clone(),
+            owner.token,
+            lost.clone(),
+        );
         let record = setup.graph.record;
         for i in 0..setup.graph.nodes.len() as u32 {
             if setup.graph.nodes[i as usize].status == NodeStatus::Completed {
@@ -305,6 +330,9 @@ impl RunLoop {
             retry_seed: RandomState::new(),
             restored_invocations: setup.restored_invocations,
             late_records: Vec::new(),
+            owner,
+            lost,
+            heartbeat: Some(heartbeat),
         };
         let span = tracing::info_span!("run", run_id = %lp.shared.run_id, dag = %lp.wf.name);
         let node_count = lp.g.nodes.len();
@@ -356,6 +384,8 @@ impl RunLoop {
 
     async fn run(&mut self, coord: &Coordinator, mut cancel_rx: oneshot::Receiver<()>) {
         let mut cancel_armed = true;
+        let lost = self.lost.token.clone();
+        let mut lost_seen = false;
         let mut control_tick = tokio::time::interval(coord.control_poll);
         control_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let run_deadline = self
@@ -406,6 +436,7 @@ impl RunLoop {
                     () = sleep_until(human_deadline), if human_deadline.is_some() => Wake::HumanTimeout,
                     _ = tick(&mut snapshot_tick), if snapshot_tick.is_some() => Wake::Snapshot,
                     () = sleep_until(self.grace_deadline), if self.grace_deadline.is_some() && attempts_running => Wake::Grace,
+                    () = lost.cancelled(), if !lost_seen => Wake::Lost,
                 }
             };
             match wake {
@@ -451,6 +482,17 @@ impl RunLoop {
                 Wake::HumanTimeout => self.human_timeout(),
                 Wake::Snapshot => self.write_full_snapshot().await,
                 Wake::Grace => self.abort_all(),
+                Wake::Lost => {
+                    lost_seen = true;
+                    let current = self.lost.current.load(Ordering::Acquire);
+                    self.halt(
+                        Stop::Lost(format!(
+                            "run taken over by another owner (fencing token {current}, ours {})",
+                            self.owner.token
+                        )),
+                        coord,
+                    );
+                }
             }
             if matches!(
                 self.stop,
@@ -458,6 +500,7 @@ impl RunLoop {
                     | Some(Stop::Halt(_))
                     | Some(Stop::Timeout(_))
                     | Some(Stop::Budget(_))
+                    | Some(Stop::Lost(_))
             ) && self.grace_deadline.is_none()
             {
                 self.grace_deadline = Some(TokioInstant::now() + coord.cancel_grace);
@@ -509,6 +552,7 @@ enum Wake {
     HumanTimeout,
     Snapshot,
     Grace,
+    Lost,
 }
 
 async fn reserve(

@@ -29,6 +29,68 @@ pub struct RunRecord {
     pub updated_at: i64,
     /// When the run finished (ms since the epoch).
     pub finished_at: Option<i64>,
+    /// The process executing the run and its lease, while one does
+    /// (`None` once the run stopped or before anyone claimed it).
+    #[serde(default)]
+    pub owner: Option<RunOwner>,
+}
+
+impl RunRecord {
+    /// When the run's owner was last known alive (its lease's expiry), if
+    /// the run is not finished, has an owner and that owner's lease lapsed
+    /// before `now` (ms since the epoch): the run is *orphaned*, its process
+    /// died without recording an end. Derived at read time, never stored.
+    pub fn orphaned_since(&self, now: i64) -> Option<i64> {
+        if self.status.is_terminal() {
+            return None;
+        }
+        self.owner
+            .as_ref()
+            .filter(|o| o.lease_expires_at <= now)
+            .map(|o| o.lease_expires_at)
+    }
+
+    /// The owner whose lease is still live at `now`, if any.
+    pub fn live_owner(&self, now: i64) -> Option<&RunOwner> {
+        self.owner.as_ref().filter(|o| o.lease_expires_at > now)
+    }
+
+    /// The state to show a person: the stored status, or `Orphaned` for an
+    /// unfinished run whose owner's lease lapsed (see [`Self::orphaned_since`]).
+    pub fn display_status(&self, now: i64) -> &'static str {
+        if self.orphaned_since(now).is_some() {
+            "Orphaned"
+        } else {
+            self.status.as_str()
+        }
+    }
+}
+
+/// The process that executes a run, holding it with a lease it renews.
+/// Another process may take the run over only once the lease lapsed; each
+/// take-over increments the fencing `token`, so a stale owner's renewals and
+/// its final write are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOwner {
+    /// Unique per claim (host, pid and a random part).
+    pub owner_id: String,
+    /// The owner's host name.
+    pub host: String,
+    /// The owner's process id.
+    pub pid: u32,
+    /// The fencing token of this ownership; a store sets it on a claim.
+    pub token: u64,
+    /// When the lease lapses unless renewed (ms since the epoch).
+    pub lease_expires_at: i64,
+}
+
+/// The answer to [`RunStore::claim_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunClaim {
+    /// The caller owns the run now, with this token and lease.
+    Claimed(RunOwner),
+    /// Another owner's lease is live; nothing changed.
+    Held(RunOwner),
 }
 
 /// A partial update of a [`RunRecord`]; `None` fields are left unchanged.
@@ -220,4 +282,50 @@ pub trait RunStore: Send + Sync + 'static {
     ) -> Result<Option<ArtifactId>, StoreError>;
     /// Waits until every write queued so far is committed.
     async fn flush(&self) -> Result<(), StoreError>;
+    /// Takes run `run_id` for `owner` (whose `token` is ignored) when it has
+    /// no owner, its owner's lease lapsed by the store's clock, or its owner
+    /// is `dead_owner` (an owner id the caller knows to be gone, e.g. a
+    /// process of this host that no longer exists): sets the
+    /// owner with the next fencing token and returns
+    /// [`RunClaim::Claimed`]. Otherwise returns [`RunClaim::Held`] with the
+    /// current owner and changes nothing. Of concurrent claims exactly one
+    /// wins (a compare-and-set). [`StoreError::NotFound`] for an unknown run.
+    /// The write is committed before this returns.
+    async fn claim_run(
+        &self,
+        run_id: &RunId,
+        owner: RunOwner,
+        dead_owner: Option<&str>,
+    ) -> Result<RunClaim, StoreError>;
+    /// Extends the lease of the ownership holding `token` to
+    /// `lease_expires_at` (committed before it returns);
+    /// [`StoreError::StaleToken`] when another claim took the run over or it
+    /// was released.
+    async fn renew_run(
+        &self,
+        run_id: &RunId,
+        token: u64,
+        lease_expires_at: i64,
+    ) -> Result<(), StoreError>;
+    /// Applies `update` and clears the owner in one write, only if the
+    /// ownership holding `token` still holds the run (so a stale owner never
+    /// records the run's end over its successor); [`StoreError::StaleToken`]
+    /// otherwise, with nothing written. Ordered after this store's earlier
+    /// writes and committed before it returns.
+    async fn release_run(
+        &self,
+        run_id: &RunId,
+        token: u64,
+        update: RunUpdate,
+    ) -> Result<(), StoreError>;
+}
+
+/// The [`StoreError::StaleToken`] of run `run_id`.
+pub fn stale_run_token(run_id: &RunId, held: u64, current: u64) -> StoreError {
+    StoreError::StaleToken {
+        entity: "run",
+        id: run_id.to_string(),
+        held,
+        current,
+    }
 }

@@ -99,6 +99,7 @@ pub async fn seed_run(
             created_at: now - 1500,
             updated_at: now,
             finished_at: finished.then_some(now),
+            owner: None,
         })
         .await
         .unwrap();

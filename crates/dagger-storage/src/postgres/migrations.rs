@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "task attempt errors (dead letters) and agent circuit breakers",
         sql: include_str!("schema/0005_task_dead_letters.sql"),
     },
+    Migration {
+        version: 6,
+        name: "run ownership: owner, fencing token, lease",
+        sql: include_str!("schema/0006_run_owner.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").

@@ -4,11 +4,11 @@
 use super::PostgresStore;
 use super::conn::{PgFail, narrow, wide};
 use crate::run_rows::{
-    NodeRow, RunRow, from_json, node_columns, run_columns, run_not_found, to_json,
+    NodeRow, RunRow, decode_owner, from_json, node_columns, run_columns, run_not_found, to_json,
 };
 use dagger_core::store::{
-    ArtifactId, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunStore, RunUpdate,
-    decision_conflict,
+    ArtifactId, ControlRequest, NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore,
+    RunUpdate, decision_conflict, stale_run_token,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use postgres::Row;
@@ -37,6 +37,44 @@ const UPSERT_NODE: &str = concat!(
        finished_at = excluded.finished_at, metadata = excluded.metadata"
 );
 
+/// The `SET` list of `update_run` and `release_run`: `$2`..`$8` bind the
+/// [`RunUpdate`]. A NULL parameter leaves a column unchanged; the `*_set`
+/// flags let `Some(None)` clear a nullable column.
+macro_rules! update_columns {
+    () => {
+        "status = COALESCE($2::text, status), \
+         reason = CASE WHEN $3::bool THEN $4::text ELSE reason END, \
+         definition = COALESCE($5::text, definition), \
+         finished_at = CASE WHEN $6::bool THEN $7::bigint ELSE finished_at END, \
+         updated_at = GREATEST($8::bigint, updated_at)"
+    };
+}
+
+/// The owner of run `run_id` and its last fencing token; `None` for an unknown run.
+fn read_owner(
+    client: &mut impl postgres::GenericClient,
+    run_id: &str,
+) -> Result<Option<(Option<RunOwner>, u64)>, PgFail> {
+    let Some(row) = client.query_opt(
+        "SELECT owner_id, owner_host, owner_pid, owner_token, lease_expires_at \
+         FROM flow_runs WHERE run_id = $1",
+        &[&run_id],
+    )?
+    else {
+        return Ok(None);
+    };
+    let token: i64 = row.try_get(3)?;
+    let owner = decode_owner(
+        run_id,
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        token,
+        row.try_get(4)?,
+    )?;
+    Ok(Some((owner, u64::try_from(token).unwrap_or_default())))
+}
+
 /// Reads the columns in `run_columns!` order.
 fn read_run(row: &Row) -> Result<RunRow, postgres::Error> {
     Ok(RunRow {
@@ -50,6 +88,11 @@ fn read_run(row: &Row) -> Result<RunRow, postgres::Error> {
         created_at: row.try_get(7)?,
         updated_at: row.try_get(8)?,
         finished_at: row.try_get(9)?,
+        owner_id: row.try_get(10)?,
+        owner_host: row.try_get(11)?,
+        owner_pid: row.try_get(12)?,
+        owner_token: row.try_get(13)?,
+        lease_expires_at: row.try_get(14)?,
     })
 }
 
@@ -112,8 +155,10 @@ impl RunStore for PostgresStore {
             let stmt = c.stmts.get(
                 &mut c.client,
                 "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, \
-                 reason, created_at, updated_at, finished_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                 reason, created_at, updated_at, finished_at, owner_id, owner_host, owner_pid, \
+                 owner_token, lease_expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                 ON CONFLICT DO NOTHING",
             )?;
             let inserted = c.client.execute(
                 &stmt,
@@ -128,6 +173,11 @@ impl RunStore for PostgresStore {
                     &run.created_at,
                     &run.updated_at,
                     &run.finished_at,
+                    &run.owner.as_ref().map(|o| o.owner_id.as_str()),
+                    &run.owner.as_ref().map(|o| o.host.as_str()),
+                    &run.owner.as_ref().map(|o| i64::from(o.pid)),
+                    &run.owner.as_ref().map_or(0, |o| wide(o.token)),
+                    &run.owner.as_ref().map(|o| o.lease_expires_at),
                 ],
             )?;
             if inserted == 0 {
@@ -154,13 +204,11 @@ impl RunStore for PostgresStore {
             // let `Some(None)` clear a nullable column.
             let stmt = c.stmts.get(
                 &mut c.client,
-                "UPDATE flow_runs SET \
-                   status = COALESCE($2::text, status), \
-                   reason = CASE WHEN $3::bool THEN $4::text ELSE reason END, \
-                   definition = COALESCE($5::text, definition), \
-                   finished_at = CASE WHEN $6::bool THEN $7::bigint ELSE finished_at END, \
-                   updated_at = GREATEST($8::bigint, updated_at) \
-                 WHERE run_id = $1",
+                concat!(
+                    "UPDATE flow_runs SET ",
+                    update_columns!(),
+                    " WHERE run_id = $1"
+                ),
             )?;
             let changed = c.client.execute(
                 &stmt,
@@ -388,5 +436,142 @@ impl RunStore for PostgresStore {
     async fn flush(&self) -> Result<(), StoreError> {
         // Every write has committed before it returned.
         Ok(())
+    }
+
+    async fn claim_run(
+        &self,
+        run_id: &RunId,
+        owner: RunOwner,
+        dead_owner: Option<&str>,
+    ) -> Result<RunClaim, StoreError> {
+        let run_id = run_id.clone();
+        let dead_owner = dead_owner.map(str::to_string);
+        self.with_conn(move |c| {
+            // A concurrent claim of the same row waits for this one's commit
+            // and then re-checks the condition against the new lease, so
+            // exactly one of them takes the run.
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "UPDATE flow_runs SET owner_id = $2, owner_host = $3, owner_pid = $4, \
+                   lease_expires_at = $5, owner_token = owner_token + 1, \
+                   updated_at = GREATEST($6, updated_at) \
+                 WHERE run_id = $1 \
+                   AND (owner_id IS NULL OR lease_expires_at <= $6 OR owner_id = $7) \
+                 RETURNING owner_token",
+            )?;
+            // The owner may release the run between the update and the read
+            // of who holds it; the claim then simply tries again.
+            for _ in 0..3 {
+                let taken = c.client.query_opt(
+                    &stmt,
+                    &[
+                        &run_id.as_str(),
+                        &owner.owner_id,
+                        &owner.host,
+                        &i64::from(owner.pid),
+                        &owner.lease_expires_at,
+                        &now_millis(),
+                        &dead_owner,
+                    ],
+                )?;
+                if let Some(row) = taken {
+                    let token: i64 = row.try_get(0)?;
+                    return Ok(RunClaim::Claimed(RunOwner {
+                        token: narrow("owner token", token)?,
+                        ..owner.clone()
+                    }));
+                }
+                match read_owner(&mut c.client, run_id.as_str())? {
+                    None => return Err(run_not_found(run_id.as_str()).into()),
+                    // A retried claim whose first try committed.
+                    Some((Some(current), _)) if current.owner_id == owner.owner_id => {
+                        return Ok(RunClaim::Claimed(current));
+                    }
+                    Some((Some(current), _)) => return Ok(RunClaim::Held(current)),
+                    Some((None, _)) => {}
+                }
+            }
+            Err(StoreError::Conflict(format!(
+                "run `{run_id}` was claimed and released repeatedly while this claim ran; \
+                 claim it again"
+            ))
+            .into())
+        })
+        .await
+    }
+
+    async fn renew_run(
+        &self,
+        run_id: &RunId,
+        token: u64,
+        lease_expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let run_id = run_id.clone();
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "UPDATE flow_runs SET lease_expires_at = $3 \
+                 WHERE run_id = $1 AND owner_token = $2 AND owner_id IS NOT NULL",
+            )?;
+            let changed = c
+                .client
+                .execute(&stmt, &[&run_id.as_str(), &wide(token), &lease_expires_at])?;
+            if changed == 1 {
+                return Ok(());
+            }
+            match read_owner(&mut c.client, run_id.as_str())? {
+                None => Err(run_not_found(run_id.as_str()).into()),
+                Some((_, current)) => Err(stale_run_token(&run_id, token, current).into()),
+            }
+        })
+        .await
+    }
+
+    async fn release_run(
+        &self,
+        run_id: &RunId,
+        token: u64,
+        update: RunUpdate,
+    ) -> Result<(), StoreError> {
+        let definition = update
+            .definition
+            .as_ref()
+            .map(|d| to_json(&format!("definition of run `{run_id}`"), d))
+            .transpose()?;
+        let run_id = run_id.clone();
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(
+                &mut c.client,
+                concat!(
+                    "UPDATE flow_runs SET ",
+                    update_columns!(),
+                    ", owner_id = NULL, owner_host = NULL, owner_pid = NULL, \
+                     lease_expires_at = NULL \
+                     WHERE run_id = $1 AND owner_token = $9 AND owner_id IS NOT NULL"
+                ),
+            )?;
+            let changed = c.client.execute(
+                &stmt,
+                &[
+                    &run_id.as_str(),
+                    &update.status.map(RunStatus::as_str),
+                    &update.reason.is_some(),
+                    &update.reason.clone().flatten(),
+                    &definition,
+                    &update.finished_at.is_some(),
+                    &update.finished_at.flatten(),
+                    &now_millis(),
+                    &wide(token),
+                ],
+            )?;
+            if changed == 1 {
+                return Ok(());
+            }
+            match read_owner(&mut c.client, run_id.as_str())? {
+                None => Err(run_not_found(run_id.as_str()).into()),
+                Some((_, current)) => Err(stale_run_token(&run_id, token, current).into()),
+            }
+        })
+        .await
     }
 }

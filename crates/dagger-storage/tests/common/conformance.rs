@@ -6,7 +6,8 @@
 //! next `flush`; [`queued_error`] accepts both, nothing else.
 
 use dagger_core::store::{
-    ArtifactId, ControlRequest, NodeRunRecord, RunQuery, RunRecord, RunUpdate, SnapshotEntry,
+    ArtifactId, ControlRequest, NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunUpdate,
+    SnapshotEntry,
 };
 use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError, Stores};
 use serde_json::json;
@@ -24,6 +25,7 @@ pub(crate) fn run(id: &str, workflow: &str, status: RunStatus, created_at: i64) 
         created_at,
         updated_at: created_at,
         finished_at: None,
+        owner: None,
     }
 }
 
@@ -68,7 +70,183 @@ pub(crate) async fn run_store_suite(stores: Stores, prefix: &str) {
     memoization_finds_completed_outputs(&stores, prefix).await;
     artifacts_round_trip(&stores).await;
     snapshot_chains(&stores, prefix).await;
+    run_ownership_is_fenced(&stores, prefix).await;
+    concurrent_claims_have_one_winner(&stores, prefix).await;
     stores.runs.flush().await.expect("final flush");
+}
+
+/// An owner `name` whose lease lapses `lease_ms` from now (negative: lapsed).
+pub(crate) fn owner(name: &str, lease_ms: i64) -> RunOwner {
+    RunOwner {
+        owner_id: format!("{name}-id"),
+        host: format!("{name}-host"),
+        pid: 4242,
+        token: 0,
+        lease_expires_at: dagger_core::now_millis() + lease_ms,
+    }
+}
+
+async fn run_ownership_is_fenced(stores: &Stores, p: &str) {
+    let runs = &stores.runs;
+    let missing = runs
+        .claim_run(
+            &RunId::from(format!("{p}-no-such-run")),
+            owner("a", 60_000),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, StoreError::NotFound { entity: "run", .. }),
+        "{missing:?}"
+    );
+
+    // A run nobody owns is claimed; a second claimant sees the live owner.
+    let id = RunId::from(format!("{p}-owned"));
+    runs.create_run(run(id.as_str(), "wf", RunStatus::Running, 5))
+        .await
+        .unwrap();
+    let RunClaim::Claimed(a) = runs.claim_run(&id, owner("a", 60_000), None).await.unwrap() else {
+        panic!("an unowned run is claimed");
+    };
+    assert_eq!((a.host.as_str(), a.pid), ("a-host", 4242));
+    let got = runs.get_run(&id).await.unwrap().unwrap();
+    assert_eq!(got.owner.as_ref(), Some(&a));
+    assert_eq!(got.orphaned_since(dagger_core::now_millis()), None);
+    match runs.claim_run(&id, owner("b", 60_000), None).await.unwrap() {
+        RunClaim::Held(current) => assert_eq!(current, a),
+        other => panic!("a live lease is not taken over: {other:?}"),
+    }
+    let renewed = dagger_core::now_millis() + 120_000;
+    runs.renew_run(&id, a.token, renewed).await.unwrap();
+    let got = runs.get_run(&id).await.unwrap().unwrap();
+    assert_eq!(got.owner.map(|o| o.lease_expires_at), Some(renewed));
+    let stale = runs.renew_run(&id, a.token + 7, renewed).await.unwrap_err();
+    assert!(
+        matches!(stale, StoreError::StaleToken { held, current, .. } if held == a.token + 7 && current == a.token),
+        "{stale:?}"
+    );
+
+    // A lapsed lease is taken over with the next token; the old owner can
+    // neither renew nor record the run's end.
+    let id = RunId::from(format!("{p}-orphan"));
+    let mut record = run(id.as_str(), "wf", RunStatus::Running, 6);
+    record.owner = Some(RunOwner {
+        token: 1,
+        ..owner("old", -1_000)
+    });
+    runs.create_run(record).await.unwrap();
+    let got = runs.get_run(&id).await.unwrap().unwrap();
+    let now = dagger_core::now_millis();
+    assert!(got.orphaned_since(now).is_some(), "{got:?}");
+    assert_eq!(got.display_status(now), "Orphaned");
+    let RunClaim::Claimed(b) = runs.claim_run(&id, owner("b", 60_000), None).await.unwrap() else {
+        panic!("a lapsed lease is taken over");
+    };
+    assert_eq!(b.token, 2);
+    let stale = runs.renew_run(&id, 1, now + 60_000).await.unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            StoreError::StaleToken {
+                held: 1,
+                current: 2,
+                ..
+            }
+        ),
+        "{stale:?}"
+    );
+    let end = RunUpdate {
+        status: Some(RunStatus::Completed),
+        finished_at: Some(Some(99)),
+        ..RunUpdate::default()
+    };
+    let stale = runs.release_run(&id, 1, end.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            StoreError::StaleToken {
+                held: 1,
+                current: 2,
+                ..
+            }
+        ),
+        "{stale:?}"
+    );
+    let got = runs.get_run(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.owner.as_ref()),
+        (RunStatus::Running, Some(&b))
+    );
+
+    // The owner releases with the run's end; the next claim gets a newer token.
+    runs.release_run(&id, b.token, end).await.unwrap();
+    let got = runs.get_run(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.finished_at, got.owner),
+        (RunStatus::Completed, Some(99), None)
+    );
+    let again = runs
+        .release_run(&id, b.token, RunUpdate::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::StaleToken { .. }), "{again:?}");
+    let RunClaim::Claimed(c) = runs.claim_run(&id, owner("c", 60_000), None).await.unwrap() else {
+        panic!("a released run is claimed");
+    };
+    assert_eq!(c.token, 3);
+
+    // An owner known to be dead is taken over although its lease is live;
+    // naming any other owner changes nothing.
+    match runs
+        .claim_run(&id, owner("d", 60_000), Some("someone-else"))
+        .await
+        .unwrap()
+    {
+        RunClaim::Held(current) => assert_eq!(current, c),
+        other => panic!("a live owner not named dead is kept: {other:?}"),
+    }
+    let RunClaim::Claimed(d) = runs
+        .claim_run(&id, owner("d", 60_000), Some(&c.owner_id))
+        .await
+        .unwrap()
+    else {
+        panic!("a dead owner's run is taken over");
+    };
+    assert_eq!((d.owner_id.as_str(), d.token), ("d-id", 4));
+}
+
+async fn concurrent_claims_have_one_winner(stores: &Stores, p: &str) {
+    let id = RunId::from(format!("{p}-contended"));
+    let mut record = run(id.as_str(), "wf", RunStatus::Running, 7);
+    record.owner = Some(RunOwner {
+        token: 1,
+        ..owner("dead", -1)
+    });
+    stores.runs.create_run(record).await.unwrap();
+    let claims = (0..8).map(|i| {
+        let runs = stores.runs.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            runs.claim_run(&id, owner(&format!("c{i}"), 60_000), None)
+                .await
+        })
+    });
+    let mut won = Vec::new();
+    let mut held = Vec::new();
+    for claim in claims {
+        match claim.await.unwrap().unwrap() {
+            RunClaim::Claimed(o) => won.push(o),
+            RunClaim::Held(o) => held.push(o),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one claim wins: {won:?}");
+    assert_eq!(held.len(), 7);
+    assert!(
+        held.iter().all(|o| *o == won[0]),
+        "losers see the winner: {held:?}"
+    );
+    assert_eq!(won[0].token, 2);
 }
 
 async fn runs_round_trip(stores: &Stores, p: &str) {

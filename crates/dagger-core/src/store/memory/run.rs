@@ -5,8 +5,8 @@ use crate::error::StoreError;
 use crate::ids::RunId;
 use crate::status::NodeStatus;
 use crate::store::{
-    ArtifactId, ArtifactStore, CacheSnapshotStore, ControlRequest, NodeRunRecord, RunQuery,
-    RunRecord, RunStore, RunUpdate, SnapshotEntry,
+    ArtifactId, ArtifactStore, CacheSnapshotStore, ControlRequest, NodeRunRecord, RunClaim,
+    RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SnapshotEntry, stale_run_token,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,6 +20,31 @@ pub(super) struct RunTables {
     controls: HashMap<RunId, Vec<(ControlRequest, i64)>>,
     artifacts: HashMap<ArtifactId, Vec<u8>>,
     snapshots: HashMap<String, Vec<SnapshotEntry>>,
+    /// The last fencing token of each run, kept after its owner released it.
+    owner_tokens: HashMap<RunId, u64>,
+}
+
+fn apply_update(run: &mut RunRecord, update: RunUpdate) {
+    if let Some(s) = update.status {
+        run.status = s;
+    }
+    if let Some(r) = update.reason {
+        run.reason = r;
+    }
+    if let Some(d) = update.definition {
+        run.definition = d;
+    }
+    if let Some(f) = update.finished_at {
+        run.finished_at = f;
+    }
+    run.updated_at = crate::now_millis();
+}
+
+fn not_found(run_id: &RunId) -> StoreError {
+    StoreError::NotFound {
+        entity: "run",
+        id: run_id.to_string(),
+    }
 }
 
 #[async_trait::async_trait]
@@ -33,29 +58,17 @@ impl RunStore for MemoryStore {
             });
         }
         t.order.push(run.run_id.clone());
+        if let Some(owner) = &run.owner {
+            t.owner_tokens.insert(run.run_id.clone(), owner.token);
+        }
         t.runs.insert(run.run_id.clone(), run);
         Ok(())
     }
 
     async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<(), StoreError> {
         let mut t = self.runs.lock();
-        let run = t.runs.get_mut(run_id).ok_or_else(|| StoreError::NotFound {
-            entity: "run",
-            id: run_id.to_string(),
-        })?;
-        if let Some(s) = update.status {
-            run.status = s;
-        }
-        if let Some(r) = update.reason {
-            run.reason = r;
-        }
-        if let Some(d) = update.definition {
-            run.definition = d;
-        }
-        if let Some(f) = update.finished_at {
-            run.finished_at = f;
-        }
-        run.updated_at = crate::now_millis();
+        let run = t.runs.get_mut(run_id).ok_or_else(|| not_found(run_id))?;
+        apply_update(run, update);
         Ok(())
     }
 
@@ -161,6 +174,67 @@ impl RunStore for MemoryStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn claim_run(
+        &self,
+        run_id: &RunId,
+        owner: RunOwner,
+        dead_owner: Option<&str>,
+    ) -> Result<RunClaim, StoreError> {
+        let now = crate::now_millis();
+        let mut t = self.runs.lock();
+        let t = &mut *t;
+        let run = t.runs.get_mut(run_id).ok_or_else(|| not_found(run_id))?;
+        if let Some(current) = run.live_owner(now)
+            && dead_owner.is_none_or(|dead| dead != current.owner_id)
+        {
+            return Ok(RunClaim::Held(current.clone()));
+        }
+        let token = t.owner_tokens.entry(run_id.clone()).or_insert(0);
+        *token += 1;
+        let owner = RunOwner {
+            token: *token,
+            ..owner
+        };
+        run.owner = Some(owner.clone());
+        run.updated_at = now;
+        Ok(RunClaim::Claimed(owner))
+    }
+
+    async fn renew_run(
+        &self,
+        run_id: &RunId,
+        token: u64,
+        lease_expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut t = self.runs.lock();
+        let current = t.owner_tokens.get(run_id).copied().unwrap_or(0);
+        let run = t.runs.get_mut(run_id).ok_or_else(|| not_found(run_id))?;
+        match &mut run.owner {
+            Some(owner) if owner.token == token => {
+                owner.lease_expires_at = lease_expires_at;
+                Ok(())
+            }
+            _ => Err(stale_run_token(run_id, token, current)),
+        }
+    }
+
+    async fn release_run(
+        &self,
+        run_id: &RunId,
+        token: u64,
+        update: RunUpdate,
+    ) -> Result<(), StoreError> {
+        let mut t = self.runs.lock();
+        let current = t.owner_tokens.get(run_id).copied().unwrap_or(0);
+        let run = t.runs.get_mut(run_id).ok_or_else(|| not_found(run_id))?;
+        if run.owner.as_ref().is_none_or(|o| o.token != token) {
+            return Err(stale_run_token(run_id, token, current));
+        }
+        run.owner = None;
+        apply_update(run, update);
         Ok(())
     }
 }
