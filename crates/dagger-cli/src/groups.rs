@@ -80,6 +80,9 @@ impl GroupBook {
     /// cannot be written is only warned about: the group is still killed
     /// at the attempt's end, just not after a SIGKILL of this process.
     pub(crate) fn record(&self, run_id: &str, node_id: &str, pgid: Pid) -> Option<PathBuf> {
+        // Without /proc this process cannot be told from a recycled pid
+        // later: record nothing rather than risk killing a live run's group.
+        self.owner_start?;
         let record = GroupRecord {
             run_id: run_id.to_string(),
             node_id: node_id.to_string(),
@@ -118,10 +121,11 @@ pub(crate) fn kill_orphans(dir: &Path) -> usize {
         else {
             continue;
         };
-        let owner_alive = i32::try_from(record.owner_pid)
-            .ok()
-            .and_then(start_time)
-            .is_some_and(|t| Some(t) == record.owner_start);
+        let owner_alive = record.owner_start.is_none()
+            || i32::try_from(record.owner_pid)
+                .ok()
+                .and_then(start_time)
+                .is_some_and(|t| Some(t) == record.owner_start);
         if owner_alive {
             continue;
         }
