@@ -6,7 +6,7 @@ use crate::data::load_view;
 use crate::error::RequestError;
 use crate::state::AppState;
 use dagger_coord::Coordinator;
-use dagger_core::{Cache, NodeStatus, RunStatus, now_millis};
+use dagger_core::{Cache, RunStatus, now_millis};
 use dagger_dag_flow::DagExecutor;
 use std::sync::Arc;
 
