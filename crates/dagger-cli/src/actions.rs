@@ -28,6 +28,22 @@ pub(crate) fn builtin_registry_with(groups: Option<GroupBook>) -> ActionRegistry
     registry
 }
 
+/// The built-in actions, with `shell` recording its process groups (see
+/// [`crate::groups`]) after killing the groups that dead `dagger` processes
+/// left behind: a SIGKILLed run's or worker's `sleep` does not run on beside
+/// the attempt that replaces it.
+pub(crate) fn recording_groups(db: &str) -> ActionRegistry {
+    let dir = crate::groups::dir_for(db);
+    let killed = crate::groups::kill_orphans(&dir);
+    if killed > 0 {
+        errln!(
+            "killed {killed} process group(s) of shell nodes left running by a dagger process that died ({})",
+            dir.display()
+        );
+    }
+    builtin_registry_with(Some(GroupBook::new(dir)))
+}
+
 /// Runs `command` with `sh -c` in its own process group.
 #[derive(Default)]
 struct Shell {

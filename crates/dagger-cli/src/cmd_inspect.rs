@@ -190,7 +190,7 @@ pub(crate) async fn dot(
                 });
             }
         };
-        print!("{}", serialize_tree_to_dot(&def));
+        out!("{}", serialize_tree_to_dot(&def));
         return Ok(ExitCode::SUCCESS);
     }
     let run_id = run.ok_or_else(|| CliError::Usage("give a FILE or --run RUN_ID".into()))?;
@@ -211,7 +211,7 @@ pub(crate) async fn dot(
             v
         })
         .collect();
-    print!("{}", serialize_run_to_dot(&view.workflow, &nodes));
+    out!("{}", serialize_run_to_dot(&view.workflow, &nodes));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,8 +1,7 @@
 //! `dagger validate`, `dagger run` and `dagger resume`.
 
-use crate::actions::{builtin_registry, builtin_registry_with};
+use crate::actions::builtin_registry;
 use crate::error::CliError;
-use crate::groups;
 use crate::progress::Progress;
 use crate::signals::{self, Interrupt};
 use crate::store::AnyStore;
@@ -145,7 +144,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     let store = open_store(&args.db.db).await?;
     let mut executor = DagExecutor::new(
         Some(DagConfig::default()),
-        shell_groups(&args.db.db),
+        crate::actions::recording_groups(&args.db.db),
         store.stores(),
     )
     .map_err(dagger_coord::CoordError::from)?;
@@ -193,7 +192,7 @@ pub(crate) async fn resume(
 ) -> Result<ExitCode, CliError> {
     let lease = run_lease.duration()?;
     let store = open_store(db).await?;
-    let mut executor = DagExecutor::new(None, shell_groups(db), store.stores())
+    let mut executor = DagExecutor::new(None, crate::actions::recording_groups(db), store.stores())
         .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), run_id).await?;
     if view.record.status == RunStatus::Completed {
@@ -249,23 +248,6 @@ pub(crate) async fn resume(
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// The built-in actions, with `shell` recording its process groups beside
-/// the store (SQLite) after killing the groups that dead `dagger` processes
-/// left behind: a SIGKILLed run's `sleep` does not run on beside its resume.
-fn shell_groups(db: &str) -> dagger_dag_flow::ActionRegistry {
-    let Some(dir) = groups::dir_for(db) else {
-        return builtin_registry();
-    };
-    let killed = groups::kill_orphans(&dir);
-    if killed > 0 {
-        errln!(
-            "killed {killed} process group(s) of shell nodes left running by a dagger process that died ({})",
-            dir.display()
-        );
-    }
-    builtin_registry_with(Some(groups::GroupBook::new(dir)))
 }
 
 /// With a shared (Postgres) store and without `--local`, hands the nodes'

@@ -1,6 +1,5 @@
 //! `dagger serve`: the web interface over the store.
 
-use crate::actions::builtin_registry;
 use crate::error::CliError;
 use crate::{DbArg, open_store};
 use dagger_serve::{ServeOptions, Server, WorkflowCatalog};
@@ -56,12 +55,12 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Other(e.to_string()))?;
     let mut options = ServeOptions::new(store.stores())
         .with_catalog(catalog)
-        .with_registry(builtin_registry())
+        .with_registry(crate::actions::recording_groups(&args.db.db))
         .with_task_store(store.task_store())
         .with_token(token)
         .with_run_lease(run_lease);
     if let Some(every) = resume_orphans {
-        eprintln!("taking over orphaned runs (checking every {every:?})");
+        errln!("taking over orphaned runs (checking every {every:?})");
         options = options.with_resume_orphans(every);
     }
     if let Some(log) = store.message_log() {

@@ -86,27 +86,31 @@ async fn dead(job: Option<&str>, as_json: bool, db: &str) -> Result<ExitCode, Cl
             .collect();
         let text = serde_json::to_string_pretty(&out)
             .map_err(|e| CliError::Other(format!("cannot print JSON: {e}")))?;
-        println!("{text}");
+        outln!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
     if letters.is_empty() {
         match job {
-            Some(j) => println!("no dead letters in job {j}"),
-            None => println!("no dead letters"),
+            Some(j) => outln!("no dead letters in job {j}"),
+            None => outln!("no dead letters"),
         }
         return Ok(ExitCode::SUCCESS);
     }
     for d in &letters {
         let t = &d.task;
-        println!(
+        outln!(
             "{}  job {}  agent {}  attempts {}  {}",
-            t.task_id, t.job_id, t.agent, t.attempts, t.description
+            t.task_id,
+            t.job_id,
+            t.agent,
+            t.attempts,
+            t.description
         );
         for e in &d.errors {
-            println!("  attempt {} at {}: {}", e.attempt, time(e.at), e.error);
+            outln!("  attempt {} at {}: {}", e.attempt, time(e.at), e.error);
         }
     }
-    println!(
+    outln!(
         "{} dead letter(s); re-drive one with `dagger tasks retry TASK_ID`",
         letters.len()
     );
@@ -118,16 +122,17 @@ async fn retry(task_id: &str, db: &str) -> Result<ExitCode, CliError> {
     let done = m
         .retry_dead(task_id)
         .map_err(|e| CliError::Other(format!("cannot re-drive task `{task_id}`: {e}")))?;
-    println!(
+    outln!(
         "task {} of job {} is Ready again with a fresh attempt budget",
-        done.task_id, done.job_id
+        done.task_id,
+        done.job_id
     );
     if !done.reset.is_empty() {
         let reset: Vec<_> = done.reset.iter().map(|t| t.as_str()).collect();
-        println!("brought back: {}", reset.join(", "));
+        outln!("brought back: {}", reset.join(", "));
     }
     if done.job_reopened {
-        println!(
+        outln!(
             "job {} was reopened; it runs where it is served (`dagger worker`, or TaskManager::resume_job)",
             done.job_id
         );

@@ -68,7 +68,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
     }
     let run_lease = args.run_lease.duration()?;
     let resume_orphans = args.resume_orphans.map(scan_interval).transpose()?;
-    let all = builtin_registry();
+    let all = crate::actions::recording_groups(&args.db.db);
     let actions = ActionRegistry::new();
     let names = if args.agents.is_empty() {
         all.names()
@@ -129,7 +129,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
         tokio::spawn(async move { manager.serve(stop).await })
     };
     let orphans = resume_orphans.map(|every| {
-        eprintln!("taking over orphaned runs (checking every {every:?})");
+        errln!("taking over orphaned runs (checking every {every:?})");
         tokio::spawn(take_over_orphans(
             store.stores(),
             queue.clone(),

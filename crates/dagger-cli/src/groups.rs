@@ -35,19 +35,21 @@ pub(crate) struct GroupBook {
 }
 
 /// The directory holding the group records of store `db`: `<file>.groups`
-/// beside a SQLite file; `None` for other stores (in memory, Postgres).
-pub(crate) fn dir_for(db: &str) -> Option<PathBuf> {
-    if crate::store::is_postgres_url(db) {
-        return None;
-    }
-    match dagger_storage::SqliteLocation::parse(db).ok()? {
-        dagger_storage::SqliteLocation::File(path) => {
-            let mut name = path.file_name()?.to_os_string();
-            name.push(".groups");
-            Some(path.with_file_name(name))
-        }
-        dagger_storage::SqliteLocation::Memory => None,
-    }
+/// beside a SQLite file; for a store with no file of its own (Postgres, in
+/// memory) a directory of this machine's temporary directory, since the
+/// groups live on this machine whichever store the run is recorded in.
+pub(crate) fn dir_for(db: &str) -> PathBuf {
+    let beside_file = (!crate::store::is_postgres_url(db))
+        .then(|| match dagger_storage::SqliteLocation::parse(db).ok()? {
+            dagger_storage::SqliteLocation::File(path) => {
+                let mut name = path.file_name()?.to_os_string();
+                name.push(".groups");
+                Some(path.with_file_name(name))
+            }
+            dagger_storage::SqliteLocation::Memory => None,
+        })
+        .flatten();
+    beside_file.unwrap_or_else(|| std::env::temp_dir().join("dagger-shell-groups"))
 }
 
 /// The start time of process `pid` in clock ticks since boot, from
@@ -158,10 +160,11 @@ mod tests {
     fn the_record_directory_sits_beside_a_sqlite_file() {
         assert_eq!(
             dir_for("sqlite:.dagger/dagger.db"),
-            Some(PathBuf::from(".dagger/dagger.db.groups"))
+            PathBuf::from(".dagger/dagger.db.groups")
         );
-        assert_eq!(dir_for("sqlite::memory:"), None);
-        assert_eq!(dir_for("postgres://u@h/db"), None);
+        let machine = std::env::temp_dir().join("dagger-shell-groups");
+        assert_eq!(dir_for("sqlite::memory:"), machine);
+        assert_eq!(dir_for("postgres://u@h/db"), machine);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! a worker of a Postgres-backed pool (`dagger worker`).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+// Output goes through `outln!`/`errln!`: `println!` panics on a closed pipe.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 /// `println!` that never panics: when stdout is closed (`dagger run … | head`)
 /// the text is dropped and the command carries on (docs/reliability.md).
@@ -10,6 +12,14 @@ macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics (see `outln!`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
     }};
 }
 

@@ -58,12 +58,23 @@ impl Sandbox {
     }
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    assert!(
+        wait_for(Duration::from_secs(30), f),
+        "timed out waiting for: {what}"
+    );
+}
+
+/// Whether `f` holds within `limit` (polled every 20 ms).
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
     while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 /// Waits for the process to end (bounded); kills it and fails if it does not.
@@ -279,4 +290,71 @@ fn sigterm_stops_a_worker_with_exit_143_and_kills_its_shell_groups() {
     );
     wait_until("the worker's sleep is gone", || !alive(sleep_pid));
     dropped.unwrap();
+}
+
+/// A `dagger worker` killed without a word (SIGKILL) leaves its shell
+/// node's group re-parented to init; the next `dagger` process on the
+/// machine (here a worker) kills it before running anything.
+#[cfg(feature = "postgres")]
+#[test]
+fn the_next_worker_kills_the_shell_groups_a_sigkilled_worker_left() {
+    use dagger_storage::{PostgresOptions, PostgresStore};
+    let url = std::env::var("DAGGER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let schema = format!("t_kill_worker_{}_{nanos}", std::process::id());
+    let options = PostgresOptions {
+        schema: Some(schema.clone()),
+        ..PostgresOptions::default()
+    };
+    let store = match PostgresStore::connect_blocking(&url, &options) {
+        Ok(s) => s,
+        Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
+            eprintln!("skipping: PostgreSQL at {url} is unreachable ({e})");
+            return;
+        }
+        Err(e) => panic!(
+            "PostgreSQL at {url} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)"
+        ),
+    };
+    let s = Sandbox::new();
+    let pid_file = s.path("sleep.pid");
+    let wf = sleeper(&s, &pid_file);
+    let pg = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
+        c.args(args)
+            .current_dir(s.dir.path())
+            .env("DAGGER_PG_SCHEMA", &schema)
+            .env("DAGGER_DB", &url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let worker = pg(&["worker", "--lease", "1", "--concurrency", "1"]);
+    let mut run = pg(&["run", wf.to_str().unwrap(), "--run-id", "w-1"]);
+    wait_until("the worker's shell started sleep", || {
+        read_pid(&pid_file).is_some()
+    });
+    let sleep_pid = read_pid(&pid_file).unwrap();
+    signal(&worker, Signal::SIGKILL);
+    let _ = wait_exit(worker, Duration::from_secs(30));
+    // Its shell's group was re-parented to init; nothing else knows of it.
+    assert!(alive(sleep_pid), "the SIGKILLed worker's sleep still runs");
+    let next = pg(&["worker", "--lease", "1", "--concurrency", "1"]);
+    let gone = wait_for(Duration::from_secs(30), || !alive(sleep_pid));
+    signal(&next, Signal::SIGTERM);
+    let _ = wait_exit(next, Duration::from_secs(30));
+    let _ = run.kill();
+    let _ = run.wait();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.drop_schema())
+        .unwrap();
+    assert!(
+        gone,
+        "the next worker killed the group the SIGKILLed one left"
+    );
 }

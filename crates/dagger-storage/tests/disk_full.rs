@@ -106,7 +106,7 @@ async fn opening_a_new_database_on_a_full_disk_is_disk_full() {
 /// says `SQLITE_IOERR_SHMSIZE` ("disk I/O error") here.
 #[tokio::test]
 async fn opening_with_no_room_for_the_wal_index_is_disk_full() {
-    let fs = tiny_fs_or_skip!(256);
+    let fs = tiny_fs_or_skip!(1024);
     fs.fill_leaving(8 * 1024);
     let path = fs.path("runs.db");
     let err = SqliteStore::open(&location(&path)).await.unwrap_err();

@@ -97,6 +97,8 @@ fn seed_job(store: Arc<dyn TaskStore>, dir: &Path, n: usize, lease_ms: u64) {
         let cfg = JobConfig {
             lease_ms,
             max_concurrency: 4,
+            // A killed worker's expired leases count as attempts: allow a second.
+            retry: dagger_core::RetryPolicy::attempts(2),
             ..JobConfig::default()
         };
         let h = m.start_job(JOB, vec![], None, Some(cfg)).expect("start");
