@@ -229,11 +229,11 @@ fn a_sigkilled_runs_shell_group_is_killed_before_its_resume_runs() {
     wait_until("the resumed sleep is gone", || !alive(fresh));
 }
 
-/// `dagger worker` (Postgres pool) on SIGTERM: exit 143, and the shell
-/// node it was running dies with it.
+/// A fresh schema of the test PostgreSQL (`url`, schema name, its store);
+/// `None` (the test skips) when the server is unreachable and
+/// `DAGGER_TEST_SKIP_SERVERS=1`.
 #[cfg(feature = "postgres")]
-#[test]
-fn sigterm_stops_a_worker_with_exit_143_and_kills_its_shell_groups() {
+fn postgres_schema(prefix: &str) -> Option<(String, String, dagger_storage::PostgresStore)> {
     use dagger_storage::{PostgresOptions, PostgresStore};
     let url = std::env::var("DAGGER_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
@@ -241,34 +241,49 @@ fn sigterm_stops_a_worker_with_exit_143_and_kills_its_shell_groups() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    let schema = format!("t_sig_worker_{}_{nanos}", std::process::id());
+    let schema = format!("{prefix}{}_{nanos}", std::process::id());
     let options = PostgresOptions {
         schema: Some(schema.clone()),
         ..PostgresOptions::default()
     };
-    let store = match PostgresStore::connect_blocking(&url, &options) {
-        Ok(s) => s,
+    match PostgresStore::connect_blocking(&url, &options) {
+        Ok(store) => Some((url, schema, store)),
         Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
             eprintln!("skipping: PostgreSQL at {url} is unreachable ({e})");
-            return;
+            None
         }
         Err(e) => panic!(
             "PostgreSQL at {url} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)"
         ),
+    }
+}
+
+/// Spawns `dagger ARGS` in `s` on the Postgres `schema` at `url`.
+#[cfg(feature = "postgres")]
+fn spawn_on_postgres(s: &Sandbox, url: &str, schema: &str, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_dagger"))
+        .args(args)
+        .current_dir(s.dir.path())
+        .env("DAGGER_PG_SCHEMA", schema)
+        .env("DAGGER_DB", url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `dagger worker` (Postgres pool) on SIGTERM: exit 143, and the shell
+/// node it was running dies with it.
+#[cfg(feature = "postgres")]
+#[test]
+fn sigterm_stops_a_worker_with_exit_143_and_kills_its_shell_groups() {
+    let Some((url, schema, store)) = postgres_schema("t_sig_worker_") else {
+        return;
     };
     let s = Sandbox::new();
     let pid_file = s.path("sleep.pid");
     let wf = sleeper(&s, &pid_file);
-    let pg = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
-        c.args(args)
-            .current_dir(s.dir.path())
-            .env("DAGGER_PG_SCHEMA", &schema)
-            .env("DAGGER_DB", &url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        c.spawn().unwrap()
-    };
+    let pg = |args: &[&str]| spawn_on_postgres(&s, &url, &schema, args);
     let worker = pg(&["worker", "--lease", "1", "--concurrency", "1"]);
     let mut run = pg(&["run", wf.to_str().unwrap(), "--run-id", "w-1"]);
     wait_until("the worker's shell started sleep", || {
@@ -298,41 +313,13 @@ fn sigterm_stops_a_worker_with_exit_143_and_kills_its_shell_groups() {
 #[cfg(feature = "postgres")]
 #[test]
 fn the_next_worker_kills_the_shell_groups_a_sigkilled_worker_left() {
-    use dagger_storage::{PostgresOptions, PostgresStore};
-    let url = std::env::var("DAGGER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let schema = format!("t_kill_worker_{}_{nanos}", std::process::id());
-    let options = PostgresOptions {
-        schema: Some(schema.clone()),
-        ..PostgresOptions::default()
-    };
-    let store = match PostgresStore::connect_blocking(&url, &options) {
-        Ok(s) => s,
-        Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
-            eprintln!("skipping: PostgreSQL at {url} is unreachable ({e})");
-            return;
-        }
-        Err(e) => panic!(
-            "PostgreSQL at {url} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)"
-        ),
+    let Some((url, schema, store)) = postgres_schema("t_kill_worker_") else {
+        return;
     };
     let s = Sandbox::new();
     let pid_file = s.path("sleep.pid");
     let wf = sleeper(&s, &pid_file);
-    let pg = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
-        c.args(args)
-            .current_dir(s.dir.path())
-            .env("DAGGER_PG_SCHEMA", &schema)
-            .env("DAGGER_DB", &url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        c.spawn().unwrap()
-    };
+    let pg = |args: &[&str]| spawn_on_postgres(&s, &url, &schema, args);
     let worker = pg(&["worker", "--lease", "1", "--concurrency", "1"]);
     let mut run = pg(&["run", wf.to_str().unwrap(), "--run-id", "w-1"]);
     wait_until("the worker's shell started sleep", || {
