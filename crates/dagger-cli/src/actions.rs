@@ -141,8 +141,12 @@ impl NodeAction for Shell {
                 return Err(format!("node `{}`: command cancelled", ctx.node_id).into());
             }
         };
-        let stdout = String::from_utf8_lossy(&out).trim().to_string();
+        let stdout = String::from_utf8_lossy(&out);
         let stderr = String::from_utf8_lossy(&err).to_string();
+        // Into the attempt's record (bounded), whether the command succeeds or not.
+        ctx.logs.set_stdout(&stdout);
+        ctx.logs.set_stderr(&stderr);
+        let stdout = stdout.trim().to_string();
         let code = status.code().unwrap_or(-1);
         if !status.success() {
             let tail = tail(&stderr, STDERR_TAIL);

@@ -34,6 +34,7 @@ macro_rules! errln {
 mod actions;
 mod cmd_control;
 mod cmd_inspect;
+mod cmd_logs;
 mod cmd_run;
 mod cmd_serve;
 mod cmd_tasks;
@@ -111,6 +112,12 @@ enum Command {
         #[command(subcommand)]
         command: cmd_inspect::RunsCommand,
     },
+    /// Print the recorded attempts of a run's nodes: outcome, times, error, log
+    /// lines, stdout and stderr (each stream bounded to 1 MiB). An attempt is
+    /// recorded when it ends; `--follow` prints them as they do, until the run ends.
+    ///
+    /// Exit 1, naming it, for an unknown run or node, or a missing `--attempt` of a node.
+    Logs(cmd_logs::LogsArgs),
     /// Print a workflow definition (FILE) or a recorded run (--run ID) as Graphviz DOT.
     Dot {
         /// A workflow YAML file.
@@ -227,6 +234,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
             run_lease,
         } => cmd_run::resume(&run_id, &db.db, json, local, &run_lease).await,
         Command::Runs { command } => cmd_inspect::runs(command).await,
+        Command::Logs(args) => cmd_logs::logs(args).await,
         Command::Dot { file, run, db } => cmd_inspect::dot(file, run, &db.db).await,
         Command::Cancel { run_id, reason, db } => {
             cmd_control::cancel(&run_id, &reason, &db.db).await

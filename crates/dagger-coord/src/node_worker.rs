@@ -3,7 +3,7 @@
 //! (see [`crate::Coordinator::with_node_queue`]).
 
 use crate::error::CoordError;
-use dagger_core::store::{NodeClaim, NodeQueue, NodeResult};
+use dagger_core::store::{AttemptLogs, LogSink, NodeClaim, NodeQueue, NodeResult};
 use dagger_core::{Cache, Permanent, StoreError, TaskId};
 use dagger_dag_flow::{ActionRegistry, NodeCtx, NodeInputs};
 use std::any::Any;
@@ -171,6 +171,7 @@ impl NodeWorker {
             let result = NodeResult::Error {
                 message: format!("worker has no action `{}`", item.action),
                 permanent: true,
+                logs: AttemptLogs::default(),
             };
             self.finish(&item.item_id, claim.token, result).await;
             return;
@@ -186,6 +187,7 @@ impl NodeWorker {
             idempotency_key: item.idempotency_key.clone(),
             cancel: cancel.clone(),
             app_data: self.app_data.clone(),
+            logs: LogSink::new(),
         };
         // A panicking action fails this attempt (retryable) with its message.
         let node_id = item.node_id.clone();
@@ -229,15 +231,20 @@ impl NodeWorker {
                 Err(format!("node `{}` timed out after {t:.3}s on worker {}", item.node_id, self.worker_id).into())
             }
         };
+        // The logs travel with the completion to the coordinator, which
+        // records the attempt.
+        let logs = ctx.logs.take();
         let result = match result {
             Ok(out) => NodeResult::Output {
                 outputs: out.outputs,
                 success: out.success,
                 metadata: out.metadata,
+                logs,
             },
             Err(e) => NodeResult::Error {
                 permanent: Permanent::is_permanent(e.as_ref()),
                 message: e.to_string(),
+                logs,
             },
         };
         self.finish(&item.item_id, claim.token, result).await;

@@ -9,8 +9,9 @@
 
 use async_trait::async_trait;
 use dagger_core::store::{
-    ArtifactId, ArtifactStore, CacheSnapshotStore, ControlRequest, NodeRunRecord, RunClaim,
-    RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SnapshotEntry, stale_run_token,
+    ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, CacheSnapshotStore, ControlRequest,
+    NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SnapshotEntry,
+    stale_run_token,
 };
 use dagger_core::{RunId, StoreError, Stores, TaskId, now_millis};
 use std::sync::Arc;
@@ -220,6 +221,17 @@ impl RunStore for Fenced {
     }
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {
         self.runs.node_runs(run_id).await
+    }
+    async fn put_attempt(&self, record: AttemptRecord) -> Result<(), StoreError> {
+        self.check(&record.run_id)?;
+        self.runs.put_attempt(record).await
+    }
+    async fn attempts(
+        &self,
+        run_id: &RunId,
+        query: &AttemptQuery,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.runs.attempts(run_id, query).await
     }
     async fn push_control(
         &self,

@@ -79,12 +79,21 @@ pub(crate) async fn execute(
             outputs,
             success,
             metadata,
-        } => Ok(NodeOutput {
-            outputs,
-            success,
-            metadata,
-        }),
-        NodeResult::Error { message, permanent } => {
+            logs,
+        } => {
+            ctx.logs.extend(logs);
+            Ok(NodeOutput {
+                outputs,
+                success,
+                metadata,
+            })
+        }
+        NodeResult::Error {
+            message,
+            permanent,
+            logs,
+        } => {
+            ctx.logs.extend(logs);
             if permanent {
                 Err(Box::new(Permanent::new(message)))
             } else {

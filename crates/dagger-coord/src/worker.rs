@@ -4,13 +4,13 @@
 
 use crate::direct::{self, DirectGraph};
 use crate::state::DefHandle;
-use dagger_core::store::{ArtifactId, NodeRunRecord};
+use dagger_core::store::{ArtifactId, AttemptOutcome, AttemptRecord, LogSink, NodeRunRecord};
 use dagger_core::{Cache, ErrorClass, NodeId, NodeStatus, Permanent, RunId, Stores, now_millis};
 use dagger_dag_flow::{NodeAction, NodeCtx, NodeInputs, NodeOutput};
 use serde_json::{Map, Value};
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -156,12 +156,30 @@ async fn attempt_task(shared: &Arc<RunShared>, attempt: Attempt) {
     let (node, invocation) = (attempt.node, attempt.invocation);
     let (number, direct) = (attempt.attempt, attempt.direct);
     let node_id = attempt.node_id.clone();
+    // Records the attempt if it is dropped before it ends (an action that
+    // ignored its cancellation past the grace period, an aborted run).
+    let trace = Trace::new(shared, &attempt);
     // The action's own panic is caught around its execution (see `run`);
     // this one catches panics in the rest of the attempt (a schema, a
     // store), so the loop always hears of the attempt.
-    let result = match dagger_core::catch_panic(run(shared, attempt)).await {
+    let result = match dagger_core::catch_panic(run(shared, attempt, &trace)).await {
         Ok(r) => r,
         Err(p) => Ok(AttemptResult::Failed(panic_failure(&node_id, &p))),
+    };
+    let result = match result {
+        // A success was recorded with its completion (one commit for both).
+        Ok(r @ AttemptResult::Succeeded { .. }) => {
+            trace.disarm();
+            Ok(r)
+        }
+        Ok(r) => match trace.record_end(shared, &r).await {
+            Ok(()) => Ok(r),
+            Err(e) => Err(e),
+        },
+        Err(e) => {
+            trace.disarm();
+            Err(e)
+        }
     };
     let elapsed = started.elapsed();
     let msg = match result {
@@ -249,7 +267,11 @@ pub(crate) fn record(
     }
 }
 
-async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_core::StoreError> {
+async fn run(
+    shared: &RunShared,
+    a: Attempt,
+    trace: &Trace,
+) -> Result<AttemptResult, dagger_core::StoreError> {
     let inputs = match resolve_inputs(shared, &a) {
         Ok(i) => i,
         Err(f) => return Ok(AttemptResult::Failed(f)),
@@ -273,7 +295,7 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         && let Some(output) = Box::pin(memoized(shared, &a.def.action, hash)).await?
     {
         let output = Arc::new(output);
-        let deferred = complete(shared, &a, &output, input_hash.clone(), true, None).await?;
+        let deferred = complete(shared, &a, &output, input_hash.clone(), true, None, trace).await?;
         return Ok(AttemptResult::Succeeded {
             output,
             cache_hit: true,
@@ -290,6 +312,7 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         None => None,
     };
     let started_at = now_millis();
+    trace.started_at.store(started_at, Ordering::Relaxed);
     if shared.record {
         let mut rec = record(
             shared,
@@ -327,6 +350,7 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         idempotency_key,
         cancel: a.cancel.clone(),
         app_data: shared.app_data.clone(),
+        logs: trace.logs.clone(),
     };
     let timeout = a
         .def
@@ -387,6 +411,7 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
             }));
         }
         Ok(Ok(output)) if !output.success => {
+            trace.set_detail(&output.outputs);
             let message = match &output.outputs {
                 Value::String(s) => s.clone(),
                 Value::Null => format!("action `{}` reported failure", a.def.action),
@@ -411,7 +436,16 @@ async fn run(shared: &RunShared, a: Attempt) -> Result<AttemptResult, dagger_cor
         }));
     }
     let output = Arc::new(output);
-    let deferred = complete(shared, &a, &output, input_hash, false, Some(started_at)).await?;
+    let deferred = complete(
+        shared,
+        &a,
+        &output,
+        input_hash,
+        false,
+        Some(started_at),
+        trace,
+    )
+    .await?;
     Ok(AttemptResult::Succeeded {
         output,
         cache_hit: false,
@@ -455,11 +489,12 @@ async fn complete(
     input_hash: Option<String>,
     cache_hit: bool,
     started_at: Option<i64>,
+    trace: &Trace,
 ) -> Result<Option<Box<NodeRunRecord>>, dagger_core::StoreError> {
     // Boxed: its records make the future large, and most runs in memory never take it.
     let deferred = if shared.record {
         Box::pin(record_completion(
-            shared, a, output, input_hash, cache_hit, started_at,
+            shared, a, output, input_hash, cache_hit, started_at, trace,
         ))
         .await?
     } else {
@@ -483,9 +518,15 @@ async fn record_completion(
     input_hash: Option<String>,
     cache_hit: bool,
     started_at: Option<i64>,
+    trace: &Trace,
 ) -> Result<Option<Box<NodeRunRecord>>, dagger_core::StoreError> {
     let mut deferred = None;
     let bytes = serde_json::to_vec(&output.outputs).unwrap_or_default();
+    // Queued ahead of the node's record: both land in the same commit.
+    let mut attempt = trace.attempt_record(shared, AttemptOutcome::Succeeded, None);
+    attempt.output_artifact_id = Some(ArtifactId::of(&bytes));
+    trace.disarm();
+    shared.stores.runs.put_attempt(attempt).await?;
     let mut rec = record(
         shared,
         &a.node_id,
@@ -565,4 +606,159 @@ pub(crate) fn spawn_failure_handler(
         }
         let _ = shared.tx.send(Msg::FailureHandled { node, error });
     });
+}
+
+/// What an attempt records about itself while it runs; recorded when it
+/// ends (or, if its future is dropped first, when dropped).
+pub(crate) struct Trace {
+    /// The action's log lines and captured streams.
+    logs: LogSink,
+    /// When the action started (ms since the epoch).
+    started_at: AtomicI64,
+    /// A failed output's detail.
+    detail: parking_lot::Mutex<Value>,
+    /// Who the attempt is (`None` for a run that records nothing).
+    who: Option<Who>,
+    /// Set once the attempt is recorded (or needs no record).
+    done: AtomicBool,
+}
+
+struct Who {
+    node_id: Arc<str>,
+    invocation_key: String,
+    attempt: u32,
+    action: String,
+    stores: Stores,
+    run_id: RunId,
+}
+
+impl Trace {
+    fn new(shared: &RunShared, a: &Attempt) -> Self {
+        let who = shared.record.then(|| Who {
+            node_id: a.node_id.clone(),
+            invocation_key: invocation_key(a),
+            attempt: a.attempt,
+            action: a.def.action.clone(),
+            stores: shared.stores.clone(),
+            run_id: shared.run_id.clone(),
+        });
+        Self {
+            logs: if shared.record {
+                LogSink::new()
+            } else {
+                LogSink::disabled()
+            },
+            started_at: AtomicI64::new(now_millis()),
+            detail: parking_lot::Mutex::new(Value::Null),
+            who,
+            done: AtomicBool::new(false),
+        }
+    }
+
+    fn set_detail(&self, detail: &Value) {
+        if self.who.is_some() {
+            *self.detail.lock() = detail.clone();
+        }
+    }
+
+    fn disarm(&self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+
+    /// The record of this attempt, ended now with `outcome`.
+    fn attempt_record(
+        &self,
+        shared: &RunShared,
+        outcome: AttemptOutcome,
+        error: Option<String>,
+    ) -> AttemptRecord {
+        let (node_id, invocation_key, attempt, action) = match &self.who {
+            Some(w) => (
+                &*w.node_id,
+                w.invocation_key.clone(),
+                w.attempt,
+                w.action.clone(),
+            ),
+            None => ("", String::new(), 0, String::new()),
+        };
+        AttemptRecord {
+            run_id: shared.run_id.clone(),
+            node_id: NodeId::from(node_id),
+            invocation_key,
+            attempt,
+            action,
+            outcome,
+            error,
+            output: std::mem::take(&mut *self.detail.lock()),
+            output_artifact_id: None,
+            started_at: self.started_at.load(Ordering::Relaxed),
+            finished_at: now_millis(),
+            logs: self.logs.take(),
+        }
+    }
+
+    /// Records an attempt that did not succeed.
+    async fn record_end(
+        &self,
+        shared: &RunShared,
+        result: &AttemptResult,
+    ) -> Result<(), dagger_core::StoreError> {
+        if self.who.is_none() || self.done.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let (outcome, error) = match result {
+            AttemptResult::Succeeded { .. } => (AttemptOutcome::Succeeded, None),
+            AttemptResult::Cancelled => (AttemptOutcome::Cancelled, None),
+            AttemptResult::Failed(f) => (outcome_of(f), Some(f.message.clone())),
+        };
+        let record = self.attempt_record(shared, outcome, error);
+        self.disarm();
+        shared.stores.runs.put_attempt(record).await
+    }
+}
+
+/// The outcome a failure records: timed out, panicked (`…: panicked: …`,
+/// also from a worker process) or failed.
+fn outcome_of(f: &Failure) -> AttemptOutcome {
+    if f.class == ErrorClass::Timeout {
+        AttemptOutcome::TimedOut
+    } else if f.message.contains(": panicked: ") || f.message.starts_with("panicked: ") {
+        AttemptOutcome::Panicked
+    } else {
+        AttemptOutcome::Failed
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        if self.done.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(who) = self.who.take() else { return };
+        let record = AttemptRecord {
+            run_id: who.run_id.clone(),
+            node_id: NodeId::from(&*who.node_id),
+            invocation_key: who.invocation_key,
+            attempt: who.attempt,
+            action: who.action,
+            outcome: AttemptOutcome::Cancelled,
+            error: Some(format!(
+                "node `{}`: attempt dropped (cancelled, and the action did not stop within its grace period)",
+                who.node_id
+            )),
+            output: Value::Null,
+            output_artifact_id: None,
+            started_at: self.started_at.load(Ordering::Relaxed),
+            finished_at: now_millis(),
+            logs: self.logs.take(),
+        };
+        // Stores that queue (SQLite, memory) take it at once; others in a task.
+        let runs = who.stores.runs.clone();
+        let mut put = Box::pin(async move { runs.put_attempt(record).await });
+        if futures_util::FutureExt::now_or_never(&mut put).is_none()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(put);
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Actions: the pure units of computation a node runs, and their registry.
 
+use dagger_core::store::LogSink;
 use dagger_core::{BoxError, Cache, JsonSchema, NodeId, RunId};
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
@@ -106,6 +107,9 @@ pub struct NodeCtx {
     pub cancel: CancellationToken,
     /// Application data given to the executor.
     pub app_data: Option<Arc<dyn Any + Send + Sync>>,
+    /// Where the attempt's log lines and captured streams go; they land in
+    /// the attempt's record (`dagger logs`). Use [`NodeCtx::log`].
+    pub logs: LogSink,
 }
 
 impl NodeCtx {
@@ -123,7 +127,15 @@ impl NodeCtx {
             idempotency_key: format!("test-run/{node_id}/"),
             cancel: CancellationToken::new(),
             app_data: None,
+            logs: LogSink::new(),
         }
+    }
+
+    /// Writes a log line into this attempt's record (bounded: see
+    /// [`dagger_core::store::LOG_LIMIT`]); shown by `dagger logs` and the
+    /// run page. Dropped when the run records nothing (durability `Memory`).
+    pub fn log(&self, line: impl Into<String>) {
+        self.logs.log(line);
     }
 
     /// The application data, if it is a `T`.

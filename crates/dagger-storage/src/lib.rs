@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod artifacts;
+mod attempts;
 mod checkpoint;
 pub mod error;
 mod location;

@@ -1,4 +1,5 @@
-//! [`RunStore`] over SQLite: `flow_runs`, `node_runs` and `run_controls`.
+//! [`RunStore`] over SQLite: `flow_runs`, `node_runs`, `node_attempts`
+//! (see `attempts.rs`) and `run_controls`.
 //!
 //! Run-state writes (`update_run`, `put_node_run`) go through
 //! [`SqliteStore::write_durable`]: queued in `Batched` mode (a failure shows
@@ -13,8 +14,9 @@ use crate::run_rows::{
 };
 use crate::sqlite::{ErrorMapper, SqliteStore};
 use dagger_core::store::{
-    ArtifactId, ArtifactStore, ControlRequest, NodeRunRecord, RunClaim, RunOwner, RunQuery,
-    RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,
+    ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, ControlRequest, NodeRunRecord,
+    RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict,
+    stale_run_token,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -445,6 +447,18 @@ impl RunStore for SqliteStore {
         })
         .await?;
         Ok(id)
+    }
+
+    async fn put_attempt(&self, record: AttemptRecord) -> Result<(), StoreError> {
+        self.queue_attempt(&record)
+    }
+
+    async fn attempts(
+        &self,
+        run_id: &RunId,
+        query: &AttemptQuery,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.read_attempts(run_id, query).await
     }
 
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {

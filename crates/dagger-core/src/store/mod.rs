@@ -3,6 +3,7 @@
 //! [`memory`] implement them. Paradigm crates depend only on these traits.
 
 mod artifact;
+mod attempt;
 pub mod memory;
 mod memory_queue;
 mod message;
@@ -12,6 +13,10 @@ mod snapshot;
 mod task;
 
 pub use artifact::{ArtifactId, ArtifactStore};
+pub use attempt::{
+    AttemptLogs, AttemptOutcome, AttemptQuery, AttemptRecord, LOG_LIMIT, LogSink, STREAM_LIMIT,
+    bound_text,
+};
 pub use memory::MemoryStore;
 pub use memory_queue::MemoryNodeQueue;
 pub use message::{MessageLog, MessageRecord};

@@ -13,6 +13,7 @@
 //! per item is ever accepted. Execution is at-least-once: actions with side
 //! effects use the idempotency key.
 
+use super::AttemptLogs;
 use crate::error::StoreError;
 use crate::ids::{NodeId, RunId};
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,10 @@ pub enum NodeResult {
         success: bool,
         /// The output's metadata (token usage, branches).
         metadata: Map<String, Value>,
+        /// What the action wrote (log lines, captured streams), for the
+        /// attempt's record.
+        #[serde(default, skip_serializing_if = "AttemptLogs::is_empty")]
+        logs: AttemptLogs,
     },
     /// The action returned an error (or timed out on the worker).
     Error {
@@ -81,6 +86,9 @@ pub enum NodeResult {
         message: String,
         /// Whether retrying cannot help.
         permanent: bool,
+        /// What the action wrote before it failed.
+        #[serde(default, skip_serializing_if = "AttemptLogs::is_empty")]
+        logs: AttemptLogs,
     },
 }
 

@@ -1,4 +1,5 @@
 use super::artifact::{ArtifactId, ArtifactStore};
+use super::attempt::{AttemptQuery, AttemptRecord};
 use crate::error::StoreError;
 use crate::ids::{NodeId, RunId};
 use crate::status::{NodeStatus, RunStatus};
@@ -257,6 +258,20 @@ pub trait RunStore: Send + Sync + 'static {
         self.put_node_run(record).await?;
         Ok(id)
     }
+    /// Records one ended attempt, replacing a record of the same run, node,
+    /// invocation and attempt number. Like
+    /// [`put_node_started`](Self::put_node_started) a store may only queue
+    /// it, in order: it is committed with the node record written next (one
+    /// commit for both), and an error shows at a later write or
+    /// [`flush`](Self::flush). [`StoreError::NotFound`] for an unknown run.
+    async fn put_attempt(&self, record: AttemptRecord) -> Result<(), StoreError>;
+    /// The recorded attempts of a run that match `query`, ordered by node,
+    /// invocation and attempt number (empty for an unknown run).
+    async fn attempts(
+        &self,
+        run_id: &RunId,
+        query: &AttemptQuery,
+    ) -> Result<Vec<AttemptRecord>, StoreError>;
     /// Every node record of a run.
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError>;
     /// Queues a control request for a run; returns its sequence number. An

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "run ownership: owner, fencing token, lease",
         sql: include_str!("schema/0006_run_owner.sql"),
     },
+    Migration {
+        version: 7,
+        name: "node attempts: every attempt with its outcome, output and logs",
+        sql: include_str!("schema/0007_node_attempts.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").

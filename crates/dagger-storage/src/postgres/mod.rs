@@ -12,6 +12,7 @@
 //! private network.
 
 mod artifacts;
+mod attempts;
 mod conn;
 mod messages;
 mod migrations;

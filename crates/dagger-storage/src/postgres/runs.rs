@@ -1,4 +1,5 @@
-//! [`RunStore`] over Postgres: `flow_runs`, `node_runs` and `run_controls`.
+//! [`RunStore`] over Postgres: `flow_runs`, `node_runs`, `node_attempts`
+//! (see `attempts.rs`) and `run_controls`.
 //! Every write is its own statement or transaction and returns after commit.
 
 use super::PostgresStore;
@@ -7,8 +8,8 @@ use crate::run_rows::{
     NodeRow, RunRow, decode_owner, from_json, node_columns, run_columns, run_not_found, to_json,
 };
 use dagger_core::store::{
-    ArtifactId, ControlRequest, NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore,
-    RunUpdate, decision_conflict, stale_run_token,
+    ArtifactId, AttemptQuery, AttemptRecord, ControlRequest, NodeRunRecord, RunClaim, RunOwner,
+    RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use postgres::Row;
@@ -316,6 +317,18 @@ impl RunStore for PostgresStore {
             }
         })
         .await
+    }
+
+    async fn put_attempt(&self, record: AttemptRecord) -> Result<(), StoreError> {
+        self.insert_attempt(&record).await
+    }
+
+    async fn attempts(
+        &self,
+        run_id: &RunId,
+        query: &AttemptQuery,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.select_attempts(run_id, query).await
     }
 
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {

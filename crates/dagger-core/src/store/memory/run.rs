@@ -5,8 +5,9 @@ use crate::error::StoreError;
 use crate::ids::RunId;
 use crate::status::NodeStatus;
 use crate::store::{
-    ArtifactId, ArtifactStore, CacheSnapshotStore, ControlRequest, NodeRunRecord, RunClaim,
-    RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SnapshotEntry, stale_run_token,
+    ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, CacheSnapshotStore, ControlRequest,
+    NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SnapshotEntry,
+    stale_run_token,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +17,8 @@ pub(super) struct RunTables {
     /// Creation order, so listing is newest first without sorting by time ties.
     order: Vec<RunId>,
     node_runs: HashMap<RunId, BTreeMap<(String, String), NodeRunRecord>>,
+    /// Every ended attempt, by node, invocation and attempt number.
+    attempts: HashMap<RunId, BTreeMap<(String, String, u32), AttemptRecord>>,
     /// Each run's control requests with the time they were recorded (ms).
     controls: HashMap<RunId, Vec<(ControlRequest, i64)>>,
     artifacts: HashMap<ArtifactId, Vec<u8>>,
@@ -104,6 +107,37 @@ impl RunStore for MemoryStore {
             .or_default()
             .insert(key, record);
         Ok(())
+    }
+
+    async fn put_attempt(&self, record: AttemptRecord) -> Result<(), StoreError> {
+        let mut t = self.runs.lock();
+        if !t.runs.contains_key(&record.run_id) {
+            return Err(not_found(&record.run_id));
+        }
+        let key = (
+            record.node_id.to_string(),
+            record.invocation_key.clone(),
+            record.attempt,
+        );
+        t.attempts
+            .entry(record.run_id.clone())
+            .or_default()
+            .insert(key, record);
+        Ok(())
+    }
+
+    async fn attempts(
+        &self,
+        run_id: &RunId,
+        query: &AttemptQuery,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        Ok(self
+            .runs
+            .lock()
+            .attempts
+            .get(run_id)
+            .map(|m| m.values().filter(|a| query.matches(a)).cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {
