@@ -28,6 +28,7 @@ pub mod error;
 mod graph;
 mod jobs;
 mod live;
+mod logs;
 mod pages;
 mod security;
 mod state;
@@ -345,6 +346,7 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/dot", get(api::run_dot))
         .route("/runs/{id}/graph.svg", get(api::run_svg))
         .route("/runs/{id}/nodes/{node}/output", get(api::node_output))
+        .route("/runs/{id}/nodes/{node}/attempts", get(logs::api_attempts))
         .route("/runs/{id}/cancel", post(api::cancel))
         .route("/runs/{id}/resume", post(api::resume))
         .route("/runs/{id}/approve", post(api::approve))

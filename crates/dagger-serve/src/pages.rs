@@ -5,6 +5,7 @@ use crate::graph::{self, GraphNode};
 use crate::state::{AppState, WorkflowCatalog};
 use axum::http::StatusCode;
 use axum::response::Html;
+use dagger_core::store::AttemptRecord;
 use dagger_core::{NodeStatus, RunStatus};
 use dagger_dag_flow::WorkflowDef;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -236,8 +237,14 @@ fn node_rows(rows: &[NodeRow]) -> Markup {
     }
 }
 
-/// One run: status, controls, waiting nodes, graph and a page of the node table.
-pub(crate) fn run(state: &AppState, d: &RunDetail, resume_error: Option<&str>) -> Html<String> {
+/// One run: status, controls, waiting nodes, graph, a page of the node table
+/// and the log panels of that page's nodes.
+pub(crate) fn run(
+    state: &AppState,
+    d: &RunDetail,
+    attempts: &[AttemptRecord],
+    resume_error: Option<&str>,
+) -> Html<String> {
     let r = &d.view.record;
     let id = r.run_id.as_str();
     let resuming = state.is_resuming(id);
@@ -315,6 +322,7 @@ pub(crate) fn run(state: &AppState, d: &RunDetail, resume_error: Option<&str>) -
                     @if let Some(next) = d.next_node_offset() { a rel="next" href=(node_link(next)) { "Next nodes →" } }
                 }
             }
+            (crate::logs::panel(id, &d.page, attempts))
         }
     };
     page(state, &format!("Run {id}"), "Runs", body)

@@ -32,9 +32,11 @@ pub(crate) async fn run(
     Query(paging): Query<NodePaging>,
 ) -> Result<Html<String>, PageError> {
     let detail = data::run_detail(&state.stores, &run_id, paging).await?;
+    let attempts = crate::logs::for_rows(&state.stores, &run_id, &detail.page).await?;
     Ok(pages::run(
         &state,
         &detail,
+        &attempts,
         state.resume_error(&run_id).as_deref(),
     ))
 }
