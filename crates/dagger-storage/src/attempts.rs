@@ -7,7 +7,9 @@
 use crate::error::is_foreign_key;
 use crate::run_rows::{from_json, run_not_found, to_json};
 use crate::sqlite::SqliteStore;
-use dagger_core::store::{ArtifactId, AttemptLogs, AttemptOutcome, AttemptQuery, AttemptRecord};
+use dagger_core::store::{
+    ArtifactId, AttemptLogs, AttemptOutcome, AttemptQuery, AttemptRecord, sort_attempts,
+};
 use dagger_core::{NodeId, RunId, StoreError};
 use rusqlite::{Row, params};
 use serde_json::Value;
@@ -122,20 +124,6 @@ impl AttemptRow {
             logs: row.get(11)?,
         })
     }
-}
-
-/// Sorts attempts by node, invocation (numerically for fan-out indices) and
-/// attempt number.
-pub(crate) fn sort_attempts(attempts: &mut [AttemptRecord]) {
-    attempts.sort_by(|a, b| {
-        let inv = |r: &AttemptRecord| {
-            (
-                r.invocation_key.parse::<u64>().unwrap_or(u64::MAX),
-                r.invocation_key.clone(),
-            )
-        };
-        (a.node_id.as_str(), inv(a), a.attempt).cmp(&(b.node_id.as_str(), inv(b), b.attempt))
-    });
 }
 
 impl SqliteStore {

@@ -264,6 +264,20 @@ impl AttemptQuery {
     }
 }
 
+/// Sorts attempts as stores return them: by node, invocation (fan-out
+/// indices numerically) and attempt number.
+pub fn sort_attempts(attempts: &mut [AttemptRecord]) {
+    attempts.sort_by(|a, b| {
+        let key = |r: &AttemptRecord| {
+            (
+                r.invocation_key.parse::<u64>().unwrap_or(u64::MAX),
+                r.invocation_key.clone(),
+            )
+        };
+        (a.node_id.as_str(), key(a), a.attempt).cmp(&(b.node_id.as_str(), key(b), b.attempt))
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ mod task;
 pub use artifact::{ArtifactId, ArtifactStore};
 pub use attempt::{
     AttemptLogs, AttemptOutcome, AttemptQuery, AttemptRecord, LOG_LIMIT, LogSink, STREAM_LIMIT,
-    bound_text,
+    bound_text, sort_attempts,
 };
 pub use memory::MemoryStore;
 pub use memory_queue::MemoryNodeQueue;

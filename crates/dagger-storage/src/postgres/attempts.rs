@@ -3,9 +3,9 @@
 
 use super::PostgresStore;
 use super::conn::PgFail;
-use crate::attempts::{AttemptRow, attempt_columns, sort_attempts};
+use crate::attempts::{AttemptRow, attempt_columns};
 use crate::run_rows::run_not_found;
-use dagger_core::store::{AttemptQuery, AttemptRecord};
+use dagger_core::store::{AttemptQuery, AttemptRecord, sort_attempts};
 use dagger_core::{RunId, StoreError};
 use postgres::error::SqlState;
 

@@ -6,8 +6,8 @@
 //! next `flush`; [`queued_error`] accepts both, nothing else.
 
 use dagger_core::store::{
-    ArtifactId, ControlRequest, NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunUpdate,
-    SnapshotEntry,
+    ArtifactId, AttemptLogs, AttemptOutcome, AttemptQuery, AttemptRecord, ControlRequest,
+    NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunUpdate, SnapshotEntry,
 };
 use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError, Stores};
 use serde_json::json;
@@ -72,6 +72,7 @@ pub(crate) async fn run_store_suite(stores: Stores, prefix: &str) {
     snapshot_chains(&stores, prefix).await;
     run_ownership_is_fenced(&stores, prefix).await;
     concurrent_claims_have_one_winner(&stores, prefix).await;
+    attempts_round_trip(&stores, prefix).await;
     stores.runs.flush().await.expect("final flush");
 }
 
@@ -684,4 +685,93 @@ async fn snapshot_chains(stores: &Stores, p: &str) {
     s.append_snapshot(&other, full(9)).await.unwrap();
     assert_eq!(s.load_snapshot_chain(&other).await.unwrap(), vec![full(9)]);
     assert_eq!(s.load_snapshot_chain(&scope).await.unwrap().len(), 3);
+}
+
+/// An ended attempt `n` of `node` (invocation `key`) with logs and streams.
+pub(crate) fn attempt(run_id: &str, node_id: &str, key: &str, n: u32) -> AttemptRecord {
+    AttemptRecord {
+        run_id: RunId::from(run_id),
+        node_id: NodeId::from(node_id),
+        invocation_key: key.to_string(),
+        attempt: n,
+        action: "shell".to_string(),
+        outcome: AttemptOutcome::Failed,
+        error: Some(format!("exit {n}")),
+        output: json!({"why": "héllo \"quoted\"\n", "nul": "a\u{0}b"}),
+        output_artifact_id: None,
+        started_at: 1_000 + i64::from(n),
+        finished_at: 2_000 + i64::from(n),
+        logs: AttemptLogs {
+            lines: vec![format!("line {n}"), "second line".into()],
+            dropped_lines: 0,
+            stdout: Some(format!("stdout of {n}\n")),
+            stderr: Some(String::new()),
+        },
+    }
+}
+
+async fn attempts_round_trip(stores: &Stores, p: &str) {
+    let runs = &stores.runs;
+    let id = RunId::from(format!("{p}-attempts"));
+    runs.create_run(run(id.as_str(), "wf", RunStatus::Running, 7))
+        .await
+        .unwrap();
+    let a1 = attempt(id.as_str(), "a", "", 1);
+    let mut a2 = attempt(id.as_str(), "a", "", 2);
+    a2.outcome = AttemptOutcome::Succeeded;
+    a2.error = None;
+    a2.output = serde_json::Value::Null;
+    a2.output_artifact_id = Some(ArtifactId::of(b"{}"));
+    a2.logs = AttemptLogs::default();
+    let fan: Vec<AttemptRecord> = [10, 2]
+        .iter()
+        .map(|k| attempt(id.as_str(), "b", &k.to_string(), 1))
+        .collect();
+    for a in [&a2, &a1, &fan[0], &fan[1]] {
+        runs.put_attempt(a.clone()).await.unwrap();
+    }
+    // Recording the same attempt again replaces it.
+    let mut again = a1.clone();
+    again.error = Some("exit 1, again".into());
+    runs.put_attempt(again.clone()).await.unwrap();
+    runs.flush().await.unwrap();
+
+    let all = runs.attempts(&id, &AttemptQuery::default()).await.unwrap();
+    assert_eq!(
+        all,
+        vec![again.clone(), a2.clone(), fan[1].clone(), fan[0].clone()]
+    );
+    let of_a = AttemptQuery {
+        node_id: Some(NodeId::from("a")),
+        attempt: None,
+    };
+    assert_eq!(
+        runs.attempts(&id, &of_a).await.unwrap(),
+        vec![again, a2.clone()]
+    );
+    let second = AttemptQuery {
+        node_id: Some(NodeId::from("a")),
+        attempt: Some(2),
+    };
+    assert_eq!(runs.attempts(&id, &second).await.unwrap(), vec![a2]);
+    let none = AttemptQuery {
+        node_id: Some(NodeId::from("zz")),
+        attempt: None,
+    };
+    assert!(runs.attempts(&id, &none).await.unwrap().is_empty());
+    let unknown = RunId::from(format!("{p}-no-such-run"));
+    assert!(
+        runs.attempts(&unknown, &AttemptQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An attempt of an unknown run is refused, naming the run.
+    let orphan = attempt(unknown.as_str(), "a", "", 1);
+    let err = queued_error(stores, runs.put_attempt(orphan).await).await;
+    assert!(
+        matches!(&err, StoreError::NotFound { entity: "run", id } if *id == unknown.to_string()),
+        "{err:?}"
+    );
 }

@@ -131,13 +131,15 @@ impl RunStore for MemoryStore {
         run_id: &RunId,
         query: &AttemptQuery,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
-        Ok(self
+        let mut out: Vec<AttemptRecord> = self
             .runs
             .lock()
             .attempts
             .get(run_id)
             .map(|m| m.values().filter(|a| query.matches(a)).cloned().collect())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        crate::store::sort_attempts(&mut out);
+        Ok(out)
     }
 
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {
