@@ -35,6 +35,7 @@ fn output(v: serde_json::Value) -> NodeResult {
         outputs: v,
         success: true,
         metadata: serde_json::Map::new(),
+        logs: Default::default(),
     }
 }
 
@@ -92,9 +93,16 @@ async fn results_round_trip_once(q: &Arc<dyn NodeQueue>, p: &str) {
     let c = &c[0];
     let renewed = q.renew(&it.item_id, c.token, LONG).await.unwrap();
     assert!(renewed >= c.lease_expires_at);
+    // What the action wrote travels with the result.
     let err = NodeResult::Error {
         message: "boom".into(),
         permanent: true,
+        logs: dagger_core::store::AttemptLogs {
+            lines: vec!["a log line".into()],
+            dropped_lines: 0,
+            stdout: Some("out\n".into()),
+            stderr: Some("err\n".into()),
+        },
     };
     q.complete(&it.item_id, c.token, err.clone()).await.unwrap();
     let again = q.complete(&it.item_id, c.token, output(json!(1))).await;
