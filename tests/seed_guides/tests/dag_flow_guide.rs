@@ -327,3 +327,91 @@ async fn coordinator_based_execution() -> Result<()> {
     assert_eq!(run.status, RunStatus::Completed);
     Ok(())
 }
+
+/// The guide's `threshold`, a value of the user's.
+const THRESHOLD: f64 = 0.5;
+
+mod migration_guide {
+    //! "Migration Guide": the new patterns (the old ones are the retired API).
+    use super::THRESHOLD as threshold;
+    use dagger::prelude::*;
+    use std::sync::Arc;
+
+    // seed block ("New Pattern (Pure Computation)")
+    // NEW - No executor access
+    struct MyAction;
+
+    #[async_trait]
+    #[allow(unused_variables)] // the guide's `ctx`, unused
+    impl NodeAction for MyAction {
+        fn name(&self) -> &str {
+            "my_action"
+        }
+
+        async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput> {
+            // Pure computation only
+            // Return data, let hooks handle control flow
+            Ok(NodeOutput::success(json!({
+                "result": "computed_value",
+                "needs_validation": true  // Hook can read this
+            })))
+        }
+    }
+    // end of seed block
+
+    // seed block ("New Pattern (Hook-Based Control)")
+    // NEW - Control flow in hook
+    struct ConditionalHook;
+
+    #[async_trait]
+    impl EventHook for ConditionalHook {
+        async fn handle(&self, ctx: &HookContext, event: &ExecutionEvent) -> Vec<ExecutorCommand> {
+            if let ExecutionEvent::NodeCompleted { outcome, .. } = event {
+                if let Some(value) = outcome.outputs["value"].as_f64() {
+                    if value > threshold {
+                        return vec![ExecutorCommand::AddNode {
+                            dag_name: ctx.dag_name.clone(),
+                            spec: NodeSpec::new("extra_step"),
+                        }];
+                    }
+                }
+            }
+            vec![]
+        }
+    }
+    // end of seed block
+
+    /// The action returns its data; the hook adds `extra_step` only after a
+    /// node whose `value` exceeds the threshold.
+    #[tokio::test]
+    async fn new_patterns() -> Result<()> {
+        let registry = ActionRegistry::new();
+        registry.register(Arc::new(MyAction));
+        registry.register(Arc::new(super::Echo("extra_step")));
+        registry.register(Arc::new(super::Echo("measure")));
+        let mut executor = DagExecutor::new(None, registry, Stores::memory())?;
+        executor.load_yaml_string(
+            "name: wf\nnodes:\n  - { id: compute, action: my_action }\n  - { id: measure, action: measure, inputs: [{ name: value, value: 0.9 }] }\n",
+        )?;
+        let coordinator = Coordinator::new(vec![Arc::new(ConditionalHook)], 100, 100);
+        let (_cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+        let cache = Cache::new();
+        let report = coordinator
+            .run_parallel(&mut executor, &cache, "wf", "run_1", cancel_rx)
+            .await?
+            .into_result()?;
+        assert_eq!(
+            *get_value_from_cache(&cache, "compute", "needs_validation")?,
+            json!(true)
+        );
+        // `measure` output 0.9 > 0.5: one `extra_step`; `compute` has no value.
+        let added: Vec<&str> = report
+            .nodes
+            .iter()
+            .filter(|n| n.added_at_runtime)
+            .map(|n| n.id.as_str())
+            .collect();
+        assert_eq!(added, ["extra_step"]);
+        Ok(())
+    }
+}
