@@ -364,6 +364,7 @@ mod migration_guide {
     struct ConditionalHook;
 
     #[async_trait]
+    #[allow(clippy::collapsible_if)] // the guide's nested `if`s
     impl EventHook for ConditionalHook {
         async fn handle(&self, ctx: &HookContext, event: &ExecutionEvent) -> Vec<ExecutorCommand> {
             if let ExecutionEvent::NodeCompleted { outcome, .. } = event {
