@@ -3,7 +3,7 @@
 //! of them, then waits for the writer; researchers run two at a time.
 //! The planner, researchers and writer are deterministic stand-ins for LLM calls.
 //!
-//! Run: `cargo run -p dagger-examples --example deep_research`
+//! Run: `cargo run -p dagger-examples --example deepresearch`
 
 use dagger::prelude::*;
 use serde_json::{Value, json};

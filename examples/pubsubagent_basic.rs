@@ -13,7 +13,7 @@
 //! title (it fails the fetcher's output schema): both end on the dead-letter
 //! channel with the instance path and keyword of the violation.
 //!
-//! Run with `cargo run -p dagger-examples --example pubsub_basic`.
+//! Run with `cargo run -p dagger-examples --example pubsubagent_basic`.
 
 use dagger::prelude::*;
 use dagger::pubsub::{DEAD_LETTER_CHANNEL, PublishOptions};
