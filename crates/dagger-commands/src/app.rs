@@ -304,3 +304,101 @@ impl App {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dagger_core::BoxError;
+    use dagger_dag_flow::{NodeAction, NodeCtx, NodeOutput};
+    use dagger_task_core::FnAgent;
+
+    /// An action with any name.
+    struct Named(&'static str);
+
+    #[async_trait::async_trait]
+    impl NodeAction for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        async fn execute(&self, _: &NodeCtx) -> Result<NodeOutput, BoxError> {
+            Ok(NodeOutput::success(serde_json::json!({})))
+        }
+    }
+
+    fn registry(names: &[&'static str]) -> ActionRegistry {
+        let r = ActionRegistry::new();
+        for name in names {
+            r.register(Arc::new(Named(name)));
+        }
+        r
+    }
+
+    #[test]
+    fn a_user_action_named_like_a_builtin_is_an_error_naming_it() {
+        let err = Cli::new()
+            .actions(registry(&["mine", "shell"]))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, CliError::Duplicate { kind: "action", name, .. } if name == "shell"),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with("action `shell`: a built-in"));
+    }
+
+    #[test]
+    fn without_builtins_hides_them_and_frees_their_names() {
+        let app = Cli::new()
+            .without_builtins()
+            .actions(registry(&["shell", "mine"]))
+            .build()
+            .unwrap();
+        assert_eq!(app.actions().names(), ["mine", "shell"]);
+        let app = Cli::new().without_builtins().build().unwrap();
+        assert!(!app.actions().contains("shell"));
+        assert!(!app.actions_recording("sqlite::memory:").contains("shell"));
+        let app = Cli::new().actions(registry(&["mine"])).build().unwrap();
+        assert_eq!(
+            app.actions().names(),
+            ["echo", "fail", "mine", "shell", "sleep"]
+        );
+    }
+
+    #[test]
+    fn the_same_name_in_two_registries_is_an_error() {
+        let err = Cli::new()
+            .actions(registry(&["a"]))
+            .actions(registry(&["a"]))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, CliError::Duplicate { name, .. } if name == "a"));
+        let agents = TaskAgentRegistry::new();
+        agents
+            .register_agent(Arc::new(FnAgent::new("sleep", |_, _| async {
+                Ok(dagger_task_core::TaskOutcome::Completed(
+                    serde_json::Value::Null,
+                ))
+            })))
+            .unwrap();
+        let err = Cli::new().agents(agents.clone()).build().unwrap_err();
+        assert!(
+            matches!(&err, CliError::Duplicate { kind: "task agent", name, .. } if name == "sleep")
+        );
+        let app = Cli::new()
+            .without_builtins()
+            .agents(agents)
+            .build()
+            .unwrap();
+        assert_eq!(app.task_agents().names(), ["sleep"]);
+    }
+
+    #[test]
+    fn app_data_reaches_the_executor() {
+        let app = Cli::new().app_data(7_u32).build().unwrap();
+        let executor = app
+            .executor(None, app.actions(), dagger_core::Stores::memory())
+            .unwrap();
+        let data = executor.app_data().unwrap();
+        assert_eq!(data.downcast_ref::<u32>(), Some(&7));
+    }
+}
