@@ -502,7 +502,7 @@ fn worker_needs_postgres_and_known_agents() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no built-in `nope`"),
+        String::from_utf8_lossy(&out.stderr).contains("no action or task agent `nope`"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

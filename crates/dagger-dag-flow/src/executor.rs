@@ -70,6 +70,13 @@ impl DagExecutor {
         self
     }
 
+    /// [`Self::with_app_data`] for data already shared (type-erased), e.g.
+    /// the same value handed to several executors.
+    pub fn with_shared_app_data(mut self, data: Arc<dyn Any + Send + Sync>) -> Self {
+        self.app_data = Some(data);
+        self
+    }
+
     /// The application data, shared.
     pub fn app_data(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         self.app_data.clone()

@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod action;
+mod annotated;
 pub mod config;
 pub mod dot;
 pub mod error;
@@ -20,6 +21,9 @@ mod yaml;
 mod yaml_events;
 
 pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeInputs, NodeOutput};
+#[doc(hidden)]
+pub use annotated::AnnotatedAction;
+pub use annotated::annotated_actions;
 pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};
 pub use dagger_core::{Cache, InputSpec, RetryStrategy};
 pub use dot::{NodeRunView, serialize_run_to_dot, serialize_tree_to_dot};

@@ -32,6 +32,7 @@
 //!   with a [`DeliveryOutcome`] so the transport acknowledges only handled ones.
 
 mod agent;
+mod annotated;
 mod config;
 mod context;
 mod dead_letter;
@@ -47,6 +48,9 @@ mod transport;
 mod worker;
 
 pub use agent::PubSubAgent;
+#[doc(hidden)]
+pub use annotated::AnnotatedPubSubAgent;
+pub use annotated::annotated_pubsub_agents;
 pub use config::{DEAD_LETTER_CHANNEL, Overflow, PubSubConfig};
 pub use context::PubSubContext;
 pub use dead_letter::{DeadLetter, DeadLetterReason};

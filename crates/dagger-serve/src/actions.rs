@@ -104,6 +104,9 @@ pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), Re
         let outcome = async {
             let mut executor = DagExecutor::new(None, state.registry.clone(), state.stores.clone())
                 .map_err(dagger_coord::CoordError::from)?;
+            if let Some(data) = &state.app_data {
+                executor = executor.with_shared_app_data(data.clone());
+            }
             let cache = Cache::new();
             let mut coordinator = Coordinator::new(Vec::new(), 64, 64);
             if let Some(lease) = state.run_lease {

@@ -63,6 +63,8 @@ pub struct ServeOptions {
     pub catalog: WorkflowCatalog,
     /// The actions a run resumed from the page executes with.
     pub registry: ActionRegistry,
+    /// Application data handed to those actions as `NodeCtx::app_data`.
+    pub app_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// Task Agent jobs for the Jobs page (the page is left out without it).
     pub tasks: Option<Arc<dyn TaskStore>>,
     /// The Pub/Sub message log for the Channels page (left out without it).
@@ -97,6 +99,7 @@ impl ServeOptions {
             stores,
             catalog: WorkflowCatalog::default(),
             registry: ActionRegistry::new(),
+            app_data: None,
             tasks: None,
             messages: None,
             token: None,
@@ -115,6 +118,12 @@ impl ServeOptions {
     /// Resumes runs with these actions.
     pub fn with_registry(mut self, registry: ActionRegistry) -> Self {
         self.registry = registry;
+        self
+    }
+
+    /// Hands `data` to the actions of runs resumed here as `NodeCtx::app_data`.
+    pub fn with_app_data(mut self, data: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.app_data = Some(data);
         self
     }
 
@@ -226,6 +235,7 @@ impl Server {
             stores: options.stores,
             catalog: options.catalog,
             registry: options.registry,
+            app_data: options.app_data,
             tasks: options.tasks,
             messages: options.messages,
             csrf: csrf.clone(),

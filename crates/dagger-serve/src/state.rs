@@ -29,6 +29,7 @@ pub(crate) struct AppState {
     pub(crate) stores: Stores,
     pub(crate) catalog: WorkflowCatalog,
     pub(crate) registry: ActionRegistry,
+    pub(crate) app_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
     pub(crate) tasks: Option<Arc<dyn dagger_core::store::TaskStore>>,
     pub(crate) messages: Option<Arc<dyn dagger_core::store::MessageLog>>,
     pub(crate) csrf: String,

@@ -60,6 +60,7 @@ pub struct TaskContext {
     pub(crate) idempotency_key: String,
     pub(crate) cancel: CancellationToken,
     pub(crate) attempt: u32,
+    pub(crate) app_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl TaskContext {
@@ -88,6 +89,11 @@ impl TaskContext {
     /// The attempt number (the lease's fencing token), from 1.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+    /// The application data given to [`TaskManager::with_app_data`], if it
+    /// is a `T` (shared state: database pools, HTTP clients).
+    pub fn app_data<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.app_data.as_deref()?.downcast_ref::<T>()
     }
 }
 

@@ -8,6 +8,7 @@
 //! crash, or in another process) continues the same jobs.
 
 mod agent;
+mod annotated;
 mod breaker;
 mod commit;
 mod config;
@@ -22,6 +23,9 @@ mod spec;
 mod worker;
 
 pub use agent::{FnAgent, TaskAgent, TaskAgentRegistry, TaskContext, TaskOutcome};
+#[doc(hidden)]
+pub use annotated::AnnotatedTaskAgent;
+pub use annotated::annotated_task_agents;
 pub use breaker::CircuitBreaker;
 pub use config::{JobConfig, StallAction, StallCallback, StallReport, StalledTask};
 pub use dagger_core::store::{

@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) slots: Slots,
     /// Subscribers of [`TaskManager::subscribe`].
     pub(crate) events: tokio::sync::broadcast::Sender<TaskEvent>,
+    /// Handed to agents as [`crate::TaskContext::app_data`].
+    pub(crate) app_data: parking_lot::RwLock<Option<Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 /// Tasks this manager runs at once across all its jobs, against an optional
@@ -129,8 +131,27 @@ impl TaskManager {
                 committer: Mutex::new(None),
                 slots: Slots::default(),
                 events: tokio::sync::broadcast::channel(EVENT_CAPACITY).0,
+                app_data: parking_lot::RwLock::new(None),
             }),
         }
+    }
+
+    /// Makes `data` available to agents through
+    /// [`crate::TaskContext::app_data`] (replacing earlier data; clones of
+    /// this manager share it).
+    pub fn with_app_data<T: std::any::Any + Send + Sync>(self, data: T) -> Self {
+        self.with_shared_app_data(Arc::new(data))
+    }
+
+    /// [`Self::with_app_data`] for data already shared (type-erased).
+    pub fn with_shared_app_data(self, data: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        *self.inner.app_data.write() = Some(data);
+        self
+    }
+
+    /// The application data, shared.
+    pub fn app_data(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        self.inner.app_data.read().clone()
     }
 
     /// A manager over a fresh in-memory store (nothing survives the process).

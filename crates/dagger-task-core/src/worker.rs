@@ -35,6 +35,7 @@ pub(crate) async fn run(m: TaskManager, rt: Arc<JobRuntime>, task: TaskRecord) {
         idempotency_key: format!("{}/{}/{}", task.job_id, task.task_id, token),
         cancel: rt.stop.child_token(),
         attempt: token,
+        app_data: m.app_data(),
     };
     let attempt = {
         // A panicking agent fails its attempt like an error would (the

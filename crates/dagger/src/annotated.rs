@@ -1,60 +1,12 @@
-//! The functions annotated with `#[action]`, `#[task_agent]` and
-//! `#[pubsub_agent]` in the whole program, collected at link time.
+//! Registering at once the functions annotated with `#[action]`,
+//! `#[task_agent]` and `#[pubsub_agent]` in the whole program (the paradigm
+//! crates collect them at link time).
 
 use crate::error::RegistrationError;
-use dagger_dag_flow::{ActionRegistry, NodeAction};
-use dagger_pubsub::{PubSubAgent, PubSubExecutor};
-use dagger_task_core::{TaskAgent, TaskAgentRegistry};
+use dagger_dag_flow::{ActionRegistry, annotated_actions};
+use dagger_pubsub::{PubSubExecutor, annotated_pubsub_agents};
+use dagger_task_core::{TaskAgentRegistry, annotated_task_agents};
 use std::collections::HashSet;
-use std::sync::Arc;
-
-/// An `#[action]` function, recorded by the macro.
-#[doc(hidden)]
-pub struct AnnotatedAction(pub fn() -> Arc<dyn NodeAction>);
-
-/// A `#[task_agent]` function, recorded by the macro.
-#[doc(hidden)]
-pub struct AnnotatedTaskAgent(pub fn() -> Arc<dyn TaskAgent>);
-
-/// A `#[pubsub_agent]` function, recorded by the macro.
-#[doc(hidden)]
-pub struct AnnotatedPubSubAgent(pub fn() -> Arc<dyn PubSubAgent>);
-
-inventory::collect!(AnnotatedAction);
-inventory::collect!(AnnotatedTaskAgent);
-inventory::collect!(AnnotatedPubSubAgent);
-
-/// Every `#[action]` function in the program, sorted by name.
-pub fn annotated_actions() -> Vec<Arc<dyn NodeAction>> {
-    let mut all: Vec<_> = inventory::iter::<AnnotatedAction>
-        .into_iter()
-        .map(|entry| (entry.0)())
-        .collect();
-    all.sort_by(|a, b| a.name().cmp(b.name()));
-    all
-}
-
-/// Every `#[task_agent]` function in the program, sorted by name (agents
-/// from `#[task_agent]` on an `impl` block need a value: register those
-/// yourself).
-pub fn annotated_task_agents() -> Vec<Arc<dyn TaskAgent>> {
-    let mut all: Vec<_> = inventory::iter::<AnnotatedTaskAgent>
-        .into_iter()
-        .map(|entry| (entry.0)())
-        .collect();
-    all.sort_by(|a, b| a.name().cmp(b.name()));
-    all
-}
-
-/// Every `#[pubsub_agent]` function in the program, sorted by name.
-pub fn annotated_pubsub_agents() -> Vec<Arc<dyn PubSubAgent>> {
-    let mut all: Vec<_> = inventory::iter::<AnnotatedPubSubAgent>
-        .into_iter()
-        .map(|entry| (entry.0)())
-        .collect();
-    all.sort_by(|a, b| a.name().cmp(b.name()));
-    all
-}
 
 /// The first name in `names` that repeats or that `taken` reports as used.
 fn first_clash<'a>(

@@ -54,6 +54,7 @@
 //! | `macros` | yes | `#[action]`, `#[task_agent]`, `#[pubsub_agent]` and the `register_all_*` functions |
 //! | `postgres` | no | `storage::PostgresStore`: runs and task queues in Postgres, shared by many workers |
 //! | `nats` | no | `nats`: Pub/Sub channels across processes over NATS JetStream |
+//! | `cli` | no | `cli`: the whole `dagger` command as a library (`dagger::cli::run()`, `dagger::cli::Cli`) over the binary's own actions and agents; with `postgres`, its Postgres support too |
 //! | `full` | no | every feature above |
 //!
 //! # Supported Rust versions
@@ -89,15 +90,27 @@ pub use dagger_storage as storage;
 #[doc(inline)]
 pub use dagger_nats as nats;
 
+/// The `dagger` command as a library: `fn main() -> std::process::ExitCode
+/// { dagger::cli::run() }` is a binary with every subcommand (`validate`,
+/// `run`, `resume`, `runs`, `dot`, `approve`, `reject`, `cancel`, `serve`,
+/// `worker`, `tasks`, `actions`) over every `#[action]`, `#[task_agent]` and
+/// `#[pubsub_agent]` of the program plus the built-ins; [`cli::Cli`] adds
+/// hand-registered code and shared state.
+#[cfg(feature = "cli")]
+pub use dagger_commands as cli;
+
 #[cfg(feature = "macros")]
 #[doc(inline)]
 pub use dagger_macros::{action, pubsub_agent, task_agent};
 
 #[cfg(feature = "macros")]
-pub use annotated::{
-    annotated_actions, annotated_pubsub_agents, annotated_task_agents, register_all_actions,
-    register_all_pubsub_agents, register_all_task_agents,
-};
+pub use annotated::{register_all_actions, register_all_pubsub_agents, register_all_task_agents};
+#[cfg(feature = "macros")]
+pub use dagger_dag_flow::annotated_actions;
+#[cfg(feature = "macros")]
+pub use dagger_pubsub::annotated_pubsub_agents;
+#[cfg(feature = "macros")]
+pub use dagger_task_core::annotated_task_agents;
 
 pub use error::RegistrationError;
 
@@ -165,7 +178,11 @@ pub mod __private {
     pub use serde_json;
 
     #[cfg(feature = "macros")]
-    pub use crate::annotated::{AnnotatedAction, AnnotatedPubSubAgent, AnnotatedTaskAgent};
+    pub use dagger_dag_flow::AnnotatedAction;
+    #[cfg(feature = "macros")]
+    pub use dagger_pubsub::AnnotatedPubSubAgent;
+    #[cfg(feature = "macros")]
+    pub use dagger_task_core::AnnotatedTaskAgent;
     #[cfg(feature = "macros")]
     pub use inventory;
     #[cfg(feature = "macros")]

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
+/// The names of the built-in actions.
+pub(crate) const BUILTIN_ACTIONS: [&str; 4] = ["echo", "fail", "shell", "sleep"];
+
 /// A registry with every built-in action.
 pub(crate) fn builtin_registry() -> ActionRegistry {
     builtin_registry_with(None)
@@ -391,6 +394,11 @@ mod tests {
             pid_gone(&pid_file).await,
             "the background `sleep` survived its node"
         );
+    }
+
+    #[test]
+    fn the_builtin_names_are_the_registered_ones() {
+        assert_eq!(builtin_registry().names(), BUILTIN_ACTIONS);
     }
 
     #[tokio::test]

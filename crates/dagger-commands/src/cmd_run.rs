@@ -1,6 +1,6 @@
 //! `dagger validate`, `dagger run` and `dagger resume`.
 
-use crate::actions::builtin_registry;
+use crate::App;
 use crate::error::CliError;
 use crate::progress::Progress;
 use crate::signals::{self, Interrupt};
@@ -10,8 +10,7 @@ use dagger_coord::{Coordinator, DagExecutionReport, EventHook};
 use dagger_core::store::RunUpdate;
 use dagger_core::{Cache, NodeStatus, RunId, RunStatus};
 use dagger_dag_flow::{
-    DagConfig, DagConfigOverride, DagExecutor, WorkflowDef, load_yaml_path,
-    load_yaml_path_with_actions,
+    DagConfig, DagConfigOverride, WorkflowDef, load_yaml_path, load_yaml_path_with_actions,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -76,9 +75,9 @@ pub(crate) struct RunArgs {
     run_lease: RunLeaseArg,
 }
 
-/// Checks files against the built-in actions; prints every problem.
-pub(crate) fn validate(files: &[PathBuf]) -> Result<ExitCode, CliError> {
-    let registry = builtin_registry();
+/// Checks files against the binary's actions; prints every problem.
+pub(crate) fn validate(files: &[PathBuf], app: &App) -> Result<ExitCode, CliError> {
+    let registry = app.actions();
     let mut count = 0;
     for file in files {
         if let Err(errors) = load_yaml_path_with_actions(file, &registry) {
@@ -108,7 +107,7 @@ fn parse_input(text: &str) -> Result<(String, Value), CliError> {
     Ok((key.to_string(), value))
 }
 
-pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(args: RunArgs, app: &App) -> Result<ExitCode, CliError> {
     let lease = args.run_lease.duration()?;
     let inputs: Vec<(String, Value)> = args
         .inputs
@@ -142,12 +141,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     let node_count = def.nodes.len();
 
     let store = open_store(&args.db.db).await?;
-    let mut executor = DagExecutor::new(
-        Some(DagConfig::default()),
-        crate::actions::recording_groups(&args.db.db),
-        store.stores(),
-    )
-    .map_err(dagger_coord::CoordError::from)?;
+    let mut executor = app
+        .executor(
+            Some(DagConfig::default()),
+            app.actions_recording(&args.db.db),
+            store.stores(),
+        )
+        .map_err(dagger_coord::CoordError::from)?;
     executor
         .insert_workflow(def, args.file.display().to_string())
         .map_err(dagger_coord::CoordError::from)?;
@@ -189,10 +189,12 @@ pub(crate) async fn resume(
     json: bool,
     local: bool,
     run_lease: &RunLeaseArg,
+    app: &App,
 ) -> Result<ExitCode, CliError> {
     let lease = run_lease.duration()?;
     let store = open_store(db).await?;
-    let mut executor = DagExecutor::new(None, crate::actions::recording_groups(db), store.stores())
+    let mut executor = app
+        .executor(None, app.actions_recording(db), store.stores())
         .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), run_id).await?;
     if view.record.status == RunStatus::Completed {

@@ -4,11 +4,11 @@
 //! Task Agent jobs, for the built-in actions `shell`, `sleep`, `echo`,
 //! `fail` (the same four serve as task agents).
 
-use crate::DbArg;
-use crate::actions::builtin_registry;
+use crate::app::AppData;
 use crate::error::CliError;
 use crate::open_store;
 use crate::signals;
+use crate::{App, DbArg};
 use dagger_coord::NodeWorker;
 use dagger_core::{BoxError, Cache, NodeId, RunId};
 use dagger_dag_flow::{ActionRegistry, DagExecutor, NodeAction, NodeCtx};
@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct WorkerArgs {
     #[command(flatten)]
     db: DbArg,
-    /// Take only work for these built-in actions / task agents (comma-separated)
-    /// [default: all of shell, sleep, echo, fail]
+    /// Take only work for these actions / task agents (comma-separated)
+    /// [default: every action and task agent of this binary; `dagger actions` lists them]
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     agents: Vec<String>,
     /// Run at most N node attempts and at most N tasks (across all jobs) at once.
@@ -57,7 +57,7 @@ pub(crate) fn scan_interval(secs: f64) -> Result<Duration, CliError> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliError> {
     if args.concurrency == 0 {
         return Err(CliError::Usage("--concurrency must be at least 1".into()));
     }
@@ -68,21 +68,40 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
     }
     let run_lease = args.run_lease.duration()?;
     let resume_orphans = args.resume_orphans.map(scan_interval).transpose()?;
-    let all = crate::actions::recording_groups(&args.db.db);
-    let actions = ActionRegistry::new();
+    let all = app.actions_recording(&args.db.db);
+    let own_agents = app.task_agents();
+    let mut known: Vec<String> = all.names();
+    known.extend(own_agents.names());
+    known.sort();
+    known.dedup();
     let names = if args.agents.is_empty() {
-        all.names()
+        known.clone()
     } else {
         args.agents.clone()
     };
+    let actions = ActionRegistry::new();
+    let agents = TaskAgentRegistry::new();
+    let app_data = app.app_data();
     for name in &names {
-        let action = all.get(name).ok_or_else(|| {
-            CliError::Usage(format!(
-                "--agents: no built-in `{name}` (have: {})",
-                all.names().join(", ")
-            ))
-        })?;
-        actions.register(action);
+        let action = all.get(name);
+        let agent = own_agents.get(name);
+        if action.is_none() && agent.is_none() {
+            return Err(CliError::Usage(format!(
+                "--agents: no action or task agent `{name}` (have: {})",
+                known.join(", ")
+            )));
+        }
+        if let Some(action) = &action {
+            actions.register(action.clone());
+        }
+        let agent = match (agent, action) {
+            (Some(agent), _) => agent,
+            (None, Some(action)) => Arc::new(action_agent(action, app_data.clone())),
+            (None, None) => continue,
+        };
+        agents
+            .register_agent(agent)
+            .map_err(|e| CliError::Other(e.to_string()))?;
     }
     let store = open_store(&args.db.db).await?;
     let queue = store.node_queue().ok_or_else(|| {
@@ -90,30 +109,28 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
             "dagger worker needs a shared database: --db postgres://user@host/db".into(),
         )
     })?;
-    let agents = TaskAgentRegistry::new();
-    for name in &names {
-        if let Some(action) = actions.get(name) {
-            agents
-                .register_agent(Arc::new(action_agent(action)))
-                .map_err(|e| CliError::Other(e.to_string()))?;
-        }
-    }
     // Stalls are for whoever started the job to judge; a worker only warns.
     let stall = StallAction::Custom(Arc::new(|report| {
         tracing::warn!(job = %report.job_id, idle_ms = report.idle_ms, "job stalled");
     }));
-    let manager = TaskManager::new(
+    let mut manager = TaskManager::new(
         Duration::from_secs(60),
         stall,
         Cache::new(),
         agents,
         store.task_store(),
     );
+    if let Some(data) = &app_data {
+        manager = manager.with_shared_app_data(data.clone());
+    }
     // Each job's own limit (`max_concurrency`, 16 by default) still applies.
     manager.set_max_concurrent_tasks(Some(args.concurrency));
-    let node_worker = NodeWorker::new(queue.clone(), actions)
+    let mut node_worker = NodeWorker::new(queue.clone(), actions)
         .concurrency(args.concurrency)
         .lease(Duration::from_secs_f64(args.lease));
+    if let Some(data) = &app_data {
+        node_worker = node_worker.app_data(data.clone());
+    }
     errln!(
         "worker {} (pid {}) serving {}: {} (concurrency {})",
         node_worker.worker_id(),
@@ -131,9 +148,13 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
     let orphans = resume_orphans.map(|every| {
         errln!("taking over orphaned runs (checking every {every:?})");
         tokio::spawn(take_over_orphans(
-            store.stores(),
-            queue.clone(),
-            run_lease,
+            Orphans {
+                stores: store.stores(),
+                queue: queue.clone(),
+                registry: app.actions(),
+                app_data: app_data.clone(),
+                lease: run_lease,
+            },
             every,
             stop.clone(),
         ))
@@ -160,17 +181,29 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode, CliError> {
     }
 }
 
-/// Every `every` until `stop`: resumes each orphaned run of `stores` here,
-/// dispatching its nodes to the pool (`queue`). Several workers may scan
+/// What a worker resumes orphaned runs with.
+struct Orphans {
+    stores: dagger_core::Stores,
+    /// The pool's node queue: the resumed runs' nodes are dispatched to it.
+    queue: Arc<dyn dagger_core::store::NodeQueue>,
+    registry: ActionRegistry,
+    app_data: Option<AppData>,
+    /// The lease held on each resumed run.
+    lease: Duration,
+}
+
+/// Every `every` until `stop`: resumes each orphaned run of the store here,
+/// dispatching its nodes to the pool. Several workers may scan
 /// at once: the store's claim lets exactly one take each run. On `stop`
 /// the runs resumed here are cancelled (recorded Cancelled, resumable).
-async fn take_over_orphans(
-    stores: dagger_core::Stores,
-    queue: Arc<dyn dagger_core::store::NodeQueue>,
-    lease: Duration,
-    every: Duration,
-    stop: CancellationToken,
-) {
+async fn take_over_orphans(orphans: Orphans, every: Duration, stop: CancellationToken) {
+    let Orphans {
+        stores,
+        queue,
+        registry,
+        app_data,
+        lease,
+    } = orphans;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut resumed = tokio::task::JoinSet::new();
@@ -202,9 +235,14 @@ async fn take_over_orphans(
             cancels.push(cancel);
             let stores = stores.clone();
             let queue = queue.clone();
+            let registry = registry.clone();
+            let app_data = app_data.clone();
             resumed.spawn(async move {
                 let outcome = async {
-                    let mut executor = DagExecutor::new(None, builtin_registry(), stores)?;
+                    let mut executor = DagExecutor::new(None, registry, stores)?;
+                    if let Some(data) = app_data {
+                        executor = executor.with_shared_app_data(data);
+                    }
                     dagger_coord::Coordinator::new(Vec::new(), 64, 64)
                         .with_run_lease(lease)
                         .with_node_queue(queue)
@@ -239,14 +277,16 @@ async fn stop_on_signal(stop: CancellationToken) -> Signal {
     sig
 }
 
-/// A built-in action as a task agent: the task's input object is the
+/// An action as a task agent: the task's input object is the
 /// action's inputs (any other input arrives as input `input`), its output
-/// the action's outputs; the task's idempotency key and cancel token pass through.
-fn action_agent(action: Arc<dyn NodeAction>) -> FnAgent {
+/// the action's outputs; the task's idempotency key and cancel token, and
+/// the app data, pass through.
+fn action_agent(action: Arc<dyn NodeAction>, app_data: Option<AppData>) -> FnAgent {
     let name = action.name().to_string();
     let description = action.description().to_string();
     FnAgent::new(name, move |input: Value, ctx: TaskContext| {
         let action = action.clone();
+        let app_data = app_data.clone();
         async move {
             let inputs = match input {
                 Value::Object(map) => map,
@@ -263,6 +303,7 @@ fn action_agent(action: Arc<dyn NodeAction>) -> FnAgent {
             node.attempt = ctx.attempt();
             node.idempotency_key = ctx.idempotency_key().to_string();
             node.cancel = ctx.cancel_token().clone();
+            node.app_data = app_data;
             let out = action.execute(&node).await?;
             if out.success {
                 Ok(TaskOutcome::Completed(out.outputs))

@@ -1,11 +1,12 @@
-//! Errors of the `dagger` command.
+//! Errors of the `dagger` command and of building it ([`crate::Cli::build`]).
 
 use dagger_coord::CoordError;
 use dagger_core::StoreError;
 
-/// Why a command failed. Each maps to an exit code in `main`.
+/// Why a command failed, or why a [`crate::Cli`] cannot be built. Each maps
+/// to an exit code (2 for usage mistakes, 1 otherwise).
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
+pub enum CliError {
     /// One or more workflow files are invalid (already printed as `file:line:col: message`).
     #[error("{count} problem(s) found")]
     Invalid {
@@ -21,6 +22,16 @@ pub(crate) enum CliError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Two actions or agents of the binary share a name.
+    #[error("{kind} `{name}`: {why}")]
+    Duplicate {
+        /// `action`, `task agent` or `pub/sub agent`.
+        kind: &'static str,
+        /// The shared name.
+        name: String,
+        /// Who else has it.
+        why: &'static str,
+    },
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),

@@ -1,5 +1,6 @@
 //! `dagger serve`: the web interface over the store.
 
+use crate::App;
 use crate::error::CliError;
 use crate::{DbArg, open_store};
 use dagger_serve::{ServeOptions, Server, WorkflowCatalog};
@@ -33,7 +34,7 @@ pub(crate) struct ServeArgs {
     run_lease: crate::cmd_run::RunLeaseArg,
 }
 
-pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn serve(args: ServeArgs, app: &App) -> Result<ExitCode, CliError> {
     let token = args.token.filter(|t| !t.is_empty());
     let run_lease = args.run_lease.duration()?;
     let resume_orphans = args
@@ -55,13 +56,16 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Other(e.to_string()))?;
     let mut options = ServeOptions::new(store.stores())
         .with_catalog(catalog)
-        .with_registry(crate::actions::recording_groups(&args.db.db))
+        .with_registry(app.actions_recording(&args.db.db))
         .with_task_store(store.task_store())
         .with_token(token)
         .with_run_lease(run_lease);
     if let Some(every) = resume_orphans {
         errln!("taking over orphaned runs (checking every {every:?})");
         options = options.with_resume_orphans(every);
+    }
+    if let Some(data) = app.app_data() {
+        options = options.with_app_data(data);
     }
     if let Some(log) = store.message_log() {
         options = options.with_message_log(log);
