@@ -163,6 +163,7 @@ impl Coordinator {
                 updated_at: now,
                 finished_at: None,
                 owner: Some(owner.clone()),
+                lineage: None,
             })
             .await?;
         RunLoop::start(self, setup, owner, false, cancel_rx).await

@@ -19,7 +19,7 @@ pub(crate) struct Migration {
 /// Every migration, in order. Areas own their files:
 /// 0001 runs/artifacts/snapshots (dagger-storage), 0002 tasks (dagger-task-core),
 /// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
-/// breakers (dagger-task-core), 0005 run ownership (dagger-storage).
+/// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage (dagger-storage).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -45,6 +45,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "run ownership: owner, fencing token, lease",
         sql: include_str!("schema/0005_run_owner.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "run lineage: parent run, forked-from node",
+        sql: include_str!("schema/0006_run_lineage.sql"),
     },
 ];
 

@@ -100,6 +100,7 @@ pub async fn seed_run(
             updated_at: now,
             finished_at: finished.then_some(now),
             owner: None,
+            lineage: None,
         })
         .await
         .unwrap();

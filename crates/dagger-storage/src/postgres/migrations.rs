@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "run ownership: owner, fencing token, lease",
         sql: include_str!("schema/0006_run_owner.sql"),
     },
+    Migration {
+        version: 7,
+        name: "run lineage: parent run, forked-from node",
+        sql: include_str!("schema/0007_run_lineage.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").
