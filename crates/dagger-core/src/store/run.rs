@@ -253,7 +253,11 @@ pub trait RunStore: Send + Sync + 'static {
             .list_runs(&RunQuery::default())
             .await?
             .into_iter()
-            .filter(|r| r.lineage.as_ref().is_some_and(|l| &l.parent_run_id == run_id))
+            .filter(|r| {
+                r.lineage
+                    .as_ref()
+                    .is_some_and(|l| &l.parent_run_id == run_id)
+            })
             .collect();
         children.reverse();
         Ok(children)

@@ -36,6 +36,7 @@ pub fn workflow(name: &str, nodes: &[(&str, &[&str])]) -> WorkflowDef {
         signature: None,
         tags: vec!["test".into()],
         config: None,
+        inputs: None,
         nodes: nodes
             .iter()
             .map(|(id, deps)| NodeDef {

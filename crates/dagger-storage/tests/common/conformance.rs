@@ -260,12 +260,22 @@ async fn lineage_round_trips_and_lists_children(stores: &Stores, p: &str) {
         .create_run(run(parent.as_str(), "wf", RunStatus::Failed, 100))
         .await
         .unwrap();
-    let mut first = run(&format!("{p}-lineage-child-1"), "wf", RunStatus::Running, 101);
+    let mut first = run(
+        &format!("{p}-lineage-child-1"),
+        "wf",
+        RunStatus::Running,
+        101,
+    );
     first.lineage = Some(RunLineage {
         parent_run_id: parent.clone(),
         forked_from_node: Some(NodeId::from("b")),
     });
-    let mut second = run(&format!("{p}-lineage-child-2"), "wf", RunStatus::Running, 102);
+    let mut second = run(
+        &format!("{p}-lineage-child-2"),
+        "wf",
+        RunStatus::Running,
+        102,
+    );
     second.lineage = Some(RunLineage {
         parent_run_id: parent.clone(),
         forked_from_node: None,
@@ -287,7 +297,14 @@ async fn lineage_round_trips_and_lists_children(stores: &Stores, p: &str) {
         .map(|r| r.run_id)
         .collect();
     assert_eq!(children, vec![first.run_id.clone(), second.run_id.clone()]);
-    assert!(stores.runs.child_runs(&first.run_id).await.unwrap().is_empty());
+    assert!(
+        stores
+            .runs
+            .child_runs(&first.run_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn runs_round_trip(stores: &Stores, p: &str) {
