@@ -34,6 +34,7 @@ macro_rules! errln {
 mod actions;
 mod cmd_control;
 mod cmd_inspect;
+mod cmd_rerun;
 mod cmd_run;
 mod cmd_serve;
 mod cmd_tasks;
@@ -106,6 +107,11 @@ enum Command {
         #[command(flatten)]
         run_lease: cmd_run::RunLeaseArg,
     },
+    /// Start a new run of a recorded run's definition that reuses the recorded
+    /// outputs of every node not downstream of `--from NODE` (without it,
+    /// every node runs again), with changed inputs if given. The new run
+    /// records its parent and the node it was forked from (`runs show`).
+    Rerun(cmd_rerun::RerunArgs),
     /// List or show recorded runs.
     Runs {
         #[command(subcommand)]
@@ -226,6 +232,10 @@ async fn dispatch(command: Command) -> Result<ExitCode, CliError> {
             local,
             run_lease,
         } => cmd_run::resume(&run_id, &db.db, json, local, &run_lease).await,
+        Command::Rerun(args) => {
+            let registry = crate::actions::recording_groups(args.db());
+            cmd_rerun::rerun(args, registry).await
+        }
         Command::Runs { command } => cmd_inspect::runs(command).await,
         Command::Dot { file, run, db } => cmd_inspect::dot(file, run, &db.db).await,
         Command::Cancel { run_id, reason, db } => {
