@@ -11,7 +11,7 @@
 //! `human_input` of an approval) count as given.
 
 use crate::action::ActionRegistry;
-use crate::error::LoadIssueKind;
+use crate::error::{LoadIssueKind, hint};
 use crate::model::{JsonType, NodeDef, WorkflowDef};
 use crate::run_inputs::{closest, json_type_of};
 use crate::validate::{Found, RefTarget, WorkflowLocations, display_id, ref_target, references};
@@ -85,11 +85,11 @@ pub(crate) fn check_action_schemas(
                     node: display_id(i, node),
                     site: r.site.clone(),
                     reference: r.reference.to_string(),
-                    target: target.to_string(),
                     action: upstream.action.clone(),
-                    output: output.to_string(),
-                    declared,
-                    suggestion: closest(output, names.iter().copied()),
+                    declared: format!(
+                        "{declared}{}",
+                        hint(&closest(output, names.iter().copied()))
+                    ),
                 },
             ));
         }

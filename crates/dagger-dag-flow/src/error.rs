@@ -53,7 +53,7 @@ fn join_problems(problems: &[RunInputProblem]) -> String {
 }
 
 /// `; did you mean `x`?` when there is a suggestion.
-fn hint(suggestion: &Option<String>) -> String {
+pub(crate) fn hint(suggestion: &Option<String>) -> String {
     suggestion
         .as_ref()
         .map(|s| format!("; did you mean `{s}`?"))
@@ -429,26 +429,22 @@ pub enum LoadIssueKind {
     /// no such output for (its output schema lists `properties` without it);
     /// only reported by the `*_with_actions` loaders.
     #[error(
-        "node `{node}`, {site}: `{reference}` names output `{output}` of node `{target}`, but action `{action}` declares only {declared}{}",
-        hint(.suggestion)
+        "node `{node}`, {site}: `{reference}` names output `{}` of node `{}`, but action `{action}` declares only {declared}",
+        reference.split_once('.').map_or("", |(_, o)| o),
+        reference.split_once('.').map_or("", |(n, _)| n)
     )]
     UndeclaredOutput {
         /// The node holding the reference.
         node: String,
         /// Where in the node.
         site: String,
-        /// The reference.
+        /// The reference (`<node>.<output>`).
         reference: String,
-        /// The upstream node.
-        target: String,
-        /// Its action.
+        /// The upstream node's action.
         action: String,
-        /// The output named.
-        output: String,
-        /// The outputs the schema declares.
+        /// The outputs the schema declares, and the closest one when one is
+        /// close (`` `total`; did you mean `total`? ``).
         declared: String,
-        /// The closest declared output, if any is close.
-        suggestion: Option<String>,
     },
     /// A node's inputs contradict its action's input schema (a required input
     /// is missing, or a literal has the wrong JSON type); only reported by the
