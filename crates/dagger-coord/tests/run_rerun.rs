@@ -213,3 +213,49 @@ async fn failed_nodes_and_their_descendants_run_again() {
         .unwrap_err();
     assert!(matches!(missing, CoordError::RunNotFound(_)), "{missing:?}");
 }
+
+#[tokio::test]
+async fn a_completed_fan_out_is_reused_whole_and_a_condition_is_evaluated_again() {
+    let probe = Arc::new(Probe::default());
+    let stores = stores();
+    let mut fan = node("m", &[], json!({}));
+    fan.map_over = Some("inputs.list".into());
+    let mut gated = node("g", &["m"], json!({}));
+    gated.when = Some("inputs.go".into());
+    let mut wf = workflow("w", vec![fan, gated, node("z", &["m"], json!({}))]);
+    wf.inputs = Some(vec![
+        RunInputDef {
+            name: "list".into(),
+            kind: Some(JsonType::Array),
+            ..RunInputDef::default()
+        },
+        RunInputDef {
+            name: "go".into(),
+            kind: Some(JsonType::Boolean),
+            default: Some(json!(false)),
+            ..RunInputDef::default()
+        },
+    ]);
+    let mut ex = executor(DagConfig::default(), registry(&probe), wf, stores.clone());
+    let c = Coordinator::new(vec![], 4, 4);
+    let cache = Cache::new();
+    insert_value(&cache, "inputs", "list", json!([1, 2, 3])).unwrap();
+    run(&c, &mut ex, &cache, "parent").await;
+    assert_eq!(["m", "g", "z"].map(|n| probe.runs_of(n)), [3, 0, 1]);
+
+    // From `z`, with `go` now true: the fan-out is reused (no invocation
+    // runs), `g` was skipped by its condition, so it is evaluated again.
+    let request = RerunRequest::new("parent")
+        .from_node("z")
+        .input("go", json!(true));
+    let (report, cache) = rerun(&c, &mut ex, &request).await.unwrap();
+    assert_eq!(report.status, RunStatus::Completed, "{report:?}");
+    assert_eq!(["m", "g", "z"].map(|n| probe.runs_of(n)), [3, 1, 2]);
+    assert_eq!(
+        cache.namespace("m").unwrap()["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
