@@ -191,7 +191,9 @@ mod tests {
             assert_eq!(migrate_to(&mut conn, "t", start).unwrap(), start);
             if start >= 1 {
                 conn.execute_batch(
-                    "INSERT INTO flow_runs VALUES ('r1', 'wf', '{}', '{}', '{}', 'Running', NULL, 1, 1, NULL);
+                    "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, reason,
+                       created_at, updated_at, finished_at)
+                       VALUES ('r1', 'wf', '{}', '{}', '{}', 'Running', NULL, 1, 1, NULL);
                      INSERT INTO artifacts VALUES ('abc', 3, X'010203', NULL, 1);
                      INSERT INTO node_runs (run_id, node_id, invocation_key, action, attempt, state, output_artifact_id)
                        VALUES ('r1', 'a', '', 'act', 1, 'Completed', 'abc');
