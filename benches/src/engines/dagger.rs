@@ -95,6 +95,7 @@ pub fn workflow(shape: &Shape) -> WorkflowDef {
         signature: None,
         tags: Vec::new(),
         config: None,
+        inputs: None,
         nodes,
     }
 }

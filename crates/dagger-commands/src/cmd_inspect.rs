@@ -28,7 +28,8 @@ pub(crate) enum RunsCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// One run with a per-node table.
+    /// One run with a per-node table and its lineage: the run it re-ran
+    /// (parent), the node it was forked from, and the runs re-run from it.
     Show {
         /// The run.
         run_id: String,
@@ -91,7 +92,9 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
         RunsCommand::Show { run_id, db, json } => {
             let store = AnyStore::open_for_reading(&db.db).await?;
             let view = dagger_coord::load_run_view(&store.stores(), &run_id).await?;
+            let children = store.stores().runs.child_runs(&view.record.run_id).await?;
             let now = now_millis();
+            let lineage = view.record.lineage.as_ref();
             if json {
                 let value = serde_json::json!({
                     "run_id": view.record.run_id,
@@ -104,6 +107,16 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
                     "created_at": view.record.created_at,
                     "finished_at": view.record.finished_at,
                     "inputs": view.record.inputs,
+                    "parent_run_id": lineage.map(|l| &l.parent_run_id),
+                    "forked_from_node": lineage.and_then(|l| l.forked_from_node.as_ref()),
+                    "children": children
+                        .iter()
+                        .map(|c| serde_json::json!({
+                            "run_id": c.run_id,
+                            "status": c.display_status(now),
+                            "forked_from_node": c.lineage.as_ref().and_then(|l| l.forked_from_node.as_ref()),
+                        }))
+                        .collect::<Vec<_>>(),
                     "nodes": view.nodes,
                 });
                 outln!(
@@ -143,6 +156,30 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
                 }
             }
             outln!("started   {}", format_time(r.created_at));
+            if let Some(l) = lineage {
+                outln!(
+                    "parent    {} ({})",
+                    l.parent_run_id,
+                    l.forked_from_node.as_ref().map_or_else(
+                        || "re-ran every node".to_string(),
+                        |n| format!("forked from node `{n}`")
+                    )
+                );
+            }
+            for c in &children {
+                outln!(
+                    "child     {} {} ({})",
+                    c.run_id,
+                    c.display_status(now),
+                    c.lineage
+                        .as_ref()
+                        .and_then(|l| l.forked_from_node.as_ref())
+                        .map_or_else(
+                            || "re-ran every node".to_string(),
+                            |n| format!("from node `{n}`")
+                        )
+                );
+            }
             outln!();
             outln!(
                 "{:<28} {:<16} {:>8} {:>10}  ERROR",

@@ -10,7 +10,8 @@ use dagger_coord::{Coordinator, DagExecutionReport, EventHook};
 use dagger_core::store::RunUpdate;
 use dagger_core::{Cache, NodeStatus, RunId, RunStatus};
 use dagger_dag_flow::{
-    DagConfig, DagConfigOverride, WorkflowDef, load_yaml_path, load_yaml_path_with_actions,
+    DagConfig, DagConfigOverride, WorkflowDef, apply_run_inputs, load_yaml_path,
+    load_yaml_path_with_actions, run_inputs_help,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -51,8 +52,12 @@ pub(crate) struct RunArgs {
     /// The workflow YAML file.
     file: PathBuf,
     /// A run input as KEY=VALUE (VALUE is parsed as JSON when it is valid JSON, else taken as a string).
+    /// Checked against the workflow's declared `inputs:` before any node runs.
     #[arg(long = "input", value_name = "KEY=VALUE")]
     inputs: Vec<String>,
+    /// Print the workflow's declared inputs (name, type, default, description) and exit.
+    #[arg(long)]
+    help_inputs: bool,
     #[command(flatten)]
     db: DbArg,
     /// The run id (default: a new UUID v7).
@@ -94,7 +99,7 @@ pub(crate) fn validate(files: &[PathBuf], app: &App) -> Result<ExitCode, CliErro
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_input(text: &str) -> Result<(String, Value), CliError> {
+pub(crate) fn parse_input(text: &str) -> Result<(String, Value), CliError> {
     let (key, value) = text
         .split_once('=')
         .ok_or_else(|| CliError::Usage(format!("--input `{text}` is not of the form KEY=VALUE")))?;
@@ -125,6 +130,18 @@ pub(crate) async fn run(args: RunArgs, app: &App) -> Result<ExitCode, CliError> 
             });
         }
     };
+    if args.help_inputs {
+        out!("{}", run_inputs_help(&def));
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Inputs are checked here too (the coordinator checks them again) so a
+    // mistake prints the declared inputs, before the store is opened.
+    let given: serde_json::Map<String, Value> = inputs.iter().cloned().collect();
+    if let Err(e) = apply_run_inputs(&def, &given) {
+        errln!("error: {e}");
+        errln!("{}", run_inputs_help(&def).trim_end());
+        return Ok(ExitCode::from(2));
+    }
     // Command-line flags win over the workflow's own config.
     let mut overrides = def.config.take().unwrap_or_default();
     if args.sequential {
@@ -211,7 +228,10 @@ pub(crate) async fn resume(
                 serde_json::to_string_pretty(&value).map_err(|e| CliError::Other(e.to_string()))?
             );
         } else {
-            outln!("run {run_id} already finished with status Completed; nothing to resume");
+            outln!(
+                "run {run_id} already finished with status Completed; nothing to resume \
+                 (run it again with: dagger rerun {run_id} [--from NODE] [--input KEY=VALUE])"
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -254,7 +274,7 @@ pub(crate) async fn resume(
 
 /// With a shared (Postgres) store and without `--local`, hands the nodes'
 /// attempts to the `dagger worker` pool.
-fn dispatching(coordinator: Coordinator, store: &AnyStore, local: bool) -> Coordinator {
+pub(crate) fn dispatching(coordinator: Coordinator, store: &AnyStore, local: bool) -> Coordinator {
     match store.node_queue() {
         Some(queue) if !local => {
             errln!(
@@ -268,7 +288,11 @@ fn dispatching(coordinator: Coordinator, store: &AnyStore, local: bool) -> Coord
 
 /// A run cancelled by a signal is recorded with the signal as its reason
 /// (`signal: SIGTERM`), in the store and in the report.
-async fn record_signal(store: &AnyStore, report: &mut DagExecutionReport, interrupt: &Interrupt) {
+pub(crate) async fn record_signal(
+    store: &AnyStore,
+    report: &mut DagExecutionReport,
+    interrupt: &Interrupt,
+) {
     let Some(sig) = interrupt.signal() else {
         return;
     };
@@ -290,7 +314,7 @@ async fn record_signal(store: &AnyStore, report: &mut DagExecutionReport, interr
     report.reason = Some(reason);
 }
 
-fn finish(
+pub(crate) fn finish(
     report: &DagExecutionReport,
     cache: &Cache,
     def: &WorkflowDef,
@@ -364,11 +388,25 @@ fn print_summary(report: &DagExecutionReport) {
             outln!("  {} failed after {} attempt(s): {err}", n.id, n.attempts);
         }
     }
-    if matches!(
-        report.status,
-        RunStatus::Paused | RunStatus::Failed | RunStatus::Cancelled | RunStatus::WaitingForHuman
-    ) {
-        outln!("resume with: dagger resume {}", report.run_id);
+    match report.status {
+        RunStatus::Paused | RunStatus::Cancelled | RunStatus::WaitingForHuman => {
+            outln!("resume with: dagger resume {}", report.run_id);
+        }
+        // Resuming re-runs a failed node with the same inputs and the same
+        // upstream outputs; after its attempts failed, that rarely helps.
+        // A re-run with changed inputs, or from a fixed upstream node, does.
+        RunStatus::Failed => {
+            let from = report
+                .nodes
+                .iter()
+                .find(|n| n.status == NodeStatus::Failed)
+                .map_or_else(|| "NODE".to_string(), |n| n.id.clone());
+            outln!(
+                "re-run with: dagger rerun {} --from {from} [--input KEY=VALUE]",
+                report.run_id
+            );
+        }
+        _ => {}
     }
 }
 

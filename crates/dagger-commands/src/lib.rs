@@ -49,8 +49,9 @@ mod actions;
 mod app;
 mod cmd_control;
 mod cmd_inspect;
-mod cmd_logs;
 mod cmd_list;
+mod cmd_logs;
+mod cmd_rerun;
 mod cmd_run;
 mod cmd_serve;
 mod cmd_tasks;
@@ -132,6 +133,11 @@ enum Command {
         #[command(flatten)]
         run_lease: cmd_run::RunLeaseArg,
     },
+    /// Start a new run of a recorded run's definition that reuses the recorded
+    /// outputs of every node not downstream of `--from NODE` (without it,
+    /// every node runs again), with changed inputs if given. The new run
+    /// records its parent and the node it was forked from (`runs show`).
+    Rerun(cmd_rerun::RerunArgs),
     /// List or show recorded runs.
     Runs {
         #[command(subcommand)]
@@ -282,6 +288,7 @@ async fn dispatch(command: Command, app: &App) -> Result<ExitCode, CliError> {
             local,
             run_lease,
         } => cmd_run::resume(&run_id, &db.db, json, local, &run_lease, app).await,
+        Command::Rerun(args) => cmd_rerun::rerun(args, app).await,
         Command::Runs { command } => cmd_inspect::runs(command).await,
         Command::Logs(args) => cmd_logs::logs(args).await,
         Command::Dot { file, run, db } => cmd_inspect::dot(file, run, &db.db).await,

@@ -106,7 +106,10 @@ impl Coordinator {
     /// Runs workflow `dag_name` as run `run_id`. Run inputs are read from
     /// the cache namespace `inputs`; node outputs land in the cache under
     /// each node's id. Sending on (not dropping) `cancel_rx`'s sender cancels
-    /// the run. Unknown actions are reported before any node runs.
+    /// the run. Unknown actions are reported before any node runs, and so
+    /// are inputs that do not match the workflow's declared `inputs:`
+    /// ([`dagger_dag_flow::DagError::InvalidRunInputs`], naming each input);
+    /// declared defaults are applied to the cache and recorded with the run.
     pub async fn run_parallel(
         &self,
         executor: &mut DagExecutor,
@@ -117,6 +120,14 @@ impl Coordinator {
     ) -> Result<DagExecutionReport, CoordError> {
         let loaded = executor.workflow(dag_name)?;
         let wf = loaded.def.clone();
+        if wf.inputs.is_some() {
+            let given = cache.namespace("inputs").unwrap_or_default();
+            for (k, v) in dagger_dag_flow::apply_run_inputs(&wf, &given)? {
+                if !given.contains_key(&k) {
+                    cache.insert("inputs", &k, v);
+                }
+            }
+        }
         let config = executor.effective_config(&wf)?;
         let stores = executor.stores().clone();
         let run_id = RunId::from(run_id);
@@ -163,6 +174,7 @@ impl Coordinator {
                 updated_at: now,
                 finished_at: None,
                 owner: Some(owner.clone()),
+                lineage: None,
             })
             .await?;
         RunLoop::start(self, setup, owner, false, cancel_rx).await
@@ -240,7 +252,7 @@ impl Coordinator {
         }
     }
 
-    async fn resume_owned(
+    pub(crate) async fn resume_owned(
         &self,
         executor: &mut DagExecutor,
         cache: &Cache,
@@ -422,7 +434,10 @@ pub async fn check_waiting(
 }
 
 /// The candidate most like `wanted`, if it is alike enough to suggest.
-fn closest<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn closest<'a>(
+    wanted: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .map(|c| (strsim::jaro_winkler(wanted, c), c))
         .filter(|(score, _)| *score >= 0.8)

@@ -17,6 +17,7 @@ mod ownership;
 mod persist;
 mod remote;
 mod report;
+mod rerun;
 mod run;
 mod state;
 mod worker;
@@ -34,3 +35,4 @@ pub use event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext, NodeRef
 pub use node_worker::{NodeWorker, WorkerStats};
 pub use ownership::{host_name, live_owner, orphaned_runs};
 pub use report::{DagExecutionReport, ExecutionMetrics, NodeReport};
+pub use rerun::RerunRequest;

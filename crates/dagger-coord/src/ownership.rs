@@ -190,6 +190,9 @@ impl RunStore for Fenced {
     async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
         self.runs.create_run(run).await
     }
+    async fn child_runs(&self, run_id: &RunId) -> Result<Vec<RunRecord>, StoreError> {
+        self.runs.child_runs(run_id).await
+    }
     async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<(), StoreError> {
         self.check(run_id)?;
         self.runs.update_run(run_id, update).await

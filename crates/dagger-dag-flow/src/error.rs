@@ -30,9 +30,74 @@ pub enum DagError {
         /// Why.
         reason: String,
     },
+    /// The inputs given to a run do not match the workflow's declared
+    /// `inputs:`; nothing ran.
+    #[error("workflow `{workflow}`: {}", join_problems(.problems))]
+    InvalidRunInputs {
+        /// The workflow.
+        workflow: String,
+        /// Every problem, one per input.
+        problems: Vec<RunInputProblem>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] dagger_core::StoreError),
+}
+
+fn join_problems(problems: &[RunInputProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `; did you mean `x`?` when there is a suggestion.
+pub(crate) fn hint(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
+}
+
+/// What is wrong with one input given to a run, against the declaration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunInputProblem {
+    /// A required input (no default) was not given.
+    #[error("missing required input `{input}`")]
+    Missing {
+        /// The input.
+        input: String,
+    },
+    /// The value does not have the declared type or match the declared schema.
+    #[error("input `{input}` must be {expected}: {message}")]
+    WrongType {
+        /// The input.
+        input: String,
+        /// The declared type, or `valid against its schema`.
+        expected: String,
+        /// What is wrong with the value.
+        message: String,
+    },
+    /// An input the workflow does not declare was given.
+    #[error("unknown input `{input}`{}", hint(.suggestion))]
+    Undeclared {
+        /// The input.
+        input: String,
+        /// The closest declared name, if any is close.
+        suggestion: Option<String>,
+    },
+}
+
+impl RunInputProblem {
+    /// The input concerned.
+    pub fn input(&self) -> &str {
+        match self {
+            Self::Missing { input }
+            | Self::WrongType { input, .. }
+            | Self::Undeclared { input, .. } => input,
+        }
+    }
 }
 
 /// One problem found while loading or validating a workflow definition, with
@@ -332,6 +397,66 @@ pub enum LoadIssueKind {
         action: String,
         /// The registered names.
         known: String,
+    },
+    /// A declared run input (the workflow's `inputs:`) is malformed: an
+    /// empty or repeated name, both `type` and `schema`, an invalid schema,
+    /// or a default that does not match.
+    #[error("run input `{input}`: {message}")]
+    InvalidRunInput {
+        /// The input (`#n` when it has no name).
+        input: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A reference names a run input that the workflow's `inputs:` does not declare.
+    #[error(
+        "node `{node}`, {site}: `{reference}` names run input `{input}`, which the workflow's `inputs:` does not declare{}",
+        hint(.suggestion)
+    )]
+    UndeclaredRunInput {
+        /// The node holding the reference.
+        node: String,
+        /// Where in the node.
+        site: String,
+        /// The reference.
+        reference: String,
+        /// The input it names.
+        input: String,
+        /// The closest declared input, if any is close.
+        suggestion: Option<String>,
+    },
+    /// A reference names an output that the upstream node's action declares
+    /// no such output for (its output schema lists `properties` without it);
+    /// only reported by the `*_with_actions` loaders.
+    #[error(
+        "node `{node}`, {site}: `{reference}` names output `{}` of node `{}`, but action `{action}` declares only {declared}",
+        reference.split_once('.').map_or("", |(_, o)| o),
+        reference.split_once('.').map_or("", |(n, _)| n)
+    )]
+    UndeclaredOutput {
+        /// The node holding the reference.
+        node: String,
+        /// Where in the node.
+        site: String,
+        /// The reference (`<node>.<output>`).
+        reference: String,
+        /// The upstream node's action.
+        action: String,
+        /// The outputs the schema declares, and the closest one when one is
+        /// close (`` `total`; did you mean `total`? ``).
+        declared: String,
+    },
+    /// A node's inputs contradict its action's input schema (a required input
+    /// is missing, or a literal has the wrong JSON type); only reported by the
+    /// `*_with_actions` loaders.
+    #[error("node `{node}`: {message} (input schema of action `{action}`)")]
+    ActionInputMismatch {
+        /// The node.
+        node: String,
+        /// Its action.
+        action: String,
+        /// What is wrong.
+        message: String,
     },
     /// The executor already holds a workflow of this name from another source.
     #[error("workflow `{name}` is already loaded (from {existing})")]

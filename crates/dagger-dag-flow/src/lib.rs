@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod action;
+mod action_schemas;
 mod annotated;
 pub mod config;
 pub mod dot;
@@ -15,6 +16,7 @@ pub mod executor;
 mod growth;
 pub mod loader;
 pub mod model;
+mod run_inputs;
 mod shape;
 pub mod validate;
 mod yaml;
@@ -27,12 +29,13 @@ pub use annotated::annotated_actions;
 pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};
 pub use dagger_core::{Cache, InputSpec, RetryStrategy};
 pub use dot::{NodeRunView, serialize_run_to_dot, serialize_tree_to_dot};
-pub use error::{DagError, LoadErrors, LoadIssue, LoadIssueKind};
+pub use error::{DagError, LoadErrors, LoadIssue, LoadIssueKind, RunInputProblem};
 pub use executor::{DagExecutor, LoadedWorkflow};
 pub use loader::{
     STRING_SOURCE, load_yaml_bytes, load_yaml_path, load_yaml_path_with_actions, load_yaml_str,
     load_yaml_str_with_actions,
 };
-pub use model::{DagMetadata, NodeDef, OutputSpec, WorkflowDef};
+pub use model::{DagMetadata, JsonType, NodeDef, OutputSpec, RunInputDef, WorkflowDef};
+pub use run_inputs::{apply_run_inputs, run_inputs_help};
 pub use validate::{validate_added_nodes, validate_added_nodes_with, validate_workflow};
 pub use yaml::{MAX_ALIAS_REPLAY_EVENTS, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES};

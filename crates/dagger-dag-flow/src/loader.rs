@@ -3,6 +3,7 @@
 //! reports all problems together (see [`LoadErrors`]).
 
 use crate::action::ActionRegistry;
+use crate::action_schemas::check_action_schemas;
 use crate::error::{DagError, LoadErrors, LoadIssue, LoadIssueKind};
 use crate::executor::DagExecutor;
 use crate::model::WorkflowDef;
@@ -89,6 +90,7 @@ fn read_root(
     found.extend(check_workflow(&def, &locations));
     if let Some(registry) = actions {
         found.extend(check_actions(&def, &locations, registry));
+        found.extend(check_action_schemas(&def, &locations, registry));
     }
     if found.is_empty() {
         Ok(def)

@@ -28,6 +28,10 @@ pub struct WorkflowDef {
     /// Overrides of the executor's configuration for this workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<DagConfigOverride>,
+    /// The run inputs the workflow declares (`inputs:`), checked before any
+    /// node runs. `None`: undeclared, any `inputs.<key>` is accepted as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<RunInputDef>>,
     /// The nodes.
     pub nodes: Vec<NodeDef>,
 }
@@ -95,6 +99,46 @@ pub struct OutputSpec {
     /// What it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// A run input a workflow declares: required unless it has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunInputDef {
+    /// The input's name (`inputs.<name>` in references).
+    pub name: String,
+    /// Its JSON type, when given (exclusive with `schema`).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<JsonType>,
+    /// A JSON Schema its value must match, when given (exclusive with `type`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// The value used when the run is given none; without one the input is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The JSON types a run input may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonType {
+    /// A string.
+    String,
+    /// Any number.
+    Number,
+    /// A number without a fractional part.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// A list.
+    Array,
+    /// A mapping.
+    Object,
+    /// `null`.
+    Null,
 }
 
 /// A workflow's metadata, without its nodes.

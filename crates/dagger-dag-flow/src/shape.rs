@@ -5,8 +5,8 @@
 
 use crate::config::DagConfigOverride;
 use crate::error::LoadIssueKind;
-use crate::model::{NodeDef, OutputSpec, WorkflowDef};
-use crate::validate::{Found, InputLocations, NodeLocations, WorkflowLocations};
+use crate::model::{NodeDef, OutputSpec, RunInputDef, WorkflowDef};
+use crate::validate::{Found, InputLocations, NodeLocations, RunInputLocations, WorkflowLocations};
 use crate::yaml::{DeError, DeErrorKind, NodeDe, Pos, Source, YNode, YValue, expected_list};
 use dagger_core::InputSpec;
 use serde::Deserialize;
@@ -22,6 +22,7 @@ const WORKFLOW_FIELDS: &[&str] = &[
     "signature",
     "tags",
     "config",
+    "inputs",
     "nodes",
 ];
 const NODE_FIELDS: &[&str] = &[
@@ -42,6 +43,7 @@ const NODE_FIELDS: &[&str] = &[
 ];
 const INPUT_FIELDS: &[&str] = &["name", "description", "reference", "value"];
 const OUTPUT_FIELDS: &[&str] = &["name", "description"];
+const RUN_INPUT_FIELDS: &[&str] = &["name", "type", "schema", "default", "description"];
 
 /// The non-blank string value of field `name`, to name an entry in messages.
 fn str_field<'t>(entries: &'t [(YNode, YNode)], name: &str) -> Option<&'t str> {
@@ -186,6 +188,7 @@ impl<'t> Shape<'t> {
             signature: None,
             tags: Vec::new(),
             config: None,
+            inputs: None,
             nodes: Vec::new(),
         };
         let mut locs = WorkflowLocations {
@@ -220,6 +223,17 @@ impl<'t> Shape<'t> {
                         .unwrap_or_default();
                 }
                 "config" => def.config = self.config(v, &mut locs),
+                "inputs" => {
+                    locs.inputs_key = f.key.pos;
+                    let mut declared = Vec::new();
+                    for (j, item) in self.list(v, ctx, "inputs").iter().enumerate() {
+                        if let Some((input, loc)) = self.run_input(j, item) {
+                            declared.push(input);
+                            locs.run_inputs.push(loc);
+                        }
+                    }
+                    def.inputs = Some(declared);
+                }
                 _ => {
                     has_nodes = true;
                     locs.nodes_key = f.key.pos;
@@ -488,6 +502,56 @@ impl<'t> Shape<'t> {
             }
         }
         Some((spec, loc))
+    }
+
+    /// Reads run input `j` of the workflow's `inputs:`.
+    fn run_input(&mut self, j: usize, item: &'t YNode) -> Option<(RunInputDef, RunInputLocations)> {
+        let mut ctx = format!("run input #{}", j + 1);
+        let entries = self.mapping(item, &ctx)?;
+        if let Some(name) = str_field(entries, "name") {
+            ctx = format!("run input `{name}`");
+        }
+        let mut def = RunInputDef::default();
+        let mut loc = RunInputLocations {
+            entry: item.pos,
+            ..RunInputLocations::default()
+        };
+        let fields = self.fields(entries, &ctx, RUN_INPUT_FIELDS);
+        let mut has_name = false;
+        for f in &fields {
+            let v = f.value;
+            match f.name {
+                "name" => {
+                    has_name = true;
+                    loc.name = v.pos;
+                    def.name = self.typed(v, &ctx, f.name)?;
+                }
+                "type" => {
+                    loc.kind = v.pos;
+                    def.kind = self.typed(v, &ctx, f.name)?;
+                }
+                "schema" => {
+                    loc.schema = v.pos;
+                    def.schema = Some(self.typed(v, &ctx, f.name)?);
+                }
+                "default" => {
+                    loc.default = v.pos;
+                    def.default = Some(self.typed(v, &ctx, f.name)?);
+                }
+                _ => def.description = self.typed(v, &ctx, f.name).flatten(),
+            }
+        }
+        if !has_name {
+            self.push(
+                item.pos,
+                LoadIssueKind::MissingField {
+                    context: ctx,
+                    field: "name",
+                },
+            );
+            return None;
+        }
+        Some((def, loc))
     }
 
     /// Reads output `j` of a node.

@@ -44,6 +44,10 @@ pub(crate) struct WorkflowLocations {
     /// Config field name -> position of its value.
     pub(crate) config_fields: HashMap<String, Pos>,
     pub(crate) nodes: Vec<NodeLocations>,
+    /// The `inputs:` key.
+    pub(crate) inputs_key: Option<Pos>,
+    /// The declared run inputs, in order.
+    pub(crate) run_inputs: Vec<RunInputLocations>,
     /// The loader already reported `name` / `nodes` missing or malformed.
     pub(crate) name_reported: bool,
     pub(crate) nodes_reported: bool,
@@ -66,6 +70,16 @@ pub(crate) struct NodeLocations {
     /// The loader already reported `id` / `action` missing or malformed.
     pub(crate) id_reported: bool,
     pub(crate) action_reported: bool,
+}
+
+/// Where the parts of one declared run input are.
+#[derive(Debug, Default)]
+pub(crate) struct RunInputLocations {
+    pub(crate) entry: Option<Pos>,
+    pub(crate) name: Option<Pos>,
+    pub(crate) kind: Option<Pos>,
+    pub(crate) schema: Option<Pos>,
+    pub(crate) default: Option<Pos>,
 }
 
 /// Where the parts of one input are.
@@ -132,6 +146,7 @@ pub(crate) fn check_workflow(def: &WorkflowDef, locs: &WorkflowLocations) -> Vec
         check_node(i, node, node_loc(locs, i), &mut out);
     }
     check_graph(&def.nodes, locs, &mut out);
+    crate::run_inputs::check_declarations(def, locs, &mut out);
     out
 }
 

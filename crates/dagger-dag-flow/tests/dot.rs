@@ -93,6 +93,7 @@ fn hostile_def() -> WorkflowDef {
         signature: None,
         tags: vec![],
         config: None,
+        inputs: None,
         nodes,
     }
 }

@@ -4,7 +4,8 @@
 //! this test until the loader reads it.
 
 use dagger_dag_flow::{
-    DagConfigOverride, InputSpec, NodeDef, OnFailure, OutputSpec, WorkflowDef, load_yaml_str,
+    DagConfigOverride, InputSpec, JsonType, NodeDef, OnFailure, OutputSpec, RunInputDef,
+    WorkflowDef, load_yaml_str,
 };
 use serde_json::json;
 
@@ -24,6 +25,22 @@ fn every_field_round_trips() {
             human_wait_minutes: Some(Some(2.5)),
             ..DagConfigOverride::default()
         }),
+        inputs: Some(vec![
+            RunInputDef {
+                name: "go".into(),
+                kind: Some(JsonType::Boolean),
+                schema: None,
+                default: Some(json!(true)),
+                description: Some("whether to go".into()),
+            },
+            RunInputDef {
+                name: "items".into(),
+                kind: None,
+                schema: Some(json!({"type": "array", "items": {"type": "integer"}})),
+                default: None,
+                description: None,
+            },
+        ]),
         nodes: vec![
             NodeDef {
                 id: "first".into(),

@@ -69,6 +69,7 @@ fn workflow(nodes: Vec<NodeDef>) -> WorkflowDef {
         signature: None,
         tags: Vec::new(),
         config: None,
+        inputs: None,
         nodes,
     }
 }

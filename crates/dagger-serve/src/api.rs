@@ -42,6 +42,9 @@ pub(crate) async fn run(
     Ok(Json(json!({
         "run": RunSummary::from(r),
         "inputs": r.inputs,
+        "parent_run_id": r.lineage.as_ref().map(|l| &l.parent_run_id),
+        "forked_from_node": r.lineage.as_ref().and_then(|l| l.forked_from_node.as_ref()),
+        "children": d.children,
         "resuming": state.is_resuming(&run_id),
         "resume_error": state.resume_error(&run_id),
         "waiting": d.waiting,

@@ -201,6 +201,17 @@ pub(crate) struct RunDetail {
     pub(crate) node_limit: usize,
     /// Nodes waiting for a human anywhere in the run (not only on this page).
     pub(crate) waiting: Vec<WaitingNode>,
+    /// The runs re-run from this one (`dagger rerun`), oldest first.
+    pub(crate) children: Vec<ChildRun>,
+}
+
+/// A run re-run from the shown run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ChildRun {
+    pub(crate) run_id: String,
+    pub(crate) state: &'static str,
+    /// The node it was forked from (`None`: every node ran again).
+    pub(crate) forked_from_node: Option<String>,
 }
 
 /// A node waiting for a human.
@@ -276,12 +287,27 @@ pub(crate) async fn run_detail(
         }
         page.push(row);
     }
+    let now = dagger_core::now_millis();
+    let children = stores
+        .runs
+        .child_runs(&view.record.run_id)
+        .await?
+        .into_iter()
+        .map(|c| ChildRun {
+            state: c.display_status(now),
+            forked_from_node: c
+                .lineage
+                .and_then(|l| l.forked_from_node.map(|n| n.to_string())),
+            run_id: c.run_id.to_string(),
+        })
+        .collect();
     Ok(RunDetail {
         view,
         page,
         node_offset,
         node_limit,
         waiting,
+        children,
     })
 }
 

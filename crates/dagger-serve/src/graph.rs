@@ -200,6 +200,7 @@ mod tests {
             signature: None,
             tags: vec![],
             config: None,
+            inputs: None,
             nodes: ids
                 .iter()
                 .map(|(id, deps)| NodeDef {

@@ -274,6 +274,28 @@ pub(crate) fn run(
                 dt { "Duration" } dd #run-duration { (format_ms(summary.duration_ms)) }
                 dt { "Reason" } dd #run-reason { (r.reason.as_deref().unwrap_or("")) }
                 dt { "Nodes" } dd { (d.view.nodes.len()) }
+                @if let Some(l) = &r.lineage {
+                    dt { "Re-run of" } dd #run-parent {
+                        a.mono href=(run_url(l.parent_run_id.as_str())) { (l.parent_run_id) }
+                        @match &l.forked_from_node {
+                            Some(n) => { " from node " span.mono { (n) } }
+                            None => { " (every node ran again)" }
+                        }
+                    }
+                }
+                @if !d.children.is_empty() {
+                    dt { "Re-runs" } dd #run-children {
+                        ul {
+                            @for c in &d.children {
+                                li {
+                                    a.mono href=(run_url(&c.run_id)) { (c.run_id) }
+                                    " " (status_badge(c.state))
+                                    @if let Some(n) = &c.forked_from_node { " from node " span.mono { (n) } }
+                                }
+                            }
+                        }
+                    }
+                }
             }
             @if let Some(e) = resume_error { p.error { "Last resume from this server failed: " (e) } }
             div.actions {

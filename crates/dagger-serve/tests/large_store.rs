@@ -37,6 +37,7 @@ async fn ten_thousand_runs_and_a_five_thousand_node_run() {
                 updated_at: i as i64,
                 finished_at: Some(i as i64 + 5),
                 owner: None,
+                lineage: None,
             })
             .await
             .unwrap();

@@ -135,6 +135,48 @@ async fn runs_list_filters_and_pages() {
 }
 
 #[tokio::test]
+async fn run_pages_link_a_re_run_and_its_parent() {
+    let f = fixture().await;
+    let mut child = f
+        .stores
+        .runs
+        .get_run(&"r-fail".into())
+        .await
+        .unwrap()
+        .unwrap();
+    child.run_id = "r-child".into();
+    child.lineage = Some(dagger_core::store::RunLineage {
+        parent_run_id: "r-fail".into(),
+        forked_from_node: Some("b".into()),
+    });
+    f.stores.runs.create_run(child).await.unwrap();
+
+    let page = get(&f.app, "/runs/r-child").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(
+            "<dd id=\"run-parent\"><a class=\"mono\" href=\"/runs/r-fail\">r-fail</a> from node <span class=\"mono\">b</span></dd>"
+        ),
+        "{}",
+        page.body
+    );
+    let page = get(&f.app, "/runs/r-fail").await;
+    assert!(
+        page.body
+            .contains("<a class=\"mono\" href=\"/runs/r-child\">r-child</a>"),
+        "the parent links its re-run"
+    );
+    assert!(!page.body.contains("id=\"run-parent\""));
+    let api = get(&f.app, "/api/runs/r-child").await;
+    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(v["parent_run_id"], "r-fail");
+    assert_eq!(v["forked_from_node"], "b");
+    let api = get(&f.app, "/api/runs/r-fail").await;
+    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(v["children"][0]["run_id"], "r-child");
+}
+
+#[tokio::test]
 async fn run_page_shows_graph_nodes_outputs_and_added_nodes() {
     let f = fixture().await;
     let a = get(&f.app, "/runs/r-done").await;

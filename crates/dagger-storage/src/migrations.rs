@@ -19,7 +19,8 @@ pub(crate) struct Migration {
 /// Every migration, in order. Areas own their files:
 /// 0001 runs/artifacts/snapshots (dagger-storage), 0002 tasks (dagger-task-core),
 /// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
-/// breakers (dagger-task-core), 0005 run ownership, 0006 node attempts (dagger-storage).
+/// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage, 0007 node attempts
+/// (dagger-storage).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -48,8 +49,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
+        name: "run lineage: parent run, forked-from node",
+        sql: include_str!("schema/0006_run_lineage.sql"),
+    },
+    Migration {
+        version: 7,
         name: "node attempts: every attempt with its outcome, output and logs",
-        sql: include_str!("schema/0006_node_attempts.sql"),
+        sql: include_str!("schema/0007_node_attempts.sql"),
     },
 ];
 

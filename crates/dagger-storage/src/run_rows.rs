@@ -4,7 +4,7 @@
 //! so a bad column is reported the same way by both.
 
 use crate::error::decode;
-use dagger_core::store::{ArtifactId, NodeRunRecord, RunOwner, RunRecord};
+use dagger_core::store::{ArtifactId, NodeRunRecord, RunLineage, RunOwner, RunRecord};
 use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError};
 
 /// The columns of `flow_runs`, in the order each backend reads a [`RunRow`].
@@ -12,7 +12,8 @@ macro_rules! run_columns {
     () => {
         "run_id, workflow, definition, inputs, config, status, reason, \
          created_at, updated_at, finished_at, \
-         owner_id, owner_host, owner_pid, owner_token, lease_expires_at"
+         owner_id, owner_host, owner_pid, owner_token, lease_expires_at, \
+         parent_run_id, forked_from_node"
     };
 }
 pub(crate) use run_columns;
@@ -65,6 +66,8 @@ pub(crate) struct RunRow {
     pub(crate) owner_pid: Option<i64>,
     pub(crate) owner_token: i64,
     pub(crate) lease_expires_at: Option<i64>,
+    pub(crate) parent_run_id: Option<String>,
+    pub(crate) forked_from_node: Option<String>,
 }
 
 /// The owner columns of a `flow_runs` row (`owner_id`, `owner_host`,
@@ -110,8 +113,13 @@ impl RunRow {
             self.owner_token,
             self.lease_expires_at,
         )?;
+        let lineage = self.parent_run_id.map(|parent| RunLineage {
+            parent_run_id: RunId::from(parent),
+            forked_from_node: self.forked_from_node.map(NodeId::from),
+        });
         Ok(RunRecord {
             owner,
+            lineage,
             definition: from_json(&what("definition"), &self.definition)?,
             inputs: from_json(&what("inputs"), &self.inputs)?,
             config: from_json(&what("config"), &self.config)?,

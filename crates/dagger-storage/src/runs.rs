@@ -42,6 +42,8 @@ impl RunRow {
             owner_pid: row.get(12)?,
             owner_token: row.get(13)?,
             lease_expires_at: row.get(14)?,
+            parent_run_id: row.get(15)?,
+            forked_from_node: row.get(16)?,
         })
     }
 }
@@ -266,8 +268,9 @@ impl RunStore for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, \
                      reason, created_at, updated_at, finished_at, owner_id, owner_host, \
-                     owner_pid, owner_token, lease_expires_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     owner_pid, owner_token, lease_expires_at, parent_run_id, forked_from_node) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16, ?17) \
                      ON CONFLICT DO NOTHING",
                 )
                 .and_then(|mut s| {
@@ -287,6 +290,10 @@ impl RunStore for SqliteStore {
                         run.owner.as_ref().map(|o| o.pid),
                         run.owner.as_ref().map_or(0, |o| wide(o.token)),
                         run.owner.as_ref().map(|o| o.lease_expires_at),
+                        run.lineage.as_ref().map(|l| l.parent_run_id.as_str()),
+                        run.lineage
+                            .as_ref()
+                            .and_then(|l| l.forked_from_node.as_ref().map(|n| n.as_str())),
                     ])
                 })
                 .map_err(|e| store.map_err(e))?;
@@ -354,6 +361,28 @@ impl RunStore for SqliteStore {
             })
             .await?;
         row.map(RunRow::decode).transpose()
+    }
+
+    async fn child_runs(&self, run_id: &RunId) -> Result<Vec<RunRecord>, StoreError> {
+        let run_id = run_id.clone();
+        let store = self.error_mapper();
+        let rows = self
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        run_columns!(),
+                        " FROM flow_runs WHERE parent_run_id = ?1 ORDER BY created_at, rowid"
+                    ))
+                    .map_err(|e| store.map_err(e))?;
+                let rows = stmt
+                    .query_map([run_id.as_str()], RunRow::read)
+                    .map_err(|e| store.map_err(e))?;
+                rows.map(|r| r.map_err(|e| store.map_err(e)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        rows.into_iter().map(RunRow::decode).collect()
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {

@@ -168,6 +168,7 @@ pub fn workflow(name: &str, nodes: Vec<NodeDef>) -> WorkflowDef {
         signature: None,
         tags: Vec::new(),
         config: None,
+        inputs: None,
         nodes,
     }
 }

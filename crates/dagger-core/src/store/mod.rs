@@ -22,8 +22,8 @@ pub use memory_queue::MemoryNodeQueue;
 pub use message::{MessageLog, MessageRecord};
 pub use queue::{NodeClaim, NodeQueue, NodeResult, NodeWorkItem};
 pub use run::{
-    ControlRequest, NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate,
-    decision_conflict, stale_run_token,
+    ControlRequest, NodeRunRecord, RunClaim, RunLineage, RunOwner, RunQuery, RunRecord, RunStore,
+    RunUpdate, decision_conflict, stale_run_token,
 };
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 pub use task::{

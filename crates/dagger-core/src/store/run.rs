@@ -34,6 +34,22 @@ pub struct RunRecord {
     /// (`None` once the run stopped or before anyone claimed it).
     #[serde(default)]
     pub owner: Option<RunOwner>,
+    /// The run this one was re-run or forked from, when it was (see
+    /// [`RunLineage`]); `None` for a run started afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<RunLineage>,
+}
+
+/// Where a re-run came from: the recorded run it re-ran and the node it was
+/// forked from. A run keeps its lineage for its whole life; the runs forked
+/// from a run are found with [`RunStore::child_runs`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunLineage {
+    /// The run this one re-ran.
+    pub parent_run_id: RunId,
+    /// The node the re-run started from: it and everything downstream ran
+    /// again, the rest reused the parent's outputs. `None` when everything ran again.
+    pub forked_from_node: Option<NodeId>,
 }
 
 impl RunRecord {
@@ -230,6 +246,23 @@ pub trait RunStore: Send + Sync + 'static {
     async fn get_run(&self, run_id: &RunId) -> Result<Option<RunRecord>, StoreError>;
     /// Lists runs, newest first.
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
+    /// The runs whose [`RunLineage::parent_run_id`] is `run_id` (re-runs and
+    /// forks of it), oldest first. The default reads every run; stores
+    /// answer it from an index.
+    async fn child_runs(&self, run_id: &RunId) -> Result<Vec<RunRecord>, StoreError> {
+        let mut children: Vec<RunRecord> = self
+            .list_runs(&RunQuery::default())
+            .await?
+            .into_iter()
+            .filter(|r| {
+                r.lineage
+                    .as_ref()
+                    .is_some_and(|l| &l.parent_run_id == run_id)
+            })
+            .collect();
+        children.reverse();
+        Ok(children)
+    }
     /// Inserts or replaces the record of `(run, node, invocation_key)`.
     async fn put_node_run(&self, record: NodeRunRecord) -> Result<(), StoreError>;
     /// Records that a node attempt started ([`put_node_run`](Self::put_node_run)

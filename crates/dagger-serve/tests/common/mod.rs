@@ -36,6 +36,7 @@ pub fn workflow(name: &str, nodes: &[(&str, &[&str])]) -> WorkflowDef {
         signature: None,
         tags: vec!["test".into()],
         config: None,
+        inputs: None,
         nodes: nodes
             .iter()
             .map(|(id, deps)| NodeDef {
@@ -100,6 +101,7 @@ pub async fn seed_run(
             updated_at: now,
             finished_at: finished.then_some(now),
             owner: None,
+            lineage: None,
         })
         .await
         .unwrap();

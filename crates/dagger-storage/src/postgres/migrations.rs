@@ -49,8 +49,13 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 7,
+        name: "run lineage: parent run, forked-from node",
+        sql: include_str!("schema/0007_run_lineage.sql"),
+    },
+    Migration {
+        version: 8,
         name: "node attempts: every attempt with its outcome, output and logs",
-        sql: include_str!("schema/0007_node_attempts.sql"),
+        sql: include_str!("schema/0008_node_attempts.sql"),
     },
 ];
 

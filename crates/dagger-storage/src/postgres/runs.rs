@@ -21,6 +21,12 @@ const SELECT_RUN: &str = concat!(
     " FROM flow_runs WHERE run_id = $1"
 );
 
+const SELECT_CHILDREN: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM flow_runs WHERE parent_run_id = $1 ORDER BY created_at, seq"
+);
+
 const SELECT_NODES: &str = concat!(
     "SELECT ",
     node_columns!(),
@@ -94,6 +100,8 @@ fn read_run(row: &Row) -> Result<RunRow, postgres::Error> {
         owner_pid: row.try_get(12)?,
         owner_token: row.try_get(13)?,
         lease_expires_at: row.try_get(14)?,
+        parent_run_id: row.try_get(15)?,
+        forked_from_node: row.try_get(16)?,
     })
 }
 
@@ -157,8 +165,9 @@ impl RunStore for PostgresStore {
                 &mut c.client,
                 "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, \
                  reason, created_at, updated_at, finished_at, owner_id, owner_host, owner_pid, \
-                 owner_token, lease_expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                 owner_token, lease_expires_at, parent_run_id, forked_from_node) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17) \
                  ON CONFLICT DO NOTHING",
             )?;
             let inserted = c.client.execute(
@@ -179,6 +188,10 @@ impl RunStore for PostgresStore {
                     &run.owner.as_ref().map(|o| i64::from(o.pid)),
                     &run.owner.as_ref().map_or(0, |o| wide(o.token)),
                     &run.owner.as_ref().map(|o| o.lease_expires_at),
+                    &run.lineage.as_ref().map(|l| l.parent_run_id.as_str()),
+                    &run.lineage
+                        .as_ref()
+                        .and_then(|l| l.forked_from_node.as_ref().map(|n| n.as_str())),
                 ],
             )?;
             if inserted == 0 {
@@ -240,6 +253,19 @@ impl RunStore for PostgresStore {
                 .query_opt(&stmt, &[&run_id.as_str()])?
                 .map(|row| decode_run(&row))
                 .transpose()
+        })
+        .await
+    }
+
+    async fn child_runs(&self, run_id: &RunId) -> Result<Vec<RunRecord>, StoreError> {
+        let run_id = run_id.clone();
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(&mut c.client, SELECT_CHILDREN)?;
+            c.client
+                .query(&stmt, &[&run_id.as_str()])?
+                .iter()
+                .map(decode_run)
+                .collect()
         })
         .await
     }

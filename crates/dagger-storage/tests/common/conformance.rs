@@ -7,7 +7,7 @@
 
 use dagger_core::store::{
     ArtifactId, AttemptLogs, AttemptOutcome, AttemptQuery, AttemptRecord, ControlRequest,
-    NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunUpdate, SnapshotEntry,
+    NodeRunRecord, RunClaim, RunLineage, RunOwner, RunQuery, RunRecord, RunUpdate, SnapshotEntry,
 };
 use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError, Stores};
 use serde_json::json;
@@ -26,6 +26,7 @@ pub(crate) fn run(id: &str, workflow: &str, status: RunStatus, created_at: i64) 
         updated_at: created_at,
         finished_at: None,
         owner: None,
+        lineage: None,
     }
 }
 
@@ -73,6 +74,7 @@ pub(crate) async fn run_store_suite(stores: Stores, prefix: &str) {
     run_ownership_is_fenced(&stores, prefix).await;
     concurrent_claims_have_one_winner(&stores, prefix).await;
     attempts_round_trip(&stores, prefix).await;
+    lineage_round_trips_and_lists_children(&stores, prefix).await;
     stores.runs.flush().await.expect("final flush");
 }
 
@@ -248,6 +250,62 @@ async fn concurrent_claims_have_one_winner(stores: &Stores, p: &str) {
         "losers see the winner: {held:?}"
     );
     assert_eq!(won[0].token, 2);
+}
+
+/// A re-run's lineage (parent run, forked-from node) is stored with it, and
+/// `child_runs` finds the re-runs of a run, oldest first, and nothing else.
+async fn lineage_round_trips_and_lists_children(stores: &Stores, p: &str) {
+    let parent = RunId::from(format!("{p}-lineage-parent").as_str());
+    stores
+        .runs
+        .create_run(run(parent.as_str(), "wf", RunStatus::Failed, 100))
+        .await
+        .unwrap();
+    let mut first = run(
+        &format!("{p}-lineage-child-1"),
+        "wf",
+        RunStatus::Running,
+        101,
+    );
+    first.lineage = Some(RunLineage {
+        parent_run_id: parent.clone(),
+        forked_from_node: Some(NodeId::from("b")),
+    });
+    let mut second = run(
+        &format!("{p}-lineage-child-2"),
+        "wf",
+        RunStatus::Running,
+        102,
+    );
+    second.lineage = Some(RunLineage {
+        parent_run_id: parent.clone(),
+        forked_from_node: None,
+    });
+    let unrelated = run(&format!("{p}-lineage-other"), "wf", RunStatus::Running, 103);
+    for r in [&first, &second, &unrelated] {
+        stores.runs.create_run(r.clone()).await.unwrap();
+    }
+    let got = stores.runs.get_run(&first.run_id).await.unwrap().unwrap();
+    assert_eq!(got.lineage, first.lineage);
+    let got = stores.runs.get_run(&second.run_id).await.unwrap().unwrap();
+    assert_eq!(got.lineage, second.lineage);
+    let children: Vec<RunId> = stores
+        .runs
+        .child_runs(&parent)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(children, vec![first.run_id.clone(), second.run_id.clone()]);
+    assert!(
+        stores
+            .runs
+            .child_runs(&first.run_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn runs_round_trip(stores: &Stores, p: &str) {
