@@ -1,8 +1,9 @@
 //! `dagger worker`: one worker process of a pool sharing a Postgres store.
 //! It executes DAG node attempts that `dagger run --db postgres://…` (or any
 //! coordinator with a node queue) dispatches, and the tasks of running
-//! Task Agent jobs, for the built-in actions `shell`, `sleep`, `echo`,
-//! `fail` (the same four serve as task agents).
+//! Task Agent jobs, with the binary's actions and task agents (every action
+//! also serves as a task agent of its name); with `--nats URL` (feature
+//! `nats`) it also hosts the binary's pub/sub agents.
 
 use crate::app::AppData;
 use crate::error::CliError;
@@ -45,6 +46,19 @@ pub(crate) struct WorkerArgs {
     resume_orphans: Option<f64>,
     #[command(flatten)]
     run_lease: crate::cmd_run::RunLeaseArg,
+    #[cfg(feature = "nats")]
+    #[command(flatten)]
+    nats: crate::cmd_pubsub::NatsArgs,
+    /// With --nats: the channel patterns carried over NATS (comma-separated;
+    /// `*` one segment, `>` the rest).
+    #[cfg(feature = "nats")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PATTERNS",
+        default_value = ">"
+    )]
+    channels: Vec<String>,
 }
 
 /// The interval of `--resume-orphans SECS`.
@@ -82,9 +96,44 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
     let actions = ActionRegistry::new();
     let agents = TaskAgentRegistry::new();
     let app_data = app.app_data();
+    #[cfg(feature = "nats")]
+    let hosted_pubsub = match &args.nats.nats {
+        Some(url) => {
+            let agents = crate::cmd_pubsub::selected_agents(app, &args.agents);
+            if agents.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "--nats: this binary has no pub/sub agent{} to host (`actions` lists them)",
+                    if args.agents.is_empty() {
+                        ""
+                    } else {
+                        " among --agents"
+                    }
+                )));
+            }
+            let names: Vec<String> = agents.iter().map(|a| a.name().to_string()).collect();
+            let hosted = crate::cmd_pubsub::host(&args.nats, url, agents, &args.channels).await?;
+            errln!(
+                "hosting pub/sub agents {} on {url} (stream `{}`, channels {})",
+                names.join(", "),
+                args.nats.nats_stream,
+                args.channels.join(",")
+            );
+            Some((hosted, names))
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "nats"))]
+    let hosted_pubsub: Option<((), Vec<String>)> = None;
+    let pubsub_names = hosted_pubsub
+        .as_ref()
+        .map(|(_, names)| names.clone())
+        .unwrap_or_default();
     for name in &names {
         let action = all.get(name);
         let agent = own_agents.get(name);
+        if pubsub_names.contains(name) && action.is_none() && agent.is_none() {
+            continue;
+        }
         if action.is_none() && agent.is_none() {
             return Err(CliError::Usage(format!(
                 "--agents: no action or task agent `{name}` (have: {})",
@@ -104,11 +153,30 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
             .map_err(|e| CliError::Other(e.to_string()))?;
     }
     let store = open_store(&args.db.db).await?;
-    let queue = store.node_queue().ok_or_else(|| {
-        CliError::Usage(
-            "dagger worker needs a shared database: --db postgres://user@host/db".into(),
-        )
-    })?;
+    let stop = CancellationToken::new();
+    let Some(queue) = store.node_queue() else {
+        // Without a shared database only pub/sub agents can be served.
+        return match hosted_pubsub {
+            #[cfg(feature = "nats")]
+            Some((hosted, _)) => {
+                let stopped_by = tokio::spawn(stop_on_signal(stop.clone()));
+                hosted.serve(stop).await?;
+                errln!("worker stopped");
+                Ok(match stopped_by.await {
+                    Ok(sig) => ExitCode::from(signals::exit_code(sig)),
+                    Err(_) => ExitCode::SUCCESS,
+                })
+            }
+            _ => Err(CliError::Usage(format!(
+                "dagger worker needs a shared database: --db postgres://user@host/db{}",
+                if cfg!(feature = "nats") {
+                    " (or --nats URL to host only pub/sub agents)"
+                } else {
+                    ""
+                }
+            ))),
+        };
+    };
     // Stalls are for whoever started the job to judge; a worker only warns.
     let stall = StallAction::Custom(Arc::new(|report| {
         tracing::warn!(job = %report.job_id, idle_ms = report.idle_ms, "job stalled");
@@ -139,8 +207,9 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
         names.join(", "),
         args.concurrency
     );
-    let stop = CancellationToken::new();
     let stopped_by = tokio::spawn(stop_on_signal(stop.clone()));
+    #[cfg(feature = "nats")]
+    let pubsub = hosted_pubsub.map(|(hosted, _)| tokio::spawn(hosted.serve(stop.clone())));
     let tasks = {
         let stop = stop.clone();
         tokio::spawn(async move { manager.serve(stop).await })
@@ -167,6 +236,12 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
     let tasks = tasks
         .await
         .map_err(|e| CliError::Other(format!("task worker failed: {e}")))?;
+    #[cfg(feature = "nats")]
+    if let Some(pubsub) = pubsub {
+        pubsub
+            .await
+            .map_err(|e| CliError::Other(format!("pub/sub agents failed: {e}")))??;
+    }
     nodes?;
     tasks.map_err(|e| CliError::Other(e.to_string()))?;
     errln!("worker stopped");

@@ -51,6 +51,8 @@ mod cmd_control;
 mod cmd_inspect;
 mod cmd_list;
 mod cmd_logs;
+#[cfg(feature = "nats")]
+mod cmd_pubsub;
 mod cmd_rerun;
 mod cmd_run;
 mod cmd_serve;
@@ -205,9 +207,15 @@ enum Command {
     Serve(cmd_serve::ServeArgs),
     /// Work for a pool sharing a Postgres store: execute the DAG nodes that
     /// `dagger run --db postgres://…` dispatches and the tasks of running Task
-    /// Agent jobs, with this binary's actions and task agents. Stops on Ctrl-C, SIGTERM or SIGHUP
-    /// (exit 130, 143, 129); a `shell` node's processes are killed with it.
+    /// Agent jobs, with this binary's actions and task agents; with `--nats URL`
+    /// (feature `nats`) it also hosts the binary's pub/sub agents (alone, when
+    /// the store is not Postgres). Stops on Ctrl-C, SIGTERM or SIGHUP (exit
+    /// 130, 143, 129); a `shell` node's processes are killed with it.
     Worker(cmd_worker::WorkerArgs),
+    /// Publish one message on a channel over NATS JetStream, to the pub/sub
+    /// agents that `worker --nats` hosts; prints the message id.
+    #[cfg(feature = "nats")]
+    Publish(cmd_pubsub::PublishArgs),
     /// Task Agent dead letters: list them, re-drive one.
     Tasks {
         #[command(subcommand)]
@@ -309,6 +317,8 @@ async fn dispatch(command: Command, app: &App) -> Result<ExitCode, CliError> {
         } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
         Command::Serve(args) => cmd_serve::serve(args, app).await,
         Command::Worker(args) => cmd_worker::worker(args, app).await,
+        #[cfg(feature = "nats")]
+        Command::Publish(args) => cmd_pubsub::publish(args).await,
         Command::Tasks { command } => cmd_tasks::tasks(command).await,
         Command::Actions(args) => cmd_list::list(&args, app),
     }

@@ -1,5 +1,5 @@
-//! The example application's own code: two actions and a task agent,
-//! registered with the macros. `src/main.rs` turns them into a `dagger`
+//! The example application's own code: two actions, a task agent and a
+//! pub/sub agent, registered with the macros. `src/main.rs` turns them into a `dagger`
 //! command with every subcommand; `src/bin/record_run.rs` runs a workflow
 //! from library code.
 //!
@@ -104,4 +104,22 @@ pub async fn word_count(input: Value, ctx: &TaskContext) -> Result<TaskOutcome, 
     Ok(TaskOutcome::Completed(
         json!({ "words": text.split_whitespace().count() }),
     ))
+}
+
+/// Sums the numbers of each message on `numbers.*` and publishes the total
+/// on `totals` (a pub/sub agent: `worker --nats URL` hosts it, `publish`
+/// feeds it).
+#[pubsub_agent(
+    name = "summer",
+    description = "Sums input `values` of each `numbers.*` message; publishes the total on `totals`",
+    subscribe = "numbers.*",
+    publish = "totals",
+    input_schema = r#"{"type": "object", "required": ["values"], "properties": {"values": {"type": "array", "items": {"type": "number"}}}}"#
+)]
+pub async fn summer(ctx: &PubSubContext, message: &Message) -> Result<(), BoxError> {
+    let values: Vec<f64> = serde_json::from_value(message.payload["values"].clone())?;
+    let sum: f64 = values.iter().sum();
+    trace("summer", &format!("{} {sum}", message.channel))?;
+    ctx.publish("totals", json!({ "sum": sum })).await?;
+    Ok(())
 }
