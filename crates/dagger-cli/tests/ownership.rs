@@ -204,6 +204,20 @@ fn a_killed_run_shows_orphaned_and_serve_with_resume_orphans_completes_it() {
             .any(|l| l.starts_with("orphan ") && l.contains("Orphaned")),
         "{text}"
     );
+    // `Orphaned` is a derived state, yet it filters like a status.
+    let orphans = s.run(&["runs", "list", "--status", "Orphaned"]);
+    let text = String::from_utf8_lossy(&orphans.stdout);
+    assert!(orphans.status.success(), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("orphan ")).count(),
+        1,
+        "{text}"
+    );
+    let completed = s.run(&["runs", "list", "--status", "Completed"]);
+    assert!(
+        !String::from_utf8_lossy(&completed.stdout).contains("orphan "),
+        "an orphan is not listed as Completed"
+    );
 
     let mut serve = s.spawn(&["serve", "--addr", "127.0.0.1:0", "--resume-orphans", "0.2"]);
     let v = s.wait_for("orphan", "the orphan to complete", |v| {

@@ -18,7 +18,8 @@ pub(crate) enum RunsCommand {
     List {
         #[command(flatten)]
         db: DbArg,
-        /// Only runs with this status (Running, Completed, Failed, Cancelled, Paused, WaitingForHuman).
+        /// Only runs with this status (Running, Completed, Failed, Cancelled, Paused, WaitingForHuman,
+        /// or Orphaned: unfinished, their owner's lease lapsed).
         #[arg(long)]
         status: Option<String>,
         /// Only runs of this workflow.
@@ -49,24 +50,39 @@ pub(crate) async fn runs(command: RunsCommand) -> Result<ExitCode, CliError> {
             workflow,
             limit,
         } => {
-            let status = match status {
-                Some(s) => Some(
-                    RunStatus::parse(&s)
-                        .ok_or_else(|| CliError::Usage(format!("unknown status `{s}`")))?,
-                ),
+            // `Orphaned` is derived (an unfinished run whose owner's lease
+            // lapsed), not a stored status: it is filtered here.
+            let orphaned = status
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("orphaned"));
+            let status = match status.filter(|_| !orphaned) {
+                Some(s) => Some(RunStatus::parse(&s).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "unknown status `{s}` (have: {}, Orphaned)",
+                        RunStatus::ALL.map(|s| s.as_str()).join(", ")
+                    ))
+                })?),
                 None => None,
             };
             let store = AnyStore::open_for_reading(&db.db).await?;
-            let runs = store
-                .stores()
-                .runs
-                .list_runs(&RunQuery {
-                    status,
-                    workflow,
-                    limit: Some(limit),
-                    offset: 0,
-                })
-                .await?;
+            let runs = if orphaned {
+                let mut runs = dagger_coord::orphaned_runs(&store.stores()).await?;
+                runs.retain(|r| workflow.as_ref().is_none_or(|w| &r.workflow == w));
+                runs.reverse(); // newest first, as the store lists them
+                runs.truncate(limit);
+                runs
+            } else {
+                store
+                    .stores()
+                    .runs
+                    .list_runs(&RunQuery {
+                        status,
+                        workflow,
+                        limit: Some(limit),
+                        offset: 0,
+                    })
+                    .await?
+            };
             outln!(
                 "{:<38} {:<24} {:<16} {:<20} {:>10}",
                 "RUN",

@@ -95,6 +95,18 @@ impl EventHook for Progress {
                     bar.inc_length(node_ids.len() as u64);
                 }
             }
+            ExecutionEvent::HookPanicked {
+                hook,
+                during,
+                message,
+            } => {
+                self.line(format!(
+                    "hook      `{hook}` panicked during {during}: {message}"
+                ));
+            }
+            ExecutionEvent::CommandRejected { command, reason } => {
+                self.line(format!("rejected  hook command {command}: {reason}"));
+            }
             ExecutionEvent::RunCompleted { .. } => {
                 if let Some(bar) = &self.bar {
                     bar.finish_and_clear();
