@@ -31,6 +31,7 @@ mod live;
 mod logs;
 mod pages;
 mod security;
+mod start;
 mod state;
 mod web;
 
@@ -367,6 +368,7 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/channels/{name}", get(channels::api_channel))
         .route("/workflows", get(api::workflows))
         .route("/workflows/{name}", get(api::workflow))
+        .route("/workflows/{name}/runs", post(start::api_start))
         .route("/workflows/{name}/dot", get(api::workflow_dot))
         .route("/workflows/{name}/graph.svg", get(api::workflow_svg))
         .fallback(api::not_found);
@@ -380,6 +382,7 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/reject", post(web::reject))
         .route("/workflows", get(web::workflows))
         .route("/workflows/{name}", get(web::workflow))
+        .route("/workflows/{name}/start", post(start::page_start))
         .route("/jobs", get(jobs::page_list))
         .route("/jobs/{id}", get(jobs::page_job))
         .route("/channels", get(channels::page_list))

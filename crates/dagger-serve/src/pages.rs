@@ -82,7 +82,8 @@ fn status_badge(status: &str) -> Markup {
     html! { span class={ "badge s-" (status) } { (status) } }
 }
 
-fn csrf_field(state: &AppState) -> Markup {
+/// The hidden CSRF field every form carries.
+pub(crate) fn csrf_field(state: &AppState) -> Markup {
     html! { input type="hidden" name="csrf" value=(state.csrf); }
 }
 
@@ -384,10 +385,11 @@ pub(crate) fn workflows(state: &AppState, catalog: &WorkflowCatalog) -> Html<Str
     page(state, "Workflows", "Workflows", body)
 }
 
-/// One workflow definition: metadata, tags, graph and nodes.
+/// One workflow definition: metadata, tags, the start form, graph and nodes.
 pub(crate) fn workflow(
     state: &AppState,
     w: &WorkflowDef,
+    start: Markup,
     offset: usize,
     limit: usize,
 ) -> Html<String> {
@@ -413,6 +415,7 @@ pub(crate) fn workflow(
             dt { "Tags" } dd { @for t in &w.tags { span.badge.tag { (t) } " " } }
             dt { "Runs" } dd { a href={ "/runs?workflow=" (enc(&w.name)) } { "runs of this workflow" } }
         }
+        (start)
         (graph_section(&nodes, &graph::def_edges(w)))
         section {
             h2 { "Nodes" }

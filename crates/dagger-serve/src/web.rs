@@ -57,7 +57,8 @@ pub(crate) async fn workflow(
         .get(&name)
         .ok_or_else(|| RequestError::WorkflowNotFound(name.clone()))?;
     let (offset, limit) = data::node_window(&paging)?;
-    Ok(pages::workflow(&state, w, offset, limit))
+    let start = crate::start::form(&state, w, &[], None);
+    Ok(pages::workflow(&state, w, start, offset, limit))
 }
 
 /// Fields of the run forms; which are used depends on the button.

@@ -1,0 +1,296 @@
+//! Starting a run of a catalogue workflow from the page (a form generated
+//! from the workflow's declared `inputs:`) or the API, with the server's
+//! actions, in this process. Inputs are checked against the declaration
+//! before anything is recorded: a bad input is an answer naming it, never a
+//! run that fails.
+
+use crate::error::{ApiError, PageError, RequestError};
+use crate::security::check_mutation;
+use crate::state::AppState;
+use axum::Form;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use dagger_coord::Coordinator;
+use dagger_core::{Cache, RunId};
+use dagger_dag_flow::{DagExecutor, JsonType, WorkflowDef, apply_run_inputs};
+use maud::{Markup, html};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Shared = State<Arc<AppState>>;
+
+/// The prefix of a declared input's form field (`input.<name>`).
+const FIELD: &str = "input.";
+/// The form field holding further inputs as a JSON object.
+const JSON_FIELD: &str = "inputs_json";
+
+/// The "Start a run" form of workflow `w`: one field per declared input
+/// (its type, default and description shown), plus a JSON object for
+/// undeclared inputs when the workflow declares none. `entered` refills
+/// the fields after a refused start; `error` says why it was refused.
+pub(crate) fn form(
+    state: &AppState,
+    w: &WorkflowDef,
+    entered: &[(String, String)],
+    error: Option<&str>,
+) -> Markup {
+    let value_of = |field: &str| {
+        entered
+            .iter()
+            .find(|(k, _)| k == field)
+            .map(|(_, v)| v.as_str())
+    };
+    let action = format!("/workflows/{}/start", crate::pages::enc(&w.name));
+    html! {
+        section #start {
+            h2 { "Start a run" }
+            @if let Some(e) = error { p.error { (e) } }
+            form method="post" action=(action) {
+                (crate::pages::csrf_field(state))
+                @if let Some(declared) = &w.inputs {
+                    @if declared.is_empty() { p { "This workflow takes no inputs." } }
+                    @for input in declared {
+                        @let field = format!("{FIELD}{}", input.name);
+                        @let default = input.default.as_ref().map(|d| match d {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        });
+                        label {
+                            span.mono { (input.name) }
+                            " "
+                            span.badge { (type_label(input.kind, input.schema.is_some())) }
+                            @if default.is_none() { " " span.badge.s-Failed { "required" } }
+                            @if let Some(d) = &input.description { " — " (d) }
+                            br;
+                            input type="text" name=(field)
+                                value=(value_of(&field).unwrap_or_default())
+                                placeholder=(default.as_deref().map_or(String::new(), |d| format!("default: {d}")));
+                        }
+                        br;
+                    }
+                } @else {
+                    label {
+                        "Inputs (a JSON object; the workflow declares none)" br;
+                        textarea name=(JSON_FIELD) rows="3" cols="60" placeholder="{}" {
+                            (value_of(JSON_FIELD).unwrap_or_default())
+                        }
+                    }
+                    br;
+                }
+                button type="submit" { "Start run" }
+            }
+        }
+    }
+}
+
+fn type_label(kind: Option<JsonType>, schema: bool) -> String {
+    match (kind, schema) {
+        (Some(k), _) => serde_json::to_value(k)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "any".into()),
+        (None, true) => "schema".into(),
+        (None, false) => "any".into(),
+    }
+}
+
+/// The inputs a form gives: a declared string input's text as is, any
+/// other field's text as JSON when it parses (else as a string); empty
+/// fields are left out so that defaults apply.
+fn inputs_of_form(
+    w: &WorkflowDef,
+    fields: &[(String, String)],
+) -> Result<Map<String, Value>, RequestError> {
+    let mut inputs = Map::new();
+    for (field, text) in fields {
+        if field == JSON_FIELD {
+            if text.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(map)) => inputs.extend(map),
+                Ok(_) => {
+                    return Err(RequestError::BadRequest(
+                        "inputs must be a JSON object".into(),
+                    ));
+                }
+                Err(e) => {
+                    return Err(RequestError::BadRequest(format!(
+                        "inputs are not valid JSON: {e}"
+                    )));
+                }
+            }
+            continue;
+        }
+        let Some(name) = field.strip_prefix(FIELD) else {
+            continue;
+        };
+        if text.is_empty() {
+            continue;
+        }
+        let declared_string = w
+            .inputs
+            .iter()
+            .flatten()
+            .any(|i| i.name == name && i.kind == Some(JsonType::String));
+        let value = if declared_string {
+            Value::String(text.clone())
+        } else {
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
+        };
+        inputs.insert(name.to_string(), value);
+    }
+    Ok(inputs)
+}
+
+/// Starts a run of catalogue workflow `name` with `inputs` (checked against
+/// its declaration, defaults applied) in the background, and returns its
+/// id once the run is recorded.
+pub(crate) async fn start_run(
+    state: &Arc<AppState>,
+    name: &str,
+    inputs: Map<String, Value>,
+) -> Result<String, RequestError> {
+    let def = state
+        .catalog
+        .get(name)
+        .ok_or_else(|| RequestError::WorkflowNotFound(name.to_string()))?
+        .clone();
+    let inputs =
+        apply_run_inputs(&def, &inputs).map_err(|e| RequestError::BadRequest(e.to_string()))?;
+    // Everything that can be refused is refused here, before a run exists.
+    let mut executor = DagExecutor::new(None, state.registry.clone(), state.stores.clone())
+        .map_err(|e| RequestError::BadRequest(e.to_string()))?;
+    if let Some(data) = &state.app_data {
+        executor = executor.with_shared_app_data(data.clone());
+    }
+    executor
+        .insert_workflow(def, format!("workflow `{name}`"))
+        .map_err(|e| RequestError::BadRequest(e.to_string()))?;
+    let run_id = RunId::generate().to_string();
+    let Some((cancel_rx, guard)) = state.resumes.start(&run_id) else {
+        return Err(RequestError::Conflict(format!(
+            "run `{run_id}` is already executing here"
+        )));
+    };
+    let cache = Cache::new();
+    for (k, v) in inputs {
+        cache.insert("inputs", &k, v);
+    }
+    let task = {
+        let state = state.clone();
+        let run_id = run_id.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut coordinator = Coordinator::new(Vec::new(), 64, 64);
+            if let Some(lease) = state.run_lease {
+                coordinator = coordinator.with_run_lease(lease);
+            }
+            match coordinator
+                .run_parallel(&mut executor, &cache, &name, &run_id, cancel_rx)
+                .await
+            {
+                Ok(report) => tracing::info!(run_id, status = %report.status, "started run ended"),
+                Err(e) => {
+                    tracing::warn!(run_id, error = %e, "started run failed");
+                    state.set_resume_error(&run_id, Some(e.to_string()));
+                }
+            }
+        })
+    };
+    // The page redirects to the run: wait (bounded) until it is recorded.
+    let id = RunId::from(run_id.as_str());
+    for _ in 0..250 {
+        if state.stores.runs.get_run(&id).await?.is_some() {
+            return Ok(run_id);
+        }
+        if task.is_finished() {
+            let why = state
+                .resume_error(&run_id)
+                .unwrap_or_else(|| "the run ended before it was recorded".into());
+            return Err(RequestError::BadRequest(why));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(run_id)
+}
+
+/// `POST /workflows/{name}/start`: starts a run and redirects to its page;
+/// a refused start shows the workflow page again with the reason and the
+/// entered values.
+pub(crate) async fn page_start(
+    State(state): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let csrf = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str());
+    check_mutation(&state, &headers, csrf)?;
+    let w = state
+        .catalog
+        .get(&name)
+        .ok_or_else(|| RequestError::WorkflowNotFound(name.clone()))?;
+    let outcome = match inputs_of_form(w, &fields) {
+        Ok(inputs) => start_run(&state, &name, inputs).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(run_id) => Ok(Redirect::to(&crate::pages::run_url(&run_id)).into_response()),
+        Err(RequestError::BadRequest(why)) => {
+            let form = form(&state, w, &fields, Some(&why));
+            Ok((
+                StatusCode::BAD_REQUEST,
+                crate::pages::workflow(&state, w, form, 0, crate::data::NODES_PER_PAGE),
+            )
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /api/workflows/{name}/runs` with `{"inputs": {...}}` (optional):
+/// 201 with the new run's id, 400 naming each bad input.
+pub(crate) async fn api_start(
+    State(state): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_mutation(&state, &headers, None)?;
+    let inputs = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(mut body)) => match body.remove("inputs") {
+                None | Some(Value::Null) => Map::new(),
+                Some(Value::Object(inputs)) => inputs,
+                Some(_) => {
+                    return Err(
+                        RequestError::BadRequest("`inputs` must be an object".into()).into(),
+                    );
+                }
+            },
+            Ok(_) => {
+                return Err(
+                    RequestError::BadRequest("the body must be a JSON object".into()).into(),
+                );
+            }
+            Err(e) => {
+                return Err(RequestError::BadRequest(format!("invalid JSON body: {e}")).into());
+            }
+        }
+    };
+    let run_id = start_run(&state, &name, inputs).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "run_id": run_id, "workflow": name })),
+    ))
+}
