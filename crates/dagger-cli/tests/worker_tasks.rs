@@ -112,7 +112,7 @@ fn worker_concurrency_bounds_tasks_across_jobs() {
     let start = Instant::now();
     while jobs
         .iter()
-        .any(|j| manager.job_status(j).unwrap() == JobStatus::Running)
+        .any(|j| manager.job_status(*j).unwrap() == JobStatus::Running)
     {
         assert!(
             start.elapsed() < Duration::from_secs(60),

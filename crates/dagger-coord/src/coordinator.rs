@@ -2,18 +2,21 @@
 //! [`execute_dag`] runs one without hooks, and the control functions reach a
 //! run from outside (another task or another process).
 
+use crate::cancel::RunCancel;
 use crate::error::CoordError;
 use crate::event::EventHook;
+use crate::handle::{Forwarder, RunHandle};
 use crate::ownership;
 use crate::persist;
 use crate::report::DagExecutionReport;
+use crate::request::RunRequest;
 use crate::run::{RunLoop, Setup};
 use dagger_core::store::{ControlRequest, Durability, RunClaim, RunOwner, RunRecord, RunUpdate};
 use dagger_core::{Cache, NodeId, NodeStatus, RunId, RunStatus, Stores, now_millis};
 use dagger_dag_flow::DagExecutor;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 /// Runs DAG Flow workflows in parallel, feeding events to hooks and applying
 /// the commands they answer with.
@@ -36,6 +39,13 @@ impl std::fmt::Debug for Coordinator {
             .field("event_capacity", &self.event_capacity)
             .field("command_capacity", &self.command_capacity)
             .finish_non_exhaustive()
+    }
+}
+
+impl Default for Coordinator {
+    /// A coordinator without hooks.
+    fn default() -> Self {
+        Self::new(Vec::new(), 1, 1)
     }
 }
 
@@ -103,11 +113,63 @@ impl Coordinator {
         self
     }
 
-    /// Runs workflow `dag_name` as run `run_id`. Run inputs are read from
-    /// the cache namespace `inputs`; node outputs land in the cache under
-    /// each node's id. Sending on (not dropping) `cancel_rx`'s sender cancels
-    /// the run. Unknown actions are reported before any node runs, and so
-    /// are inputs that do not match the workflow's declared `inputs:`
+    /// Starts the run `request` asks for and answers with its handle (id,
+    /// cancel, events; awaited: the report with the node outputs). The run
+    /// goes on in its own task. Errors before the run exists come from here:
+    /// an unknown workflow, unknown actions, inputs that do not match the
+    /// workflow's declared `inputs:`, [`CoordError::RunExists`] for a
+    /// recorded id. See [`crate::RunHandle`] for an example.
+    pub async fn start(
+        &self,
+        executor: &DagExecutor,
+        request: RunRequest,
+    ) -> Result<RunHandle, CoordError> {
+        let mut coord = self.clone();
+        let events = request.events.then(|| {
+            let (hook, events) = Forwarder::new();
+            coord.hooks.push(hook);
+            events
+        });
+        let unrecorded;
+        let executor = if request.record {
+            executor
+        } else {
+            unrecorded = executor.clone().with_stores(Stores::memory());
+            &unrecorded
+        };
+        let cache = request.cache.unwrap_or_default();
+        for (k, v) in request.inputs {
+            cache.insert("inputs", &k, v);
+        }
+        let (setup, owner) = coord
+            .create(executor, &cache, &request.workflow, request.run_id.clone())
+            .await?;
+        let token = request
+            .cancel
+            .map_or_else(CancellationToken::new, |t| t.child_token());
+        let reason = Arc::new(std::sync::OnceLock::new());
+        let cancel = RunCancel::with_reason(token.clone(), reason.clone());
+        let task = tokio::spawn(async move {
+            let mut report = RunLoop::start(&coord, setup, owner, false, cancel).await?;
+            report.collect_outputs(&cache);
+            Ok(report)
+        });
+        Ok(RunHandle {
+            id: request.run_id,
+            cancel: token,
+            reason,
+            events,
+            task,
+        })
+    }
+
+    /// Runs workflow `dag_name` as run `run_id` (the seed-shaped form of
+    /// [`Self::start`]). Run inputs are read from the cache namespace
+    /// `inputs`; node outputs land in the cache under each node's id (the
+    /// report's `outputs` stay empty). `cancel` is a [`CancellationToken`]
+    /// or a `oneshot::Receiver<()>` (sending on its sender, not dropping
+    /// it, cancels). Unknown actions are reported before any node runs, and
+    /// so are inputs that do not match the workflow's declared `inputs:`
     /// ([`dagger_dag_flow::DagError::InvalidRunInputs`], naming each input);
     /// declared defaults are applied to the cache and recorded with the run.
     pub async fn run_parallel(
@@ -115,9 +177,24 @@ impl Coordinator {
         executor: &mut DagExecutor,
         cache: &Cache,
         dag_name: &str,
-        run_id: &str,
-        cancel_rx: oneshot::Receiver<()>,
+        run_id: impl Into<RunId>,
+        cancel: impl Into<RunCancel>,
     ) -> Result<DagExecutionReport, CoordError> {
+        let (setup, owner) = self
+            .create(executor, cache, dag_name, run_id.into())
+            .await?;
+        RunLoop::start(self, setup, owner, false, cancel.into()).await
+    }
+
+    /// Creates run `run_id` of `dag_name` in the executor's store, owned by
+    /// this process, and everything its loop needs.
+    async fn create(
+        &self,
+        executor: &DagExecutor,
+        cache: &Cache,
+        dag_name: &str,
+        run_id: RunId,
+    ) -> Result<(Setup, RunOwner), CoordError> {
         let loaded = executor.workflow(dag_name)?;
         let wf = loaded.def.clone();
         if wf.inputs.is_some() {
@@ -130,7 +207,6 @@ impl Coordinator {
         }
         let config = executor.effective_config(&wf)?;
         let stores = executor.stores().clone();
-        let run_id = RunId::from(run_id);
         let setup = Setup::new(
             self,
             executor,
@@ -177,7 +253,7 @@ impl Coordinator {
                 lineage: None,
             })
             .await?;
-        RunLoop::start(self, setup, owner, false, cancel_rx).await
+        Ok((setup, owner))
     }
 
     /// Resumes run `run_id` from its store: restores the cache and node
@@ -196,10 +272,10 @@ impl Coordinator {
         &self,
         executor: &mut DagExecutor,
         cache: &Cache,
-        run_id: &str,
-        cancel_rx: oneshot::Receiver<()>,
+        run_id: impl Into<RunId>,
+        cancel: impl Into<RunCancel>,
     ) -> Result<DagExecutionReport, CoordError> {
-        let run_id = RunId::from(run_id);
+        let run_id = run_id.into();
         let stores = executor.stores().clone();
         let record = stores
             .runs
@@ -233,7 +309,7 @@ impl Coordinator {
             }
         };
         match self
-            .resume_owned(executor, cache, &record, &owner, cancel_rx)
+            .resume_owned(executor, cache, &record, &owner, cancel.into())
             .await
         {
             Ok(report) => Ok(report),
@@ -258,7 +334,7 @@ impl Coordinator {
         cache: &Cache,
         record: &RunRecord,
         owner: &RunOwner,
-        cancel_rx: oneshot::Receiver<()>,
+        cancel: RunCancel,
     ) -> Result<DagExecutionReport, CoordError> {
         let run_id = record.run_id.clone();
         let stores = executor.stores().clone();
@@ -304,7 +380,7 @@ impl Coordinator {
                 },
             )
             .await?;
-        RunLoop::start(self, setup, owner.clone(), true, cancel_rx).await
+        RunLoop::start(self, setup, owner.clone(), true, cancel).await
     }
 }
 
@@ -314,10 +390,14 @@ pub async fn execute_dag(
     cache: &Cache,
     dag_name: &str,
 ) -> Result<DagExecutionReport, CoordError> {
-    let (_keep, cancel_rx) = oneshot::channel();
-    let run_id = RunId::generate();
-    Coordinator::new(Vec::new(), 1, 1)
-        .run_parallel(executor, cache, dag_name, run_id.as_str(), cancel_rx)
+    Coordinator::default()
+        .run_parallel(
+            executor,
+            cache,
+            dag_name,
+            RunId::generate(),
+            RunCancel::never(),
+        )
         .await
 }
 
@@ -325,24 +405,24 @@ pub async fn execute_dag(
 /// Refused with [`CoordError::RunEnded`] when the run already ended.
 pub async fn request_cancel(
     stores: &Stores,
-    run_id: &str,
-    reason: &str,
+    run_id: impl Into<RunId>,
+    reason: impl Into<String>,
 ) -> Result<u64, CoordError> {
-    let id = RunId::from(run_id);
+    let id = run_id.into();
     let record = stores
         .runs
         .get_run(&id)
         .await?
-        .ok_or_else(|| CoordError::RunNotFound(run_id.to_string()))?;
+        .ok_or_else(|| CoordError::RunNotFound(id.to_string()))?;
     if has_ended(record.status) {
         return Err(CoordError::RunEnded {
-            run_id: run_id.to_string(),
+            run_id: id.to_string(),
             status: record.status,
             what: "cancel".into(),
         });
     }
     let request = ControlRequest::Cancel {
-        reason: reason.to_string(),
+        reason: reason.into(),
     };
     Ok(stores.runs.push_control(&id, request).await?)
 }
@@ -352,37 +432,31 @@ pub async fn request_cancel(
 /// a node wins, a later one is refused with [`CoordError::AlreadyDecided`].
 pub async fn approve(
     stores: &Stores,
-    run_id: &str,
-    node_id: &str,
+    run_id: impl Into<RunId>,
+    node_id: impl Into<NodeId>,
     input: Option<serde_json::Value>,
 ) -> Result<u64, CoordError> {
-    check_waiting(stores, run_id, node_id, "approve").await?;
-    decide(
-        stores,
-        run_id,
-        ControlRequest::Approve {
-            node_id: NodeId::from(node_id),
-            input,
-        },
-    )
-    .await
+    let (run_id, node_id) = (run_id.into(), node_id.into());
+    check_waiting(stores, &run_id, &node_id, "approve").await?;
+    decide(stores, &run_id, ControlRequest::Approve { node_id, input }).await
 }
 
 /// Rejects node `node_id` of run `run_id`, waiting for a human: the node fails
 /// with `reason`. Checked and decided as [`approve`] is.
 pub async fn reject(
     stores: &Stores,
-    run_id: &str,
-    node_id: &str,
-    reason: &str,
+    run_id: impl Into<RunId>,
+    node_id: impl Into<NodeId>,
+    reason: impl Into<String>,
 ) -> Result<u64, CoordError> {
-    check_waiting(stores, run_id, node_id, "reject").await?;
+    let (run_id, node_id) = (run_id.into(), node_id.into());
+    check_waiting(stores, &run_id, &node_id, "reject").await?;
     decide(
         stores,
-        run_id,
+        &run_id,
         ControlRequest::Reject {
-            node_id: NodeId::from(node_id),
-            reason: reason.to_string(),
+            node_id,
+            reason: reason.into(),
         },
     )
     .await
@@ -404,11 +478,13 @@ fn has_ended(status: RunStatus) -> bool {
 /// node waits is refused, not kept for later).
 pub async fn check_waiting(
     stores: &Stores,
-    run_id: &str,
-    node_id: &str,
+    run_id: impl Into<RunId>,
+    node_id: impl Into<NodeId>,
     verb: &str,
 ) -> Result<(), CoordError> {
-    let view = load_run_view(stores, run_id).await?;
+    let (run_id, node_id) = (run_id.into(), node_id.into());
+    let node_id = node_id.as_str();
+    let view = load_run_view(stores, &run_id).await?;
     if has_ended(view.record.status) {
         return Err(CoordError::RunEnded {
             run_id: run_id.to_string(),
@@ -446,12 +522,12 @@ pub(crate) fn closest<'a>(
 }
 
 /// Records a decision; the store refuses it when the node was decided first.
-async fn decide(stores: &Stores, run_id: &str, request: ControlRequest) -> Result<u64, CoordError> {
-    match stores
-        .runs
-        .push_control(&RunId::from(run_id), request)
-        .await
-    {
+async fn decide(
+    stores: &Stores,
+    run_id: &RunId,
+    request: ControlRequest,
+) -> Result<u64, CoordError> {
+    match stores.runs.push_control(run_id, request).await {
         Ok(seq) => Ok(seq),
         Err(dagger_core::StoreError::AlreadyDecided {
             run_id,
@@ -488,14 +564,17 @@ pub struct RunView {
 }
 
 /// Reads run `run_id` back from the store.
-pub async fn load_run_view(stores: &Stores, run_id: &str) -> Result<RunView, CoordError> {
-    let id = RunId::from(run_id);
+pub async fn load_run_view(
+    stores: &Stores,
+    run_id: impl Into<RunId>,
+) -> Result<RunView, CoordError> {
+    let id = run_id.into();
     let record = stores
         .runs
         .get_run(&id)
         .await?
-        .ok_or_else(|| CoordError::RunNotFound(run_id.to_string()))?;
-    let (mut workflow, added) = persist::parse_snapshot(run_id, &record.definition)?;
+        .ok_or_else(|| CoordError::RunNotFound(id.to_string()))?;
+    let (mut workflow, added) = persist::parse_snapshot(id.as_str(), &record.definition)?;
     let added_ids: Vec<String> = added.iter().map(|d| d.id.clone()).collect();
     workflow.nodes.extend(added);
     let mut by_node: std::collections::HashMap<String, Vec<dagger_core::store::NodeRunRecord>> =

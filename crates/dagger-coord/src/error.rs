@@ -19,6 +19,10 @@ pub enum CoordError {
     /// Nodes name actions that are not registered; no node ran.
     #[error("unknown actions: {}", list(.0))]
     UnknownActions(Vec<(String, String)>),
+    /// The task running a started run ended without a report (it panicked
+    /// or its runtime shut down).
+    #[error("the run's task ended without a report: {0}")]
+    RunTask(String),
     /// A run with this id exists already.
     #[error("run `{0}` already exists; use resume to continue it")]
     RunExists(String),

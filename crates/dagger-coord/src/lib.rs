@@ -8,20 +8,24 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod cancel;
 mod coordinator;
 mod direct;
 pub mod error;
 mod event;
+mod handle;
 mod node_worker;
 mod ownership;
 mod persist;
 mod remote;
 mod report;
+mod request;
 mod rerun;
 mod run;
 mod state;
 mod worker;
 
+pub use cancel::RunCancel;
 pub use coordinator::{
     Coordinator, RunView, approve, check_waiting, execute_dag, load_run_view, reject,
     request_cancel,
@@ -32,7 +36,10 @@ pub use dagger_dag_flow::{
 };
 pub use error::{CoordError, RunFailed};
 pub use event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext, NodeRef, NodeSpec};
+pub use handle::{RunEvents, RunFinished, RunHandle};
 pub use node_worker::{NodeWorker, WorkerStats};
 pub use ownership::{host_name, live_owner, orphaned_runs};
 pub use report::{DagExecutionReport, ExecutionMetrics, NodeReport};
+pub use request::RunRequest;
 pub use rerun::RerunRequest;
+pub use tokio_util::sync::CancellationToken;

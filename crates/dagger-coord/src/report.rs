@@ -3,6 +3,7 @@
 use crate::error::RunFailed;
 use dagger_core::{NodeStatus, RunStatus};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// The outcome of one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +103,13 @@ pub struct DagExecutionReport {
     pub metrics: ExecutionMetrics,
     /// True when this execution resumed an earlier one.
     pub resumed: bool,
+    /// The outputs of the completed nodes, by node id (each an object of
+    /// the node's output keys). Filled for runs started with
+    /// [`crate::Coordinator::start`]; the seed-shaped calls (`run_parallel`,
+    /// `execute_dag`, `resume`, `rerun`) leave it empty, as their caller
+    /// holds the cache the outputs are in.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub outputs: Map<String, Value>,
 }
 
 impl DagExecutionReport {
@@ -127,6 +135,29 @@ impl DagExecutionReport {
     /// The first node (in definition order) that failed, if any.
     pub fn first_failure(&self) -> Option<&NodeReport> {
         self.nodes.iter().find(|n| n.status == NodeStatus::Failed)
+    }
+
+    /// The outputs of node `id` (an object of its output keys), when it
+    /// completed and the report carries outputs (see [`Self::outputs`]).
+    pub fn output(&self, id: &str) -> Option<&Value> {
+        self.outputs.get(id)
+    }
+
+    /// Output `key` of node `id`, read as a `T`; `None` when absent or not a `T`.
+    pub fn output_as<T: serde::de::DeserializeOwned>(&self, id: &str, key: &str) -> Option<T> {
+        T::deserialize(self.output(id)?.get(key)?).ok()
+    }
+
+    /// Fills [`Self::outputs`] from `cache`, where the run put them: the
+    /// namespace of each completed node.
+    pub(crate) fn collect_outputs(&mut self, cache: &dagger_core::Cache) {
+        for n in &self.nodes {
+            if n.status == NodeStatus::Completed
+                && let Some(out) = cache.namespace(&n.id)
+            {
+                self.outputs.insert(n.id.clone(), Value::Object(out));
+            }
+        }
     }
 
     /// The outcome of node `id`.

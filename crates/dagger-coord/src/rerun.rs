@@ -7,6 +7,7 @@
 //! the node records of the reused nodes are copied into it (their outputs
 //! referenced, not recomputed), and the resume path drives it from there.
 
+use crate::cancel::RunCancel;
 use crate::coordinator::{Coordinator, closest};
 use crate::error::CoordError;
 use crate::ownership;
@@ -18,7 +19,6 @@ use dagger_dag_flow::{DagExecutor, NodeDef, WorkflowDef};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
 /// What to re-run: a recorded run, optionally from one of its nodes and with
 /// changed inputs. See [`Coordinator::rerun`].
@@ -166,7 +166,7 @@ impl Coordinator {
         executor: &mut DagExecutor,
         cache: &Cache,
         request: &RerunRequest,
-        cancel_rx: oneshot::Receiver<()>,
+        cancel: impl Into<RunCancel>,
     ) -> Result<DagExecutionReport, CoordError> {
         let stores = executor.stores().clone();
         let parent_id = RunId::from(request.parent_run_id.as_str());
@@ -259,7 +259,7 @@ impl Coordinator {
             reused = plan.reused.len(),
             "re-running a recorded run"
         );
-        self.resume_owned(executor, cache, &record, &owner, cancel_rx)
+        self.resume_owned(executor, cache, &record, &owner, cancel.into())
             .await
     }
 }

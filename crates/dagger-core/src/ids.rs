@@ -53,6 +53,12 @@ macro_rules! string_id {
             }
         }
 
+        impl From<&$name> for $name {
+            fn from(id: &$name) -> Self {
+                id.clone()
+            }
+        }
+
         impl From<&String> for $name {
             fn from(s: &String) -> Self {
                 Self(s.as_str().into())

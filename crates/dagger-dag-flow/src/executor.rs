@@ -22,7 +22,9 @@ pub struct LoadedWorkflow {
     pub source: String,
 }
 
-/// Holds workflow definitions, configuration, actions and stores.
+/// Holds workflow definitions, configuration, actions and stores. Cloning
+/// is cheap: definitions, actions and stores are shared.
+#[derive(Clone)]
 pub struct DagExecutor {
     config: DagConfig,
     registry: ActionRegistry,
@@ -116,6 +118,12 @@ impl DagExecutor {
     /// The stores runs are recorded in.
     pub fn stores(&self) -> &Stores {
         &self.stores
+    }
+
+    /// The same executor recording in `stores` instead.
+    pub fn with_stores(mut self, stores: impl Into<Stores>) -> Self {
+        self.stores = stores.into();
+        self
     }
 
     /// Adds an already validated workflow. Replaces one of the same name from

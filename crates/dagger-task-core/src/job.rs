@@ -119,12 +119,13 @@ pub(crate) fn spawn(
     job_id: JobId,
     config: JobConfig,
     allowed: Option<Vec<String>>,
+    cancel: CancellationToken,
 ) -> JobHandle {
     let (status, _) = watch::channel(JobStatus::Running);
     let rt = Arc::new(JobRuntime {
         job_id: job_id.clone(),
         notify: Notify::new(),
-        cancel: CancellationToken::new(),
+        cancel,
         stop: CancellationToken::new(),
         status,
         config,

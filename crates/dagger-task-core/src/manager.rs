@@ -24,6 +24,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// A task that failed its last attempt, kept with every attempt's error.
 #[derive(Debug, Clone, PartialEq)]
@@ -335,8 +336,12 @@ impl TaskManager {
 
     /// Makes `task_id` depend on `dependency_id`. A cycle, a missing task or a
     /// finished task or job is an error and changes nothing.
-    pub fn add_dependency(&self, task_id: &str, dependency_id: &str) -> Result<(), TaskError> {
-        let (t, d) = (TaskId::from(task_id), TaskId::from(dependency_id));
+    pub fn add_dependency(
+        &self,
+        task_id: impl Into<TaskId>,
+        dependency_id: impl Into<TaskId>,
+    ) -> Result<(), TaskError> {
+        let (t, d): (TaskId, TaskId) = (task_id.into(), dependency_id.into());
         let job = ops::run(self.inner.store.as_ref(), |tx| {
             ops::add_dependency(tx, &t, &d, now_millis())?;
             Ok(tx.task(&t)?.map(|r| r.job_id))
@@ -350,8 +355,12 @@ impl TaskManager {
     /// Changes a task's status; only legal transitions are accepted
     /// ([`TaskError::Status`] otherwise). Completing releases dependents;
     /// failing or cancelling fails them.
-    pub fn update_task_status(&self, task_id: &str, status: TaskStatus) -> Result<(), TaskError> {
-        let t = TaskId::from(task_id);
+    pub fn update_task_status(
+        &self,
+        task_id: impl Into<TaskId>,
+        status: TaskStatus,
+    ) -> Result<(), TaskError> {
+        let t: TaskId = task_id.into();
         let job = ops::run(self.inner.store.as_ref(), |tx| {
             ops::set_status(tx, &t, status, now_millis())?;
             Ok(tx.task(&t)?.map(|r| r.job_id))
@@ -363,24 +372,28 @@ impl TaskManager {
     }
 
     /// The task, or an error when the store fails.
-    pub fn task(&self, task_id: &str) -> Result<Option<Task>, TaskError> {
-        let t = TaskId::from(task_id);
+    pub fn task(&self, task_id: impl Into<TaskId>) -> Result<Option<Task>, TaskError> {
+        let t: TaskId = task_id.into();
         ops::read(self.inner.store.as_ref(), |tx| Ok(tx.task(&t)?))
     }
 
     /// The task, if it exists (a store failure is logged and gives `None`;
     /// use [`TaskManager::task`] to see it).
-    pub fn get_task_by_id(&self, task_id: &str) -> Option<Task> {
-        self.task(task_id)
-            .inspect_err(|e| tracing::error!(task = task_id, error = %e, "reading task failed"))
+    pub fn get_task_by_id(&self, task_id: impl Into<TaskId>) -> Option<Task> {
+        let t: TaskId = task_id.into();
+        self.task(&t)
+            .inspect_err(|e| tracing::error!(task = %t, error = %e, "reading task failed"))
             .ok()
             .flatten()
     }
 
     /// Outputs of the task's dependencies, in the order they were added.
     /// Every dependency must be done ([`TaskError::DependencyNotDone`]).
-    pub fn get_dependency_outputs(&self, task_id: &str) -> Result<Vec<Value>, TaskError> {
-        let t = TaskId::from(task_id);
+    pub fn get_dependency_outputs(
+        &self,
+        task_id: impl Into<TaskId>,
+    ) -> Result<Vec<Value>, TaskError> {
+        let t: TaskId = task_id.into();
         ops::read(self.inner.store.as_ref(), |tx| {
             let task = tx
                 .task(&t)?
@@ -407,14 +420,14 @@ impl TaskManager {
     }
 
     /// Every task of a job, in insertion order.
-    pub fn get_job_tasks(&self, job_id: &str) -> Result<Vec<Task>, TaskError> {
-        let j = JobId::from(job_id);
+    pub fn get_job_tasks(&self, job_id: impl Into<JobId>) -> Result<Vec<Task>, TaskError> {
+        let j: JobId = job_id.into();
         ops::read(self.inner.store.as_ref(), |tx| Ok(tx.job_tasks(&j)?))
     }
 
     /// Tasks whose parent is `task_id`.
-    pub fn get_child_tasks(&self, task_id: &str) -> Result<Vec<Task>, TaskError> {
-        let t = TaskId::from(task_id);
+    pub fn get_child_tasks(&self, task_id: impl Into<TaskId>) -> Result<Vec<Task>, TaskError> {
+        let t: TaskId = task_id.into();
         ops::read(self.inner.store.as_ref(), |tx| {
             let task = tx
                 .task(&t)?
@@ -430,7 +443,7 @@ impl TaskManager {
     /// Tasks of a job with this type.
     pub fn get_tasks_by_type(
         &self,
-        job_id: &str,
+        job_id: impl Into<JobId>,
         task_type: TaskType,
     ) -> Result<Vec<Task>, TaskError> {
         Ok(self
@@ -441,16 +454,19 @@ impl TaskManager {
     }
 
     /// Ready tasks of a job in the order they would be claimed.
-    pub fn get_ready_tasks_for_job(&self, job_id: &str) -> Result<Vec<Task>, TaskError> {
-        let j = JobId::from(job_id);
+    pub fn get_ready_tasks_for_job(
+        &self,
+        job_id: impl Into<JobId>,
+    ) -> Result<Vec<Task>, TaskError> {
+        let j: JobId = job_id.into();
         ops::read(self.inner.store.as_ref(), |tx| {
             Ok(tx.ready_tasks(&j, i64::MAX, usize::MAX)?)
         })
     }
 
     /// The job's stored status.
-    pub fn job_status(&self, job_id: &str) -> Result<JobStatus, TaskError> {
-        let j = JobId::from(job_id);
+    pub fn job_status(&self, job_id: impl Into<JobId>) -> Result<JobStatus, TaskError> {
+        let j: JobId = job_id.into();
         ops::read(self.inner.store.as_ref(), |tx| {
             tx.job(&j)?
                 .map(|r| r.status)
@@ -473,8 +489,11 @@ impl TaskManager {
     }
 
     /// Every recorded error of a task's attempts, oldest first.
-    pub fn attempt_errors(&self, task_id: &str) -> Result<Vec<AttemptError>, TaskError> {
-        let t = TaskId::from(task_id);
+    pub fn attempt_errors(
+        &self,
+        task_id: impl Into<TaskId>,
+    ) -> Result<Vec<AttemptError>, TaskError> {
+        let t: TaskId = task_id.into();
         ops::read(self.inner.store.as_ref(), |tx| Ok(tx.attempt_errors(&t)?))
     }
 
@@ -490,8 +509,8 @@ impl TaskManager {
     ///
     /// A reopened job needs a loop to run it: [`TaskManager::resume_job`]
     /// here, or a worker pool serving the store ([`TaskManager::serve`]).
-    pub fn retry_dead(&self, task_id: &str) -> Result<Redriven, TaskError> {
-        let t = TaskId::from(task_id);
+    pub fn retry_dead(&self, task_id: impl Into<TaskId>) -> Result<Redriven, TaskError> {
+        let t: TaskId = task_id.into();
         let done = ops::run(self.inner.store.as_ref(), |tx| {
             ops::redrive(tx, &t, now_millis())
         })?;
@@ -526,6 +545,29 @@ impl TaskManager {
         allowed_agents: Option<Vec<String>>,
         config: Option<JobConfig>,
     ) -> Result<JobHandle, TaskError> {
+        self.start_job_with_cancel(
+            job_id,
+            initial_tasks,
+            allowed_agents,
+            config,
+            CancellationToken::new(),
+        )
+    }
+
+    /// [`TaskManager::start_job`], and the job is cancelled (as by
+    /// [`JobHandle::cancel`]) when `cancel` is: the one cancellation type
+    /// DAG runs (`RunRequest::cancel_token`) and the pub/sub executor
+    /// (`PubSubExecutor::run`) take too, so one token stops all three. The
+    /// job watches a child of `cancel`: [`JobHandle::cancel`] stops this
+    /// job only.
+    pub fn start_job_with_cancel(
+        &self,
+        job_id: impl Into<JobId>,
+        initial_tasks: Vec<TaskSpec>,
+        allowed_agents: Option<Vec<String>>,
+        config: Option<JobConfig>,
+        cancel: CancellationToken,
+    ) -> Result<JobHandle, TaskError> {
         let job_id = job_id.into();
         tokio::runtime::Handle::try_current().map_err(|_| TaskError::NoRuntime)?;
         if self.inner.jobs.lock().contains_key(&job_id) {
@@ -533,7 +575,13 @@ impl TaskManager {
         }
         let config =
             self.record_start(&job_id, initial_tasks, allowed_agents.clone(), config, true)?;
-        Ok(job::spawn(self, job_id, config, allowed_agents))
+        Ok(job::spawn(
+            self,
+            job_id,
+            config,
+            allowed_agents,
+            cancel.child_token(),
+        ))
     }
 
     /// Records a started job like [`TaskManager::start_job`] but leaves
@@ -623,9 +671,9 @@ impl TaskManager {
     /// Continues a job from the store (after a restart, or to add this
     /// manager's workers to a job another manager runs). A job that ended
     /// gives a handle reporting its final status.
-    pub fn resume_job(&self, job_id: &str) -> Result<JobHandle, TaskError> {
+    pub fn resume_job(&self, job_id: impl Into<JobId>) -> Result<JobHandle, TaskError> {
         tokio::runtime::Handle::try_current().map_err(|_| TaskError::NoRuntime)?;
-        let j = JobId::from(job_id);
+        let j: JobId = job_id.into();
         if let Some(rt) = self.inner.jobs.lock().get(&j) {
             return Ok(rt.handle());
         }
@@ -640,11 +688,17 @@ impl TaskManager {
             JobConfig::default()
         } else {
             serde_json::from_value(job.config.clone()).map_err(|e| TaskError::InvalidConfig {
-                job: job_id.to_string(),
+                job: j.to_string(),
                 reason: format!("stored configuration cannot be read: {e}"),
             })?
         };
-        Ok(job::spawn(self, j, config, job.allowed_agents))
+        Ok(job::spawn(
+            self,
+            j,
+            config,
+            job.allowed_agents,
+            CancellationToken::new(),
+        ))
     }
 
     /// Continues every started job that has not ended; returns their handles.

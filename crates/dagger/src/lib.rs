@@ -132,7 +132,7 @@ pub mod prelude {
 
     pub use dagger_coord::{
         CoordError, Coordinator, DagExecutionReport, EventHook, ExecutionEvent, ExecutorCommand,
-        HookContext, NodeSpec, RunFailed, execute_dag,
+        HookContext, NodeSpec, RunEvents, RunFailed, RunHandle, RunRequest, execute_dag,
     };
 
     pub use dagger_dag_flow::{

@@ -219,6 +219,7 @@ impl RunLoop {
             duration_ms: started.elapsed().as_millis() as u64,
             metrics,
             resumed,
+            outputs: Map::new(),
         })
     }
 

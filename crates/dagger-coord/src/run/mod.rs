@@ -3,6 +3,7 @@
 //! commands applied between events. Scheduling is driven by those messages
 //! only: per-node dependency counters and a ready queue, no polling.
 
+use crate::cancel::RunCancel;
 use crate::coordinator::Coordinator;
 use crate::direct::{self, DirectGraph};
 use crate::error::CoordError;
@@ -26,7 +27,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
@@ -248,7 +249,7 @@ impl RunLoop {
         setup: Setup,
         owner: RunOwner,
         resumed: bool,
-        cancel_rx: oneshot::Receiver<()>,
+        cancel: RunCancel,
     ) -> Result<DagExecutionReport, CoordError> {
         let started = Instant::now();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -347,7 +348,7 @@ impl RunLoop {
             lp.apply_controls(true).await;
         }
         tracing::info!(parent: &span, resumed, nodes = node_count, "run started");
-        lp.run(coord, cancel_rx).instrument(span.clone()).await;
+        lp.run(coord, cancel).instrument(span.clone()).await;
         lp.finish(started, resumed).await
     }
 
@@ -382,7 +383,7 @@ impl RunLoop {
         self.apply_commands(commands).await;
     }
 
-    async fn run(&mut self, coord: &Coordinator, mut cancel_rx: oneshot::Receiver<()>) {
+    async fn run(&mut self, coord: &Coordinator, mut cancel: RunCancel) {
         let mut cancel_armed = true;
         let lost = self.lost.token.clone();
         let mut lost_seen = false;
@@ -430,7 +431,7 @@ impl RunLoop {
                     Some(msg) = self.rx.recv() => Wake::Msg(msg),
                     permit = reserve(event_tx), if has_outbox => Wake::Permit(permit),
                     Some(cmds) = recv_commands(cmd_rx) => Wake::Commands(cmds),
-                    r = &mut cancel_rx, if cancel_armed => Wake::Cancel(r.is_ok()),
+                    reason = cancel.fired(), if cancel_armed => Wake::Cancel(reason),
                     _ = control_tick.tick() => Wake::Controls,
                     () = sleep_until(run_deadline), if run_deadline.is_some() && self.stop.is_none() => Wake::RunTimeout,
                     () = sleep_until(human_deadline), if human_deadline.is_some() => Wake::HumanTimeout,
@@ -468,11 +469,9 @@ impl RunLoop {
                         self.put_record(record).await;
                     }
                 }
-                Wake::Cancel(sent) => {
+                Wake::Cancel(reason) => {
                     cancel_armed = false;
-                    if sent {
-                        self.halt(Stop::Cancel("run cancelled".into()), coord);
-                    }
+                    self.halt(Stop::Cancel(reason), coord);
                 }
                 Wake::Controls => self.apply_controls(false).await,
                 Wake::RunTimeout => {
@@ -546,7 +545,7 @@ enum Wake {
     Msg(Msg),
     Permit(Option<mpsc::OwnedPermit<ExecutionEvent>>),
     Commands(HookAnswer),
-    Cancel(bool),
+    Cancel(String),
     Controls,
     RunTimeout,
     HumanTimeout,

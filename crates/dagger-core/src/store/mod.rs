@@ -50,6 +50,11 @@ pub struct Stores {
 
 impl Stores {
     /// Fresh in-memory stores that record nothing (the fastest path).
+    ///
+    /// To leave one run unrecorded, prefer the run option
+    /// (`RunRequest::record(false)` in `dagger-coord`); an executor built on
+    /// these stores (`Durability::Memory`) records none of its runs, which
+    /// keeps working.
     pub fn memory() -> Self {
         let mut s = Self::from(std::sync::Arc::new(MemoryStore::new()));
         s.durability = Durability::Memory;
