@@ -430,7 +430,7 @@ fn workers_run_a_task_job_a_library_manager_submitted() {
     });
     assert_eq!(status, dagger_task_core::JobStatus::Completed(true));
     for i in 0..3 {
-        let task = manager.task(&format!("shell-{i}")).unwrap().unwrap();
+        let task = manager.task(format!("shell-{i}")).unwrap().unwrap();
         let output = task.output.unwrap();
         assert_eq!(
             output["stdout"],
