@@ -9,9 +9,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod coordinator;
-mod direct;
 pub mod error;
 mod event;
+mod exec;
+mod machine;
 mod node_worker;
 mod ownership;
 mod persist;
@@ -19,7 +20,6 @@ mod remote;
 mod report;
 mod rerun;
 mod run;
-mod state;
 mod worker;
 
 pub use coordinator::{
