@@ -13,6 +13,21 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
+/// Fields few nodes use (hooks, humans, cancelled branches).
+#[derive(Default)]
+pub(crate) struct Rare {
+    /// Why a running node is being cancelled (CancelBranch).
+    pub(crate) cancel_reason: Option<String>,
+    /// Inputs set by a hook or a human, over the resolved ones.
+    pub(crate) overrides: Option<Map<String, Value>>,
+    /// A human prompt set by `RequestHuman` (overrides `approval:`).
+    pub(crate) human_prompt: Option<String>,
+    /// The human approved (with optional input under `human_input`).
+    pub(crate) approved: bool,
+    /// When the node began waiting for a human.
+    pub(crate) waiting_since: Option<Millis>,
+}
+
 /// A node definition, shared: a static node points into the workflow, a
 /// node added at run time owns its definition.
 #[derive(Clone)]
@@ -56,15 +71,8 @@ pub(crate) struct NodeState {
     pub(crate) error: Option<String>,
     pub(crate) cache_hit: bool,
     pub(crate) added: bool,
-    /// Why a running node is being cancelled (CancelBranch).
-    pub(crate) cancel_reason: Option<String>,
-    pub(crate) overrides: Option<Map<String, Value>>,
-    /// A human prompt set by `RequestHuman` (overrides `approval:`).
-    pub(crate) human_prompt: Option<String>,
-    /// The human approved (with optional input under `human_input`).
-    pub(crate) approved: bool,
-    /// When the node began waiting for a human.
-    pub(crate) waiting_since: Option<Millis>,
+    /// What few nodes need, out of line so the common node stays small.
+    pub(crate) rare: Option<Box<Rare>>,
     pub(crate) fanout: Option<Box<FanOut>>,
 }
 
@@ -88,11 +96,7 @@ impl NodeState {
             error: None,
             cache_hit: false,
             added,
-            cancel_reason: None,
-            overrides: None,
-            human_prompt: None,
-            approved: false,
-            waiting_since: None,
+            rare: None,
             fanout: None,
         }
     }
@@ -118,12 +122,38 @@ impl NodeState {
 
     /// The prompt this node must be approved with before it runs, if any.
     pub(crate) fn approval_prompt(&self) -> Option<&str> {
-        if self.approved {
-            return None;
+        match &self.rare {
+            Some(r) if r.approved => None,
+            Some(r) => r.human_prompt.as_deref().or(self.def.approval.as_deref()),
+            None => self.def.approval.as_deref(),
         }
-        self.human_prompt
-            .as_deref()
-            .or(self.def.approval.as_deref())
+    }
+
+    /// The node's rare fields (created on first use).
+    pub(crate) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Why a running node is being cancelled, if it is.
+    pub(crate) fn cancel_reason(&self) -> Option<&str> {
+        self.rare.as_ref()?.cancel_reason.as_deref()
+    }
+
+    /// When the node began waiting for a human, if it waits.
+    pub(crate) fn waiting_since(&self) -> Option<Millis> {
+        self.rare.as_ref()?.waiting_since
+    }
+
+    /// The node no longer waits for a human.
+    pub(crate) fn clear_wait(&mut self) {
+        if let Some(r) = &mut self.rare {
+            r.waiting_since = None;
+        }
+    }
+
+    /// Inputs set by a hook or a human, over the resolved ones.
+    pub(crate) fn overrides(&self) -> Option<&Map<String, Value>> {
+        self.rare.as_ref()?.overrides.as_ref()
     }
 
     /// A failed node whose dependents may still run (`onfailure: true`).
@@ -297,7 +327,7 @@ impl RunGraph {
             }
             n.set_status(st);
             n.error = Some(why.clone());
-            n.waiting_since = None;
+            n.clear_wait();
             let node = n.node_ref(None);
             let dependents = n.dependents.clone();
             self.mark_dirty(j);
@@ -331,7 +361,7 @@ impl RunGraph {
             }
             n.set_status(NodeStatus::Cancelled);
             n.error = Some(reason.to_string());
-            n.waiting_since = None;
+            n.clear_wait();
             let node = n.node_ref(None);
             outside.extend(
                 n.dependents

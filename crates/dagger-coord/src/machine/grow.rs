@@ -50,7 +50,10 @@ impl Machine {
                 let Value::Object(map) = inputs else {
                     return Err("inputs must be a JSON object".into());
                 };
-                n.overrides.get_or_insert_with(Map::new).extend(map);
+                n.rare_mut()
+                    .overrides
+                    .get_or_insert_with(Map::new)
+                    .extend(map);
                 Ok(())
             }
             ExecutorCommand::PauseBranch { branch_id, reason } => {
@@ -78,7 +81,7 @@ impl Machine {
                 for &j in &branch {
                     let n = &mut self.g.nodes[j as usize];
                     if n.status == NodeStatus::Running {
-                        n.cancel_reason = Some(reason.clone());
+                        n.rare_mut().cancel_reason = Some(reason.clone());
                         self.g.fx.push(Effect::CancelNode(j));
                     }
                     self.waiting.remove(&j);
@@ -121,8 +124,9 @@ impl Machine {
                         n.status
                     ));
                 }
-                n.human_prompt = Some(prompt);
-                n.approved = false;
+                let rare = n.rare_mut();
+                rare.human_prompt = Some(prompt);
+                rare.approved = false;
                 Ok(())
             }
         }

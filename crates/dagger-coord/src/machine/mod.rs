@@ -287,7 +287,7 @@ impl Machine {
     fn wait_for_human(&mut self, i: u32, prompt: String) {
         let n = &mut self.g.nodes[i as usize];
         n.set_status(NodeStatus::WaitingForHuman);
-        n.waiting_since = Some(self.now);
+        n.rare_mut().waiting_since = Some(self.now);
         n.error = None;
         let node = n.node_ref(None);
         self.waiting.insert(i);
@@ -404,7 +404,7 @@ impl Machine {
             def: n.def.clone(),
             action: n.action.clone(),
             item,
-            overrides: n.overrides.clone(),
+            overrides: n.overrides().cloned(),
             own_token,
         };
         // Events (and so their node refs, two strings each) only exist with hooks.
@@ -487,14 +487,15 @@ impl Machine {
         if n.status.is_terminal() {
             return;
         }
-        if n.cancel_reason.is_none() && matches!(self.stop, Some(Stop::Pause(_))) {
+        if n.cancel_reason().is_none() && matches!(self.stop, Some(Stop::Pause(_))) {
             // Interrupted by a pause, not cancelled: it runs again on resume.
             n.set_status(NodeStatus::Pending);
             return;
         }
         let reason = n
-            .cancel_reason
-            .take()
+            .rare
+            .as_mut()
+            .and_then(|r| r.cancel_reason.take())
             .or_else(|| self.stop.as_ref().map(|s| s.reason().to_string()))
             .unwrap_or_else(|| "cancelled".into());
         self.g.cancel_unstarted(i, reason);
@@ -568,7 +569,7 @@ impl Machine {
                 .as_ref()
                 .map_or(n.attempts, |fan| fan.attempts[k as usize]),
         };
-        if n.cancel_reason.is_some() {
+        if n.cancel_reason().is_some() {
             return self.on_cancelled(i);
         }
         let policy = self.config.retry_policy(n.def.try_count);
@@ -651,7 +652,7 @@ impl Machine {
         let n = &mut self.g.nodes[i as usize];
         n.set_status(NodeStatus::Failed);
         n.error = Some(error.clone());
-        n.waiting_since = None;
+        n.clear_wait();
         n.duration_ms = n.started_ms.map(|s| elapsed(Some(s), now));
         let onfailure = n.def.onfailure;
         let node = n.node_ref(None);
@@ -721,9 +722,10 @@ impl Machine {
     }
 
     fn human_timeout(&mut self, i: u32) {
-        let (Some(wait), Some(since)) =
-            (self.human_wait_ms(), self.g.nodes[i as usize].waiting_since)
-        else {
+        let (Some(wait), Some(since)) = (
+            self.human_wait_ms(),
+            self.g.nodes[i as usize].waiting_since(),
+        ) else {
             return;
         };
         if !self.waiting.contains(&i) {
@@ -744,7 +746,7 @@ impl Machine {
                 self.stop(Stop::Pause(format!(
                     "no human answered node `{id}` within {minutes} minutes"
                 )));
-                self.g.nodes[i as usize].waiting_since = None;
+                self.g.nodes[i as usize].clear_wait();
                 self.waiting.remove(&i);
             }
         }
@@ -752,14 +754,15 @@ impl Machine {
 
     fn approve(&mut self, i: u32, input: Option<Value>) {
         let n = &mut self.g.nodes[i as usize];
-        n.approved = true;
+        let rare = n.rare_mut();
+        rare.approved = true;
         if let Some(input) = input {
-            n.overrides
+            rare.overrides
                 .get_or_insert_with(Map::new)
                 .insert("human_input".into(), input);
         }
         if n.status == NodeStatus::WaitingForHuman {
-            n.waiting_since = None;
+            n.clear_wait();
             self.waiting.remove(&i);
             self.g.make_ready(i);
         }

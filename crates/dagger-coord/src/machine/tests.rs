@@ -288,7 +288,7 @@ fn an_approval_waits_until_a_human_approves() {
         input: Some(json!("yes")),
     }));
     assert_eq!(ids(&sim.starts()), ["a"]);
-    let overrides = sim.m.g.nodes[a as usize].overrides.clone();
+    let overrides = sim.m.g.nodes[a as usize].overrides().cloned();
     assert_eq!(
         overrides.and_then(|o| o.get("human_input").cloned()),
         Some(json!("yes"))

@@ -357,7 +357,11 @@ impl RunLoop {
             }
             let mut meta = Map::new();
             if n.status == NodeStatus::WaitingForHuman
-                && let Some(p) = n.human_prompt.as_deref().or(n.def.approval.as_deref())
+                && let Some(p) = n
+                    .rare
+                    .as_ref()
+                    .and_then(|r| r.human_prompt.as_deref())
+                    .or(n.def.approval.as_deref())
             {
                 meta.insert("prompt".into(), Value::String(p.to_string()));
             }
