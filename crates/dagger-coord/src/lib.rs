@@ -10,10 +10,11 @@
 
 mod cancel;
 mod coordinator;
-mod direct;
 pub mod error;
 mod event;
+mod exec;
 mod handle;
+mod machine;
 mod node_worker;
 mod ownership;
 mod persist;
@@ -22,7 +23,6 @@ mod report;
 mod request;
 mod rerun;
 mod run;
-mod state;
 mod worker;
 
 pub use cancel::RunCancel;

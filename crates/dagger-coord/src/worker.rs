@@ -1,23 +1,22 @@
-//! One attempt of one node (or one fan-out invocation), run as its own tokio
-//! task: resolve inputs, check schemas, reuse a memoized output, execute
-//! with timeout and cancellation, store the output, report back.
+//! One attempt of one node (or one fan-out invocation): resolve inputs,
+//! check schemas, reuse a memoized output, execute with timeout and
+//! cancellation, store the output. What it returns is the machine's
+//! [`Outcome`]; `exec.rs` spawns attempts and reports their outcomes.
 
-use crate::direct::{self, DirectGraph};
-use crate::state::DefHandle;
+use crate::machine::graph::DefHandle;
+use crate::machine::msg::{Failure, Outcome};
 use dagger_core::store::{ArtifactId, AttemptOutcome, AttemptRecord, LogSink, NodeRunRecord};
 use dagger_core::{Cache, ErrorClass, NodeId, NodeStatus, Permanent, RunId, Stores, now_millis};
 use dagger_dag_flow::{NodeAction, NodeCtx, NodeInputs, NodeOutput};
 use serde_json::{Map, Value};
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-/// What the run shares with every attempt.
-pub(crate) struct RunShared {
+/// What every attempt of a run reads.
+pub(crate) struct Env {
     pub(crate) dag_name: Arc<str>,
     pub(crate) run_id: RunId,
     pub(crate) cache: Cache,
@@ -25,8 +24,8 @@ pub(crate) struct RunShared {
     pub(crate) app_data: Option<Arc<dyn Any + Send + Sync>>,
     /// Record node runs in the store (false for `Durability::Memory`).
     pub(crate) record: bool,
-    /// Hand Completed records of plain nodes to the loop instead of writing
-    /// them (runs with hooks: growth is recorded before the completion).
+    /// Hand Completed records of plain nodes back instead of writing them
+    /// (runs with hooks: growth is recorded before the completion).
     pub(crate) defer_completion: bool,
     /// Write a cache delta per completed node.
     pub(crate) incremental_cache: bool,
@@ -36,177 +35,54 @@ pub(crate) struct RunShared {
     pub(crate) cancel_grace: Duration,
     /// Where actions execute when not in this process (see `remote.rs`).
     pub(crate) node_queue: Option<Arc<dyn dagger_core::store::NodeQueue>>,
-    pub(crate) tx: UnboundedSender<Msg>,
-    /// Attempts holding a parallel slot: taken by whoever starts an
-    /// attempt, given back by the loop when it reads the attempt's `Done`, or
-    /// by the worker when it completes the node directly.
-    pub(crate) running: AtomicUsize,
-    /// Set when plain nodes are completed and released by their workers.
-    pub(crate) direct: Option<DirectGraph>,
 }
 
-/// Why an attempt failed.
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
-    pub(crate) class: ErrorClass,
-    pub(crate) message: String,
-}
-
-/// An attempt's result.
-pub(crate) enum AttemptResult {
-    /// `deferred`: the Completed record, when the run loop must write it
-    /// after the hooks answered the completion (see `RunShared::defer_completion`).
-    Succeeded {
-        output: Arc<NodeOutput>,
-        cache_hit: bool,
-        deferred: Option<Box<NodeRunRecord>>,
-    },
-    Failed(Failure),
-    /// The attempt stopped because its token was cancelled.
-    Cancelled,
-}
-
-/// Messages from attempts and timers to the run loop.
-pub(crate) enum Msg {
-    /// `direct`: a worker started the attempt; the loop adopts the node.
-    Done {
-        node: u32,
-        invocation: Option<u32>,
-        result: AttemptResult,
-        elapsed: Duration,
-        attempt: u32,
-        direct: bool,
-    },
-    /// A worker counted node `node` down to zero and leaves it to the loop.
-    Ready {
-        node: u32,
-    },
-    /// A slot was given back by a worker (the loop may have work for it).
-    Wake,
-    RetryDue {
-        node: u32,
-        invocation: Option<u32>,
-    },
-    FailureHandled {
-        node: u32,
-        error: String,
-    },
-    StoreFailed(dagger_core::StoreError),
-}
-
+/// One attempt to run.
 pub(crate) struct Attempt {
-    pub(crate) node: u32,
     pub(crate) invocation: Option<u32>,
     pub(crate) attempt: u32,
     pub(crate) node_id: Arc<str>,
     pub(crate) def: DefHandle,
     pub(crate) action: Arc<dyn NodeAction>,
     pub(crate) cancel: CancellationToken,
-    /// The fan-out element and its index.
+    /// The fan-out element.
     pub(crate) item: Option<Arc<Value>>,
     pub(crate) overrides: Option<Map<String, Value>>,
-    /// Started by a worker (direct release), not by the run loop.
-    pub(crate) direct: bool,
 }
 
-/// Spawns an attempt started by the run loop.
-pub(crate) fn spawn(shared: &Arc<RunShared>, attempt: Attempt) -> tokio::task::AbortHandle {
-    let span = attempt_span(shared, &attempt);
-    let shared = shared.clone();
-    let task = async move { attempt_task(&shared, attempt).await };
-    // An instrumented future is larger and enters its span on every poll:
-    // only pay for it when the span is recorded.
-    if span.is_disabled() {
-        tokio::spawn(task).abort_handle()
-    } else {
-        tokio::spawn(task.instrument(span)).abort_handle()
-    }
+/// The span of an attempt.
+pub(crate) fn attempt_span(env: &Env, a: &Attempt) -> tracing::Span {
+    tracing::info_span!("node", run_id = %env.run_id, node_id = %a.node_id, attempt = a.attempt)
 }
 
-/// Spawns an attempt a worker started (direct release). The loop holds no
-/// abort handle for it: the graph's abort token drops it instead.
-pub(crate) fn spawn_direct(shared: &Arc<RunShared>, attempt: Attempt) {
-    let span = attempt_span(shared, &attempt);
-    let shared = shared.clone();
-    let task = async move {
-        let Some(g) = shared.direct.as_ref() else {
-            return;
-        };
-        tokio::select! {
-            biased;
-            () = attempt_task(&shared, attempt) => {}
-            () = g.abort_token().cancelled() => {}
-        }
-    };
-    if span.is_disabled() {
-        tokio::spawn(task);
-    } else {
-        tokio::spawn(task.instrument(span));
-    }
-}
-
-fn attempt_span(shared: &RunShared, a: &Attempt) -> tracing::Span {
-    tracing::info_span!("node", run_id = %shared.run_id, node_id = %a.node_id, attempt = a.attempt)
-}
-
-/// Runs one attempt and reports it: to the run loop, or, for a plain node
-/// the workers may complete, straight to its dependents ([`direct::complete`]).
-async fn attempt_task(shared: &Arc<RunShared>, attempt: Attempt) {
-    let started = Instant::now();
-    let (node, invocation) = (attempt.node, attempt.invocation);
-    let (number, direct) = (attempt.attempt, attempt.direct);
+/// Runs one attempt and records how it ended.
+pub(crate) async fn attempt(shared: &Env, attempt: Attempt) -> Outcome {
     let node_id = attempt.node_id.clone();
     // Records the attempt if it is dropped before it ends (an action that
     // ignored its cancellation past the grace period, an aborted run).
     let trace = Trace::new(shared, &attempt);
     // The action's own panic is caught around its execution (see `run`);
     // this one catches panics in the rest of the attempt (a schema, a
-    // store), so the loop always hears of the attempt.
+    // store), so the run always hears of the attempt.
     let result = match dagger_core::catch_panic(run(shared, attempt, &trace)).await {
         Ok(r) => r,
-        Err(p) => Ok(AttemptResult::Failed(panic_failure(&node_id, &p))),
+        Err(p) => Ok(Outcome::Failed(panic_failure(&node_id, &p))),
     };
-    let result = match result {
+    match result {
         // A success was recorded with its completion (one commit for both).
-        Ok(r @ AttemptResult::Succeeded { .. }) => {
+        Ok(r @ Outcome::Succeeded { .. }) => {
             trace.disarm();
-            Ok(r)
+            r
         }
         Ok(r) => match trace.record_end(shared, &r).await {
-            Ok(()) => Ok(r),
-            Err(e) => Err(e),
+            Ok(()) => r,
+            Err(e) => Outcome::StoreFailed(e.to_string()),
         },
         Err(e) => {
             trace.disarm();
-            Err(e)
+            Outcome::StoreFailed(e.to_string())
         }
-    };
-    let elapsed = started.elapsed();
-    let msg = match result {
-        Ok(AttemptResult::Succeeded {
-            output,
-            cache_hit: false,
-            deferred: None,
-        }) if invocation.is_none()
-            && !output.metadata.contains_key("branches")
-            && shared.direct.as_ref().is_some_and(|g| g.completes(node)) =>
-        {
-            if let Some(g) = &shared.direct {
-                direct::complete(shared, g, node, elapsed, output.tokens());
-            }
-            return;
-        }
-        Ok(result) => Msg::Done {
-            node,
-            invocation,
-            result,
-            elapsed,
-            attempt: number,
-            direct,
-        },
-        Err(e) => Msg::StoreFailed(e),
-    };
-    let _ = shared.tx.send(msg);
+    }
 }
 
 /// A failed attempt for a panic in node `node_id`'s attempt: an ordinary
@@ -218,7 +94,7 @@ pub(crate) fn panic_failure(node_id: &str, p: &dagger_core::Panicked) -> Failure
     }
 }
 
-fn resolve_inputs(shared: &RunShared, a: &Attempt) -> Result<NodeInputs, Failure> {
+fn resolve_inputs(shared: &Env, a: &Attempt) -> Result<NodeInputs, Failure> {
     let mut inputs = NodeInputs::new();
     for spec in &a.def.inputs {
         let value = shared.cache.resolve_input(spec).map_err(|e| Failure {
@@ -244,7 +120,7 @@ fn invocation_key(a: &Attempt) -> String {
 }
 
 pub(crate) fn record(
-    shared: &RunShared,
+    shared: &Env,
     node_id: &str,
     invocation_key: String,
     action: &str,
@@ -267,19 +143,15 @@ pub(crate) fn record(
     }
 }
 
-async fn run(
-    shared: &RunShared,
-    a: Attempt,
-    trace: &Trace,
-) -> Result<AttemptResult, dagger_core::StoreError> {
+async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_core::StoreError> {
     let inputs = match resolve_inputs(shared, &a) {
         Ok(i) => i,
-        Err(f) => return Ok(AttemptResult::Failed(f)),
+        Err(f) => return Ok(Outcome::Failed(f)),
     };
     if let Some(schema) = a.action.input_schema()
         && let Err(v) = schema.validate(&inputs.to_value())
     {
-        return Ok(AttemptResult::Failed(Failure {
+        return Ok(Outcome::Failed(Failure {
             class: ErrorClass::Schema,
             message: format!(
                 "node `{}`: inputs rejected by action `{}`: {v}",
@@ -296,7 +168,7 @@ async fn run(
     {
         let output = Arc::new(output);
         let deferred = complete(shared, &a, &output, input_hash.clone(), true, None, trace).await?;
-        return Ok(AttemptResult::Succeeded {
+        return Ok(Outcome::Succeeded {
             output,
             cache_hit: true,
             deferred,
@@ -307,7 +179,7 @@ async fn run(
     let _permit = match &shared.tracker {
         Some(t) => match Box::pin(acquire(t, &a.cancel)).await {
             Some(p) => Some(p),
-            None => return Ok(AttemptResult::Cancelled),
+            None => return Ok(Outcome::Cancelled),
         },
         None => None,
     };
@@ -386,11 +258,11 @@ async fn run(
         }
     };
     if a.cancel.is_cancelled() && matches!(result, Ok(Err(_))) {
-        return Ok(AttemptResult::Cancelled);
+        return Ok(Outcome::Cancelled);
     }
     let output = match result {
         Err(t) => {
-            return Ok(AttemptResult::Failed(Failure {
+            return Ok(Outcome::Failed(Failure {
                 class: ErrorClass::Timeout,
                 message: format!(
                     "node `{}` timed out after {:.3}s",
@@ -405,7 +277,7 @@ async fn run(
             } else {
                 ErrorClass::Error
             };
-            return Ok(AttemptResult::Failed(Failure {
+            return Ok(Outcome::Failed(Failure {
                 class,
                 message: e.to_string(),
             }));
@@ -417,7 +289,7 @@ async fn run(
                 Value::Null => format!("action `{}` reported failure", a.def.action),
                 other => other.to_string(),
             };
-            return Ok(AttemptResult::Failed(Failure {
+            return Ok(Outcome::Failed(Failure {
                 class: ErrorClass::Error,
                 message,
             }));
@@ -427,7 +299,7 @@ async fn run(
     if let Some(schema) = a.action.output_schema()
         && let Err(v) = schema.validate(&output.outputs)
     {
-        return Ok(AttemptResult::Failed(Failure {
+        return Ok(Outcome::Failed(Failure {
             class: ErrorClass::Schema,
             message: format!(
                 "node `{}`: output rejected by action `{}`: {v}",
@@ -446,7 +318,7 @@ async fn run(
         trace,
     )
     .await?;
-    Ok(AttemptResult::Succeeded {
+    Ok(Outcome::Succeeded {
         output,
         cache_hit: false,
         deferred,
@@ -465,7 +337,7 @@ async fn acquire(
 }
 
 async fn memoized(
-    shared: &RunShared,
+    shared: &Env,
     action: &str,
     hash: &str,
 ) -> Result<Option<NodeOutput>, dagger_core::StoreError> {
@@ -483,7 +355,7 @@ async fn memoized(
 
 /// Publishes a successful attempt: the cache (plain nodes) and the store.
 async fn complete(
-    shared: &RunShared,
+    shared: &Env,
     a: &Attempt,
     output: &NodeOutput,
     input_hash: Option<String>,
@@ -512,7 +384,7 @@ async fn complete(
 /// Writes a successful attempt's artifact, Completed record (or hands it
 /// back, deferred) and cache delta.
 async fn record_completion(
-    shared: &RunShared,
+    shared: &Env,
     a: &Attempt,
     output: &NodeOutput,
     input_hash: Option<String>,
@@ -569,43 +441,37 @@ async fn record_completion(
     Ok(deferred)
 }
 
-/// Runs a node's `failure:` action once, then reports back.
-pub(crate) fn spawn_failure_handler(
-    shared: &Arc<RunShared>,
-    node: u32,
+/// Runs a node's `failure:` action once. A handler that fails or panics
+/// is logged; the node's failure stands.
+pub(crate) async fn failure_handler(
+    shared: &Env,
     node_id: Arc<str>,
     handler: Arc<dyn NodeAction>,
     error: String,
 ) {
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let mut inputs = Map::new();
-        inputs.insert("failed_node".into(), Value::String(node_id.to_string()));
-        inputs.insert("error".into(), Value::String(error.clone()));
-        let mut ctx = NodeCtx::for_test(&format!("{node_id}.failure"), inputs);
-        ctx.dag_name = shared.dag_name.clone();
-        ctx.run_id = shared.run_id.clone();
-        ctx.cache = shared.cache.clone();
-        ctx.idempotency_key = format!("{}/{node_id}/failure", shared.run_id);
-        ctx.app_data = shared.app_data.clone();
-        // A handler that fails or panics is logged; the node's failure
-        // stands and the run goes on deciding its dependents.
-        match dagger_core::catch_panic(handler.execute(&ctx)).await {
-            Ok(Ok(out)) => shared
-                .cache
-                .insert(&node_id, "failure_handler", out.outputs),
-            Ok(Err(e)) => tracing::warn!(node_id = %node_id, error = %e, "failure handler failed"),
-            Err(p) => {
-                tracing::error!(node_id = %node_id, error = %p, "failure handler panicked");
-                shared.cache.insert(
-                    &node_id,
-                    "failure_handler_error",
-                    Value::String(p.to_string()),
-                );
-            }
+    let mut inputs = Map::new();
+    inputs.insert("failed_node".into(), Value::String(node_id.to_string()));
+    inputs.insert("error".into(), Value::String(error));
+    let mut ctx = NodeCtx::for_test(&format!("{node_id}.failure"), inputs);
+    ctx.dag_name = shared.dag_name.clone();
+    ctx.run_id = shared.run_id.clone();
+    ctx.cache = shared.cache.clone();
+    ctx.idempotency_key = format!("{}/{node_id}/failure", shared.run_id);
+    ctx.app_data = shared.app_data.clone();
+    match dagger_core::catch_panic(handler.execute(&ctx)).await {
+        Ok(Ok(out)) => shared
+            .cache
+            .insert(&node_id, "failure_handler", out.outputs),
+        Ok(Err(e)) => tracing::warn!(node_id = %node_id, error = %e, "failure handler failed"),
+        Err(p) => {
+            tracing::error!(node_id = %node_id, error = %p, "failure handler panicked");
+            shared.cache.insert(
+                &node_id,
+                "failure_handler_error",
+                Value::String(p.to_string()),
+            );
         }
-        let _ = shared.tx.send(Msg::FailureHandled { node, error });
-    });
+    }
 }
 
 /// What an attempt records about itself while it runs; recorded when it
@@ -633,7 +499,7 @@ struct Who {
 }
 
 impl Trace {
-    fn new(shared: &RunShared, a: &Attempt) -> Self {
+    fn new(shared: &Env, a: &Attempt) -> Self {
         let who = shared.record.then(|| Who {
             node_id: a.node_id.clone(),
             invocation_key: invocation_key(a),
@@ -668,7 +534,7 @@ impl Trace {
     /// The record of this attempt, ended now with `outcome`.
     fn attempt_record(
         &self,
-        shared: &RunShared,
+        shared: &Env,
         outcome: AttemptOutcome,
         error: Option<String>,
     ) -> AttemptRecord {
@@ -700,16 +566,16 @@ impl Trace {
     /// Records an attempt that did not succeed.
     async fn record_end(
         &self,
-        shared: &RunShared,
-        result: &AttemptResult,
+        shared: &Env,
+        result: &Outcome,
     ) -> Result<(), dagger_core::StoreError> {
         if self.who.is_none() || self.done.load(Ordering::Relaxed) {
             return Ok(());
         }
         let (outcome, error) = match result {
-            AttemptResult::Succeeded { .. } => (AttemptOutcome::Succeeded, None),
-            AttemptResult::Cancelled => (AttemptOutcome::Cancelled, None),
-            AttemptResult::Failed(f) => (outcome_of(f), Some(f.message.clone())),
+            Outcome::Succeeded { .. } => (AttemptOutcome::Succeeded, None),
+            Outcome::Cancelled | Outcome::StoreFailed(_) => (AttemptOutcome::Cancelled, None),
+            Outcome::Failed(f) => (outcome_of(f), Some(f.message.clone())),
         };
         let record = self.attempt_record(shared, outcome, error);
         self.disarm();

@@ -1,118 +1,36 @@
-//! Recording loop-side state, snapshots, and ending the run with its report.
+//! Ending a run: the machine settles what is left, the hooks hear the
+//! last events, the end is recorded (one fenced write with the release of
+//! the run), and the report is built.
 
-use super::*;
+use super::{RunLoop, hooks};
+use crate::error::CoordError;
+use crate::event::{ExecutionEvent, ExecutorCommand};
+use crate::machine::Stop;
+use crate::report::{DagExecutionReport, NodeReport, metrics_for};
+use dagger_core::store::{NodeRunRecord, RunUpdate};
+use dagger_core::{RunStatus, now_millis};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 impl RunLoop {
-    // ----- persistence ------------------------------------------------------------
-
-    pub(super) async fn flush_dirty(&mut self) {
-        for record in std::mem::take(&mut self.late_records) {
-            self.put_record(record).await;
-        }
-        if self.g.dirty.is_empty() {
-            return;
-        }
-        let dirty = std::mem::take(&mut self.g.dirty);
-        for i in dirty {
-            let rec = self.loop_record(i).await;
-            let rec = match rec {
-                Ok(r) => r,
-                Err(e) => {
-                    self.stop_without_coord(Stop::Store(format!("storage error: {e}")));
-                    return;
-                }
-            };
-            if let Err(e) = self.shared.stores.runs.put_node_run(rec).await {
-                self.stop_without_coord(Stop::Store(format!("storage error: {e}")));
-                return;
-            }
-        }
-    }
-
-    pub(super) async fn loop_record(
-        &self,
-        i: u32,
-    ) -> Result<NodeRunRecord, dagger_core::StoreError> {
-        let n = &self.g.nodes[i as usize];
-        let mut rec = worker::record(
-            &self.shared,
-            &n.id,
-            String::new(),
-            &n.def.action,
-            n.attempts,
-            n.status,
-        );
-        rec.error = n.error.clone();
-        rec.started_at = n.started_at_ms;
-        if n.status.is_terminal() {
-            rec.finished_at = Some(now_millis());
-        }
-        let mut meta = Map::new();
-        if n.status == NodeStatus::WaitingForHuman
-            && let Some(p) = n.human_prompt.as_deref().or(n.def.approval.as_deref())
-        {
-            meta.insert("prompt".into(), Value::String(p.to_string()));
-        }
-        if n.status == NodeStatus::Completed {
-            // Fan-out nodes complete in the loop: store their aggregated output.
-            if let Some(v) = self.shared.cache.namespace(&n.id) {
-                let bytes = serde_json::to_vec(&Value::Object(v)).unwrap_or_default();
-                rec.output_artifact_id =
-                    Some(self.shared.stores.artifacts.put_artifact(bytes).await?);
-            }
-        }
-        rec.metadata = Value::Object(meta);
-        Ok(rec)
-    }
-
-    pub(super) async fn put_record(&mut self, record: Box<NodeRunRecord>) {
-        if let Err(e) = self.shared.stores.runs.put_node_run(*record).await {
-            self.stop_without_coord(Stop::Store(format!("storage error: {e}")));
-        }
-    }
-
-    pub(super) async fn write_full_snapshot(&mut self) {
-        let entry = SnapshotEntry::Full {
-            data: self.shared.cache.to_json(),
-        };
-        if let Err(e) = self
-            .shared
-            .stores
-            .snapshots
-            .append_snapshot(self.shared.run_id.as_str(), entry)
-            .await
-        {
-            self.stop_without_coord(Stop::Store(format!("storage error: {e}")));
-        }
-    }
-
     pub(super) async fn finish(
         mut self,
         started: Instant,
         resumed: bool,
     ) -> Result<DagExecutionReport, CoordError> {
-        self.reconcile_direct();
-        if let Some(g) = &self.shared.direct {
-            let (started, tokens) = g.totals();
-            self.iterations += started;
-            self.tokens += tokens;
+        let (status, reason) = self.shared.machine.lock().end();
+        self.pump().await;
+        if let Some(h) = self.hooks.as_mut() {
+            h.outbox.push_back((
+                ExecutionEvent::RunCompleted {
+                    status,
+                    reason: reason.clone(),
+                },
+                None,
+            ));
         }
-        let (status, reason) = self.final_status();
-        if !matches!(status, RunStatus::Paused | RunStatus::WaitingForHuman) {
-            let leftover: Vec<u32> = (0..self.g.nodes.len() as u32)
-                .filter(|i| !self.g.nodes[*i as usize].status.is_terminal())
-                .collect();
-            let why = reason.clone().unwrap_or_else(|| "run ended".into());
-            for i in leftover {
-                self.g.cancel_unstarted(i, why.clone());
-            }
-        }
-        self.flush_dirty().await;
-        self.g.emit(|| ExecutionEvent::RunCompleted {
-            status,
-            reason: reason.clone(),
-        });
-        self.move_events();
+        // Timers still armed will never matter now.
+        self.shared.abort.cancel();
         if let Some(mut h) = self.hooks.take() {
             // Hooks see every event; commands answered now are not applied.
             if let Some(tx) = h.event_tx.take() {
@@ -128,7 +46,7 @@ impl RunLoop {
             }
             // What the hooks answer from now on comes too late to apply:
             // panics and rejected commands are reported straight to them.
-            let ended = format!("run `{}` had ended ({status})", self.shared.run_id);
+            let ended = format!("run `{}` had ended ({status})", self.shared.env.run_id);
             let mut late_events = Vec::new();
             while let Some(answer) = h.cmd_rx.recv().await {
                 late_events.extend(answer.panics);
@@ -140,7 +58,7 @@ impl RunLoop {
             let success = status == RunStatus::Completed;
             for hook in &self.hook_list {
                 let call = hook.on_complete(&self.hook_ctx, success);
-                match super::guarded(&**hook, || "on_complete".into(), call).await {
+                match hooks::guarded(&**hook, || "on_complete".into(), call).await {
                     Ok(cmds) => late_events.extend(cmds.iter().map(|c| {
                         rejected(c, format!("returned by `on_complete` of hook `{}` after {ended}; a finished run takes no more commands", hook.name()))
                     })),
@@ -148,14 +66,14 @@ impl RunLoop {
                 }
             }
             for event in late_events {
-                let answer = super::answer(&self.hook_list, &self.hook_ctx, &event).await;
+                let answer = hooks::answer(&self.hook_list, &self.hook_ctx, &event).await;
                 for c in answer.commands {
                     tracing::warn!(command = %c.summary(), "command answered to an event after the run ended; dropped");
                 }
             }
         }
         let (lost_state, held) = (self.lost.clone(), self.owner.token);
-        let lost_run = self.shared.run_id.to_string();
+        let lost_run = self.shared.env.run_id.to_string();
         let lost = move || CoordError::OwnershipLost {
             run_id: lost_run.clone(),
             held,
@@ -164,11 +82,14 @@ impl RunLoop {
         if self.lost.token.is_cancelled() {
             return Err(lost());
         }
-        if self.g.record && !matches!(self.stop, Some(Stop::Store(_))) {
+        let shared = self.shared.clone();
+        let store_failed = || matches!(shared.machine.lock().stop, Some(Stop::Store(_)));
+        if self.record && !store_failed() {
             self.write_full_snapshot().await;
         }
-        let stores = &self.shared.stores;
-        let run_id = &self.shared.run_id;
+        let store_failed = store_failed();
+        let stores = &self.shared.env.stores;
+        let run_id = &self.shared.env.run_id;
         let finished = (status.is_terminal()).then(now_millis);
         let update = RunUpdate {
             status: Some(status),
@@ -189,79 +110,38 @@ impl RunLoop {
                 self.lost.current.store(current, Ordering::Release);
                 return Err(lost());
             }
-            Err(e) if !matches!(self.stop, Some(Stop::Store(_))) => {
+            Err(e) if !store_failed => {
                 return Err(CoordError::Store(e));
             }
             _ => {}
         }
-        let nodes: Vec<NodeReport> = self
-            .g
-            .nodes
-            .iter()
-            .map(|n| NodeReport {
-                id: n.id.to_string(),
-                action: n.def.action.clone(),
-                status: n.status,
-                attempts: n.attempts,
-                duration_ms: n.duration_ms,
-                error: n.error.clone(),
-                cache_hit: n.cache_hit,
-                added_at_runtime: n.added,
-            })
-            .collect();
-        let metrics = metrics_for(&nodes, self.tokens, self.iterations);
+        let m = self.shared.machine.lock();
+        let nodes: Vec<NodeReport> =
+            m.g.nodes
+                .iter()
+                .map(|n| NodeReport {
+                    id: n.id.to_string(),
+                    action: n.def.action.clone(),
+                    status: n.status,
+                    attempts: n.attempts,
+                    duration_ms: n.duration_ms,
+                    error: n.error.clone(),
+                    cache_hit: n.cache_hit,
+                    added_at_runtime: n.added,
+                })
+                .collect();
+        let metrics = metrics_for(&nodes, m.tokens, m.iterations);
         Ok(DagExecutionReport {
             run_id: run_id.to_string(),
-            dag_name: self.wf.name.clone(),
+            dag_name: m.wf.name.clone(),
             status,
             reason,
             nodes,
             duration_ms: started.elapsed().as_millis() as u64,
             metrics,
             resumed,
-            outputs: Map::new(),
+            outputs: serde_json::Map::new(),
         })
-    }
-
-    pub(super) fn final_status(&self) -> (RunStatus, Option<String>) {
-        match &self.stop {
-            Some(Stop::Cancel(r) | Stop::Lost(r)) => {
-                return (RunStatus::Cancelled, Some(r.clone()));
-            }
-            Some(Stop::Pause(r)) => return (RunStatus::Paused, Some(r.clone())),
-            Some(Stop::Halt(r) | Stop::Timeout(r) | Stop::Budget(r) | Stop::Store(r)) => {
-                return (RunStatus::Failed, Some(r.clone()));
-            }
-            None => {}
-        }
-        if let Some(&root) = self.g.paused_roots.keys().next()
-            && !self.g.parked.is_empty()
-        {
-            let why = self.g.paused_roots[&root].clone().unwrap_or_default();
-            return (
-                RunStatus::Paused,
-                Some(
-                    format!("branch `{}` is paused {why}", self.g.id_of(root))
-                        .trim_end()
-                        .to_string(),
-                ),
-            );
-        }
-        let failed: Vec<&str> = self
-            .g
-            .nodes
-            .iter()
-            .filter(|n| n.status == NodeStatus::Failed && !n.def.onfailure)
-            .map(|n| &*n.id)
-            .collect();
-        if failed.is_empty() {
-            (RunStatus::Completed, None)
-        } else {
-            (
-                RunStatus::Failed,
-                Some(format!("failed nodes: {}", failed.join(", "))),
-            )
-        }
     }
 }
 

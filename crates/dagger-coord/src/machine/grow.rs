@@ -1,20 +1,20 @@
 //! Hook commands: growing the graph, pausing, cancelling and skipping branches.
 
-use super::*;
+use super::graph::{DefHandle, NodeState};
+use super::msg::Effect;
+use super::{Machine, Stop};
+use crate::event::{ExecutionEvent, ExecutorCommand};
+use dagger_core::NodeStatus;
+use dagger_dag_flow::{ActionRegistry, NodeDef};
+use serde_json::{Map, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
-impl RunLoop {
-    // ----- hooks and commands -----------------------------------------------------
-
-    pub(super) fn move_events(&mut self) {
-        if let (Some(events), Some(h)) = (self.g.events.as_mut(), self.hooks.as_mut()) {
-            h.outbox.extend(events.drain(..));
-        }
-    }
-
-    pub(super) async fn apply_commands(&mut self, commands: Vec<ExecutorCommand>) {
+impl Machine {
+    pub(super) fn apply_commands(&mut self, commands: Vec<ExecutorCommand>) {
         for cmd in commands {
             let summary = cmd.summary();
-            if let Err(reason) = self.apply_command(cmd).await {
+            if let Err(reason) = self.apply_command(cmd) {
                 tracing::warn!(command = %summary, %reason, "command rejected");
                 self.g.emit(|| ExecutionEvent::CommandRejected {
                     command: summary,
@@ -24,14 +24,13 @@ impl RunLoop {
         }
     }
 
-    pub(super) async fn apply_command(&mut self, cmd: ExecutorCommand) -> Result<(), String> {
+    fn apply_command(&mut self, cmd: ExecutorCommand) -> Result<(), String> {
         match cmd {
             ExecutorCommand::AddNode { dag_name, spec } => {
-                self.add_nodes(&dag_name, vec![*spec.def]).await
+                self.add_nodes(&dag_name, vec![*spec.def])
             }
             ExecutorCommand::AddNodes { dag_name, specs } => {
                 self.add_nodes(&dag_name, specs.into_iter().map(|s| *s.def).collect())
-                    .await
             }
             ExecutorCommand::SetNodeInputs { node_id, inputs } => {
                 let i = self.node_index(&node_id)?;
@@ -51,7 +50,10 @@ impl RunLoop {
                 let Value::Object(map) = inputs else {
                     return Err("inputs must be a JSON object".into());
                 };
-                n.overrides.get_or_insert_with(Map::new).extend(map);
+                n.rare_mut()
+                    .overrides
+                    .get_or_insert_with(Map::new)
+                    .extend(map);
                 Ok(())
             }
             ExecutorCommand::PauseBranch { branch_id, reason } => {
@@ -79,10 +81,8 @@ impl RunLoop {
                 for &j in &branch {
                     let n = &mut self.g.nodes[j as usize];
                     if n.status == NodeStatus::Running {
-                        n.cancel_reason = Some(reason.clone());
-                        if let Some(t) = &n.cancel {
-                            t.cancel();
-                        }
+                        n.rare_mut().cancel_reason = Some(reason.clone());
+                        self.g.fx.push(Effect::CancelNode(j));
                     }
                     self.waiting.remove(&j);
                 }
@@ -124,14 +124,15 @@ impl RunLoop {
                         n.status
                     ));
                 }
-                n.human_prompt = Some(prompt);
-                n.approved = false;
+                let rare = n.rare_mut();
+                rare.human_prompt = Some(prompt);
+                rare.approved = false;
                 Ok(())
             }
         }
     }
 
-    pub(super) fn node_index(&self, id: &str) -> Result<u32, String> {
+    fn node_index(&self, id: &str) -> Result<u32, String> {
         self.g
             .index
             .get(id)
@@ -140,11 +141,7 @@ impl RunLoop {
     }
 
     /// Adds nodes atomically: every check passes or nothing changes.
-    pub(super) async fn add_nodes(
-        &mut self,
-        dag_name: &str,
-        defs: Vec<NodeDef>,
-    ) -> Result<(), String> {
+    fn add_nodes(&mut self, dag_name: &str, defs: Vec<NodeDef>) -> Result<(), String> {
         if dag_name != self.wf.name {
             return Err(format!(
                 "command targets workflow `{dag_name}` but this run is `{}`",
@@ -161,7 +158,7 @@ impl RunLoop {
                 "max_iterations budget of {max} would be exceeded by adding {} nodes",
                 defs.len()
             );
-            self.stop_without_coord(Stop::Budget(reason.clone()));
+            self.stop(Stop::Budget(reason.clone()));
             return Err(reason);
         }
         check_actions(&self.registry, &defs)?;
@@ -204,12 +201,7 @@ impl RunLoop {
             new_idx.push(i);
         }
         if self.g.record {
-            let definition = persist::snapshot_json(&self.wf, &self.added);
-            self.update_run_or_stop(RunUpdate {
-                definition: Some(definition),
-                ..Default::default()
-            })
-            .await;
+            self.g.fx.push(Effect::Definition);
         }
         self.g
             .emit(|| ExecutionEvent::NodesAdded { node_ids: new_ids });

@@ -1,18 +1,32 @@
-//! The state of one run: interned nodes with dependency counters, the ready
-//! queue, and the bookkeeping that propagates completions, skips and pauses.
-//! Every operation here is O(affected nodes); nothing rescans the graph.
+//! The state of one run: interned nodes (dense `u32` indices) with
+//! dependency counters, the ready queue, and the bookkeeping that
+//! propagates completions, skips and cancellations. Every operation here is
+//! O(affected nodes); nothing rescans the graph. What changes is reported
+//! as [`Effect`]s (records to write, events to emit).
 
-use crate::direct::DirectGraph;
+use super::msg::{Effect, Millis};
 use crate::event::{ExecutionEvent, NodeRef};
-use dagger_core::store::NodeRunRecord;
-use dagger_core::{Cache, NodeStatus};
+use dagger_core::NodeStatus;
 use dagger_dag_flow::{NodeAction, NodeDef, WorkflowDef};
 use serde_json::{Map, Value};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
-use tokio_util::sync::CancellationToken;
+
+/// Fields few nodes use (hooks, humans, cancelled branches).
+#[derive(Default)]
+pub(crate) struct Rare {
+    /// Why a running node is being cancelled (CancelBranch).
+    pub(crate) cancel_reason: Option<String>,
+    /// Inputs set by a hook or a human, over the resolved ones.
+    pub(crate) overrides: Option<Map<String, Value>>,
+    /// A human prompt set by `RequestHuman` (overrides `approval:`).
+    pub(crate) human_prompt: Option<String>,
+    /// The human approved (with optional input under `human_input`).
+    pub(crate) approved: bool,
+    /// When the node began waiting for a human.
+    pub(crate) waiting_since: Option<Millis>,
+}
 
 /// A node definition, shared: a static node points into the workflow, a
 /// node added at run time owns its definition.
@@ -51,22 +65,14 @@ pub(crate) struct NodeState {
     pub(crate) remaining: u32,
     pub(crate) dependents: Vec<u32>,
     pub(crate) attempts: u32,
-    pub(crate) first_start: Option<Instant>,
-    /// Wall-clock start of the first attempt (ms since the epoch), for records.
-    pub(crate) started_at_ms: Option<i64>,
+    /// Start of the first attempt (ms since the epoch).
+    pub(crate) started_ms: Option<Millis>,
     pub(crate) duration_ms: Option<u64>,
     pub(crate) error: Option<String>,
     pub(crate) cache_hit: bool,
     pub(crate) added: bool,
-    pub(crate) cancel: Option<CancellationToken>,
-    /// Why a running node is being cancelled (CancelBranch).
-    pub(crate) cancel_reason: Option<String>,
-    pub(crate) overrides: Option<Map<String, Value>>,
-    /// A human prompt set by `RequestHuman` (overrides `approval:`).
-    pub(crate) human_prompt: Option<String>,
-    /// The human approved (with optional input under `human_input`).
-    pub(crate) approved: bool,
-    pub(crate) waiting_since: Option<Instant>,
+    /// What few nodes need, out of line so the common node stays small.
+    pub(crate) rare: Option<Box<Rare>>,
     pub(crate) fanout: Option<Box<FanOut>>,
 }
 
@@ -85,18 +91,12 @@ impl NodeState {
             remaining: 0,
             dependents: Vec::new(),
             attempts: 0,
-            first_start: None,
-            started_at_ms: None,
+            started_ms: None,
             duration_ms: None,
             error: None,
             cache_hit: false,
             added,
-            cancel: None,
-            cancel_reason: None,
-            overrides: None,
-            human_prompt: None,
-            approved: false,
-            waiting_since: None,
+            rare: None,
             fanout: None,
         }
     }
@@ -122,12 +122,38 @@ impl NodeState {
 
     /// The prompt this node must be approved with before it runs, if any.
     pub(crate) fn approval_prompt(&self) -> Option<&str> {
-        if self.approved {
-            return None;
+        match &self.rare {
+            Some(r) if r.approved => None,
+            Some(r) => r.human_prompt.as_deref().or(self.def.approval.as_deref()),
+            None => self.def.approval.as_deref(),
         }
-        self.human_prompt
-            .as_deref()
-            .or(self.def.approval.as_deref())
+    }
+
+    /// The node's rare fields (created on first use).
+    pub(crate) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Why a running node is being cancelled, if it is.
+    pub(crate) fn cancel_reason(&self) -> Option<&str> {
+        self.rare.as_ref()?.cancel_reason.as_deref()
+    }
+
+    /// When the node began waiting for a human, if it waits.
+    pub(crate) fn waiting_since(&self) -> Option<Millis> {
+        self.rare.as_ref()?.waiting_since
+    }
+
+    /// The node no longer waits for a human.
+    pub(crate) fn clear_wait(&mut self) {
+        if let Some(r) = &mut self.rare {
+            r.waiting_since = None;
+        }
+    }
+
+    /// Inputs set by a hook or a human, over the resolved ones.
+    pub(crate) fn overrides(&self) -> Option<&Map<String, Value>> {
+        self.rare.as_ref()?.overrides.as_ref()
     }
 
     /// A failed node whose dependents may still run (`onfailure: true`).
@@ -145,26 +171,58 @@ pub(crate) struct RunGraph {
     pub(crate) ready: BinaryHeap<Reverse<u32>>,
     pub(crate) paused_roots: HashMap<u32, Option<String>>,
     pub(crate) parked: Vec<u32>,
-    /// Events to hand to hooks (only collected when there are hooks).
-    /// Each event may carry a node record that becomes durable only after the
-    /// hooks answered the event (so growth and the completion that caused it
-    /// are recorded in that order).
-    pub(crate) events: Option<Vec<(ExecutionEvent, Option<Box<NodeRunRecord>>)>>,
-    /// Node records to persist (loop-side state changes).
-    pub(crate) dirty: Vec<u32>,
+    /// What the driver must do, in order (drained after each step).
+    pub(crate) fx: Vec<Effect>,
+    /// Events are emitted (only when the run has hooks).
+    pub(crate) hooks: bool,
+    /// Node states are recorded (the store is not `Durability::Memory`).
     pub(crate) record: bool,
+    /// Events emitted and not yet answered by the hooks: nothing starts
+    /// while there are any, so a hook can still pause, skip or rewire.
+    pub(crate) unanswered: usize,
 }
 
 impl RunGraph {
-    pub(crate) fn emit(&mut self, event: impl FnOnce() -> ExecutionEvent) {
-        if let Some(events) = &mut self.events {
-            events.push((event(), None));
+    /// An empty graph of `nodes` (not yet wired).
+    pub(crate) fn new(nodes: Vec<NodeState>, hooks: bool, record: bool) -> Self {
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i as u32))
+            .collect();
+        Self {
+            nodes,
+            index,
+            ready: BinaryHeap::new(),
+            paused_roots: HashMap::new(),
+            parked: Vec::new(),
+            fx: Vec::new(),
+            hooks,
+            record,
+            unanswered: 0,
         }
+    }
+
+    /// Emits an event to the hooks (built only when there are hooks).
+    pub(crate) fn emit(&mut self, event: impl FnOnce() -> ExecutionEvent) {
+        if self.hooks {
+            self.emit_with(event(), None);
+        }
+    }
+
+    /// Emits `event` carrying `record` (written once the hooks answered it).
+    pub(crate) fn emit_with(
+        &mut self,
+        event: ExecutionEvent,
+        record: Option<Box<dagger_core::store::NodeRunRecord>>,
+    ) {
+        self.unanswered += 1;
+        self.fx.push(Effect::Emit(event, record));
     }
 
     fn mark_dirty(&mut self, i: u32) {
         if self.record {
-            self.dirty.push(i);
+            self.fx.push(Effect::Record(i));
         }
     }
 
@@ -214,13 +272,7 @@ impl RunGraph {
 
     /// Node `i` ended (Completed, Failed, Skipped or Cancelled): update its dependents.
     /// `selected` limits which direct dependents run (branch selection).
-    /// With direct release the dependents' counters are the workers' atomic ones.
-    pub(crate) fn release_dependents(
-        &mut self,
-        i: u32,
-        selected: Option<&HashSet<String>>,
-        direct: Option<&DirectGraph>,
-    ) {
+    pub(crate) fn release_dependents(&mut self, i: u32, selected: Option<&HashSet<String>>) {
         let satisfied = self.nodes[i as usize].satisfies_dependents();
         let dependents = std::mem::take(&mut self.nodes[i as usize].dependents);
         for &d in &dependents {
@@ -236,10 +288,6 @@ impl RunGraph {
             {
                 let reason = format!("branch not selected by `{}`", self.nodes[i as usize].id);
                 self.skip(d, reason);
-            } else if let Some(g) = direct {
-                if g.count_down(d) && g.claim_for_loop(d) {
-                    self.make_ready(d);
-                }
             } else {
                 let n = &mut self.nodes[d as usize];
                 n.remaining = n.remaining.saturating_sub(1);
@@ -279,7 +327,7 @@ impl RunGraph {
             }
             n.set_status(st);
             n.error = Some(why.clone());
-            n.waiting_since = None;
+            n.clear_wait();
             let node = n.node_ref(None);
             let dependents = n.dependents.clone();
             self.mark_dirty(j);
@@ -313,7 +361,7 @@ impl RunGraph {
             }
             n.set_status(NodeStatus::Cancelled);
             n.error = Some(reason.to_string());
-            n.waiting_since = None;
+            n.clear_wait();
             let node = n.node_ref(None);
             outside.extend(
                 n.dependents
@@ -393,10 +441,4 @@ pub(crate) fn truthy(v: &Value) -> bool {
         Value::Array(a) => !a.is_empty(),
         Value::Object(o) => !o.is_empty(),
     }
-}
-
-/// Resolves a reference against the cache.
-pub(crate) fn resolve_reference(cache: &Cache, reference: &str) -> Option<Arc<Value>> {
-    let (ns, key) = dagger_core::InputSpec::split_reference(reference)?;
-    cache.get(ns, key)
 }

@@ -1,0 +1,202 @@
+//! The effect executor shared by the run's driver and its attempts.
+//!
+//! The run's [`Machine`] sits behind one lock in [`RunShared`]. Whoever has
+//! an event for it steps it and carries out the effects that need nothing
+//! but a spawn or a token (start an attempt, arm a timer, cancel, run a
+//! failure handler); effects that write to the store or talk to hooks go
+//! to the driver (`run/`) as a [`Msg`]. In a run without hooks an attempt
+//! steps the machine itself when it ends, so a completion starts its
+//! dependents without a round trip through the driver (the fast path);
+//! with hooks every event goes through the driver, which keeps their order.
+//! Local execution and the node queue (`remote.rs`) are both behind
+//! [`worker::attempt`].
+
+use crate::machine::Machine;
+use crate::machine::msg::{Effect, Event, Start, Timer};
+use crate::worker::{self, Attempt, Env};
+use dagger_core::now_millis;
+use parking_lot::Mutex;
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// What the driver hears from attempts and timers.
+pub(crate) enum Msg {
+    /// An event to step the machine with.
+    Event(Event),
+    /// Effects a step outside the driver left for it.
+    Effects(Vec<Effect>),
+    /// The machine may be done (or only waiting): look at it.
+    Wake,
+}
+
+/// What a run shares with every attempt and timer.
+pub(crate) struct RunShared {
+    pub(crate) env: Env,
+    pub(crate) machine: Mutex<Machine>,
+    pub(crate) tx: UnboundedSender<Msg>,
+    /// Attempts step the machine themselves (runs without hooks).
+    pub(crate) fast: bool,
+    /// Cancelled when the run stops (every attempt sees it).
+    pub(crate) run_token: CancellationToken,
+    /// Cancelled when the grace period after a stop ran out: drops the
+    /// attempts that ignored their cancellation.
+    pub(crate) abort: CancellationToken,
+    /// Per-node tokens of nodes whose attempts can be cancelled alone.
+    tokens: Mutex<Vec<Option<CancellationToken>>>,
+}
+
+impl RunShared {
+    /// Shares `machine` with the run's attempts.
+    pub(crate) fn new(env: Env, machine: Machine, tx: UnboundedSender<Msg>, fast: bool) -> Self {
+        Self {
+            env,
+            machine: Mutex::new(machine),
+            tx,
+            fast,
+            run_token: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            tokens: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The token of node `i` (created on first use): `fresh` replaces it.
+    fn node_token(&self, i: u32, fresh: bool) -> CancellationToken {
+        let mut tokens = self.tokens.lock();
+        if tokens.len() <= i as usize {
+            tokens.resize(i as usize + 1, None);
+        }
+        let slot = &mut tokens[i as usize];
+        match slot {
+            Some(t) if !fresh => t.clone(),
+            _ => slot.insert(self.run_token.child_token()).clone(),
+        }
+    }
+}
+
+thread_local! {
+    /// Effects taken from the machine by this thread (reused: no allocation per event).
+    static SCRATCH: RefCell<Vec<Effect>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reports `event` for the run: steps the machine here (fast path) or
+/// hands it to the driver.
+pub(crate) fn report(shared: &Arc<RunShared>, event: Event) {
+    if !shared.fast {
+        let _ = shared.tx.send(Msg::Event(event));
+        return;
+    }
+    SCRATCH.with(|cell| {
+        // A re-entrant call (none today) would find the buffer taken: use a fresh one.
+        let mut local = Vec::new();
+        let mut borrowed = cell.try_borrow_mut();
+        let fx = match &mut borrowed {
+            Ok(b) => &mut **b,
+            Err(_) => &mut local,
+        };
+        {
+            let mut m = shared.machine.lock();
+            m.step(event, now_millis(), &shared.env.cache);
+            m.drain(fx);
+            // What only the driver can do is sent before the lock goes, so a
+            // driver that finds the machine done has it in its queue.
+            if fx.iter().any(|e| !e.is_sync()) {
+                let left: Vec<Effect> = fx.extract_if(.., |e| !e.is_sync()).collect();
+                let _ = shared.tx.send(Msg::Effects(left));
+            } else if m.is_done() || m.only_waiting() {
+                let _ = shared.tx.send(Msg::Wake);
+            }
+        }
+        for effect in fx.drain(..) {
+            execute(shared, effect);
+        }
+    });
+}
+
+/// Carries out `effect` if it needs no store and no hook; returns it otherwise.
+pub(crate) fn execute(shared: &Arc<RunShared>, effect: Effect) -> Option<Effect> {
+    match effect {
+        Effect::Start(s) => start(shared, s),
+        Effect::Arm(timer, ms) => arm(shared, timer, ms),
+        Effect::CancelNode(i) => {
+            if let Some(Some(t)) = shared.tokens.lock().get(i as usize) {
+                t.cancel();
+            }
+        }
+        Effect::CancelRun => shared.run_token.cancel(),
+        Effect::Abort => shared.abort.cancel(),
+        Effect::RunHandler {
+            node,
+            node_id,
+            handler,
+            error,
+        } => {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                worker::failure_handler(&shared.env, node_id, handler, error.clone()).await;
+                report(&shared, Event::HandlerDone { node, error });
+            });
+        }
+        other => return Some(other),
+    }
+    None
+}
+
+/// Spawns an attempt; it reports [`Event::AttemptDone`] unless the run
+/// drops it first (see [`Effect::Abort`]).
+fn start(shared: &Arc<RunShared>, s: Start) {
+    let cancel = match (s.own_token, s.invocation) {
+        (false, _) => shared.run_token.clone(),
+        (true, None) => shared.node_token(s.node, true),
+        (true, Some(_)) => shared.node_token(s.node, false).child_token(),
+    };
+    let (node, invocation) = (s.node, s.invocation);
+    let attempt = Attempt {
+        invocation,
+        attempt: s.attempt,
+        node_id: s.node_id,
+        def: s.def,
+        action: s.action,
+        cancel,
+        item: s.item,
+        overrides: s.overrides,
+    };
+    let span = worker::attempt_span(&shared.env, &attempt);
+    let shared = shared.clone();
+    let task = async move {
+        let outcome = tokio::select! {
+            biased;
+            o = worker::attempt(&shared.env, attempt) => o,
+            () = shared.abort.cancelled() => return,
+        };
+        report(
+            &shared,
+            Event::AttemptDone {
+                node,
+                invocation,
+                outcome,
+            },
+        );
+    };
+    // An instrumented future is larger and enters its span on every poll:
+    // only pay for it when the span is recorded.
+    if span.is_disabled() {
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(task.instrument(span));
+    }
+}
+
+/// Fires `timer` after `ms` milliseconds (unless the run ends first).
+fn arm(shared: &Arc<RunShared>, timer: Timer, ms: u64) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(ms)) => report(&shared, Event::TimerFired(timer)),
+            () = shared.abort.cancelled() => {}
+        }
+    });
+}

@@ -1,0 +1,130 @@
+//! Everything a run needs before its loop starts: the node table built
+//! from the workflow and the registry, and recorded progress (resume).
+
+use crate::coordinator::Coordinator;
+use crate::error::CoordError;
+use crate::machine::RestoredFanOut;
+use crate::machine::graph::{DefHandle, NodeState, RunGraph};
+use crate::persist::Recorded;
+use dagger_core::store::Durability;
+use dagger_core::{Cache, NodeStatus, RunId, Stores};
+use dagger_dag_flow::{ActionRegistry, DagConfig, DagExecutor, NodeAction, NodeDef, WorkflowDef};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Everything a run needs before its loop starts.
+pub(crate) struct Setup {
+    pub(crate) wf: Arc<WorkflowDef>,
+    pub(crate) added: Vec<Arc<NodeDef>>,
+    pub(crate) graph: RunGraph,
+    pub(crate) config: DagConfig,
+    pub(crate) registry: ActionRegistry,
+    pub(crate) failure_actions: HashMap<String, Arc<dyn NodeAction>>,
+    pub(crate) stores: Stores,
+    pub(crate) cache: Cache,
+    pub(crate) app_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    pub(crate) run_id: RunId,
+    pub(crate) restored_invocations: HashMap<u32, RestoredFanOut>,
+}
+
+impl Setup {
+    pub(crate) fn new(
+        coord: &Coordinator,
+        executor: &DagExecutor,
+        cache: &Cache,
+        wf: Arc<WorkflowDef>,
+        added: Vec<NodeDef>,
+        config: DagConfig,
+        run_id: RunId,
+    ) -> Result<Self, CoordError> {
+        let registry = executor.registry().clone();
+        let added: Vec<Arc<NodeDef>> = added.into_iter().map(Arc::new).collect();
+        let mut unknown = Vec::new();
+        let mut nodes = Vec::with_capacity(wf.nodes.len() + added.len());
+        let mut failure_actions = HashMap::new();
+        let handles = (0..wf.nodes.len())
+            .map(|i| (DefHandle::Static(wf.clone(), i as u32), false))
+            .chain(added.iter().map(|d| (DefHandle::Dynamic(d.clone()), true)));
+        // Consecutive nodes usually share an action: look each run of them up once.
+        let mut last: Option<(String, Arc<dyn NodeAction>)> = None;
+        for (def, is_added) in handles {
+            let action = match &last {
+                Some((name, a)) if *name == def.action => Some(a.clone()),
+                _ => {
+                    let found = registry.get(&def.action);
+                    last = found.clone().map(|a| (def.action.clone(), a));
+                    found
+                }
+            };
+            match action {
+                Some(action) => nodes.push(NodeState::new(
+                    Arc::from(def.id.as_str()),
+                    def.clone(),
+                    action,
+                    is_added,
+                )),
+                None => unknown.push((def.id.clone(), def.action.clone())),
+            }
+            if let Some(f) = &def.failure {
+                match registry.get(f) {
+                    Some(a) => {
+                        failure_actions.insert(f.clone(), a);
+                    }
+                    None => unknown.push((def.id.clone(), f.clone())),
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(CoordError::UnknownActions(unknown));
+        }
+        let record = executor.stores().durability != Durability::Memory;
+        let graph = RunGraph::new(nodes, !coord.hooks.is_empty(), record);
+        Ok(Self {
+            wf,
+            added,
+            graph,
+            config,
+            registry,
+            failure_actions,
+            stores: executor.stores().clone(),
+            cache: cache.clone(),
+            app_data: executor.app_data(),
+            run_id,
+            restored_invocations: HashMap::new(),
+        })
+    }
+
+    /// Applies recorded progress (resume): completed nodes stay completed,
+    /// attempts continue from their recorded numbers.
+    pub(crate) fn restore(&mut self, progress: HashMap<String, Recorded>) {
+        for (id, rec) in progress {
+            let Some(&i) = self.graph.index.get(id.as_str()) else {
+                continue;
+            };
+            let n = &mut self.graph.nodes[i as usize];
+            if let Some(plain) = &rec.plain {
+                n.attempts = plain.attempt;
+                if plain.state == NodeStatus::Completed {
+                    n.status = NodeStatus::Completed;
+                    n.cache_hit = plain
+                        .metadata
+                        .get("cache_hit")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                }
+            }
+            if n.status != NodeStatus::Completed
+                && (!rec.invocations.is_empty() || !rec.invocation_attempts.is_empty())
+            {
+                let done = rec
+                    .invocations
+                    .into_iter()
+                    .map(|(k, (_, v))| (k, v))
+                    .collect();
+                self.restored_invocations
+                    .insert(i, (done, rec.invocation_attempts));
+            }
+        }
+    }
+}
