@@ -49,7 +49,7 @@ pub(crate) async fn logs(args: LogsArgs) -> Result<ExitCode, CliError> {
     let mut printed = HashSet::new();
     let mut run = run;
     if !args.follow {
-        let attempts = stores.runs.attempts(&run_id, &query).await?;
+        let attempts = dagger_core::store::list_attempts(&*stores.runs, &run_id, &query).await?;
         if attempts.is_empty()
             && let (Some(node), Some(n)) = (&args.node_id, args.attempt)
         {
@@ -66,7 +66,7 @@ pub(crate) async fn logs(args: LogsArgs) -> Result<ExitCode, CliError> {
         // Read the run first: attempts recorded before it ended are then
         // all in the read that follows.
         let ended = run_ended(&run);
-        let attempts = stores.runs.attempts(&run_id, &query).await?;
+        let attempts = dagger_core::store::list_attempts(&*stores.runs, &run_id, &query).await?;
         print_new(&stores, attempts, &mut printed, args.json).await;
         if ended {
             if !args.json {

@@ -394,11 +394,16 @@ async fn record_completion(
 ) -> Result<Option<Box<NodeRunRecord>>, dagger_core::StoreError> {
     let mut deferred = None;
     let bytes = serde_json::to_vec(&output.outputs).unwrap_or_default();
-    // Queued ahead of the node's record: both land in the same commit.
-    let mut attempt = trace.attempt_record(shared, AttemptOutcome::Succeeded, None);
-    attempt.output_artifact_id = Some(ArtifactId::of(&bytes));
+    // A success that logged nothing is the node's Completed record itself
+    // (`dagger_core::store::list_attempts` rebuilds it): one row per
+    // completion, not two. One that logged is queued ahead of the node's
+    // record, so both land in the same commit.
+    if !trace.logs.is_empty() {
+        let mut attempt = trace.attempt_record(shared, AttemptOutcome::Succeeded, None);
+        attempt.output_artifact_id = Some(ArtifactId::of(&bytes));
+        shared.stores.runs.put_attempt(attempt).await?;
+    }
     trace.disarm();
-    shared.stores.runs.put_attempt(attempt).await?;
     let mut rec = record(
         shared,
         &a.node_id,

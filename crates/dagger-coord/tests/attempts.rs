@@ -52,9 +52,7 @@ async fn attempts(stores: &Stores, run: &str, node: &str) -> Vec<AttemptRecord> 
         node_id: Some(NodeId::from(node)),
         attempt: None,
     };
-    stores
-        .runs
-        .attempts(&RunId::from(run), &query)
+    dagger_core::store::list_attempts(&*stores.runs, &RunId::from(run), &query)
         .await
         .unwrap()
 }
@@ -231,4 +229,45 @@ async fn a_run_in_memory_records_no_attempt_and_logging_is_harmless() {
         .unwrap();
     assert_eq!(r.status, RunStatus::Completed);
     assert!(attempts(&stores, "run-m", "c").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_silent_success_is_the_node_record_and_still_listed_as_an_attempt() {
+    let probe = Arc::new(Probe::default());
+    let stores = Stores::from(Arc::new(MemoryStore::new()));
+    let mut ex = executor(
+        config(),
+        registry(&probe),
+        workflow("w", vec![node("quiet", &[], json!({}))]),
+        stores.clone(),
+    );
+    let (_keep, rx) = tokio::sync::oneshot::channel();
+    let r = Coordinator::new(vec![], 8, 8)
+        .run_parallel(&mut ex, &Cache::new(), "w", "run-q", rx)
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed);
+    let raw = stores
+        .runs
+        .attempts(&RunId::from("run-q"), &AttemptQuery::default())
+        .await
+        .unwrap();
+    assert!(
+        raw.is_empty(),
+        "a success that logged nothing writes one row (the node's), not two: {raw:?}"
+    );
+    let listed = attempts(&stores, "run-q", "quiet").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].outcome, AttemptOutcome::Succeeded);
+    assert_eq!(listed[0].attempt, 1);
+    let node = stores
+        .runs
+        .node_runs(&RunId::from("run-q"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.node_id.as_str() == "quiet")
+        .unwrap();
+    assert_eq!(listed[0].output_artifact_id, node.output_artifact_id);
+    assert!(listed[0].output_artifact_id.is_some(), "its output is found");
 }

@@ -39,12 +39,13 @@ pub(crate) async fn api_attempts(
         node_id: Some(NodeId::from(node_id.as_str())),
         attempt: params.attempt,
     };
-    let attempts = state
-        .stores
-        .runs
-        .attempts(&RunId::from(run_id.as_str()), &query)
-        .await
-        .map_err(RequestError::from)?;
+    let attempts = dagger_core::store::list_attempts(
+        &*state.stores.runs,
+        &RunId::from(run_id.as_str()),
+        &query,
+    )
+    .await
+    .map_err(RequestError::from)?;
     Ok(Json(
         json!({ "run_id": run_id, "node_id": node_id, "attempts": attempts }),
     ))
@@ -56,10 +57,12 @@ pub(crate) async fn for_rows(
     run_id: &str,
     rows: &[NodeRow],
 ) -> Result<Vec<AttemptRecord>, RequestError> {
-    let all = stores
-        .runs
-        .attempts(&RunId::from(run_id), &AttemptQuery::default())
-        .await?;
+    let all = dagger_core::store::list_attempts(
+        &*stores.runs,
+        &RunId::from(run_id),
+        &AttemptQuery::default(),
+    )
+    .await?;
     Ok(all
         .into_iter()
         .filter(|a| rows.iter().any(|r| r.id == a.node_id.as_str()))

@@ -203,6 +203,13 @@ impl LogSink {
         }
     }
 
+    /// True when nothing was written (or the sink is disabled).
+    pub fn is_empty(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(|inner| inner.lock().logs.is_empty())
+    }
+
     /// Takes what was written so far, leaving the sink empty.
     pub fn take(&self) -> AttemptLogs {
         match &self.inner {

@@ -4,6 +4,7 @@
 
 mod artifact;
 mod attempt;
+mod attempt_list;
 pub mod memory;
 mod memory_queue;
 mod message;
@@ -17,6 +18,7 @@ pub use attempt::{
     AttemptLogs, AttemptOutcome, AttemptQuery, AttemptRecord, LOG_LIMIT, LogSink, STREAM_LIMIT,
     bound_text, sort_attempts,
 };
+pub use attempt_list::{add_final_successes, list_attempts};
 pub use memory::MemoryStore;
 pub use memory_queue::MemoryNodeQueue;
 pub use message::{MessageLog, MessageRecord};
