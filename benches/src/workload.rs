@@ -18,6 +18,8 @@ pub enum Engine {
     DagExecutor,
     /// `dagrs` 0.9.0.
     Dagrs,
+    /// `dagx` 0.3.1.
+    Dagx,
     /// Atomic in-degree counters and `tokio::spawn`.
     Floor,
 }
@@ -31,6 +33,7 @@ impl Engine {
             Engine::DaggerSqliteSync => "dagger-sqlite-sync",
             Engine::DagExecutor => "dag-executor",
             Engine::Dagrs => "dagrs",
+            Engine::Dagx => "dagx",
             Engine::Floor => "floor",
         }
     }
@@ -43,6 +46,7 @@ impl Engine {
             Engine::DaggerSqliteSync,
             Engine::DagExecutor,
             Engine::Dagrs,
+            Engine::Dagx,
             Engine::Floor,
         ]
         .into_iter()
@@ -61,6 +65,7 @@ impl Engine {
             }
             Engine::DagExecutor => engines::dag_executor::build_and_run(&shape).await,
             Engine::Dagrs => engines::dagrs::build_and_run(&shape).await,
+            Engine::Dagx => engines::dagx::build_and_run(&shape).await,
             Engine::Floor => engines::floor::build_and_run(&shape).await,
         }
     }
@@ -129,6 +134,7 @@ impl Dag {
                 Engine::Dagger,
                 Engine::DagExecutor,
                 Engine::Dagrs,
+                Engine::Dagx,
                 Engine::Floor,
             ],
         }
@@ -191,6 +197,7 @@ mod tests {
             Engine::DaggerSqliteBatched,
             Engine::DagExecutor,
             Engine::Dagrs,
+            Engine::Dagx,
             Engine::Floor,
         ] {
             // Each engine asserts that every node completed.

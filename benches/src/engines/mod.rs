@@ -5,6 +5,7 @@
 pub mod dag_executor;
 pub mod dagger;
 pub mod dagrs;
+pub mod dagx;
 pub mod floor;
 pub mod paradigms;
 
