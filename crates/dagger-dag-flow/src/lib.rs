@@ -20,7 +20,6 @@ mod run_inputs;
 mod shape;
 pub mod validate;
 mod yaml;
-mod yaml_events;
 
 pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeInputs, NodeOutput};
 #[doc(hidden)]
