@@ -11,6 +11,12 @@
 //! [`SqliteStore::stores`] bundles them for a DAG Flow executor. Schema,
 //! durability modes, artifact layout, errors and backups are described in
 //! `docs/storage.md`.
+//!
+//! No rusqlite or postgres type is part of the public API: the methods that
+//! run closures over a raw connection or transaction
+//! (`SqliteStore::read`/`write`/`submit`, `ErrorMapper`) are public only
+//! with the unstable `unstable-raw` feature, which this crate's own tests
+//! and benches enable.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -37,4 +43,6 @@ pub use location::SqliteLocation;
 pub use migrations::latest_version;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
-pub use sqlite::{ErrorMapper, SqliteOptions, SqliteStore};
+#[cfg(feature = "unstable-raw")]
+pub use sqlite::ErrorMapper;
+pub use sqlite::{SqliteOptions, SqliteStore};

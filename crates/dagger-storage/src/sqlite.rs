@@ -21,6 +21,22 @@ use std::time::Duration;
 /// Prepared statements cached per connection.
 const STATEMENT_CACHE: usize = 128;
 
+/// Declares an item that hands out rusqlite types (connections,
+/// transactions, errors): public with the `unstable-raw` feature, for the
+/// crate's own tests and benches and for tools that need raw SQL;
+/// crate-private otherwise, so that no rusqlite type is part of the stable
+/// API.
+macro_rules! raw_api {
+    ($(#[$attr:meta])* pub $($item:tt)*) => {
+        #[cfg(feature = "unstable-raw")]
+        $(#[$attr])*
+        pub $($item)*
+        #[cfg(not(feature = "unstable-raw"))]
+        $(#[$attr])*
+        pub(crate) $($item)*
+    };
+}
+
 /// Options for opening a [`SqliteStore`].
 #[derive(Debug, Clone, Copy)]
 pub struct SqliteOptions {
@@ -113,20 +129,24 @@ impl Drop for Inner {
     }
 }
 
-/// Maps rusqlite errors to [`StoreError`]s naming a store, without keeping
-/// the store alive: write closures should capture this rather than a
-/// [`SqliteStore`] clone, so that dropping the last handle waits for the
-/// queued writes instead of leaving that to the writer thread.
-#[derive(Debug, Clone)]
-pub struct ErrorMapper {
-    location: Arc<str>,
-    busy_timeout_ms: u64,
+raw_api! {
+    /// Maps rusqlite errors to [`StoreError`]s naming a store, without keeping
+    /// the store alive: write closures should capture this rather than a
+    /// [`SqliteStore`] clone, so that dropping the last handle waits for the
+    /// queued writes instead of leaving that to the writer thread.
+    #[derive(Debug, Clone)]
+    pub struct ErrorMapper {
+        location: Arc<str>,
+        busy_timeout_ms: u64,
+    }
 }
 
 impl ErrorMapper {
-    /// The store error for `err` (`Locked`, `ReadOnly`, `DiskFull`, ...).
-    pub fn map_err(&self, err: rusqlite::Error) -> StoreError {
-        with_waited(map_sqlite(err, &self.location), self.busy_timeout_ms)
+    raw_api! {
+        /// The store error for `err` (`Locked`, `ReadOnly`, `DiskFull`, ...).
+        pub fn map_err(&self, err: rusqlite::Error) -> StoreError {
+            with_waited(map_sqlite(err, &self.location), self.busy_timeout_ms)
+        }
     }
 }
 
@@ -441,14 +461,16 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `work` on the writer thread inside a group-committed transaction
-    /// and resolves after the commit.
-    pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.write_isolated(work, Isolation::Savepoint).await
+    raw_api! {
+        /// Runs `work` on the writer thread inside a group-committed transaction
+        /// and resolves after the commit.
+        pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+        where
+            T: Send + 'static,
+            F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        {
+            self.write_isolated(work, Isolation::Savepoint).await
+        }
     }
 
     async fn write_isolated<T, F>(&self, work: F, isolation: Isolation) -> Result<T, StoreError>
@@ -469,6 +491,7 @@ impl SqliteStore {
     }
 
     /// Like [`SqliteStore::write`], for synchronous callers (not inside an async task's poll).
+    #[cfg(feature = "unstable-raw")]
     pub fn write_blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -486,14 +509,16 @@ impl SqliteStore {
         unbox(result, &self.inner.location)
     }
 
-    /// Queues `work` without waiting for its commit. Order is kept; an error
-    /// is reported by the next [`SqliteStore::flush`] (or the next `submit`,
-    /// whichever comes first).
-    pub fn submit<F>(&self, work: F) -> Result<(), StoreError>
-    where
-        F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
-    {
-        self.submit_isolated(work, Isolation::Savepoint)
+    raw_api! {
+        /// Queues `work` without waiting for its commit. Order is kept; an error
+        /// is reported by the next [`SqliteStore::flush`] (or the next `submit`,
+        /// whichever comes first).
+        pub fn submit<F>(&self, work: F) -> Result<(), StoreError>
+        where
+            F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
+        {
+            self.submit_isolated(work, Isolation::Savepoint)
+        }
     }
 
     fn submit_isolated<F>(&self, work: F, isolation: Isolation) -> Result<(), StoreError>
@@ -508,15 +533,17 @@ impl SqliteStore {
         })
     }
 
-    /// Writes according to the durability mode: waits for the commit in
-    /// [`Durability::Sync`], only queues otherwise.
-    pub async fn write_durable<F>(&self, work: F) -> Result<(), StoreError>
-    where
-        F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
-    {
-        match self.inner.durability {
-            Durability::Sync => self.write(work).await,
-            Durability::Batched | Durability::Memory => self.submit(work),
+    raw_api! {
+        /// Writes according to the durability mode: waits for the commit in
+        /// [`Durability::Sync`], only queues otherwise.
+        pub async fn write_durable<F>(&self, work: F) -> Result<(), StoreError>
+        where
+            F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
+        {
+            match self.inner.durability {
+                Durability::Sync => self.write(work).await,
+                Durability::Batched | Durability::Memory => self.submit(work),
+            }
         }
     }
 
@@ -565,34 +592,38 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `read` with a pooled connection on the blocking thread pool.
-    ///
-    /// The read sees every write this store accepted before the call,
-    /// including queued ([`SqliteStore::submit`]) ones: if any is still
-    /// waiting for its commit, the read waits for it first.
-    pub async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.catch_up().await?;
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_pooled(read))
-            .await
-            .map_err(|e| StoreError::Backend {
-                location: self.inner.location.clone(),
-                message: e.to_string(),
-            })?
+    raw_api! {
+        /// Runs `read` with a pooled connection on the blocking thread pool.
+        ///
+        /// The read sees every write this store accepted before the call,
+        /// including queued ([`SqliteStore::submit`]) ones: if any is still
+        /// waiting for its commit, the read waits for it first.
+        pub async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+        where
+            T: Send + 'static,
+            F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        {
+            self.catch_up().await?;
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.read_pooled(read))
+                .await
+                .map_err(|e| StoreError::Backend {
+                    location: self.inner.location.clone(),
+                    message: e.to_string(),
+                })?
+        }
     }
 
-    /// Runs `read` with a pooled connection on the current thread; like
-    /// [`SqliteStore::read`], it sees every write accepted before the call.
-    pub fn read_blocking<T, F>(&self, read: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&Connection) -> Result<T, StoreError>,
-    {
-        self.catch_up_blocking()?;
-        self.read_pooled(read)
+    raw_api! {
+        /// Runs `read` with a pooled connection on the current thread; like
+        /// [`SqliteStore::read`], it sees every write accepted before the call.
+        pub fn read_blocking<T, F>(&self, read: F) -> Result<T, StoreError>
+        where
+            F: FnOnce(&Connection) -> Result<T, StoreError>,
+        {
+            self.catch_up_blocking()?;
+            self.read_pooled(read)
+        }
     }
 
     fn read_pooled<T, F>(&self, read: F) -> Result<T, StoreError>
@@ -607,11 +638,13 @@ impl SqliteStore {
         read(&conn)
     }
 
-    /// An [`ErrorMapper`] for write closures.
-    pub fn error_mapper(&self) -> ErrorMapper {
-        ErrorMapper {
-            location: Arc::from(self.inner.location.as_str()),
-            busy_timeout_ms: self.inner.busy_timeout_ms,
+    raw_api! {
+        /// An [`ErrorMapper`] for write closures.
+        pub fn error_mapper(&self) -> ErrorMapper {
+            ErrorMapper {
+                location: Arc::from(self.inner.location.as_str()),
+                busy_timeout_ms: self.inner.busy_timeout_ms,
+            }
         }
     }
 
