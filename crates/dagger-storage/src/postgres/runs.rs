@@ -4,7 +4,7 @@
 
 use super::PostgresStore;
 use super::conn::{PgFail, narrow, wide};
-use crate::run_rows::{
+use crate::rows::run::{
     NodeRow, RunRow, decode_owner, from_json, node_columns, run_columns, run_not_found, to_json,
 };
 use dagger_core::store::{

@@ -7,11 +7,11 @@
 //! `create_run` and `push_control` always wait for their commit, because
 //! their callers act on the answer (a taken id, a sequence number).
 
-use crate::artifacts::{INLINE_LIMIT, insert_inline_artifact};
 use crate::error::{decode, is_foreign_key};
-use crate::run_rows::{
+use crate::rows::run::{
     NodeRow, RunRow, decode_owner, from_json, node_columns, run_columns, run_not_found, to_json,
 };
+use crate::sqlite::artifacts::{INLINE_LIMIT, insert_inline_artifact};
 use crate::sqlite::{ErrorMapper, SqliteStore};
 use dagger_core::store::{
     ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, ControlRequest, NodeRunRecord,

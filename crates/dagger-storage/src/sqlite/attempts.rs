@@ -5,7 +5,7 @@
 //! the same group commit as the node record written after it.
 
 use crate::error::is_foreign_key;
-use crate::run_rows::{from_json, run_not_found, to_json};
+use crate::rows::run::{from_json, run_not_found, to_json};
 use crate::sqlite::SqliteStore;
 use dagger_core::store::{
     ArtifactId, AttemptLogs, AttemptOutcome, AttemptQuery, AttemptRecord, sort_attempts,

@@ -1,14 +1,22 @@
 //! The SQLite store: an r2d2 pool for readers and one writer thread for
-//! every write (see [`crate::writer`]).
+//! every write (see [`writer`]).
 
-use crate::checkpoint::Checkpointer;
+pub(crate) mod artifacts;
+pub(crate) mod attempts;
+mod checkpoint;
+pub(crate) mod location;
+pub(crate) mod messages;
+pub(crate) mod migrations;
+mod runs;
+mod snapshots;
+pub(crate) mod tasks;
+mod writer;
+
 use crate::error::{BUSY_TIMEOUT_MS, dir_writable, map_pool, map_sqlite, with_waited, writable};
-use crate::location::SqliteLocation;
-use crate::migrations;
-use crate::task_store::{self, FileShared};
-use crate::writer::{self, AnyResult, Isolation, Job, Reply};
+use checkpoint::Checkpointer;
 use dagger_core::StoreError;
 use dagger_core::store::Durability;
+use location::SqliteLocation;
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction};
@@ -17,6 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
+use tasks::FileShared;
+use writer::{AnyResult, Isolation, Job, Reply};
 
 /// Prepared statements cached per connection.
 const STATEMENT_CACHE: usize = 128;
@@ -51,7 +61,7 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Opens the file read-only: reads work, every write fails with
     /// [`StoreError::ReadOnly`]. The schema must already be at
-    /// [`crate::latest_version`]. When the file's directory cannot be
+    /// [`crate::sqlite::migrations::latest_version`]. When the file's directory cannot be
     /// written (read-only media), the file is opened `immutable`, since
     /// SQLite could not create the WAL index (`-shm`) it needs otherwise.
     pub read_only: bool,
@@ -103,7 +113,7 @@ pub(crate) struct Inner {
     /// Keeps a `sqlite::memory:` store's files alive until drop.
     _temp_dir: Option<TempDir>,
     /// Started records not written yet (see `RunStore::put_node_started`).
-    pub(crate) pending_starts: Arc<crate::runs::PendingStarts>,
+    pub(crate) pending_starts: Arc<crate::sqlite::runs::PendingStarts>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -327,7 +337,7 @@ impl SqliteStore {
         })
         .map_err(|e| read_only_media(with_waited(e, busy_timeout_ms)))?;
         // The file exists now, so its canonical path names it.
-        let file = task_store::shared(&path);
+        let file = tasks::shared(&path);
 
         let reader_flags = if options.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -677,7 +687,7 @@ impl SqliteStore {
     }
 }
 
-fn box_work<T, F>(work: F) -> crate::writer::Work
+fn box_work<T, F>(work: F) -> crate::sqlite::writer::Work
 where
     T: Send + 'static,
     F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
