@@ -4,4 +4,22 @@
 //! `dagger-core` record. The SQLite (`crate::sqlite`) and Postgres
 //! (`crate::postgres`) modules only move rows in and out of their database.
 
+pub(crate) mod attempt;
+pub(crate) mod message;
 pub(crate) mod run;
+pub(crate) mod task;
+
+use crate::error::decode;
+use dagger_core::StoreError;
+
+/// A stored integer as the narrower (or unsigned) type of its record field;
+/// a value out of range is a decode error naming `what`.
+pub(crate) fn narrow<T: TryFrom<i64>>(what: &str, v: i64) -> Result<T, StoreError> {
+    T::try_from(v).map_err(|_| decode(what, format!("{v} is out of range")))
+}
+
+/// `v` as a stored integer (`INTEGER` / `bigint`), saturating: counts,
+/// offsets and tokens never come near the limit.
+pub(crate) fn wide(v: impl TryInto<i64>) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}
