@@ -24,7 +24,7 @@ mod yaml;
 pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeInputs, NodeOutput};
 #[doc(hidden)]
 pub use annotated::AnnotatedAction;
-pub use annotated::annotated_actions;
+pub use annotated::{annotated_actions, register_all_actions};
 pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};
 pub use dagger_core::{Cache, InputSpec, RetryStrategy};
 pub use dot::{NodeRunView, serialize_run_to_dot, serialize_tree_to_dot};
