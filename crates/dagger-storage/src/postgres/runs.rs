@@ -6,9 +6,9 @@ use super::PostgresStore;
 use super::conn::{PgFail, wide};
 use crate::rows::narrow;
 use crate::rows::run::{
-    NodeRow, RunRow, decode_owner, from_json, node_columns, node_metadata, run_columns,
-    run_not_found, to_json,
+    NodeRow, RunRow, decode_owner, node_columns, node_metadata, run_columns, run_not_found,
 };
+use crate::rows::{from_json, to_json};
 use dagger_core::store::{
     ArtifactId, AttemptQuery, AttemptRecord, ControlRequest, NodeRunRecord, RunClaim, RunOwner,
     RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,

@@ -27,7 +27,8 @@
 use super::PostgresStore;
 use super::conn::{PgConn, StmtCache, decode, is_connection_lost, listen_loop, map_pg, wide};
 use crate::rows::narrow;
-use crate::rows::task::{BreakerRow, Dependencies, JobRow, TaskRow, to_json};
+use crate::rows::task::{BreakerRow, Dependencies, JobRow, TaskRow};
+use crate::rows::to_json;
 use dagger_core::store::{
     AttemptError, BreakerRecord, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
 };
@@ -349,7 +350,7 @@ impl TaskTx for PgTx<'_, '_> {
             .as_ref()
             .map(|a| serde_json::to_string(a).map_err(|e| decode("allowed agents", e)))
             .transpose()?;
-        let config = to_json(&job.config, &format!("config of job `{}`", job.job_id))?;
+        let config = to_json(&format!("config of job `{}`", job.job_id), &job.config)?;
         self.execute(
             "INSERT INTO task_jobs (job_id, status, allowed_agents, config, started, reason, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -456,8 +457,8 @@ impl TaskTx for PgTx<'_, '_> {
             }
         };
         let what = format!("task `{}`", t.task_id);
-        let input = to_json(&t.input, &what)?;
-        let output = t.output.as_ref().map(|o| to_json(o, &what)).transpose()?;
+        let input = to_json(&what, &t.input)?;
+        let output = t.output.as_ref().map(|o| to_json(&what, o)).transpose()?;
         self.execute(
             UPSERT_TASK,
             &[

@@ -1,6 +1,6 @@
 //! The columns of a `node_attempts` row: every ended attempt of every node.
 
-use crate::rows::run::{from_json, to_json};
+use crate::rows::{from_json, to_json};
 use dagger_core::store::{ArtifactId, AttemptLogs, AttemptOutcome, AttemptRecord};
 use dagger_core::{NodeId, RunId, StoreError};
 use serde_json::Value;

@@ -23,3 +23,16 @@ pub(crate) fn narrow<T: TryFrom<i64>>(what: &str, v: i64) -> Result<T, StoreErro
 pub(crate) fn wide(v: impl TryInto<i64>) -> i64 {
     v.try_into().unwrap_or(i64::MAX)
 }
+
+/// A value as the JSON text of a column.
+pub(crate) fn to_json(what: &str, value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| decode(what, e))
+}
+
+/// A column's JSON text as a value.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| decode(what, e))
+}

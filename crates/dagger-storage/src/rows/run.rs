@@ -4,6 +4,7 @@
 //! so a bad column is reported the same way by both.
 
 use crate::error::decode;
+use crate::rows::{from_json, to_json};
 use dagger_core::store::{ArtifactId, NodeRunRecord, RunLineage, RunOwner, RunRecord};
 use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError};
 
@@ -26,19 +27,6 @@ macro_rules! node_columns {
     };
 }
 pub(crate) use node_columns;
-
-/// A value as the JSON text of a column.
-pub(crate) fn to_json(what: &str, value: &impl serde::Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| decode(what, e))
-}
-
-/// A column's JSON text as a value.
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    what: &str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| decode(what, e))
-}
 
 /// The error for an unknown run.
 pub(crate) fn run_not_found(run_id: &str) -> StoreError {

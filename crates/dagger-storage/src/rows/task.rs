@@ -123,11 +123,6 @@ pub(crate) fn deps_json(t: &TaskRecord) -> Result<String, StoreError> {
     serde_json::to_string(&t.dependencies).map_err(|e| decode(format!("task `{}`", t.task_id), e))
 }
 
-/// A JSON column (a task's input or output, a job's config) as text.
-pub(crate) fn to_json(v: &serde_json::Value, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| decode(what, e))
-}
-
 /// A circuit breaker row's columns.
 pub(crate) struct BreakerRow {
     pub(crate) agent: String,

@@ -9,10 +9,10 @@
 
 use crate::error::{decode, is_foreign_key};
 use crate::rows::run::{
-    NodeRow, RunRow, decode_owner, from_json, node_columns, node_metadata, run_columns,
-    run_not_found, to_json,
+    NodeRow, RunRow, decode_owner, node_columns, node_metadata, run_columns, run_not_found,
 };
 use crate::rows::wide;
+use crate::rows::{from_json, to_json};
 use crate::sqlite::artifacts::{INLINE_LIMIT, insert_inline_artifact};
 use crate::sqlite::{ErrorMapper, SqliteStore};
 use dagger_core::store::{

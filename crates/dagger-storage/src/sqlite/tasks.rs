@@ -22,7 +22,8 @@
 //! collected and written once at commit, not once per task.
 
 use crate::error::{decode, map_sqlite};
-use crate::rows::task::{BreakerRow, Dependencies, JobRow, TaskRow, deps_json, to_json};
+use crate::rows::task::{BreakerRow, Dependencies, JobRow, TaskRow, deps_json};
+use crate::rows::to_json;
 use crate::sqlite::SqliteStore;
 use dagger_core::store::{
     AttemptError, BreakerRecord, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType,
@@ -305,7 +306,7 @@ impl<'a, 'c> SqlTx<'a, 'c> {
         output: Option<String>,
         deps_json: &str,
     ) -> Result<(), StoreError> {
-        let input = to_json(&t.input, "task input")?;
+        let input = to_json("task input", &t.input)?;
         let sql = if exists { UPDATE_TASK } else { INSERT_TASK };
         self.tx
             .prepare_cached(sql)
@@ -436,7 +437,7 @@ impl TaskTx for SqlTx<'_, '_> {
             .as_ref()
             .map(|a| serde_json::to_string(a).map_err(|e| decode("allowed agents", e)))
             .transpose()?;
-        let config = to_json(&job.config, "job config")?;
+        let config = to_json("job config", &job.config)?;
         self.tx
             .prepare_cached(
                 "INSERT INTO task_jobs (job_id, status, allowed_agents, config, started, reason, created_at, updated_at)
@@ -562,7 +563,7 @@ impl TaskTx for SqlTx<'_, '_> {
         let output = t
             .output
             .as_ref()
-            .map(|o| to_json(o, "task output"))
+            .map(|o| to_json("task output", o))
             .transpose()?;
         let deps_json = deps_json(t)?;
         let fixed = old
