@@ -1,7 +1,10 @@
 //! The functions annotated with `#[action]` in the whole program, collected
-//! at link time (the facade's macros submit them here).
+//! at link time (the facade's macros submit them here), and registering them
+//! all at once.
 
-use crate::action::NodeAction;
+use crate::action::{ActionRegistry, NodeAction};
+use crate::error::DagError;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// An `#[action]` function, recorded by the macro. Not public API.
@@ -18,4 +21,29 @@ pub fn annotated_actions() -> Vec<Arc<dyn NodeAction>> {
         .collect();
     all.sort_by(|a, b| a.name().cmp(b.name()));
     all
+}
+
+/// Registers every `#[action]` function and returns how many.
+///
+/// Fails with [`DagError::DuplicateAction`], registering nothing, when two
+/// annotated actions share a name or one has the name of an action already
+/// in `registry` (which [`ActionRegistry::register`] would silently
+/// replace).
+pub fn register_all_actions(registry: &ActionRegistry) -> Result<usize, DagError> {
+    let all = annotated_actions();
+    let mut seen = HashSet::new();
+    if let Some(name) = all
+        .iter()
+        .map(|a| a.name())
+        .find(|name| !seen.insert(*name) || registry.contains(name))
+    {
+        return Err(DagError::DuplicateAction {
+            name: name.to_string(),
+        });
+    }
+    let count = all.len();
+    for action in all {
+        registry.register(action);
+    }
+    Ok(count)
 }

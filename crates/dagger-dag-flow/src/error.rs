@@ -14,6 +14,16 @@ pub enum DagError {
         /// Where the loaded one came from.
         existing: String,
     },
+    /// Two `#[action]` functions, or an annotated function and an action
+    /// already in the registry, share a name (see
+    /// [`crate::register_all_actions`]). Nothing was registered.
+    #[error(
+        "action `{name}` is defined more than once (by two `#[action]` functions, or one and an action already registered)"
+    )]
+    DuplicateAction {
+        /// The shared name.
+        name: String,
+    },
     /// The effective configuration is invalid.
     #[error("invalid configuration: {field} {message}")]
     InvalidConfig {

@@ -20,12 +20,11 @@ mod run_inputs;
 mod shape;
 pub mod validate;
 mod yaml;
-mod yaml_events;
 
 pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeInputs, NodeOutput};
 #[doc(hidden)]
 pub use annotated::AnnotatedAction;
-pub use annotated::annotated_actions;
+pub use annotated::{annotated_actions, register_all_actions};
 pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};
 pub use dagger_core::{Cache, InputSpec, RetryStrategy};
 pub use dot::{NodeRunView, serialize_run_to_dot, serialize_tree_to_dot};

@@ -50,7 +50,7 @@ mod worker;
 pub use agent::PubSubAgent;
 #[doc(hidden)]
 pub use annotated::AnnotatedPubSubAgent;
-pub use annotated::annotated_pubsub_agents;
+pub use annotated::{annotated_pubsub_agents, register_all_pubsub_agents};
 pub use config::{DEAD_LETTER_CHANNEL, Overflow, PubSubConfig};
 pub use context::PubSubContext;
 pub use dead_letter::{DeadLetter, DeadLetterReason};

@@ -22,35 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 
-/// The FxHash function: channel names are short and not attacker-chosen
-/// keys of a long-lived map, so a fast non-keyed hash is the right trade.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.write(&[i]);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+/// Hashes channel names: they are short and not attacker-chosen keys of a
+/// long-lived map, so a fast non-keyed hash is the right trade.
+type NameHash = foldhash::fast::RandomState;
 
 /// `v` as a lower-case hyphenated UUID (8-4-4-4-12 hex digits), written
 /// straight into a stack buffer two digits per table look-up: the text `uuid`
@@ -167,7 +141,7 @@ pub(crate) struct Runtime {
     pub(crate) log: Option<Arc<dyn MessageLog>>,
     transport: Option<Arc<dyn Transport>>,
     pub(crate) cache: Cache,
-    pub(crate) channels: DashMap<Arc<str>, Arc<Channel>, FxBuild>,
+    pub(crate) channels: DashMap<Arc<str>, Arc<Channel>, NameHash>,
     /// Deliveries queued or being handled; 0 means quiescent.
     in_flight: AtomicU64,
     idle: Notify,
@@ -200,7 +174,7 @@ impl Runtime {
             log,
             transport,
             cache,
-            channels: DashMap::with_hasher(FxBuild::default()),
+            channels: DashMap::with_hasher(NameHash::default()),
             in_flight: AtomicU64::new(0),
             idle: Notify::new(),
             dead_letters: Mutex::new(VecDeque::new()),

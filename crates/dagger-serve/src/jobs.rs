@@ -10,7 +10,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
-use dagger_core::store::{BreakerRecord, JobRecord, TaskRecord, TaskStore};
+use dagger_core::store::{BreakerRecord, JobRecord, TaskRecord, TaskStore, read};
 use dagger_core::{JobId, JobStatus};
 use maud::html;
 use serde::{Deserialize, Serialize};
@@ -50,19 +50,6 @@ pub(crate) struct JobRow {
 
 fn task_store(state: &AppState) -> Result<Arc<dyn TaskStore>, RequestError> {
     state.tasks.clone().ok_or(RequestError::NoStore("task"))
-}
-
-/// Runs `f` against a consistent read view of `store`.
-fn read<T: Send>(
-    store: &dyn TaskStore,
-    mut f: impl FnMut(&mut dyn dagger_core::store::TaskTx) -> Result<T, dagger_core::StoreError> + Send,
-) -> Result<T, dagger_core::StoreError> {
-    let mut out = None;
-    store.read(&mut |tx| {
-        out = Some(f(tx)?);
-        Ok(())
-    })?;
-    out.ok_or_else(|| dagger_core::StoreError::Conflict("read produced no result".into()))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -130,7 +117,7 @@ async fn list(
                     unsuccessful: counts.unsuccessful,
                 });
             }
-            Ok((rows, more))
+            Ok::<_, RequestError>((rows, more))
         })?;
         let (rows, more) = rows;
         Ok((rows, offset, limit, more.then_some(offset + limit)))
@@ -152,7 +139,9 @@ async fn detail(
     let id = JobId::from(job_id);
     let name = job_id.to_string();
     blocking(move || {
-        let (job, tasks) = read(store.as_ref(), |tx| Ok((tx.job(&id)?, tx.job_tasks(&id)?)))?;
+        let (job, tasks) = read(store.as_ref(), |tx| {
+            Ok::<_, RequestError>((tx.job(&id)?, tx.job_tasks(&id)?))
+        })?;
         let job = job.ok_or(RequestError::JobNotFound(name))?;
         Ok((job, tasks))
     })

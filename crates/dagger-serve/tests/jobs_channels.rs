@@ -84,7 +84,7 @@ async fn app() -> (axum::Router, tempfile::TempDir) {
         tx.put_task(&task("job-a", "t1", &[], TaskStatus::Completed))?;
         tx.put_task(&task("job-a", "t2", &["t1"], TaskStatus::InProgress))?;
         tx.put_task(&task("job-a", "t3", &["t1", "t2"], TaskStatus::Failed))?;
-        Ok(())
+        Ok::<_, dagger_core::StoreError>(())
     })
     .unwrap();
     mem.append(

@@ -8,7 +8,7 @@
 //! the `errno`. So a write-side I/O error on a file system with (almost) no
 //! space left is reported as [`StoreError::DiskFull`] too.
 
-use crate::location::SqliteLocation;
+use crate::sqlite::location::SqliteLocation;
 use dagger_core::StoreError;
 use rusqlite::ErrorCode;
 use rusqlite::ffi;

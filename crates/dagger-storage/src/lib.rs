@@ -11,30 +11,33 @@
 //! [`SqliteStore::stores`] bundles them for a DAG Flow executor. Schema,
 //! durability modes, artifact layout, errors and backups are described in
 //! `docs/storage.md`.
+//!
+//! No rusqlite or postgres type is part of the public API: the methods that
+//! run closures over a raw connection or transaction
+//! (`SqliteStore::read`/`write`/`submit`, `ErrorMapper`) are public only
+//! with the unstable `unstable-raw` feature, which this crate's own tests
+//! and benches enable.
+
+//! The code is laid out by backend: `sqlite/` and `postgres/` are sibling
+//! modules implementing the same traits, and `rows/` is the one row codec
+//! both use (the row <-> record mapping: statuses, JSON columns, timestamps,
+//! ids), so a record reads back the same from either database.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod artifacts;
-mod attempts;
-mod checkpoint;
 pub mod error;
-mod location;
-mod message_log;
-mod migrations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-mod run_rows;
-mod runs;
-mod snapshots;
+mod rows;
 mod sqlite;
-mod task_store;
-mod writer;
 
-pub use artifacts::INLINE_LIMIT;
 pub use dagger_core::store::Durability;
 pub use error::Result;
-pub use location::SqliteLocation;
-pub use migrations::latest_version;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
-pub use sqlite::{ErrorMapper, SqliteOptions, SqliteStore};
+#[cfg(feature = "unstable-raw")]
+pub use sqlite::ErrorMapper;
+pub use sqlite::artifacts::INLINE_LIMIT;
+pub use sqlite::location::SqliteLocation;
+pub use sqlite::migrations::latest_version;
+pub use sqlite::{SqliteOptions, SqliteStore};

@@ -25,7 +25,7 @@ mod worker;
 pub use agent::{FnAgent, TaskAgent, TaskAgentRegistry, TaskContext, TaskOutcome};
 #[doc(hidden)]
 pub use annotated::AnnotatedTaskAgent;
-pub use annotated::annotated_task_agents;
+pub use annotated::{annotated_task_agents, register_all_task_agents};
 pub use breaker::CircuitBreaker;
 pub use config::{JobConfig, StallAction, StallCallback, StallReport, StalledTask};
 pub use dagger_core::store::{

@@ -7,53 +7,25 @@ use crate::breaker::{self, CircuitBreaker};
 use crate::error::TaskError;
 use crate::event::TaskEvent;
 use dagger_core::store::{AttemptError, JobRecord, TaskRecord, TaskStore, TaskTx};
-use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
+use dagger_core::{JobId, JobStatus, TaskId, TaskStatus};
 use std::collections::{HashMap, HashSet, VecDeque};
 
-/// The body a store runs inside its transaction.
-type TxBody<'a> = dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send + 'a;
-
-/// Runs `f` in one store transaction, keeping its typed error.
+/// Runs `f` in one store transaction, keeping its typed error
+/// ([`dagger_core::store::transact`] with the error type pinned).
 pub(crate) fn run<T: Send>(
     store: &dyn TaskStore,
     f: impl FnMut(&mut dyn TaskTx) -> Result<T, TaskError> + Send,
 ) -> Result<T, TaskError> {
-    capture("transaction", f, |body| store.transact(body))
+    dagger_core::store::transact(store, f)
 }
 
-/// Runs a read-only `f` against the store's consistent view.
+/// Runs a read-only `f` against the store's consistent view
+/// ([`dagger_core::store::read`] with the error type pinned).
 pub(crate) fn read<T: Send>(
     store: &dyn TaskStore,
     f: impl FnMut(&mut dyn TaskTx) -> Result<T, TaskError> + Send,
 ) -> Result<T, TaskError> {
-    capture("read", f, |body| store.read(body))
-}
-
-/// Hands `f` to a store entry point (`transact` or `read`) and brings back
-/// `f`'s own value or typed error; an error of `f` aborts the store call.
-fn capture<T: Send>(
-    what: &str,
-    mut f: impl FnMut(&mut dyn TaskTx) -> Result<T, TaskError> + Send,
-    call: impl FnOnce(&mut TxBody<'_>) -> Result<(), StoreError>,
-) -> Result<T, TaskError> {
-    let mut out: Option<Result<T, TaskError>> = None;
-    let done = call(&mut |tx| match f(tx) {
-        Ok(v) => {
-            out = Some(Ok(v));
-            Ok(())
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            out = Some(Err(e));
-            Err(StoreError::Conflict(msg))
-        }
-    });
-    match (done, out) {
-        (_, Some(Err(e))) => Err(e),
-        (Ok(()), Some(Ok(v))) => Ok(v),
-        (Err(e), _) => Err(e.into()),
-        (Ok(()), None) => Err(StoreError::Conflict(format!("{what} produced no result")).into()),
-    }
+    dagger_core::store::read(store, f)
 }
 
 fn task_or(tx: &mut dyn TaskTx, id: &TaskId) -> Result<TaskRecord, TaskError> {

@@ -64,9 +64,6 @@
 #![doc(test(attr(deny(warnings))))]
 
 #[cfg(feature = "macros")]
-mod annotated;
-pub mod error;
-
 #[doc(inline)]
 pub use dagger_core as base;
 
@@ -104,15 +101,11 @@ pub use dagger_commands as cli;
 pub use dagger_macros::{action, pubsub_agent, task_agent};
 
 #[cfg(feature = "macros")]
-pub use annotated::{register_all_actions, register_all_pubsub_agents, register_all_task_agents};
+pub use dagger_dag_flow::{annotated_actions, register_all_actions};
 #[cfg(feature = "macros")]
-pub use dagger_dag_flow::annotated_actions;
+pub use dagger_pubsub::{annotated_pubsub_agents, register_all_pubsub_agents};
 #[cfg(feature = "macros")]
-pub use dagger_pubsub::annotated_pubsub_agents;
-#[cfg(feature = "macros")]
-pub use dagger_task_core::annotated_task_agents;
-
-pub use error::RegistrationError;
+pub use dagger_task_core::{annotated_task_agents, register_all_task_agents};
 
 pub use async_trait::async_trait;
 pub use serde;

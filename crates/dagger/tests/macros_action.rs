@@ -1,6 +1,6 @@
 //! Behaviour of the code `#[action]` generates.
 
-use dagger::RegistrationError;
+use dagger::dag_flow::DagError;
 use dagger::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -182,7 +182,7 @@ fn register_all_registers_every_annotated_action_once() {
     // A second registration would silently replace: it is refused instead.
     let err = dagger::register_all_actions(&registry).unwrap_err();
     assert!(
-        matches!(&err, RegistrationError::DuplicateAction { name } if name == "add"),
+        matches!(&err, DagError::DuplicateAction { name } if name == "add"),
         "{err:?}"
     );
     assert_eq!(

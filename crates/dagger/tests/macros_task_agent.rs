@@ -1,9 +1,9 @@
 //! Behaviour of the code `#[task_agent]` generates, run under a real
 //! `TaskManager` (in-memory store).
 
-use dagger::RegistrationError;
 use dagger::prelude::*;
 use dagger::task_core::Task;
+use dagger::task_core::TaskError;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -242,7 +242,7 @@ fn register_all_refuses_names_already_taken() {
     );
     let err = dagger::register_all_task_agents(&registry).unwrap_err();
     assert!(
-        matches!(&err, RegistrationError::DuplicateTaskAgent { name } if name == "attempt_reporter"),
+        matches!(&err, TaskError::DuplicateAgent(name) if name == "attempt_reporter"),
         "{err:?}"
     );
 }

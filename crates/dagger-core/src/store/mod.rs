@@ -30,7 +30,7 @@ pub use run::{
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 pub use task::{
     AttemptError, BreakerRecord, BreakerState, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
-    TaskType, transact,
+    TaskType, read, transact,
 };
 
 /// The stores a DAG Flow executor records runs in, bundled. Any backend that

@@ -367,14 +367,54 @@ pub trait TaskStore: Send + Sync + 'static {
 }
 
 /// Runs `f` in one transaction of `store` and returns its value.
-pub fn transact<T: Send>(
+///
+/// `f` may fail with any error that a [`StoreError`] converts into (a
+/// caller's own error type, or `StoreError` itself): its error rolls the
+/// transaction back and is returned as it was, not flattened into a
+/// `StoreError`. The one adapter from typed closures to
+/// [`TaskStore::transact`]; [`read`] is its read-only twin.
+pub fn transact<T: Send, E: From<StoreError> + Send>(
     store: &dyn TaskStore,
-    mut f: impl FnMut(&mut dyn TaskTx) -> Result<T, StoreError> + Send,
-) -> Result<T, StoreError> {
-    let mut out = None;
-    store.transact(&mut |tx| {
-        out = Some(f(tx)?);
-        Ok(())
-    })?;
-    out.ok_or_else(|| StoreError::Conflict("transaction produced no result".to_string()))
+    f: impl FnMut(&mut dyn TaskTx) -> Result<T, E> + Send,
+) -> Result<T, E> {
+    capture("transaction", f, |body| store.transact(body))
+}
+
+/// Runs `f`, which only reads, against a consistent view of `store` (see
+/// [`TaskStore::read`]) and returns its value; errors as in [`transact`].
+pub fn read<T: Send, E: From<StoreError> + Send>(
+    store: &dyn TaskStore,
+    f: impl FnMut(&mut dyn TaskTx) -> Result<T, E> + Send,
+) -> Result<T, E> {
+    capture("read", f, |body| store.read(body))
+}
+
+/// The body a store runs inside its transaction.
+type TxBody<'a> = dyn FnMut(&mut dyn TaskTx) -> Result<(), StoreError> + Send + 'a;
+
+/// Hands `f` to a store entry point (`transact` or `read`) and brings back
+/// `f`'s own value or error; an error of `f` aborts the store call.
+fn capture<T: Send, E: From<StoreError> + Send>(
+    what: &str,
+    mut f: impl FnMut(&mut dyn TaskTx) -> Result<T, E> + Send,
+    call: impl FnOnce(&mut TxBody<'_>) -> Result<(), StoreError>,
+) -> Result<T, E> {
+    let mut out: Option<Result<T, E>> = None;
+    let done = call(&mut |tx| match f(tx) {
+        Ok(v) => {
+            out = Some(Ok(v));
+            Ok(())
+        }
+        Err(e) => {
+            out = Some(Err(e));
+            // Only aborts the transaction: the caller gets `f`'s own error.
+            Err(StoreError::Conflict(format!("{what} aborted by its body")))
+        }
+    });
+    match (done, out) {
+        (_, Some(Err(e))) => Err(e),
+        (Ok(()), Some(Ok(v))) => Ok(v),
+        (Err(e), _) => Err(e.into()),
+        (Ok(()), None) => Err(StoreError::Conflict(format!("{what} produced no result")).into()),
+    }
 }

@@ -3,8 +3,8 @@
 
 use super::PostgresStore;
 use super::conn::PgFail;
-use crate::attempts::{AttemptRow, attempt_columns};
-use crate::run_rows::run_not_found;
+use crate::rows::attempt::{AttemptRow, attempt_columns};
+use crate::rows::run::run_not_found;
 use dagger_core::store::{AttemptQuery, AttemptRecord, sort_attempts};
 use dagger_core::{RunId, StoreError};
 use postgres::error::SqlState;

@@ -183,15 +183,7 @@ pub(crate) fn map_pg(e: &postgres::Error, location: &str) -> StoreError {
 /// mapping as the SQLite store's).
 pub(crate) use crate::error::decode;
 
-/// A stored integer that must fit the record's type.
-pub(crate) fn narrow<T: TryFrom<i64>>(what: &str, v: i64) -> Result<T, StoreError> {
-    T::try_from(v).map_err(|_| decode(what, format!("{v} is out of range")))
-}
-
-/// `v` as a Postgres `bigint` (saturating: counts never come near the limit).
-pub(crate) fn wide(v: impl TryInto<i64>) -> i64 {
-    v.try_into().unwrap_or(i64::MAX)
-}
+pub(crate) use crate::rows::wide;
 
 /// Keeps a dedicated connection `LISTEN`ing on `channel` until the store
 /// behind `alive` is dropped, handing each notification's payload to

@@ -10,7 +10,7 @@
 
 use super::PostgresStore;
 use super::conn::{PgFail, wide};
-use crate::message_log::{MessageRow, message_columns, to_u64};
+use crate::rows::message::{MessageRow, message_columns, to_u64};
 use dagger_core::StoreError;
 use dagger_core::store::{MessageLog, MessageRecord};
 use std::collections::BTreeMap;

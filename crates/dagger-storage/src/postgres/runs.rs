@@ -3,10 +3,12 @@
 //! Every write is its own statement or transaction and returns after commit.
 
 use super::PostgresStore;
-use super::conn::{PgFail, narrow, wide};
-use crate::run_rows::{
-    NodeRow, RunRow, decode_owner, from_json, node_columns, run_columns, run_not_found, to_json,
+use super::conn::{PgFail, wide};
+use crate::rows::narrow;
+use crate::rows::run::{
+    NodeRow, RunRow, decode_owner, node_columns, node_metadata, run_columns, run_not_found,
 };
+use crate::rows::{from_json, to_json};
 use dagger_core::store::{
     ArtifactId, AttemptQuery, AttemptRecord, ControlRequest, NodeRunRecord, RunClaim, RunOwner,
     RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,
@@ -156,10 +158,7 @@ fn list_sql(query: &RunQuery) -> String {
 #[async_trait::async_trait]
 impl RunStore for PostgresStore {
     async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
-        let what = format!("run `{}`", run.run_id);
-        let definition = to_json(&what, &run.definition)?;
-        let inputs = to_json(&what, &run.inputs)?;
-        let config = to_json(&what, &run.config)?;
+        let row = RunRow::encode(&run)?;
         self.with_conn(move |c| {
             let stmt = c.stmts.get(
                 &mut c.client,
@@ -173,31 +172,29 @@ impl RunStore for PostgresStore {
             let inserted = c.client.execute(
                 &stmt,
                 &[
-                    &run.run_id.as_str(),
-                    &run.workflow,
-                    &definition,
-                    &inputs,
-                    &config,
-                    &run.status.as_str(),
-                    &run.reason,
-                    &run.created_at,
-                    &run.updated_at,
-                    &run.finished_at,
-                    &run.owner.as_ref().map(|o| o.owner_id.as_str()),
-                    &run.owner.as_ref().map(|o| o.host.as_str()),
-                    &run.owner.as_ref().map(|o| i64::from(o.pid)),
-                    &run.owner.as_ref().map_or(0, |o| wide(o.token)),
-                    &run.owner.as_ref().map(|o| o.lease_expires_at),
-                    &run.lineage.as_ref().map(|l| l.parent_run_id.as_str()),
-                    &run.lineage
-                        .as_ref()
-                        .and_then(|l| l.forked_from_node.as_ref().map(|n| n.as_str())),
+                    &row.run_id,
+                    &row.workflow,
+                    &row.definition,
+                    &row.inputs,
+                    &row.config,
+                    &row.status,
+                    &row.reason,
+                    &row.created_at,
+                    &row.updated_at,
+                    &row.finished_at,
+                    &row.owner_id,
+                    &row.owner_host,
+                    &row.owner_pid,
+                    &row.owner_token,
+                    &row.lease_expires_at,
+                    &row.parent_run_id,
+                    &row.forked_from_node,
                 ],
             )?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists {
                     entity: "run",
-                    id: run.run_id.to_string(),
+                    id: row.run_id.clone(),
                 }
                 .into());
             }
@@ -294,10 +291,7 @@ impl RunStore for PostgresStore {
     }
 
     async fn put_node_run(&self, record: NodeRunRecord) -> Result<(), StoreError> {
-        let metadata = to_json(
-            &format!("metadata of node `{}`", record.node_id),
-            &record.metadata,
-        )?;
+        let metadata = node_metadata(&record)?;
         self.with_conn(move |c| {
             let stmt = c.stmts.get(&mut c.client, UPSERT_NODE)?;
             let result = c.client.execute(

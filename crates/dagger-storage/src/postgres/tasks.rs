@@ -25,12 +25,12 @@
 //! completion cost one scheduling turn per worker process.
 
 use super::PostgresStore;
-use super::conn::{
-    PgConn, StmtCache, decode, is_connection_lost, listen_loop, map_pg, narrow, wide,
-};
+use super::conn::{PgConn, StmtCache, decode, is_connection_lost, listen_loop, map_pg, wide};
+use crate::rows::narrow;
+use crate::rows::task::{BreakerRow, Dependencies, JobRow, TaskRow};
+use crate::rows::to_json;
 use dagger_core::store::{
-    AttemptError, BreakerRecord, BreakerState, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
-    TaskType,
+    AttemptError, BreakerRecord, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
 };
 use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use postgres::error::SqlState;
@@ -263,72 +263,51 @@ impl PgTx<'_, '_> {
 
 fn decode_task(r: &Row) -> Result<TaskRecord, StoreError> {
     let task_id: String = r.try_get(0).map_err(|e| decode("task id", e))?;
-    let what = || format!("task `{task_id}`");
-    let json = |s: &str| serde_json::from_str(s).map_err(|e| decode(what(), e));
-    let task_type: String = r.try_get(3).map_err(|e| decode(what(), e))?;
-    let status: String = r.try_get(12).map_err(|e| decode(what(), e))?;
-    let input: String = r.try_get(7).map_err(|e| decode(what(), e))?;
-    let output: Option<String> = r.try_get(8).map_err(|e| decode(what(), e))?;
-    let deps: Vec<String> = r.try_get(24).map_err(|e| decode(what(), e))?;
-    Ok(TaskRecord {
-        task_type: TaskType::parse(&task_type)
-            .ok_or_else(|| decode(what(), format!("unknown type `{task_type}`")))?,
-        status: TaskStatus::parse(&status)
-            .ok_or_else(|| decode(what(), format!("unknown status `{status}`")))?,
-        input: json(&input)?,
-        output: output.as_deref().map(json).transpose()?,
-        job_id: JobId::from(r.try_get::<_, String>(1).map_err(|e| decode(what(), e))?),
-        parent_id: r
-            .try_get::<_, Option<String>>(2)
-            .map_err(|e| decode(what(), e))?
-            .map(TaskId::from),
-        agent: r.try_get(4).map_err(|e| decode(what(), e))?,
-        description: r.try_get(5).map_err(|e| decode(what(), e))?,
-        acceptance_criteria: r.try_get(6).map_err(|e| decode(what(), e))?,
-        error: r.try_get(9).map_err(|e| decode(what(), e))?,
-        dependencies: deps.into_iter().map(TaskId::from).collect(),
-        priority: r.try_get(10).map_err(|e| decode(what(), e))?,
-        seq: narrow(&what(), r.try_get(11).map_err(|e| decode(what(), e))?)?,
-        attempts: narrow(&what(), r.try_get(13).map_err(|e| decode(what(), e))?)?,
-        failures: narrow(&what(), r.try_get(14).map_err(|e| decode(what(), e))?)?,
-        max_retries: r
-            .try_get::<_, Option<i64>>(15)
-            .map_err(|e| decode(what(), e))?
-            .map(|v| narrow(&what(), v))
-            .transpose()?,
-        timeout_ms: r
-            .try_get::<_, Option<i64>>(16)
-            .map_err(|e| decode(what(), e))?
-            .map(|v| narrow(&what(), v))
-            .transpose()?,
-        lease_owner: r.try_get(17).map_err(|e| decode(what(), e))?,
-        lease_expires_at: r.try_get(18).map_err(|e| decode(what(), e))?,
-        not_before: r.try_get(19).map_err(|e| decode(what(), e))?,
-        created_at: r.try_get(20).map_err(|e| decode(what(), e))?,
-        updated_at: r.try_get(21).map_err(|e| decode(what(), e))?,
-        started_at: r.try_get(22).map_err(|e| decode(what(), e))?,
-        finished_at: r.try_get(23).map_err(|e| decode(what(), e))?,
-        task_id: TaskId::from(task_id.clone()),
-    })
+    let what = format!("task `{task_id}`");
+    let col = |e: postgres::Error| decode(&what, e);
+    TaskRow {
+        job_id: r.try_get(1).map_err(col)?,
+        parent_id: r.try_get(2).map_err(col)?,
+        task_type: r.try_get(3).map_err(col)?,
+        agent: r.try_get(4).map_err(col)?,
+        description: r.try_get(5).map_err(col)?,
+        acceptance_criteria: r.try_get(6).map_err(col)?,
+        input: r.try_get(7).map_err(col)?,
+        output: r.try_get(8).map_err(col)?,
+        error: r.try_get(9).map_err(col)?,
+        priority: r.try_get(10).map_err(col)?,
+        seq: r.try_get(11).map_err(col)?,
+        status: r.try_get(12).map_err(col)?,
+        attempts: r.try_get(13).map_err(col)?,
+        failures: r.try_get(14).map_err(col)?,
+        max_retries: r.try_get(15).map_err(col)?,
+        timeout_ms: r.try_get(16).map_err(col)?,
+        lease_owner: r.try_get(17).map_err(col)?,
+        lease_expires_at: r.try_get(18).map_err(col)?,
+        not_before: r.try_get(19).map_err(col)?,
+        created_at: r.try_get(20).map_err(col)?,
+        updated_at: r.try_get(21).map_err(col)?,
+        started_at: r.try_get(22).map_err(col)?,
+        finished_at: r.try_get(23).map_err(col)?,
+        dependencies: Dependencies::List(r.try_get(24).map_err(col)?),
+        task_id,
+    }
+    .decode()
 }
 
 fn decode_breaker(r: &Row) -> Result<BreakerRecord, StoreError> {
     let agent: String = r.try_get(0).map_err(|e| decode("breaker agent", e))?;
     let what = format!("circuit breaker of agent `{agent}`");
-    let state: String = r.try_get(1).map_err(|e| decode(&what, e))?;
-    Ok(BreakerRecord {
-        state: BreakerState::parse(&state)
-            .ok_or_else(|| decode(&what, format!("unknown state `{state}`")))?,
-        consecutive_failures: narrow(&what, r.try_get(2).map_err(|e| decode(&what, e))?)?,
-        until: r.try_get(3).map_err(|e| decode(&what, e))?,
-        last_error: r.try_get(4).map_err(|e| decode(&what, e))?,
-        updated_at: r.try_get(5).map_err(|e| decode(&what, e))?,
+    let col = |e: postgres::Error| decode(&what, e);
+    BreakerRow {
+        state: r.try_get(1).map_err(col)?,
+        consecutive_failures: r.try_get(2).map_err(col)?,
+        until: r.try_get(3).map_err(col)?,
+        last_error: r.try_get(4).map_err(col)?,
+        updated_at: r.try_get(5).map_err(col)?,
         agent,
-    })
-}
-
-fn to_json(v: &serde_json::Value, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| decode(what, e))
+    }
+    .decode()
 }
 
 impl TaskTx for PgTx<'_, '_> {
@@ -345,28 +324,23 @@ impl TaskTx for PgTx<'_, '_> {
         let Some(r) = rows.first() else {
             return Ok(None);
         };
-        let what = || format!("job `{job_id}`");
-        let col = |e: postgres::Error| decode(what(), e);
-        let status: String = r.try_get(0).map_err(col)?;
-        let allowed: Option<String> = r.try_get(1).map_err(col)?;
-        let config: String = r.try_get(2).map_err(col)?;
-        let parsed = JobStatus::parse(&status)
-            .ok_or_else(|| decode(what(), format!("unknown status `{status}`")))?;
-        if !self.job_status.iter().any(|(j, _)| j == job_id.as_str()) {
-            self.job_status.push((job_id.to_string(), parsed.as_str()));
-        }
-        Ok(Some(JobRecord {
-            job_id: job_id.clone(),
-            status: parsed,
-            allowed_agents: allowed
-                .map(|a| serde_json::from_str(&a).map_err(|e| decode(what(), e)))
-                .transpose()?,
-            config: serde_json::from_str(&config).map_err(|e| decode(what(), e))?,
+        let what = format!("job `{job_id}`");
+        let col = |e: postgres::Error| decode(&what, e);
+        let job = JobRow {
+            status: r.try_get(0).map_err(col)?,
+            allowed_agents: r.try_get(1).map_err(col)?,
+            config: r.try_get(2).map_err(col)?,
             started: r.try_get(3).map_err(col)?,
             reason: r.try_get(4).map_err(col)?,
             created_at: r.try_get(5).map_err(col)?,
             updated_at: r.try_get(6).map_err(col)?,
-        }))
+        }
+        .decode(job_id)?;
+        if !self.job_status.iter().any(|(j, _)| j == job_id.as_str()) {
+            self.job_status
+                .push((job_id.to_string(), job.status.as_str()));
+        }
+        Ok(Some(job))
     }
 
     fn put_job(&mut self, job: &JobRecord) -> Result<(), StoreError> {
@@ -376,7 +350,7 @@ impl TaskTx for PgTx<'_, '_> {
             .as_ref()
             .map(|a| serde_json::to_string(a).map_err(|e| decode("allowed agents", e)))
             .transpose()?;
-        let config = to_json(&job.config, &format!("config of job `{}`", job.job_id))?;
+        let config = to_json(&format!("config of job `{}`", job.job_id), &job.config)?;
         self.execute(
             "INSERT INTO task_jobs (job_id, status, allowed_agents, config, started, reason, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -483,8 +457,8 @@ impl TaskTx for PgTx<'_, '_> {
             }
         };
         let what = format!("task `{}`", t.task_id);
-        let input = to_json(&t.input, &what)?;
-        let output = t.output.as_ref().map(|o| to_json(o, &what)).transpose()?;
+        let input = to_json(&what, &t.input)?;
+        let output = t.output.as_ref().map(|o| to_json(&what, o)).transpose()?;
         self.execute(
             UPSERT_TASK,
             &[

@@ -117,7 +117,7 @@ fn attempt_errors_and_dead_letters(store: &dyn TaskStore, p: &str) {
     });
     assert!(err.is_err());
     let (errors, letters, all) = transact(store, |tx| {
-        Ok((
+        Ok::<_, StoreError>((
             tx.attempt_errors(&dead.task_id)?,
             tx.dead_letters(Some(&jid))?,
             tx.dead_letters(None)?,
@@ -164,7 +164,7 @@ fn circuit_breakers_round_trip(store: &dyn TaskStore, p: &str) {
     });
     assert!(err.is_err());
     let (one, missing, all) = transact(store, |tx| {
-        Ok((
+        Ok::<_, StoreError>((
             tx.breaker(&a_open.agent)?,
             tx.breaker(&format!("{p}-m"))?,
             tx.breakers()?,
@@ -212,7 +212,7 @@ fn refresh_reads_what_changed_since_the_claim(store: &dyn TaskStore, p: &str) {
         t.finished_at = Some(40);
         tx.put_task(&t)?;
         let mut missing = task(&format!("{p}-refresh-none"), &j, 3, 0);
-        Ok((t, !tx.refresh_task(&mut missing)?))
+        Ok::<_, StoreError>((t, !tx.refresh_task(&mut missing)?))
     })
     .unwrap();
     assert!(gone, "a missing task refreshes to false");
@@ -261,12 +261,12 @@ fn a_transaction_reads_its_own_writes(store: &dyn TaskStore, p: &str) {
         tx.touch_job(&jid, 78)?;
         let counts = tx.job_counts(&jid)?;
         assert_eq!((counts.open, counts.in_progress), (0, 0));
-        Ok((c, r))
+        Ok::<_, StoreError>((c, r))
     })
     .unwrap();
     assert_eq!(claimed.status, TaskStatus::InProgress);
     let (back, job_back, counts) = transact(store, |tx| {
-        Ok((tx.task(&t.task_id)?, tx.job(&jid)?, tx.job_counts(&jid)?))
+        Ok::<_, StoreError>((tx.task(&t.task_id)?, tx.job(&jid)?, tx.job_counts(&jid)?))
     })
     .unwrap();
     assert_eq!(back, Some(reworded));
@@ -343,7 +343,7 @@ fn records_round_trip(store: &dyn TaskStore, p: &str) {
     })
     .unwrap();
     let (got_job, got_a, got_b, tasks, deps_of_a, missing) = transact(store, |tx| {
-        Ok((
+        Ok::<_, StoreError>((
             tx.job(&job_rec.job_id)?,
             tx.task(&a.task_id)?,
             tx.task(&b.task_id)?,
@@ -538,7 +538,7 @@ fn a_failed_transaction_leaves_nothing(store: &dyn TaskStore, p: &str) {
         "{err:?}"
     );
     let (back, tasks, counts) = transact(store, |tx| {
-        Ok((
+        Ok::<_, StoreError>((
             tx.task(&t.task_id)?,
             tx.job_tasks(&jid)?,
             tx.job_counts(&jid)?,

@@ -470,10 +470,12 @@ mod tests {
             assert!(expired.is_empty(), "rolled-back lease must not remain");
             assert_eq!(counts.total, 3);
             assert_eq!(counts.in_progress, 0);
-            Ok(ready
-                .into_iter()
-                .map(|t| t.task_id.to_string())
-                .collect::<Vec<_>>())
+            Ok::<_, StoreError>(
+                ready
+                    .into_iter()
+                    .map(|t| t.task_id.to_string())
+                    .collect::<Vec<_>>(),
+            )
         })
         .unwrap();
         assert_eq!(ids, ["high", "low", "low2"]);

@@ -7,7 +7,7 @@
 //! with `serde-saphyr` instead, which decides exactly as before. Whatever
 //! this reader accepts, `serde-saphyr` reads to the same tree.
 
-use crate::yaml::{MAX_NESTING_DEPTH, MAX_YAML_NODES, YNode, YValue};
+use super::{MAX_NESTING_DEPTH, MAX_YAML_NODES, YNode, YValue};
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
 use std::borrow::Cow;
 
@@ -19,7 +19,7 @@ enum Open {
 
 /// The tree of `text`, or `None` when it holds anything this reader leaves
 /// to `serde-saphyr` (see the module documentation).
-pub(crate) fn read(text: &str) -> Option<YNode> {
+pub(super) fn read(text: &str) -> Option<YNode> {
     // Below the configured limit, so `serde-saphyr` reports too-deep files.
     let max_depth = MAX_NESTING_DEPTH.saturating_sub(2);
     let mut open: Vec<Open> = Vec::new();
@@ -122,7 +122,7 @@ mod tests {
     fn reads_strings_lists_and_mappings_like_serde_saphyr() {
         let text = "name: x\nnodes:\n  - id: 'a'\n    dependencies: [b, \"c d\"]\n    description: |\n      two\n      lines\n";
         let fast = read(text).unwrap();
-        let slow = crate::yaml::parse(text).unwrap();
+        let slow = super::super::parse(text).unwrap();
         assert_eq!(shape(&fast), shape(&slow));
         assert!(fast.pos.is_none());
     }

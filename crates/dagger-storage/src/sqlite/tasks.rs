@@ -22,10 +22,11 @@
 //! collected and written once at commit, not once per task.
 
 use crate::error::{decode, map_sqlite};
+use crate::rows::task::{BreakerRow, Dependencies, JobRow, TaskRow, deps_json};
+use crate::rows::to_json;
 use crate::sqlite::SqliteStore;
 use dagger_core::store::{
-    AttemptError, BreakerRecord, BreakerState, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
-    TaskType,
+    AttemptError, BreakerRecord, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx, TaskType,
 };
 use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use parking_lot::Mutex;
@@ -224,8 +225,8 @@ impl<'a, 'c> SqlTx<'a, 'c> {
         self.flush_counts()
     }
 
-    fn task_from_row(&self, row: &Row<'_>) -> rusqlite::Result<RawTask> {
-        Ok(RawTask {
+    fn task_from_row(&self, row: &Row<'_>) -> rusqlite::Result<TaskRow> {
+        Ok(TaskRow {
             task_id: row.get(0)?,
             job_id: row.get(1)?,
             parent_id: row.get(2)?,
@@ -250,7 +251,7 @@ impl<'a, 'c> SqlTx<'a, 'c> {
             updated_at: row.get(21)?,
             started_at: row.get(22)?,
             finished_at: row.get(23)?,
-            dependencies: row.get(24)?,
+            dependencies: Dependencies::Json(row.get(24)?),
         })
     }
 
@@ -263,7 +264,7 @@ impl<'a, 'c> SqlTx<'a, 'c> {
         params: &[&dyn rusqlite::ToSql],
         remember: bool,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let raws: Vec<RawTask> = {
+        let raws: Vec<TaskRow> = {
             let mut stmt = self.tx.prepare_cached(sql).map_err(|e| self.err(e))?;
             stmt.query_map(params, |r| self.task_from_row(r))
                 .map_err(|e| self.err(e))?
@@ -272,7 +273,7 @@ impl<'a, 'c> SqlTx<'a, 'c> {
         };
         raws.into_iter()
             .map(|raw| {
-                let record = raw.into_record()?;
+                let record = raw.decode()?;
                 if remember {
                     let known = Known {
                         status: record.status.as_str(),
@@ -305,7 +306,7 @@ impl<'a, 'c> SqlTx<'a, 'c> {
         output: Option<String>,
         deps_json: &str,
     ) -> Result<(), StoreError> {
-        let input = to_json(&t.input, "task input")?;
+        let input = to_json("task input", &t.input)?;
         let sql = if exists { UPDATE_TASK } else { INSERT_TASK };
         self.tx
             .prepare_cached(sql)
@@ -374,18 +375,8 @@ impl<'a, 'c> SqlTx<'a, 'c> {
     }
 }
 
-/// A circuit breaker row before decoding.
-struct RawBreaker {
-    agent: String,
-    state: String,
-    consecutive_failures: u32,
-    until: Option<i64>,
-    last_error: Option<String>,
-    updated_at: i64,
-}
-
-fn raw_breaker(r: &Row<'_>) -> rusqlite::Result<RawBreaker> {
-    Ok(RawBreaker {
+fn breaker_row(r: &Row<'_>) -> rusqlite::Result<BreakerRow> {
+    Ok(BreakerRow {
         agent: r.get(0)?,
         state: r.get(1)?,
         consecutive_failures: r.get(2)?,
@@ -393,29 +384,6 @@ fn raw_breaker(r: &Row<'_>) -> rusqlite::Result<RawBreaker> {
         last_error: r.get(4)?,
         updated_at: r.get(5)?,
     })
-}
-
-impl RawBreaker {
-    fn decode(self) -> Result<BreakerRecord, StoreError> {
-        let state = BreakerState::parse(&self.state).ok_or_else(|| {
-            decode(
-                format!("circuit breaker of agent `{}`", self.agent),
-                format!("unknown state `{}`", self.state),
-            )
-        })?;
-        Ok(BreakerRecord {
-            agent: self.agent,
-            state,
-            consecutive_failures: self.consecutive_failures,
-            until: self.until,
-            last_error: self.last_error,
-            updated_at: self.updated_at,
-        })
-    }
-}
-
-fn deps_json(t: &TaskRecord) -> Result<String, StoreError> {
-    serde_json::to_string(&t.dependencies).map_err(|e| decode(format!("task `{}`", t.task_id), e))
 }
 
 /// The columns of a task row that change after insertion, before decoding.
@@ -434,77 +402,6 @@ struct TaskState {
     dependencies: String,
 }
 
-/// A task row before decoding.
-struct RawTask {
-    task_id: String,
-    job_id: String,
-    parent_id: Option<String>,
-    task_type: String,
-    agent: String,
-    description: String,
-    acceptance_criteria: Option<String>,
-    input: String,
-    output: Option<String>,
-    error: Option<String>,
-    priority: i32,
-    seq: i64,
-    status: String,
-    attempts: u32,
-    failures: u32,
-    max_retries: Option<u32>,
-    timeout_ms: Option<i64>,
-    lease_owner: Option<String>,
-    lease_expires_at: Option<i64>,
-    not_before: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    dependencies: String,
-}
-
-impl RawTask {
-    fn into_record(self) -> Result<TaskRecord, StoreError> {
-        let what = || format!("task `{}`", self.task_id);
-        let json = |s: &str| serde_json::from_str(s).map_err(|e| decode(what(), e));
-        let dependencies: Vec<TaskId> =
-            serde_json::from_str(&self.dependencies).map_err(|e| decode(what(), e))?;
-        Ok(TaskRecord {
-            task_type: TaskType::parse(&self.task_type)
-                .ok_or_else(|| decode(what(), format!("unknown type `{}`", self.task_type)))?,
-            status: TaskStatus::parse(&self.status)
-                .ok_or_else(|| decode(what(), format!("unknown status `{}`", self.status)))?,
-            input: json(&self.input)?,
-            output: self.output.as_deref().map(json).transpose()?,
-            task_id: self.task_id.into(),
-            job_id: self.job_id.into(),
-            parent_id: self.parent_id.map(TaskId::from),
-            agent: self.agent,
-            description: self.description,
-            acceptance_criteria: self.acceptance_criteria,
-            error: self.error,
-            dependencies,
-            priority: self.priority,
-            seq: u64::try_from(self.seq).unwrap_or(0),
-            attempts: self.attempts,
-            failures: self.failures,
-            max_retries: self.max_retries,
-            timeout_ms: self.timeout_ms.and_then(|t| u64::try_from(t).ok()),
-            lease_owner: self.lease_owner,
-            lease_expires_at: self.lease_expires_at,
-            not_before: self.not_before,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-        })
-    }
-}
-
-fn to_json(v: &serde_json::Value, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| decode(what, e))
-}
-
 impl TaskTx for SqlTx<'_, '_> {
     fn job(&mut self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         self.flush_touches()?;
@@ -516,36 +413,20 @@ impl TaskTx for SqlTx<'_, '_> {
             )
             .and_then(|mut s| {
                 s.query_row([job_id.as_str()], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, bool>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, i64>(6)?,
-                    ))
+                    Ok(JobRow {
+                        status: r.get(0)?,
+                        allowed_agents: r.get(1)?,
+                        config: r.get(2)?,
+                        started: r.get(3)?,
+                        reason: r.get(4)?,
+                        created_at: r.get(5)?,
+                        updated_at: r.get(6)?,
+                    })
                 })
                 .optional()
             })
             .map_err(|e| self.err(e))?;
-        let Some((status, allowed, config, started, reason, created_at, updated_at)) = row else {
-            return Ok(None);
-        };
-        let what = || format!("job `{job_id}`");
-        Ok(Some(JobRecord {
-            job_id: job_id.clone(),
-            status: JobStatus::parse(&status)
-                .ok_or_else(|| decode(what(), format!("unknown status `{status}`")))?,
-            allowed_agents: allowed
-                .map(|a| serde_json::from_str(&a).map_err(|e| decode(what(), e)))
-                .transpose()?,
-            config: serde_json::from_str(&config).map_err(|e| decode(what(), e))?,
-            started,
-            reason,
-            created_at,
-            updated_at,
-        }))
+        row.map(|r| r.decode(job_id)).transpose()
     }
 
     fn put_job(&mut self, job: &JobRecord) -> Result<(), StoreError> {
@@ -556,7 +437,7 @@ impl TaskTx for SqlTx<'_, '_> {
             .as_ref()
             .map(|a| serde_json::to_string(a).map_err(|e| decode("allowed agents", e)))
             .transpose()?;
-        let config = to_json(&job.config, "job config")?;
+        let config = to_json("job config", &job.config)?;
         self.tx
             .prepare_cached(
                 "INSERT INTO task_jobs (job_id, status, allowed_agents, config, started, reason, created_at, updated_at)
@@ -682,7 +563,7 @@ impl TaskTx for SqlTx<'_, '_> {
         let output = t
             .output
             .as_ref()
-            .map(|o| to_json(o, "task output"))
+            .map(|o| to_json("task output", o))
             .transpose()?;
         let deps_json = deps_json(t)?;
         let fixed = old
@@ -890,9 +771,9 @@ impl TaskTx for SqlTx<'_, '_> {
                 "SELECT agent, state, consecutive_failures, until, last_error, updated_at \
                  FROM task_breakers WHERE agent = ?1",
             )
-            .and_then(|mut s| s.query_row([agent], raw_breaker).optional())
+            .and_then(|mut s| s.query_row([agent], breaker_row).optional())
             .map_err(|e| self.err(e))?;
-        row.map(RawBreaker::decode).transpose()
+        row.map(BreakerRow::decode).transpose()
     }
 
     fn put_breaker(&mut self, b: &BreakerRecord) -> Result<(), StoreError> {
@@ -921,7 +802,7 @@ impl TaskTx for SqlTx<'_, '_> {
     }
 
     fn breakers(&mut self) -> Result<Vec<BreakerRecord>, StoreError> {
-        let raws: Vec<RawBreaker> = {
+        let raws: Vec<BreakerRow> = {
             let mut stmt = self
                 .tx
                 .prepare_cached(
@@ -929,12 +810,12 @@ impl TaskTx for SqlTx<'_, '_> {
                      FROM task_breakers ORDER BY agent",
                 )
                 .map_err(|e| self.err(e))?;
-            stmt.query_map([], raw_breaker)
+            stmt.query_map([], breaker_row)
                 .map_err(|e| self.err(e))?
                 .collect::<rusqlite::Result<_>>()
                 .map_err(|e| self.err(e))?
         };
-        raws.into_iter().map(RawBreaker::decode).collect()
+        raws.into_iter().map(BreakerRow::decode).collect()
     }
 
     fn dead_letters(&mut self, job: Option<&JobId>) -> Result<Vec<TaskRecord>, StoreError> {

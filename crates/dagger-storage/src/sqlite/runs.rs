@@ -7,11 +7,13 @@
 //! `create_run` and `push_control` always wait for their commit, because
 //! their callers act on the answer (a taken id, a sequence number).
 
-use crate::artifacts::{INLINE_LIMIT, insert_inline_artifact};
 use crate::error::{decode, is_foreign_key};
-use crate::run_rows::{
-    NodeRow, RunRow, decode_owner, from_json, node_columns, run_columns, run_not_found, to_json,
+use crate::rows::run::{
+    NodeRow, RunRow, decode_owner, node_columns, node_metadata, run_columns, run_not_found,
 };
+use crate::rows::wide;
+use crate::rows::{from_json, to_json};
+use crate::sqlite::artifacts::{INLINE_LIMIT, insert_inline_artifact};
 use crate::sqlite::{ErrorMapper, SqliteStore};
 use dagger_core::store::{
     ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, ControlRequest, NodeRunRecord,
@@ -113,13 +115,6 @@ impl PendingStarts {
     }
 }
 
-fn node_metadata(record: &NodeRunRecord) -> Result<String, StoreError> {
-    to_json(
-        &format!("metadata of node `{}`", record.node_id),
-        &record.metadata,
-    )
-}
-
 /// Inserts or replaces a node run, in one statement.
 fn upsert_node_run(
     tx: &Connection,
@@ -196,11 +191,6 @@ macro_rules! update_columns {
     };
 }
 
-/// A token as an SQLite integer (tokens count claims; they never reach `i64::MAX`).
-fn wide(token: u64) -> i64 {
-    i64::try_from(token).unwrap_or(i64::MAX)
-}
-
 /// The owner of run `run_id` as stored, and its last fencing token; `None`
 /// for an unknown run.
 fn read_owner(
@@ -258,10 +248,7 @@ fn list_sql(query: &RunQuery) -> String {
 #[async_trait::async_trait]
 impl RunStore for SqliteStore {
     async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
-        let what = format!("run `{}`", run.run_id);
-        let definition = to_json(&what, &run.definition)?;
-        let inputs = to_json(&what, &run.inputs)?;
-        let config = to_json(&what, &run.config)?;
+        let row = RunRow::encode(&run)?;
         let store = self.error_mapper();
         self.write(move |tx| {
             let inserted = tx
@@ -275,32 +262,30 @@ impl RunStore for SqliteStore {
                 )
                 .and_then(|mut s| {
                     s.execute(params![
-                        run.run_id.as_str(),
-                        run.workflow,
-                        definition,
-                        inputs,
-                        config,
-                        run.status.as_str(),
-                        run.reason,
-                        run.created_at,
-                        run.updated_at,
-                        run.finished_at,
-                        run.owner.as_ref().map(|o| o.owner_id.as_str()),
-                        run.owner.as_ref().map(|o| o.host.as_str()),
-                        run.owner.as_ref().map(|o| o.pid),
-                        run.owner.as_ref().map_or(0, |o| wide(o.token)),
-                        run.owner.as_ref().map(|o| o.lease_expires_at),
-                        run.lineage.as_ref().map(|l| l.parent_run_id.as_str()),
-                        run.lineage
-                            .as_ref()
-                            .and_then(|l| l.forked_from_node.as_ref().map(|n| n.as_str())),
+                        row.run_id,
+                        row.workflow,
+                        row.definition,
+                        row.inputs,
+                        row.config,
+                        row.status,
+                        row.reason,
+                        row.created_at,
+                        row.updated_at,
+                        row.finished_at,
+                        row.owner_id,
+                        row.owner_host,
+                        row.owner_pid,
+                        row.owner_token,
+                        row.lease_expires_at,
+                        row.parent_run_id,
+                        row.forked_from_node,
                     ])
                 })
                 .map_err(|e| store.map_err(e))?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists {
                     entity: "run",
-                    id: run.run_id.to_string(),
+                    id: row.run_id,
                 });
             }
             Ok(())

@@ -4,6 +4,7 @@
 //! so a bad column is reported the same way by both.
 
 use crate::error::decode;
+use crate::rows::{from_json, to_json};
 use dagger_core::store::{ArtifactId, NodeRunRecord, RunLineage, RunOwner, RunRecord};
 use dagger_core::{NodeId, NodeStatus, RunId, RunStatus, StoreError};
 
@@ -26,19 +27,6 @@ macro_rules! node_columns {
     };
 }
 pub(crate) use node_columns;
-
-/// A value as the JSON text of a column.
-pub(crate) fn to_json(what: &str, value: &impl serde::Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| decode(what, e))
-}
-
-/// A column's JSON text as a value.
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    what: &str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| decode(what, e))
-}
 
 /// The error for an unknown run.
 pub(crate) fn run_not_found(run_id: &str) -> StoreError {
@@ -96,6 +84,34 @@ pub(crate) fn decode_owner(
 }
 
 impl RunRow {
+    /// The columns of `run` (the JSON ones encoded, the owner and lineage
+    /// spread over theirs).
+    pub(crate) fn encode(run: &RunRecord) -> Result<Self, StoreError> {
+        let what = format!("run `{}`", run.run_id);
+        let owner = run.owner.as_ref();
+        let lineage = run.lineage.as_ref();
+        Ok(Self {
+            run_id: run.run_id.to_string(),
+            workflow: run.workflow.clone(),
+            definition: to_json(&what, &run.definition)?,
+            inputs: to_json(&what, &run.inputs)?,
+            config: to_json(&what, &run.config)?,
+            status: run.status.as_str().to_string(),
+            reason: run.reason.clone(),
+            created_at: run.created_at,
+            updated_at: run.updated_at,
+            finished_at: run.finished_at,
+            owner_id: owner.map(|o| o.owner_id.clone()),
+            owner_host: owner.map(|o| o.host.clone()),
+            owner_pid: owner.map(|o| i64::from(o.pid)),
+            owner_token: owner.map_or(0, |o| crate::rows::wide(o.token)),
+            lease_expires_at: owner.map(|o| o.lease_expires_at),
+            parent_run_id: lineage.map(|l| l.parent_run_id.to_string()),
+            forked_from_node: lineage
+                .and_then(|l| l.forked_from_node.as_ref().map(|n| n.to_string())),
+        })
+    }
+
     /// The record, or a [`StoreError::Decode`] naming the bad column.
     pub(crate) fn decode(self) -> Result<RunRecord, StoreError> {
         let what = |col: &str| format!("run `{}` column `{col}`", self.run_id);
@@ -148,6 +164,14 @@ pub(crate) struct NodeRow {
     pub(crate) started_at: Option<i64>,
     pub(crate) finished_at: Option<i64>,
     pub(crate) metadata: String,
+}
+
+/// The `metadata` column of a node run.
+pub(crate) fn node_metadata(record: &NodeRunRecord) -> Result<String, StoreError> {
+    to_json(
+        &format!("metadata of node `{}`", record.node_id),
+        &record.metadata,
+    )
 }
 
 impl NodeRow {

@@ -2,6 +2,13 @@
 //! `serde-saphyr` under strict budgets, and a serde `Deserializer` over that
 //! tree so typed fields are read with serde's own checks while every error
 //! keeps the position of the value that caused it.
+//!
+//! The loader reads a file through [`parse_plain`] first: a private fast
+//! reader ([`events`]) builds the tree straight from the parser's events
+//! when the document is simple enough, `serde-saphyr` otherwise. Both
+//! readers live here; nothing outside this module sees the second one.
+
+mod events;
 
 use crate::error::LoadIssueKind;
 use serde::de::value::{MapAccessDeserializer, MapDeserializer, SeqDeserializer};
@@ -252,13 +259,13 @@ pub(crate) fn parse(text: &str) -> Result<YNode, Box<(Option<Pos>, LoadIssueKind
 
 /// Parses `text` into a tree without positions (see [`Source`]): straight
 /// from the parser's events when the document is simple enough
-/// ([`crate::yaml_events`]), with `serde-saphyr` otherwise; `None` when it
+/// ([`events`]), with `serde-saphyr` otherwise; `None` when it
 /// cannot, [`parse`] then tells why.
 pub(crate) fn parse_plain(text: &str) -> Option<YNode> {
     if text.len() > MAX_INPUT_BYTES {
         return None;
     }
-    crate::yaml_events::read(text).or_else(|| parse_as::<PlainNode>(text).ok().map(|n| n.0))
+    events::read(text).or_else(|| parse_as::<PlainNode>(text).ok().map(|n| n.0))
 }
 
 fn parse_as<T: for<'de> Deserialize<'de>>(

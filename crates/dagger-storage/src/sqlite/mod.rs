@@ -1,14 +1,22 @@
 //! The SQLite store: an r2d2 pool for readers and one writer thread for
-//! every write (see [`crate::writer`]).
+//! every write (see [`writer`]).
 
-use crate::checkpoint::Checkpointer;
+pub(crate) mod artifacts;
+pub(crate) mod attempts;
+mod checkpoint;
+pub(crate) mod location;
+pub(crate) mod messages;
+pub(crate) mod migrations;
+mod runs;
+mod snapshots;
+pub(crate) mod tasks;
+mod writer;
+
 use crate::error::{BUSY_TIMEOUT_MS, dir_writable, map_pool, map_sqlite, with_waited, writable};
-use crate::location::SqliteLocation;
-use crate::migrations;
-use crate::task_store::{self, FileShared};
-use crate::writer::{self, AnyResult, Isolation, Job, Reply};
+use checkpoint::Checkpointer;
 use dagger_core::StoreError;
 use dagger_core::store::Durability;
+use location::SqliteLocation;
 use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction};
@@ -17,9 +25,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
+use tasks::FileShared;
+use writer::{AnyResult, Isolation, Job, Reply};
 
 /// Prepared statements cached per connection.
 const STATEMENT_CACHE: usize = 128;
+
+/// Declares an item that hands out rusqlite types (connections,
+/// transactions, errors): public with the `unstable-raw` feature, for the
+/// crate's own tests and benches and for tools that need raw SQL;
+/// crate-private otherwise, so that no rusqlite type is part of the stable
+/// API.
+macro_rules! raw_api {
+    ($(#[$attr:meta])* pub $($item:tt)*) => {
+        #[cfg(feature = "unstable-raw")]
+        $(#[$attr])*
+        pub $($item)*
+        #[cfg(not(feature = "unstable-raw"))]
+        $(#[$attr])*
+        pub(crate) $($item)*
+    };
+}
 
 /// Options for opening a [`SqliteStore`].
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +61,7 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Opens the file read-only: reads work, every write fails with
     /// [`StoreError::ReadOnly`]. The schema must already be at
-    /// [`crate::latest_version`]. When the file's directory cannot be
+    /// [`crate::sqlite::migrations::latest_version`]. When the file's directory cannot be
     /// written (read-only media), the file is opened `immutable`, since
     /// SQLite could not create the WAL index (`-shm`) it needs otherwise.
     pub read_only: bool,
@@ -87,7 +113,7 @@ pub(crate) struct Inner {
     /// Keeps a `sqlite::memory:` store's files alive until drop.
     _temp_dir: Option<TempDir>,
     /// Started records not written yet (see `RunStore::put_node_started`).
-    pub(crate) pending_starts: Arc<crate::runs::PendingStarts>,
+    pub(crate) pending_starts: Arc<crate::sqlite::runs::PendingStarts>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -113,20 +139,24 @@ impl Drop for Inner {
     }
 }
 
-/// Maps rusqlite errors to [`StoreError`]s naming a store, without keeping
-/// the store alive: write closures should capture this rather than a
-/// [`SqliteStore`] clone, so that dropping the last handle waits for the
-/// queued writes instead of leaving that to the writer thread.
-#[derive(Debug, Clone)]
-pub struct ErrorMapper {
-    location: Arc<str>,
-    busy_timeout_ms: u64,
+raw_api! {
+    /// Maps rusqlite errors to [`StoreError`]s naming a store, without keeping
+    /// the store alive: write closures should capture this rather than a
+    /// [`SqliteStore`] clone, so that dropping the last handle waits for the
+    /// queued writes instead of leaving that to the writer thread.
+    #[derive(Debug, Clone)]
+    pub struct ErrorMapper {
+        location: Arc<str>,
+        busy_timeout_ms: u64,
+    }
 }
 
 impl ErrorMapper {
-    /// The store error for `err` (`Locked`, `ReadOnly`, `DiskFull`, ...).
-    pub fn map_err(&self, err: rusqlite::Error) -> StoreError {
-        with_waited(map_sqlite(err, &self.location), self.busy_timeout_ms)
+    raw_api! {
+        /// The store error for `err` (`Locked`, `ReadOnly`, `DiskFull`, ...).
+        pub fn map_err(&self, err: rusqlite::Error) -> StoreError {
+            with_waited(map_sqlite(err, &self.location), self.busy_timeout_ms)
+        }
     }
 }
 
@@ -307,7 +337,7 @@ impl SqliteStore {
         })
         .map_err(|e| read_only_media(with_waited(e, busy_timeout_ms)))?;
         // The file exists now, so its canonical path names it.
-        let file = task_store::shared(&path);
+        let file = tasks::shared(&path);
 
         let reader_flags = if options.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -441,14 +471,16 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `work` on the writer thread inside a group-committed transaction
-    /// and resolves after the commit.
-    pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.write_isolated(work, Isolation::Savepoint).await
+    raw_api! {
+        /// Runs `work` on the writer thread inside a group-committed transaction
+        /// and resolves after the commit.
+        pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+        where
+            T: Send + 'static,
+            F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        {
+            self.write_isolated(work, Isolation::Savepoint).await
+        }
     }
 
     async fn write_isolated<T, F>(&self, work: F, isolation: Isolation) -> Result<T, StoreError>
@@ -469,6 +501,7 @@ impl SqliteStore {
     }
 
     /// Like [`SqliteStore::write`], for synchronous callers (not inside an async task's poll).
+    #[cfg(feature = "unstable-raw")]
     pub fn write_blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -486,14 +519,16 @@ impl SqliteStore {
         unbox(result, &self.inner.location)
     }
 
-    /// Queues `work` without waiting for its commit. Order is kept; an error
-    /// is reported by the next [`SqliteStore::flush`] (or the next `submit`,
-    /// whichever comes first).
-    pub fn submit<F>(&self, work: F) -> Result<(), StoreError>
-    where
-        F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
-    {
-        self.submit_isolated(work, Isolation::Savepoint)
+    raw_api! {
+        /// Queues `work` without waiting for its commit. Order is kept; an error
+        /// is reported by the next [`SqliteStore::flush`] (or the next `submit`,
+        /// whichever comes first).
+        pub fn submit<F>(&self, work: F) -> Result<(), StoreError>
+        where
+            F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
+        {
+            self.submit_isolated(work, Isolation::Savepoint)
+        }
     }
 
     fn submit_isolated<F>(&self, work: F, isolation: Isolation) -> Result<(), StoreError>
@@ -508,15 +543,17 @@ impl SqliteStore {
         })
     }
 
-    /// Writes according to the durability mode: waits for the commit in
-    /// [`Durability::Sync`], only queues otherwise.
-    pub async fn write_durable<F>(&self, work: F) -> Result<(), StoreError>
-    where
-        F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
-    {
-        match self.inner.durability {
-            Durability::Sync => self.write(work).await,
-            Durability::Batched | Durability::Memory => self.submit(work),
+    raw_api! {
+        /// Writes according to the durability mode: waits for the commit in
+        /// [`Durability::Sync`], only queues otherwise.
+        pub async fn write_durable<F>(&self, work: F) -> Result<(), StoreError>
+        where
+            F: FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
+        {
+            match self.inner.durability {
+                Durability::Sync => self.write(work).await,
+                Durability::Batched | Durability::Memory => self.submit(work),
+            }
         }
     }
 
@@ -565,34 +602,38 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `read` with a pooled connection on the blocking thread pool.
-    ///
-    /// The read sees every write this store accepted before the call,
-    /// including queued ([`SqliteStore::submit`]) ones: if any is still
-    /// waiting for its commit, the read waits for it first.
-    pub async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.catch_up().await?;
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_pooled(read))
-            .await
-            .map_err(|e| StoreError::Backend {
-                location: self.inner.location.clone(),
-                message: e.to_string(),
-            })?
+    raw_api! {
+        /// Runs `read` with a pooled connection on the blocking thread pool.
+        ///
+        /// The read sees every write this store accepted before the call,
+        /// including queued ([`SqliteStore::submit`]) ones: if any is still
+        /// waiting for its commit, the read waits for it first.
+        pub async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+        where
+            T: Send + 'static,
+            F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        {
+            self.catch_up().await?;
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.read_pooled(read))
+                .await
+                .map_err(|e| StoreError::Backend {
+                    location: self.inner.location.clone(),
+                    message: e.to_string(),
+                })?
+        }
     }
 
-    /// Runs `read` with a pooled connection on the current thread; like
-    /// [`SqliteStore::read`], it sees every write accepted before the call.
-    pub fn read_blocking<T, F>(&self, read: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&Connection) -> Result<T, StoreError>,
-    {
-        self.catch_up_blocking()?;
-        self.read_pooled(read)
+    raw_api! {
+        /// Runs `read` with a pooled connection on the current thread; like
+        /// [`SqliteStore::read`], it sees every write accepted before the call.
+        pub fn read_blocking<T, F>(&self, read: F) -> Result<T, StoreError>
+        where
+            F: FnOnce(&Connection) -> Result<T, StoreError>,
+        {
+            self.catch_up_blocking()?;
+            self.read_pooled(read)
+        }
     }
 
     fn read_pooled<T, F>(&self, read: F) -> Result<T, StoreError>
@@ -607,11 +648,13 @@ impl SqliteStore {
         read(&conn)
     }
 
-    /// An [`ErrorMapper`] for write closures.
-    pub fn error_mapper(&self) -> ErrorMapper {
-        ErrorMapper {
-            location: Arc::from(self.inner.location.as_str()),
-            busy_timeout_ms: self.inner.busy_timeout_ms,
+    raw_api! {
+        /// An [`ErrorMapper`] for write closures.
+        pub fn error_mapper(&self) -> ErrorMapper {
+            ErrorMapper {
+                location: Arc::from(self.inner.location.as_str()),
+                busy_timeout_ms: self.inner.busy_timeout_ms,
+            }
         }
     }
 
@@ -644,7 +687,7 @@ impl SqliteStore {
     }
 }
 
-fn box_work<T, F>(work: F) -> crate::writer::Work
+fn box_work<T, F>(work: F) -> crate::sqlite::writer::Work
 where
     T: Send + 'static,
     F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,

@@ -92,7 +92,7 @@ pub(crate) struct Shared {
     /// This process's write lock on the file: task transactions queue on it
     /// instead of meeting this thread on SQLite's lock (whose busy handler
     /// sleeps), and the checkpointer takes it to let the WAL restart.
-    pub(crate) file: Arc<crate::task_store::FileShared>,
+    pub(crate) file: Arc<crate::sqlite::tasks::FileShared>,
 }
 
 /// Runs the writer loop until every sender is dropped.

@@ -21,7 +21,7 @@
 //! of this process is in flight, it has only the frames of the last moments
 //! to copy, and the next write restarts the WAL.
 
-use crate::task_store::FileShared;
+use crate::sqlite::tasks::FileShared;
 use rusqlite::Connection;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -132,7 +132,7 @@ mod tests {
             .unwrap();
         writer.pragma_update(None, "synchronous", "NORMAL").unwrap();
         writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        let file = crate::task_store::shared(path);
+        let file = crate::sqlite::tasks::shared(path);
         let checkpointer =
             Checkpointer::start(Connection::open(path).unwrap(), "test".into(), file.clone())
                 .unwrap();
