@@ -269,5 +269,8 @@ async fn a_silent_success_is_the_node_record_and_still_listed_as_an_attempt() {
         .find(|n| n.node_id.as_str() == "quiet")
         .unwrap();
     assert_eq!(listed[0].output_artifact_id, node.output_artifact_id);
-    assert!(listed[0].output_artifact_id.is_some(), "its output is found");
+    assert!(
+        listed[0].output_artifact_id.is_some(),
+        "its output is found"
+    );
 }
