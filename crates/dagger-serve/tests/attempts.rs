@@ -77,8 +77,12 @@ async fn attempts_endpoint_lists_every_attempt_of_a_node() {
     assert_eq!(one["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(one["attempts"][0]["attempt"], 2);
 
-    let none = get(&app, "/api/runs/r1/nodes/b/attempts").await.json();
-    assert_eq!(none["attempts"], json!([]));
+    // `b` completed without logging: its node record is its one attempt.
+    let silent = get(&app, "/api/runs/r1/nodes/b/attempts").await.json();
+    let silent = silent["attempts"].as_array().unwrap();
+    assert_eq!(silent.len(), 1, "{silent:?}");
+    assert_eq!(silent[0]["outcome"], "Succeeded");
+    assert_eq!(silent[0]["logs"], json!({}));
 
     let missing = get(&app, "/api/runs/r1/nodes/zz/attempts").await;
     assert_eq!(missing.status, 404);
@@ -102,5 +106,8 @@ async fn run_page_shows_a_log_panel_per_node_escaped() {
     assert!(body.contains("boom 1"));
     assert!(body.contains("&lt;script&gt;x&lt;/script&gt;"));
     assert!(!body.contains("<script>x</script>"));
-    assert!(!body.contains(r#"data-node="b""#), "b has no attempts");
+    assert!(
+        body.contains(r#"data-node="b""#),
+        "b's silent success is listed from its node record"
+    );
 }
