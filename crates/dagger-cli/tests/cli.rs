@@ -91,7 +91,7 @@ fn node_status<'a>(v: &'a Value, id: &str) -> &'a str {
         .as_array()
         .unwrap()
         .iter()
-        .find(|n| n["id"] == id)
+        .find(|n| n["node_id"] == id)
         .and_then(|n| n["status"].as_str())
         .unwrap_or("?")
 }
@@ -306,7 +306,7 @@ fn outputs_of(report: &Value) -> Vec<(String, String)> {
         .iter()
         .map(|n| {
             (
-                n["id"].as_str().unwrap().to_string(),
+                n["node_id"].as_str().unwrap().to_string(),
                 n["status"].as_str().unwrap().to_string(),
             )
         })
@@ -340,7 +340,7 @@ fn runs_killed_at_many_points_resume_to_the_same_result() {
                 .unwrap()
                 .iter()
                 .filter(|n| n["status"] == "Completed")
-                .map(|n| n["id"].as_str().unwrap().to_string())
+                .map(|n| n["node_id"].as_str().unwrap().to_string())
                 .collect()
         } else {
             Vec::new() // killed before the run was even recorded: start it again

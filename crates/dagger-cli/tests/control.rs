@@ -76,7 +76,7 @@ fn node_status(v: &Value, id: &str) -> String {
         .as_array()
         .unwrap()
         .iter()
-        .find(|n| n["id"] == id)
+        .find(|n| n["node_id"] == id)
         .and_then(|n| n["status"].as_str())
         .unwrap_or("?")
         .to_string()

@@ -296,7 +296,7 @@ fn a_pool_runs_the_workflow_and_survives_a_sigkilled_worker() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|n| n["id"] == json!(id))
+            .find(|n| n["node_id"] == json!(id))
             .map(|n| n["status"].clone())
             .unwrap()
     };

@@ -127,7 +127,7 @@ fn node_status<'a>(v: &'a Value, id: &str) -> &'a str {
         .as_array()
         .unwrap()
         .iter()
-        .find(|n| n["id"] == id)
+        .find(|n| n["node_id"] == id)
         .and_then(|n| n["status"].as_str())
         .unwrap_or("?")
 }

@@ -104,7 +104,7 @@ fn node<'a>(report: &'a Value, id: &str) -> &'a Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|n| n["id"] == id)
+        .find(|n| n["node_id"] == id)
         .unwrap()
 }
 

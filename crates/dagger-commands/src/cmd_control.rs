@@ -1,11 +1,12 @@
 //! `dagger cancel`, `approve`, `reject`: requests to a run through the store.
 
 use crate::error::CliError;
-use crate::open_store;
+use crate::store::{AnyStore, resolve_run_id};
 use std::process::ExitCode;
 
 pub(crate) async fn cancel(run_id: &str, reason: &str, db: &str) -> Result<ExitCode, CliError> {
-    let store = open_store(db).await?;
+    let store = AnyStore::open_run(db, run_id).await?;
+    let run_id = &resolve_run_id(&store.stores(), run_id).await?;
     dagger_coord::request_cancel(&store.stores(), run_id, reason).await?;
     outln!("cancel requested for run {run_id}");
     Ok(ExitCode::SUCCESS)
@@ -24,7 +25,8 @@ pub(crate) async fn approve(
         ),
         None => None,
     };
-    let store = open_store(db).await?;
+    let store = AnyStore::open_run(db, run_id).await?;
+    let run_id = &resolve_run_id(&store.stores(), run_id).await?;
     dagger_coord::approve(&store.stores(), run_id, node_id, input).await?;
     outln!("approved node {node_id} of run {run_id}");
     Ok(ExitCode::SUCCESS)
@@ -36,7 +38,8 @@ pub(crate) async fn reject(
     reason: &str,
     db: &str,
 ) -> Result<ExitCode, CliError> {
-    let store = open_store(db).await?;
+    let store = AnyStore::open_run(db, run_id).await?;
+    let run_id = &resolve_run_id(&store.stores(), run_id).await?;
     dagger_coord::reject(&store.stores(), run_id, node_id, reason).await?;
     outln!("rejected node {node_id} of run {run_id}");
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 /// Arguments of `dagger actions`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct ListArgs {
-    /// Print as JSON (with the full input/output schemas).
+    /// Print as JSON, with the full input/output schemas (a `listing` of
+    /// docs/schemas/cli.schema.json).
     #[arg(long)]
     json: bool,
 }
@@ -80,9 +81,7 @@ fn one_line(v: &Value) -> String {
 pub(crate) fn list(args: &ListArgs, app: &App) -> Result<ExitCode, CliError> {
     let all = listing(app);
     if args.json {
-        let text = serde_json::to_string_pretty(&all)
-            .map_err(|e| CliError::Other(format!("cannot print JSON: {e}")))?;
-        outln!("{text}");
+        crate::view::print_json(&all)?;
         return Ok(ExitCode::SUCCESS);
     }
     let sections = [

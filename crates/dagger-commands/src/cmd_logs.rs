@@ -4,7 +4,8 @@
 
 use crate::DbArg;
 use crate::error::CliError;
-use crate::store::AnyStore;
+use crate::store::{AnyStore, resolve_run_id};
+use crate::view::human_duration;
 use dagger_core::store::{AttemptQuery, AttemptRecord, RunRecord};
 use dagger_core::{NodeId, RunId, RunStatus, Stores, now_millis};
 use std::collections::HashSet;
@@ -17,7 +18,7 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// `dagger logs`
 #[derive(clap::Args, Debug)]
 pub(crate) struct LogsArgs {
-    /// The run.
+    /// The run (or the start of its id, when only one run's id starts so).
     run_id: String,
     /// Only this node's attempts.
     node_id: Option<String>,
@@ -27,7 +28,8 @@ pub(crate) struct LogsArgs {
     /// Keep printing attempts as they end, until the run ends (or Ctrl-C).
     #[arg(long, short = 'f')]
     follow: bool,
-    /// One JSON object per attempt and line (JSON Lines).
+    /// One JSON object per attempt and line (JSON Lines; an `attempt` of
+    /// docs/schemas/cli.schema.json).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -35,9 +37,9 @@ pub(crate) struct LogsArgs {
 }
 
 pub(crate) async fn logs(args: LogsArgs) -> Result<ExitCode, CliError> {
-    let store = AnyStore::open_for_reading(&args.db.db).await?;
+    let store = AnyStore::open_run_for_reading(&args.db.db, &args.run_id).await?;
     let stores = store.stores();
-    let run_id = RunId::from(args.run_id.as_str());
+    let run_id = RunId::from(resolve_run_id(&stores, &args.run_id).await?);
     let run = get_run(&stores, &run_id).await?;
     let query = AttemptQuery {
         node_id: args.node_id.as_deref().map(NodeId::from),
@@ -156,7 +158,7 @@ async fn print_attempt(stores: &Stores, a: &AttemptRecord) {
         a.outcome,
         format_time(a.started_at),
         format_time(a.finished_at),
-        format_ms(a.finished_at - a.started_at),
+        human_duration(a.finished_at - a.started_at),
     );
     if let Some(error) = &a.error {
         outln!("error: {error}");
@@ -189,12 +191,4 @@ fn format_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
         .unwrap_or_else(|| ms.to_string())
-}
-
-fn format_ms(ms: i64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    }
 }

@@ -1,12 +1,13 @@
 //! `dagger rerun`: a new run of a recorded run's definition that reuses the
 //! recorded outputs of every node not downstream of `--from`.
 
+use crate::DbArg;
 use crate::app::App;
 use crate::cmd_run::{RunLeaseArg, dispatching, finish, parse_input, record_signal};
 use crate::error::CliError;
 use crate::progress::Progress;
 use crate::signals;
-use crate::{DbArg, open_store};
+use crate::store::{AnyStore, resolve_run_id};
 use dagger_coord::{Coordinator, EventHook, RerunRequest};
 use dagger_core::{Cache, RunId};
 use dagger_dag_flow::{DagError, run_inputs_help};
@@ -16,7 +17,8 @@ use std::sync::Arc;
 /// Arguments of `dagger rerun`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct RerunArgs {
-    /// The recorded run to run again (the parent; it is left as it was).
+    /// The recorded run to run again (the parent; it is left as it was), or
+    /// the start of its id when only one run's id starts so.
     run_id: String,
     /// Run this node and everything downstream of it again; reuse the
     /// recorded outputs of the rest. Without it, every node runs again.
@@ -31,9 +33,12 @@ pub(crate) struct RerunArgs {
     new_run_id: Option<String>,
     #[command(flatten)]
     db: DbArg,
-    /// Print the report as JSON on stdout.
+    /// Print the report as JSON on stdout (a `report` of docs/schemas/cli.schema.json).
     #[arg(long)]
     json: bool,
+    /// No progress on stderr (errors still print).
+    #[arg(long, short = 'q')]
+    quiet: bool,
     /// With a Postgres store, execute the nodes in this process instead of
     /// dispatching them to `dagger worker` processes.
     #[arg(long)]
@@ -52,7 +57,9 @@ impl RerunArgs {
 /// Runs `args` with the app's actions (and its app data).
 pub(crate) async fn rerun(args: RerunArgs, app: &App) -> Result<ExitCode, CliError> {
     let lease = args.run_lease.duration()?;
-    let mut request = RerunRequest::new(args.run_id.as_str());
+    let store = AnyStore::open_run(&args.db.db, &args.run_id).await?;
+    let parent = resolve_run_id(&store.stores(), &args.run_id).await?;
+    let mut request = RerunRequest::new(parent.as_str());
     request.from_node = args.from.clone();
     for text in &args.inputs {
         let (k, v) = parse_input(text)?;
@@ -63,29 +70,30 @@ pub(crate) async fn rerun(args: RerunArgs, app: &App) -> Result<ExitCode, CliErr
         .clone()
         .unwrap_or_else(|| RunId::generate().to_string());
     request.run_id = Some(new_id.clone());
-    let store = open_store(&args.db.db).await?;
     let mut executor = app
         .executor(None, app.actions_recording(args.db()), store.stores())
         .map_err(dagger_coord::CoordError::from)?;
-    let view = dagger_coord::load_run_view(&store.stores(), &args.run_id).await?;
-    errln!(
-        "run {new_id}: re-running run {} (workflow `{}`) {}",
-        args.run_id,
-        view.record.workflow,
-        args.from.as_deref().map_or_else(
-            || "from the start".to_string(),
-            |n| format!("from node `{n}`")
-        )
-    );
+    let view = dagger_coord::load_run_view(&store.stores(), parent.as_str()).await?;
+    if !args.quiet {
+        errln!(
+            "run {new_id}: re-running run {parent} (workflow `{}`) {}",
+            view.record.workflow,
+            args.from.as_deref().map_or_else(
+                || "from the start".to_string(),
+                |n| format!("from node `{n}`")
+            )
+        );
+    }
     let coordinator = dispatching(
         Coordinator::new(
-            vec![Arc::new(Progress::new(view.nodes.len())) as Arc<dyn EventHook>],
+            vec![Arc::new(Progress::new(view.nodes.len(), args.quiet)) as Arc<dyn EventHook>],
             256,
             256,
         )
         .with_run_lease(lease),
         &store,
         args.local,
+        args.quiet,
     );
     let (interrupt, cancel_rx) = signals::cancel_on_signal();
     let cache = Cache::new();

@@ -4,7 +4,8 @@ use crate::App;
 use crate::error::CliError;
 use crate::progress::Progress;
 use crate::signals::{self, Interrupt};
-use crate::store::AnyStore;
+use crate::store::{AnyStore, resolve_run_id};
+use crate::view::{NodeJson, ReportJson, human_duration, print_json};
 use crate::{DbArg, open_store};
 use dagger_coord::{Coordinator, DagExecutionReport, EventHook};
 use dagger_core::store::RunUpdate;
@@ -69,9 +70,13 @@ pub(crate) struct RunArgs {
     /// At most N nodes at once.
     #[arg(long, value_name = "N")]
     max_parallel: Option<usize>,
-    /// Print the report as JSON on stdout (progress still goes to stderr).
+    /// Print the report as JSON on stdout (a `report` of
+    /// docs/schemas/cli.schema.json; progress still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// No progress on stderr (errors still print).
+    #[arg(long, short = 'q')]
+    quiet: bool,
     /// With a Postgres store, execute the nodes in this process instead of
     /// dispatching them to `dagger worker` processes.
     #[arg(long)]
@@ -80,23 +85,93 @@ pub(crate) struct RunArgs {
     run_lease: RunLeaseArg,
 }
 
-/// Checks files against the binary's actions; prints every problem.
-pub(crate) fn validate(files: &[PathBuf], app: &App) -> Result<ExitCode, CliError> {
+/// Checks workflow files against the binary's actions; prints every problem.
+/// Each argument is a file, a directory (its `*.yaml` and `*.yml` files) or
+/// a glob pattern the shell did not expand (`'flows/**/*.yaml'`).
+/// With `json`, prints a `validation` (docs/schemas/cli.schema.json).
+pub(crate) fn validate(args: &[PathBuf], json: bool, app: &App) -> Result<ExitCode, CliError> {
+    let files = workflow_files(args)?;
     let registry = app.actions();
-    let mut count = 0;
-    for file in files {
+    let mut problems = Vec::new();
+    for file in &files {
         if let Err(errors) = load_yaml_path_with_actions(file, &registry) {
-            for issue in errors.issues() {
-                count += 1;
-                outln!("{issue}");
-            }
+            problems.extend(errors.into_issues());
         }
     }
-    if count > 0 {
-        return Err(CliError::Invalid { count });
+    if json {
+        print_json(&serde_json::json!({
+            "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+            "problems": problems
+                .iter()
+                .map(|p| serde_json::json!({
+                    "file": p.file,
+                    "line": p.line,
+                    "column": p.column,
+                    "message": p.kind.to_string(),
+                }))
+                .collect::<Vec<_>>(),
+        }))?;
+        return Ok(if problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    for issue in &problems {
+        outln!("{issue}");
+    }
+    if !problems.is_empty() {
+        return Err(CliError::Invalid {
+            count: problems.len(),
+        });
     }
     outln!("{} workflow file(s) valid", files.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The files `args` name: files as they are, a directory's `*.yaml` and
+/// `*.yml` files (sorted, not recursive), a glob pattern's matches (sorted).
+/// A directory without workflow files, or a pattern that matches nothing,
+/// is a usage error naming it.
+fn workflow_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut files = Vec::new();
+    for arg in args {
+        if arg.is_dir() {
+            let entries = std::fs::read_dir(arg)
+                .map_err(|e| CliError::Other(format!("cannot read {}: {e}", arg.display())))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            if found.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "no *.yaml or *.yml file in directory {}",
+                    arg.display()
+                )));
+            }
+            found.sort();
+            files.extend(found);
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        if arg.exists() || !text.contains(['*', '?', '[']) {
+            files.push(arg.clone());
+            continue;
+        }
+        let matches =
+            glob::glob(&text).map_err(|e| CliError::Usage(format!("bad pattern `{text}`: {e}")))?;
+        let mut found: Vec<PathBuf> = matches
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        if found.is_empty() {
+            return Err(CliError::Usage(format!("no file matches `{text}`")));
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
 }
 
 pub(crate) fn parse_input(text: &str) -> Result<(String, Value), CliError> {
@@ -173,19 +248,22 @@ pub(crate) async fn run(args: RunArgs, app: &App) -> Result<ExitCode, CliError> 
         cache.insert("inputs", &k, v);
     }
     let run_id = args.run_id.unwrap_or_else(|| RunId::generate().to_string());
-    errln!(
-        "run {run_id}: workflow `{name}` ({node_count} nodes), store {}",
-        store.location()
-    );
+    if !args.quiet {
+        errln!(
+            "run {run_id}: workflow `{name}` ({node_count} nodes), store {}",
+            store.location()
+        );
+    }
     let coordinator = dispatching(
         Coordinator::new(
-            vec![Arc::new(Progress::new(node_count)) as Arc<dyn EventHook>],
+            vec![Arc::new(Progress::new(node_count, args.quiet)) as Arc<dyn EventHook>],
             256,
             256,
         )
         .with_run_lease(lease),
         &store,
         args.local,
+        args.quiet,
     );
     let (interrupt, cancel_rx) = signals::cancel_on_signal();
     let mut report = coordinator
@@ -200,33 +278,44 @@ pub(crate) async fn run(args: RunArgs, app: &App) -> Result<ExitCode, CliError> 
     Ok(finish(&report, &cache, &def, args.json, &interrupt))
 }
 
+/// How `resume` reports: `--json`, `--quiet`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Output {
+    /// The report as JSON on stdout.
+    pub(crate) json: bool,
+    /// No progress on stderr.
+    pub(crate) quiet: bool,
+}
+
 pub(crate) async fn resume(
     run_id: &str,
     db: &str,
-    json: bool,
+    output: Output,
     local: bool,
     run_lease: &RunLeaseArg,
     app: &App,
 ) -> Result<ExitCode, CliError> {
+    let Output { json, quiet } = output;
     let lease = run_lease.duration()?;
-    let store = open_store(db).await?;
+    let store = AnyStore::open_run(db, run_id).await?;
+    let run_id = resolve_run_id(&store.stores(), run_id).await?;
+    let run_id = run_id.as_str();
     let mut executor = app
         .executor(None, app.actions_recording(db), store.stores())
         .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), run_id).await?;
     if view.record.status == RunStatus::Completed {
         if json {
-            let value = serde_json::json!({
-                "run_id": run_id,
-                "dag_name": view.record.workflow,
-                "status": view.record.status,
-                "reason": "already finished; nothing to resume",
-                "nodes": view.nodes,
-            });
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&value).map_err(|e| CliError::Other(e.to_string()))?
-            );
+            print_json(&ReportJson {
+                run_id: run_id.to_string(),
+                workflow: view.record.workflow.clone(),
+                status: view.record.status,
+                reason: Some("already finished; nothing to resume".into()),
+                duration_ms: 0,
+                resumed: false,
+                metrics: None,
+                nodes: view.nodes.iter().map(NodeJson::from).collect(),
+            })?;
         } else {
             outln!(
                 "run {run_id} already finished with status Completed; nothing to resume \
@@ -240,19 +329,22 @@ pub(crate) async fn resume(
         .iter()
         .filter(|n| n.status != NodeStatus::Completed)
         .count();
-    errln!(
-        "resuming run {run_id}: workflow `{}`, {pending} node(s) not completed",
-        view.record.workflow
-    );
+    if !quiet {
+        errln!(
+            "resuming run {run_id}: workflow `{}`, {pending} node(s) not completed",
+            view.record.workflow
+        );
+    }
     let coordinator = dispatching(
         Coordinator::new(
-            vec![Arc::new(Progress::new(pending)) as Arc<dyn EventHook>],
+            vec![Arc::new(Progress::new(pending, quiet)) as Arc<dyn EventHook>],
             256,
             256,
         )
         .with_run_lease(lease),
         &store,
         local,
+        quiet,
     );
     let (interrupt, cancel_rx) = signals::cancel_on_signal();
     let cache = Cache::new();
@@ -274,12 +366,20 @@ pub(crate) async fn resume(
 
 /// With a shared (Postgres) store and without `--local`, hands the nodes'
 /// attempts to the `dagger worker` pool.
-pub(crate) fn dispatching(coordinator: Coordinator, store: &AnyStore, local: bool) -> Coordinator {
+/// `quiet` leaves out the note saying so.
+pub(crate) fn dispatching(
+    coordinator: Coordinator,
+    store: &AnyStore,
+    local: bool,
+    quiet: bool,
+) -> Coordinator {
     match store.node_queue() {
         Some(queue) if !local => {
-            errln!(
-                "dispatching nodes to the worker pool (start workers with `dagger worker --db <same URL>`; --local runs them here)"
-            );
+            if !quiet {
+                errln!(
+                    "dispatching nodes to the worker pool (start workers with `dagger worker --db <same URL>`; --local runs them here)"
+                );
+            }
             coordinator.with_node_queue(queue)
         }
         _ => coordinator,
@@ -322,9 +422,8 @@ pub(crate) fn finish(
     interrupt: &Interrupt,
 ) -> ExitCode {
     if json {
-        match serde_json::to_string_pretty(report) {
-            Ok(text) => outln!("{text}"),
-            Err(e) => errln!("error: cannot encode the report: {e}"),
+        if let Err(e) = print_json(&ReportJson::from(report)) {
+            errln!("error: {e}");
         }
     } else {
         print_summary(report);
@@ -369,14 +468,14 @@ fn print_results(report: &DagExecutionReport, cache: &Cache, def: &WorkflowDef) 
 fn print_summary(report: &DagExecutionReport) {
     let m = &report.metrics;
     outln!(
-        "run {} {}: {} completed, {} failed, {} skipped, {} cancelled in {} ms",
+        "run {} {}: {} completed, {} failed, {} skipped, {} cancelled in {}",
         report.run_id,
         report.status,
         m.nodes_completed,
         m.nodes_failed,
         m.nodes_skipped,
         m.nodes_cancelled,
-        report.duration_ms
+        human_duration(i64::try_from(report.duration_ms).unwrap_or(i64::MAX))
     );
     if let Some(reason) = &report.reason {
         outln!("reason: {reason}");

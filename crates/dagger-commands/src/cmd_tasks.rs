@@ -5,6 +5,7 @@
 use crate::DbArg;
 use crate::error::CliError;
 use crate::open_store;
+use crate::store::missing_file;
 use dagger_core::Cache;
 use dagger_task_core::{StallAction, TaskAgentRegistry, TaskManager};
 use serde_json::json;
@@ -20,7 +21,8 @@ pub(crate) enum TasksCommand {
         /// Only the dead letters of this job.
         #[arg(long, value_name = "JOB")]
         job: Option<String>,
-        /// Print them as JSON on stdout.
+        /// Print them as JSON on stdout: an array of `dead_letter`s
+        /// (docs/schemas/cli.schema.json).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -64,6 +66,13 @@ fn time(ms: i64) -> String {
 }
 
 async fn dead(job: Option<&str>, as_json: bool, db: &str) -> Result<ExitCode, CliError> {
+    if let Some(path) = missing_file(db) {
+        errln!("no database at {}: no dead letters", path.display());
+        if as_json {
+            outln!("[]");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let m = manager(db).await?;
     let letters = m
         .dead_letters(job)
@@ -118,6 +127,12 @@ async fn dead(job: Option<&str>, as_json: bool, db: &str) -> Result<ExitCode, Cl
 }
 
 async fn retry(task_id: &str, db: &str) -> Result<ExitCode, CliError> {
+    if let Some(path) = missing_file(db) {
+        return Err(CliError::Other(format!(
+            "cannot re-drive task `{task_id}`: no database at {}",
+            path.display()
+        )));
+    }
     let m = manager(db).await?;
     let done = m
         .retry_dead(task_id)

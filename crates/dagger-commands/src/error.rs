@@ -32,7 +32,30 @@ pub enum CliError {
         /// Who else has it.
         why: &'static str,
     },
+    /// A run id prefix that more than one run's id starts with.
+    #[error("run id `{prefix}` is ambiguous: {}", list_candidates(.candidates))]
+    AmbiguousRunId {
+        /// What was given.
+        prefix: String,
+        /// The ids of the runs it could mean, sorted.
+        candidates: Vec<String>,
+    },
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
+}
+
+/// "`a`, `b` or `c`" (the first ten, then how many more).
+fn list_candidates(ids: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = ids
+        .iter()
+        .take(SHOWN)
+        .map(|id| format!("`{id}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > SHOWN {
+        text.push_str(&format!(" and {} more", ids.len() - SHOWN));
+    }
+    format!("it could be {text}")
 }

@@ -63,6 +63,7 @@ mod groups;
 mod progress;
 mod signals;
 mod store;
+mod view;
 
 pub use app::{App, Cli};
 pub use error::CliError;
@@ -106,9 +107,14 @@ pub(crate) struct DbArg {
 enum Command {
     /// Check workflow files; print every problem as `file:line:col: message`.
     Validate {
-        /// Workflow YAML files.
-        #[arg(required = true)]
+        /// Workflow YAML files, directories (their *.yaml and *.yml files) or
+        /// quoted glob patterns (`'flows/**/*.yaml'`).
+        #[arg(required = true, value_name = "FILE|DIR|GLOB")]
         files: Vec<PathBuf>,
+        /// Print the files checked and the problems as JSON (a `validation` of
+        /// docs/schemas/cli.schema.json); exit 1 when there is a problem.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a workflow with this binary's actions (and the built-ins shell, sleep, echo, fail). With
     /// `--db postgres://…` the nodes run on `dagger worker` processes (unless `--local`).
@@ -121,13 +127,16 @@ enum Command {
     /// Resume an interrupted, paused or failed run; only unfinished nodes run.
     /// Signals and closed output behave as for `run`.
     Resume {
-        /// The run to resume.
+        /// The run to resume (or the start of its id, when only one run's id starts so).
         run_id: String,
         #[command(flatten)]
         db: DbArg,
-        /// Print the report as JSON on stdout.
+        /// Print the report as JSON on stdout (a `report` of docs/schemas/cli.schema.json).
         #[arg(long)]
         json: bool,
+        /// No progress on stderr (errors still print).
+        #[arg(long, short = 'q')]
+        quiet: bool,
         /// With a Postgres store, execute the nodes in this process instead of
         /// dispatching them to `dagger worker` processes.
         #[arg(long)]
@@ -156,7 +165,7 @@ enum Command {
         /// A workflow YAML file.
         #[arg(required_unless_present = "run", conflicts_with = "run")]
         file: Option<PathBuf>,
-        /// A recorded run id.
+        /// A recorded run id (or the start of one, when only one run's id starts so).
         #[arg(long)]
         run: Option<String>,
         #[command(flatten)]
@@ -165,7 +174,7 @@ enum Command {
     /// Ask a run (possibly in another process) to stop; it stops within a second.
     /// Exit 1 if the run is unknown or already ended.
     Cancel {
-        /// The run.
+        /// The run (or the start of its id, when only one run's id starts so).
         run_id: String,
         /// Why.
         #[arg(long, default_value = "cancelled from the command line")]
@@ -179,7 +188,7 @@ enum Command {
     /// unknown or not waiting (an approval before the node waits is refused), or
     /// the node was already approved or rejected: the first decision recorded wins.
     Approve {
-        /// The run.
+        /// The run (or the start of its id, when only one run's id starts so).
         run_id: String,
         /// The waiting node.
         node_id: String,
@@ -193,7 +202,7 @@ enum Command {
     ///
     /// Refused (exit 1) in the same cases as `approve`.
     Reject {
-        /// The run.
+        /// The run (or the start of its id, when only one run's id starts so).
         run_id: String,
         /// The waiting node.
         node_id: String,
@@ -225,6 +234,24 @@ enum Command {
     /// schemas), task agents and pub/sub agents.
     #[command(visible_alias = "list")]
     Actions(cmd_list::ListArgs),
+    /// Print a shell completion script on stdout, e.g.
+    /// `dagger completions bash > ~/.local/share/bash-completion/completions/dagger`,
+    /// `dagger completions zsh > ~/.zfunc/_dagger`,
+    /// `dagger completions fish > ~/.config/fish/completions/dagger.fish`.
+    Completions {
+        /// The shell, in any case.
+        #[arg(ignore_case = true)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The completion script of the `dagger` command for `shell`.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = <Args as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "dagger", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
+    ExitCode::SUCCESS
 }
 
 /// Builds `cli`, parses `args` and runs the subcommand (`Cli::run_from`).
@@ -278,6 +305,10 @@ where
             errln!("error: {msg}");
             ExitCode::from(2)
         }
+        Err(e @ CliError::AmbiguousRunId { .. }) => {
+            errln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             errln!("error: {e}");
             ExitCode::from(1)
@@ -287,15 +318,19 @@ where
 
 async fn dispatch(command: Command, app: &App) -> Result<ExitCode, CliError> {
     match command {
-        Command::Validate { files } => cmd_run::validate(&files, app),
+        Command::Validate { files, json } => cmd_run::validate(&files, json, app),
         Command::Run(args) => cmd_run::run(args, app).await,
         Command::Resume {
             run_id,
             db,
             json,
+            quiet,
             local,
             run_lease,
-        } => cmd_run::resume(&run_id, &db.db, json, local, &run_lease, app).await,
+        } => {
+            let output = cmd_run::Output { json, quiet };
+            cmd_run::resume(&run_id, &db.db, output, local, &run_lease, app).await
+        }
         Command::Rerun(args) => cmd_rerun::rerun(args, app).await,
         Command::Runs { command } => cmd_inspect::runs(command).await,
         Command::Logs(args) => cmd_logs::logs(args).await,
@@ -321,6 +356,7 @@ async fn dispatch(command: Command, app: &App) -> Result<ExitCode, CliError> {
         Command::Publish(args) => cmd_pubsub::publish(args).await,
         Command::Tasks { command } => cmd_tasks::tasks(command).await,
         Command::Actions(args) => cmd_list::list(&args, app),
+        Command::Completions { shell } => Ok(completions(shell)),
     }
 }
 

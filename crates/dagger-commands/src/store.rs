@@ -27,6 +27,62 @@ pub(crate) fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
+/// The path of `db` when it names a SQLite file that does not exist.
+pub(crate) fn missing_file(db: &str) -> Option<std::path::PathBuf> {
+    if is_postgres_url(db) {
+        return None;
+    }
+    match dagger_storage::SqliteLocation::parse(db) {
+        Ok(dagger_storage::SqliteLocation::File(path)) if !path.exists() => Some(path),
+        _ => None,
+    }
+}
+
+/// "run `ID` not found: no database at PATH".
+fn no_such_run(db: &str, run_id: &str) -> CliError {
+    let path = missing_file(db).unwrap_or_default();
+    CliError::Other(format!(
+        "run `{run_id}` not found: no database at {}",
+        path.display()
+    ))
+}
+
+/// The run `given` names: itself when a run has that id, else the one run
+/// whose id starts with it. No match leaves `given` as it is (the caller's
+/// lookup then reports the run as not found); several are an error listing
+/// them.
+pub(crate) async fn resolve_run_id(stores: &Stores, given: &str) -> Result<String, CliError> {
+    if given.is_empty()
+        || stores
+            .runs
+            .get_run(&dagger_core::RunId::from(given))
+            .await?
+            .is_some()
+    {
+        return Ok(given.to_string());
+    }
+    let all = stores
+        .runs
+        .list_runs(&dagger_core::store::RunQuery::default())
+        .await?;
+    let mut candidates: Vec<String> = all
+        .into_iter()
+        .map(|r| r.run_id.to_string())
+        .filter(|id| id.starts_with(given))
+        .collect();
+    match candidates.len() {
+        0 => Ok(given.to_string()),
+        1 => Ok(candidates.remove(0)),
+        _ => {
+            candidates.sort();
+            Err(CliError::AmbiguousRunId {
+                prefix: given.to_string(),
+                candidates,
+            })
+        }
+    }
+}
+
 impl AnyStore {
     /// Opens `db`: a `postgres://` URL or a SQLite location.
     pub(crate) async fn open(db: &str) -> Result<Self, CliError> {
@@ -49,11 +105,16 @@ impl AnyStore {
         Ok(Self::Sqlite(dagger_storage::SqliteStore::open(db).await?))
     }
 
-    /// Opens `db` for a command that only reads: as [`crate::open_store`]
-    /// does, or, when SQLite says the database is read-only (read-only
-    /// media, a write-protected file or directory), read-only, so that
-    /// `runs list`, `runs show` and `dot --run` still work there.
-    pub(crate) async fn open_for_reading(db: &str) -> Result<Self, CliError> {
+    /// Opens `db` for a command that only reads, creating nothing: `None`
+    /// when `db` is a SQLite file that does not exist (see [`missing_file`]).
+    /// An existing file is opened as [`crate::open_store`] does, or, when
+    /// SQLite says the database is read-only (read-only media, a
+    /// write-protected file or directory), read-only, so that `runs list`,
+    /// `runs show` and `dot --run` still work there.
+    pub(crate) async fn open_for_reading(db: &str) -> Result<Option<Self>, CliError> {
+        if missing_file(db).is_some() {
+            return Ok(None);
+        }
         match crate::open_store(db).await {
             Err(CliError::Store(dagger_core::StoreError::ReadOnly { .. }))
                 if !is_postgres_url(db) =>
@@ -62,12 +123,30 @@ impl AnyStore {
                     read_only: true,
                     ..Default::default()
                 };
-                Ok(Self::Sqlite(
+                Ok(Some(Self::Sqlite(
                     dagger_storage::SqliteStore::open_with(db, options).await?,
-                ))
+                )))
             }
-            other => other,
+            other => other.map(Some),
         }
+    }
+
+    /// [`Self::open_for_reading`] for a command about run `run_id`: a
+    /// missing database is the error that the run is not found.
+    pub(crate) async fn open_run_for_reading(db: &str, run_id: &str) -> Result<Self, CliError> {
+        Self::open_for_reading(db)
+            .await?
+            .ok_or_else(|| no_such_run(db, run_id))
+    }
+
+    /// Opens `db` to act on run `run_id` (resume, re-run, cancel, approve,
+    /// reject): as [`crate::open_store`] does, but a SQLite file that does
+    /// not exist is the error that the run is not found, not a new database.
+    pub(crate) async fn open_run(db: &str, run_id: &str) -> Result<Self, CliError> {
+        if missing_file(db).is_some() {
+            return Err(no_such_run(db, run_id));
+        }
+        crate::open_store(db).await
     }
 
     /// The run stores.
