@@ -122,12 +122,30 @@ fn validate_prints_every_problem_with_positions() {
     );
     let out = s.run(&["validate", unknown.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
+    // The problem, then its source line with a caret under the culprit.
     assert_eq!(
         stdout(&out).trim_end(),
         format!(
-            "{}:4:13: node `a`: unknown action `teleport`; registered actions: `echo`, `fail`, `shell`, `sleep`",
+            "{}:4:13: node `a`: unknown action `teleport`; registered actions: `echo`, `fail`, `shell`, `sleep`\n  |\n4 |     action: teleport\n  |             ^^^^^^^^",
             unknown.display()
         )
+    );
+    // A close name is suggested.
+    let typo = s.write(
+        "typo.yaml",
+        "name: t\nnodes:\n  - id: a\n    action: shel\n  - id: b\n    dependencies: [aa]\n    action: echo\n",
+    );
+    let out = s.run(&["validate", typo.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("unknown action `shel`; registered actions: `echo`, `fail`, `shell`, `sleep`; did you mean `shell`?"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "node `b` depends on `aa`, which is not a node of this workflow; did you mean `a`?"
+        ),
+        "{text}"
     );
 
     let out = s.run(&[

@@ -277,9 +277,7 @@ pub(crate) async fn dot(
         let def = match load_yaml_path(&file) {
             Ok(d) => d,
             Err(errors) => {
-                for issue in errors.issues() {
-                    outln!("{issue}");
-                }
+                crate::view::print_issues(errors.issues());
                 return Err(CliError::Invalid {
                     count: errors.issues().len(),
                 });

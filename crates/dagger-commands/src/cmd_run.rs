@@ -5,7 +5,7 @@ use crate::error::CliError;
 use crate::progress::Progress;
 use crate::signals::{self, Interrupt};
 use crate::store::{AnyStore, resolve_run_id};
-use crate::view::{NodeJson, ReportJson, human_duration, print_json};
+use crate::view::{NodeJson, ReportJson, human_duration, print_issues, print_json};
 use crate::{DbArg, open_store};
 use dagger_coord::{Coordinator, DagExecutionReport, EventHook};
 use dagger_core::store::RunUpdate;
@@ -117,9 +117,7 @@ pub(crate) fn validate(args: &[PathBuf], json: bool, app: &App) -> Result<ExitCo
             ExitCode::from(1)
         });
     }
-    for issue in &problems {
-        outln!("{issue}");
-    }
+    print_issues(&problems);
     if !problems.is_empty() {
         return Err(CliError::Invalid {
             count: problems.len(),
@@ -197,9 +195,7 @@ pub(crate) async fn run(args: RunArgs, app: &App) -> Result<ExitCode, CliError> 
     let mut def = match load_yaml_path(&args.file) {
         Ok(def) => def,
         Err(errors) => {
-            for issue in errors.issues() {
-                outln!("{issue}");
-            }
+            print_issues(errors.issues());
             return Err(CliError::Invalid {
                 count: errors.issues().len(),
             });

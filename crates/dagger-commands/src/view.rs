@@ -174,6 +174,59 @@ pub(crate) fn human_duration(ms: i64) -> String {
     format!("{} d {} h", s / 86_400, s % 86_400 / 3600)
 }
 
+/// Prints the problems of a workflow file on stdout, each as
+/// `file:line:col: message` followed, when the problem has a position in a
+/// readable file, by that source line with a caret under the culprit:
+///
+/// ```text
+/// flow.yaml:4:5: node `typo`: unknown field `acton`, expected one of …; did you mean `action`?
+///   |
+/// 4 |     acton: shell
+///   |     ^^^^^
+/// ```
+pub(crate) fn print_issues(issues: &[dagger_dag_flow::LoadIssue]) {
+    let mut sources: std::collections::HashMap<&str, Option<String>> =
+        std::collections::HashMap::new();
+    for issue in issues {
+        outln!("{issue}");
+        let (Some(line), Some(column)) = (issue.line, issue.column) else {
+            continue;
+        };
+        let source = sources
+            .entry(issue.file.as_str())
+            .or_insert_with(|| std::fs::read_to_string(&issue.file).ok());
+        if let Some(excerpt) = source.as_deref().and_then(|s| excerpt(s, line, column)) {
+            out!("{excerpt}");
+        }
+    }
+}
+
+/// Line `line` of `source` with a caret under the token at `column` (both
+/// 1-based; the column counts characters), or `None` past the end.
+fn excerpt(source: &str, line: usize, column: usize) -> Option<String> {
+    let text = source.lines().nth(line.checked_sub(1)?)?;
+    let number = line.to_string();
+    let gutter = " ".repeat(number.len());
+    let chars: Vec<char> = text.chars().collect();
+    let start = column.saturating_sub(1).min(chars.len());
+    // Under the whole token (a key, a name, a quoted value), at least one caret.
+    let ends_token = |c: &char| c.is_whitespace() || ":,[]{}#".contains(*c);
+    let width = chars[start..]
+        .iter()
+        .take_while(|c| !ends_token(c))
+        .count()
+        .max(1);
+    // Tabs stay tabs so that the caret lines up under them.
+    let pad: String = chars[..start]
+        .iter()
+        .map(|&c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    Some(format!(
+        "{gutter} |\n{number} | {text}\n{gutter} | {pad}{}\n",
+        "^".repeat(width)
+    ))
+}
+
 /// `YYYY-MM-DD HH:MM:SS` in UTC, from ms since the epoch.
 pub(crate) fn format_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -193,6 +246,29 @@ mod tests {
         assert_eq!(human_duration(7_512_000), "2 h 5 min");
         assert_eq!(human_duration(90_000_000), "1 d 1 h");
         assert_eq!(human_duration(-5), "0 ms");
+    }
+
+    #[test]
+    fn an_excerpt_puts_a_caret_under_the_culprit() {
+        let src = "name: w\nnodes:\n  - id: typo\n    acton: shell\n";
+        assert_eq!(
+            excerpt(src, 4, 5).unwrap(),
+            "  |\n4 |     acton: shell\n  |     ^^^^^\n"
+        );
+        // A position on punctuation still gets one caret.
+        assert_eq!(
+            excerpt("a: [x, y]\n", 1, 4).unwrap(),
+            "  |\n1 | a: [x, y]\n  |    ^\n"
+        );
+        // Tabs before the culprit keep the caret aligned; past the end is None.
+        assert_eq!(
+            excerpt("\tk: v", 1, 2).unwrap(),
+            "  |\n1 | \tk: v\n  | \t^\n"
+        );
+        assert_eq!(excerpt(src, 9, 1), None);
+        assert_eq!(excerpt(src, 0, 1), None);
+        let long = format!("{}x: 1\n", "\n".repeat(11));
+        assert_eq!(excerpt(&long, 12, 1).unwrap(), "   |\n12 | x: 1\n   | ^\n");
     }
 
     #[test]

@@ -217,7 +217,7 @@ pub enum LoadIssueKind {
         found: &'static str,
     },
     /// A field the model does not have.
-    #[error("{context}: unknown field `{field}`, expected one of {expected}")]
+    #[error("{context}: unknown field `{field}`, expected one of {expected}{}", hint(.suggestion))]
     UnknownField {
         /// Where (`workflow`, `node \`a\``, ...).
         context: String,
@@ -225,6 +225,8 @@ pub enum LoadIssueKind {
         field: String,
         /// The fields allowed there.
         expected: String,
+        /// The allowed field most like it, if one is close.
+        suggestion: Option<String>,
     },
     /// A field given twice in the same mapping.
     #[error("{context}: field `{field}` is given more than once")]
@@ -284,12 +286,17 @@ pub enum LoadIssueKind {
         node: String,
     },
     /// A dependency names no node.
-    #[error("node `{node}` depends on `{dependency}`, which is not a node of this workflow")]
+    #[error(
+        "node `{node}` depends on `{dependency}`, which is not a node of this workflow{}",
+        hint(.suggestion)
+    )]
     MissingDependency {
         /// The node.
         node: String,
         /// The unknown dependency.
         dependency: String,
+        /// The node id most like it, if one is close.
+        suggestion: Option<String>,
     },
     /// A dependency listed twice by the same node.
     #[error("node `{node}` lists dependency `{dependency}` more than once")]
@@ -319,7 +326,10 @@ pub enum LoadIssueKind {
         reference: String,
     },
     /// A reference to a node that does not exist.
-    #[error("node `{node}`: {site} references `{reference}`, but there is no node `{target}`")]
+    #[error(
+        "node `{node}`: {site} references `{reference}`, but there is no node `{target}`{}",
+        hint(.suggestion)
+    )]
     UnknownReferenceTarget {
         /// The node holding the reference.
         node: String,
@@ -329,6 +339,8 @@ pub enum LoadIssueKind {
         reference: String,
         /// The node it names.
         target: String,
+        /// The node id most like it, if one is close.
+        suggestion: Option<String>,
     },
     /// A reference to a node that is not a (transitive) dependency, so its
     /// output may not exist when the node runs.
@@ -397,7 +409,7 @@ pub enum LoadIssueKind {
     },
     /// A node names an action (or failure action) the given registry does not
     /// hold; only reported by the `*_with_actions` loaders.
-    #[error("node `{node}`: unknown {field} `{action}`; registered actions: {known}")]
+    #[error("node `{node}`: unknown {field} `{action}`; registered actions: {known}{}", hint(.suggestion))]
     UnknownAction {
         /// The node.
         node: String,
@@ -407,6 +419,8 @@ pub enum LoadIssueKind {
         action: String,
         /// The registered names.
         known: String,
+        /// The registered name most like it, if one is close.
+        suggestion: Option<String>,
     },
     /// A declared run input (the workflow's `inputs:`) is malformed: an
     /// empty or repeated name, both `type` and `schema`, an invalid schema,

@@ -4,6 +4,7 @@
 
 use crate::error::{LoadIssue, LoadIssueKind};
 use crate::model::{NodeDef, WorkflowDef};
+use crate::run_inputs::closest;
 use crate::validate::{
     RefTarget, attach, check_node, cycle_issue, cycles, display_id, malformed, non_ancestor,
     ref_target, references, unknown_target,
@@ -66,6 +67,7 @@ pub fn validate_added_nodes_with<'a>(
                     LoadIssueKind::MissingDependency {
                         node: display_id(i, node),
                         dependency: dep.clone(),
+                        suggestion: closest(dep, batch.keys().copied()),
                     },
                 ));
             }
@@ -86,7 +88,8 @@ pub fn validate_added_nodes_with<'a>(
                 RefTarget::Node(target) => target,
             };
             if lookup(target).is_none() {
-                out.push((None, unknown_target(i, node, &r, target)));
+                let suggestion = closest(target, batch.keys().copied());
+                out.push((None, unknown_target(i, node, &r, target, suggestion)));
             } else if target == node.id || !reaches_up(node, target, &lookup) {
                 out.push((None, non_ancestor(i, node, &r, target)));
             }

@@ -6,6 +6,7 @@
 use crate::config::DagConfigOverride;
 use crate::error::LoadIssueKind;
 use crate::model::{NodeDef, OutputSpec, RunInputDef, WorkflowDef};
+use crate::run_inputs::closest;
 use crate::validate::{Found, InputLocations, NodeLocations, RunInputLocations, WorkflowLocations};
 use crate::yaml::{DeError, DeErrorKind, NodeDe, Pos, Source, YNode, YValue, expected_list};
 use dagger_core::InputSpec;
@@ -125,6 +126,7 @@ impl<'t> Shape<'t> {
                         context: context.to_string(),
                         field: name.to_string(),
                         expected: expected_list(known),
+                        suggestion: closest(name, known.iter().copied()),
                     },
                 );
             } else if out.iter().any(|f| f.name == name) {
@@ -302,6 +304,10 @@ impl<'t> Shape<'t> {
                         DeErrorKind::UnknownField { field, expected } => {
                             LoadIssueKind::UnknownField {
                                 context: "config".into(),
+                                suggestion: closest(
+                                    &field,
+                                    expected.split(", ").map(|f| f.trim_matches('`')),
+                                ),
                                 field,
                                 expected,
                             }

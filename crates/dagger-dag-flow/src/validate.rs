@@ -17,6 +17,7 @@ use crate::action::ActionRegistry;
 use crate::config::DagConfig;
 use crate::error::{LoadErrors, LoadIssue, LoadIssueKind};
 use crate::model::{NodeDef, WorkflowDef};
+use crate::run_inputs::closest;
 use crate::yaml::Pos;
 use dagger_core::InputSpec;
 use petgraph::Direction;
@@ -200,6 +201,7 @@ pub(crate) fn check_actions(
                     field,
                     action: action.to_string(),
                     known,
+                    suggestion: closest(action, registry.names().iter().map(String::as_str)),
                 },
             ));
         }
@@ -487,6 +489,7 @@ fn check_graph(nodes: &[NodeDef], locs: &WorkflowLocations, out: &mut Vec<Found>
                     LoadIssueKind::MissingDependency {
                         node: display_id(i, node),
                         dependency: dep.clone(),
+                        suggestion: closest(dep, index.keys().copied()),
                     },
                 )),
             }
@@ -513,7 +516,8 @@ fn check_graph(nodes: &[NodeDef], locs: &WorkflowLocations, out: &mut Vec<Found>
                 RefTarget::Node(target) => target,
             };
             let Some(&t) = index.get(target) else {
-                out.push((r.pos, unknown_target(i, node, &r, target)));
+                let suggestion = closest(target, index.keys().copied());
+                out.push((r.pos, unknown_target(i, node, &r, target, suggestion)));
                 continue;
             };
             let direct = node.dependencies.iter().any(|d| d == target) && target != node.id;
@@ -551,12 +555,14 @@ pub(crate) fn unknown_target(
     node: &NodeDef,
     r: &RefSite<'_>,
     target: &str,
+    suggestion: Option<String>,
 ) -> LoadIssueKind {
     LoadIssueKind::UnknownReferenceTarget {
         node: display_id(i, node),
         site: r.site.clone(),
         reference: r.reference.to_string(),
         target: target.to_string(),
+        suggestion,
     }
 }
 

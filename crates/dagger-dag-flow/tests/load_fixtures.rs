@@ -72,7 +72,9 @@ fn cycle_three_nodes_reports_the_path_at_the_closing_dependency() {
 fn dangling_reference_names_the_missing_node() {
     assert_eq!(
         lines("dangling_reference"),
-        ["10:20: node `use`: input `data` references `fecth.output`, but there is no node `fecth`"]
+        [
+            "10:20: node `use`: input `data` references `fecth.output`, but there is no node `fecth`; did you mean `fetch`?"
+        ]
     );
 }
 
@@ -118,19 +120,26 @@ fn missing_action() {
 }
 
 #[test]
-fn unknown_field_lists_the_allowed_ones() {
+fn unknown_field_lists_the_allowed_ones_and_suggests_the_closest() {
     let (line, col, kind) = only("unknown_field");
     assert_eq!((line, col), (Some(4), Some(5)));
+    assert!(
+        kind.to_string()
+            .ends_with("`approval`; did you mean `action`?"),
+        "{kind}"
+    );
     let LoadIssueKind::UnknownField {
         context,
         field,
         expected,
+        suggestion,
     } = kind
     else {
         panic!("{kind:?}")
     };
     assert_eq!((context.as_str(), field.as_str()), ("node `typo`", "acton"));
     assert!(expected.contains("`action`"), "{expected}");
+    assert_eq!(suggestion.as_deref(), Some("action"));
 }
 
 #[test]
@@ -365,7 +374,7 @@ fn unknown_action_is_reported_only_against_a_registry() {
         lines,
         [
             format!(
-                "{file}:4:13: node `run`: unknown action `shel`; registered actions: `echo`, `shell`"
+                "{file}:4:13: node `run`: unknown action `shel`; registered actions: `echo`, `shell`; did you mean `shell`?"
             ),
             format!(
                 "{file}:5:14: node `run`: unknown failure `cleanup`; registered actions: `echo`, `shell`"

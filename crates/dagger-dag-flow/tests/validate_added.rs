@@ -63,7 +63,8 @@ fn unknown_dependency_and_cycle_in_the_batch() {
         [
             LoadIssueKind::MissingDependency {
                 node: "z".into(),
-                dependency: "ghost".into()
+                dependency: "ghost".into(),
+                suggestion: None,
             },
             LoadIssueKind::Cycle {
                 path: vec!["x".into(), "y".into(), "x".into()]
