@@ -104,6 +104,10 @@ fn logs_shows_the_stdout_of_a_failed_shell_attempt() {
         (vec!["logs", "nope"], "error: unknown run `nope`"),
         (vec!["logs", "r1", "zz"], "error: run `r1` has no node `zz`"),
         (
+            vec!["logs", "r1", "aa"],
+            "error: run `r1` has no node `aa` (did you mean `a`?)",
+        ),
+        (
             vec!["logs", "r1", "a", "--attempt", "7"],
             "error: node `a` of run `r1` has no recorded attempt 7",
         ),

@@ -99,25 +99,36 @@ async fn get_run(stores: &Stores, run_id: &RunId) -> Result<RunRecord, CliError>
         .ok_or_else(|| CliError::Other(format!("unknown run `{run_id}`")))
 }
 
-/// Errors naming the node when `run` neither defines nor recorded it.
+/// Errors naming the node (and the closest id, if one is close) when `run`
+/// neither defines nor recorded it.
 async fn check_node(stores: &Stores, run: &RunRecord, node: &str) -> Result<(), CliError> {
-    let defined = run
+    let mut ids: Vec<String> = run
         .definition
         .pointer("/workflow/nodes")
         .and_then(|n| n.as_array())
-        .is_some_and(|nodes| nodes.iter().any(|n| n["id"].as_str() == Some(node)));
-    if defined
-        || stores
+        .map(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|n| n["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.extend(
+        stores
             .runs
             .node_runs(&run.run_id)
             .await?
-            .iter()
-            .any(|r| r.node_id.as_str() == node)
-    {
+            .into_iter()
+            .map(|r| r.node_id.to_string()),
+    );
+    if ids.iter().any(|id| id == node) {
         return Ok(());
     }
+    let hint = dagger_dag_flow::closest_name(node, ids.iter().map(String::as_str))
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
     Err(CliError::Other(format!(
-        "run `{}` has no node `{node}`",
+        "run `{}` has no node `{node}`{hint}",
         run.run_id
     )))
 }

@@ -496,7 +496,10 @@ pub async fn check_waiting(
         return Err(CoordError::NodeNotFound {
             run_id: run_id.to_string(),
             node_id: node_id.to_string(),
-            suggestion: closest(node_id, view.nodes.iter().map(|n| n.id.as_str())),
+            suggestion: dagger_dag_flow::closest_name(
+                node_id,
+                view.nodes.iter().map(|n| n.id.as_str()),
+            ),
         });
     };
     if node.status != NodeStatus::WaitingForHuman {
@@ -507,18 +510,6 @@ pub async fn check_waiting(
         });
     }
     Ok(())
-}
-
-/// The candidate most like `wanted`, if it is alike enough to suggest.
-pub(crate) fn closest<'a>(
-    wanted: &str,
-    candidates: impl Iterator<Item = &'a str>,
-) -> Option<String> {
-    candidates
-        .map(|c| (strsim::jaro_winkler(wanted, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.to_string())
 }
 
 /// Records a decision; the store refuses it when the node was decided first.

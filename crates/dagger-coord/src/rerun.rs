@@ -8,7 +8,7 @@
 //! referenced, not recomputed), and the resume path drives it from there.
 
 use crate::cancel::RunCancel;
-use crate::coordinator::{Coordinator, closest};
+use crate::coordinator::Coordinator;
 use crate::error::CoordError;
 use crate::ownership;
 use crate::persist;
@@ -182,7 +182,7 @@ impl Coordinator {
                 return Err(CoordError::NodeNotFound {
                     run_id: parent_id.to_string(),
                     node_id: from.clone(),
-                    suggestion: closest(from, ids()),
+                    suggestion: dagger_dag_flow::closest_name(from, ids()),
                 });
             }
         }

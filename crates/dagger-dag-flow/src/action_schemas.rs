@@ -13,7 +13,7 @@
 use crate::action::ActionRegistry;
 use crate::error::{LoadIssueKind, hint};
 use crate::model::{JsonType, NodeDef, WorkflowDef};
-use crate::run_inputs::{closest, json_type_of};
+use crate::run_inputs::{closest_name as closest, json_type_of};
 use crate::validate::{Found, RefTarget, WorkflowLocations, display_id, ref_target, references};
 use serde_json::{Map, Value};
 use std::collections::HashMap;

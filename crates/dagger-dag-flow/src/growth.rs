@@ -4,7 +4,7 @@
 
 use crate::error::{LoadIssue, LoadIssueKind};
 use crate::model::{NodeDef, WorkflowDef};
-use crate::run_inputs::closest;
+use crate::run_inputs::closest_name as closest;
 use crate::validate::{
     RefTarget, attach, check_node, cycle_issue, cycles, display_id, malformed, non_ancestor,
     ref_target, references, unknown_target,

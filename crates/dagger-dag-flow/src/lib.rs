@@ -35,6 +35,6 @@ pub use loader::{
     load_yaml_str_with_actions,
 };
 pub use model::{DagMetadata, JsonType, NodeDef, OutputSpec, RunInputDef, WorkflowDef};
-pub use run_inputs::{apply_run_inputs, run_inputs_help};
+pub use run_inputs::{apply_run_inputs, closest_name, run_inputs_help};
 pub use validate::{validate_added_nodes, validate_added_nodes_with, validate_workflow};
 pub use yaml::{MAX_ALIAS_REPLAY_EVENTS, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES};

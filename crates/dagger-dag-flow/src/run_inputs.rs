@@ -95,8 +95,15 @@ impl RunInputDef {
     }
 }
 
-/// The candidate most like `wanted`, if it is alike enough to suggest.
-pub(crate) fn closest<'a>(
+/// The candidate most like `wanted`, if it is alike enough to suggest in a
+/// "did you mean" (Jaro-Winkler similarity at least 0.8):
+///
+/// ```
+/// use dagger_dag_flow::closest_name;
+/// assert_eq!(closest_name("acton", ["id", "action"]).as_deref(), Some("action"));
+/// assert_eq!(closest_name("teleport", ["echo", "shell"]), None);
+/// ```
+pub fn closest_name<'a>(
     wanted: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
@@ -184,7 +191,7 @@ pub(crate) fn check_declarations(
                     site: r.site.clone(),
                     reference: r.reference.to_string(),
                     input: key.to_string(),
-                    suggestion: closest(key, declared.iter().map(|d| d.name.as_str())),
+                    suggestion: closest_name(key, declared.iter().map(|d| d.name.as_str())),
                 },
             ));
         }
@@ -226,7 +233,7 @@ pub fn apply_run_inputs(
         if !declared.iter().any(|d| &d.name == name) {
             problems.push(RunInputProblem::Undeclared {
                 input: name.clone(),
-                suggestion: closest(name, declared.iter().map(|d| d.name.as_str())),
+                suggestion: closest_name(name, declared.iter().map(|d| d.name.as_str())),
             });
         }
     }

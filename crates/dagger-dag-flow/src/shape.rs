@@ -6,7 +6,7 @@
 use crate::config::DagConfigOverride;
 use crate::error::LoadIssueKind;
 use crate::model::{NodeDef, OutputSpec, RunInputDef, WorkflowDef};
-use crate::run_inputs::closest;
+use crate::run_inputs::closest_name as closest;
 use crate::validate::{Found, InputLocations, NodeLocations, RunInputLocations, WorkflowLocations};
 use crate::yaml::{DeError, DeErrorKind, NodeDe, Pos, Source, YNode, YValue, expected_list};
 use dagger_core::InputSpec;

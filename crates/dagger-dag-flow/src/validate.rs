@@ -17,7 +17,7 @@ use crate::action::ActionRegistry;
 use crate::config::DagConfig;
 use crate::error::{LoadErrors, LoadIssue, LoadIssueKind};
 use crate::model::{NodeDef, WorkflowDef};
-use crate::run_inputs::closest;
+use crate::run_inputs::closest_name as closest;
 use crate::yaml::Pos;
 use dagger_core::InputSpec;
 use petgraph::Direction;
