@@ -84,31 +84,74 @@ pub(crate) fn list(args: &ListArgs, app: &App) -> Result<ExitCode, CliError> {
         crate::view::print_json(&all)?;
         return Ok(ExitCode::SUCCESS);
     }
+    out!("{}", render(&all));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The listing for people: per section, names padded to the longest one
+/// so the descriptions line up, then subscriptions and schemas indented.
+fn render(all: &Value) -> String {
     let sections = [
         ("actions", "ACTIONS"),
         ("task_agents", "TASK AGENTS"),
         ("pubsub_agents", "PUB/SUB AGENTS"),
     ];
+    let mut text = String::new();
     for (i, (key, title)) in sections.into_iter().enumerate() {
         if i > 0 {
-            outln!();
+            text.push('\n');
         }
         let items = all[key].as_array().cloned().unwrap_or_default();
-        outln!("{title} ({})", items.len());
+        text.push_str(&format!("{title} ({})\n", items.len()));
+        let width = items
+            .iter()
+            .map(|item| item["name"].as_str().unwrap_or_default().chars().count())
+            .max()
+            .unwrap_or(0);
         for item in items {
             let name = item["name"].as_str().unwrap_or_default();
             let description = item["description"].as_str().unwrap_or_default();
-            outln!("  {name:<20} {description}");
+            let line = format!("  {name:<width$}  {description}");
+            text.push_str(line.trim_end());
+            text.push('\n');
             if let Some(subs) = item["subscriptions"].as_array() {
                 let subs: Vec<&str> = subs.iter().filter_map(Value::as_str).collect();
-                outln!("    subscribes: {}", subs.join(", "));
+                text.push_str(&format!("    subscribes: {}\n", subs.join(", ")));
             }
             for (field, label) in [("input_schema", "input "), ("output_schema", "output")] {
                 if !item[field].is_null() {
-                    outln!("    {label}: {}", one_line(&item[field]));
+                    text.push_str(&format!("    {label}: {}\n", one_line(&item[field])));
                 }
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_line_up_after_the_longest_name() {
+        let all = json!({
+            "actions": [
+                {"name": "echo", "description": "Returns its inputs", "input_schema": null, "output_schema": null},
+                {"name": "a_really_long_action_name_indeed", "description": "Long", "input_schema": {"type": "object"}, "output_schema": null},
+            ],
+            "task_agents": [],
+            "pubsub_agents": [],
+        });
+        assert_eq!(
+            render(&all),
+            "ACTIONS (2)\n\
+             \x20 echo                              Returns its inputs\n\
+             \x20 a_really_long_action_name_indeed  Long\n\
+             \x20   input : {\"type\":\"object\"}\n\
+             \n\
+             TASK AGENTS (0)\n\
+             \n\
+             PUB/SUB AGENTS (0)\n"
+        );
+    }
 }
