@@ -52,7 +52,7 @@ impl AnyStore {
     /// Opens `db` for a command that only reads: as [`crate::open_store`]
     /// does, or, when SQLite says the database is read-only (read-only
     /// media, a write-protected file or directory), read-only, so that
-    /// `runs list`, `runs show` and `dot --run` still work there.
+    /// `runs list`, `runs show`, `dot --run` and `serve` still work there.
     pub(crate) async fn open_for_reading(db: &str) -> Result<Self, CliError> {
         match crate::open_store(db).await {
             Err(CliError::Store(dagger_core::StoreError::ReadOnly { .. }))
@@ -67,6 +67,15 @@ impl AnyStore {
                 ))
             }
             other => other,
+        }
+    }
+
+    /// Whether the store was opened read-only (by [`Self::open_for_reading`]).
+    pub(crate) fn is_read_only(&self) -> bool {
+        match self {
+            Self::Sqlite(s) => s.is_read_only(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => false,
         }
     }
 
