@@ -63,22 +63,37 @@ fn read_only_view(src: &Path) -> Result<Mounted, String> {
     Ok(view)
 }
 
+/// A read-only view of the directory, or the test returns saying why not.
+macro_rules! read_only_view_or_skip {
+    ($src:expr) => {
+        match read_only_view($src) {
+            Ok(v) => v,
+            Err(why) => {
+                eprintln!("skipped: {why}");
+                return;
+            }
+        }
+    };
+}
+
+/// Writes the small workflow to `dir/file` and records its run `r1` in
+/// `dir/runs.db`.
+fn record_completed_run(dir: &Path, file: &str) {
+    let wf = dir.join(file);
+    std::fs::write(&wf, WORKFLOW).unwrap();
+    let out = dagger(
+        &dir.join("runs.db"),
+        &["run", wf.to_str().unwrap(), "--run-id", "r1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn read_commands_work_on_read_only_media_and_run_says_read_only() {
     let src = tempfile::tempdir().unwrap();
-    let wf = src.path().join("wf.yaml");
-    std::fs::write(&wf, WORKFLOW).unwrap();
-    let db = src.path().join("runs.db");
-    let out = dagger(&db, &["run", wf.to_str().unwrap(), "--run-id", "r1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    record_completed_run(src.path(), "wf.yaml");
 
-    let view = match read_only_view(src.path()) {
-        Ok(v) => v,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
+    let view = read_only_view_or_skip!(src.path());
     let db: PathBuf = view.0.path().join("runs.db");
 
     let out = dagger(&db, &["runs", "list"]);
@@ -159,13 +174,10 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
 #[test]
 fn serve_on_read_only_media_shows_runs_and_refuses_changes_naming_the_database() {
     let src = tempfile::tempdir().unwrap();
-    let wf = src.path().join("small.yaml");
-    std::fs::write(&wf, WORKFLOW).unwrap();
+    record_completed_run(src.path(), "small.yaml");
     let review = src.path().join("review.yaml");
     std::fs::write(&review, APPROVAL).unwrap();
     let db = src.path().join("runs.db");
-    let out = dagger(&db, &["run", wf.to_str().unwrap(), "--run-id", "r1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
     // A run left waiting for a human by a process that died.
     let waiting = Command::new(bin())
         .args(["run", review.to_str().unwrap(), "--run-id", "w1"])
@@ -178,13 +190,7 @@ fn serve_on_read_only_media_shows_runs_and_refuses_changes_naming_the_database()
     wait_for_show(&db, "w1", "WaitingForHuman");
     drop(waiting);
 
-    let view = match read_only_view(src.path()) {
-        Ok(v) => v,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
+    let view = read_only_view_or_skip!(src.path());
     let db: PathBuf = view.0.path().join("runs.db");
     let serve = |extra: &[&str]| {
         let mut args = vec![

@@ -82,6 +82,17 @@ macro_rules! tiny_fs_or_skip {
     };
 }
 
+/// A store at `path` that commits every write before answering.
+async fn open_sync(path: &Path) -> SqliteStore {
+    let options = SqliteOptions {
+        durability: Durability::Sync,
+        ..SqliteOptions::default()
+    };
+    SqliteStore::open_with(&location(path), options)
+        .await
+        .unwrap()
+}
+
 fn assert_full(err: &StoreError, path: &Path) {
     assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");
     assert_eq!(
@@ -126,13 +137,7 @@ async fn opening_with_no_room_for_the_wal_index_is_disk_full() {
 async fn writing_until_the_disk_is_full_is_disk_full_and_keeps_the_database_sound() {
     let fs = tiny_fs_or_skip!(2048);
     let path = fs.path("runs.db");
-    let options = SqliteOptions {
-        durability: Durability::Sync,
-        ..SqliteOptions::default()
-    };
-    let store = SqliteStore::open_with(&location(&path), options)
-        .await
-        .unwrap();
+    let store = open_sync(&path).await;
     store
         .create_run(run("kept", "wf", RunStatus::Running, 1))
         .await
@@ -166,13 +171,7 @@ async fn writing_until_the_disk_is_full_is_disk_full_and_keeps_the_database_soun
 async fn an_artifact_file_that_does_not_fit_is_disk_full_naming_the_file() {
     let fs = tiny_fs_or_skip!(2048);
     let path = fs.path("runs.db");
-    let options = SqliteOptions {
-        durability: Durability::Sync,
-        ..SqliteOptions::default()
-    };
-    let store = SqliteStore::open_with(&location(&path), options)
-        .await
-        .unwrap();
+    let store = open_sync(&path).await;
     fs.fill_leaving(64 * 1024);
     let blob: Vec<u8> = (0..256 * 1024u32).map(|j| (j % 251) as u8).collect();
     let file = store.artifact_path(&ArtifactId::of(&blob));
