@@ -13,59 +13,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-fn url() -> String {
-    std::env::var("DAGGER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
+#[path = "support/pg_sandbox.rs"]
+mod pg_sandbox;
 
-/// A test's own schema (dropped at the end), or `None` when the server is
-/// unreachable and `DAGGER_TEST_SKIP_SERVERS=1`.
-struct Pool {
-    schema: String,
-    dir: tempfile::TempDir,
-    store: PostgresStore,
-    workers: Vec<Child>,
-}
+use pg_sandbox::PgSandbox;
 
-impl Pool {
-    fn new(test: &str) -> Option<Self> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let schema = format!("t_pool_{test}_{}_{nanos}", std::process::id());
-        let options = PostgresOptions {
-            schema: Some(schema.clone()),
-            ..PostgresOptions::default()
-        };
-        let store = match PostgresStore::connect_blocking(&url(), &options) {
-            Ok(s) => s,
-            Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
-                eprintln!("skipping: PostgreSQL at {} is unreachable ({e})", url());
-                return None;
-            }
-            Err(e) => panic!(
-                "PostgreSQL at {} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)",
-                url()
-            ),
-        };
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("marks")).unwrap();
-        Some(Self {
-            schema,
-            dir,
-            store,
-            workers: Vec::new(),
-        })
+/// The test's pool: its own schema (dropped at the end) and workers.
+impl PgSandbox {
+    fn pool(test: &str) -> Option<Self> {
+        let pool = Self::new("pool", test)?;
+        std::fs::create_dir(pool.dir.path().join("marks")).unwrap();
+        Some(pool)
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("DAGGER_PG_SCHEMA", &self.schema)
-            .env("DAGGER_DB", url());
-        c
+        self.command(env!("CARGO_BIN_EXE_dagger"), args)
     }
 
     fn marks(&self) -> PathBuf {
@@ -77,7 +39,7 @@ impl Pool {
         let log = self
             .dir
             .path()
-            .join(format!("worker{}.log", self.workers.len()));
+            .join(format!("worker{}.log", self.children.len()));
         let mut args = vec!["worker", "--lease", "1", "--concurrency", "2"];
         args.extend_from_slice(extra);
         let child = self
@@ -88,7 +50,7 @@ impl Pool {
             .spawn()
             .unwrap();
         let pid = child.id();
-        self.workers.push(child);
+        self.children.push(child);
         pid
     }
 
@@ -100,22 +62,6 @@ impl Pool {
         let p = self.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        for w in &mut self.workers {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-        let store = self.store.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(store.drop_schema())
-        })
-        .join();
     }
 }
 
@@ -175,7 +121,7 @@ fn read_nanos(path: &Path) -> u128 {
 
 #[test]
 fn a_pool_runs_the_workflow_and_survives_a_sigkilled_worker() {
-    let Some(mut pool) = Pool::new("kill") else {
+    let Some(mut pool) = PgSandbox::pool("kill") else {
         return;
     };
     let marks = pool.marks();
@@ -212,12 +158,12 @@ fn a_pool_runs_the_workflow_and_survives_a_sigkilled_worker() {
     let first = files(&marks, "start.")[0].clone();
     let victim: u32 = first.rsplit('.').next().unwrap().parse().unwrap();
     assert!(workers.contains(&victim), "nodes run in worker processes");
-    let index = pool.workers.iter().position(|w| w.id() == victim).unwrap();
+    let index = pool.children.iter().position(|w| w.id() == victim).unwrap();
     // The worker dies first: were its shells killed first, it could still
     // report their deaths as node failures.
     let shells = children_of(victim);
-    pool.workers[index].kill().unwrap();
-    pool.workers[index].wait().unwrap();
+    pool.children[index].kill().unwrap();
+    pool.children[index].wait().unwrap();
     for child in shells {
         // Each shell leads its own process group.
         let _ = nix::sys::signal::killpg(
@@ -307,7 +253,7 @@ fn a_pool_runs_the_workflow_and_survives_a_sigkilled_worker() {
 
 #[test]
 fn a_frozen_workers_late_completion_is_rejected() {
-    let Some(mut pool) = Pool::new("freeze") else {
+    let Some(mut pool) = PgSandbox::pool("freeze") else {
         return;
     };
     let marks = pool.marks();
@@ -391,7 +337,7 @@ fn a_frozen_workers_late_completion_is_rejected() {
 
 #[test]
 fn workers_run_a_task_job_a_library_manager_submitted() {
-    let Some(mut pool) = Pool::new("tasks") else {
+    let Some(mut pool) = PgSandbox::pool("tasks") else {
         return;
     };
     let echo_only = pool.worker(&["--agents", "echo"]);

@@ -5,67 +5,20 @@
 
 use dagger_storage::{PostgresOptions, PostgresStore};
 use serde_json::Value;
-use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::process::Stdio;
 
-fn url() -> String {
-    std::env::var("DAGGER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
+#[path = "support/pg_sandbox.rs"]
+mod pg_sandbox;
 
-/// The test's own schema, dropped at the end.
-struct Schema {
-    name: String,
-    store: PostgresStore,
-}
-
-impl Schema {
-    fn new() -> Option<Self> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("t_pool_logs_{}_{nanos}", std::process::id());
-        let options = PostgresOptions {
-            schema: Some(name.clone()),
-            ..PostgresOptions::default()
-        };
-        match PostgresStore::connect_blocking(&url(), &options) {
-            Ok(store) => Some(Self { name, store }),
-            Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
-                eprintln!("skipping: PostgreSQL at {} is unreachable ({e})", url());
-                None
-            }
-            Err(e) => panic!("PostgreSQL at {} is unreachable: {e}", url()),
-        }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let store = self.store.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(store.drop_schema())
-        })
-        .join();
-    }
-}
+use pg_sandbox::PgSandbox;
 
 #[test]
 fn a_remote_shell_attempts_stdout_is_in_its_record() {
-    let Some(schema) = Schema::new() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let cmd = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
-        c.args(args)
-            .current_dir(dir.path())
-            .env("DAGGER_PG_SCHEMA", &schema.name)
-            .env("DAGGER_DB", url());
-        c
+    let Some(sandbox) = PgSandbox::new("pool_logs", "stdout") else {
+        return;
     };
-    let wf = dir.path().join("wf.yaml");
+    let cmd = |args: &[&str]| sandbox.command(env!("CARGO_BIN_EXE_dagger"), args);
+    let wf = sandbox.dir.path().join("wf.yaml");
     std::fs::write(
         &wf,
         "name: remote

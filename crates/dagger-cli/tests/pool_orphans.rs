@@ -7,60 +7,19 @@
 
 use dagger_storage::{PostgresOptions, PostgresStore};
 use serde_json::Value;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-fn url() -> String {
-    std::env::var("DAGGER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
+#[path = "support/pg_sandbox.rs"]
+mod pg_sandbox;
+
+use pg_sandbox::PgSandbox;
 
 /// A schema of the test's own (dropped at the end) and a directory.
-struct Sandbox {
-    schema: String,
-    dir: tempfile::TempDir,
-    store: PostgresStore,
-    children: Vec<Child>,
-}
-
-impl Sandbox {
-    /// `None` when the server is unreachable and `DAGGER_TEST_SKIP_SERVERS=1`.
-    fn new(test: &str) -> Option<Self> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let schema = format!("t_orphans_{test}_{}_{nanos}", std::process::id());
-        let options = PostgresOptions {
-            schema: Some(schema.clone()),
-            ..PostgresOptions::default()
-        };
-        let store = match PostgresStore::connect_blocking(&url(), &options) {
-            Ok(s) => s,
-            Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
-                eprintln!("skipping: PostgreSQL at {} is unreachable ({e})", url());
-                return None;
-            }
-            Err(e) => panic!(
-                "PostgreSQL at {} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)",
-                url()
-            ),
-        };
-        Some(Self {
-            schema,
-            dir: tempfile::tempdir().unwrap(),
-            store,
-            children: Vec::new(),
-        })
-    }
-
+impl PgSandbox {
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env_remove("DAGGER_RUN_LEASE")
-            .env("DAGGER_PG_SCHEMA", &self.schema)
-            .env("DAGGER_DB", url());
+        let mut c = self.command(env!("CARGO_BIN_EXE_dagger"), args);
+        c.env_remove("DAGGER_RUN_LEASE");
         c
     }
 
@@ -106,22 +65,6 @@ impl Sandbox {
     }
 }
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let store = self.store.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(store.drop_schema())
-        })
-        .join();
-    }
-}
-
 fn node_status<'a>(v: &'a Value, id: &str) -> &'a str {
     v["nodes"]
         .as_array()
@@ -134,7 +77,7 @@ fn node_status<'a>(v: &'a Value, id: &str) -> &'a str {
 
 #[test]
 fn worker_with_resume_orphans_completes_a_killed_run() {
-    let Some(mut s) = Sandbox::new("worker") else {
+    let Some(mut s) = PgSandbox::new("orphans", "worker") else {
         return;
     };
     let log = s.dir.path().join("executions.log");

@@ -8,78 +8,33 @@ use dagger_core::{Cache, JobStatus};
 use dagger_storage::{PostgresOptions, PostgresStore};
 use dagger_task_core::{StallAction, TaskAgentRegistry, TaskManager, TaskSpec};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-fn url() -> String {
-    std::env::var("DAGGER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
+#[path = "support/pg_sandbox.rs"]
+mod pg_sandbox;
 
-/// A fresh schema, or `None` when the server is unreachable and
-/// `DAGGER_TEST_SKIP_SERVERS=1` (the convention of `pool.rs`).
-fn fresh(test: &str) -> Option<(String, PostgresStore)> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let schema = format!("t_wt_{test}_{}_{nanos}", std::process::id());
-    let options = PostgresOptions {
-        schema: Some(schema.clone()),
-        ..PostgresOptions::default()
-    };
-    match PostgresStore::connect_blocking(&url(), &options) {
-        Ok(s) => Some((schema, s)),
-        Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
-            eprintln!("skipping: PostgreSQL at {} is unreachable ({e})", url());
-            None
-        }
-        Err(e) => panic!(
-            "PostgreSQL at {} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)",
-            url()
-        ),
-    }
-}
-
-struct Cleanup {
-    worker: Child,
-    store: PostgresStore,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = self.worker.kill();
-        let _ = self.worker.wait();
-        let store = self.store.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(store.drop_schema())
-        })
-        .join();
-    }
-}
+use pg_sandbox::PgSandbox;
 
 #[test]
 fn worker_concurrency_bounds_tasks_across_jobs() {
-    let Some((schema, store)) = fresh("conc") else {
+    let Some(mut sandbox) = PgSandbox::new("wt", "conc") else {
         return;
     };
-    let worker = Command::new(env!("CARGO_BIN_EXE_dagger"))
-        .args(["worker", "--concurrency", "2", "--agents", "shell"])
-        .env("DAGGER_PG_SCHEMA", &schema)
-        .env("DAGGER_DB", url())
+    let log = std::env::temp_dir().join(format!("{}.log", sandbox.schema));
+    let worker = sandbox
+        .command(
+            env!("CARGO_BIN_EXE_dagger"),
+            &["worker", "--concurrency", "2", "--agents", "shell"],
+        )
         .env("DAGGER_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(std::env::temp_dir().join(format!("{schema}.log"))).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    let cleanup = Cleanup {
-        worker,
-        store: store.clone(),
-    };
-    let tasks: Arc<dyn TaskStore> = Arc::new(store);
+    sandbox.children.push(worker);
+    let tasks: Arc<dyn TaskStore> = Arc::new(sandbox.store.clone());
     let manager = TaskManager::new(
         Duration::from_secs(60),
         StallAction::TerminateJob,
@@ -149,5 +104,5 @@ fn worker_concurrency_bounds_tasks_across_jobs() {
         "{most} tasks ran at once on a worker with --concurrency 2"
     );
     assert_eq!(most, 2, "two tasks do run at once");
-    drop(cleanup);
+    drop(sandbox);
 }

@@ -1,17 +1,91 @@
 //! Pub/Sub over NATS JetStream from the command line (feature `nats`):
 //! `dagger worker --nats URL` hosts the binary's `#[pubsub_agent]`s, and
 //! `dagger publish CHANNEL JSON --nats URL` sends one message to them.
+//! Without the feature, `worker` sees the same [`WorkerPubSubArgs`] (with
+//! no options) and an [`HostedAgents`] that cannot exist, so it needs no
+//! `cfg` of its own.
 
 use crate::App;
 use crate::error::CliError;
+#[cfg(feature = "nats")]
 use dagger_nats::{Attachment, NatsBridge, NatsConfig};
+#[cfg(feature = "nats")]
 use dagger_pubsub::{PubSubAgent, PubSubExecutor};
+#[cfg(feature = "nats")]
 use serde_json::Value;
+#[cfg(feature = "nats")]
 use std::process::ExitCode;
+#[cfg(feature = "nats")]
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// The pub/sub options of `dagger worker`: `--nats`, `--nats-stream` and
+/// `--channels` with the `nats` feature, none without.
+#[derive(clap::Args, Debug)]
+pub(crate) struct WorkerPubSubArgs {
+    #[cfg(feature = "nats")]
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// With --nats: the channel patterns carried over NATS (comma-separated;
+    /// `*` one segment, `>` the rest).
+    #[cfg(feature = "nats")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PATTERNS",
+        default_value = ">"
+    )]
+    channels: Vec<String>,
+}
+
+impl WorkerPubSubArgs {
+    /// With `--nats`, hosts the pub/sub agents of `app` that `--agents`
+    /// (`names`) selects; `None` without `--nats` (always, without the
+    /// feature).
+    #[cfg(feature = "nats")]
+    pub(crate) async fn host(
+        &self,
+        app: &App,
+        names: &[String],
+    ) -> Result<Option<HostedAgents>, CliError> {
+        let Some(url) = &self.nats.nats else {
+            return Ok(None);
+        };
+        let agents = selected_agents(app, names);
+        if agents.is_empty() {
+            return Err(CliError::Usage(format!(
+                "--nats: this binary has no pub/sub agent{} to host (`actions` lists them)",
+                if names.is_empty() {
+                    ""
+                } else {
+                    " among --agents"
+                }
+            )));
+        }
+        let hosted = host(&self.nats, url, agents, &self.channels).await?;
+        errln!(
+            "hosting pub/sub agents {} on {url} (stream `{}`, channels {})",
+            hosted.names.join(", "),
+            self.nats.nats_stream,
+            self.channels.join(",")
+        );
+        Ok(Some(hosted))
+    }
+
+    /// Without the `nats` feature no pub/sub agent is hosted.
+    #[cfg(not(feature = "nats"))]
+    #[allow(clippy::unused_async)] // the same signature as with the feature
+    pub(crate) async fn host(
+        &self,
+        _app: &App,
+        _names: &[String],
+    ) -> Result<Option<HostedAgents>, CliError> {
+        Ok(None)
+    }
+}
+
 /// Where the NATS server and stream are.
+#[cfg(feature = "nats")]
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct NatsArgs {
     /// NATS server with JetStream, e.g. `nats://127.0.0.1:4222`. With it,
@@ -28,6 +102,7 @@ pub(crate) struct NatsArgs {
     pub(crate) nats_stream: String,
 }
 
+#[cfg(feature = "nats")]
 impl NatsArgs {
     /// Connects to the server and opens (or creates) the stream.
     async fn connect(&self, url: &str) -> Result<NatsBridge, CliError> {
@@ -39,7 +114,8 @@ impl NatsArgs {
 
 /// The pub/sub agents of `app` that `--agents` selects (all when empty);
 /// an unknown name is left for the caller to report.
-pub(crate) fn selected_agents(app: &App, names: &[String]) -> Vec<Arc<dyn PubSubAgent>> {
+#[cfg(feature = "nats")]
+fn selected_agents(app: &App, names: &[String]) -> Vec<Arc<dyn PubSubAgent>> {
     app.pubsub_agents()
         .iter()
         .filter(|a| names.is_empty() || names.iter().any(|n| n == a.name()))
@@ -48,20 +124,30 @@ pub(crate) fn selected_agents(app: &App, names: &[String]) -> Vec<Arc<dyn PubSub
 }
 
 /// Pub/sub agents running in this process, fed from NATS.
+#[cfg(feature = "nats")]
 pub(crate) struct HostedAgents {
     executor: Arc<PubSubExecutor>,
     attachment: Attachment,
+    /// The hosted agents' names.
+    names: Vec<String>,
 }
+
+/// Without the `nats` feature no agent is hosted: this stand-in has no
+/// value, so code holding an `Option<HostedAgents>` only ever sees `None`.
+#[cfg(not(feature = "nats"))]
+pub(crate) enum HostedAgents {}
 
 /// Registers `agents` with a new executor whose channels matching
 /// `channels` travel over NATS, and starts it: each agent gets a durable
 /// consumer per subscription, shared with its replicas in other workers.
-pub(crate) async fn host(
+#[cfg(feature = "nats")]
+async fn host(
     nats: &NatsArgs,
     url: &str,
     agents: Vec<Arc<dyn PubSubAgent>>,
     channels: &[String],
 ) -> Result<HostedAgents, CliError> {
+    let names = agents.iter().map(|a| a.name().to_string()).collect();
     let executor = Arc::new(
         PubSubExecutor::builder()
             .build()
@@ -82,10 +168,17 @@ pub(crate) async fn host(
     Ok(HostedAgents {
         executor,
         attachment,
+        names,
     })
 }
 
+#[cfg(feature = "nats")]
 impl HostedAgents {
+    /// The hosted agents' names.
+    pub(crate) fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// Serves until `stop`, then stops taking messages from NATS and lets
     /// the agents finish what they hold (unacknowledged messages are
     /// redelivered to a replica).
@@ -106,7 +199,22 @@ impl HostedAgents {
     }
 }
 
+#[cfg(not(feature = "nats"))]
+impl HostedAgents {
+    /// No agents, no names (never called: there is no value).
+    pub(crate) fn names(&self) -> &[String] {
+        match *self {}
+    }
+
+    /// Nothing to serve (never called: there is no value).
+    #[allow(clippy::unused_async)] // the same signature as with the feature
+    pub(crate) async fn serve(self, _stop: CancellationToken) -> Result<(), CliError> {
+        match self {}
+    }
+}
+
 /// Arguments of `dagger publish`.
+#[cfg(feature = "nats")]
 #[derive(clap::Args, Debug)]
 pub(crate) struct PublishArgs {
     /// The channel, e.g. `orders.created`.
@@ -118,6 +226,7 @@ pub(crate) struct PublishArgs {
 }
 
 /// Publishes one message over NATS and prints its id.
+#[cfg(feature = "nats")]
 pub(crate) async fn publish(args: PublishArgs) -> Result<ExitCode, CliError> {
     let Some(url) = args.nats.nats.clone() else {
         return Err(CliError::Usage(

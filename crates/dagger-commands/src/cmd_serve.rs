@@ -1,8 +1,9 @@
 //! `dagger serve`: the web interface over the store.
 
 use crate::App;
+use crate::DbArg;
 use crate::error::CliError;
-use crate::{DbArg, open_store};
+use crate::store::AnyStore;
 use dagger_serve::{ServeOptions, Server, WorkflowCatalog};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,7 +51,25 @@ pub(crate) async fn serve(args: ServeArgs, app: &App) -> Result<ExitCode, CliErr
         dagger_serve::load_workflow_dir(&args.workflows)
             .map_err(|e| CliError::Usage(e.to_string()))?
     };
-    let store = open_store(&args.db.db).await?;
+    // A database on read-only media is served read-only: its pages and read
+    // API work, changes answer 503 naming the database.
+    // A database that does not exist yet is created: serve starts runs.
+    let store = match AnyStore::open_for_reading(&args.db.db).await? {
+        Some(store) => store,
+        None => crate::open_store(&args.db.db).await?,
+    };
+    if store.is_read_only() {
+        if resume_orphans.is_some() {
+            return Err(CliError::Usage(format!(
+                "--resume-orphans needs to write, and database `{}` is read-only",
+                store.location()
+            )));
+        }
+        errln!(
+            "database `{}` is read-only: serving its pages; changes (start, resume, cancel, approve, reject) are refused",
+            store.location()
+        );
+    }
     let listener = dagger_serve::bind(args.addr, token.as_deref())
         .await
         .map_err(|e| CliError::Other(e.to_string()))?;

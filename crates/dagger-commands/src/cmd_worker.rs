@@ -46,19 +46,8 @@ pub(crate) struct WorkerArgs {
     resume_orphans: Option<f64>,
     #[command(flatten)]
     run_lease: crate::cmd_run::RunLeaseArg,
-    #[cfg(feature = "nats")]
     #[command(flatten)]
-    nats: crate::cmd_pubsub::NatsArgs,
-    /// With --nats: the channel patterns carried over NATS (comma-separated;
-    /// `*` one segment, `>` the rest).
-    #[cfg(feature = "nats")]
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "PATTERNS",
-        default_value = ">"
-    )]
-    channels: Vec<String>,
+    pubsub: crate::cmd_pubsub::WorkerPubSubArgs,
 }
 
 /// The interval of `--resume-orphans SECS`.
@@ -96,37 +85,10 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
     let actions = ActionRegistry::new();
     let agents = TaskAgentRegistry::new();
     let app_data = app.app_data();
-    #[cfg(feature = "nats")]
-    let hosted_pubsub = match &args.nats.nats {
-        Some(url) => {
-            let agents = crate::cmd_pubsub::selected_agents(app, &args.agents);
-            if agents.is_empty() {
-                return Err(CliError::Usage(format!(
-                    "--nats: this binary has no pub/sub agent{} to host (`actions` lists them)",
-                    if args.agents.is_empty() {
-                        ""
-                    } else {
-                        " among --agents"
-                    }
-                )));
-            }
-            let names: Vec<String> = agents.iter().map(|a| a.name().to_string()).collect();
-            let hosted = crate::cmd_pubsub::host(&args.nats, url, agents, &args.channels).await?;
-            errln!(
-                "hosting pub/sub agents {} on {url} (stream `{}`, channels {})",
-                names.join(", "),
-                args.nats.nats_stream,
-                args.channels.join(",")
-            );
-            Some((hosted, names))
-        }
-        None => None,
-    };
-    #[cfg(not(feature = "nats"))]
-    let hosted_pubsub: Option<((), Vec<String>)> = None;
+    let hosted_pubsub = args.pubsub.host(app, &args.agents).await?;
     let pubsub_names = hosted_pubsub
         .as_ref()
-        .map(|(_, names)| names.clone())
+        .map(|h| h.names().to_vec())
         .unwrap_or_default();
     for name in &names {
         let action = all.get(name);
@@ -157,8 +119,7 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
     let Some(queue) = store.node_queue() else {
         // Without a shared database only pub/sub agents can be served.
         return match hosted_pubsub {
-            #[cfg(feature = "nats")]
-            Some((hosted, _)) => {
+            Some(hosted) => {
                 let stopped_by = tokio::spawn(stop_on_signal(stop.clone()));
                 hosted.serve(stop).await?;
                 errln!("worker stopped");
@@ -167,7 +128,7 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
                     Err(_) => ExitCode::SUCCESS,
                 })
             }
-            _ => Err(CliError::Usage(format!(
+            None => Err(CliError::Usage(format!(
                 "dagger worker needs a shared database: --db postgres://user@host/db{}",
                 if cfg!(feature = "nats") {
                     " (or --nats URL to host only pub/sub agents)"
@@ -208,8 +169,7 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
         args.concurrency
     );
     let stopped_by = tokio::spawn(stop_on_signal(stop.clone()));
-    #[cfg(feature = "nats")]
-    let pubsub = hosted_pubsub.map(|(hosted, _)| tokio::spawn(hosted.serve(stop.clone())));
+    let pubsub = hosted_pubsub.map(|hosted| tokio::spawn(hosted.serve(stop.clone())));
     let tasks = {
         let stop = stop.clone();
         tokio::spawn(async move { manager.serve(stop).await })
@@ -236,7 +196,6 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
     let tasks = tasks
         .await
         .map_err(|e| CliError::Other(format!("task worker failed: {e}")))?;
-    #[cfg(feature = "nats")]
     if let Some(pubsub) = pubsub {
         pubsub
             .await

@@ -51,7 +51,6 @@ mod cmd_control;
 mod cmd_inspect;
 mod cmd_list;
 mod cmd_logs;
-#[cfg(feature = "nats")]
 mod cmd_pubsub;
 mod cmd_rerun;
 mod cmd_run;

@@ -110,7 +110,7 @@ impl AnyStore {
     /// An existing file is opened as [`crate::open_store`] does, or, when
     /// SQLite says the database is read-only (read-only media, a
     /// write-protected file or directory), read-only, so that `runs list`,
-    /// `runs show` and `dot --run` still work there.
+    /// `runs show`, `dot --run` and `serve` still work there.
     pub(crate) async fn open_for_reading(db: &str) -> Result<Option<Self>, CliError> {
         if missing_file(db).is_some() {
             return Ok(None);
@@ -147,6 +147,15 @@ impl AnyStore {
             return Err(no_such_run(db, run_id));
         }
         crate::open_store(db).await
+    }
+
+    /// Whether the store was opened read-only (by [`Self::open_for_reading`]).
+    pub(crate) fn is_read_only(&self) -> bool {
+        match self {
+            Self::Sqlite(s) => s.is_read_only(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => false,
+        }
     }
 
     /// The run stores.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use dagger_coord::{Coordinator, NodeWorker};
+use dagger_coord::{Coordinator, DagExecutionReport, NodeWorker, RunCancel};
 use dagger_core::store::{
     AttemptOutcome, AttemptQuery, AttemptRecord, MemoryNodeQueue, MemoryStore, NodeQueue,
 };
@@ -45,6 +45,47 @@ fn config() -> DagConfig {
         retry_strategy: RetryStrategy::Immediate,
         ..DagConfig::default()
     }
+}
+
+/// Stores that record runs (in memory).
+fn recording() -> Stores {
+    Stores::from(Arc::new(MemoryStore::new()))
+}
+
+/// Runs workflow `w` made of `nodes` with `registry` on `stores` as run
+/// `run_id`, by `coordinator`, until it ends or `cancel` fires.
+async fn run_w(
+    coordinator: Coordinator,
+    registry: ActionRegistry,
+    nodes: Vec<dagger_dag_flow::NodeDef>,
+    stores: &Stores,
+    run_id: &str,
+    cancel: impl Into<RunCancel>,
+) -> DagExecutionReport {
+    let mut ex = executor(config(), registry, workflow("w", nodes), stores.clone());
+    coordinator
+        .run_parallel(&mut ex, &Cache::new(), "w", run_id, cancel)
+        .await
+        .unwrap()
+}
+
+/// [`run_w`] by a plain coordinator, never cancelled.
+async fn run_local(
+    registry: ActionRegistry,
+    nodes: Vec<dagger_dag_flow::NodeDef>,
+    stores: &Stores,
+    run_id: &str,
+) -> DagExecutionReport {
+    let coordinator = Coordinator::new(vec![], 8, 8);
+    run_w(
+        coordinator,
+        registry,
+        nodes,
+        stores,
+        run_id,
+        CancellationToken::new(),
+    )
+    .await
 }
 
 async fn attempts(stores: &Stores, run: &str, node: &str) -> Vec<AttemptRecord> {
@@ -90,18 +131,14 @@ fn assert_chatty_attempts(a: &[AttemptRecord]) {
 #[tokio::test]
 async fn retries_record_one_attempt_each_with_its_error_output_and_log_lines() {
     let probe = Arc::new(Probe::default());
-    let stores = Stores::from(Arc::new(MemoryStore::new()));
-    let mut ex = executor(
-        config(),
+    let stores = recording();
+    let r = run_local(
         registry_with_chatty(&probe),
-        workflow("w", vec![chatty_node()]),
-        stores.clone(),
-    );
-    let (_keep, rx) = tokio::sync::oneshot::channel();
-    let r = Coordinator::new(vec![], 8, 8)
-        .run_parallel(&mut ex, &Cache::new(), "w", "run-a", rx)
-        .await
-        .unwrap();
+        vec![chatty_node()],
+        &stores,
+        "run-a",
+    )
+    .await;
     assert_eq!(r.status, RunStatus::Completed);
     let a = attempts(&stores, "run-a", "c").await;
     assert_chatty_attempts(&a);
@@ -116,23 +153,13 @@ async fn retries_record_one_attempt_each_with_its_error_output_and_log_lines() {
 #[tokio::test]
 async fn panics_and_timeouts_are_recorded_as_such() {
     let probe = Arc::new(Probe::default());
-    let stores = Stores::from(Arc::new(MemoryStore::new()));
+    let stores = recording();
     let mut p = node("p", &[], json!({"panic_times": 1}));
     p.try_count = Some(2);
     let mut t = node("t", &[], json!({"ms": 10_000}));
     t.timeout = Some(0.05);
     t.try_count = Some(1);
-    let mut ex = executor(
-        config(),
-        registry(&probe),
-        workflow("w", vec![p, t]),
-        stores.clone(),
-    );
-    let (_keep, rx) = tokio::sync::oneshot::channel();
-    let r = Coordinator::new(vec![], 8, 8)
-        .run_parallel(&mut ex, &Cache::new(), "w", "run-p", rx)
-        .await
-        .unwrap();
+    let r = run_local(registry(&probe), vec![p, t], &stores, "run-p").await;
     assert_eq!(r.status, RunStatus::Failed, "t timed out");
     let p = attempts(&stores, "run-p", "p").await;
     assert_eq!(p.len(), 2);
@@ -155,13 +182,7 @@ async fn panics_and_timeouts_are_recorded_as_such() {
 #[tokio::test]
 async fn a_cancelled_run_records_the_running_attempt_as_cancelled() {
     let probe = Arc::new(Probe::default());
-    let stores = Stores::from(Arc::new(MemoryStore::new()));
-    let mut ex = executor(
-        config(),
-        registry(&probe),
-        workflow("w", vec![node("slow", &[], json!({"ms": 10_000}))]),
-        stores.clone(),
-    );
+    let stores = recording();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let probe2 = probe.clone();
     tokio::spawn(async move {
@@ -171,10 +192,17 @@ async fn a_cancelled_run_records_the_running_attempt_as_cancelled() {
         }
         let _ = tx.send(());
     });
-    let r = Coordinator::new(vec![], 8, 8)
-        .run_parallel(&mut ex, &Cache::new(), "w", "run-c", rx)
-        .await
-        .unwrap();
+    let slow = node("slow", &[], json!({"ms": 10_000}));
+    let coordinator = Coordinator::new(vec![], 8, 8);
+    let r = run_w(
+        coordinator,
+        registry(&probe),
+        vec![slow],
+        &stores,
+        "run-c",
+        rx,
+    )
+    .await;
     assert_eq!(r.status, RunStatus::Cancelled);
     let a = attempts(&stores, "run-c", "slow").await;
     assert_eq!(a.len(), 1, "{a:#?}");
@@ -191,21 +219,18 @@ async fn a_remote_attempts_log_lines_travel_with_its_completion() {
     let token = stop.clone();
     let worker = tokio::spawn(async move { worker.run(token).await.unwrap() });
 
-    let stores = Stores::from(Arc::new(MemoryStore::new()));
+    let stores = recording();
     let coord_probe = Arc::new(Probe::default());
-    let mut ex = executor(
-        config(),
-        registry_with_chatty(&coord_probe),
-        workflow("w", vec![chatty_node()]),
-        stores.clone(),
-    );
     let q: Arc<dyn NodeQueue> = Arc::new(queue.clone());
-    let (_keep, rx) = tokio::sync::oneshot::channel();
-    let r = Coordinator::new(vec![], 8, 8)
-        .with_node_queue(q)
-        .run_parallel(&mut ex, &Cache::new(), "w", "run-r", rx)
-        .await
-        .unwrap();
+    let r = run_w(
+        Coordinator::new(vec![], 8, 8).with_node_queue(q),
+        registry_with_chatty(&coord_probe),
+        vec![chatty_node()],
+        &stores,
+        "run-r",
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(r.status, RunStatus::Completed);
     assert_chatty_attempts(&attempts(&stores, "run-r", "c").await);
     stop.cancel();
@@ -216,17 +241,13 @@ async fn a_remote_attempts_log_lines_travel_with_its_completion() {
 async fn a_run_in_memory_records_no_attempt_and_logging_is_harmless() {
     let probe = Arc::new(Probe::default());
     let stores = Stores::memory();
-    let mut ex = executor(
-        config(),
+    let r = run_local(
         registry_with_chatty(&probe),
-        workflow("w", vec![chatty_node()]),
-        stores.clone(),
-    );
-    let (_keep, rx) = tokio::sync::oneshot::channel();
-    let r = Coordinator::new(vec![], 8, 8)
-        .run_parallel(&mut ex, &Cache::new(), "w", "run-m", rx)
-        .await
-        .unwrap();
+        vec![chatty_node()],
+        &stores,
+        "run-m",
+    )
+    .await;
     assert_eq!(r.status, RunStatus::Completed);
     assert!(attempts(&stores, "run-m", "c").await.is_empty());
 }
@@ -234,18 +255,9 @@ async fn a_run_in_memory_records_no_attempt_and_logging_is_harmless() {
 #[tokio::test]
 async fn a_silent_success_is_the_node_record_and_still_listed_as_an_attempt() {
     let probe = Arc::new(Probe::default());
-    let stores = Stores::from(Arc::new(MemoryStore::new()));
-    let mut ex = executor(
-        config(),
-        registry(&probe),
-        workflow("w", vec![node("quiet", &[], json!({}))]),
-        stores.clone(),
-    );
-    let (_keep, rx) = tokio::sync::oneshot::channel();
-    let r = Coordinator::new(vec![], 8, 8)
-        .run_parallel(&mut ex, &Cache::new(), "w", "run-q", rx)
-        .await
-        .unwrap();
+    let stores = recording();
+    let quiet = node("quiet", &[], json!({}));
+    let r = run_local(registry(&probe), vec![quiet], &stores, "run-q").await;
     assert_eq!(r.status, RunStatus::Completed);
     let raw = stores
         .runs

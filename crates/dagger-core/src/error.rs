@@ -182,10 +182,16 @@ pub enum StoreError {
         location: String,
     },
     /// The disk (or the database's page budget) is full.
-    #[error("database `{location}` is full: no space left to write")]
+    #[error(
+        "database `{location}` is full: no space left to write{}",
+        .file.as_ref().map(|f| format!(" `{f}`")).unwrap_or_default()
+    )]
     DiskFull {
         /// The location.
         location: String,
+        /// The file beside the database that could not be written (an
+        /// artifact file), when it was not the database itself.
+        file: Option<String>,
     },
     /// The database was written by a newer version of Dagger.
     #[error(

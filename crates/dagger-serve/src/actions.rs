@@ -91,7 +91,7 @@ pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), Re
             crate::data::format_time(owner.lease_expires_at)
         )));
     }
-    let Some((cancel_rx, guard)) = state.resumes.start(run_id) else {
+    let Some((cancel, guard)) = state.resumes.start(run_id) else {
         return Err(RequestError::Conflict(format!(
             "run `{run_id}` is already being resumed by this server"
         )));
@@ -113,7 +113,7 @@ pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), Re
                 coordinator = coordinator.with_run_lease(lease);
             }
             coordinator
-                .resume(&mut executor, &cache, &run_id, cancel_rx)
+                .resume(&mut executor, &cache, &run_id, cancel)
                 .await
         }
         .await;

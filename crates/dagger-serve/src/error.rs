@@ -127,6 +127,10 @@ impl RequestError {
                 | CoordError::NotWaiting { .. }
                 | CoordError::AlreadyDecided { .. },
             ) => StatusCode::CONFLICT,
+            // A store on read-only media serves its pages; changes cannot be
+            // made through this server at all.
+            Self::Coord(CoordError::Store(StoreError::ReadOnly { .. }))
+            | Self::Store(StoreError::ReadOnly { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Coord(_) | Self::Store(_) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

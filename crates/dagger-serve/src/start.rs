@@ -13,13 +13,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use dagger_coord::Coordinator;
-use dagger_core::{Cache, RunId};
+use dagger_coord::{CoordError, Coordinator, RunRequest};
+use dagger_core::RunId;
 use dagger_dag_flow::{DagExecutor, JsonType, WorkflowDef, apply_run_inputs};
 use maud::{Markup, html};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 type Shared = State<Arc<AppState>>;
 
@@ -172,51 +171,40 @@ pub(crate) async fn start_run(
         .insert_workflow(def, format!("workflow `{name}`"))
         .map_err(|e| RequestError::BadRequest(e.to_string()))?;
     let run_id = RunId::generate().to_string();
-    let Some((cancel_rx, guard)) = state.resumes.start(&run_id) else {
+    let Some((cancel, guard)) = state.resumes.start(&run_id) else {
         return Err(RequestError::Conflict(format!(
             "run `{run_id}` is already executing here"
         )));
     };
-    let cache = Cache::new();
-    for (k, v) in inputs {
-        cache.insert("inputs", &k, v);
+    let mut coordinator = Coordinator::new(Vec::new(), 64, 64);
+    if let Some(lease) = state.run_lease {
+        coordinator = coordinator.with_run_lease(lease);
     }
-    let task = {
-        let state = state.clone();
-        let run_id = run_id.clone();
-        let name = name.to_string();
-        tokio::spawn(async move {
-            let _guard = guard;
-            let mut coordinator = Coordinator::new(Vec::new(), 64, 64);
-            if let Some(lease) = state.run_lease {
-                coordinator = coordinator.with_run_lease(lease);
+    let request = RunRequest::new(name)
+        .id(run_id.as_str())
+        .inputs(Value::Object(inputs))
+        .cancel_token(cancel);
+    // `start` returns once the run record is written (or refused), so the
+    // page can redirect to a run that exists.
+    let handle = coordinator
+        .start(&executor, request)
+        .await
+        .map_err(|e| match e {
+            CoordError::Store(_) => RequestError::Coord(e),
+            other => RequestError::BadRequest(other.to_string()),
+        })?;
+    let state = state.clone();
+    let id = run_id.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        match handle.await {
+            Ok(report) => tracing::info!(run_id = id, status = %report.status, "started run ended"),
+            Err(e) => {
+                tracing::warn!(run_id = id, error = %e, "started run failed");
+                state.set_resume_error(&id, Some(e.to_string()));
             }
-            match coordinator
-                .run_parallel(&mut executor, &cache, &name, &run_id, cancel_rx)
-                .await
-            {
-                Ok(report) => tracing::info!(run_id, status = %report.status, "started run ended"),
-                Err(e) => {
-                    tracing::warn!(run_id, error = %e, "started run failed");
-                    state.set_resume_error(&run_id, Some(e.to_string()));
-                }
-            }
-        })
-    };
-    // The page redirects to the run: wait (bounded) until it is recorded.
-    let id = RunId::from(run_id.as_str());
-    for _ in 0..250 {
-        if state.stores.runs.get_run(&id).await?.is_some() {
-            return Ok(run_id);
         }
-        if task.is_finished() {
-            let why = state
-                .resume_error(&run_id)
-                .unwrap_or_else(|| "the run ended before it was recorded".into());
-            return Err(RequestError::BadRequest(why));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    });
     Ok(run_id)
 }
 

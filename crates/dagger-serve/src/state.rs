@@ -1,12 +1,13 @@
 //! What every handler shares: the stores, the loaded workflows, the tokens
 //! and the runs this process is resuming.
 
+use dagger_coord::CancellationToken;
 use dagger_core::Stores;
 use dagger_dag_flow::{ActionRegistry, WorkflowDef};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 /// Workflow definitions read from a directory, with the files that failed.
 #[derive(Debug, Clone, Default)]
@@ -74,40 +75,38 @@ impl AppState {
     }
 }
 
-/// The runs this process resumes, each with the sender that cancels it
-/// (taken once the cancel is sent).
+/// The runs this process executes (resumed or started here), each with the
+/// token that cancels it.
 #[derive(Default)]
 pub(crate) struct Resumes {
-    running: Mutex<HashMap<String, Option<oneshot::Sender<()>>>>,
+    running: Mutex<HashMap<String, CancellationToken>>,
     ended: Notify,
 }
 
 impl Resumes {
-    /// Registers a resume of `run_id`: the receiver cancels it, the guard
+    /// Registers a resume of `run_id`: the token cancels it, the guard
     /// unregisters it when dropped. `None` if `run_id` is already resumed here.
     pub(crate) fn start(
         self: &Arc<Self>,
         run_id: &str,
-    ) -> Option<(oneshot::Receiver<()>, ResumeGuard)> {
+    ) -> Option<(CancellationToken, ResumeGuard)> {
         let mut map = lock(&self.running);
         if map.contains_key(run_id) {
             return None;
         }
-        let (tx, rx) = oneshot::channel();
-        map.insert(run_id.to_string(), Some(tx));
+        let token = CancellationToken::new();
+        map.insert(run_id.to_string(), token.clone());
         let guard = ResumeGuard {
             resumes: self.clone(),
             run_id: run_id.to_string(),
         };
-        Some((rx, guard))
+        Some((token, guard))
     }
 
     /// Cancels every resume and waits until all have ended.
     pub(crate) async fn stop_all(&self) {
-        for tx in lock(&self.running).values_mut() {
-            if let Some(tx) = tx.take() {
-                let _ = tx.send(());
-            }
+        for token in lock(&self.running).values() {
+            token.cancel();
         }
         loop {
             let ended = self.ended.notified();

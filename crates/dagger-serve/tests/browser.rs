@@ -16,7 +16,6 @@ use dagger_coord::Coordinator;
 use dagger_core::{Cache, RunId, RunStatus};
 use dagger_dag_flow::{DagExecutor, load_yaml_str};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WORKFLOW: &str = r#"
@@ -41,46 +40,9 @@ nodes:
     action: echo
 "#;
 
-fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
-    if let Ok(p) = std::env::var(env) {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills chromedriver when the test ends, whatever happens.
-struct Driver(std::process::Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_in_the_browser_and_watch_the_run_complete() {
-    let Some(chromium) = find_binary("CHROMIUM", &["chromium", "chromium-browser"]) else {
-        println!(
-            "skipping the browser test: `chromium` not found (apt-get install -y chromium chromium-driver)"
-        );
-        return;
-    };
-    let Some(chromedriver) = find_binary("CHROMEDRIVER", &["chromedriver"]) else {
-        println!(
-            "skipping the browser test: `chromedriver` not found (apt-get install -y chromium chromium-driver)"
-        );
+    let Some(browser) = webdriver::headless().await else {
         return;
     };
 
@@ -129,38 +91,7 @@ async fn approve_in_the_browser_and_watch_the_run_complete() {
         let _ = stopped.await;
     }));
 
-    // chromedriver and a headless Chromium with a fresh profile.
-    let port = free_port();
-    let _driver = Driver(
-        Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    webdriver::wait_ready(port, Duration::from_secs(20))
-        .await
-        .unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let args: Vec<String> = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("--user-data-dir={}", profile.path().display())])
-    .collect();
-    let s = webdriver::Session::start(port, chromium.to_str().unwrap(), &args)
-        .await
-        .unwrap();
+    let s = &browser.session;
     let wait = Duration::from_secs(20);
 
     // The runs list shows the run; open it.
@@ -245,7 +176,7 @@ async fn approve_in_the_browser_and_watch_the_run_complete() {
     let shot = target.join("serve-e2e.png");
     std::fs::write(&shot, png).unwrap();
     println!("screenshot: {}", shot.display());
-    s.quit().await.unwrap();
+    browser.session.quit().await.unwrap();
 
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.status, RunStatus::Completed);

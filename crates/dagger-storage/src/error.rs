@@ -38,11 +38,17 @@ pub(crate) fn map_sqlite(err: rusqlite::Error, location: &str) -> StoreError {
             waited_ms: BUSY_TIMEOUT_MS,
         },
         ErrorCode::ReadOnly => StoreError::ReadOnly { location },
-        ErrorCode::DiskFull => StoreError::DiskFull { location },
+        ErrorCode::DiskFull => StoreError::DiskFull {
+            location,
+            file: None,
+        },
         ErrorCode::SystemIoFailure
             if is_write_io_error(code.extended_code) && no_space_left(&location) =>
         {
-            StoreError::DiskFull { location }
+            StoreError::DiskFull {
+                location,
+                file: None,
+            }
         }
         ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::PermissionDenied => {
             StoreError::Open {

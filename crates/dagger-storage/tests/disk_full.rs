@@ -7,7 +7,7 @@
 mod common;
 
 use common::conformance::run;
-use dagger_core::store::{ArtifactStore, Durability, RunStore};
+use dagger_core::store::{ArtifactId, ArtifactStore, Durability, RunStore};
 use dagger_core::{RunId, RunStatus, StoreError};
 use dagger_storage::{SqliteOptions, SqliteStore};
 use std::io::Write;
@@ -82,6 +82,17 @@ macro_rules! tiny_fs_or_skip {
     };
 }
 
+/// A store at `path` that commits every write before answering.
+async fn open_sync(path: &Path) -> SqliteStore {
+    let options = SqliteOptions {
+        durability: Durability::Sync,
+        ..SqliteOptions::default()
+    };
+    SqliteStore::open_with(&location(path), options)
+        .await
+        .unwrap()
+}
+
 fn assert_full(err: &StoreError, path: &Path) {
     assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");
     assert_eq!(
@@ -126,13 +137,7 @@ async fn opening_with_no_room_for_the_wal_index_is_disk_full() {
 async fn writing_until_the_disk_is_full_is_disk_full_and_keeps_the_database_sound() {
     let fs = tiny_fs_or_skip!(2048);
     let path = fs.path("runs.db");
-    let options = SqliteOptions {
-        durability: Durability::Sync,
-        ..SqliteOptions::default()
-    };
-    let store = SqliteStore::open_with(&location(&path), options)
-        .await
-        .unwrap();
+    let store = open_sync(&path).await;
     store
         .create_run(run("kept", "wf", RunStatus::Running, 1))
         .await
@@ -157,4 +162,42 @@ async fn writing_until_the_disk_is_full_is_disk_full_and_keeps_the_database_soun
         .await
         .unwrap();
     store.integrity_check().await.unwrap();
+}
+
+/// Artifacts of 32 KiB and more are files beside the database: a full disk
+/// while writing one is `DiskFull` naming the database and the file, and
+/// leaves neither the file nor its temporary copy behind.
+#[tokio::test]
+async fn an_artifact_file_that_does_not_fit_is_disk_full_naming_the_file() {
+    let fs = tiny_fs_or_skip!(2048);
+    let path = fs.path("runs.db");
+    let store = open_sync(&path).await;
+    fs.fill_leaving(64 * 1024);
+    let blob: Vec<u8> = (0..256 * 1024u32).map(|j| (j % 251) as u8).collect();
+    let file = store.artifact_path(&ArtifactId::of(&blob));
+
+    let err = store.put_artifact(blob.clone()).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::DiskFull { file: Some(f), .. } if *f == file.display().to_string()),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "database `{}` is full: no space left to write `{}`",
+            location(&path),
+            file.display()
+        )
+    );
+    assert!(!file.exists(), "a partial file under the final name");
+    let shard = file.parent().unwrap();
+    let left: Vec<_> = std::fs::read_dir(shard)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+
+    // Once there is room, the same artifact is written and reads back.
+    fs.free();
+    let id = store.put_artifact(blob.clone()).await.unwrap();
+    assert_eq!(store.get_artifact(&id).await.unwrap(), blob);
 }

@@ -9,18 +9,19 @@ mod common;
 
 // `open(schema)`: a store on `schema`, `None` when servers may be skipped.
 use common::postgres::{drop_schema_blocking, open_blocking as open, unique_schema, url};
-use dagger_core::store::{TaskStore, transact};
+use dagger_core::store::{BreakerRecord, BreakerState, TaskStore, transact};
 use dagger_core::{BoxError, Cache, JobId, JobStatus, TaskStatus};
 use dagger_storage::PostgresStore;
 use dagger_task_core::{
-    FnAgent, JobConfig, StallAction, TaskAgentRegistry, TaskContext, TaskManager, TaskOutcome,
-    TaskSpec,
+    CircuitBreaker, FnAgent, JobConfig, StallAction, TaskAgentRegistry, TaskContext, TaskManager,
+    TaskOutcome, TaskSpec,
 };
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const JOB: &str = "shared";
@@ -690,4 +691,80 @@ fn a_server_restart_under_load_loses_no_task() {
     let store = open(&schema).expect("server is back");
     assert_all_done(&shared(&store), dir.path(), N, true);
     drop_schema_blocking(store);
+}
+
+/// Several workers (managers, each on its own pool) run jobs of one agent
+/// whose breaker is open. When its cool-down ends they all wake at once and
+/// claim in concurrent transactions of different jobs: exactly one trial
+/// may run (half-open); the others keep waiting. The trial fails, so the
+/// breaker opens again for a cool-down longer than the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_trial_runs_when_an_open_breaker_cools_down_under_several_workers() {
+    let Some(store) = common::postgres::fresh_store("breaker_trial").await else {
+        return;
+    };
+    let now = dagger_core::now_millis();
+    let until = now + 1_500;
+    let open = BreakerRecord {
+        agent: "flaky".into(),
+        state: BreakerState::Open,
+        consecutive_failures: 3,
+        until: Some(until),
+        last_error: Some("down".into()),
+        updated_at: now,
+    };
+    let seed = shared(&store);
+    tokio::task::spawn_blocking(move || transact(seed.as_ref(), |tx| tx.put_breaker(&open)))
+        .await
+        .unwrap()
+        .unwrap();
+    let trials = Arc::new(AtomicUsize::new(0));
+    let cfg = JobConfig {
+        circuit_breaker: Some(CircuitBreaker::new(1, Duration::from_secs(60))),
+        ..JobConfig::default()
+    };
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let pool = common::postgres::same_schema(&store).await;
+        let counted = trials.clone();
+        let agent = FnAgent::new("flaky", move |_input, _ctx: TaskContext| {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Err::<TaskOutcome, BoxError>("still down".into())
+            }
+        });
+        let m = manager(shared(&pool), agent, Duration::from_secs(60));
+        let job = format!("job{w}");
+        let tasks = (0..3)
+            .map(|i| TaskSpec::new(job.as_str(), "flaky", "call").id(format!("{job}-t{i}")))
+            .collect();
+        let h = m.start_job(&job, tasks, None, Some(cfg.clone())).unwrap();
+        workers.push((m, h));
+    }
+    // Time is under test here: the cool-down ends at `until`, the trial
+    // takes 300 ms; wait well past both.
+    let wait = u64::try_from(until - dagger_core::now_millis()).unwrap_or(0) + 2_000;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    assert_eq!(
+        trials.load(Ordering::SeqCst),
+        1,
+        "exactly one half-open trial runs across the workers"
+    );
+    let check = shared(&store);
+    let after =
+        tokio::task::spawn_blocking(move || transact(check.as_ref(), |tx| tx.breaker("flaky")))
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("breaker");
+    assert_eq!(
+        after.state,
+        BreakerState::Open,
+        "the failed trial re-opened it"
+    );
+    for (_, h) in &workers {
+        h.cancel();
+    }
 }

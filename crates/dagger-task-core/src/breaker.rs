@@ -9,7 +9,8 @@
 //! breaker opens: no task of the agent is claimed until the cool-down ends,
 //! so its tasks wait (Ready) instead of burning attempts. Then one trial
 //! task is claimed (half-open): its success closes the breaker, its failure
-//! opens it for another cool-down. A trial whose outcome never arrives
+//! opens it for another cool-down; of several workers claiming at that
+//! moment exactly one runs the trial (see `Gate::read`). A trial whose outcome never arrives
 //! (its worker died and the lease's expiry was not yet recorded) is
 //! replaced by another after one more cool-down.
 
@@ -131,16 +132,37 @@ pub(crate) struct Gate {
 
 impl Gate {
     /// Reads every breaker (a job without a breaker setting gets no gate).
+    ///
+    /// A breaker due for its trial is read again with [`TaskTx::breaker`],
+    /// which locks its row until the transaction ends (Postgres `FOR
+    /// UPDATE`; SQLite and memory serialize transactions anyway). Workers
+    /// of different jobs claim in concurrent transactions: without the
+    /// lock, all of them would see the cool-down over and each run a
+    /// trial. With it, the second waits for the first's commit and sees
+    /// the breaker half-open. Rows are locked in agent order, and only
+    /// while a trial is due, so the common turn takes no lock.
     pub(crate) fn read(
         tx: &mut dyn TaskTx,
         cfg: CircuitBreaker,
         now: i64,
     ) -> Result<Self, TaskError> {
-        let breakers = tx
+        let mut breakers: HashMap<String, BreakerRecord> = tx
             .breakers()?
             .into_iter()
             .map(|b| (b.agent.clone(), b))
             .collect();
+        let mut due: Vec<String> = breakers
+            .values()
+            .filter(|b| b.state != BreakerState::Closed && b.until.is_none_or(|u| now >= u))
+            .map(|b| b.agent.clone())
+            .collect();
+        due.sort_unstable();
+        for agent in due {
+            match tx.breaker(&agent)? {
+                Some(b) => breakers.insert(agent, b),
+                None => breakers.remove(&agent),
+            };
+        }
         Ok(Self {
             cfg,
             now,

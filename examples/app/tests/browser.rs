@@ -10,37 +10,9 @@
 #[path = "../../../crates/dagger-serve/tests/webdriver/mod.rs"]
 mod webdriver;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
-    if let Ok(p) = std::env::var(env) {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills a child process when the test ends, whatever happens.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn executions(trace: &Path) -> Vec<String> {
     let mut lines: Vec<String> = std::fs::read_to_string(trace)
@@ -54,16 +26,7 @@ fn executions(trace: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_of_the_apps_action_resumes_from_the_run_page() {
-    let Some(chromium) = find_binary("CHROMIUM", &["chromium", "chromium-browser"]) else {
-        println!(
-            "skipping the browser test: `chromium` not found (apt-get install -y chromium chromium-driver)"
-        );
-        return;
-    };
-    let Some(chromedriver) = find_binary("CHROMEDRIVER", &["chromedriver"]) else {
-        println!(
-            "skipping the browser test: `chromedriver` not found (apt-get install -y chromium chromium-driver)"
-        );
+    let Some(browser) = webdriver::headless().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -88,9 +51,9 @@ async fn a_run_of_the_apps_action_resumes_from_the_run_page() {
     std::fs::write(&gate, "open").unwrap();
 
     // The app's `serve`, on a loopback port.
-    let port = free_port();
+    let port = webdriver::free_port();
     let addr = format!("127.0.0.1:{port}");
-    let _server = Killed(
+    let _server = webdriver::Killed(
         Command::new(env!("CARGO_BIN_EXE_dagger-example-app"))
             .args(["serve", "--db", &db, "--addr", &addr, "--workflows"])
             .arg(&workflows)
@@ -106,37 +69,7 @@ async fn a_run_of_the_apps_action_resumes_from_the_run_page() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let driver_port = free_port();
-    let _driver = Killed(
-        Command::new(&chromedriver)
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    webdriver::wait_ready(driver_port, Duration::from_secs(20))
-        .await
-        .unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let args: Vec<String> = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("--user-data-dir={}", profile.path().display())])
-    .collect();
-    let s = webdriver::Session::start(driver_port, chromium.to_str().unwrap(), &args)
-        .await
-        .unwrap();
+    let s = &browser.session;
     let wait = Duration::from_secs(20);
 
     // The run page shows the failed run; resume it there.
@@ -157,7 +90,7 @@ async fn a_run_of_the_apps_action_resumes_from_the_run_page() {
     .await
     .unwrap();
     assert_eq!(s.find_all("g.gnode.s-Completed").await.unwrap().len(), 2);
-    s.quit().await.unwrap();
+    browser.session.quit().await.unwrap();
 
     // The server ran the app's `slow_stats` again; `parse` did not rerun.
     assert_eq!(

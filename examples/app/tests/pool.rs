@@ -11,14 +11,9 @@ use dagger::storage::{PostgresOptions, PostgresStore};
 use dagger::task_core::{JobStatus, StallAction, TaskAgentRegistry, TaskManager, TaskSpec};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn url() -> String {
-    std::env::var("DAGGER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
+use std::time::Duration;
 
 fn text(out: &Output) -> String {
     format!(
@@ -29,51 +24,16 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// A test's own schema and worker processes, removed at the end.
-struct Pool {
-    schema: String,
-    dir: tempfile::TempDir,
-    store: PostgresStore,
-    workers: Vec<Child>,
-}
+#[path = "../../../crates/dagger-cli/tests/support/pg_sandbox.rs"]
+mod pg_sandbox;
 
-impl Pool {
-    fn new(test: &str) -> Option<Self> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let schema = format!("t_app_{test}_{}_{nanos}", std::process::id());
-        let options = PostgresOptions {
-            schema: Some(schema.clone()),
-            ..PostgresOptions::default()
-        };
-        let store = match PostgresStore::connect_blocking(&url(), &options) {
-            Ok(s) => s,
-            Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
-                println!("skipping: PostgreSQL at {} is unreachable ({e})", url());
-                return None;
-            }
-            Err(e) => panic!(
-                "PostgreSQL at {} is unreachable: {e} (set DAGGER_TEST_SKIP_SERVERS=1 to skip)",
-                url()
-            ),
-        };
-        Some(Self {
-            schema,
-            dir: tempfile::tempdir().unwrap(),
-            store,
-            workers: Vec::new(),
-        })
-    }
+use pg_sandbox::PgSandbox;
 
+/// The test's pool: its own schema (dropped at the end) and app workers.
+impl PgSandbox {
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger-example-app"));
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("DAGGER_PG_SCHEMA", &self.schema)
-            .env("DAGGER_DB", url())
-            .env_remove("EXAMPLE_APP_TRACE");
+        let mut c = self.command(env!("CARGO_BIN_EXE_dagger-example-app"), args);
+        c.env_remove("EXAMPLE_APP_TRACE");
         c
     }
 
@@ -91,27 +51,11 @@ impl Pool {
             .stderr(log)
             .spawn()
             .unwrap();
-        self.workers.push(child);
+        self.children.push(child);
     }
 
     fn worker_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        for w in &mut self.workers {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-        let store = self.store.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(store.drop_schema())
-        })
-        .join();
     }
 }
 
@@ -127,7 +71,7 @@ fn executions(trace: &Path) -> Vec<String> {
 
 #[test]
 fn the_apps_workers_run_its_actions_and_its_task_agent() {
-    let Some(mut pool) = Pool::new("worker") else {
+    let Some(mut pool) = PgSandbox::new("app", "worker") else {
         return;
     };
     pool.worker();

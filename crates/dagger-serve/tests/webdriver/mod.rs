@@ -8,6 +8,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -119,6 +121,95 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
         out.extend_from_slice(&data[..size]);
         data = &data[size + 2..];
     }
+}
+
+/// `$env`, else the first of `names` on the `PATH`.
+fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills a child process when the test ends, whatever happens.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A headless Chromium session and the chromedriver driving it; the driver
+/// is killed and the browser profile removed when this is dropped.
+pub struct Browser {
+    /// The WebDriver session.
+    pub session: Session,
+    _driver: Killed,
+    _profile: tempfile::TempDir,
+}
+
+/// Starts chromedriver and a headless Chromium with a fresh profile, or
+/// prints why the browser test is skipped (`chromium` or `chromedriver` not
+/// installed; `CHROMIUM` and `CHROMEDRIVER` override their paths) and
+/// returns `None`.
+pub async fn headless() -> Option<Browser> {
+    let hint = "(apt-get install -y chromium chromium-driver)";
+    let Some(chromium) = find_binary("CHROMIUM", &["chromium", "chromium-browser"]) else {
+        println!("skipping the browser test: `chromium` not found {hint}");
+        return None;
+    };
+    let Some(chromedriver) = find_binary("CHROMEDRIVER", &["chromedriver"]) else {
+        println!("skipping the browser test: `chromedriver` not found {hint}");
+        return None;
+    };
+    let port = free_port();
+    let driver = Killed(
+        Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_ready(port, Duration::from_secs(20)).await.unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("--user-data-dir={}", profile.path().display())])
+    .collect();
+    let session = Session::start(port, chromium.to_str().unwrap(), &args)
+        .await
+        .unwrap();
+    Some(Browser {
+        session,
+        _driver: driver,
+        _profile: profile,
+    })
 }
 
 /// Waits until chromedriver on `port` reports ready.

@@ -160,7 +160,10 @@ pub(crate) fn map_pg(e: &postgres::Error, location: &str) -> StoreError {
     if let Some(code) = e.code() {
         let class = &code.code()[..2];
         if *code == SqlState::DISK_FULL {
-            return StoreError::DiskFull { location };
+            return StoreError::DiskFull {
+                location,
+                file: None,
+            };
         }
         if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
             return StoreError::ReadOnly { location };

@@ -3,7 +3,7 @@
 //! Every write is its own statement or transaction and returns after commit.
 
 use super::PostgresStore;
-use super::conn::{PgFail, wide};
+use super::conn::{PgConn, PgFail, wide};
 use crate::rows::narrow;
 use crate::rows::run::{
     NodeRow, RunRow, decode_owner, node_columns, node_metadata, run_columns, run_not_found,
@@ -57,6 +57,54 @@ macro_rules! update_columns {
          finished_at = CASE WHEN $6::bool THEN $7::bigint ELSE finished_at END, \
          updated_at = GREATEST($8::bigint, updated_at)"
     };
+}
+
+/// Applies `update` to run `run_id` in one statement; with `release`, only
+/// while the ownership holding that token holds the run, clearing the owner
+/// too (`release_run`). Returns the number of rows changed.
+fn apply_run_update(
+    c: &mut PgConn,
+    run_id: &str,
+    update: &RunUpdate,
+    definition: Option<&str>,
+    release: Option<u64>,
+) -> Result<u64, PgFail> {
+    const UPDATE: &str = concat!(
+        "UPDATE flow_runs SET ",
+        update_columns!(),
+        " WHERE run_id = $1"
+    );
+    const RELEASE: &str = concat!(
+        "UPDATE flow_runs SET ",
+        update_columns!(),
+        ", owner_id = NULL, owner_host = NULL, owner_pid = NULL, lease_expires_at = NULL \
+         WHERE run_id = $1 AND owner_token = $9 AND owner_id IS NOT NULL"
+    );
+    let status = update.status.map(RunStatus::as_str);
+    let reason_set = update.reason.is_some();
+    let reason = update.reason.clone().flatten();
+    let finished_set = update.finished_at.is_some();
+    let finished_at = update.finished_at.flatten();
+    let now = now_millis();
+    let token = release.map(wide);
+    let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
+        &run_id,
+        &status,
+        &reason_set,
+        &reason,
+        &definition,
+        &finished_set,
+        &finished_at,
+        &now,
+    ];
+    if let Some(token) = &token {
+        values.push(token);
+    }
+    let stmt = c.stmts.get(
+        &mut c.client,
+        if release.is_some() { RELEASE } else { UPDATE },
+    )?;
+    Ok(c.client.execute(&stmt, &values)?)
 }
 
 /// The owner of run `run_id` and its last fencing token; `None` for an unknown run.
@@ -211,29 +259,8 @@ impl RunStore for PostgresStore {
             .transpose()?;
         let run_id = run_id.clone();
         self.with_conn(move |c| {
-            // A NULL parameter leaves a column unchanged; the `*_set` flags
-            // let `Some(None)` clear a nullable column.
-            let stmt = c.stmts.get(
-                &mut c.client,
-                concat!(
-                    "UPDATE flow_runs SET ",
-                    update_columns!(),
-                    " WHERE run_id = $1"
-                ),
-            )?;
-            let changed = c.client.execute(
-                &stmt,
-                &[
-                    &run_id.as_str(),
-                    &update.status.map(RunStatus::as_str),
-                    &update.reason.is_some(),
-                    &update.reason.clone().flatten(),
-                    &definition,
-                    &update.finished_at.is_some(),
-                    &update.finished_at.flatten(),
-                    &now_millis(),
-                ],
-            )?;
+            let changed =
+                apply_run_update(c, run_id.as_str(), &update, definition.as_deref(), None)?;
             if changed == 0 {
                 return Err(run_not_found(run_id.as_str()).into());
             }
@@ -573,29 +600,12 @@ impl RunStore for PostgresStore {
             .transpose()?;
         let run_id = run_id.clone();
         self.with_conn(move |c| {
-            let stmt = c.stmts.get(
-                &mut c.client,
-                concat!(
-                    "UPDATE flow_runs SET ",
-                    update_columns!(),
-                    ", owner_id = NULL, owner_host = NULL, owner_pid = NULL, \
-                     lease_expires_at = NULL \
-                     WHERE run_id = $1 AND owner_token = $9 AND owner_id IS NOT NULL"
-                ),
-            )?;
-            let changed = c.client.execute(
-                &stmt,
-                &[
-                    &run_id.as_str(),
-                    &update.status.map(RunStatus::as_str),
-                    &update.reason.is_some(),
-                    &update.reason.clone().flatten(),
-                    &definition,
-                    &update.finished_at.is_some(),
-                    &update.finished_at.flatten(),
-                    &now_millis(),
-                    &wide(token),
-                ],
+            let changed = apply_run_update(
+                c,
+                run_id.as_str(),
+                &update,
+                definition.as_deref(),
+                Some(token),
             )?;
             if changed == 1 {
                 return Ok(());

@@ -5,7 +5,8 @@
 //! A file is written atomically before its row is queued: temporary file,
 //! fsync, rename, fsync of the directory. The writer commits in order, so a
 //! row (and any node run pointing at it) is never on disk without its file.
-//! Every read checks the content against its hash.
+//! A full disk at any step is `DiskFull` naming the database and the file,
+//! and leaves no file (nor temporary copy) behind. Every read checks the content against its hash.
 
 use crate::sqlite::{ErrorMapper, SqliteStore};
 use dagger_core::StoreError;
@@ -25,10 +26,6 @@ fn relative_path(id: &ArtifactId) -> PathBuf {
     Path::new(shard).join(hex)
 }
 
-fn io_error(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
-    move |source| StoreError::Io { context, source }
-}
-
 /// True when `path` holds exactly `bytes` (a previous put of the same content).
 fn holds(path: &Path, id: &ArtifactId, len: usize) -> bool {
     match fs::metadata(path) {
@@ -39,9 +36,44 @@ fn holds(path: &Path, id: &ArtifactId, len: usize) -> bool {
     }
 }
 
+/// Whether `e` says the file system (or the user's quota) is full.
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+}
+
+/// Maps the error of an I/O step on `file` of the store at `location`: no
+/// space left is [`StoreError::DiskFull`] naming the database and the file,
+/// anything else [`StoreError::Io`] with `context`.
+fn file_error<'a>(
+    location: &'a str,
+    file: &'a Path,
+    context: impl FnOnce() -> String + 'a,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| {
+        if is_no_space(&source) {
+            StoreError::DiskFull {
+                location: location.to_string(),
+                file: Some(file.display().to_string()),
+            }
+        } else {
+            StoreError::Io {
+                context: context(),
+                source,
+            }
+        }
+    }
+}
+
 /// Writes `bytes` to `path` so that `path` either does not exist or holds
-/// all of them: temporary file, fsync, rename, fsync of the directory.
-fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
+/// all of them: temporary file, fsync, rename, fsync of the directory. A
+/// full disk at any step is [`StoreError::DiskFull`] naming `location` and
+/// `path`, with the temporary file removed.
+fn write_atomically(
+    location: &str,
+    path: &Path,
+    bytes: &[u8],
+    sync: bool,
+) -> Result<(), StoreError> {
     let dir = path.parent().ok_or_else(|| StoreError::Io {
         context: format!("artifact path `{}` has no directory", path.display()),
         source: std::io::Error::from(ErrorKind::InvalidInput),
@@ -50,12 +82,13 @@ fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreEr
         // The shard and possibly the artifact root are new: their entries in
         // their parents must be made durable too.
         let new_dirs: Vec<&Path> = dir.ancestors().take_while(|d| !d.is_dir()).collect();
-        fs::create_dir_all(dir)
-            .map_err(io_error(format!("creating directory `{}`", dir.display())))?;
+        fs::create_dir_all(dir).map_err(file_error(location, dir, || {
+            format!("creating directory `{}`", dir.display())
+        }))?;
         if sync {
             for new in new_dirs {
                 if let Some(parent) = new.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    sync_dir(parent)?;
+                    sync_dir(location, parent)?;
                 }
             }
         }
@@ -68,34 +101,38 @@ fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreEr
         uuid::Uuid::new_v4().simple()
     ));
     let result = (|| {
-        let mut file =
-            File::create(&tmp).map_err(io_error(format!("creating `{}`", tmp.display())))?;
+        let mut file = File::create(&tmp).map_err(file_error(location, path, || {
+            format!("creating `{}`", tmp.display())
+        }))?;
         file.write_all(bytes)
-            .map_err(io_error(format!("writing `{}`", tmp.display())))?;
+            .map_err(file_error(location, path, || {
+                format!("writing `{}`", tmp.display())
+            }))?;
         if sync {
-            file.sync_all()
-                .map_err(io_error(format!("syncing `{}`", tmp.display())))?;
+            file.sync_all().map_err(file_error(location, path, || {
+                format!("syncing `{}`", tmp.display())
+            }))?;
         }
-        fs::rename(&tmp, path).map_err(io_error(format!(
-            "renaming `{}` to `{}`",
-            tmp.display(),
-            path.display()
-        )))
+        fs::rename(&tmp, path).map_err(file_error(location, path, || {
+            format!("renaming `{}` to `{}`", tmp.display(), path.display())
+        }))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result?;
     if sync {
-        sync_dir(dir)?;
+        sync_dir(location, dir)?;
     }
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+fn sync_dir(location: &str, dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_error(format!("syncing directory `{}`", dir.display())))
+        .map_err(file_error(location, dir, || {
+            format!("syncing directory `{}`", dir.display())
+        }))
 }
 
 /// Checks that `bytes` read from `path` are the artifact `id`.
@@ -166,12 +203,13 @@ impl ArtifactStore for SqliteStore {
 
         let sync = self.durability() != Durability::Memory;
         let dir = self.inner.artifact_dir.clone();
+        let location = self.location().to_string();
         let (id, relative) = tokio::task::spawn_blocking(move || {
             let id = ArtifactId::of(&bytes);
             let relative = relative_path(&id);
             let path = dir.join(&relative);
             if !holds(&path, &id, bytes.len()) {
-                write_atomically(&path, &bytes, sync)?;
+                write_atomically(&location, &path, &bytes, sync)?;
             }
             Ok::<_, StoreError>((id, relative))
         })

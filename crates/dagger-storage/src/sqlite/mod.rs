@@ -89,6 +89,8 @@ pub struct SqliteStore {
 pub(crate) struct Inner {
     pub(crate) location: String,
     pub(crate) durability: Durability,
+    /// Opened with [`SqliteOptions::read_only`].
+    read_only: bool,
     pub(crate) pool: r2d2::Pool<SqliteConnectionManager>,
     /// What this process's handles on the same file share (its write lock,
     /// the task change signal).
@@ -332,6 +334,12 @@ impl SqliteStore {
             mode_flags | uri_flag | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| read_only_media(sql(e)))?;
+        // SQLite quietly opens a file it cannot write read-only (read-only
+        // media with a `-wal` left beside the file): every write would fail,
+        // so a read-write store says so now, as on media without one.
+        if !options.read_only && writer.is_readonly(rusqlite::MAIN_DB).map_err(sql)? {
+            return Err(StoreError::ReadOnly { location: name });
+        }
         retry_while_locked(options.busy_timeout, || {
             prepare_file(&mut writer, durability, &options, &name)
         })
@@ -399,6 +407,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 location: name,
                 durability,
+                read_only: options.read_only,
                 pool,
                 file,
                 artifact_dir,
@@ -424,6 +433,12 @@ impl SqliteStore {
     /// The durability mode.
     pub fn durability(&self) -> Durability {
         self.inner.durability
+    }
+
+    /// Whether the store was opened read-only ([`SqliteOptions::read_only`]):
+    /// every write fails with [`StoreError::ReadOnly`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
     }
 
     fn enqueue(&self, job: Job) -> Result<(), StoreError> {

@@ -179,7 +179,7 @@ fn run_exists(conn: &Connection, run_id: &str) -> rusqlite::Result<bool> {
 }
 
 /// The `SET` list of `update_run` and `release_run`: `?2`..`?8` are the
-/// [`RunUpdate`] as bound by [`update_params`]. `?n IS NULL` selects "leave
+/// [`RunUpdate`] as bound by [`apply_run_update`]. `?n IS NULL` selects "leave
 /// unchanged"; the `*_set` flags let a `Some(None)` clear a nullable column.
 macro_rules! update_columns {
     () => {
@@ -189,6 +189,53 @@ macro_rules! update_columns {
          finished_at = CASE WHEN ?6 THEN ?7 ELSE finished_at END, \
          updated_at = ?8"
     };
+}
+
+/// Applies `update` to run `run_id` in one statement; with `release`, only
+/// while the ownership holding that token holds the run, clearing the owner
+/// too (`release_run`). Returns the number of rows changed.
+fn apply_run_update(
+    tx: &Connection,
+    run_id: &str,
+    update: RunUpdate,
+    definition: Option<String>,
+    release: Option<u64>,
+    store: &ErrorMapper,
+) -> Result<usize, StoreError> {
+    const UPDATE: &str = concat!(
+        "UPDATE flow_runs SET ",
+        update_columns!(),
+        " WHERE run_id = ?1"
+    );
+    const RELEASE: &str = concat!(
+        "UPDATE flow_runs SET ",
+        update_columns!(),
+        ", owner_id = NULL, owner_host = NULL, owner_pid = NULL, lease_expires_at = NULL \
+         WHERE run_id = ?1 AND owner_token = ?9 AND owner_id IS NOT NULL"
+    );
+    let status = update.status.map(RunStatus::as_str);
+    let reason_set = update.reason.is_some();
+    let reason = update.reason.flatten();
+    let finished_set = update.finished_at.is_some();
+    let finished_at = update.finished_at.flatten();
+    let now = now_millis();
+    let token = release.map(wide);
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &run_id,
+        &status,
+        &reason_set,
+        &reason,
+        &definition,
+        &finished_set,
+        &finished_at,
+        &now,
+    ];
+    if let Some(token) = &token {
+        values.push(token);
+    }
+    tx.prepare_cached(if release.is_some() { RELEASE } else { UPDATE })
+        .and_then(|mut s| s.execute(&*values))
+        .map_err(|e| store.map_err(e))
 }
 
 /// The owner of run `run_id` as stored, and its last fencing token; `None`
@@ -302,27 +349,7 @@ impl RunStore for SqliteStore {
         let run_id = run_id.clone();
         let store = self.error_mapper();
         self.write_durable(move |tx| {
-            // `?n IS NULL` selects "leave unchanged"; the `*_set` flags let a
-            // `Some(None)` clear a nullable column.
-            let changed = tx
-                .prepare_cached(concat!(
-                    "UPDATE flow_runs SET ",
-                    update_columns!(),
-                    " WHERE run_id = ?1"
-                ))
-                .and_then(|mut s| {
-                    s.execute(params![
-                        run_id.as_str(),
-                        update.status.map(RunStatus::as_str),
-                        update.reason.is_some(),
-                        update.reason.flatten(),
-                        definition,
-                        update.finished_at.is_some(),
-                        update.finished_at.flatten(),
-                        now_millis(),
-                    ])
-                })
-                .map_err(|e| store.map_err(e))?;
+            let changed = apply_run_update(tx, run_id.as_str(), update, definition, None, &store)?;
             if changed == 0 {
                 return Err(run_not_found(run_id.as_str()));
             }
@@ -707,28 +734,8 @@ impl RunStore for SqliteStore {
         // `write` queues behind every earlier write of this store, so the
         // run's end lands after its node records.
         self.write(move |tx| {
-            let changed = tx
-                .prepare_cached(concat!(
-                    "UPDATE flow_runs SET ",
-                    update_columns!(),
-                    ", owner_id = NULL, owner_host = NULL, owner_pid = NULL, \
-                     lease_expires_at = NULL \
-                     WHERE run_id = ?1 AND owner_token = ?9 AND owner_id IS NOT NULL"
-                ))
-                .and_then(|mut s| {
-                    s.execute(params![
-                        run_id.as_str(),
-                        update.status.map(RunStatus::as_str),
-                        update.reason.is_some(),
-                        update.reason.flatten(),
-                        definition,
-                        update.finished_at.is_some(),
-                        update.finished_at.flatten(),
-                        now_millis(),
-                        wide(token),
-                    ])
-                })
-                .map_err(|e| store.map_err(e))?;
+            let changed =
+                apply_run_update(tx, run_id.as_str(), update, definition, Some(token), &store)?;
             if changed == 1 {
                 return Ok(());
             }

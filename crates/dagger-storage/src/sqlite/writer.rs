@@ -215,8 +215,9 @@ pub(crate) fn duplicate(err: &StoreError) -> StoreError {
         E::ReadOnly { location } => E::ReadOnly {
             location: location.clone(),
         },
-        E::DiskFull { location } => E::DiskFull {
+        E::DiskFull { location, file } => E::DiskFull {
             location: location.clone(),
+            file: file.clone(),
         },
         E::NewerSchema {
             location,
