@@ -60,6 +60,7 @@ mod cmd_tasks;
 mod cmd_worker;
 pub mod error;
 mod groups;
+mod ops;
 mod progress;
 mod signals;
 mod store;

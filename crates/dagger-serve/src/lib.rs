@@ -29,6 +29,7 @@ mod graph;
 mod jobs;
 mod live;
 mod logs;
+mod ops;
 mod pages;
 mod security;
 mod start;
@@ -37,6 +38,7 @@ mod web;
 
 pub use error::{RequestError, ServeError};
 pub use graph::MAX_GRAPH_NODES;
+pub use ops::{ops_router, serve_ops};
 pub use security::{MIN_TOKEN_LEN, check_bind};
 pub use state::WorkflowCatalog;
 
@@ -391,6 +393,7 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/assets/style.css", get(assets::style))
         .route("/assets/app.js", get(assets::script))
         .nest("/api", api)
+        .merge(ops::ops_router(state.stores.clone()))
         .fallback(web::not_found)
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn_with_state(

@@ -234,8 +234,12 @@ impl Machine {
             && self.retries == 0
     }
 
+    /// Nodes ready and not started (held back by a limit).
+    pub(crate) fn ready_len(&self) -> usize {
+        self.g.ready.len()
+    }
+
     /// Attempts started and not yet reported.
-    #[cfg(test)]
     pub(crate) fn running(&self) -> usize {
         self.running
     }

@@ -20,6 +20,9 @@ impl RunLoop {
     ) -> Result<DagExecutionReport, CoordError> {
         let (status, reason) = self.shared.machine.lock().end();
         self.pump().await;
+        self.shared.sync_gauges(None);
+        metrics::counter!(dagger_core::metrics::RUNS_FINISHED, "outcome" => dagger_core::metrics::run_outcome(status))
+            .increment(1);
         if let Some(h) = self.hooks.as_mut() {
             h.outbox.push_back((
                 ExecutionEvent::RunCompleted {

@@ -141,6 +141,7 @@ impl RunLoop {
         }
         let nodes = lp.shared.machine.lock().g.nodes.len();
         tracing::info!(parent: &span, resumed, nodes, "run started");
+        metrics::counter!(dagger_core::metrics::RUNS_STARTED).increment(1);
         lp.run(coord, cancel).instrument(span.clone()).await;
         lp.finish(started, resumed).await
     }
@@ -186,6 +187,7 @@ impl RunLoop {
         {
             let mut m = self.shared.machine.lock();
             m.advance(now_millis(), &self.shared.env.cache);
+            self.shared.sync_gauges(Some(&m));
         }
         loop {
             self.pump().await;
@@ -260,6 +262,7 @@ impl RunLoop {
     fn step(&mut self, event: Event) {
         let mut m = self.shared.machine.lock();
         m.step(event, now_millis(), &self.shared.env.cache);
+        self.shared.sync_gauges(Some(&m));
     }
 
     async fn on_msg(&mut self, msg: Msg) {
