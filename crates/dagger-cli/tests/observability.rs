@@ -381,3 +381,120 @@ mod worker {
         assert_eq!(http(addr, "GET", "/healthz", &[], "").0, 200);
     }
 }
+
+/// Runs `dagger run --db sqlite:… wf.yaml` (plus `extra`) with `envs`,
+/// stderr piped (not a terminal); returns its stderr.
+fn run_logged(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> String {
+    let wf = dir.join("flaky.yaml");
+    std::fs::write(
+        &wf,
+        "name: flaky\nnodes:\n  - { id: first, action: echo, inputs: [{ name: value, value: 1 }] }\n  - id: flaky\n    action: shell\n    dependencies: [first]\n    try_count: 2\n    inputs: [{ name: command, value: \"test -f tried || { touch tried; echo first try fails >&2; exit 3; }\" }]\n",
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(dir.join("tried"));
+    let db = format!("sqlite:{}", dir.join("d.db").display());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dagger"));
+    cmd.arg("run")
+        .args(extra)
+        .args(["--db", &db, wf.to_str().unwrap()])
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("DAGGER_LOG")
+        .env_remove("DAGGER_LOG_FORMAT")
+        .env_remove("NO_COLOR");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn json_logs_tell_the_run_with_durations_and_no_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = run_logged(
+        dir.path(),
+        &["--log-format", "json"],
+        &[("RUST_LOG", "info")],
+    );
+    assert!(
+        !stderr.contains("\x1b["),
+        "escapes on a non-terminal stderr:\n{stderr}"
+    );
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let find = |message: &str, node: &str| {
+        events
+            .iter()
+            .filter(|e| e["message"] == message && (node.is_empty() || e["node_id"] == node))
+            .collect::<Vec<_>>()
+    };
+    let first = find("node finished", "first");
+    assert_eq!(first.len(), 1, "{stderr}");
+    assert_eq!(first[0]["outcome"], "succeeded");
+    assert_eq!(first[0]["level"], "INFO");
+    let ms = first[0]["duration_ms"]
+        .as_f64()
+        .expect("duration_ms is a number");
+    assert!(ms >= 0.0);
+    assert_eq!(find("node started", "first")[0]["action"], "echo");
+
+    let flaky = find("node finished", "flaky");
+    assert_eq!(flaky.len(), 2, "{stderr}");
+    assert_eq!(flaky[0]["outcome"], "failed");
+    assert!(
+        flaky[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("first try fails"),
+        "{}",
+        flaky[0]
+    );
+    assert_eq!(flaky[1]["outcome"], "succeeded");
+    let retry = find("node attempt failed; retrying", "flaky");
+    assert_eq!(retry.len(), 1, "{stderr}");
+    assert!(
+        retry[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("first try fails")
+    );
+    assert_eq!(retry[0]["attempt"], 1);
+
+    let end = find("run finished", "");
+    assert_eq!(end.len(), 1, "{stderr}");
+    assert_eq!(end[0]["status"], "Completed");
+    assert_eq!(end[0]["completed"], 2);
+    assert_eq!(end[0]["failed"], 0);
+    assert_eq!(end[0]["retries"], 1);
+}
+
+#[test]
+fn text_logs_follow_rust_log_and_its_alias_without_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = run_logged(dir.path(), &[], &[]);
+    assert!(
+        !quiet.contains("node finished"),
+        "info events at the default level:\n{quiet}"
+    );
+    for var in ["RUST_LOG", "DAGGER_LOG"] {
+        let stderr = run_logged(dir.path(), &[], &[(var, "info")]);
+        assert!(
+            !stderr.contains("\x1b["),
+            "{var}: escapes on a non-terminal stderr:\n{stderr}"
+        );
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("node finished") && l.contains("node_id=first"))
+            .unwrap_or_else(|| panic!("{var}: no `node finished` line:\n{stderr}"));
+        assert!(
+            line.contains("INFO") && line.contains("duration_ms="),
+            "{line}"
+        );
+    }
+}

@@ -189,6 +189,7 @@ fn start(shared: &Arc<RunShared>, s: Start) {
         overrides: s.overrides,
     };
     let span = worker::attempt_span(&shared.env, &attempt);
+    let (node_id, try_no) = (attempt.node_id.clone(), attempt.attempt);
     let shared = shared.clone();
     let task = async move {
         // Attempts on the node queue are counted by the worker that runs them.
@@ -203,9 +204,12 @@ fn start(shared: &Arc<RunShared>, s: Start) {
             o = worker::attempt(&shared.env, attempt) => o,
             () = shared.abort.cancelled() => return,
         };
+        let label = outcome_label(&outcome);
+        let took = began.elapsed();
         if let Some(action) = action {
-            action.attempt(outcome_label(&outcome), began.elapsed().as_secs_f64());
+            action.attempt(label, took.as_secs_f64());
         }
+        finished(node_id, try_no, label, took, &outcome);
         report(
             &shared,
             Event::AttemptDone {
@@ -221,6 +225,21 @@ fn start(shared: &Arc<RunShared>, s: Start) {
         tokio::spawn(task);
     } else {
         tokio::spawn(task.instrument(span));
+    }
+}
+
+/// Logs the end of an attempt (info level; a failure with its error).
+fn finished(node_id: Arc<str>, attempt: u32, outcome: AttemptOutcome, took: Duration, o: &Outcome) {
+    let duration_ms = took.as_secs_f64() * 1000.0;
+    let outcome = outcome.as_str();
+    match o {
+        Outcome::Failed(f) => {
+            tracing::info!(%node_id, attempt, outcome, duration_ms, error = %f.message, "node finished");
+        }
+        Outcome::StoreFailed(e) => {
+            tracing::info!(%node_id, attempt, outcome, duration_ms, error = %e, "node finished");
+        }
+        _ => tracing::info!(%node_id, attempt, outcome, duration_ms, "node finished"),
     }
 }
 

@@ -587,7 +587,7 @@ impl Machine {
             node.attempt = attempt;
             let error = f.message;
             let delay_ms = delay.as_millis() as u64;
-            tracing::debug!(node = %n.id, attempt, delay_ms, "retrying");
+            tracing::info!(node_id = %n.id, attempt, delay_ms, error = %error, "node attempt failed; retrying");
             self.g.emit(|| ExecutionEvent::NodeRetrying {
                 node,
                 error,

@@ -134,13 +134,27 @@ impl RunLoop {
                 })
                 .collect();
         let metrics = metrics_for(&nodes, m.tokens, m.iterations);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            run_id = %run_id,
+            status = %status,
+            reason = reason.as_deref().unwrap_or(""),
+            duration_ms,
+            nodes = metrics.nodes_total,
+            completed = metrics.nodes_completed,
+            failed = metrics.nodes_failed,
+            skipped = metrics.nodes_skipped,
+            cancelled = metrics.nodes_cancelled,
+            retries = metrics.retries,
+            "run finished"
+        );
         Ok(DagExecutionReport {
             run_id: run_id.to_string(),
             dag_name: m.wf.name.clone(),
             status,
             reason,
             nodes,
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms,
             metrics,
             resumed,
             outputs: serde_json::Map::new(),

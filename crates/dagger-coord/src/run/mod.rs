@@ -85,7 +85,9 @@ impl RunLoop {
         );
         let record = setup.graph.record;
         let hooked = !coord.hooks.is_empty();
+        let span = tracing::info_span!("run", run_id = %setup.run_id, dag = %setup.wf.name);
         let env = Env {
+            span: span.clone(),
             dag_name: Arc::from(setup.wf.name.as_str()),
             run_id: setup.run_id.clone(),
             cache: setup.cache.clone(),
@@ -132,7 +134,6 @@ impl RunLoop {
             lost,
             heartbeat: Some(heartbeat),
         };
-        let span = tracing::info_span!("run", run_id = %lp.shared.env.run_id, dag = %lp.shared.env.dag_name);
         if hooked {
             lp.start_hooks(coord).await;
         }
