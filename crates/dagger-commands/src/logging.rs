@@ -66,10 +66,7 @@ impl Drop for Traces {
 
 /// The OTLP exporter's layer, when an endpoint is configured.
 #[cfg(feature = "otel")]
-fn otel<S>() -> Option<(
-    impl Layer<S> + Send + Sync,
-    opentelemetry_sdk::trace::SdkTracerProvider,
-)>
+fn otel<S>() -> Option<(impl Layer<S>, opentelemetry_sdk::trace::SdkTracerProvider)>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
