@@ -17,7 +17,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Instant;
 
-const USAGE: &str = "usage: compare --workload D1|D2|D3|D4|D6|Q1|P1|P2|all [--reps N] [--engine NAME] [--no-memory]";
+const USAGE: &str = "usage: compare --workload D1|D2|D3|D4|D6|Q1|P1|P2|all [--reps N] [--engine NAME] [--no-memory] [--prometheus]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -50,6 +50,13 @@ fn main() -> ExitCode {
                 }
             },
             "--no-memory" => memory = false,
+            // Dagger's metrics recorded (without it the facade is a no-op).
+            "--prometheus" => {
+                if let Err(e) = dagger_core::metrics::install_prometheus() {
+                    eprintln!("--prometheus: {e}");
+                    return ExitCode::from(2);
+                }
+            }
             other => {
                 eprintln!("unknown argument `{other}`\n{USAGE}");
                 return ExitCode::from(2);

@@ -46,6 +46,10 @@ pub(crate) struct WorkerArgs {
     resume_orphans: Option<f64>,
     #[command(flatten)]
     run_lease: crate::cmd_run::RunLeaseArg,
+    /// Answer GET /metrics (Prometheus), /healthz and /readyz on ADDR
+    /// (e.g. 127.0.0.1:9464; port 0 picks a free port, printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pubsub: crate::cmd_pubsub::WorkerPubSubArgs,
 }
@@ -70,6 +74,8 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
         ));
     }
     let run_lease = args.run_lease.duration()?;
+    // Before anything registers a metric, so that every one is recorded.
+    let ops_listener = crate::ops::listen(args.metrics_addr).await?;
     let resume_orphans = args.resume_orphans.map(scan_interval).transpose()?;
     let all = app.actions_recording(&args.db.db);
     let own_agents = app.task_agents();
@@ -169,6 +175,7 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
         args.concurrency
     );
     let stopped_by = tokio::spawn(stop_on_signal(stop.clone()));
+    let ops = ops_listener.map(|l| crate::ops::spawn(l, store.stores(), stop.clone()));
     let pubsub = hosted_pubsub.map(|hosted| tokio::spawn(hosted.serve(stop.clone())));
     let tasks = {
         let stop = stop.clone();
@@ -200,6 +207,9 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
         pubsub
             .await
             .map_err(|e| CliError::Other(format!("pub/sub agents failed: {e}")))??;
+    }
+    if let Some(ops) = ops {
+        let _ = ops.await;
     }
     nodes?;
     tasks.map_err(|e| CliError::Other(e.to_string()))?;

@@ -59,6 +59,8 @@ mod cmd_tasks;
 mod cmd_worker;
 pub mod error;
 mod groups;
+mod logging;
+mod ops;
 mod progress;
 mod signals;
 mod store;
@@ -91,6 +93,16 @@ pub(crate) const DEFAULT_DB: &str = "sqlite:.dagger/dagger.db";
 struct Args {
     #[command(subcommand)]
     command: Command,
+    /// How diagnostics are written on stderr (events chosen by RUST_LOG or
+    /// DAGGER_LOG, `warn` by default).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "DAGGER_LOG_FORMAT"
+    )]
+    log_format: logging::LogFormat,
 }
 
 /// The store location flag shared by the commands that use one.
@@ -274,16 +286,9 @@ where
             return ExitCode::from(2);
         }
     };
-    // A second call in one process (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DAGGER_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // A closed stderr drops log lines; it must not print (or panic) about it.
-        .log_internal_errors(false)
-        .try_init();
+    // Declared before the runtime, so dropped after it: the spans its tasks
+    // held are closed when the traces are flushed.
+    let _traces = logging::init(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -12,13 +12,15 @@
 //! [`worker::attempt`].
 
 use crate::machine::Machine;
-use crate::machine::msg::{Effect, Event, Start, Timer};
+use crate::machine::msg::{Effect, Event, Outcome, Start, Timer};
 use crate::worker::{self, Attempt, Env};
+use dagger_core::metrics::{self as m, AttemptOutcome};
 use dagger_core::now_millis;
 use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -47,6 +49,8 @@ pub(crate) struct RunShared {
     pub(crate) abort: CancellationToken,
     /// Per-node tokens of nodes whose attempts can be cancelled alone.
     tokens: Mutex<Vec<Option<CancellationToken>>>,
+    /// This run's share of the ready and running gauges, as last added.
+    gauged: [AtomicI64; 2],
 }
 
 impl RunShared {
@@ -60,6 +64,25 @@ impl RunShared {
             run_token: CancellationToken::new(),
             abort: CancellationToken::new(),
             tokens: Mutex::new(Vec::new()),
+            gauged: [AtomicI64::new(0), AtomicI64::new(0)],
+        }
+    }
+
+    /// Brings the process's ready and running gauges to `machine`'s counts
+    /// (called with the machine's lock held, after a step; the run's end
+    /// passes `None` to take its share away).
+    pub(crate) fn sync_gauges(&self, machine: Option<&Machine>) {
+        let now = machine.map_or([0, 0], |mc| [mc.ready_len(), mc.running()]);
+        for ((name, gauged), count) in [m::READY_NODES, m::RUNNING_NODES]
+            .into_iter()
+            .zip(&self.gauged)
+            .zip(now)
+        {
+            let count = i64::try_from(count).unwrap_or(i64::MAX);
+            let delta = count - gauged.swap(count, Ordering::Relaxed);
+            if delta != 0 {
+                metrics::gauge!(name).increment(delta as f64);
+            }
         }
     }
 
@@ -100,6 +123,7 @@ pub(crate) fn report(shared: &Arc<RunShared>, event: Event) {
         {
             let mut m = shared.machine.lock();
             m.step(event, now_millis(), &shared.env.cache);
+            shared.sync_gauges(Some(&m));
             m.drain(fx);
             // What only the driver can do is sent before the lock goes, so a
             // driver that finds the machine done has it in its queue.
@@ -165,13 +189,27 @@ fn start(shared: &Arc<RunShared>, s: Start) {
         overrides: s.overrides,
     };
     let span = worker::attempt_span(&shared.env, &attempt);
+    let (node_id, try_no) = (attempt.node_id.clone(), attempt.attempt);
     let shared = shared.clone();
     let task = async move {
+        // Attempts on the node queue are counted by the worker that runs them.
+        let action = shared
+            .env
+            .node_queue
+            .is_none()
+            .then(|| m::action(&attempt.def.action));
+        let began = Instant::now();
         let outcome = tokio::select! {
             biased;
             o = worker::attempt(&shared.env, attempt) => o,
             () = shared.abort.cancelled() => return,
         };
+        let label = outcome_label(&outcome);
+        let took = began.elapsed();
+        if let Some(action) = action {
+            action.attempt(label, took.as_secs_f64());
+        }
+        finished(node_id, try_no, label, took, &outcome);
         report(
             &shared,
             Event::AttemptDone {
@@ -187,6 +225,31 @@ fn start(shared: &Arc<RunShared>, s: Start) {
         tokio::spawn(task);
     } else {
         tokio::spawn(task.instrument(span));
+    }
+}
+
+/// Logs the end of an attempt (info level; a failure with its error).
+fn finished(node_id: Arc<str>, attempt: u32, outcome: AttemptOutcome, took: Duration, o: &Outcome) {
+    let duration_ms = took.as_secs_f64() * 1000.0;
+    let outcome = outcome.as_str();
+    match o {
+        Outcome::Failed(f) => {
+            tracing::info!(%node_id, attempt, outcome, duration_ms, error = %f.message, "node finished");
+        }
+        Outcome::StoreFailed(e) => {
+            tracing::info!(%node_id, attempt, outcome, duration_ms, error = %e, "node finished");
+        }
+        _ => tracing::info!(%node_id, attempt, outcome, duration_ms, "node finished"),
+    }
+}
+
+/// The `outcome` label of an attempt that ended with `outcome`.
+fn outcome_label(outcome: &Outcome) -> AttemptOutcome {
+    match outcome {
+        Outcome::Succeeded { .. } => AttemptOutcome::Succeeded,
+        Outcome::Failed(_) => AttemptOutcome::Failed,
+        Outcome::Cancelled => AttemptOutcome::Cancelled,
+        Outcome::StoreFailed(_) => AttemptOutcome::StoreFailed,
     }
 }
 

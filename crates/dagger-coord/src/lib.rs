@@ -23,6 +23,7 @@ mod report;
 mod request;
 mod rerun;
 mod run;
+mod trace_context;
 mod worker;
 
 pub use cancel::RunCancel;

@@ -3,6 +3,7 @@
 //! (see [`crate::Coordinator::with_node_queue`]).
 
 use crate::error::CoordError;
+use dagger_core::metrics::AttemptOutcome;
 use dagger_core::store::{AttemptLogs, LogSink, NodeClaim, NodeQueue, NodeResult};
 use dagger_core::{Cache, Permanent, StoreError, TaskId};
 use dagger_dag_flow::{ActionRegistry, NodeCtx, NodeInputs};
@@ -124,8 +125,15 @@ impl NodeWorker {
                     Ok(claims) => {
                         backoff = Duration::from_millis(50);
                         let claimed = claims.len();
+                        if claimed > 0 {
+                            metrics::counter!(dagger_core::metrics::CLAIMS, "queue" => "nodes")
+                                .increment(claimed as u64);
+                        }
                         for claim in claims {
                             let span = tracing::info_span!("remote_node", run_id = %claim.item.run_id, node_id = %claim.item.node_id, attempt = claim.item.attempt);
+                            if let Some(parent) = &claim.item.traceparent {
+                                crate::trace_context::adopt(&span, parent);
+                            }
                             running.spawn(
                                 this.clone()
                                     .attempt(claim, stop.child_token())
@@ -197,6 +205,11 @@ impl NodeWorker {
                 .unwrap_or_else(|p| Err(format!("node `{node_id}`: {p}").into()))
         };
         tokio::pin!(exec);
+        // Attempts are counted where the action executes (here, not by
+        // the coordinator that dispatched them).
+        let metrics = dagger_core::metrics::action(&item.action);
+        let began = std::time::Instant::now();
+        let counted = |outcome| metrics.attempt(outcome, began.elapsed().as_secs_f64());
         let renew = self.renew_until_lost(&item.item_id, claim.token, &cancel);
         // A backstop for a coordinator that went away: the coordinator
         // enforces the node's timeout itself and withdraws the item, which
@@ -213,7 +226,10 @@ impl NodeWorker {
         let result = tokio::select! {
             r = &mut exec => match r {
                 // Withdrawn, taken over or worker shutdown: nothing to report.
-                Err(_) if cancel.is_cancelled() => return,
+                Err(_) if cancel.is_cancelled() => {
+                    counted(AttemptOutcome::Cancelled);
+                    return;
+                }
                 r => r,
             },
             () = renew => {
@@ -222,6 +238,7 @@ impl NodeWorker {
                 // is reported (the queue would reject it).
                 cancel.cancel();
                 let _ = tokio::time::timeout(self.lease, &mut exec).await;
+                counted(AttemptOutcome::Cancelled);
                 return;
             }
             () = timer => {
@@ -234,6 +251,10 @@ impl NodeWorker {
         // The logs travel with the completion to the coordinator, which
         // records the attempt.
         let logs = ctx.logs.take();
+        counted(match &result {
+            Ok(out) if out.success => AttemptOutcome::Succeeded,
+            _ => AttemptOutcome::Failed,
+        });
         let result = match result {
             Ok(out) => NodeResult::Output {
                 outputs: out.outputs,
@@ -281,6 +302,8 @@ impl NodeWorker {
             }
             Err(e @ (StoreError::StaleToken { .. } | StoreError::NotFound { .. })) => {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(dagger_core::metrics::STALE_COMPLETIONS, "queue" => "nodes")
+                    .increment(1);
                 tracing::warn!(item = item_id, reason = %e, "completion rejected");
             }
             Err(e) => {

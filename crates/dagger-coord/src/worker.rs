@@ -35,6 +35,8 @@ pub(crate) struct Env {
     pub(crate) cancel_grace: Duration,
     /// Where actions execute when not in this process (see `remote.rs`).
     pub(crate) node_queue: Option<Arc<dyn dagger_core::store::NodeQueue>>,
+    /// The run's span: the parent of every attempt's span.
+    pub(crate) span: tracing::Span,
 }
 
 /// One attempt to run.
@@ -52,7 +54,7 @@ pub(crate) struct Attempt {
 
 /// The span of an attempt.
 pub(crate) fn attempt_span(env: &Env, a: &Attempt) -> tracing::Span {
-    tracing::info_span!("node", run_id = %env.run_id, node_id = %a.node_id, attempt = a.attempt)
+    tracing::info_span!(parent: &env.span, "node", run_id = %env.run_id, node_id = %a.node_id, attempt = a.attempt)
 }
 
 /// Runs one attempt and records how it ended.
@@ -185,6 +187,7 @@ async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_
     };
     let started_at = now_millis();
     trace.started_at.store(started_at, Ordering::Relaxed);
+    tracing::info!(node_id = %a.node_id, action = %a.def.action, attempt = a.attempt, "node started");
     if shared.record {
         let mut rec = record(
             shared,

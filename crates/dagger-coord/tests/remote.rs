@@ -257,6 +257,7 @@ async fn resuming_a_run_withdraws_the_previous_coordinators_items() {
         inputs: serde_json::Map::new(),
         idempotency_key: format!("{run}/orphan/"),
         timeout_ms: None,
+        traceparent: None,
     };
     pool.queue.enqueue(leftover("run-x")).await.unwrap();
     pool.queue.enqueue(leftover("run-other")).await.unwrap();

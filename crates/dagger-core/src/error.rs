@@ -303,6 +303,15 @@ pub enum StoreError {
     },
 }
 
+/// Errors of the metrics hook ([`crate::metrics`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetricsError {
+    /// The Prometheus recorder could not be installed (another recorder
+    /// was installed first, or its configuration was refused).
+    #[error("cannot install the Prometheus metrics recorder: {0}")]
+    Install(String),
+}
+
 /// The umbrella error of Dagger. Users convert their own errors into it, for
 /// example with `DaggerError::ExecutionError(err.to_string())`.
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod dot;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod resource;
 pub mod retry;
 pub mod schema;
@@ -25,7 +26,8 @@ pub use cache::{
 };
 pub use dot::{DotWriter, escape_dot_id};
 pub use error::{
-    BoxError, CacheError, DaggerError, Permanent, SchemaError, StatusError, StoreError,
+    BoxError, CacheError, DaggerError, MetricsError, Permanent, SchemaError, StatusError,
+    StoreError,
 };
 pub use ids::{JobId, MessageId, NodeId, RunId, TaskId};
 pub use resource::{ResourceMetrics, ResourcePermit, ResourceTracker};

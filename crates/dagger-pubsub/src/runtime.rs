@@ -117,6 +117,8 @@ pub(crate) struct Channel {
     pub(crate) published: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
+    /// The same counts through the `metrics` facade.
+    pub(crate) exported: dagger_core::metrics::ChannelMetrics,
 }
 
 /// A registered agent, as the runtime keeps it.
@@ -220,6 +222,7 @@ impl Runtime {
             .entry(name.clone())
             .or_insert_with(|| {
                 Arc::new(Channel {
+                    exported: dagger_core::metrics::ChannelMetrics::new(&name),
                     name,
                     subscribers,
                     durable,
@@ -359,6 +362,7 @@ impl Runtime {
         channel
             .published
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        channel.exported.published.increment(messages.len() as u64);
         Ok(())
     }
 
@@ -410,6 +414,7 @@ impl Runtime {
         force: bool,
     ) -> Option<Waiting> {
         channel.published.fetch_add(1, Ordering::Relaxed);
+        channel.exported.published.increment(1);
         let subs = &channel.subscribers;
         if subs.is_empty() {
             return None;
@@ -522,6 +527,7 @@ impl Runtime {
         reason: DeadLetterReason,
     ) {
         channel.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        channel.exported.dead_lettered.increment(1);
         let agent = match &reason {
             DeadLetterReason::InputSchema { agent, .. }
             | DeadLetterReason::OutputSchema { agent, .. }

@@ -45,6 +45,7 @@ pub(crate) async fn run_worker(rt: Arc<Runtime>, agent: usize, placeholder: Arc<
                     (_, Some(ch)) => {
                         if let Some((c, k)) = run.take() {
                             c.delivered.fetch_add(k, Ordering::Relaxed);
+                            c.exported.delivered.increment(k);
                         }
                         run = Some((ch.clone(), 1));
                     }
@@ -62,6 +63,7 @@ pub(crate) async fn run_worker(rt: Arc<Runtime>, agent: usize, placeholder: Arc<
         }
         if let Some((c, k)) = run.take() {
             c.delivered.fetch_add(k, Ordering::Relaxed);
+            c.exported.delivered.increment(k);
         }
         rt.recycle(&mut retired);
         rt.agents[agent].processed.fetch_add(n, Ordering::Relaxed);

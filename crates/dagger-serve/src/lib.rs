@@ -29,6 +29,7 @@ mod graph;
 mod jobs;
 mod live;
 mod logs;
+mod ops;
 mod pages;
 mod security;
 mod start;
@@ -37,6 +38,7 @@ mod web;
 
 pub use error::{RequestError, ServeError};
 pub use graph::MAX_GRAPH_NODES;
+pub use ops::{ops_router, serve_ops};
 pub use security::{MIN_TOKEN_LEN, check_bind};
 pub use state::WorkflowCatalog;
 
@@ -348,6 +350,17 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
+/// One span per request and one event per response (method, path,
+/// status, latency), at info level.
+fn request_log() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+> {
+    use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+    TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+}
+
 fn routes(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/csrf", get(api::csrf))
@@ -391,7 +404,9 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/assets/style.css", get(assets::style))
         .route("/assets/app.js", get(assets::script))
         .nest("/api", api)
+        .merge(ops::ops_router(state.stores.clone()))
         .fallback(web::not_found)
+        .layer(request_log())
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

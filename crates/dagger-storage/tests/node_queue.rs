@@ -27,6 +27,7 @@ fn item(run: &str, node: &str, action: &str) -> NodeWorkItem {
             .clone(),
         idempotency_key: key,
         timeout_ms: Some(5_000),
+        traceparent: None,
     }
 }
 

@@ -215,6 +215,8 @@ pub(crate) fn finish(p: Pending, result: Result<Recorded, TaskError>) {
         }
         Ok(_) => {}
         Err(e @ TaskError::StaleLease { .. }) => {
+            metrics::counter!(dagger_core::metrics::STALE_COMPLETIONS, "queue" => "tasks")
+                .increment(1);
             if !p.rt.stop.is_cancelled() {
                 report_stale(&p.manager, e);
             }

@@ -146,6 +146,8 @@ struct Turn {
     claimed: Vec<TaskRecord>,
     deadline: Option<i64>,
     idle_ms: Option<u64>,
+    /// Leases found expired in this turn.
+    expired: usize,
 }
 
 async fn drive(m: TaskManager, rt: Arc<JobRuntime>) {
@@ -262,18 +264,20 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
         // An expired lease is a failed attempt that ran out of time.
         let retry = |t: &TaskRecord| commit::retry_at(&cfg.retry, ErrorClass::Timeout, t);
         let breaker = cfg.circuit_breaker.as_ref();
-        ops::expire_leases(tx, job_id, now, &retry, breaker, &mut events)?;
+        let expired = ops::expire_leases(tx, job_id, now, &retry, breaker, &mut events)?.len();
         let counts = tx.job_counts(job_id)?;
         if counts.unsuccessful > 0 && cfg.fail_fast {
             let reason = "a task failed and the job is fail-fast";
             let mut turn = done(end(JobStatus::Completed(false), Some(reason), tx)?);
             turn.events = events;
+            turn.expired = expired;
             return Ok(turn);
         }
         if counts.open == 0 {
             let ok = counts.unsuccessful == 0;
             let mut turn = done(end(JobStatus::Completed(ok), None, tx)?);
             turn.events = events;
+            turn.expired = expired;
             return Ok(turn);
         }
         let mut gate = breaker.map(|b| Gate::read(tx, *b, now)).transpose()?;
@@ -312,6 +316,7 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
             claimed,
             deadline: Some(deadline),
             idle_ms,
+            expired,
         })
     };
     let batch: Vec<_> = std::mem::take(&mut rt.inbox.lock().attempts)
@@ -362,12 +367,24 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
         .slots
         .release(slots.saturating_sub(turn.claimed.len()));
     m.emit(std::mem::take(&mut turn.events));
+    count_turn(&turn);
     let mut r = rt.running.lock();
     for t in &turn.claimed {
         r.total += 1;
         *r.per_agent.entry(t.agent.clone()).or_default() += 1;
     }
     Ok(turn)
+}
+
+/// Counts a committed turn's claims and expired leases.
+fn count_turn(turn: &Turn) {
+    use dagger_core::metrics::{CLAIMS, LEASE_EXPIRIES};
+    if !turn.claimed.is_empty() {
+        metrics::counter!(CLAIMS, "queue" => "tasks").increment(turn.claimed.len() as u64);
+    }
+    if turn.expired > 0 {
+        metrics::counter!(LEASE_EXPIRIES, "queue" => "tasks").increment(turn.expired as u64);
+    }
 }
 
 /// The job's last progress and the next moment its loop must wake by itself
@@ -394,6 +411,7 @@ fn done(status: JobStatus) -> Turn {
         claimed: Vec::new(),
         deadline: None,
         idle_ms: None,
+        expired: 0,
     }
 }
 

@@ -55,6 +55,8 @@
 //! | `postgres` | no | `storage::PostgresStore`: runs and task queues in Postgres, shared by many workers |
 //! | `nats` | no | `nats`: Pub/Sub channels across processes over NATS JetStream |
 //! | `cli` | no | `cli`: the whole `dagger` command as a library (`dagger::cli::run()`, `dagger::cli::Cli`) over the binary's own actions and agents; with `postgres`, its Postgres support too |
+//! | `prometheus` | no (on with `cli`) | `metrics::install_prometheus()`: a Prometheus recorder for the `dagger_*` metrics (see `docs/observability.md`) |
+//! | `otel` | no | with `cli`: spans exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, one trace per run across `dagger worker` processes |
 //! | `full` | no | every feature above |
 //!
 //! # Supported Rust versions
@@ -82,6 +84,9 @@ pub use dagger_pubsub as pubsub;
 #[cfg(feature = "sqlite")]
 #[doc(inline)]
 pub use dagger_storage as storage;
+
+#[doc(inline)]
+pub use dagger_core::metrics;
 
 #[cfg(feature = "nats")]
 #[doc(inline)]

@@ -234,8 +234,12 @@ impl Machine {
             && self.retries == 0
     }
 
+    /// Nodes ready and not started (held back by a limit).
+    pub(crate) fn ready_len(&self) -> usize {
+        self.g.ready.len()
+    }
+
     /// Attempts started and not yet reported.
-    #[cfg(test)]
     pub(crate) fn running(&self) -> usize {
         self.running
     }
@@ -583,7 +587,7 @@ impl Machine {
             node.attempt = attempt;
             let error = f.message;
             let delay_ms = delay.as_millis() as u64;
-            tracing::debug!(node = %n.id, attempt, delay_ms, "retrying");
+            tracing::info!(node_id = %n.id, attempt, delay_ms, error = %error, "node attempt failed; retrying");
             self.g.emit(|| ExecutionEvent::NodeRetrying {
                 node,
                 error,

@@ -20,6 +20,9 @@ impl RunLoop {
     ) -> Result<DagExecutionReport, CoordError> {
         let (status, reason) = self.shared.machine.lock().end();
         self.pump().await;
+        self.shared.sync_gauges(None);
+        metrics::counter!(dagger_core::metrics::RUNS_FINISHED, "outcome" => dagger_core::metrics::run_outcome(status))
+            .increment(1);
         if let Some(h) = self.hooks.as_mut() {
             h.outbox.push_back((
                 ExecutionEvent::RunCompleted {
@@ -131,13 +134,27 @@ impl RunLoop {
                 })
                 .collect();
         let metrics = metrics_for(&nodes, m.tokens, m.iterations);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            run_id = %run_id,
+            status = %status,
+            reason = reason.as_deref().unwrap_or(""),
+            duration_ms,
+            nodes = metrics.nodes_total,
+            completed = metrics.nodes_completed,
+            failed = metrics.nodes_failed,
+            skipped = metrics.nodes_skipped,
+            cancelled = metrics.nodes_cancelled,
+            retries = metrics.retries,
+            "run finished"
+        );
         Ok(DagExecutionReport {
             run_id: run_id.to_string(),
             dag_name: m.wf.name.clone(),
             status,
             reason,
             nodes,
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms,
             metrics,
             resumed,
             outputs: serde_json::Map::new(),

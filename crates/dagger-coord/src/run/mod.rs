@@ -85,7 +85,9 @@ impl RunLoop {
         );
         let record = setup.graph.record;
         let hooked = !coord.hooks.is_empty();
+        let span = tracing::info_span!("run", run_id = %setup.run_id, dag = %setup.wf.name);
         let env = Env {
+            span: span.clone(),
             dag_name: Arc::from(setup.wf.name.as_str()),
             run_id: setup.run_id.clone(),
             cache: setup.cache.clone(),
@@ -132,7 +134,6 @@ impl RunLoop {
             lost,
             heartbeat: Some(heartbeat),
         };
-        let span = tracing::info_span!("run", run_id = %lp.shared.env.run_id, dag = %lp.shared.env.dag_name);
         if hooked {
             lp.start_hooks(coord).await;
         }
@@ -141,6 +142,7 @@ impl RunLoop {
         }
         let nodes = lp.shared.machine.lock().g.nodes.len();
         tracing::info!(parent: &span, resumed, nodes, "run started");
+        metrics::counter!(dagger_core::metrics::RUNS_STARTED).increment(1);
         lp.run(coord, cancel).instrument(span.clone()).await;
         lp.finish(started, resumed).await
     }
@@ -186,6 +188,7 @@ impl RunLoop {
         {
             let mut m = self.shared.machine.lock();
             m.advance(now_millis(), &self.shared.env.cache);
+            self.shared.sync_gauges(Some(&m));
         }
         loop {
             self.pump().await;
@@ -260,6 +263,7 @@ impl RunLoop {
     fn step(&mut self, event: Event) {
         let mut m = self.shared.machine.lock();
         m.step(event, now_millis(), &self.shared.env.cache);
+        self.shared.sync_gauges(Some(&m));
     }
 
     async fn on_msg(&mut self, msg: Msg) {

@@ -44,6 +44,10 @@ pub struct NodeWorkItem {
     /// Per-attempt time limit the worker applies too (the coordinator
     /// enforces it regardless).
     pub timeout_ms: Option<u64>,
+    /// The W3C `traceparent` of the coordinator's attempt span, so that the
+    /// worker's span joins the run's trace (set when traces are exported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl NodeWorkItem {

@@ -287,6 +287,19 @@ impl PostgresStore {
             })?
     }
 
+    /// [`Self::with_conn`] for one write of a run (one commit): its time
+    /// goes to the store commit histograms.
+    pub(crate) async fn with_write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut PgConn) -> Result<T, conn::PgFail> + Send + 'static,
+    {
+        let began = std::time::Instant::now();
+        let result = self.with_conn(f).await;
+        dagger_core::metrics::store_commit("postgres", 1, began.elapsed().as_secs_f64());
+        result
+    }
+
     /// The blocking form of [`Self::with_conn`].
     pub(crate) fn with_conn_blocking<T>(
         &self,

@@ -207,7 +207,7 @@ fn list_sql(query: &RunQuery) -> String {
 impl RunStore for PostgresStore {
     async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
         let row = RunRow::encode(&run)?;
-        self.with_conn(move |c| {
+        self.with_write(move |c| {
             let stmt = c.stmts.get(
                 &mut c.client,
                 "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, \
@@ -258,7 +258,7 @@ impl RunStore for PostgresStore {
             .map(|d| to_json(&format!("definition of run `{run_id}`"), d))
             .transpose()?;
         let run_id = run_id.clone();
-        self.with_conn(move |c| {
+        self.with_write(move |c| {
             let changed =
                 apply_run_update(c, run_id.as_str(), &update, definition.as_deref(), None)?;
             if changed == 0 {
@@ -319,7 +319,7 @@ impl RunStore for PostgresStore {
 
     async fn put_node_run(&self, record: NodeRunRecord) -> Result<(), StoreError> {
         let metadata = node_metadata(&record)?;
-        self.with_conn(move |c| {
+        self.with_write(move |c| {
             let stmt = c.stmts.get(&mut c.client, UPSERT_NODE)?;
             let result = c.client.execute(
                 &stmt,
@@ -599,7 +599,7 @@ impl RunStore for PostgresStore {
             .map(|d| to_json(&format!("definition of run `{run_id}`"), d))
             .transpose()?;
         let run_id = run_id.clone();
-        self.with_conn(move |c| {
+        self.with_write(move |c| {
             let changed = apply_run_update(
                 c,
                 run_id.as_str(),

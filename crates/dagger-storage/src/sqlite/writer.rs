@@ -109,7 +109,14 @@ pub(crate) fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, shared: &Share
         let count = batch.len() as u64;
         let replies = {
             let _writing = shared.file.write.lock();
-            commit_batch(&mut conn, std::mem::take(&mut batch), shared)
+            let began = std::time::Instant::now();
+            let replies = commit_batch(&mut conn, std::mem::take(&mut batch), shared);
+            dagger_core::metrics::store_commit(
+                "sqlite",
+                replies.len(),
+                began.elapsed().as_secs_f64(),
+            );
+            replies
         };
         shared.processed.fetch_add(count, Ordering::AcqRel);
         for (result, reply) in replies {
