@@ -66,6 +66,7 @@ pub(crate) async fn rerun(args: RerunArgs, app: &App) -> Result<ExitCode, CliErr
     let store = open_store(&args.db.db).await?;
     let mut executor = app
         .executor(None, app.actions_recording(args.db()), store.stores())
+        .await
         .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), &args.run_id).await?;
     errln!(

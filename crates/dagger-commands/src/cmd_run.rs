@@ -164,6 +164,7 @@ pub(crate) async fn run(args: RunArgs, app: &App) -> Result<ExitCode, CliError> 
             app.actions_recording(&args.db.db),
             store.stores(),
         )
+        .await
         .map_err(dagger_coord::CoordError::from)?;
     executor
         .insert_workflow(def, args.file.display().to_string())
@@ -212,6 +213,7 @@ pub(crate) async fn resume(
     let store = open_store(db).await?;
     let mut executor = app
         .executor(None, app.actions_recording(db), store.stores())
+        .await
         .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), run_id).await?;
     if view.record.status == RunStatus::Completed {

@@ -44,14 +44,76 @@ impl fmt::Debug for DagExecutor {
     }
 }
 
+/// Where an executor records runs: stores already opened, or a location
+/// [`DagExecutor::new`] opens (`"sqlite:workflows.db"`, `"sqlite::memory:"`).
+#[derive(Debug, Clone)]
+pub enum StoreSource {
+    /// Opened stores (`Stores::memory()`, a `SqliteStore`, `PostgresStore::stores()`).
+    Stores(Stores),
+    /// A SQLite location: `sqlite:<path>`, `sqlite://<path>` or `sqlite::memory:`.
+    Location(String),
+}
+
+impl StoreSource {
+    /// The stores, opening the location if needed.
+    pub async fn open(self) -> Result<Stores, DagError> {
+        match self {
+            Self::Stores(stores) => Ok(stores),
+            #[cfg(feature = "sqlite")]
+            Self::Location(location) => {
+                Ok(dagger_storage::SqliteStore::open(&location).await?.into())
+            }
+            #[cfg(not(feature = "sqlite"))]
+            Self::Location(location) => {
+                Err(DagError::Store(dagger_core::StoreError::InvalidLocation {
+                    location,
+                    reason: "built without the `sqlite` feature; pass opened `Stores`".into(),
+                }))
+            }
+        }
+    }
+}
+
+impl From<Stores> for StoreSource {
+    fn from(stores: Stores) -> Self {
+        Self::Stores(stores)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<dagger_storage::SqliteStore> for StoreSource {
+    fn from(store: dagger_storage::SqliteStore) -> Self {
+        Self::Stores(store.into())
+    }
+}
+
+impl From<&str> for StoreSource {
+    fn from(location: &str) -> Self {
+        Self::Location(location.to_string())
+    }
+}
+
+impl From<String> for StoreSource {
+    fn from(location: String) -> Self {
+        Self::Location(location)
+    }
+}
+
+impl From<&String> for StoreSource {
+    fn from(location: &String) -> Self {
+        Self::Location(location.clone())
+    }
+}
+
 impl DagExecutor {
     /// An executor with `config` (default when `None`), the actions of
-    /// `registry`, recording runs in `stores` (for example
-    /// `Stores::memory()` or `SqliteStore::open("sqlite:workflows.db")`).
-    pub fn new(
+    /// `registry` (an [`ActionRegistry`] or an `Arc` of one), recording runs
+    /// in `stores`: opened stores (`Stores::memory()`, a `SqliteStore`) or a
+    /// SQLite location it opens (`"sqlite:workflows.db"`, `"sqlite::memory:"`).
+    pub async fn new(
         config: Option<DagConfig>,
-        registry: ActionRegistry,
-        stores: impl Into<Stores>,
+        registry: impl Into<ActionRegistry>,
+        stores: impl Into<StoreSource>,
     ) -> Result<Self, DagError> {
         let config = config.unwrap_or_default();
         if let Some((field, message)) = config.problems().into_iter().next() {
@@ -59,8 +121,8 @@ impl DagExecutor {
         }
         Ok(Self {
             config,
-            registry,
-            stores: stores.into(),
+            registry: registry.into(),
+            stores: stores.into().open().await?,
             workflows: BTreeMap::new(),
             app_data: None,
         })

@@ -29,7 +29,7 @@ pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};
 pub use dagger_core::{Cache, InputSpec, RetryStrategy};
 pub use dot::{NodeRunView, serialize_run_to_dot, serialize_tree_to_dot};
 pub use error::{DagError, LoadErrors, LoadIssue, LoadIssueKind, RunInputProblem};
-pub use executor::{DagExecutor, LoadedWorkflow};
+pub use executor::{DagExecutor, LoadedWorkflow, StoreSource};
 pub use loader::{
     STRING_SOURCE, load_yaml_bytes, load_yaml_path, load_yaml_path_with_actions, load_yaml_str,
     load_yaml_str_with_actions,

@@ -48,8 +48,8 @@ fn registry(actions: &[&'static str]) -> ActionRegistry {
     registry
 }
 
-fn executor(actions: &[&'static str]) -> DagExecutor {
-    match DagExecutor::new(None, registry(actions), Stores::memory()) {
+async fn executor(actions: &[&'static str]) -> DagExecutor {
+    match DagExecutor::new(None, registry(actions), Stores::memory()).await {
         Ok(executor) => executor,
         Err(e) => panic!("executor: {e}"),
     }
@@ -58,9 +58,9 @@ fn executor(actions: &[&'static str]) -> DagExecutor {
 /// "Working with Workflows / Loading Workflows": from a file, from a string,
 /// several workflows into one executor. Paths are relative to this crate
 /// (cargo runs tests there).
-#[test]
-fn loading_workflows() -> Result<()> {
-    let mut executor = executor(&[]);
+#[tokio::test]
+async fn loading_workflows() -> Result<()> {
+    let mut executor = executor(&[]).await;
     // seed block
     // Load from file
     executor.load_yaml_file("workflows/pipeline.yaml")?;
@@ -103,7 +103,7 @@ async fn yaml_workflow_structure() -> Result<()> {
     ] {
         registry.register(Arc::new(Stage(action, output)));
     }
-    let mut executor = DagExecutor::new(None, registry, Stores::memory())?;
+    let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
     executor.load_yaml_file("workflows/pipeline.yaml")?;
     let meta = executor.get_dag_metadata("data_processing_pipeline")?;
     assert_eq!(meta.author, "Engineering Team");
@@ -183,7 +183,7 @@ async fn cache_persistence() -> Result<()> {
     let url = format!("sqlite:{}", dir.path().join("workflows.db").display());
     let open = || async {
         let store = SqliteStore::open(&url).await?;
-        Ok::<_, BoxError>(DagExecutor::new(None, ActionRegistry::new(), store)?)
+        Ok::<_, BoxError>(DagExecutor::new(None, ActionRegistry::new(), store).await?)
     };
     let executor = open().await?;
     let cache = Cache::new();
@@ -244,7 +244,7 @@ async fn batch_node_addition() -> Result<()> {
         ],
     }];
     // end of seed block
-    let mut executor = executor(&["begin", "process_1", "process_2", "aggregate"]);
+    let mut executor = executor(&["begin", "process_1", "process_2", "aggregate"]).await;
     executor.load_yaml_string("name: workflow\nnodes:\n  - id: start\n    action: begin\n")?;
     let hooks: Vec<Arc<dyn EventHook>> =
         vec![Arc::new(Batch(std::sync::Mutex::new(Some(commands))))];
@@ -293,7 +293,7 @@ impl EventHook for Starts {
 #[tokio::test]
 #[allow(unused_variables, unused_must_use)] // the guide's unused `cancel_tx` and discarded report
 async fn coordinator_based_execution() -> Result<()> {
-    let mut executor = executor(&["step"]);
+    let mut executor = executor(&["step"]).await;
     executor.load_yaml_string(
         "name: workflow_name\nnodes:\n  - { id: a, action: step }\n  - { id: b, action: step }\n  - { id: c, action: step, dependencies: [a, b] }\n",
     )?;
@@ -390,7 +390,7 @@ mod migration_guide {
         registry.register(Arc::new(MyAction));
         registry.register(Arc::new(super::Echo("extra_step")));
         registry.register(Arc::new(super::Echo("measure")));
-        let mut executor = DagExecutor::new(None, registry, Stores::memory())?;
+        let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
         executor.load_yaml_string(
             "name: wf\nnodes:\n  - { id: compute, action: my_action }\n  - { id: measure, action: measure, inputs: [{ name: value, value: 0.9 }] }\n",
         )?;
