@@ -47,13 +47,11 @@ impl EventHook for Progress {
                     self.line(format!("started   {}", node.node_id));
                 }
             }
-            ExecutionEvent::NodeCompleted {
-                node, cache_hit, ..
-            } => {
+            ExecutionEvent::NodeCompleted { node, outcome } => {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
-                let hit = if *cache_hit { " (cached)" } else { "" };
+                let hit = if outcome.cache_hit() { " (cached)" } else { "" };
                 self.line(format!("completed {}{hit}", node.node_id));
             }
             ExecutionEvent::NodeRetrying {

@@ -18,7 +18,8 @@ pub struct NodeOutput {
     /// Whether the action succeeded; `false` fails the attempt with `outputs` as the error detail.
     pub success: bool,
     /// Metadata: `tokens` (a number) counts toward `max_tokens`; `branches`
-    /// (a list of node ids) selects which direct dependents run.
+    /// (a list of node ids) selects which direct dependents run;
+    /// `cache_hit` (set by the coordinator) marks a reused output.
     pub metadata: Map<String, Value>,
 }
 
@@ -72,6 +73,16 @@ impl NodeOutput {
             .get("tokens")
             .and_then(Value::as_u64)
             .unwrap_or(0)
+    }
+
+    /// Whether this output was reused from an earlier execution of the same
+    /// action on the same inputs (a node with `cache: true`), not computed:
+    /// metadata `cache_hit`, set by the coordinator.
+    pub fn cache_hit(&self) -> bool {
+        self.metadata
+            .get("cache_hit")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     /// The selected branches, when the action selected any.

@@ -176,11 +176,13 @@ async fn the_executor_renders_loaded_workflows_by_name() {
     .expect("loads");
     assert_eq!(
         ex.serialize_tree_to_dot("data_processing_pipeline")
+            .await
             .expect("loaded"),
         serialize_tree_to_dot(&pipeline())
     );
     assert_eq!(
         ex.serialize_tree_to_dot("nope")
+            .await
             .expect_err("unknown")
             .to_string(),
         "no workflow named `nope` is loaded"

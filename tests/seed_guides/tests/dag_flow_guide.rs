@@ -416,3 +416,362 @@ mod migration_guide {
         Ok(())
     }
 }
+
+/// An executor on a fresh SQLite file (a resume needs a store that
+/// records the run), with `actions` as [`Echo`]s plus `extra`.
+async fn file_executor(
+    dir: &tempfile::TempDir,
+    config: Option<DagConfig>,
+    actions: &[&'static str],
+    extra: Vec<Arc<dyn NodeAction>>,
+) -> Result<DagExecutor> {
+    let registry = registry(actions);
+    for action in extra {
+        registry.register(action);
+    }
+    let location = format!("sqlite:{}", dir.path().join("runs.db").display());
+    Ok(DagExecutor::new(config, registry, location).await?)
+}
+
+mod adding_nodes {
+    //! "Dynamic Graph Growth / Adding Nodes During Execution".
+    use dagger::prelude::*;
+    use std::sync::Arc;
+
+    // seed block
+    struct DynamicBuilderHook;
+
+    #[async_trait]
+    #[allow(clippy::single_match, clippy::collapsible_match)] // the guide's one-arm `match`
+    impl EventHook for DynamicBuilderHook {
+        async fn handle(&self, ctx: &HookContext, event: &ExecutionEvent) -> Vec<ExecutorCommand> {
+            match event {
+                ExecutionEvent::NodeCompleted { node, outcome } => {
+                    if node.node_id == "analyze_task" {
+                        // Build workflow based on analysis
+                        let mut commands = vec![];
+
+                        if let Some(steps) = outcome.outputs["steps"].as_array() {
+                            for (i, step) in steps.iter().enumerate() {
+                                commands.push(ExecutorCommand::AddNode {
+                                    dag_name: ctx.dag_name.clone(),
+                                    spec: NodeSpec::new(step["action"].as_str().unwrap())
+                                        .with_id(format!("step_{}", i))
+                                        .with_deps(if i == 0 {
+                                            vec![node.node_id.clone()]
+                                        } else {
+                                            vec![format!("step_{}", i - 1)]
+                                        })
+                                        .with_inputs(step["inputs"].clone()),
+                                });
+                            }
+                        }
+
+                        return commands;
+                    }
+                }
+                _ => {}
+            }
+            vec![]
+        }
+    }
+    // end of seed block
+
+    /// The analysis names two steps; the hook chains them after it, each
+    /// with its inputs, and both run in order.
+    #[tokio::test]
+    async fn adding_nodes_during_execution() -> Result<()> {
+        let registry = super::registry(&["fetch", "summarize"]);
+        registry.register(Arc::new(super::Fixed(
+            "analyze",
+            json!({"steps": [
+                {"action": "fetch", "inputs": {"url": "a"}},
+                {"action": "summarize", "inputs": {"words": 10}},
+            ]}),
+        )));
+        let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
+        executor
+            .load_yaml_string("name: agent\nnodes:\n  - { id: analyze_task, action: analyze }\n")?;
+        let coordinator = Coordinator::new(vec![Arc::new(DynamicBuilderHook)], 100, 100);
+        let cache = Cache::new();
+        let (_tx, rx) = tokio::sync::oneshot::channel();
+        let report = coordinator
+            .run_parallel(&mut executor, &cache, "agent", "run_1", rx)
+            .await?
+            .into_result()?;
+        let ids: Vec<&str> = report.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["analyze_task", "step_0", "step_1"]);
+        assert_eq!(*get_value_from_cache(&cache, "step_0", "url")?, json!("a"));
+        assert_eq!(*get_value_from_cache(&cache, "step_1", "words")?, json!(10));
+        Ok(())
+    }
+}
+
+/// An action that always returns the same outputs.
+struct Fixed(&'static str, serde_json::Value);
+
+#[async_trait]
+impl NodeAction for Fixed {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput> {
+        Ok(NodeOutput::success(self.1.clone()))
+    }
+}
+
+mod pause_and_resume {
+    //! "Pause and Resume": the hook that pauses a branch for a human, the
+    //! action that reads the answer, and "Resume from Pause".
+    use dagger::prelude::*;
+    use std::sync::Arc;
+    use tokio::sync::Mutex;
+
+    // seed block ("Implementing Pauseable Workflows with Hooks")
+    struct HumanInterventionHook {
+        intervention_required: Arc<Mutex<bool>>,
+    }
+
+    #[async_trait]
+    #[allow(unused_variables, clippy::single_match, clippy::collapsible_match)] // the guide's one-arm `match`
+    impl EventHook for HumanInterventionHook {
+        async fn handle(&self, ctx: &HookContext, event: &ExecutionEvent) -> Vec<ExecutorCommand> {
+            match event {
+                ExecutionEvent::NodeCompleted { node, outcome } => {
+                    // Check if human review is needed
+                    if outcome.outputs.get("needs_review") == Some(&json!(true)) {
+                        *self.intervention_required.lock().await = true;
+
+                        // Pause the branch
+                        return vec![ExecutorCommand::PauseBranch {
+                            branch_id: node.node_id.clone(),
+                            reason: Some("Human review required".to_string()),
+                        }];
+                    }
+                }
+                _ => {}
+            }
+            vec![]
+        }
+    }
+
+    // Resume after human input
+    struct ResumeAction;
+
+    #[async_trait]
+    impl NodeAction for ResumeAction {
+        fn name(&self) -> &str {
+            "resume_after_review"
+        }
+
+        async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput> {
+            // Process human input
+            let approval = ctx
+                .inputs
+                .get("approval")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+
+            if approval {
+                // Return command to resume
+                Ok(NodeOutput::success(json!({
+                    "action": "resume",
+                    "branch": ctx.inputs["branch_id"]
+                })))
+            } else {
+                Ok(NodeOutput::success(json!({
+                    "action": "cancel",
+                    "reason": "Not approved"
+                })))
+            }
+        }
+    }
+    // end of seed block
+
+    const WORKFLOW: &str = r#"
+name: review
+nodes:
+  - { id: draft, action: write_draft }
+  - id: publish
+    action: resume_after_review
+    dependencies: [draft]
+    inputs: [{ name: approval, value: true }, { name: branch_id, value: draft }]
+"#;
+
+    /// The draft asks for review: the hook pauses its branch and the run
+    /// stops paused before `publish`. "Resume from Pause" finds the
+    /// executor paused, adds the human's answer and resumes: `publish` runs
+    /// (approved) and the run completes.
+    #[tokio::test]
+    #[allow(unused_variables, unused_must_use)] // the guide's unused `cancel_tx` and report
+    async fn resume_from_pause() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let extra: Vec<Arc<dyn NodeAction>> = vec![
+            Arc::new(ResumeAction),
+            Arc::new(super::Fixed("write_draft", json!({"needs_review": true}))),
+        ];
+        let mut executor = super::file_executor(&dir, None, &[], extra).await?;
+        executor.load_yaml_string(WORKFLOW)?;
+        let intervention_required = Arc::new(Mutex::new(false));
+        let hook = HumanInterventionHook {
+            intervention_required: intervention_required.clone(),
+        };
+        let coordinator = Coordinator::new(vec![Arc::new(hook)], 100, 100);
+        let cache = Cache::new();
+        let (_tx, rx) = tokio::sync::oneshot::channel();
+        let first = coordinator
+            .run_parallel(&mut executor, &cache, "review", "run_1", rx)
+            .await?;
+        assert_eq!(first.status, RunStatus::Paused, "{first:?}");
+        assert!(*intervention_required.lock().await);
+        assert!(cache.get("publish", "action").is_none());
+        let mut resumed = false;
+        // seed block ("Resume from Pause")
+        // Check if workflow is paused
+        if executor.is_paused() {
+            println!("Workflow is paused. Resuming...");
+
+            // Optionally update cache with human input
+            insert_value(&cache, "human_input", "approval", "approved")?;
+
+            // Resume execution
+            let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+            executor.resume_from_pause(&cache, cancel_rx).await?;
+            // end of seed block
+            resumed = true;
+        }
+        assert!(resumed, "the executor saw its run paused");
+        assert!(!executor.is_paused());
+        assert_eq!(
+            executor.last_run("review").map(|r| r.status),
+            Some(RunStatus::Completed)
+        );
+        assert_eq!(
+            *get_value_from_cache(&cache, "publish", "action")?,
+            json!("resume")
+        );
+        assert_eq!(
+            *get_value_from_cache(&cache, "publish", "branch")?,
+            json!("draft")
+        );
+        Ok(())
+    }
+}
+
+/// Waits until the run is cancelled.
+struct Hang;
+
+#[async_trait]
+impl NodeAction for Hang {
+    fn name(&self) -> &str {
+        "hang"
+    }
+
+    async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput> {
+        ctx.cancel.cancelled().await;
+        Err("cancelled".into())
+    }
+}
+
+/// "Execution Control / Cancellation": a run that would never end is
+/// cancelled after ten seconds through the guide's channel; the spawned
+/// execution ends with the run cancelled (an error: it did not complete).
+#[tokio::test]
+#[allow(unused_imports)] // the guide imports `timeout` without using it
+async fn cancellation() -> Result<()> {
+    let mut executor = executor(&[]).await;
+    executor.registry().register(Arc::new(Hang));
+    executor.load_yaml_string("name: workflow\nnodes:\n  - { id: wait, action: hang }\n")?;
+    let cache = Cache::new();
+    // seed block
+    use tokio::time::{Duration, timeout};
+
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+
+    // Spawn execution in background
+    let executor_handle = tokio::spawn(async move {
+        executor
+            .execute_static_dag("workflow", &cache, cancel_rx)
+            .await
+    });
+
+    // Cancel after some condition
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cancel_tx.send(()).ok();
+
+    // Wait for graceful shutdown
+    let result = executor_handle.await?;
+    // end of seed block
+    match result {
+        Err(DagError::RunNotCompleted { reason, .. }) => {
+            assert_eq!(reason, "Cancelled: run cancelled");
+        }
+        other => panic!("expected a cancelled run, got {other:?}"),
+    }
+    Ok(())
+}
+
+/// Records the most nodes running at once.
+struct Gauge {
+    now: AtomicUsize,
+    max: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl NodeAction for Gauge {
+    fn name(&self) -> &str {
+        "gauge"
+    }
+
+    async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        Ok(NodeOutput::success(json!({})))
+    }
+}
+
+/// "Execution Control / Parallel Execution Control", its coordinator half:
+/// twelve independent nodes never run more than four at once. (The block's
+/// second half writes `max_parallel_nodes: Some(4)`, which contradicts
+/// "Custom Configuration"'s `max_parallel_nodes: 4`; the field is a plain
+/// number, see docs/seed-guide.md.)
+#[tokio::test]
+async fn parallel_execution_control() -> Result<()> {
+    let hooks: Vec<Arc<dyn EventHook>> = vec![];
+    // seed block (first statement)
+    // The coordinator always executes in parallel
+    // Control concurrency via semaphore in coordinator
+
+    let coordinator = Coordinator::new_with_concurrency(
+        hooks, 100, // Event channel capacity
+        100, // Command channel capacity
+        4,   // Max parallel workers
+    );
+    // end of seed block
+    let max = Arc::new(AtomicUsize::new(0));
+    let registry = ActionRegistry::new();
+    registry.register(Arc::new(Gauge {
+        now: AtomicUsize::new(0),
+        max: max.clone(),
+    }));
+    let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
+    let nodes: String = (0..12)
+        .map(|i| format!("  - {{ id: n{i}, action: gauge }}\n"))
+        .collect();
+    executor.load_yaml_string(&format!("name: wide\nnodes:\n{nodes}"))?;
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let report = coordinator
+        .run_parallel(&mut executor, &Cache::new(), "wide", "run_1", rx)
+        .await?
+        .into_result()?;
+    assert_eq!(report.completed_nodes(), 12);
+    let max = max.load(Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&max),
+        "ran in parallel, at most four at once: {max}"
+    );
+    Ok(())
+}

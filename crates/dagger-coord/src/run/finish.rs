@@ -132,6 +132,7 @@ impl RunLoop {
                 .collect();
         let metrics = metrics_for(&nodes, m.tokens, m.iterations);
         Ok(DagExecutionReport {
+            completed_nodes: metrics.nodes_completed,
             run_id: run_id.to_string(),
             dag_name: m.wf.name.clone(),
             status,
