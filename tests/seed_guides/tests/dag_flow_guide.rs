@@ -775,3 +775,163 @@ async fn parallel_execution_control() -> Result<()> {
     );
     Ok(())
 }
+
+/// Fails every time.
+struct Broken;
+
+#[async_trait]
+impl NodeAction for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+
+    async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput> {
+        Err("disk full".into())
+    }
+}
+
+/// "Error Handling / Error Recovery Patterns": the guide's `match` over a
+/// run whose node fails, then the same call matched by the test: the
+/// failure is `DagError::NodeExecutionError` naming the node; a run over
+/// its `timeout_seconds` is `DagError::ExecutionTimeout`; a completed run
+/// is `Ok` with its completed nodes.
+#[tokio::test]
+async fn error_recovery_patterns() -> Result<()> {
+    let mut executor = executor(&["ok"]).await;
+    executor.registry().register(Arc::new(Broken));
+    executor.registry().register(Arc::new(Hang));
+    executor.load_yaml_string(
+        "name: workflow\nnodes:\n  - { id: fine, action: ok }\n  - { id: save, action: broken, dependencies: [fine] }\n",
+    )?;
+    let cache = Cache::new();
+    let (_cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
+    // seed block
+    use dagger::{DagError, OnFailure};
+
+    match executor
+        .execute_static_dag("workflow", &cache, cancel_rx)
+        .await
+    {
+        Ok(report) => {
+            println!("Success: {} nodes completed", report.completed_nodes);
+        }
+        Err(DagError::ExecutionTimeout(msg)) => {
+            eprintln!("Timeout: {}", msg);
+            // Could resume with extended timeout
+        }
+        Err(DagError::ValidationError(msg)) => {
+            eprintln!("Invalid workflow: {}", msg);
+            // Fix workflow definition
+        }
+        Err(DagError::NodeExecutionError { node_id, error }) => {
+            eprintln!("Node {} failed: {}", node_id, error);
+            // Could retry specific node
+        }
+        Err(e) => {
+            eprintln!("Unexpected error: {}", e);
+        }
+    }
+    // end of seed block
+    let _ = OnFailure::Continue; // imported by the guide, unused by its block
+    executor.load_yaml_string(
+        "name: slow\nconfig: { timeout_seconds: 1 }\nnodes:\n  - { id: wait, action: hang }\n",
+    )?;
+    executor.load_yaml_string(
+        "name: good\nnodes:\n  - { id: a, action: ok }\n  - { id: b, action: ok }\n",
+    )?;
+    let run = |name: &'static str| {
+        let mut executor = executor.clone();
+        let cache = cache.clone();
+        async move {
+            let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
+            executor.execute_static_dag(name, &cache, rx).await
+        }
+    };
+    match run("workflow").await {
+        Err(DagError::NodeExecutionError { node_id, error }) => {
+            assert_eq!((node_id.as_str(), error.as_str()), ("save", "disk full"));
+        }
+        other => panic!("expected the node's failure, got {other:?}"),
+    }
+    match run("slow").await {
+        Err(DagError::ExecutionTimeout(msg)) => {
+            assert!(msg.contains("timed out after 1s"), "{msg}")
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    let report = run("good").await?;
+    assert_eq!(report.completed_nodes, 2);
+    Ok(())
+}
+
+mod safe_node_addition {
+    //! "Best Practices for Dynamic Nodes": the safe addition with error
+    //! handling, on a loaded workflow before it runs (`DagExecutor::add_node`).
+    use dagger::prelude::*;
+    use tracing::{error, info, warn};
+
+    /// The guide's block; its `dag_name`, `node_id`, `action` and `deps` are
+    /// the parameters, and its `return`s need a function (anyhow's
+    /// `Result`, as the guide's `anyhow!` implies).
+    fn add(
+        executor: &mut DagExecutor,
+        dag_name: &str,
+        node_id: &str,
+        action: &str,
+        deps: Vec<&str>,
+    ) -> anyhow::Result<()> {
+        use anyhow::anyhow;
+        // seed block
+        // Safe node addition with error handling
+        match executor.add_node(dag_name, node_id, action, deps) {
+            Ok(_) => info!("Successfully added node: {}", node_id),
+            Err(DagError::NodeAlreadyExists(id)) => {
+                warn!("Node {} already exists, skipping", id);
+            }
+            Err(DagError::DependencyNotFound(dep)) => {
+                error!("Dependency {} not found", dep);
+                return Err(anyhow!("Invalid dependency"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // end of seed block
+        Ok(())
+    }
+
+    /// A new node is added and runs after its dependency; a taken id is
+    /// skipped (the workflow keeps one node of it); an unknown dependency
+    /// is the guide's "Invalid dependency"; an unregistered action is
+    /// refused with the validation message.
+    #[tokio::test]
+    async fn safe_node_addition() -> Result<()> {
+        let mut executor = super::executor(&["fetch", "check"]).await;
+        executor.load_yaml_string("name: w\nnodes:\n  - { id: first, action: fetch }\n")?;
+        add(&mut executor, "w", "second", "check", vec!["first"])?;
+        add(&mut executor, "w", "first", "check", vec![])?;
+        let missing = add(&mut executor, "w", "third", "check", vec!["nope"]);
+        assert_eq!(
+            missing.map_err(|e| e.to_string()),
+            Err("Invalid dependency".to_string())
+        );
+        let unknown = add(&mut executor, "w", "fourth", "send_mail", vec!["first"]);
+        assert_eq!(
+            unknown.map_err(|e| e.to_string()),
+            Err(
+                "invalid workflow: node `fourth`: action `send_mail` is not registered".to_string()
+            )
+        );
+        let ids: Vec<String> = executor
+            .workflow("w")?
+            .def
+            .nodes
+            .iter()
+            .map(|n| n.id.clone())
+            .collect();
+        assert_eq!(ids, ["first", "second"]);
+        let report = execute_dag(&mut executor, &Cache::new(), "w")
+            .await?
+            .into_result()?;
+        assert_eq!(report.completed_nodes(), 2);
+        Ok(())
+    }
+}
