@@ -111,7 +111,7 @@ async fn run(satisfied_at: u64) -> Result<DagExecutionReport, Box<dyn std::error
         max_tokens: Some(10_000),
         ..DagConfig::default()
     };
-    let mut executor = DagExecutor::new(Some(config), registry, Stores::memory())?;
+    let mut executor = DagExecutor::new(Some(config), registry, Stores::memory()).await?;
     executor.load_yaml_string(WORKFLOW)?;
     let coordinator = Coordinator::new(vec![Arc::new(Planner { satisfied_at })], 64, 64);
     let (_cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();

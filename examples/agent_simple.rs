@@ -70,7 +70,7 @@ async fn look_up(ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
 async fn ask(question: &str) -> Result<(), Box<dyn std::error::Error>> {
     let registry = ActionRegistry::new();
     dagger::register_all_actions(&registry)?;
-    let mut executor = DagExecutor::new(None, registry, Stores::memory())?;
+    let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
     executor.load_yaml_string(WORKFLOW)?;
     let cache = Cache::new();
     insert_value(&cache, "inputs", "question", question)?;

@@ -82,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let registry = ActionRegistry::new();
     registry.register(Arc::new(Analyze));
     registry.register(Arc::new(Validate));
-    let mut executor = DagExecutor::new(None, registry, Stores::memory())?;
+    let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
     executor.load_yaml_string(WORKFLOW)?;
     let events = Arc::new(AtomicUsize::new(0));
     let hooks: Vec<Arc<dyn EventHook>> = vec![

@@ -49,7 +49,7 @@ async fn step(ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
 async fn executor(db: &str) -> Result<DagExecutor, Box<dyn std::error::Error>> {
     let registry = ActionRegistry::new();
     dagger::register_all_actions(&registry)?;
-    let mut executor = DagExecutor::new(None, registry, SqliteStore::open(db).await?)?;
+    let mut executor = DagExecutor::new(None, registry, SqliteStore::open(db).await?).await?;
     executor.load_yaml_string(WORKFLOW)?;
     Ok(executor)
 }

@@ -64,7 +64,7 @@ async fn run_once(parallel: bool) -> Result<(u128, String), Box<dyn std::error::
         enable_parallel_execution: parallel,
         ..DagConfig::default()
     };
-    let mut executor = DagExecutor::new(Some(config), registry, Stores::memory())?;
+    let mut executor = DagExecutor::new(Some(config), registry, Stores::memory()).await?;
     executor.load_yaml_string(PIPELINE)?;
     let cache = Cache::new();
     insert_value(&cache, "inputs", "order", 4711)?;

@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stores = store.stores();
     let registry = ActionRegistry::new();
     dagger::register_all_actions(&registry)?;
-    let mut executor = DagExecutor::new(None, registry, store)?;
+    let mut executor = DagExecutor::new(None, registry, store).await?;
     executor.load_yaml_string(WORKFLOW)?;
     let cache = Cache::new();
     let coordinator = Coordinator::new(vec![], 16, 16);

@@ -88,7 +88,10 @@ fn d5(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let mut ex = dagger::executor(wf.clone(), dagger::config(), Stores::memory());
+                let mut ex = on_workers(
+                    &rt,
+                    dagger::executor(wf.clone(), dagger::config(), Stores::memory()),
+                );
                 let nodes = shape.len();
                 total += on_workers(&rt, async move {
                     let t = Instant::now();
@@ -145,7 +148,10 @@ fn d7(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let mut ex = dagger::executor(wf.clone(), config.clone(), Stores::memory());
+                        let mut ex = on_workers(
+                            &rt,
+                            dagger::executor(wf.clone(), config.clone(), Stores::memory()),
+                        );
                         total += on_workers(&rt, async move {
                             let t = Instant::now();
                             dagger::run(&mut ex, 3).await;

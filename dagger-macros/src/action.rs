@@ -24,8 +24,17 @@ enum Form {
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = Args::parse(MACRO, attr, &COMMON_KEYS, &mut errors);
-    let common = Common::from_args(MACRO, &args, &mut errors);
-    let func: ItemFn = match syn::parse2(item.clone()) {
+    let parsed = syn::parse2::<ItemFn>(item.clone());
+    // Without `name = "..."`, the action is registered under the function's name.
+    let default_name = match &parsed {
+        Ok(func) => Some(syn::LitStr::new(
+            &func.sig.ident.to_string(),
+            func.sig.ident.span(),
+        )),
+        Err(_) => None,
+    };
+    let common = Common::from_args(MACRO, &args, default_name, &mut errors);
+    let func: ItemFn = match parsed {
         Ok(func) => func,
         Err(err) => {
             unparsed_item(

@@ -161,9 +161,19 @@ pub(crate) const COMMON_KEYS: [&str; 5] = [
 
 impl Common {
     /// Extracts and checks the common arguments. Returns `None` when one of
-    /// them is missing or invalid (the reason is in `errors`).
-    pub(crate) fn from_args(macro_name: &str, args: &Args, errors: &mut Errors) -> Option<Self> {
-        let name = args.required(macro_name, "name", errors).cloned();
+    /// them is missing or invalid (the reason is in `errors`). Without a
+    /// `name` argument the name is `default_name` when given (`#[action]`:
+    /// the function's name), otherwise a missing `name` is an error.
+    pub(crate) fn from_args(
+        macro_name: &str,
+        args: &Args,
+        default_name: Option<LitStr>,
+        errors: &mut Errors,
+    ) -> Option<Self> {
+        let name = match (args.get("name"), default_name) {
+            (None, Some(default)) => Some(default),
+            _ => args.required(macro_name, "name", errors).cloned(),
+        };
         if let Some(name) = &name {
             let value = name.value();
             if value.trim().is_empty() {
@@ -217,7 +227,7 @@ mod tests {
     fn errors_of(tokens: proc_macro2::TokenStream) -> Vec<String> {
         let mut errors = Errors::default();
         let args = Args::parse("action", tokens, &COMMON_KEYS, &mut errors);
-        let _ = Common::from_args("action", &args, &mut errors);
+        let _ = Common::from_args("action", &args, None, &mut errors);
         match errors.finish() {
             Ok(()) => Vec::new(),
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
@@ -255,5 +265,17 @@ mod tests {
             ["`#[action]` requires `name = \"...\"`"]
         );
         assert_eq!(errors_of(quote!(name)), ["expected `name = \"...\"`"]);
+    }
+
+    #[test]
+    fn a_default_name_stands_in_for_a_missing_one_only() {
+        let name_of = |tokens: proc_macro2::TokenStream| {
+            let mut errors = Errors::default();
+            let args = Args::parse("action", tokens, &COMMON_KEYS, &mut errors);
+            let default = syn::LitStr::new("my_fn", proc_macro2::Span::call_site());
+            Common::from_args("action", &args, Some(default), &mut errors).map(|c| c.name.value())
+        };
+        assert_eq!(name_of(quote!()), Some("my_fn".to_string()));
+        assert_eq!(name_of(quote!(name = "given")), Some("given".to_string()));
     }
 }

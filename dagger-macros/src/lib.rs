@@ -40,7 +40,7 @@ use proc_macro::TokenStream;
 
 /// Turns an `async fn` into a DAG Flow action (a `NodeAction`).
 ///
-/// Arguments: `name` (required: the name workflows use in `action:`),
+/// Arguments: `name` (the name workflows use in `action:`; by default the function's name),
 /// `description`, `input_schema` and `output_schema` (JSON Schema text,
 /// checked at compile time; the coordinator validates the node's resolved
 /// inputs and its outputs against them), `crate` (the path of the `dagger`

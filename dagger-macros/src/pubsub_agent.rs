@@ -18,7 +18,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut keys = COMMON_KEYS.to_vec();
     keys.extend(["subscribe", "publish"]);
     let args = Args::parse(MACRO, attr, &keys, &mut errors);
-    let common = Common::from_args(MACRO, &args, &mut errors);
+    let common = Common::from_args(MACRO, &args, None, &mut errors);
     let subscribe = channels(args.get("subscribe"), "subscribe", &mut errors);
     let publish = channels(args.get("publish"), "publish", &mut errors);
     let func: ItemFn = match syn::parse2(item.clone()) {

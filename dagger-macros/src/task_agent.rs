@@ -30,7 +30,7 @@ enum Params {
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = Args::parse(MACRO, attr, &COMMON_KEYS, &mut errors);
-    let common = Common::from_args(MACRO, &args, &mut errors);
+    let common = Common::from_args(MACRO, &args, None, &mut errors);
     let parsed: syn::Result<Item> = syn::parse2(item.clone());
     let generated = match parsed {
         Ok(Item::Fn(func)) => {

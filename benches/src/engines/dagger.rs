@@ -101,17 +101,19 @@ pub fn workflow(shape: &Shape) -> WorkflowDef {
 }
 
 /// An executor holding `wf` (validated), recording in `stores`.
-pub fn executor(wf: WorkflowDef, config: DagConfig, stores: Stores) -> DagExecutor {
+pub async fn executor(wf: WorkflowDef, config: DagConfig, stores: Stores) -> DagExecutor {
     validate_workflow(&wf, "<bench>").expect("benchmark workflows are valid");
-    let mut ex = DagExecutor::new(Some(config), registry(), stores).expect("valid config");
+    let mut ex = DagExecutor::new(Some(config), registry(), stores)
+        .await
+        .expect("valid config");
     ex.insert_workflow(wf, "<bench>")
         .expect("first workflow of its name");
     ex
 }
 
 /// Builds `shape` (workflow, validation, executor) and returns the executor.
-pub fn build(shape: &Shape, stores: Stores) -> DagExecutor {
-    executor(workflow(shape), config(), stores)
+pub async fn build(shape: &Shape, stores: Stores) -> DagExecutor {
+    executor(workflow(shape), config(), stores).await
 }
 
 /// Runs the workflow held by `ex` once to completion, asserting that every node completed.
@@ -127,7 +129,7 @@ pub async fn run(ex: &mut DagExecutor, nodes: usize) {
 /// Builds and runs `shape` once in memory (`Stores::memory()`, no recording).
 pub async fn build_and_run(shape: &Shape) -> Timing {
     let t0 = Instant::now();
-    let mut ex = build(shape, Stores::memory());
+    let mut ex = build(shape, Stores::memory()).await;
     let build = t0.elapsed();
     let t1 = Instant::now();
     run(&mut ex, shape.len()).await;
@@ -153,7 +155,7 @@ pub async fn build_and_run_sqlite(shape: &Shape, durability: Durability) -> Timi
     .await
     .expect("SQLite store opens");
     let t0 = Instant::now();
-    let mut ex = build(shape, store.stores());
+    let mut ex = build(shape, store.stores()).await;
     let build = t0.elapsed();
     let t1 = Instant::now();
     run(&mut ex, shape.len()).await;

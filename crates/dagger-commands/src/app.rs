@@ -291,13 +291,13 @@ impl App {
 
     /// An executor over `registry` and `stores` that hands the app data to
     /// the actions.
-    pub(crate) fn executor(
+    pub(crate) async fn executor(
         &self,
         config: Option<DagConfig>,
         registry: ActionRegistry,
         stores: dagger_core::Stores,
     ) -> Result<DagExecutor, DagError> {
-        let executor = DagExecutor::new(config, registry, stores)?;
+        let executor = DagExecutor::new(config, registry, stores).await?;
         Ok(match &self.app_data {
             Some(data) => executor.with_shared_app_data(data.clone()),
             None => executor,
@@ -392,11 +392,12 @@ mod tests {
         assert_eq!(app.task_agents().names(), ["sleep"]);
     }
 
-    #[test]
-    fn app_data_reaches_the_executor() {
+    #[tokio::test]
+    async fn app_data_reaches_the_executor() {
         let app = Cli::new().app_data(7_u32).build().unwrap();
         let executor = app
             .executor(None, app.actions(), dagger_core::Stores::memory())
+            .await
             .unwrap();
         let data = executor.app_data().unwrap();
         assert_eq!(data.downcast_ref::<u32>(), Some(&7));

@@ -72,6 +72,7 @@ pub(crate) async fn rerun(args: RerunArgs, app: &App) -> Result<ExitCode, CliErr
     request.run_id = Some(new_id.clone());
     let mut executor = app
         .executor(None, app.actions_recording(args.db()), store.stores())
+        .await
         .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), parent.as_str()).await?;
     if !args.quiet {

@@ -235,6 +235,7 @@ pub(crate) async fn run(args: RunArgs, app: &App) -> Result<ExitCode, CliError> 
             app.actions_recording(&args.db.db),
             store.stores(),
         )
+        .await
         .map_err(dagger_coord::CoordError::from)?;
     executor
         .insert_workflow(def, args.file.display().to_string())
@@ -298,6 +299,7 @@ pub(crate) async fn resume(
     let run_id = run_id.as_str();
     let mut executor = app
         .executor(None, app.actions_recording(db), store.stores())
+        .await
         .map_err(dagger_coord::CoordError::from)?;
     let view = dagger_coord::load_run_view(&store.stores(), run_id).await?;
     if view.record.status == RunStatus::Completed {

@@ -283,7 +283,7 @@ async fn take_over_orphans(orphans: Orphans, every: Duration, stop: Cancellation
             let app_data = app_data.clone();
             resumed.spawn(async move {
                 let outcome = async {
-                    let mut executor = DagExecutor::new(None, registry, stores)?;
+                    let mut executor = DagExecutor::new(None, registry, stores).await?;
                     if let Some(data) = app_data {
                         executor = executor.with_shared_app_data(data);
                     }

@@ -159,11 +159,9 @@ impl EventHook for Progress {
                     }
                 }
             }
-            ExecutionEvent::NodeCompleted {
-                node, cache_hit, ..
-            } => {
+            ExecutionEvent::NodeCompleted { node, outcome } => {
                 self.ended(&node.node_id, false);
-                let hit = if *cache_hit { " (cached)" } else { "" };
+                let hit = if outcome.cache_hit() { " (cached)" } else { "" };
                 self.line(format!("completed {}{hit}", node.node_id));
             }
             ExecutionEvent::NodeRetrying {

@@ -30,6 +30,8 @@ pub struct Coordinator {
     pub(crate) tracker: Option<dagger_core::ResourceTracker>,
     pub(crate) node_queue: Option<Arc<dyn dagger_core::store::NodeQueue>>,
     pub(crate) run_lease: Duration,
+    /// At most this many nodes of a run at once, whatever the run's config says.
+    pub(crate) max_parallel: Option<usize>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -66,6 +68,22 @@ impl Coordinator {
             tracker: None,
             node_queue: None,
             run_lease: ownership::DEFAULT_RUN_LEASE,
+            max_parallel: None,
+        }
+    }
+
+    /// [`Coordinator::new`] running at most `max_parallel` nodes of a run
+    /// at once (at least 1): the lower of this and the run's
+    /// `max_parallel_nodes` applies.
+    pub fn new_with_concurrency(
+        hooks: Vec<Arc<dyn EventHook>>,
+        event_capacity: usize,
+        command_capacity: usize,
+        max_parallel: usize,
+    ) -> Self {
+        Self {
+            max_parallel: Some(max_parallel.max(1)),
+            ..Self::new(hooks, event_capacity, command_capacity)
         }
     }
 
@@ -183,7 +201,9 @@ impl Coordinator {
         let (setup, owner) = self
             .create(executor, cache, dag_name, run_id.into())
             .await?;
-        RunLoop::start(self, setup, owner, false, cancel.into()).await
+        let report = RunLoop::start(self, setup, owner, false, cancel.into()).await?;
+        executor.record_last_run(&report.dag_name, report.last_run());
+        Ok(report)
     }
 
     /// Creates run `run_id` of `dag_name` in the executor's store, owned by
@@ -312,7 +332,10 @@ impl Coordinator {
             .resume_owned(executor, cache, &record, &owner, cancel.into())
             .await
         {
-            Ok(report) => Ok(report),
+            Ok(report) => {
+                executor.record_last_run(&report.dag_name, report.last_run());
+                Ok(report)
+            }
             Err(e @ (CoordError::OwnershipLost { .. } | CoordError::Store(_))) => Err(e),
             Err(e) => {
                 // The run never started here: give it back as it was.

@@ -37,10 +37,10 @@ pub enum ExecutionEvent {
     NodeCompleted {
         /// The node.
         node: NodeRef,
-        /// The action's output (for a fanned-out node, `{"results": [...]}`).
+        /// The action's output (for a fanned-out node, `{"results": [...]}`);
+        /// [`NodeOutput::cache_hit`] tells whether it was reused from an
+        /// earlier execution (memoization).
         outcome: Arc<NodeOutput>,
-        /// True when the output was reused from an earlier execution (memoization).
-        cache_hit: bool,
     },
     /// An attempt failed and will be retried after `delay_ms`.
     NodeRetrying {

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let registry = ActionRegistry::new();
 /// registry.register(Arc::new(AddOne));
-/// let mut executor = DagExecutor::new(None, registry, dagger_core::Stores::memory())?;
+/// let mut executor = DagExecutor::new(None, registry, dagger_core::Stores::memory()).await?;
 /// executor.load_yaml_string(
 ///     "name: inc\nnodes:\n  - id: a\n    action: add_one\n    inputs: [{ name: x, reference: inputs.x }]\n",
 /// )?;

@@ -13,6 +13,7 @@ mod coordinator;
 pub mod error;
 mod event;
 mod exec;
+mod executor_ext;
 mod handle;
 mod machine;
 mod node_worker;
@@ -37,6 +38,7 @@ pub use dagger_dag_flow::{
 };
 pub use error::{CoordError, RunFailed};
 pub use event::{EventHook, ExecutionEvent, ExecutorCommand, HookContext, NodeRef, NodeSpec};
+pub use executor_ext::DagExecutorExt;
 pub use handle::{RunEvents, RunFinished, RunHandle};
 pub use node_worker::{NodeWorker, WorkerStats};
 pub use ownership::{host_name, live_owner, orphaned_runs};

@@ -2,8 +2,10 @@
 
 use crate::error::RunFailed;
 use dagger_core::{NodeStatus, RunStatus};
+use dagger_dag_flow::{LastRun, NodeRunView, RunMetrics};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::time::Duration;
 
 /// The outcome of one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +103,11 @@ pub struct DagExecutionReport {
     pub duration_ms: u64,
     /// Aggregates.
     pub metrics: ExecutionMetrics,
+    /// Completed nodes: `metrics.nodes_completed` again, as the field the
+    /// seed guide reads (`report.completed_nodes`); prefer
+    /// [`Self::completed_nodes`]`()` or the metrics.
+    #[serde(default)]
+    pub completed_nodes: usize,
     /// True when this execution resumed an earlier one.
     pub resumed: bool,
     /// The outputs of the completed nodes, by node id (each an object of
@@ -173,6 +180,51 @@ impl DagExecutionReport {
     /// Number of completed nodes.
     pub fn completed_nodes(&self) -> usize {
         self.metrics.nodes_completed
+    }
+
+    /// What the executor keeps of this run ([`dagger_dag_flow::DagExecutor::last_run`]):
+    /// status, node states and the metrics in the seed guide's shape.
+    pub fn last_run(&self) -> LastRun {
+        let m = &self.metrics;
+        let ran = self
+            .nodes
+            .iter()
+            .filter(|n| n.duration_ms.is_some() || n.cache_hit)
+            .count();
+        let (slowest_node, slowest_ms) = m.slowest_node.clone().unwrap_or_default();
+        LastRun {
+            run_id: self.run_id.as_str().into(),
+            status: self.status,
+            metrics: RunMetrics {
+                avg_node_time: Duration::from_secs_f64(m.average_node_ms.max(0.0) / 1000.0),
+                slowest_node,
+                slowest_node_time: Duration::from_millis(slowest_ms),
+                cache_hit_rate: if ran == 0 {
+                    0.0
+                } else {
+                    (m.cache_hits as f64 / ran as f64).min(1.0)
+                },
+                nodes_completed: m.nodes_completed,
+                nodes_failed: m.nodes_failed,
+            },
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| NodeRunView {
+                    node_id: n.id.clone(),
+                    status: n.status,
+                    attempts: n.attempts,
+                    duration_ms: n.duration_ms,
+                    error: (n.status == NodeStatus::Failed)
+                        .then(|| n.error.clone())
+                        .flatten(),
+                    added_at_runtime: n.added_at_runtime,
+                    reason: (n.status != NodeStatus::Failed)
+                        .then(|| n.error.clone())
+                        .flatten(),
+                })
+                .collect(),
+        }
     }
 }
 

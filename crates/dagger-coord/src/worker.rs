@@ -168,7 +168,7 @@ async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_
     if let Some(hash) = &input_hash
         && let Some(output) = Box::pin(memoized(shared, &a.def.action, hash)).await?
     {
-        let output = Arc::new(output);
+        let output = Arc::new(output.with_metadata("cache_hit", Value::Bool(true)));
         let deferred = complete(shared, &a, &output, input_hash.clone(), true, None, trace).await?;
         return Ok(Outcome::Succeeded {
             output,

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use tokio_util::sync::CancellationToken;
 
 /// What an action returns.
@@ -18,7 +18,8 @@ pub struct NodeOutput {
     /// Whether the action succeeded; `false` fails the attempt with `outputs` as the error detail.
     pub success: bool,
     /// Metadata: `tokens` (a number) counts toward `max_tokens`; `branches`
-    /// (a list of node ids) selects which direct dependents run.
+    /// (a list of node ids) selects which direct dependents run;
+    /// `cache_hit` (set by the coordinator) marks a reused output.
     pub metadata: Map<String, Value>,
 }
 
@@ -72,6 +73,16 @@ impl NodeOutput {
             .get("tokens")
             .and_then(Value::as_u64)
             .unwrap_or(0)
+    }
+
+    /// Whether this output was reused from an earlier execution of the same
+    /// action on the same inputs (a node with `cache: true`), not computed:
+    /// metadata `cache_hit`, set by the coordinator.
+    pub fn cache_hit(&self) -> bool {
+        self.metadata
+            .get("cache_hit")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     /// The selected branches, when the action selected any.
@@ -286,39 +297,103 @@ pub trait NodeAction: Send + Sync + 'static {
 }
 
 /// Actions by name. Cheap to clone; registration works through a shared reference.
-#[derive(Clone, Default)]
+///
+/// [`ActionRegistry::new`] is an isolated registry: it holds what is
+/// registered into it and nothing else; hand it to the executor
+/// ([`crate::DagExecutor::new`]). [`ActionRegistry::default`] is the
+/// *process registry*: besides what is registered into it, it sees every
+/// action registered into any other registry of the process while that
+/// registry is alive (the latest registration of a name wins). It exists for
+/// the seed guide's form `DagExecutor::new(None, Arc::new(Default::default()),
+/// "sqlite:…").await`, where actions are registered into a registry the executor
+/// is never given; passing the registry itself is the better form.
+#[derive(Clone)]
 pub struct ActionRegistry {
     actions: Arc<RwLock<HashMap<String, Arc<dyn NodeAction>>>>,
+    /// Whether lookups also see the process's registrations.
+    process_view: bool,
+}
+
+/// Every registration of the process, held weakly: an action lives as long
+/// as a registry that holds it.
+static PROCESS_ACTIONS: std::sync::LazyLock<RwLock<HashMap<String, Weak<dyn NodeAction>>>> =
+    std::sync::LazyLock::new(|| RwLock::new(HashMap::new()));
+
+impl Default for ActionRegistry {
+    /// The process registry (see the type's documentation); prefer
+    /// [`ActionRegistry::new`].
+    fn default() -> Self {
+        Self {
+            actions: Arc::default(),
+            process_view: true,
+        }
+    }
 }
 
 impl ActionRegistry {
     /// An empty registry.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            actions: Arc::default(),
+            process_view: false,
+        }
     }
 
     /// Registers an action under its name, replacing one of the same name.
     pub fn register(&self, action: Arc<dyn NodeAction>) {
-        self.actions
-            .write()
-            .insert(action.name().to_string(), action);
+        let name = action.name().to_string();
+        {
+            let mut process = PROCESS_ACTIONS.write();
+            process.retain(|_, a| a.strong_count() > 0);
+            process.insert(name.clone(), Arc::downgrade(&action));
+        }
+        self.actions.write().insert(name, action);
     }
 
     /// The action with this name.
     pub fn get(&self, name: &str) -> Option<Arc<dyn NodeAction>> {
-        self.actions.read().get(name).cloned()
+        let own = self.actions.read().get(name).cloned();
+        match own {
+            Some(action) => Some(action),
+            None if self.process_view => PROCESS_ACTIONS.read().get(name)?.upgrade(),
+            None => None,
+        }
     }
 
     /// Whether an action with this name is registered.
     pub fn contains(&self, name: &str) -> bool {
-        self.actions.read().contains_key(name)
+        self.get(name).is_some()
     }
 
     /// Registered names, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.actions.read().keys().cloned().collect();
+        if self.process_view {
+            names.extend(
+                PROCESS_ACTIONS
+                    .read()
+                    .iter()
+                    .filter(|(_, a)| a.strong_count() > 0)
+                    .map(|(n, _)| n.clone()),
+            );
+        }
         names.sort();
+        names.dedup();
         names
+    }
+}
+
+impl From<Arc<ActionRegistry>> for ActionRegistry {
+    /// The shared registry itself (registries are handles: the clone sees
+    /// the same actions).
+    fn from(registry: Arc<ActionRegistry>) -> Self {
+        (*registry).clone()
+    }
+}
+
+impl From<&ActionRegistry> for ActionRegistry {
+    fn from(registry: &ActionRegistry) -> Self {
+        registry.clone()
     }
 }
 
@@ -327,5 +402,43 @@ impl fmt::Debug for ActionRegistry {
         f.debug_struct("ActionRegistry")
             .field("actions", &self.names())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Named(&'static str);
+
+    #[async_trait::async_trait]
+    impl NodeAction for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+
+        async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
+            Ok(NodeOutput::success(Value::Null))
+        }
+    }
+
+    #[test]
+    fn the_process_registry_sees_live_registrations_and_new_registries_do_not() {
+        let user = ActionRegistry::new();
+        user.register(Arc::new(Named("process_view_probe")));
+        let process = ActionRegistry::default();
+        assert!(process.contains("process_view_probe"));
+        assert!(process.names().contains(&"process_view_probe".to_string()));
+        assert!(!ActionRegistry::new().contains("process_view_probe"));
+        // Through an `Arc`, as `DagExecutor::new` receives it: the same view.
+        assert!(
+            ActionRegistry::from(Arc::new(ActionRegistry::default()))
+                .contains("process_view_probe")
+        );
+        drop(user);
+        assert!(
+            !process.contains("process_view_probe"),
+            "dropped with its registry"
+        );
     }
 }

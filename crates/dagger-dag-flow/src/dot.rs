@@ -2,8 +2,6 @@
 //! through [`DotWriter`], which quotes and escapes it, so the output parses
 //! whatever the node ids hold.
 
-use crate::error::DagError;
-use crate::executor::DagExecutor;
 use crate::model::{NodeDef, WorkflowDef};
 use dagger_core::{DotWriter, NodeStatus};
 use serde::{Deserialize, Serialize};
@@ -143,13 +141,6 @@ pub fn serialize_run_to_dot(def: &WorkflowDef, nodes: &[NodeRunView]) -> String 
     }
     edges(&mut w, def);
     w.finish()
-}
-
-impl DagExecutor {
-    /// The loaded workflow `name` as DOT (see [`serialize_tree_to_dot`]).
-    pub fn serialize_tree_to_dot(&self, name: &str) -> Result<String, DagError> {
-        Ok(serialize_tree_to_dot(&self.workflow(name)?.def))
-    }
 }
 
 fn run_node(w: &mut DotWriter, mut label: Vec<String>, id: &str, view: Option<&NodeRunView>) {

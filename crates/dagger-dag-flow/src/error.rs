@@ -49,6 +49,52 @@ pub enum DagError {
         /// Every problem, one per input.
         problems: Vec<RunInputProblem>,
     },
+    /// Workflow `0` is loaded but this executor has not run it (the
+    /// executor-level metrics and node states describe its latest run).
+    #[error("workflow `{0}` has not run in this executor")]
+    NotRun(String),
+    /// The workflow has no node of this id.
+    #[error("workflow `{dag}` has no node `{node}`")]
+    UnknownNode {
+        /// The workflow.
+        dag: String,
+        /// The node id asked for.
+        node: String,
+    },
+    /// A node of this id exists already ([`crate::DagExecutor::add_node`]).
+    #[error("node `{0}` already exists")]
+    NodeAlreadyExists(String),
+    /// A dependency names no node of the workflow ([`crate::DagExecutor::add_node`]).
+    #[error("dependency `{0}` is not a node of the workflow")]
+    DependencyNotFound(String),
+    /// A run, or a node added to a workflow, is invalid (unknown action,
+    /// cycle, bad reference): the message says which and where.
+    #[error("invalid workflow: {0}")]
+    ValidationError(String),
+    /// A run exceeded its `timeout_seconds`; the message names the run.
+    #[error("execution timed out: {0}")]
+    ExecutionTimeout(String),
+    /// A run ended because node `node_id` failed for good.
+    #[error("node `{node_id}` failed: {error}")]
+    NodeExecutionError {
+        /// The node.
+        node_id: String,
+        /// Its last error.
+        error: String,
+    },
+    /// A run ended without completing for another reason (cancelled,
+    /// paused, waiting for a human); the message gives the status and why.
+    #[error("run `{run_id}` did not complete: {reason}")]
+    RunNotCompleted {
+        /// The run.
+        run_id: String,
+        /// Its status and reason.
+        reason: String,
+    },
+    /// The coordinator refused or lost the run (it exists already, another
+    /// process owns it, nothing to resume, …); the message says which.
+    #[error("{0}")]
+    Refused(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] dagger_core::StoreError),

@@ -5,9 +5,11 @@
 use crate::action::ActionRegistry;
 use crate::config::DagConfig;
 use crate::error::DagError;
+use crate::last_run::LastRun;
 use crate::model::{DagMetadata, WorkflowDef};
 use dagger_core::store::SnapshotEntry;
 use dagger_core::{Cache, Stores};
+use parking_lot::RwLock;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,6 +33,15 @@ pub struct DagExecutor {
     stores: Stores,
     workflows: BTreeMap<String, LoadedWorkflow>,
     app_data: Option<Arc<dyn Any + Send + Sync>>,
+    /// The latest run of each workflow, shared by clones.
+    pub(crate) last_runs: Arc<RwLock<LastRuns>>,
+}
+
+/// The latest runs an executor made, by workflow.
+#[derive(Debug, Default)]
+pub(crate) struct LastRuns {
+    pub(crate) latest: Option<String>,
+    pub(crate) by_workflow: BTreeMap<String, Arc<LastRun>>,
 }
 
 impl fmt::Debug for DagExecutor {
@@ -44,14 +55,76 @@ impl fmt::Debug for DagExecutor {
     }
 }
 
+/// Where an executor records runs: stores already opened, or a location
+/// [`DagExecutor::new`] opens (`"sqlite:workflows.db"`, `"sqlite::memory:"`).
+#[derive(Debug, Clone)]
+pub enum StoreSource {
+    /// Opened stores (`Stores::memory()`, a `SqliteStore`, `PostgresStore::stores()`).
+    Stores(Stores),
+    /// A SQLite location: `sqlite:<path>`, `sqlite://<path>` or `sqlite::memory:`.
+    Location(String),
+}
+
+impl StoreSource {
+    /// The stores, opening the location if needed.
+    pub async fn open(self) -> Result<Stores, DagError> {
+        match self {
+            Self::Stores(stores) => Ok(stores),
+            #[cfg(feature = "sqlite")]
+            Self::Location(location) => {
+                Ok(dagger_storage::SqliteStore::open(&location).await?.into())
+            }
+            #[cfg(not(feature = "sqlite"))]
+            Self::Location(location) => {
+                Err(DagError::Store(dagger_core::StoreError::InvalidLocation {
+                    location,
+                    reason: "built without the `sqlite` feature; pass opened `Stores`".into(),
+                }))
+            }
+        }
+    }
+}
+
+impl From<Stores> for StoreSource {
+    fn from(stores: Stores) -> Self {
+        Self::Stores(stores)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<dagger_storage::SqliteStore> for StoreSource {
+    fn from(store: dagger_storage::SqliteStore) -> Self {
+        Self::Stores(store.into())
+    }
+}
+
+impl From<&str> for StoreSource {
+    fn from(location: &str) -> Self {
+        Self::Location(location.to_string())
+    }
+}
+
+impl From<String> for StoreSource {
+    fn from(location: String) -> Self {
+        Self::Location(location)
+    }
+}
+
+impl From<&String> for StoreSource {
+    fn from(location: &String) -> Self {
+        Self::Location(location.clone())
+    }
+}
+
 impl DagExecutor {
     /// An executor with `config` (default when `None`), the actions of
-    /// `registry`, recording runs in `stores` (for example
-    /// `Stores::memory()` or `SqliteStore::open("sqlite:workflows.db")`).
-    pub fn new(
+    /// `registry` (an [`ActionRegistry`] or an `Arc` of one), recording runs
+    /// in `stores`: opened stores (`Stores::memory()`, a `SqliteStore`) or a
+    /// SQLite location it opens (`"sqlite:workflows.db"`, `"sqlite::memory:"`).
+    pub async fn new(
         config: Option<DagConfig>,
-        registry: ActionRegistry,
-        stores: impl Into<Stores>,
+        registry: impl Into<ActionRegistry>,
+        stores: impl Into<StoreSource>,
     ) -> Result<Self, DagError> {
         let config = config.unwrap_or_default();
         if let Some((field, message)) = config.problems().into_iter().next() {
@@ -59,10 +132,11 @@ impl DagExecutor {
         }
         Ok(Self {
             config,
-            registry,
-            stores: stores.into(),
+            registry: registry.into(),
+            stores: stores.into().open().await?,
             workflows: BTreeMap::new(),
             app_data: None,
+            last_runs: Arc::default(),
         })
     }
 
@@ -208,5 +282,62 @@ impl DagExecutor {
             }
         }
         Ok(cache)
+    }
+}
+
+impl DagExecutor {
+    /// Adds node `node_id` running `action` after `deps` to the loaded
+    /// workflow `dag`, before it runs (to grow a *running* workflow, a hook
+    /// answers `ExecutorCommand::AddNode`). Checked like a node of the file:
+    /// a taken id is [`DagError::NodeAlreadyExists`], an unknown dependency
+    /// [`DagError::DependencyNotFound`], an unregistered action or any other
+    /// problem [`DagError::ValidationError`]; nothing is added then.
+    pub fn add_node<D: Into<String>>(
+        &mut self,
+        dag: &str,
+        node_id: impl Into<String>,
+        action: impl Into<String>,
+        deps: impl IntoIterator<Item = D>,
+    ) -> Result<(), DagError> {
+        let node = crate::model::NodeDef {
+            id: node_id.into(),
+            action: action.into(),
+            dependencies: deps.into_iter().map(Into::into).collect(),
+            ..crate::model::NodeDef::default()
+        };
+        let loaded = self
+            .workflows
+            .get_mut(dag)
+            .ok_or_else(|| DagError::UnknownDag(dag.to_string()))?;
+        if let Err(issues) =
+            crate::validate::validate_added_nodes(&loaded.def, std::slice::from_ref(&node))
+        {
+            use crate::error::LoadIssueKind;
+            for issue in &issues {
+                match &issue.kind {
+                    LoadIssueKind::DuplicateNodeId { id } => {
+                        return Err(DagError::NodeAlreadyExists(id.clone()));
+                    }
+                    LoadIssueKind::MissingDependency { dependency, .. } => {
+                        return Err(DagError::DependencyNotFound(dependency.clone()));
+                    }
+                    _ => {}
+                }
+            }
+            let message = issues
+                .iter()
+                .map(|i| i.kind.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(DagError::ValidationError(message));
+        }
+        if !self.registry.contains(&node.action) {
+            return Err(DagError::ValidationError(format!(
+                "node `{}`: action `{}` is not registered",
+                node.id, node.action
+            )));
+        }
+        Arc::make_mut(&mut loaded.def).nodes.push(node);
+        Ok(())
     }
 }

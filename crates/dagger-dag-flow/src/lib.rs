@@ -14,6 +14,7 @@ pub mod dot;
 pub mod error;
 pub mod executor;
 mod growth;
+pub mod last_run;
 pub mod loader;
 pub mod model;
 mod run_inputs;
@@ -29,7 +30,8 @@ pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};
 pub use dagger_core::{Cache, InputSpec, RetryStrategy};
 pub use dot::{NodeRunView, serialize_run_to_dot, serialize_tree_to_dot};
 pub use error::{DagError, LoadErrors, LoadIssue, LoadIssueKind, RunInputProblem};
-pub use executor::{DagExecutor, LoadedWorkflow};
+pub use executor::{DagExecutor, LoadedWorkflow, StoreSource};
+pub use last_run::{LastRun, NodeState, RunMetrics};
 pub use loader::{
     STRING_SOURCE, load_yaml_bytes, load_yaml_path, load_yaml_path_with_actions, load_yaml_str,
     load_yaml_str_with_actions,

@@ -160,13 +160,14 @@ fn graphviz_accepts(dot: &str) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("<svg"));
 }
 
-#[test]
-fn the_executor_renders_loaded_workflows_by_name() {
+#[tokio::test]
+async fn the_executor_renders_loaded_workflows_by_name() {
     let mut ex = dagger_dag_flow::DagExecutor::new(
         None,
         dagger_dag_flow::ActionRegistry::new(),
         dagger_core::Stores::memory(),
     )
+    .await
     .expect("executor");
     ex.load_yaml_file(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -175,11 +176,13 @@ fn the_executor_renders_loaded_workflows_by_name() {
     .expect("loads");
     assert_eq!(
         ex.serialize_tree_to_dot("data_processing_pipeline")
+            .await
             .expect("loaded"),
         serialize_tree_to_dot(&pipeline())
     );
     assert_eq!(
         ex.serialize_tree_to_dot("nope")
+            .await
             .expect_err("unknown")
             .to_string(),
         "no workflow named `nope` is loaded"

@@ -5,8 +5,10 @@ use dagger_core::Stores;
 use dagger_dag_flow::{ActionRegistry, DagExecutor, LoadIssueKind, STRING_SOURCE};
 use std::path::Path;
 
-fn executor() -> DagExecutor {
-    DagExecutor::new(None, ActionRegistry::new(), Stores::memory()).expect("executor")
+async fn executor() -> DagExecutor {
+    DagExecutor::new(None, ActionRegistry::new(), Stores::memory())
+        .await
+        .expect("executor")
 }
 
 fn workflow(name: &str, tags: &[&str]) -> String {
@@ -20,9 +22,9 @@ fn write(dir: &Path, file: &str, text: &str) {
     std::fs::write(dir.join(file), text).expect("write fixture");
 }
 
-#[test]
-fn load_yaml_string_lists_filters_and_describes() {
-    let mut ex = executor();
+#[tokio::test]
+async fn load_yaml_string_lists_filters_and_describes() {
+    let mut ex = executor().await;
     assert_eq!(
         ex.load_yaml_string(&workflow("etl", &["prod", "etl"]))
             .expect("etl"),
@@ -56,9 +58,9 @@ fn load_yaml_string_lists_filters_and_describes() {
     assert_eq!(ex.workflow("etl").expect("etl").source, STRING_SOURCE);
 }
 
-#[test]
-fn an_invalid_string_loads_nothing_and_reports_string_source() {
-    let mut ex = executor();
+#[tokio::test]
+async fn an_invalid_string_loads_nothing_and_reports_string_source() {
+    let mut ex = executor().await;
     let errors = ex
         .load_yaml_string("name: x\nnodes:\n  - id: a\n")
         .expect_err("no action");
@@ -69,12 +71,12 @@ fn an_invalid_string_loads_nothing_and_reports_string_source() {
     assert!(ex.list_dags().is_empty());
 }
 
-#[test]
-fn load_yaml_file_replaces_its_own_workflow_and_refuses_a_clash() {
+#[tokio::test]
+async fn load_yaml_file_replaces_its_own_workflow_and_refuses_a_clash() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "one.yaml", &workflow("etl", &[]));
     write(dir.path(), "two.yaml", &workflow("etl", &[]));
-    let mut ex = executor();
+    let mut ex = executor().await;
     let one = dir.path().join("one.yaml");
     assert_eq!(ex.load_yaml_file(&one).expect("first"), "etl");
     write(dir.path(), "one.yaml", &workflow("etl", &["v2"]));
@@ -99,8 +101,8 @@ fn load_yaml_file_replaces_its_own_workflow_and_refuses_a_clash() {
     );
 }
 
-#[test]
-fn load_yaml_dir_reports_every_file_and_loads_nothing_on_error() {
+#[tokio::test]
+async fn load_yaml_dir_reports_every_file_and_loads_nothing_on_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "a.yaml", &workflow("alpha", &[]));
     write(dir.path(), "b.yml", &workflow("beta", &[]));
@@ -112,7 +114,7 @@ fn load_yaml_dir_reports_every_file_and_loads_nothing_on_error() {
     write(dir.path(), "d.yaml", "- not a workflow\n");
     write(dir.path(), "notes.txt", "not yaml at all: [");
     write(dir.path(), ".hidden.yaml", "garbage: [");
-    let mut ex = executor();
+    let mut ex = executor().await;
     let errors = ex.load_yaml_dir(dir.path()).expect_err("two bad files");
     let lines: Vec<String> = errors.issues().iter().map(ToString::to_string).collect();
     let c = dir.path().join("c.yaml").display().to_string();
@@ -140,12 +142,12 @@ fn load_yaml_dir_reports_every_file_and_loads_nothing_on_error() {
     );
 }
 
-#[test]
-fn load_yaml_dir_refuses_two_files_with_one_name() {
+#[tokio::test]
+async fn load_yaml_dir_refuses_two_files_with_one_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "a.yaml", &workflow("same", &[]));
     write(dir.path(), "b.yaml", &workflow("same", &[]));
-    let mut ex = executor();
+    let mut ex = executor().await;
     let errors = ex.load_yaml_dir(dir.path()).expect_err("clash");
     assert_eq!(
         errors.issues()[0].kind,
@@ -161,9 +163,9 @@ fn load_yaml_dir_refuses_two_files_with_one_name() {
     assert!(ex.list_dags().is_empty());
 }
 
-#[test]
-fn load_yaml_dir_on_a_missing_dir_names_it() {
-    let mut ex = executor();
+#[tokio::test]
+async fn load_yaml_dir_on_a_missing_dir_names_it() {
+    let mut ex = executor().await;
     let errors = ex.load_yaml_dir("/nonexistent/flows").expect_err("missing");
     assert!(
         errors

@@ -103,6 +103,7 @@ pub(crate) async fn resume(state: &Arc<AppState>, run_id: &str) -> Result<(), Re
         let _guard = guard;
         let outcome = async {
             let mut executor = DagExecutor::new(None, state.registry.clone(), state.stores.clone())
+                .await
                 .map_err(dagger_coord::CoordError::from)?;
             if let Some(data) = &state.app_data {
                 executor = executor.with_shared_app_data(data.clone());

@@ -163,6 +163,7 @@ pub(crate) async fn start_run(
         apply_run_inputs(&def, &inputs).map_err(|e| RequestError::BadRequest(e.to_string()))?;
     // Everything that can be refused is refused here, before a run exists.
     let mut executor = DagExecutor::new(None, state.registry.clone(), state.stores.clone())
+        .await
         .map_err(|e| RequestError::BadRequest(e.to_string()))?;
     if let Some(data) = &state.app_data {
         executor = executor.with_shared_app_data(data.clone());

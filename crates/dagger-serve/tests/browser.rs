@@ -49,7 +49,9 @@ async fn approve_in_the_browser_and_watch_the_run_complete() {
     // A run that waits for a human, driven by a coordinator in this process.
     let (_dir, stores) = temp_store().await;
     let def = load_yaml_str(WORKFLOW, "release_notes.yaml").unwrap();
-    let mut executor = DagExecutor::new(None, registry(), stores.clone()).unwrap();
+    let mut executor = DagExecutor::new(None, registry(), stores.clone())
+        .await
+        .unwrap();
     executor
         .insert_workflow(def.clone(), "release_notes.yaml")
         .unwrap();

@@ -129,13 +129,14 @@ pub mod prelude {
     };
 
     pub use dagger_coord::{
-        CoordError, Coordinator, DagExecutionReport, EventHook, ExecutionEvent, ExecutorCommand,
-        HookContext, NodeSpec, RunEvents, RunFailed, RunHandle, RunRequest, execute_dag,
+        CoordError, Coordinator, DagExecutionReport, DagExecutorExt, EventHook, ExecutionEvent,
+        ExecutorCommand, HookContext, NodeSpec, RunEvents, RunFailed, RunHandle, RunRequest,
+        execute_dag,
     };
 
     pub use dagger_dag_flow::{
-        ActionRegistry, DagConfig, DagExecutor, NodeAction, NodeCtx, NodeInputs, NodeOutput,
-        OnFailure,
+        ActionRegistry, DagConfig, DagError, DagExecutor, NodeAction, NodeCtx, NodeInputs,
+        NodeOutput, OnFailure,
     };
 
     pub use dagger_task_core::{

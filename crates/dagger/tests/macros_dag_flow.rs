@@ -67,8 +67,9 @@ async fn run(num1: serde_json::Value, num2: serde_json::Value) -> (DagExecutionR
         retry_base_delay_ms: 1,
         ..DagConfig::default()
     };
-    let mut executor =
-        DagExecutor::new(Some(config), registry, Stores::memory()).expect("executor");
+    let mut executor = DagExecutor::new(Some(config), registry, Stores::memory())
+        .await
+        .expect("executor");
     executor.load_yaml_string(WORKFLOW).expect("workflow loads");
     let cache = Cache::new();
     insert_value(&cache, "inputs", "num1", num1).expect("input");
@@ -131,8 +132,9 @@ async fn ordinary_errors_are_retried_and_reported() {
         retry_base_delay_ms: 1,
         ..DagConfig::default()
     };
-    let mut executor =
-        DagExecutor::new(Some(config), registry, Stores::memory()).expect("executor");
+    let mut executor = DagExecutor::new(Some(config), registry, Stores::memory())
+        .await
+        .expect("executor");
     executor
         .load_yaml_string("name: failing\nnodes:\n  - id: f\n    action: always_fails\n")
         .expect("workflow loads");

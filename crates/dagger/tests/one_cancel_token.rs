@@ -31,7 +31,9 @@ async fn one_token_cancels_a_dag_run_a_task_job_and_a_pubsub_executor() {
     // DAG Flow: a run whose only node waits until it is cancelled.
     let registry = ActionRegistry::new();
     dagger::register_all_actions(&registry).unwrap();
-    let mut executor = DagExecutor::new(None, registry, Stores::memory()).unwrap();
+    let mut executor = DagExecutor::new(None, registry, Stores::memory())
+        .await
+        .unwrap();
     executor
         .load_yaml_string("name: w\nnodes:\n  - id: a\n    action: hang\n")
         .unwrap();

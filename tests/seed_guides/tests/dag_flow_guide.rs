@@ -48,8 +48,8 @@ fn registry(actions: &[&'static str]) -> ActionRegistry {
     registry
 }
 
-fn executor(actions: &[&'static str]) -> DagExecutor {
-    match DagExecutor::new(None, registry(actions), Stores::memory()) {
+async fn executor(actions: &[&'static str]) -> DagExecutor {
+    match DagExecutor::new(None, registry(actions), Stores::memory()).await {
         Ok(executor) => executor,
         Err(e) => panic!("executor: {e}"),
     }
@@ -58,9 +58,9 @@ fn executor(actions: &[&'static str]) -> DagExecutor {
 /// "Working with Workflows / Loading Workflows": from a file, from a string,
 /// several workflows into one executor. Paths are relative to this crate
 /// (cargo runs tests there).
-#[test]
-fn loading_workflows() -> Result<()> {
-    let mut executor = executor(&[]);
+#[tokio::test]
+async fn loading_workflows() -> Result<()> {
+    let mut executor = executor(&[]).await;
     // seed block
     // Load from file
     executor.load_yaml_file("workflows/pipeline.yaml")?;
@@ -103,7 +103,7 @@ async fn yaml_workflow_structure() -> Result<()> {
     ] {
         registry.register(Arc::new(Stage(action, output)));
     }
-    let mut executor = DagExecutor::new(None, registry, Stores::memory())?;
+    let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
     executor.load_yaml_file("workflows/pipeline.yaml")?;
     let meta = executor.get_dag_metadata("data_processing_pipeline")?;
     assert_eq!(meta.author, "Engineering Team");
@@ -183,7 +183,7 @@ async fn cache_persistence() -> Result<()> {
     let url = format!("sqlite:{}", dir.path().join("workflows.db").display());
     let open = || async {
         let store = SqliteStore::open(&url).await?;
-        Ok::<_, BoxError>(DagExecutor::new(None, ActionRegistry::new(), store)?)
+        Ok::<_, BoxError>(DagExecutor::new(None, ActionRegistry::new(), store).await?)
     };
     let executor = open().await?;
     let cache = Cache::new();
@@ -244,7 +244,7 @@ async fn batch_node_addition() -> Result<()> {
         ],
     }];
     // end of seed block
-    let mut executor = executor(&["begin", "process_1", "process_2", "aggregate"]);
+    let mut executor = executor(&["begin", "process_1", "process_2", "aggregate"]).await;
     executor.load_yaml_string("name: workflow\nnodes:\n  - id: start\n    action: begin\n")?;
     let hooks: Vec<Arc<dyn EventHook>> =
         vec![Arc::new(Batch(std::sync::Mutex::new(Some(commands))))];
@@ -293,7 +293,7 @@ impl EventHook for Starts {
 #[tokio::test]
 #[allow(unused_variables, unused_must_use)] // the guide's unused `cancel_tx` and discarded report
 async fn coordinator_based_execution() -> Result<()> {
-    let mut executor = executor(&["step"]);
+    let mut executor = executor(&["step"]).await;
     executor.load_yaml_string(
         "name: workflow_name\nnodes:\n  - { id: a, action: step }\n  - { id: b, action: step }\n  - { id: c, action: step, dependencies: [a, b] }\n",
     )?;
@@ -390,7 +390,7 @@ mod migration_guide {
         registry.register(Arc::new(MyAction));
         registry.register(Arc::new(super::Echo("extra_step")));
         registry.register(Arc::new(super::Echo("measure")));
-        let mut executor = DagExecutor::new(None, registry, Stores::memory())?;
+        let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
         executor.load_yaml_string(
             "name: wf\nnodes:\n  - { id: compute, action: my_action }\n  - { id: measure, action: measure, inputs: [{ name: value, value: 0.9 }] }\n",
         )?;
@@ -413,6 +413,525 @@ mod migration_guide {
             .map(|n| n.id.as_str())
             .collect();
         assert_eq!(added, ["extra_step"]);
+        Ok(())
+    }
+}
+
+/// An executor on a fresh SQLite file (a resume needs a store that
+/// records the run), with `actions` as [`Echo`]s plus `extra`.
+async fn file_executor(
+    dir: &tempfile::TempDir,
+    config: Option<DagConfig>,
+    actions: &[&'static str],
+    extra: Vec<Arc<dyn NodeAction>>,
+) -> Result<DagExecutor> {
+    let registry = registry(actions);
+    for action in extra {
+        registry.register(action);
+    }
+    let location = format!("sqlite:{}", dir.path().join("runs.db").display());
+    Ok(DagExecutor::new(config, registry, location).await?)
+}
+
+mod adding_nodes {
+    //! "Dynamic Graph Growth / Adding Nodes During Execution".
+    use dagger::prelude::*;
+    use std::sync::Arc;
+
+    // seed block
+    struct DynamicBuilderHook;
+
+    #[async_trait]
+    #[allow(clippy::single_match, clippy::collapsible_match)] // the guide's one-arm `match`
+    impl EventHook for DynamicBuilderHook {
+        async fn handle(&self, ctx: &HookContext, event: &ExecutionEvent) -> Vec<ExecutorCommand> {
+            match event {
+                ExecutionEvent::NodeCompleted { node, outcome } => {
+                    if node.node_id == "analyze_task" {
+                        // Build workflow based on analysis
+                        let mut commands = vec![];
+
+                        if let Some(steps) = outcome.outputs["steps"].as_array() {
+                            for (i, step) in steps.iter().enumerate() {
+                                commands.push(ExecutorCommand::AddNode {
+                                    dag_name: ctx.dag_name.clone(),
+                                    spec: NodeSpec::new(step["action"].as_str().unwrap())
+                                        .with_id(format!("step_{}", i))
+                                        .with_deps(if i == 0 {
+                                            vec![node.node_id.clone()]
+                                        } else {
+                                            vec![format!("step_{}", i - 1)]
+                                        })
+                                        .with_inputs(step["inputs"].clone()),
+                                });
+                            }
+                        }
+
+                        return commands;
+                    }
+                }
+                _ => {}
+            }
+            vec![]
+        }
+    }
+    // end of seed block
+
+    /// The analysis names two steps; the hook chains them after it, each
+    /// with its inputs, and both run in order.
+    #[tokio::test]
+    async fn adding_nodes_during_execution() -> Result<()> {
+        let registry = super::registry(&["fetch", "summarize"]);
+        registry.register(Arc::new(super::Fixed(
+            "analyze",
+            json!({"steps": [
+                {"action": "fetch", "inputs": {"url": "a"}},
+                {"action": "summarize", "inputs": {"words": 10}},
+            ]}),
+        )));
+        let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
+        executor
+            .load_yaml_string("name: agent\nnodes:\n  - { id: analyze_task, action: analyze }\n")?;
+        let coordinator = Coordinator::new(vec![Arc::new(DynamicBuilderHook)], 100, 100);
+        let cache = Cache::new();
+        let (_tx, rx) = tokio::sync::oneshot::channel();
+        let report = coordinator
+            .run_parallel(&mut executor, &cache, "agent", "run_1", rx)
+            .await?
+            .into_result()?;
+        let ids: Vec<&str> = report.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["analyze_task", "step_0", "step_1"]);
+        assert_eq!(*get_value_from_cache(&cache, "step_0", "url")?, json!("a"));
+        assert_eq!(*get_value_from_cache(&cache, "step_1", "words")?, json!(10));
+        Ok(())
+    }
+}
+
+/// An action that always returns the same outputs.
+struct Fixed(&'static str, serde_json::Value);
+
+#[async_trait]
+impl NodeAction for Fixed {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput> {
+        Ok(NodeOutput::success(self.1.clone()))
+    }
+}
+
+mod pause_and_resume {
+    //! "Pause and Resume": the hook that pauses a branch for a human, the
+    //! action that reads the answer, and "Resume from Pause".
+    use dagger::prelude::*;
+    use std::sync::Arc;
+    use tokio::sync::Mutex;
+
+    // seed block ("Implementing Pauseable Workflows with Hooks")
+    struct HumanInterventionHook {
+        intervention_required: Arc<Mutex<bool>>,
+    }
+
+    #[async_trait]
+    #[allow(unused_variables, clippy::single_match, clippy::collapsible_match)] // the guide's one-arm `match`
+    impl EventHook for HumanInterventionHook {
+        async fn handle(&self, ctx: &HookContext, event: &ExecutionEvent) -> Vec<ExecutorCommand> {
+            match event {
+                ExecutionEvent::NodeCompleted { node, outcome } => {
+                    // Check if human review is needed
+                    if outcome.outputs.get("needs_review") == Some(&json!(true)) {
+                        *self.intervention_required.lock().await = true;
+
+                        // Pause the branch
+                        return vec![ExecutorCommand::PauseBranch {
+                            branch_id: node.node_id.clone(),
+                            reason: Some("Human review required".to_string()),
+                        }];
+                    }
+                }
+                _ => {}
+            }
+            vec![]
+        }
+    }
+
+    // Resume after human input
+    struct ResumeAction;
+
+    #[async_trait]
+    impl NodeAction for ResumeAction {
+        fn name(&self) -> &str {
+            "resume_after_review"
+        }
+
+        async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput> {
+            // Process human input
+            let approval = ctx
+                .inputs
+                .get("approval")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+
+            if approval {
+                // Return command to resume
+                Ok(NodeOutput::success(json!({
+                    "action": "resume",
+                    "branch": ctx.inputs["branch_id"]
+                })))
+            } else {
+                Ok(NodeOutput::success(json!({
+                    "action": "cancel",
+                    "reason": "Not approved"
+                })))
+            }
+        }
+    }
+    // end of seed block
+
+    const WORKFLOW: &str = r#"
+name: review
+nodes:
+  - { id: draft, action: write_draft }
+  - id: publish
+    action: resume_after_review
+    dependencies: [draft]
+    inputs: [{ name: approval, value: true }, { name: branch_id, value: draft }]
+"#;
+
+    /// The draft asks for review: the hook pauses its branch and the run
+    /// stops paused before `publish`. "Resume from Pause" finds the
+    /// executor paused, adds the human's answer and resumes: `publish` runs
+    /// (approved) and the run completes.
+    #[tokio::test]
+    #[allow(unused_variables, unused_must_use)] // the guide's unused `cancel_tx` and report
+    async fn resume_from_pause() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let extra: Vec<Arc<dyn NodeAction>> = vec![
+            Arc::new(ResumeAction),
+            Arc::new(super::Fixed("write_draft", json!({"needs_review": true}))),
+        ];
+        let mut executor = super::file_executor(&dir, None, &[], extra).await?;
+        executor.load_yaml_string(WORKFLOW)?;
+        let intervention_required = Arc::new(Mutex::new(false));
+        let hook = HumanInterventionHook {
+            intervention_required: intervention_required.clone(),
+        };
+        let coordinator = Coordinator::new(vec![Arc::new(hook)], 100, 100);
+        let cache = Cache::new();
+        let (_tx, rx) = tokio::sync::oneshot::channel();
+        let first = coordinator
+            .run_parallel(&mut executor, &cache, "review", "run_1", rx)
+            .await?;
+        assert_eq!(first.status, RunStatus::Paused, "{first:?}");
+        assert!(*intervention_required.lock().await);
+        assert!(cache.get("publish", "action").is_none());
+        let mut resumed = false;
+        // seed block ("Resume from Pause")
+        // Check if workflow is paused
+        if executor.is_paused() {
+            println!("Workflow is paused. Resuming...");
+
+            // Optionally update cache with human input
+            insert_value(&cache, "human_input", "approval", "approved")?;
+
+            // Resume execution
+            let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+            executor.resume_from_pause(&cache, cancel_rx).await?;
+            // end of seed block
+            resumed = true;
+        }
+        assert!(resumed, "the executor saw its run paused");
+        assert!(!executor.is_paused());
+        assert_eq!(
+            executor.last_run("review").map(|r| r.status),
+            Some(RunStatus::Completed)
+        );
+        assert_eq!(
+            *get_value_from_cache(&cache, "publish", "action")?,
+            json!("resume")
+        );
+        assert_eq!(
+            *get_value_from_cache(&cache, "publish", "branch")?,
+            json!("draft")
+        );
+        Ok(())
+    }
+}
+
+/// Waits until the run is cancelled.
+struct Hang;
+
+#[async_trait]
+impl NodeAction for Hang {
+    fn name(&self) -> &str {
+        "hang"
+    }
+
+    async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput> {
+        ctx.cancel.cancelled().await;
+        Err("cancelled".into())
+    }
+}
+
+/// "Execution Control / Cancellation": a run that would never end is
+/// cancelled after ten seconds through the guide's channel; the spawned
+/// execution ends with the run cancelled (an error: it did not complete).
+#[tokio::test]
+#[allow(unused_imports)] // the guide imports `timeout` without using it
+async fn cancellation() -> Result<()> {
+    let mut executor = executor(&[]).await;
+    executor.registry().register(Arc::new(Hang));
+    executor.load_yaml_string("name: workflow\nnodes:\n  - { id: wait, action: hang }\n")?;
+    let cache = Cache::new();
+    // seed block
+    use tokio::time::{Duration, timeout};
+
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+
+    // Spawn execution in background
+    let executor_handle = tokio::spawn(async move {
+        executor
+            .execute_static_dag("workflow", &cache, cancel_rx)
+            .await
+    });
+
+    // Cancel after some condition
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cancel_tx.send(()).ok();
+
+    // Wait for graceful shutdown
+    let result = executor_handle.await?;
+    // end of seed block
+    match result {
+        Err(DagError::RunNotCompleted { reason, .. }) => {
+            assert_eq!(reason, "Cancelled: run cancelled");
+        }
+        other => panic!("expected a cancelled run, got {other:?}"),
+    }
+    Ok(())
+}
+
+/// Records the most nodes running at once.
+struct Gauge {
+    now: AtomicUsize,
+    max: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl NodeAction for Gauge {
+    fn name(&self) -> &str {
+        "gauge"
+    }
+
+    async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        Ok(NodeOutput::success(json!({})))
+    }
+}
+
+/// "Execution Control / Parallel Execution Control", its coordinator half:
+/// twelve independent nodes never run more than four at once. (The block's
+/// second half writes `max_parallel_nodes: Some(4)`, which contradicts
+/// "Custom Configuration"'s `max_parallel_nodes: 4`; the field is a plain
+/// number, see docs/seed-guide.md.)
+#[tokio::test]
+async fn parallel_execution_control() -> Result<()> {
+    let hooks: Vec<Arc<dyn EventHook>> = vec![];
+    // seed block (first statement)
+    // The coordinator always executes in parallel
+    // Control concurrency via semaphore in coordinator
+
+    let coordinator = Coordinator::new_with_concurrency(
+        hooks, 100, // Event channel capacity
+        100, // Command channel capacity
+        4,   // Max parallel workers
+    );
+    // end of seed block
+    let max = Arc::new(AtomicUsize::new(0));
+    let registry = ActionRegistry::new();
+    registry.register(Arc::new(Gauge {
+        now: AtomicUsize::new(0),
+        max: max.clone(),
+    }));
+    let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
+    let nodes: String = (0..12)
+        .map(|i| format!("  - {{ id: n{i}, action: gauge }}\n"))
+        .collect();
+    executor.load_yaml_string(&format!("name: wide\nnodes:\n{nodes}"))?;
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let report = coordinator
+        .run_parallel(&mut executor, &Cache::new(), "wide", "run_1", rx)
+        .await?
+        .into_result()?;
+    assert_eq!(report.completed_nodes(), 12);
+    let max = max.load(Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&max),
+        "ran in parallel, at most four at once: {max}"
+    );
+    Ok(())
+}
+
+/// Fails every time.
+struct Broken;
+
+#[async_trait]
+impl NodeAction for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+
+    async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput> {
+        Err("disk full".into())
+    }
+}
+
+/// "Error Handling / Error Recovery Patterns": the guide's `match` over a
+/// run whose node fails, then the same call matched by the test: the
+/// failure is `DagError::NodeExecutionError` naming the node; a run over
+/// its `timeout_seconds` is `DagError::ExecutionTimeout`; a completed run
+/// is `Ok` with its completed nodes.
+#[tokio::test]
+async fn error_recovery_patterns() -> Result<()> {
+    let mut executor = executor(&["ok"]).await;
+    executor.registry().register(Arc::new(Broken));
+    executor.registry().register(Arc::new(Hang));
+    executor.load_yaml_string(
+        "name: workflow\nnodes:\n  - { id: fine, action: ok }\n  - { id: save, action: broken, dependencies: [fine] }\n",
+    )?;
+    let cache = Cache::new();
+    let (_cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
+    // seed block
+    use dagger::{DagError, OnFailure};
+
+    match executor
+        .execute_static_dag("workflow", &cache, cancel_rx)
+        .await
+    {
+        Ok(report) => {
+            println!("Success: {} nodes completed", report.completed_nodes);
+        }
+        Err(DagError::ExecutionTimeout(msg)) => {
+            eprintln!("Timeout: {}", msg);
+            // Could resume with extended timeout
+        }
+        Err(DagError::ValidationError(msg)) => {
+            eprintln!("Invalid workflow: {}", msg);
+            // Fix workflow definition
+        }
+        Err(DagError::NodeExecutionError { node_id, error }) => {
+            eprintln!("Node {} failed: {}", node_id, error);
+            // Could retry specific node
+        }
+        Err(e) => {
+            eprintln!("Unexpected error: {}", e);
+        }
+    }
+    // end of seed block
+    let _ = OnFailure::Continue; // imported by the guide, unused by its block
+    executor.load_yaml_string(
+        "name: slow\nconfig: { timeout_seconds: 1 }\nnodes:\n  - { id: wait, action: hang }\n",
+    )?;
+    executor.load_yaml_string(
+        "name: good\nnodes:\n  - { id: a, action: ok }\n  - { id: b, action: ok }\n",
+    )?;
+    let run = |name: &'static str| {
+        let mut executor = executor.clone();
+        let cache = cache.clone();
+        async move {
+            let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
+            executor.execute_static_dag(name, &cache, rx).await
+        }
+    };
+    match run("workflow").await {
+        Err(DagError::NodeExecutionError { node_id, error }) => {
+            assert_eq!((node_id.as_str(), error.as_str()), ("save", "disk full"));
+        }
+        other => panic!("expected the node's failure, got {other:?}"),
+    }
+    match run("slow").await {
+        Err(DagError::ExecutionTimeout(msg)) => {
+            assert!(msg.contains("timed out after 1s"), "{msg}")
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    let report = run("good").await?;
+    assert_eq!(report.completed_nodes, 2);
+    Ok(())
+}
+
+mod safe_node_addition {
+    //! "Best Practices for Dynamic Nodes": the safe addition with error
+    //! handling, on a loaded workflow before it runs (`DagExecutor::add_node`).
+    use dagger::prelude::*;
+    use tracing::{error, info, warn};
+
+    /// The guide's block; its `dag_name`, `node_id`, `action` and `deps` are
+    /// the parameters, and its `return`s need a function (anyhow's
+    /// `Result`, as the guide's `anyhow!` implies).
+    fn add(
+        executor: &mut DagExecutor,
+        dag_name: &str,
+        node_id: &str,
+        action: &str,
+        deps: Vec<&str>,
+    ) -> anyhow::Result<()> {
+        use anyhow::anyhow;
+        // seed block
+        // Safe node addition with error handling
+        match executor.add_node(dag_name, node_id, action, deps) {
+            Ok(_) => info!("Successfully added node: {}", node_id),
+            Err(DagError::NodeAlreadyExists(id)) => {
+                warn!("Node {} already exists, skipping", id);
+            }
+            Err(DagError::DependencyNotFound(dep)) => {
+                error!("Dependency {} not found", dep);
+                return Err(anyhow!("Invalid dependency"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // end of seed block
+        Ok(())
+    }
+
+    /// A new node is added and runs after its dependency; a taken id is
+    /// skipped (the workflow keeps one node of it); an unknown dependency
+    /// is the guide's "Invalid dependency"; an unregistered action is
+    /// refused with the validation message.
+    #[tokio::test]
+    async fn safe_node_addition() -> Result<()> {
+        let mut executor = super::executor(&["fetch", "check"]).await;
+        executor.load_yaml_string("name: w\nnodes:\n  - { id: first, action: fetch }\n")?;
+        add(&mut executor, "w", "second", "check", vec!["first"])?;
+        add(&mut executor, "w", "first", "check", vec![])?;
+        let missing = add(&mut executor, "w", "third", "check", vec!["nope"]);
+        assert_eq!(
+            missing.map_err(|e| e.to_string()),
+            Err("Invalid dependency".to_string())
+        );
+        let unknown = add(&mut executor, "w", "fourth", "send_mail", vec!["first"]);
+        assert_eq!(
+            unknown.map_err(|e| e.to_string()),
+            Err(
+                "invalid workflow: node `fourth`: action `send_mail` is not registered".to_string()
+            )
+        );
+        let ids: Vec<String> = executor
+            .workflow("w")?
+            .def
+            .nodes
+            .iter()
+            .map(|n| n.id.clone())
+            .collect();
+        assert_eq!(ids, ["first", "second"]);
+        let report = execute_dag(&mut executor, &Cache::new(), "w")
+            .await?
+            .into_result()?;
+        assert_eq!(report.completed_nodes(), 2);
         Ok(())
     }
 }

@@ -472,7 +472,6 @@ impl Machine {
                     let event = ExecutionEvent::NodeCompleted {
                         node,
                         outcome: output,
-                        cache_hit,
                     };
                     self.g.emit_with(event, deferred);
                 } else if let Some(record) = deferred {
@@ -559,7 +558,6 @@ impl Machine {
         self.g.emit(|| ExecutionEvent::NodeCompleted {
             node,
             outcome: output,
-            cache_hit: false,
         });
         self.g.release_dependents(i, None);
     }

@@ -149,6 +149,7 @@ impl RunLoop {
             "run finished"
         );
         Ok(DagExecutionReport {
+            completed_nodes: metrics.nodes_completed,
             run_id: run_id.to_string(),
             dag_name: m.wf.name.clone(),
             status,

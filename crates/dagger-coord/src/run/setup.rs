@@ -35,9 +35,12 @@ impl Setup {
         cache: &Cache,
         wf: Arc<WorkflowDef>,
         added: Vec<NodeDef>,
-        config: DagConfig,
+        mut config: DagConfig,
         run_id: RunId,
     ) -> Result<Self, CoordError> {
+        if let Some(cap) = coord.max_parallel {
+            config.max_parallel_nodes = config.max_parallel_nodes.min(cap);
+        }
         let registry = executor.registry().clone();
         let added: Vec<Arc<NodeDef>> = added.into_iter().map(Arc::new).collect();
         let mut unknown = Vec::new();

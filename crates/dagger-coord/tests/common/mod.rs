@@ -173,13 +173,19 @@ pub fn workflow(name: &str, nodes: Vec<NodeDef>) -> WorkflowDef {
     }
 }
 
+/// An executor holding `wf`. Synchronous: given opened stores,
+/// `DagExecutor::new` does no I/O, so its future is ready at once.
 pub fn executor(
     config: DagConfig,
     registry: ActionRegistry,
     wf: WorkflowDef,
     stores: Stores,
 ) -> DagExecutor {
-    let mut ex = DagExecutor::new(Some(config), registry, stores).unwrap();
+    use futures_util::FutureExt;
+    let mut ex = DagExecutor::new(Some(config), registry, stores)
+        .now_or_never()
+        .expect("opened stores: nothing to wait for")
+        .unwrap();
     ex.insert_workflow(wf, "<test>").unwrap();
     ex
 }

@@ -18,7 +18,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let registry = ActionRegistry::new();
     dagger::register_all_actions(&registry)?;
-    let mut executor = DagExecutor::new(None, registry, SqliteStore::open(db).await?)?;
+    let mut executor = DagExecutor::new(None, registry, SqliteStore::open(db).await?).await?;
     let def = dagger::dag_flow::load_yaml_path_with_actions(workflow, executor.registry())
         .map_err(|e| e.to_string())?;
     let name = def.name.clone();

@@ -1,0 +1,177 @@
+//! Seed 002, the architecture document: its Rust blocks outside the retired
+//! DAG API and the storage internals, one test per section (see
+//! docs/seed-guide.md).
+
+use dagger::prelude::*;
+use std::sync::Arc;
+
+mod macro_system {
+    //! "Implementation Guide / Using the Macro System": `#[action]` without a
+    //! name registers the function under its own name.
+    use dagger::prelude::*;
+    use serde_json::Value;
+
+    // seed block
+    use dagger_macros::action;
+
+    #[action(
+        input_schema = r#"{"type": "object", "properties": {"text": {"type": "string"}}}"#,
+        output_schema = r#"{"type": "object", "properties": {"result": {"type": "string"}}}"#
+    )]
+    async fn transform_text(input: Value) -> Result<Value> {
+        let text = input["text"].as_str().unwrap();
+        Ok(json!({"result": text.to_uppercase()}))
+    }
+    // end of seed block
+
+    /// The action is `transform_text`, found by `register_all_actions`, and
+    /// upper-cases its `text` input in a run.
+    #[tokio::test]
+    async fn using_the_macro_system() -> Result<()> {
+        assert_eq!(TransformText::NAME, "transform_text");
+        let registry = ActionRegistry::new();
+        dagger::register_all_actions(&registry)?;
+        assert!(registry.contains("transform_text"));
+        let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
+        executor.load_yaml_string(
+            "name: shout\nnodes:\n  - { id: t, action: transform_text, inputs: [{ name: text, value: hello }] }\n",
+        )?;
+        let cache = Cache::new();
+        let report = execute_dag(&mut executor, &cache, "shout").await?;
+        assert!(report.succeeded(), "{report:?}");
+        assert_eq!(
+            *get_value_from_cache(&cache, "t", "result")?,
+            json!("HELLO")
+        );
+        Ok(())
+    }
+}
+
+/// Records the order nodes start and end in.
+struct Step(&'static str, Arc<std::sync::Mutex<Vec<String>>>);
+
+#[async_trait]
+impl NodeAction for Step {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput> {
+        let log = |what: &str| {
+            if let Ok(mut l) = self.1.lock() {
+                l.push(format!("{what} {}", ctx.node_id));
+            }
+        };
+        log("start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        log("end");
+        Ok(NodeOutput::success(json!({})))
+    }
+}
+
+/// The architecture document's diamond: A, then B and C, then D.
+const DIAMOND: &str = "name: diamond\nnodes:\n  - { id: A, action: step }\n  - { id: B, action: step, dependencies: [A] }\n  - { id: C, action: step, dependencies: [A] }\n  - { id: D, action: step, dependencies: [B, C] }\n";
+
+/// Runs the diamond under `config` and returns the start/end log.
+async fn diamond(config: DagConfig) -> Result<Vec<String>> {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let registry = ActionRegistry::new();
+    registry.register(Arc::new(Step("step", log.clone())));
+    let mut executor = DagExecutor::new(Some(config), registry, Stores::memory()).await?;
+    executor.load_yaml_string(DIAMOND)?;
+    let report = execute_dag(&mut executor, &Cache::new(), "diamond").await?;
+    assert!(report.succeeded(), "{report:?}");
+    let log = log.lock().map_err(|e| e.to_string())?.clone();
+    Ok(log)
+}
+
+/// "Parallel Execution / Sequential Execution": one node at a time, even
+/// B and C, which do not depend on each other.
+#[tokio::test]
+async fn sequential_execution() -> Result<()> {
+    // seed block
+    // All nodes execute one at a time
+    let config = DagConfig {
+        enable_parallel_execution: false,
+        ..Default::default()
+    };
+    // end of seed block
+    let log = diamond(config).await?;
+    for pair in log.chunks(2) {
+        let [start, end] = pair else {
+            panic!("{log:?}")
+        };
+        assert_eq!(start.replace("start", "end"), *end, "{log:?}");
+    }
+    Ok(())
+}
+
+/// "Parallel Execution / Parallel Execution (Default)": B and C run at
+/// the same time, D after both.
+#[tokio::test]
+async fn parallel_execution() -> Result<()> {
+    // seed block
+    let config = DagConfig {
+        enable_parallel_execution: true,
+        max_parallel_nodes: 4, // Limit concurrency
+        ..Default::default()
+    };
+    // end of seed block
+    let log = diamond(config).await?;
+    let at = |entry: &str| log.iter().position(|l| l == entry);
+    assert!(
+        at("start C") < at("end B") && at("start B") < at("end C"),
+        "{log:?}"
+    );
+    assert!(
+        at("end B") < at("start D") && at("end C") < at("start D"),
+        "{log:?}"
+    );
+    Ok(())
+}
+
+/// "Implementation Guide / Error Handling": a run whose node fails is the
+/// catch-all arm's error, naming the node; a good run is `Ok`.
+#[tokio::test]
+async fn error_handling() -> Result<()> {
+    let registry = ActionRegistry::new();
+    registry.register(Arc::new(Fails));
+    let mut executor = DagExecutor::new(None, registry, Stores::memory()).await?;
+    executor.load_yaml_string("name: workflow\nnodes:\n  - { id: n, action: fails }\n")?;
+    let cache = Cache::new();
+    let (_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut seen = String::new();
+    // seed block
+    use dagger::DagError;
+
+    match executor
+        .execute_static_dag("workflow", &cache, cancel_rx)
+        .await
+    {
+        Ok(report) => println!("Success: {:?}", report),
+        Err(DagError::ExecutionTimeout(msg)) => eprintln!("Timeout: {}", msg),
+        Err(DagError::ValidationError(msg)) => eprintln!("Invalid: {}", msg),
+        Err(e) => eprintln!("Error: {}", e),
+    }
+    // end of seed block
+    let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
+    if let Err(e) = executor.execute_static_dag("workflow", &cache, rx).await {
+        seen = e.to_string();
+    }
+    assert_eq!(seen, "node `n` failed: no luck");
+    Ok(())
+}
+
+/// Fails with "no luck".
+struct Fails;
+
+#[async_trait]
+impl NodeAction for Fails {
+    fn name(&self) -> &str {
+        "fails"
+    }
+
+    async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput> {
+        Err("no luck".into())
+    }
+}
