@@ -108,9 +108,18 @@ thread_local! {
 /// Reports `event` for the run: steps the machine here (fast path) or
 /// hands it to the driver.
 pub(crate) fn report(shared: &Arc<RunShared>, event: Event) {
+    if let Some(s) = step(shared, event, false) {
+        start(shared, s);
+    }
+}
+
+/// Steps the machine with `event` (fast path) or hands it to the driver,
+/// and carries out the effects. With `keep`, the last attempt the step
+/// started is returned instead of spawned: the caller runs it itself.
+fn step(shared: &Arc<RunShared>, event: Event, keep: bool) -> Option<Start> {
     if !shared.fast {
         let _ = shared.tx.send(Msg::Event(event));
-        return;
+        return None;
     }
     SCRATCH.with(|cell| {
         // A re-entrant call (none today) would find the buffer taken: use a fresh one.
@@ -134,10 +143,20 @@ pub(crate) fn report(shared: &Arc<RunShared>, event: Event) {
                 let _ = shared.tx.send(Msg::Wake);
             }
         }
+        let kept = if keep {
+            let last = fx.iter().rposition(|e| matches!(e, Effect::Start(_)));
+            match last.map(|i| fx.remove(i)) {
+                Some(Effect::Start(s)) => Some(s),
+                _ => None,
+            }
+        } else {
+            None
+        };
         for effect in fx.drain(..) {
             execute(shared, effect);
         }
-    });
+        kept
+    })
 }
 
 /// Carries out `effect` if it needs no store and no hook; returns it otherwise.
@@ -169,29 +188,59 @@ pub(crate) fn execute(shared: &Arc<RunShared>, effect: Effect) -> Option<Effect>
     None
 }
 
-/// Spawns an attempt; it reports [`Event::AttemptDone`] unless the run
-/// drops it first (see [`Effect::Abort`]).
+/// Spawns a task for attempt `s`; it reports [`Event::AttemptDone`] unless
+/// the run drops it first (see [`Effect::Abort`]).
 fn start(shared: &Arc<RunShared>, s: Start) {
+    let first = prepare(shared, s);
+    tokio::spawn(attempts(shared.clone(), first));
+}
+
+/// An attempt ready to run, with the node (and invocation) it reports for.
+struct Ready {
+    node: u32,
+    invocation: Option<u32>,
+    attempt: Attempt,
+}
+
+/// `s` with its cancellation token.
+fn prepare(shared: &RunShared, s: Start) -> Ready {
     let cancel = match (s.own_token, s.invocation) {
         (false, _) => shared.run_token.clone(),
         (true, None) => shared.node_token(s.node, true),
         (true, Some(_)) => shared.node_token(s.node, false).child_token(),
     };
-    let (node, invocation) = (s.node, s.invocation);
-    let attempt = Attempt {
-        invocation,
-        attempt: s.attempt,
-        node_id: s.node_id,
-        def: s.def,
-        action: s.action,
-        cancel,
-        item: s.item,
-        overrides: s.overrides,
-    };
-    let span = worker::attempt_span(&shared.env, &attempt);
-    let (node_id, try_no) = (attempt.node_id.clone(), attempt.attempt);
-    let shared = shared.clone();
-    let task = async move {
+    Ready {
+        node: s.node,
+        invocation: s.invocation,
+        attempt: Attempt {
+            invocation: s.invocation,
+            attempt: s.attempt,
+            node_id: s.node_id,
+            def: s.def,
+            action: s.action,
+            cancel,
+            item: s.item,
+            overrides: s.overrides,
+        },
+    }
+}
+
+/// The task of an attempt: runs it, reports it, and goes on with one of
+/// the attempts its report started (the others get tasks of their own), so
+/// a completion that releases a dependent runs it without a spawn. Each
+/// attempt is the same as in a task of its own: its panics are caught, its
+/// timeout and token apply, the abort drops it. Between attempts the task
+/// spends a unit of tokio's budget, so a long chain yields like any task.
+async fn attempts(shared: Arc<RunShared>, first: Ready) {
+    let mut next = first;
+    loop {
+        let Ready {
+            node,
+            invocation,
+            attempt,
+        } = next;
+        let span = worker::attempt_span(&shared.env, &attempt);
+        let (node_id, try_no) = (attempt.node_id.clone(), attempt.attempt);
         // Attempts on the node queue are counted by the worker that runs them.
         let action = shared
             .env
@@ -199,9 +248,17 @@ fn start(shared: &Arc<RunShared>, s: Start) {
             .is_none()
             .then(|| m::action(&attempt.def.action));
         let began = Instant::now();
+        let run = worker::attempt(&shared.env, attempt);
+        // An instrumented future is larger and enters its span on every
+        // poll: only pay for it when the span is recorded.
+        let run = if span.is_disabled() {
+            futures_util::future::Either::Left(run)
+        } else {
+            futures_util::future::Either::Right(run.instrument(span))
+        };
         let outcome = tokio::select! {
             biased;
-            o = worker::attempt(&shared.env, attempt) => o,
+            o = run => o,
             () = shared.abort.cancelled() => return,
         };
         let label = outcome_label(&outcome);
@@ -210,21 +267,16 @@ fn start(shared: &Arc<RunShared>, s: Start) {
             action.attempt(label, took.as_secs_f64());
         }
         finished(node_id, try_no, label, took, &outcome);
-        report(
-            &shared,
-            Event::AttemptDone {
-                node,
-                invocation,
-                outcome,
-            },
-        );
-    };
-    // An instrumented future is larger and enters its span on every poll:
-    // only pay for it when the span is recorded.
-    if span.is_disabled() {
-        tokio::spawn(task);
-    } else {
-        tokio::spawn(task.instrument(span));
+        let event = Event::AttemptDone {
+            node,
+            invocation,
+            outcome,
+        };
+        match step(&shared, event, true) {
+            Some(s) => next = prepare(&shared, s),
+            None => return,
+        }
+        tokio::task::coop::consume_budget().await;
     }
 }
 

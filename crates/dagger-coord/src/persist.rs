@@ -12,9 +12,13 @@ use std::sync::Arc;
 /// The definition as recorded: the workflow with every node (static and
 /// added), and which were added at run time.
 pub(crate) fn snapshot_json(wf: &WorkflowDef, added: &[Arc<NodeDef>]) -> Value {
+    let added_ids: Vec<&str> = added.iter().map(|d| d.id.as_str()).collect();
+    if added.is_empty() {
+        // The usual case (every run's first snapshot): no copy of the workflow.
+        return json!({ "workflow": wf, "added_at_runtime": added_ids });
+    }
     let mut full = wf.clone();
     full.nodes.extend(added.iter().map(|d| (**d).clone()));
-    let added_ids: Vec<&str> = added.iter().map(|d| d.id.as_str()).collect();
     json!({ "workflow": full, "added_at_runtime": added_ids })
 }
 

@@ -66,7 +66,10 @@ pub(crate) async fn attempt(shared: &Env, attempt: Attempt) -> Outcome {
     // The action's own panic is caught around its execution (see `run`);
     // this one catches panics in the rest of the attempt (a schema, a
     // store), so the run always hears of the attempt.
-    let result = match dagger_core::catch_panic(run(shared, attempt, &trace)).await {
+    // Boxed (under 1 KiB, so the allocator's fast path): the task that runs
+    // attempts is copied a few times per spawn and per attempt, and this is
+    // most of its size.
+    let result = match dagger_core::catch_panic(Box::pin(run(shared, attempt, &trace))).await {
         Ok(r) => r,
         Err(p) => Ok(Outcome::Failed(panic_failure(&node_id, &p))),
     };
@@ -236,7 +239,8 @@ async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_
     // the run loop drops attempts that ignore it after its grace period.
     let exec = async {
         match &shared.node_queue {
-            Some(q) => crate::remote::execute(q, &a.def.action, &ctx, timeout).await,
+            // Boxed: the dispatch's state is large and most runs execute locally.
+            Some(q) => Box::pin(crate::remote::execute(q, &a.def.action, &ctx, timeout)).await,
             None => match dagger_core::catch_panic(a.action.execute(&ctx)).await {
                 Ok(r) => r,
                 Err(p) => Err(panic_failure(&a.node_id, &p).message.into()),

@@ -33,11 +33,14 @@ impl Panicked {
 /// The work is treated as unwind-safe: whatever it shared with others is
 /// either dropped with it or guarded by locks that do not poison
 /// (`parking_lot`), and the caller records the attempt as failed.
-pub async fn catch_panic<F: Future>(work: F) -> Result<F::Output, Panicked> {
+///
+/// A plain function returning the future (not an `async fn`): an `async fn`
+/// would keep `work` twice in its state (the argument and the future it is
+/// moved into), doubling the size of every task that awaits it.
+pub fn catch_panic<F: Future>(work: F) -> impl Future<Output = Result<F::Output, Panicked>> {
     AssertUnwindSafe(work)
         .catch_unwind()
-        .await
-        .map_err(|payload| Panicked::from_payload(payload.as_ref()))
+        .map(|r| r.map_err(|payload| Panicked::from_payload(payload.as_ref())))
 }
 
 #[cfg(test)]

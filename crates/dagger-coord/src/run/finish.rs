@@ -118,21 +118,25 @@ impl RunLoop {
             }
             _ => {}
         }
-        let m = self.shared.machine.lock();
-        let nodes: Vec<NodeReport> =
-            m.g.nodes
-                .iter()
-                .map(|n| NodeReport {
-                    id: n.id.to_string(),
-                    action: n.def.action.clone(),
-                    status: n.status,
-                    attempts: n.attempts,
-                    duration_ms: n.duration_ms,
-                    error: n.error.clone(),
-                    cache_hit: n.cache_hit,
-                    added_at_runtime: n.added,
-                })
-                .collect();
+        let mut m = self.shared.machine.lock();
+        // The run has ended (late events change nothing): its node table
+        // becomes the report in place (same allocation), and the id index
+        // goes first, so the report adds little to the run's peak memory.
+        m.g.index = Default::default();
+        let table = std::mem::take(&mut m.g.nodes);
+        let nodes: Vec<NodeReport> = table
+            .into_iter()
+            .map(|n| NodeReport {
+                id: n.id.to_string(),
+                action: n.def.action.clone(),
+                status: n.status,
+                attempts: n.attempts,
+                duration_ms: n.duration_ms,
+                error: n.error,
+                cache_hit: n.cache_hit,
+                added_at_runtime: n.added,
+            })
+            .collect();
         let metrics = metrics_for(&nodes, m.tokens, m.iterations);
         let duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
