@@ -104,6 +104,18 @@ fn alive(pid: i32) -> bool {
     }
 }
 
+/// The process group of live process `pid` (field 5 of `/proc/PID/stat`).
+#[cfg(feature = "postgres")]
+fn group_of(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(')')?.1.to_string();
+            rest.split_whitespace().nth(2)?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no process group for pid {pid}"))
+}
+
 fn read_pid(file: &Path) -> Option<i32> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
@@ -326,6 +338,14 @@ fn the_next_worker_kills_the_shell_groups_a_sigkilled_worker_left() {
         read_pid(&pid_file).is_some()
     });
     let sleep_pid = read_pid(&pid_file).unwrap();
+    // The worker records the group right after starting the shell; a kill
+    // before that record lands is the one window nothing can cover.
+    let record = std::env::temp_dir()
+        .join("dagger-shell-groups")
+        .join(group_of(sleep_pid).to_string());
+    wait_until("the worker recorded its shell's group", || {
+        std::fs::metadata(&record).is_ok_and(|m| m.len() > 0)
+    });
     signal(&worker, Signal::SIGKILL);
     let _ = wait_exit(worker, Duration::from_secs(30));
     // Its shell's group was re-parented to init; nothing else knows of it.

@@ -94,9 +94,13 @@ impl GroupBook {
             owner_start: self.owner_start,
         };
         let file = self.dir.join(pgid.as_raw().to_string());
+        // Written aside and renamed, so a process killed mid-write leaves no
+        // empty record under the group's name (one the scan could not read).
+        let partial = self.dir.join(format!(".{}.partial", pgid.as_raw()));
         let written = std::fs::create_dir_all(&self.dir).and_then(|()| {
             let text = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-            std::fs::write(&file, text)
+            std::fs::write(&partial, text)?;
+            std::fs::rename(&partial, &file)
         });
         match written {
             Ok(()) => Some(file),
@@ -117,6 +121,10 @@ pub(crate) fn kill_orphans(dir: &Path) -> usize {
     let mut killed = 0;
     for entry in entries.flatten() {
         let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            // A record being written (or one whose writer died mid-write).
+            continue;
+        }
         let Some(record) = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice::<GroupRecord>(&b).ok())
