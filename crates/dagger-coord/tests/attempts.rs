@@ -8,7 +8,8 @@ use dagger_coord::{Coordinator, DagExecutionReport, NodeWorker, RunCancel};
 use dagger_core::store::{
     AttemptOutcome, AttemptQuery, AttemptRecord, MemoryNodeQueue, MemoryStore, NodeQueue,
 };
-use dagger_core::{BoxError, Cache, NodeId, RetryStrategy, RunId, RunStatus, Stores};
+use dagger_core::{BoxError, Cache, NodeId, RunId, RunStatus, Stores};
+use dagger_dag_flow::RetryStrategy;
 use dagger_dag_flow::{ActionRegistry, DagConfig, NodeAction, NodeCtx, NodeOutput};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -9,7 +9,8 @@ use dagger_coord::{
     Coordinator, DagExecutionReport, EventHook, ExecutionEvent, ExecutorCommand, HookContext,
     NodeSpec,
 };
-use dagger_core::{BoxError, Cache, NodeStatus, RetryStrategy, RunStatus, Stores};
+use dagger_core::{BoxError, Cache, NodeStatus, RunStatus, Stores};
+use dagger_dag_flow::RetryStrategy;
 use dagger_dag_flow::{ActionRegistry, DagConfig, NodeAction, NodeCtx, NodeDef, NodeOutput};
 use parking_lot::Mutex;
 use serde_json::json;

@@ -315,7 +315,7 @@ async fn fan_out_element_failure_fails_the_node() {
     mapped.map_over = Some("inputs.items".into());
     mapped.try_count = Some(2);
     let config = DagConfig {
-        retry_strategy: dagger_core::RetryStrategy::Immediate,
+        retry_strategy: dagger_dag_flow::RetryStrategy::Immediate,
         ..DagConfig::default()
     };
     let mut ex = executor(
@@ -538,17 +538,20 @@ async fn human_approval_with_input_and_rejection() {
     assert_eq!(err.to_string(), "run `nope` not found");
 }
 
-#[tokio::test]
+/// The wait is in whole minutes (the guide's `human_wait_minutes: Some(30)`), so
+/// this test takes one: both actions wait at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn human_timeout_autopilot_and_pause() {
-    for (action, expected) in [
+    let runs = [
         (HumanTimeoutAction::Autopilot, RunStatus::Completed),
         (HumanTimeoutAction::Pause, RunStatus::Paused),
-    ] {
+    ]
+    .map(|(action, expected)| async move {
         let probe = Arc::new(Probe::default());
         let mut review = node("review", &[], json!({}));
         review.approval = Some("ok?".into());
         let config = DagConfig {
-            human_wait_minutes: Some(0.002),
+            human_wait_minutes: Some(1),
             human_timeout_action: action,
             ..DagConfig::default()
         };
@@ -559,11 +562,16 @@ async fn human_timeout_autopilot_and_pause() {
             Stores::memory(),
         );
         let r = execute_dag(&mut ex, &Cache::new(), "ht").await.unwrap();
+        (action, expected, r)
+    });
+    let [autopilot, pause] = runs;
+    let (a, b) = tokio::join!(autopilot, pause);
+    for (action, expected, r) in [a, b] {
         assert_eq!(r.status, expected, "{action:?}");
         if expected == RunStatus::Paused {
             assert_eq!(
                 r.reason.as_deref(),
-                Some("no human answered node `review` within 0.002 minutes")
+                Some("no human answered node `review` within 1 minutes")
             );
             assert_eq!(
                 r.get_node_state("review").unwrap().status,

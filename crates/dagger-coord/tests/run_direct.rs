@@ -14,8 +14,7 @@ use std::sync::atomic::Ordering;
 
 fn quick() -> DagConfig {
     DagConfig {
-        retry_strategy: RetryStrategy::Linear,
-        retry_base_delay_ms: 1,
+        retry_strategy: RetryStrategy::LinearMs { delay_ms: 1 },
         ..DagConfig::default()
     }
 }

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use dagger_coord::{Coordinator, execute_dag};
-use dagger_core::{Cache, NodeStatus, RetryStrategy, RunStatus, Stores};
-use dagger_dag_flow::{DagConfig, OnFailure};
+use dagger_core::{Cache, NodeStatus, RunStatus, Stores};
+use dagger_dag_flow::{DagConfig, OnFailure, RetryStrategy};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -194,8 +194,7 @@ async fn a_waiting_retry_does_not_block_other_nodes() {
     // One slot only: if the retry's 400 ms wait held it, x1..x3 would start after the retry.
     let config = DagConfig {
         max_parallel_nodes: 1,
-        retry_strategy: RetryStrategy::Linear,
-        retry_base_delay_ms: 400,
+        retry_strategy: RetryStrategy::LinearMs { delay_ms: 400 },
         ..DagConfig::default()
     };
     let r = run_in_memory(config, &probe, nodes).await;
@@ -244,7 +243,7 @@ async fn node_timeout_cancels_the_attempt() {
 async fn run_timeout_ends_the_run() {
     let probe = Arc::new(Probe::default());
     let config = DagConfig {
-        timeout_seconds: Some(0.2),
+        timeout_seconds: Some(1),
         ..DagConfig::default()
     };
     let nodes = vec![
@@ -253,7 +252,7 @@ async fn run_timeout_ends_the_run() {
     ];
     let r = run_in_memory(config, &probe, nodes).await;
     assert_eq!(r.status, RunStatus::Failed);
-    assert_eq!(r.reason.as_deref(), Some("run timed out after 0.2s"));
+    assert_eq!(r.reason.as_deref(), Some("run timed out after 1s"));
     assert_eq!(
         r.get_node_state("slow").unwrap().status,
         NodeStatus::Cancelled

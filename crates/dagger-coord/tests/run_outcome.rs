@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use dagger_coord::{CoordError, Coordinator, RunFailed};
-use dagger_core::{Cache, NodeStatus, RetryStrategy, RunStatus, Stores};
+use dagger_core::{Cache, NodeStatus, RunStatus, Stores};
+use dagger_dag_flow::RetryStrategy;
 use dagger_dag_flow::{DagConfig, DagExecutor, NodeDef};
 use serde_json::json;
 use std::sync::Arc;

@@ -31,7 +31,7 @@ pub use error::{
 };
 pub use ids::{JobId, MessageId, NodeId, RunId, TaskId};
 pub use resource::{ResourceMetrics, ResourcePermit, ResourceTracker};
-pub use retry::{ErrorClass, Jitter, RetryPolicy, RetryStrategy};
+pub use retry::{BackoffStrategy, ErrorClass, Jitter, RetryPolicy};
 pub use schema::{JsonSchema, SchemaViolation};
 pub use status::{JobStatus, NodeStatus, RunStatus, TaskStatus};
 pub use store::{Durability, Stores};

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// The shape of the delay between attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum RetryStrategy {
+pub enum BackoffStrategy {
     /// Retry at once.
     Immediate,
     /// `base_delay * attempt`.
@@ -50,12 +50,12 @@ pub struct RetryPolicy {
     /// Total attempts, including the first (at least 1).
     pub max_attempts: u32,
     /// The delay shape.
-    pub strategy: RetryStrategy,
+    pub strategy: BackoffStrategy,
     /// The first delay, in milliseconds.
     pub base_delay_ms: u64,
     /// No delay exceeds this, in milliseconds.
     pub max_delay_ms: u64,
-    /// Growth factor of [`RetryStrategy::Exponential`].
+    /// Growth factor of [`BackoffStrategy::Exponential`].
     pub multiplier: f64,
     /// Randomization of delays.
     pub jitter: Jitter,
@@ -67,7 +67,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 1,
-            strategy: RetryStrategy::Exponential,
+            strategy: BackoffStrategy::Exponential,
             base_delay_ms: 100,
             max_delay_ms: 30_000,
             multiplier: 2.0,
@@ -99,9 +99,9 @@ impl RetryPolicy {
         let attempt = attempt.max(1);
         let base = self.base_delay_ms as f64;
         let raw = match self.strategy {
-            RetryStrategy::Immediate => 0.0,
-            RetryStrategy::Linear => base * f64::from(attempt),
-            RetryStrategy::Exponential => {
+            BackoffStrategy::Immediate => 0.0,
+            BackoffStrategy::Linear => base * f64::from(attempt),
+            BackoffStrategy::Exponential => {
                 let m = if self.multiplier.is_finite() && self.multiplier >= 1.0 {
                     self.multiplier
                 } else {
@@ -142,11 +142,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn strategy() -> impl Strategy<Value = RetryStrategy> {
+    fn strategy() -> impl Strategy<Value = BackoffStrategy> {
         prop_oneof![
-            Just(RetryStrategy::Immediate),
-            Just(RetryStrategy::Linear),
-            Just(RetryStrategy::Exponential)
+            Just(BackoffStrategy::Immediate),
+            Just(BackoffStrategy::Linear),
+            Just(BackoffStrategy::Exponential)
         ]
     }
 
@@ -192,12 +192,12 @@ mod tests {
         let exp: Vec<u64> = (1..=6).map(|a| p.delay_for(a).as_millis() as u64).collect();
         assert_eq!(exp, [100, 200, 400, 800, 1000, 1000]);
         let lin = RetryPolicy {
-            strategy: RetryStrategy::Linear,
+            strategy: BackoffStrategy::Linear,
             ..p.clone()
         };
         assert_eq!(lin.delay_for(3), Duration::from_millis(300));
         let imm = RetryPolicy {
-            strategy: RetryStrategy::Immediate,
+            strategy: BackoffStrategy::Immediate,
             ..p
         };
         assert_eq!(imm.delay_for(3), Duration::ZERO);

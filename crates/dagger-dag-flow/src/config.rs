@@ -1,7 +1,8 @@
 //! Execution configuration of DAG Flow runs, and the partial form a workflow
 //! file may give under `config:` to override the executor's.
 
-use dagger_core::{Jitter, RetryPolicy, RetryStrategy};
+use crate::retry_strategy::RetryStrategy;
+use dagger_core::{Jitter, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 /// What a node's final failure does to the rest of the run.
@@ -67,24 +68,18 @@ dag_config! {
     enable_parallel_execution: bool = true;
     /// At most this many node executions at once (at least 1).
     max_parallel_nodes: usize = 64;
-    /// Attempts per node when the node sets no `try_count` (at least 1).
-    max_attempts: u32 = 1;
-    /// Shape of the delay between attempts.
-    retry_strategy: RetryStrategy = RetryStrategy::Exponential;
-    /// First retry delay in milliseconds.
-    retry_base_delay_ms: u64 = 100;
-    /// Largest retry delay in milliseconds.
-    retry_max_delay_ms: u64 = 30_000;
-    /// Growth factor of exponential delays (at least 1).
-    retry_multiplier: f64 = 2.0;
+    /// Attempts per node when the node sets no `try_count` (at least 1; `None`: one attempt).
+    max_attempts: Option<u32> = None;
+    /// The delays between attempts, with their shape.
+    retry_strategy: RetryStrategy = RetryStrategy::default();
     /// Randomization of retry delays.
     retry_jitter: Jitter = Jitter::None;
     /// What a node's final failure does to the run.
     on_failure: OnFailure = OnFailure::Continue;
-    /// Whole-run timeout in seconds.
-    timeout_seconds: Option<f64> = None;
-    /// How long a node waits for a human, in minutes (`None`: forever).
-    human_wait_minutes: Option<f64> = None;
+    /// Whole-run timeout in whole seconds.
+    timeout_seconds: Option<u64> = None;
+    /// How long a node waits for a human, in whole minutes (`None`: forever).
+    human_wait_minutes: Option<u64> = None;
     /// What a human wait's timeout does.
     human_timeout_action: HumanTimeoutAction = HumanTimeoutAction::Pause;
     /// Upper bound of the sum of `tokens` actions report.
@@ -93,22 +88,15 @@ dag_config! {
     max_iterations: Option<u64> = None;
     /// Persist each node's outputs as a cache delta when it completes.
     enable_incremental_cache: bool = false;
-    /// Persist a full cache snapshot every this many seconds while running (`None`: only at the end).
-    cache_snapshot_interval: Option<f64> = None;
+    /// Persist a full cache snapshot every this many seconds while running (0: only at the end).
+    cache_snapshot_interval: u64 = 0;
 }
 
 impl DagConfig {
     /// The retry policy for a node with `try_count` attempts (or `max_attempts`).
     pub fn retry_policy(&self, try_count: Option<u32>) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: try_count.unwrap_or(self.max_attempts).max(1),
-            strategy: self.retry_strategy,
-            base_delay_ms: self.retry_base_delay_ms,
-            max_delay_ms: self.retry_max_delay_ms,
-            multiplier: self.retry_multiplier,
-            jitter: self.retry_jitter,
-            ..RetryPolicy::default()
-        }
+        let attempts = try_count.or(self.max_attempts).unwrap_or(1);
+        self.retry_strategy.policy(attempts, self.retry_jitter)
     }
 
     /// Every invalid value, as `(field, message)` pairs.
@@ -117,30 +105,18 @@ impl DagConfig {
         if self.max_parallel_nodes == 0 {
             out.push(("max_parallel_nodes", "must be at least 1".to_string()));
         }
-        if self.max_attempts == 0 {
+        if self.max_attempts == Some(0) {
             out.push(("max_attempts", "must be at least 1".to_string()));
         }
-        if !(self.retry_multiplier.is_finite() && self.retry_multiplier >= 1.0) {
-            out.push((
-                "retry_multiplier",
-                format!("must be a number >= 1, got {}", self.retry_multiplier),
-            ));
-        }
-        if self.retry_base_delay_ms > self.retry_max_delay_ms {
-            out.push((
-                "retry_base_delay_ms",
-                "must not exceed retry_max_delay_ms".to_string(),
-            ));
+        if let Some(problem) = self.retry_strategy.problem() {
+            out.push(("retry_strategy", problem));
         }
         for (name, v) in [
             ("timeout_seconds", self.timeout_seconds),
             ("human_wait_minutes", self.human_wait_minutes),
-            ("cache_snapshot_interval", self.cache_snapshot_interval),
         ] {
-            if let Some(v) = v
-                && !(v.is_finite() && v > 0.0)
-            {
-                out.push((name, format!("must be a positive number, got {v}")));
+            if v == Some(0) {
+                out.push((name, "must be at least 1".to_string()));
             }
         }
         out

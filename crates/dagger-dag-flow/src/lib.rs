@@ -17,6 +17,7 @@ mod growth;
 pub mod last_run;
 pub mod loader;
 pub mod model;
+pub mod retry_strategy;
 mod run_inputs;
 mod shape;
 pub mod validate;
@@ -27,7 +28,7 @@ pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeInputs, NodeOutput};
 pub use annotated::AnnotatedAction;
 pub use annotated::{annotated_actions, register_all_actions};
 pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};
-pub use dagger_core::{Cache, InputSpec, RetryStrategy};
+pub use dagger_core::{Cache, InputSpec};
 pub use dot::{NodeRunView, serialize_run_to_dot, serialize_tree_to_dot};
 pub use error::{DagError, LoadErrors, LoadIssue, LoadIssueKind, RunInputProblem};
 pub use executor::{DagExecutor, LoadedWorkflow, StoreSource};
@@ -37,6 +38,7 @@ pub use loader::{
     load_yaml_str_with_actions,
 };
 pub use model::{DagMetadata, JsonType, NodeDef, OutputSpec, RunInputDef, WorkflowDef};
+pub use retry_strategy::RetryStrategy;
 pub use run_inputs::{apply_run_inputs, closest_name, run_inputs_help};
 pub use validate::{validate_added_nodes, validate_added_nodes_with, validate_workflow};
 pub use yaml::{MAX_ALIAS_REPLAY_EVENTS, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES};

@@ -336,7 +336,7 @@ fn invalid_timeout() {
 fn multiple_problems_are_all_reported_in_file_order() {
     let expected = [
         "3:17: config: `max_attempts` must be at least 1",
-        "4:3: config: unknown field `colour`, expected one of `enable_parallel_execution`, `max_parallel_nodes`, `max_attempts`, `retry_strategy`, `retry_base_delay_ms`, `retry_max_delay_ms`, `retry_multiplier`, `retry_jitter`, `on_failure`, `timeout_seconds`, `human_wait_minutes`, `human_timeout_action`, `max_tokens`, `max_iterations`, `enable_incremental_cache`, `cache_snapshot_interval`",
+        "4:3: config: unknown field `colour`, expected one of `enable_parallel_execution`, `max_parallel_nodes`, `max_attempts`, `retry_strategy`, `retry_jitter`, `on_failure`, `timeout_seconds`, `human_wait_minutes`, `human_timeout_action`, `max_tokens`, `max_iterations`, `enable_incremental_cache`, `cache_snapshot_interval`",
         "8:20: node `a` depends on `ghost`, which is not a node of this workflow",
         "9:5: node `b`: missing required field `action`",
         "10:23: node `b` depends on itself",
@@ -471,10 +471,10 @@ fn valid_fixtures_load_with_every_field() {
     assert_eq!(config.max_parallel_nodes, Some(4));
     assert_eq!(
         config.retry_strategy,
-        Some(dagger_dag_flow::RetryStrategy::Linear)
+        Some(dagger_dag_flow::RetryStrategy::Linear { delay_secs: 5 })
     );
     assert_eq!(config.on_failure, Some(dagger_dag_flow::OnFailure::Halt));
-    assert_eq!(config.timeout_seconds, Some(Some(3600.0)));
+    assert_eq!(config.timeout_seconds, Some(Some(3600)));
     let ids: Vec<&str> = def.nodes.iter().map(|n| n.id.as_str()).collect();
     assert_eq!(ids, ["validate_input", "transform_data", "report"]);
     let v = &def.nodes[0];

@@ -4,8 +4,8 @@
 //! this test until the loader reads it.
 
 use dagger_dag_flow::{
-    DagConfigOverride, InputSpec, JsonType, NodeDef, OnFailure, OutputSpec, RunInputDef,
-    WorkflowDef, load_yaml_str,
+    DagConfigOverride, InputSpec, JsonType, NodeDef, OnFailure, OutputSpec, RetryStrategy,
+    RunInputDef, WorkflowDef, load_yaml_str,
 };
 use serde_json::json;
 
@@ -21,8 +21,12 @@ fn every_field_round_trips() {
         config: Some(DagConfigOverride {
             max_parallel_nodes: Some(2),
             on_failure: Some(OnFailure::Pause),
-            retry_multiplier: Some(1.5),
-            human_wait_minutes: Some(Some(2.5)),
+            retry_strategy: Some(RetryStrategy::Exponential {
+                initial_delay_secs: 1,
+                max_delay_secs: 10,
+                multiplier: 1.5,
+            }),
+            human_wait_minutes: Some(Some(2)),
             ..DagConfigOverride::default()
         }),
         inputs: Some(vec![

@@ -1,6 +1,6 @@
 //! Executor configuration.
 
-use dagger_core::{ErrorClass, RetryPolicy, RetryStrategy};
+use dagger_core::{BackoffStrategy, ErrorClass, RetryPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -54,7 +54,7 @@ impl Default for PubSubConfig {
             agent_overflow: BTreeMap::new(),
             retry: RetryPolicy {
                 max_attempts: 3,
-                strategy: RetryStrategy::Exponential,
+                strategy: BackoffStrategy::Exponential,
                 base_delay_ms: 10,
                 max_delay_ms: 1_000,
                 multiplier: 2.0,

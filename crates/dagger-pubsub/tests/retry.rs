@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Behaviour, TestAgent, payloads};
-use dagger_core::{BoxError, Permanent, RetryPolicy, RetryStrategy};
+use dagger_core::{BackoffStrategy, BoxError, Permanent, RetryPolicy};
 use dagger_pubsub::{
     CancellationToken, DeadLetterReason, Message, PubSubConfig, PubSubContext, PubSubExecutor,
 };
@@ -16,7 +16,7 @@ fn config(attempts: u32) -> PubSubConfig {
     PubSubConfig {
         retry: RetryPolicy {
             max_attempts: attempts,
-            strategy: RetryStrategy::Immediate,
+            strategy: BackoffStrategy::Immediate,
             ..RetryPolicy::default()
         },
         ..PubSubConfig::default()
@@ -153,7 +153,7 @@ async fn retries_wait_the_policy_delay() {
     let ex = PubSubExecutor::new(PubSubConfig {
         retry: RetryPolicy {
             max_attempts: 3,
-            strategy: RetryStrategy::Linear,
+            strategy: BackoffStrategy::Linear,
             base_delay_ms: 1_000,
             ..RetryPolicy::default()
         },

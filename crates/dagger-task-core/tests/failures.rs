@@ -3,7 +3,7 @@
 mod common;
 
 use common::{finish, manager, register};
-use dagger_core::{JsonSchema, Permanent, RetryPolicy, RetryStrategy};
+use dagger_core::{BackoffStrategy, JsonSchema, Permanent, RetryPolicy};
 use dagger_task_core::{
     FnAgent, JobConfig, JobStatus, TaskAgentRegistry, TaskContext, TaskOutcome, TaskSpec,
     TaskStatus,
@@ -34,7 +34,7 @@ fn retrying(max_attempts: u32) -> JobConfig {
     JobConfig {
         retry: RetryPolicy {
             max_attempts,
-            strategy: RetryStrategy::Linear,
+            strategy: BackoffStrategy::Linear,
             base_delay_ms: 20,
             ..RetryPolicy::default()
         },

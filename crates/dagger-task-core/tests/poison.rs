@@ -7,7 +7,7 @@ mod common;
 
 use common::{finish, manager, register};
 use dagger_core::store::MemoryStore;
-use dagger_core::{Cache, RetryPolicy, RetryStrategy};
+use dagger_core::{BackoffStrategy, Cache, RetryPolicy};
 use dagger_task_core::{
     BreakerState, CircuitBreaker, JobConfig, JobStatus, StallAction, TaskAgentRegistry,
     TaskContext, TaskError, TaskEvent, TaskManager, TaskOutcome, TaskSpec, TaskStatus, TaskStore,
@@ -20,7 +20,7 @@ use std::time::Duration;
 fn immediate(max_attempts: u32) -> RetryPolicy {
     RetryPolicy {
         max_attempts,
-        strategy: RetryStrategy::Immediate,
+        strategy: BackoffStrategy::Immediate,
         ..RetryPolicy::default()
     }
 }

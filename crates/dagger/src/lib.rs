@@ -123,8 +123,8 @@ pub mod prelude {
     pub use async_trait::async_trait;
 
     pub use dagger_core::{
-        BoxError, Cache, DaggerError, Durability, JobStatus, JsonSchema, NodeStatus, Permanent,
-        RetryPolicy, RetryStrategy, RunStatus, Stores, TaskStatus, get_value_from_cache,
+        BackoffStrategy, BoxError, Cache, DaggerError, Durability, JobStatus, JsonSchema,
+        NodeStatus, Permanent, RetryPolicy, RunStatus, Stores, TaskStatus, get_value_from_cache,
         insert_value, parse_input_from_name,
     };
 
@@ -135,8 +135,8 @@ pub mod prelude {
     };
 
     pub use dagger_dag_flow::{
-        ActionRegistry, DagConfig, DagError, DagExecutor, NodeAction, NodeCtx, NodeInputs,
-        NodeOutput, OnFailure,
+        ActionRegistry, DagConfig, DagError, DagExecutor, HumanTimeoutAction, NodeAction, NodeCtx,
+        NodeInputs, NodeOutput, OnFailure, RetryStrategy,
     };
 
     pub use dagger_task_core::{

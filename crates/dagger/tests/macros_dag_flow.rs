@@ -63,8 +63,8 @@ async fn run(num1: serde_json::Value, num2: serde_json::Value) -> (DagExecutionR
     dagger::register_all_actions(&registry).expect("actions register");
     // Three attempts per node: only a permanent error stops after one.
     let config = DagConfig {
-        max_attempts: 3,
-        retry_base_delay_ms: 1,
+        max_attempts: Some(3),
+        retry_strategy: RetryStrategy::LinearMs { delay_ms: 1 },
         ..DagConfig::default()
     };
     let mut executor = DagExecutor::new(Some(config), registry, Stores::memory())
@@ -128,8 +128,8 @@ async fn ordinary_errors_are_retried_and_reported() {
     let registry = ActionRegistry::new();
     registry.register(std::sync::Arc::new(AlwaysFails));
     let config = DagConfig {
-        max_attempts: 3,
-        retry_base_delay_ms: 1,
+        max_attempts: Some(3),
+        retry_strategy: RetryStrategy::LinearMs { delay_ms: 1 },
         ..DagConfig::default()
     };
     let mut executor = DagExecutor::new(Some(config), registry, Stores::memory())

@@ -395,3 +395,91 @@ async fn checkpoint_and_recovery() -> Result<()> {
     assert_eq!(*get_value_from_cache(&cache, "load", "loaded")?, json!(3));
     Ok(())
 }
+
+/// Attempts of [`FailsOnce`].
+static FAILS_ONCE_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Fails its first attempt, then succeeds.
+struct FailsOnce;
+
+#[async_trait]
+impl NodeAction for FailsOnce {
+    fn name(&self) -> &str {
+        "fails_once"
+    }
+
+    async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput> {
+        if FAILS_ONCE_ATTEMPTS.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err("first attempt fails".into());
+        }
+        Ok(NodeOutput::success(json!({ "ok": true })))
+    }
+}
+
+/// "Configuration Options / Custom Configuration": the seed's fields take
+/// effect on the run: `max_attempts: Some(3)` retries a failed node, after
+/// the exponential strategy's first delay of two whole seconds; the
+/// executor's policy gives the strategy's delays (2, 4, 8 … 60 s), and the
+/// timeout, human wait and snapshot interval are whole seconds / minutes.
+#[tokio::test]
+async fn custom_configuration() -> Result<()> {
+    enter();
+    let registry = ActionRegistry::new();
+    registry.register(Arc::new(FailsOnce));
+    // seed block
+    use dagger::{DagConfig, OnFailure, RetryStrategy};
+
+    let config = DagConfig {
+        // Parallel execution settings
+        enable_parallel_execution: true,
+        max_parallel_nodes: 4,
+
+        // Retry configuration
+        max_attempts: Some(3),
+        retry_strategy: RetryStrategy::Exponential {
+            initial_delay_secs: 2,
+            max_delay_secs: 60,
+            multiplier: 2.0,
+        },
+
+        // Failure handling
+        on_failure: OnFailure::Continue, // Continue, Halt, or Pause
+
+        // Timeouts
+        timeout_seconds: Some(3600), // Global timeout
+
+        // Human intervention
+        human_wait_minutes: Some(30),
+        human_timeout_action: HumanTimeoutAction::Autopilot,
+
+        // Resource limits
+        max_tokens: Some(100_000),
+        max_iterations: Some(10),
+
+        // Cache settings
+        enable_incremental_cache: true,
+        cache_snapshot_interval: 60, // seconds
+
+        ..Default::default()
+    };
+
+    let mut executor = DagExecutor::new(Some(config), registry, "sqlite:workflows.db").await?;
+    // end of seed block
+    let policy = executor.config().retry_policy(None);
+    assert_eq!(policy.max_attempts, 3);
+    let delays: Vec<u64> = (1..=7).map(|a| policy.delay_for(a).as_secs()).collect();
+    assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60]);
+    assert_eq!(executor.config().timeout_seconds, Some(3600));
+    executor.load_yaml_string("name: configured\nnodes:\n  - { id: f, action: fails_once }\n")?;
+    let started = std::time::Instant::now();
+    let report = execute_dag(&mut executor, &Cache::new(), "configured")
+        .await?
+        .into_result()?;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "the retry waited the strategy's first delay"
+    );
+    let node = report.get_node_state("f").ok_or("no node f")?;
+    assert_eq!((node.status, node.attempts), (NodeStatus::Completed, 2));
+    Ok(())
+}

@@ -157,7 +157,7 @@ impl Machine {
         self.g
             .emit(|| ExecutionEvent::RunStarted { nodes, resumed });
         if let Some(secs) = self.config.timeout_seconds {
-            let ms = (secs * 1000.0).max(0.0) as u64;
+            let ms = secs.saturating_mul(1000);
             self.g.fx.push(Effect::Arm(Timer::RunTimeout, ms));
         }
     }
@@ -306,7 +306,7 @@ impl Machine {
     fn human_wait_ms(&self) -> Option<u64> {
         self.config
             .human_wait_minutes
-            .map(|m| (m * 60_000.0).max(0.0) as u64)
+            .map(|m| m.saturating_mul(60_000))
     }
 
     fn start_fanout(&mut self, i: u32, reference: &str, data: &dyn Outputs) {

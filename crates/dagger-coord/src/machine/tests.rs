@@ -8,7 +8,8 @@ use super::{Machine, Params};
 use crate::event::ExecutionEvent;
 use dagger_core::{ErrorClass, NodeStatus, RunStatus};
 use dagger_dag_flow::{
-    ActionRegistry, DagConfig, NodeAction, NodeCtx, NodeDef, NodeOutput, OnFailure, WorkflowDef,
+    ActionRegistry, DagConfig, NodeAction, NodeCtx, NodeDef, NodeOutput, OnFailure, RetryStrategy,
+    WorkflowDef,
 };
 use serde_json::{Value, json};
 use std::cell::RefCell;
@@ -226,8 +227,12 @@ fn a_failure_skips_what_depends_on_it_and_fails_the_run() {
 #[test]
 fn a_retry_arms_a_timer_and_the_timer_starts_the_next_attempt() {
     let config = DagConfig {
-        max_attempts: 3,
-        retry_base_delay_ms: 100,
+        max_attempts: Some(3),
+        retry_strategy: RetryStrategy::ExponentialMs {
+            initial_delay_ms: 100,
+            max_delay_ms: 30_000,
+            multiplier: 2.0,
+        },
         ..Default::default()
     };
     let mut sim = Sim::new(vec![node("a", &[])], config, false);
@@ -270,7 +275,7 @@ fn an_approval_waits_until_a_human_approves() {
     let mut gated = node("a", &[]);
     gated.approval = Some("ship it?".into());
     let config = DagConfig {
-        human_wait_minutes: Some(1.0),
+        human_wait_minutes: Some(1),
         ..Default::default()
     };
     let mut sim = Sim::new(vec![gated], config, false);
@@ -432,8 +437,12 @@ fn any_order_of_completions_runs_every_node_once_within_the_limit() {
         }
         let config = DagConfig {
             max_parallel_nodes: 3,
-            max_attempts: 2,
-            retry_base_delay_ms: 10,
+            max_attempts: Some(2),
+            retry_strategy: RetryStrategy::ExponentialMs {
+                initial_delay_ms: 10,
+                max_delay_ms: 30_000,
+                multiplier: 2.0,
+            },
             ..Default::default()
         };
         let mut sim = Sim::new(nodes, config, false);

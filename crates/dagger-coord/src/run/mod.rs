@@ -49,7 +49,7 @@ pub(crate) struct RunLoop {
     waiting_recorded: bool,
     record: bool,
     /// Snapshots of the whole cache every so many seconds.
-    snapshot_every: Option<f64>,
+    snapshot_every: Option<Duration>,
     /// This process's ownership of the run (its fencing token).
     owner: RunOwner,
     /// Cancelled when another process took the run over.
@@ -105,7 +105,9 @@ impl RunLoop {
             run_id: setup.run_id.to_string(),
             cache: setup.cache.clone(),
         };
-        let snapshot_every = setup.config.cache_snapshot_interval.filter(|_| record);
+        let snapshot_every = Some(setup.config.cache_snapshot_interval)
+            .filter(|&s| s > 0 && record)
+            .map(Duration::from_secs);
         let mut machine = Machine::new(Params {
             graph: setup.graph,
             wf: setup.wf,
@@ -179,12 +181,9 @@ impl RunLoop {
         let mut lost_seen = false;
         let mut control_tick = tokio::time::interval(coord.control_poll);
         control_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut snapshot_tick = self.snapshot_every.map(|s| {
-            tokio::time::interval_at(
-                TokioInstant::now() + Duration::from_secs_f64(s),
-                Duration::from_secs_f64(s),
-            )
-        });
+        let mut snapshot_tick = self
+            .snapshot_every
+            .map(|s| tokio::time::interval_at(TokioInstant::now() + s, s));
         {
             let mut m = self.shared.machine.lock();
             m.advance(now_millis(), &self.shared.env.cache);
