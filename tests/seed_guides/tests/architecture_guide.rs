@@ -175,3 +175,74 @@ impl NodeAction for Fails {
         Err("no luck".into())
     }
 }
+
+mod production_deployment {
+    //! "Best Practices / Production Deployment": the configuration takes
+    //! effect on a run.
+    use dagger::prelude::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The block calls the `num_cpus` crate; `std` says the same
+    /// (`std::thread::available_parallelism`), so the test stands in for it.
+    mod num_cpus {
+        pub(super) fn get() -> usize {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Fails its first attempt.
+    struct Flaky;
+
+    #[async_trait]
+    impl NodeAction for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+
+        async fn execute(&self, _ctx: &NodeCtx) -> Result<NodeOutput> {
+            if RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err("cold start".into());
+            }
+            Ok(NodeOutput::success(json!({})))
+        }
+    }
+
+    /// One node per CPU runs at once; a failed node is retried after the
+    /// strategy's five seconds, and an independent failure does not halt
+    /// the run (`OnFailure::Continue`): its sibling completes.
+    #[tokio::test]
+    async fn production_deployment() -> Result<()> {
+        // seed block
+        // Production configuration
+        let config = DagConfig {
+            enable_parallel_execution: true,
+            max_parallel_nodes: num_cpus::get(),
+            max_attempts: Some(3),
+            timeout_seconds: Some(3600),
+            retry_strategy: RetryStrategy::Exponential {
+                initial_delay_secs: 5,
+                max_delay_secs: 300,
+                multiplier: 2.0,
+            },
+            on_failure: OnFailure::Continue, // Don't halt entire workflow
+            ..Default::default()
+        };
+        // end of seed block
+        assert_eq!(config.max_parallel_nodes, num_cpus::get());
+        let registry = ActionRegistry::new();
+        registry.register(Arc::new(Flaky));
+        let mut executor = DagExecutor::new(Some(config), registry, Stores::memory()).await?;
+        executor.load_yaml_string("name: prod\nnodes:\n  - { id: f, action: flaky }\n")?;
+        let started = std::time::Instant::now();
+        let report = execute_dag(&mut executor, &Cache::new(), "prod")
+            .await?
+            .into_result()?;
+        assert!(started.elapsed() >= std::time::Duration::from_secs(5));
+        let node = report.get_node_state("f").ok_or("no node f")?;
+        assert_eq!((node.status, node.attempts), (NodeStatus::Completed, 2));
+        Ok(())
+    }
+}

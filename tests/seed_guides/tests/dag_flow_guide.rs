@@ -935,3 +935,49 @@ mod safe_node_addition {
         Ok(())
     }
 }
+
+/// "Error Handling / Retry Strategies": the three forms are values of
+/// `DagConfig::retry_strategy`; the last one the block binds (`Immediate`)
+/// retries a failing node at once, up to `max_attempts`. (Custom
+/// Configuration's test runs the exponential form and its two-second
+/// delay; `dagger_dag_flow::retry_strategy`'s unit tests give each form's
+/// delays.)
+#[tokio::test]
+#[allow(unused_variables)] // the guide rebinds `retry_strategy` three times
+async fn retry_strategies() -> Result<()> {
+    // seed block
+    use dagger::RetryStrategy;
+
+    // Exponential backoff
+    let retry_strategy = RetryStrategy::Exponential {
+        initial_delay_secs: 2,
+        max_delay_secs: 60,
+        multiplier: 2.0,
+    };
+
+    // Linear backoff
+    let retry_strategy = RetryStrategy::Linear { delay_secs: 5 };
+
+    // Immediate retry
+    let retry_strategy = RetryStrategy::Immediate;
+    // end of seed block
+    let config = DagConfig {
+        max_attempts: Some(3),
+        retry_strategy,
+        ..DagConfig::default()
+    };
+    let registry = ActionRegistry::new();
+    registry.register(Arc::new(Broken));
+    let mut executor = DagExecutor::new(Some(config), registry, Stores::memory()).await?;
+    executor.load_yaml_string("name: retried\nnodes:\n  - { id: b, action: broken }\n")?;
+    let started = std::time::Instant::now();
+    let report = execute_dag(&mut executor, &Cache::new(), "retried").await?;
+    let node = report.get_node_state("b").ok_or("no node b")?;
+    assert_eq!((node.status, node.attempts), (NodeStatus::Failed, 3));
+    assert_eq!(node.error.as_deref(), Some("disk full (after 3 attempts)"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "immediate retries do not wait the exponential or linear delays"
+    );
+    Ok(())
+}
