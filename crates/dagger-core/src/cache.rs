@@ -68,15 +68,24 @@ pub enum EvictionPolicy {
     Fifo,
 }
 
-/// Optional bounds of a [`Cache`]. With no bound set, the cache is unbounded
-/// and pays nothing for bookkeeping.
+#[allow(non_upper_case_globals)]
+impl EvictionPolicy {
+    /// [`EvictionPolicy::Lru`], as the original README spells it.
+    pub const LRU: Self = Self::Lru;
+    /// [`EvictionPolicy::Fifo`], spelled like [`EvictionPolicy::LRU`].
+    pub const FIFO: Self = Self::Fifo;
+}
+
+/// Bounds of a [`Cache`]; a bound of 0 is no bound. With neither bound set,
+/// the cache is unbounded and pays nothing for bookkeeping.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CacheConfig {
-    /// At most this many values.
-    pub max_entries: Option<usize>,
-    /// At most about this many MiB of values (estimated from their JSON size).
-    pub max_memory_mb: Option<usize>,
+    /// At most this many values (0: no bound).
+    pub max_entries: usize,
+    /// At most about this many MiB of values, estimated from their JSON size
+    /// (0: no bound).
+    pub max_memory_mb: usize,
     /// Which value to drop first when a bound is hit.
     pub eviction_policy: EvictionPolicy,
 }
@@ -205,21 +214,27 @@ impl Cache {
         Self::default()
     }
 
-    /// An empty cache with bounds; errors when a bound is zero.
+    /// An empty cache with bounds; errors when `max_memory_mb` is more bytes
+    /// than a `u64` counts.
     pub fn with_config(config: CacheConfig) -> Result<Self, CacheError> {
-        if config.max_entries == Some(0) || config.max_memory_mb == Some(0) {
-            return Err(CacheError::InvalidConfig(
-                "bounds must be at least 1".into(),
-            ));
-        }
-        if config.max_entries.is_none() && config.max_memory_mb.is_none() {
+        let max_bytes = match config.max_memory_mb {
+            0 => u64::MAX,
+            mb => u64::try_from(mb)
+                .ok()
+                .and_then(|mb| mb.checked_mul(1024 * 1024))
+                .ok_or_else(|| {
+                    CacheError::InvalidConfig(format!("max_memory_mb {mb} is too large"))
+                })?,
+        };
+        if config.max_entries == 0 && config.max_memory_mb == 0 {
             return Ok(Self::new());
         }
         let bounds = Bounds {
-            max_entries: config.max_entries.unwrap_or(usize::MAX),
-            max_bytes: config
-                .max_memory_mb
-                .map_or(u64::MAX, |mb| mb as u64 * 1024 * 1024),
+            max_entries: match config.max_entries {
+                0 => usize::MAX,
+                n => n,
+            },
+            max_bytes,
             policy: config.eviction_policy,
             index: Mutex::new(lru::LruCache::unbounded()),
             bytes: AtomicU64::new(0),
@@ -675,7 +690,7 @@ mod tests {
     #[test]
     fn bounded_caches_account_for_object_inserts() {
         let cache = Cache::with_config(CacheConfig {
-            max_entries: Some(3),
+            max_entries: 3,
             ..Default::default()
         })
         .unwrap();
@@ -689,7 +704,7 @@ mod tests {
     #[test]
     fn lru_evicts_least_recently_used() {
         let cache = Cache::with_config(CacheConfig {
-            max_entries: Some(2),
+            max_entries: 2,
             ..Default::default()
         })
         .unwrap();
@@ -707,7 +722,7 @@ mod tests {
     #[test]
     fn fifo_ignores_reads() {
         let cache = Cache::with_config(CacheConfig {
-            max_entries: Some(2),
+            max_entries: 2,
             eviction_policy: EvictionPolicy::Fifo,
             ..Default::default()
         })
@@ -722,7 +737,7 @@ mod tests {
     #[test]
     fn memory_bound_keeps_estimate_under_limit() {
         let cache = Cache::with_config(CacheConfig {
-            max_memory_mb: Some(1),
+            max_memory_mb: 1,
             ..Default::default()
         })
         .unwrap();
@@ -735,10 +750,12 @@ mod tests {
         assert!(cache.get("n", "k0").is_none(), "oldest evicted");
         assert!(
             Cache::with_config(CacheConfig {
-                max_entries: Some(0),
+                max_memory_mb: usize::MAX,
                 ..Default::default()
             })
             .is_err()
         );
+        let unbounded = Cache::with_config(CacheConfig::default()).unwrap();
+        assert_eq!(unbounded.estimated_bytes(), None, "0 is no bound");
     }
 }

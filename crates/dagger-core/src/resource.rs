@@ -86,16 +86,17 @@ impl ResourceTracker {
         }
     }
 
-    /// No new action starts while resident memory is above `bytes` (`None`: no limit).
-    pub fn set_memory_limit(&self, bytes: Option<u64>) {
+    /// No new action starts while resident memory is above `bytes` (`None`: no limit);
+    /// `set_memory_limit(1_000_000_000)` and `set_memory_limit(Some(..))` both read.
+    pub fn set_memory_limit(&self, bytes: impl Into<Option<u64>>) {
         self.inner
             .memory_limit
-            .store(bytes.unwrap_or(0), Ordering::Relaxed);
+            .store(bytes.into().unwrap_or(0), Ordering::Relaxed);
     }
 
     /// At most `n` actions at once across everything sharing this tracker (`None`: no limit).
-    pub fn set_task_limit(&self, n: Option<usize>) {
-        self.inner.state.lock().task_limit = n.map(|n| n.max(1));
+    pub fn set_task_limit(&self, n: impl Into<Option<usize>>) {
+        self.inner.state.lock().task_limit = n.into().map(|n| n.max(1));
         self.inner.slot_freed.notify_waiters();
     }
 

@@ -123,9 +123,9 @@ pub mod prelude {
     pub use async_trait::async_trait;
 
     pub use dagger_core::{
-        BackoffStrategy, BoxError, Cache, DaggerError, Durability, JobStatus, JsonSchema,
-        NodeStatus, Permanent, RetryPolicy, RunStatus, Stores, TaskStatus, get_value_from_cache,
-        insert_value, parse_input_from_name,
+        BackoffStrategy, BoxError, Cache, CacheConfig, DaggerError, Durability, EvictionPolicy,
+        JobStatus, JsonSchema, NodeStatus, Permanent, ResourceTracker, RetryPolicy, RunStatus,
+        Stores, TaskStatus, get_value_from_cache, insert_value, parse_input_from_name,
     };
 
     pub use dagger_coord::{
