@@ -981,3 +981,149 @@ async fn retry_strategies() -> Result<()> {
     );
     Ok(())
 }
+
+mod creating_actions {
+    //! "Creating Actions": the guide's hand-written actions with one change
+    //! each. They `use anyhow::Result;`, so `-> Result<NodeOutput>` is
+    //! anyhow's, which is not the trait's `Result<NodeOutput, BoxError>`, and
+    //! an impl must repeat the trait's return type. anyhow's `Result` takes
+    //! the error as a second parameter, so the change is `Result<NodeOutput,
+    //! BoxError>`; `?` on anyhow's errors (`anyhow!`) still works, since an
+    //! `anyhow::Error` converts into a `BoxError`.
+    use dagger::prelude::*;
+    use serde_json::Value;
+    use std::collections::HashMap;
+
+    /// The guide's computation (it calls one it does not show).
+    fn process_data(input: &Value) -> anyhow::Result<Value> {
+        let n = input
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("data must be a number"))?;
+        Ok(json!(n * 2))
+    }
+
+    mod the_new_node_action_trait {
+        use super::process_data;
+        use anyhow::anyhow;
+        use dagger::prelude::BoxError;
+
+        // seed block (the return type adapted as the module says)
+        use anyhow::Result;
+        use async_trait::async_trait;
+        use dagger::coord::{NodeAction, NodeCtx, NodeOutput};
+        #[allow(unused_imports)] // the guide imports `Value` without using it
+        use serde_json::{Value, json};
+
+        // Define an action (no &mut DagExecutor!)
+        pub(super) struct ProcessAction;
+
+        #[async_trait]
+        impl NodeAction for ProcessAction {
+            fn name(&self) -> &str {
+                "process_data"
+            }
+
+            async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
+                // Pure computation - no executor access
+                println!("Processing node: {}", ctx.node_id);
+
+                // Access inputs from context
+                let input_value = ctx
+                    .inputs
+                    .get("data")
+                    .ok_or_else(|| anyhow!("Missing input data"))?;
+
+                // Perform computation
+                let result = process_data(input_value)?;
+
+                // Return output
+                Ok(NodeOutput::success(json!({
+                    "processed": result,
+                    "timestamp": chrono::Utc::now()
+                })))
+            }
+        }
+        // end of seed block
+    }
+
+    use anyhow::anyhow;
+    use serde::{Deserialize, Serialize};
+
+    // seed block ("Action with Complex Types", the return type adapted)
+    #[derive(Debug, Serialize, Deserialize)]
+    struct ProcessingResult {
+        status: String,
+        data: Vec<String>,
+        metadata: HashMap<String, Value>,
+    }
+
+    struct ComplexProcessor {
+        #[allow(dead_code)] // the guide's field, unused by its action
+        processor_id: String,
+    }
+
+    #[async_trait]
+    impl NodeAction for ComplexProcessor {
+        fn name(&self) -> &str {
+            "complex_processor"
+        }
+
+        async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
+            // Parse complex input from context
+            let config: HashMap<String, Value> = serde_json::from_value(
+                ctx.inputs
+                    .get("config")
+                    .ok_or_else(|| anyhow!("Missing config"))?
+                    .clone(),
+            )?;
+
+            // Process data
+            let result = ProcessingResult {
+                status: "completed".to_string(),
+                data: vec!["item1".to_string(), "item2".to_string()],
+                metadata: config,
+            };
+
+            // Return complex output
+            Ok(NodeOutput::success(serde_json::to_value(result)?))
+        }
+    }
+    // end of seed block
+
+    /// Both actions run; their anyhow errors (a missing input, a bad
+    /// computation) fail the node with anyhow's message.
+    #[tokio::test]
+    async fn hand_written_actions_with_anyhow_errors() -> Result<()> {
+        let action_registry = ActionRegistry::new();
+        // seed block (the registration line of "The New NodeAction Trait")
+        action_registry.register(Arc::new(the_new_node_action_trait::ProcessAction));
+        // end of seed block
+        action_registry.register(Arc::new(ComplexProcessor {
+            processor_id: "p1".into(),
+        }));
+        let mut executor = DagExecutor::new(None, action_registry, Stores::memory()).await?;
+        executor.load_yaml_string(
+            "name: actions\nnodes:\n  - { id: p, action: process_data, inputs: [{ name: data, value: 21 }] }\n  - { id: c, action: complex_processor, inputs: [{ name: config, value: { k: v } }] }\n  - { id: bad, action: process_data, inputs: [{ name: data, value: text }] }\n  - { id: none, action: complex_processor }\n",
+        )?;
+        let cache = Cache::new();
+        let report = execute_dag(&mut executor, &cache, "actions").await?;
+        assert_eq!(*cache.get("p", "processed").ok_or("no output")?, json!(42));
+        assert!(cache.get("p", "timestamp").is_some());
+        assert_eq!(
+            *cache.get("c", "status").ok_or("no status")?,
+            json!("completed")
+        );
+        assert_eq!(
+            *cache.get("c", "metadata").ok_or("no metadata")?,
+            json!({"k": "v"})
+        );
+        for (node, message) in [("bad", "data must be a number"), ("none", "Missing config")] {
+            let state = report.get_node_state(node).ok_or("no node")?;
+            assert_eq!(state.status, NodeStatus::Failed, "{node}");
+            assert_eq!(state.error.as_deref(), Some(message), "{node}");
+        }
+        Ok(())
+    }
+
+    use std::sync::Arc;
+}
