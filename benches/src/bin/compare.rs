@@ -7,7 +7,8 @@
 //! The scale-out workloads need PostgreSQL (`DAGGER_TEST_POSTGRES_URL`,
 //! default `postgres://postgres@127.0.0.1:5432/test`) and are not part of
 //! `all`: `--workload Q1-PG [--tasks N]` (N no-op tasks, default 100,000,
-//! with 1, 2, 4 worker processes) and `--workload D8 [--layers L]` (the D1
+//! with 1, 2, 4 worker processes), `--workload Q1-PG-io [--tasks N]` (N
+//! tasks, default 10,000, that each wait 5 ms) and `--workload D8 [--layers L]` (the D1
 //! shape, L layers of 100 nodes, default 100, run by 1, 2, 4 worker
 //! processes and `--local`). Each line's ratio is to the SQLite run of the
 //! same size in the same round (Q1 with as many workers; D6 `Batched`).
@@ -25,9 +26,14 @@ use dagger_benches::{on_workers, runtime};
 use std::collections::HashMap;
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: compare --workload D1|D2|D3|D4|D6|Q1|P1|P2|all|Q1-PG|D8 [--reps N] [--engine NAME] [--no-memory] [--prometheus] [--tasks N] [--layers L]";
+/// Tasks per Q1-PG run (WORKLOADS.md's Q1).
+const Q1_TASKS: usize = dagger_benches::workload::Q1_TASKS;
+/// Tasks per Q1-PG-io run, each waiting 5 ms.
+const Q1_IO_TASKS: usize = 10_000;
+
+const USAGE: &str = "usage: compare --workload D1|D2|D3|D4|D6|Q1|P1|P2|all|Q1-PG|Q1-PG-io|D8 [--reps N] [--engine NAME] [--no-memory] [--prometheus] [--tasks N] [--layers L]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,7 +50,7 @@ fn main() -> ExitCode {
     let mut reps = 5usize;
     let mut only: Option<Engine> = None;
     let mut memory = true;
-    let mut tasks = dagger_benches::workload::Q1_TASKS;
+    let mut tasks = None;
     let mut layers = 100usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -66,7 +72,7 @@ fn main() -> ExitCode {
             },
             "--no-memory" => memory = false,
             "--tasks" => match it.next().and_then(|r| r.parse().ok()) {
-                Some(n) if n >= 1 => tasks = n,
+                Some(n) if n >= 1 => tasks = Some(n),
                 _ => {
                     eprintln!("--tasks takes a positive number\n{USAGE}");
                     return ExitCode::from(2);
@@ -98,7 +104,7 @@ fn main() -> ExitCode {
     };
     let selected: Vec<&str> = match workload.as_str() {
         "all" => vec!["D1", "D2", "D3", "D4", "D6", "Q1", "P1", "P2"],
-        "D1" | "D2" | "D3" | "D4" | "D6" | "Q1" | "P1" | "P2" | "Q1-PG" | "D8" => {
+        "D1" | "D2" | "D3" | "D4" | "D6" | "Q1" | "P1" | "P2" | "Q1-PG" | "Q1-PG-io" | "D8" => {
             vec![workload.as_str()]
         }
         other => {
@@ -114,7 +120,13 @@ fn main() -> ExitCode {
                 compare_dag(Dag::D4Fan, &opts);
                 compare_dag(Dag::D4Dense, &opts);
             }
-            "Q1-PG" => compare_q1_pg(tasks, &opts),
+            "Q1-PG" => compare_q1_pg("Q1-PG", tasks.unwrap_or(Q1_TASKS), Duration::ZERO, &opts),
+            "Q1-PG-io" => compare_q1_pg(
+                "Q1-PG-io",
+                tasks.unwrap_or(Q1_IO_TASKS),
+                Duration::from_millis(5),
+                &opts,
+            ),
             "D8" => compare_d8(layers, &opts),
             "Q1" | "P1" | "P2" => {
                 for case in Paradigm::cases(w) {
@@ -378,16 +390,17 @@ where
     );
 }
 
-/// Q1-PG: `tasks` no-op tasks of one job, 1, 2 and 4 worker processes.
-fn compare_q1_pg(tasks: usize, opts: &Options) {
+/// Q1-PG: `tasks` tasks of one job, each waiting `io` (Q1-PG-io) or not
+/// (Q1-PG), 1, 2 and 4 worker processes.
+fn compare_q1_pg(id: &str, tasks: usize, io: Duration, opts: &Options) {
     for workers in [1usize, 2, 4] {
         compare_pg(
-            &format!("Q1-PG-w{workers}"),
+            &format!("{id}-w{workers}"),
             tasks,
             "tasks_per_s",
             opts.reps,
-            || Box::pin(postgres::q1(tasks, workers)),
-            || Box::pin(engines::paradigms::q1(tasks, workers)),
+            || Box::pin(postgres::q1(tasks, workers, io)),
+            || Box::pin(engines::paradigms::q1(tasks, workers, io)),
         );
     }
 }

@@ -65,12 +65,20 @@ fn fresh_schema(what: &str) -> String {
     )
 }
 
-fn manager(store: &PostgresStore) -> TaskManager {
+/// A task manager on `store` whose agent `noop` waits `io` (if not zero)
+/// and completes.
+fn manager(store: &PostgresStore, io: Duration) -> TaskManager {
     let agents = TaskAgentRegistry::new();
     agents
-        .register_agent(Arc::new(FnAgent::new("noop", |_input, _ctx| async {
-            Ok::<_, BoxError>(TaskOutcome::Completed(Value::Null))
-        })))
+        .register_agent(Arc::new(FnAgent::new(
+            "noop",
+            move |_input, _ctx| async move {
+                if !io.is_zero() {
+                    tokio::time::sleep(io).await;
+                }
+                Ok::<_, BoxError>(TaskOutcome::Completed(Value::Null))
+            },
+        )))
         .expect("agent registers");
     TaskManager::new(
         Duration::from_secs(600),
@@ -81,14 +89,16 @@ fn manager(store: &PostgresStore) -> TaskManager {
     )
 }
 
-/// Starts `n` worker processes of `kind` on `schema`. They exit when their
-/// stdin closes (D8) or their job ends (Q1-PG).
-fn spawn_workers(kind: &str, schema: &str, n: usize) -> Vec<Child> {
+/// Starts `n` worker processes of `kind` on `schema` (`extra`: further
+/// arguments). They exit when their stdin closes (D8) or their job ends
+/// (Q1-PG).
+fn spawn_workers(kind: &str, schema: &str, extra: &[String], n: usize) -> Vec<Child> {
     let exe = std::env::current_exe().expect("own executable");
     (0..n)
         .map(|_| {
             Command::new(&exe)
                 .args([WORKER_FLAG, kind, schema])
+                .args(extra)
                 .stdin(Stdio::piped())
                 .spawn()
                 .expect("worker process starts")
@@ -105,13 +115,14 @@ fn reap(children: Vec<Child>) {
 }
 
 /// Q1-PG: `tasks` no-op tasks inserted in one job (timed as build), then
-/// run by `workers` worker processes, each a task manager with its own
+/// run by `workers` worker processes (each task waiting `io` first:
+/// Q1-PG-io), each a task manager with its own
 /// store handle joining the job with [`SLOTS_PER_WORKER`] slots (timed as
 /// run, from starting the processes to the last one's exit).
-pub async fn q1(tasks: usize, workers: usize) -> Timing {
+pub async fn q1(tasks: usize, workers: usize, io: Duration) -> Timing {
     let schema = fresh_schema("q1");
     let store = open(&schema).await;
-    let m = manager(&store);
+    let m = manager(&store, io);
     let t0 = Instant::now();
     // The task store is synchronous: its calls go to a blocking thread.
     let seeding = m.clone();
@@ -136,7 +147,7 @@ pub async fn q1(tasks: usize, workers: usize) -> Timing {
     .expect("seeding thread");
     let build = t0.elapsed();
     let t1 = Instant::now();
-    let children = spawn_workers("q1", &schema, workers.max(1));
+    let children = spawn_workers("q1", &schema, &[io.as_micros().to_string()], workers.max(1));
     tokio::task::spawn_blocking(move || reap(children))
         .await
         .expect("workers reaped");
@@ -161,7 +172,7 @@ pub async fn q1(tasks: usize, workers: usize) -> Timing {
 pub async fn d8(shape: Arc<Shape>, workers: Option<usize>) -> Timing {
     let schema = fresh_schema("d8");
     let store = open(&schema).await;
-    let children = workers.map(|n| spawn_workers("nodes", &schema, n.max(1)));
+    let children = workers.map(|n| spawn_workers("nodes", &schema, &[], n.max(1)));
     let t0 = Instant::now();
     let mut ex = build(&shape, store.stores()).await;
     let build_time = t0.elapsed();
@@ -204,22 +215,23 @@ async fn drop_schema(store: PostgresStore) {
     }
 }
 
-/// A worker process: `args` are what followed [`WORKER_FLAG`]: `q1 SCHEMA`
-/// (join the job, run it to its end) or `nodes SCHEMA` (execute node
+/// A worker process: `args` are what followed [`WORKER_FLAG`]: `q1 SCHEMA
+/// IO_MICROS` (join the job, run it to its end, each task waiting that long) or `nodes SCHEMA` (execute node
 /// attempts until stdin closes).
 pub fn worker_main(args: &[String]) -> std::process::ExitCode {
     let (Some(kind), Some(schema)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: {WORKER_FLAG} q1|nodes SCHEMA");
+        eprintln!("usage: {WORKER_FLAG} q1 SCHEMA IO_MICROS | nodes SCHEMA");
         return std::process::ExitCode::from(2);
     };
     let rt = crate::runtime();
     let kind = kind.clone();
     let schema = schema.clone();
+    let io = Duration::from_micros(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0));
     crate::on_workers(&rt, async move {
         let store = open(&schema).await;
         match kind.as_str() {
             "q1" => {
-                let m = manager(&store);
+                let m = manager(&store, io);
                 let status = m.resume_job(JOB).expect("job resumes").wait().await;
                 assert_eq!(status, JobStatus::Completed(true));
             }
