@@ -293,7 +293,9 @@ impl Paradigm {
     /// Runs the case once on the current runtime.
     pub async fn run(self) -> Timing {
         match self {
-            Paradigm::Q1 { workers } => engines::paradigms::q1(Q1_TASKS, workers).await,
+            Paradigm::Q1 { workers } => {
+                engines::paradigms::q1(Q1_TASKS, workers, std::time::Duration::ZERO).await
+            }
             Paradigm::P1 { bytes } => engines::paradigms::pubsub(P1_MESSAGES, bytes, 1).await,
             Paradigm::P2 { subscribers } => {
                 engines::paradigms::pubsub(P2_MESSAGES, 16, subscribers).await

@@ -4,25 +4,44 @@
 //!
 //! `cargo run --release -p dagger-benches --bin compare -- --workload D1|D2|D3|D4|D6|Q1|P1|P2|all [--reps N]`
 //!
+//! The scale-out workloads need PostgreSQL (`DAGGER_TEST_POSTGRES_URL`,
+//! default `postgres://postgres@127.0.0.1:5432/test`) and are not part of
+//! `all`: `--workload Q1-PG [--tasks N]` (N no-op tasks, default 100,000,
+//! with 1, 2, 4 worker processes), `--workload Q1-PG-io [--tasks N]` (N
+//! tasks, default 10,000, that each wait 5 ms) and `--workload D8 [--layers L]` (the D1
+//! shape, L layers of 100 nodes, default 100, run by 1, 2, 4 worker
+//! processes and `--local`). Each line's ratio is to the SQLite run of the
+//! same size in the same round (Q1 with as many workers; D6 `Batched`).
+//!
 //! Times are medians of `--reps` runs (default 5) after one warm-up run,
 //! engines interleaved run by run so machine noise hits them alike. Peak
 //! memory is measured in a fresh child process per (workload, engine), one
 //! run each, so one engine's heap never inflates another's figure.
 
+use dagger_benches::engines::{self, postgres};
 use dagger_benches::rss;
+use dagger_benches::shape::Shape;
 use dagger_benches::workload::{Dag, Engine, Paradigm, median};
 use dagger_benches::{on_workers, runtime};
 use std::collections::HashMap;
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: compare --workload D1|D2|D3|D4|D6|Q1|P1|P2|all [--reps N] [--engine NAME] [--no-memory] [--prometheus]";
+/// Tasks per Q1-PG run (WORKLOADS.md's Q1).
+const Q1_TASKS: usize = dagger_benches::workload::Q1_TASKS;
+/// Tasks per Q1-PG-io run, each waiting 5 ms.
+const Q1_IO_TASKS: usize = 10_000;
+
+const USAGE: &str = "usage: compare --workload D1|D2|D3|D4|D6|Q1|P1|P2|all|Q1-PG|Q1-PG-io|D8 [--reps N] [--engine NAME] [--no-memory] [--prometheus] [--tasks N] [--layers L]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--memory-child") {
         return memory_child(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some(postgres::WORKER_FLAG) {
+        return postgres::worker_main(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("--memory-child-paradigm") {
         return memory_child_paradigm(&args[1..]);
@@ -31,6 +50,8 @@ fn main() -> ExitCode {
     let mut reps = 5usize;
     let mut only: Option<Engine> = None;
     let mut memory = true;
+    let mut tasks = None;
+    let mut layers = 100usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -50,6 +71,20 @@ fn main() -> ExitCode {
                 }
             },
             "--no-memory" => memory = false,
+            "--tasks" => match it.next().and_then(|r| r.parse().ok()) {
+                Some(n) if n >= 1 => tasks = Some(n),
+                _ => {
+                    eprintln!("--tasks takes a positive number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--layers" => match it.next().and_then(|r| r.parse().ok()) {
+                Some(n) if n >= 1 => layers = n,
+                _ => {
+                    eprintln!("--layers takes a positive number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             // Dagger's metrics recorded (without it the facade is a no-op).
             "--prometheus" => {
                 if let Err(e) = dagger_core::metrics::install_prometheus() {
@@ -69,7 +104,9 @@ fn main() -> ExitCode {
     };
     let selected: Vec<&str> = match workload.as_str() {
         "all" => vec!["D1", "D2", "D3", "D4", "D6", "Q1", "P1", "P2"],
-        "D1" | "D2" | "D3" | "D4" | "D6" | "Q1" | "P1" | "P2" => vec![workload.as_str()],
+        "D1" | "D2" | "D3" | "D4" | "D6" | "Q1" | "P1" | "P2" | "Q1-PG" | "Q1-PG-io" | "D8" => {
+            vec![workload.as_str()]
+        }
         other => {
             eprintln!("unknown workload `{other}`\n{USAGE}");
             return ExitCode::from(2);
@@ -83,6 +120,14 @@ fn main() -> ExitCode {
                 compare_dag(Dag::D4Fan, &opts);
                 compare_dag(Dag::D4Dense, &opts);
             }
+            "Q1-PG" => compare_q1_pg("Q1-PG", tasks.unwrap_or(Q1_TASKS), Duration::ZERO, &opts),
+            "Q1-PG-io" => compare_q1_pg(
+                "Q1-PG-io",
+                tasks.unwrap_or(Q1_IO_TASKS),
+                Duration::from_millis(5),
+                &opts,
+            ),
+            "D8" => compare_d8(layers, &opts),
             "Q1" | "P1" | "P2" => {
                 for case in Paradigm::cases(w) {
                     compare_paradigm(case, &opts);
@@ -307,4 +352,86 @@ fn memory_child(args: &[String]) -> ExitCode {
     };
     println!("CHILD baseline={} peak={}", before.current, after.peak);
     ExitCode::SUCCESS
+}
+
+/// One Postgres case against its SQLite reference, `reps` rounds (no
+/// warm-up: every run starts fresh processes and a fresh schema), the two
+/// alternated; prints the `RESULT` and `THROUGHPUT` lines.
+fn compare_pg<P, S>(id: &str, units: usize, unit: &str, reps: usize, pg: P, sqlite: S)
+where
+    P: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = engines::Timing> + Send>>,
+    S: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = engines::Timing> + Send>>,
+{
+    let rt = runtime();
+    let (mut pg_us, mut pg_build, mut sq_us) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=reps {
+        let t = on_workers(&rt, pg());
+        let s = on_workers(&rt, sqlite());
+        eprintln!(
+            "  {id:<10} round {round}: postgres {:>9.1} ms ({:.0} {unit}), sqlite {:>8.1} ms",
+            t.run.as_secs_f64() * 1e3,
+            units as f64 / t.run.as_secs_f64(),
+            s.run.as_secs_f64() * 1e3
+        );
+        pg_us.push(t.run.as_secs_f64() * 1e6 / units as f64);
+        pg_build.push(t.build.as_secs_f64() * 1e3);
+        sq_us.push(s.run.as_secs_f64() * 1e6 / units as f64);
+    }
+    drop(rt);
+    let (per_unit, sqlite_per_unit) = (median(&mut pg_us), median(&mut sq_us));
+    println!(
+        "RESULT workload={id} engine=dagger-postgres nodes={units} per_node_us={per_unit:.3} build_ms={:.2} peak_rss_mb=NaN sqlite_per_node_us={sqlite_per_unit:.3} ratio_vs_sqlite={:.2}",
+        median(&mut pg_build),
+        per_unit / sqlite_per_unit
+    );
+    println!(
+        "THROUGHPUT workload={id} engine=dagger-postgres {unit}={:.0}",
+        1e6 / per_unit
+    );
+}
+
+/// Q1-PG: `tasks` tasks of one job, each waiting `io` (Q1-PG-io) or not
+/// (Q1-PG), 1, 2 and 4 worker processes.
+fn compare_q1_pg(id: &str, tasks: usize, io: Duration, opts: &Options) {
+    for workers in [1usize, 2, 4] {
+        compare_pg(
+            &format!("{id}-w{workers}"),
+            tasks,
+            "tasks_per_s",
+            opts.reps,
+            || Box::pin(postgres::q1(tasks, workers, io)),
+            || Box::pin(engines::paradigms::q1(tasks, workers, io)),
+        );
+    }
+}
+
+/// D8: the D1 shape (`layers` layers of 100) on Postgres, 1, 2, 4 worker
+/// processes and `--local`.
+fn compare_d8(layers: usize, opts: &Options) {
+    let shape = Arc::new(Shape::layered(layers, 100, 2));
+    let nodes = shape.len();
+    for workers in [Some(1usize), Some(2), Some(4), None] {
+        let id = match workers {
+            Some(w) => format!("D8-w{w}"),
+            None => "D8-local".to_string(),
+        };
+        let (pg, sq) = (shape.clone(), shape.clone());
+        compare_pg(
+            &id,
+            nodes,
+            "nodes_per_s",
+            opts.reps,
+            move || Box::pin(postgres::d8(pg.clone(), workers)),
+            move || {
+                let sq = sq.clone();
+                Box::pin(async move {
+                    engines::dagger::build_and_run_sqlite(
+                        &sq,
+                        dagger_core::store::Durability::Batched,
+                    )
+                    .await
+                })
+            },
+        );
+    }
 }

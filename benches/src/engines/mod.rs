@@ -8,6 +8,7 @@ pub mod dagrs;
 pub mod dagx;
 pub mod floor;
 pub mod paradigms;
+pub mod postgres;
 
 use std::time::Duration;
 

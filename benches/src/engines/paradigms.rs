@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 pub const Q1_SLOTS_PER_WORKER: usize = 64;
 
 /// Q1: inserts `tasks` no-op tasks in one job (timed as build), then runs
-/// them with `workers` workers (timed as run). A worker is what a `dagger
+/// them with `workers` workers (timed as run). Each task waits `io`
+/// (a sleep, as for an I/O call) before it completes; zero for Q1. A worker is what a `dagger
 /// worker` process is: a task manager with its own store handle (its own
 /// SQLite connections and writer thread) on the shared file, joining the
 /// job with [`Q1_SLOTS_PER_WORKER`] slots. Default store options
 /// (`Durability::Batched`).
-pub async fn q1(tasks: usize, workers: usize) -> Timing {
+pub async fn q1(tasks: usize, workers: usize, io: Duration) -> Timing {
     let dir = tempfile::tempdir().expect("temp dir");
     let location = format!("sqlite:{}", dir.path().join("q1.db").display());
     let mut managers = Vec::with_capacity(workers);
@@ -33,9 +34,15 @@ pub async fn q1(tasks: usize, workers: usize) -> Timing {
             .expect("SQLite store opens");
         let registry = TaskAgentRegistry::new();
         registry
-            .register_agent(Arc::new(FnAgent::new("noop", |_input, _ctx| async {
-                Ok::<_, BoxError>(TaskOutcome::Completed(Value::Null))
-            })))
+            .register_agent(Arc::new(FnAgent::new(
+                "noop",
+                move |_input, _ctx| async move {
+                    if !io.is_zero() {
+                        tokio::time::sleep(io).await;
+                    }
+                    Ok::<_, BoxError>(TaskOutcome::Completed(Value::Null))
+                },
+            )))
             .expect("agent registers");
         managers.push(TaskManager::new(
             Duration::from_secs(600),
