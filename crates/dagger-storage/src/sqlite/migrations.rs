@@ -222,8 +222,7 @@ mod tests {
                 "SELECT node_id FROM node_runs INDEXED BY node_runs_memo \
                  WHERE action = 'noop' AND state = 'Completed'",
             )
-            .err()
-            .expect("the index holds no unhashed rows");
+            .expect_err("the index holds no unhashed rows");
         assert!(err.to_string().contains("no query solution"), "{err}");
     }
 
