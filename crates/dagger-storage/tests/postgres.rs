@@ -113,6 +113,31 @@ async fn migrations_are_recorded_with_version_and_name() {
     store.drop_schema().await.unwrap();
 }
 
+/// The memo lookup can go through the partial index, and completed nodes
+/// without an input hash have no entries in it (migration 9): with
+/// sequential scans off, a lookup by hash uses it, and a scan of every
+/// completed node cannot.
+#[tokio::test]
+async fn memo_index_serves_the_lookup_and_skips_unhashed_rows() {
+    let Some(store) = fresh_store("memo_index").await else {
+        return;
+    };
+    let schema = store.schema().unwrap().to_string();
+    let plan = |sql: &str| psql(&schema, &format!("SET enable_seqscan = off; EXPLAIN {sql}"));
+    let lookup = plan(
+        "SELECT output_artifact_id FROM node_runs \
+         WHERE action = 'noop' AND input_hash = 'h' AND state = 'Completed'",
+    );
+    assert!(lookup.contains("node_runs_memo"), "{lookup}");
+    let every_completed =
+        plan("SELECT node_id FROM node_runs WHERE action = 'noop' AND state = 'Completed'");
+    assert!(
+        !every_completed.contains("node_runs_memo"),
+        "{every_completed}"
+    );
+    store.drop_schema().await.unwrap();
+}
+
 #[tokio::test]
 async fn concurrent_workers_migrate_one_schema_once() {
     let Some(probe) = fresh_store("concurrent_probe").await else {

@@ -477,7 +477,7 @@ impl RunStore for PostgresStore {
         let action = action.to_string();
         let input_hash = input_hash.to_string();
         self.with_conn(move |c| {
-            // `state = 'Completed'` matches the partial index `node_runs_memo`.
+            // `state = 'Completed'` and `input_hash = $2` match the partial index `node_runs_memo`.
             let stmt = c.stmts.get(
                 &mut c.client,
                 "SELECT output_artifact_id FROM node_runs \

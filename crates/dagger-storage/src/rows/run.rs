@@ -168,10 +168,9 @@ pub(crate) struct NodeRow {
 
 /// The `metadata` column of a node run.
 pub(crate) fn node_metadata(record: &NodeRunRecord) -> Result<String, StoreError> {
-    to_json(
-        &format!("metadata of node `{}`", record.node_id),
-        &record.metadata,
-    )
+    // The error's text is built only on failure: this runs twice per recorded node.
+    serde_json::to_string(&record.metadata)
+        .map_err(|e| decode(format!("metadata of node `{}`", record.node_id), e))
 }
 
 impl NodeRow {

@@ -19,8 +19,8 @@ pub(crate) struct Migration {
 /// Every migration, in order. Areas own their files:
 /// 0001 runs/artifacts/snapshots (dagger-storage), 0002 tasks (dagger-task-core),
 /// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
-/// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage, 0007 node attempts
-/// (dagger-storage).
+/// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage, 0007 node attempts,
+/// 0008 the memo index without unhashed rows (dagger-storage).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -56,6 +56,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "node attempts: every attempt with its outcome, output and logs",
         sql: include_str!("schema/0007_node_attempts.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "memo index: only completed nodes with an input hash",
+        sql: include_str!("schema/0008_node_runs_memo.sql"),
     },
 ];
 
@@ -186,6 +191,39 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(check, "ok");
+    }
+
+    /// The memo lookup still finds its rows through the partial index, and
+    /// completed nodes without an input hash have no entries in it.
+    #[test]
+    fn memo_index_serves_the_lookup_and_skips_unhashed_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("memo.db")).unwrap();
+        migrate(&mut conn, "t").unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                crate::sqlite::runs::MEMO_LOOKUP
+            ))
+            .unwrap()
+            .query_map(["noop", "h"], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("USING INDEX node_runs_memo")),
+            "{plan:?}"
+        );
+        // An index that held every completed row could serve a scan of
+        // them; this one cannot (SQLite finds no plan through it).
+        let err = conn
+            .prepare(
+                "SELECT node_id FROM node_runs INDEXED BY node_runs_memo \
+                 WHERE action = 'noop' AND state = 'Completed'",
+            )
+            .expect_err("the index holds no unhashed rows");
+        assert!(err.to_string().contains("no query solution"), "{err}");
     }
 
     #[test]

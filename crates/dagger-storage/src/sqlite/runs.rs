@@ -115,6 +115,14 @@ impl PendingStarts {
     }
 }
 
+/// The memo lookup. `state = 'Completed'` and `input_hash = ?2` (which
+/// implies `input_hash IS NOT NULL`) let SQLite use the partial index
+/// `node_runs_memo` (migration 0008).
+pub(crate) const MEMO_LOOKUP: &str = "SELECT output_artifact_id FROM node_runs \
+     WHERE action = ?1 AND input_hash = ?2 AND state = 'Completed' \
+       AND output_artifact_id IS NOT NULL \
+     LIMIT 1";
+
 /// Inserts or replaces a node run, in one statement.
 fn upsert_node_run(
     tx: &Connection,
@@ -615,15 +623,9 @@ impl RunStore for SqliteStore {
         let store = self.error_mapper();
         let found: Option<String> = self
             .read(move |c| {
-                // `state = 'Completed'` lets SQLite use the partial index `node_runs_memo`.
-                c.prepare_cached(
-                    "SELECT output_artifact_id FROM node_runs \
-                     WHERE action = ?1 AND input_hash = ?2 AND state = 'Completed' \
-                       AND output_artifact_id IS NOT NULL \
-                     LIMIT 1",
-                )
-                .and_then(|mut s| s.query_row([&action, &input_hash], |r| r.get(0)).optional())
-                .map_err(|e| store.map_err(e))
+                c.prepare_cached(MEMO_LOOKUP)
+                    .and_then(|mut s| s.query_row([&action, &input_hash], |r| r.get(0)).optional())
+                    .map_err(|e| store.map_err(e))
             })
             .await?;
         Ok(found.map(ArtifactId::from_hex))
