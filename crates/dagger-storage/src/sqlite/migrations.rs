@@ -19,8 +19,8 @@ pub(crate) struct Migration {
 /// Every migration, in order. Areas own their files:
 /// 0001 runs/artifacts/snapshots (dagger-storage), 0002 tasks (dagger-task-core),
 /// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
-/// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage, 0007 node attempts
-/// (dagger-storage).
+/// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage, 0007 node attempts,
+/// 0008 run idempotency keys (dagger-storage).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -56,6 +56,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "node attempts: every attempt with its outcome, output and logs",
         sql: include_str!("schema/0007_node_attempts.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "run idempotency keys",
+        sql: include_str!("schema/0008_run_keys.sql"),
     },
 ];
 
