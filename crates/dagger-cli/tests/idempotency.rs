@@ -33,13 +33,7 @@ fn run_id_of(out: &Output) -> String {
 }
 
 /// Starts `n` processes at once with key `key`; returns each one's answer.
-fn race(
-    dir: &std::path::Path,
-    db: &str,
-    schema: Option<&str>,
-    key: &str,
-    n: usize,
-) -> Vec<String> {
+fn race(dir: &std::path::Path, db: &str, schema: Option<&str>, key: &str, n: usize) -> Vec<String> {
     let wf = dir.join("keyed.yaml");
     std::fs::write(&wf, WORKFLOW).unwrap();
     let wf = wf.display().to_string();
@@ -68,9 +62,17 @@ fn recorded(dir: &std::path::Path, db: &str, schema: Option<&str>) -> BTreeSet<S
     let out = dagger(dir, db, schema, &["runs", "list", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let list = v.as_array().or_else(|| v["runs"].as_array()).unwrap().clone();
+    let list = v
+        .as_array()
+        .or_else(|| v["runs"].as_array())
+        .unwrap()
+        .clone();
     list.iter()
         .map(|r| r["run_id"].as_str().unwrap().to_string())
         .collect()
@@ -79,7 +81,11 @@ fn recorded(dir: &std::path::Path, db: &str, schema: Option<&str>) -> BTreeSet<S
 fn check_one_run(dir: &std::path::Path, db: &str, schema: Option<&str>) {
     let answers = race(dir, db, schema, "order-4711", 4);
     let ids: BTreeSet<_> = answers.iter().cloned().collect();
-    assert_eq!(ids.len(), 1, "every process answers with one run: {answers:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "every process answers with one run: {answers:?}"
+    );
     assert_eq!(recorded(dir, db, schema), ids, "exactly one run recorded");
 
     // Later: the same run, nothing started.
@@ -90,7 +96,14 @@ fn check_one_run(dir: &std::path::Path, db: &str, schema: Option<&str>) {
     // `skip`: the keyed run finished, so a start records a new run.
     let wf = dir.join("keyed.yaml").display().to_string();
     let mut args = vec![
-        "run", &wf, "--json", "-q", "--idempotency-key", "order-4711", "--key-policy", "skip",
+        "run",
+        &wf,
+        "--json",
+        "-q",
+        "--idempotency-key",
+        "order-4711",
+        "--key-policy",
+        "skip",
     ];
     if schema.is_some() {
         args.push("--local");

@@ -275,7 +275,10 @@ pub(crate) async fn run(args: RunArgs, app: &App) -> Result<ExitCode, CliError> 
         args.quiet,
     );
     let (interrupt, cancel_rx) = signals::cancel_on_signal();
-    let key = args.idempotency_key.as_deref().map(|k| (k, args.key_policy));
+    let key = args
+        .idempotency_key
+        .as_deref()
+        .map(|k| (k, args.key_policy));
     let started = coordinator
         .run_keyed(&mut executor, &cache, &name, &run_id, key, cancel_rx)
         .await;

@@ -36,6 +36,13 @@ pub enum CoordError {
         /// The run it names.
         run_id: String,
     },
+    /// A schedule cannot fire as written (bad cron expression, time zone,
+    /// duration, or a name given twice).
+    #[error(transparent)]
+    Schedule(#[from] dagger_dag_flow::ScheduleError),
+    /// No schedule has this name.
+    #[error("no schedule named `{0}`")]
+    UnknownSchedule(String),
     /// No run with this id is recorded.
     #[error("run `{0}` not found")]
     RunNotFound(String),

@@ -25,6 +25,7 @@ mod report;
 mod request;
 mod rerun;
 mod run;
+mod scheduler;
 mod trace_context;
 mod worker;
 
@@ -47,4 +48,5 @@ pub use ownership::{host_name, live_owner, orphaned_runs};
 pub use report::{DagExecutionReport, ExecutionMetrics, NodeReport};
 pub use request::RunRequest;
 pub use rerun::RerunRequest;
+pub use scheduler::{FireOutcome, Fired, Scheduler};
 pub use tokio_util::sync::CancellationToken;

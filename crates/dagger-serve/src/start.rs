@@ -279,10 +279,9 @@ pub(crate) async fn api_start(
                     None | Some(Value::Null) => Map::new(),
                     Some(Value::Object(inputs)) => inputs,
                     Some(_) => {
-                        return Err(RequestError::BadRequest(
-                            "`inputs` must be an object".into(),
-                        )
-                        .into());
+                        return Err(
+                            RequestError::BadRequest("`inputs` must be an object".into()).into(),
+                        );
                     }
                 }
             }
