@@ -127,7 +127,7 @@ impl Scheduler {
             }
             while let Some(&fire) = self.slots[i].pending.front() {
                 let schedule = self.slots[i].schedule.clone();
-                let running = self.running(&schedule, fire, now_ms).await?;
+                let running = self.running(&schedule, fire).await?;
                 let run_id = schedule.run_id(fire);
                 let outcome = match (schedule.def.overlap, running.is_empty()) {
                     (Overlap::Skip, false) => FireOutcome::Skipped,
@@ -253,13 +253,9 @@ impl Scheduler {
     }
 
     /// The unfinished runs of `schedule` other than the fire at `fire_ms`'s
-    /// (a run whose process died, its lease lapsed, does not count).
-    async fn running(
-        &self,
-        schedule: &Schedule,
-        fire_ms: i64,
-        now_ms: i64,
-    ) -> Result<Vec<RunId>, CoordError> {
+    /// (a run whose process died, its lease lapsed by the clock, does not count).
+    async fn running(&self, schedule: &Schedule, fire_ms: i64) -> Result<Vec<RunId>, CoordError> {
+        let now_ms = now_millis();
         let prefix = format!("{}@", schedule.name());
         let own = schedule.run_id(fire_ms);
         let query = RunQuery {
