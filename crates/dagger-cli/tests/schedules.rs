@@ -176,3 +176,62 @@ fn list_trigger_backfill_and_bad_cron() {
         "{err}"
     );
 }
+
+#[cfg(feature = "postgres")]
+use dagger_storage::{PostgresOptions, PostgresStore};
+
+#[cfg(feature = "postgres")]
+#[path = "support/pg_sandbox.rs"]
+mod pg_sandbox;
+
+#[cfg(feature = "postgres")]
+mod pg {
+    use super::pg_sandbox::PgSandbox;
+    use super::*;
+
+    /// Three `dagger worker --schedules` on one Postgres schema: each fire
+    /// runs once, and a fire missed while all were SIGKILLed is caught up.
+    #[test]
+    fn three_workers_fire_once_on_postgres() {
+        let Some(mut pool) = PgSandbox::new("sched", "three") else {
+            return;
+        };
+        let dir = pool.dir.path().to_path_buf();
+        let wf = write_workflow(&dir, "allow_all", "5s");
+        let spawn = |pool: &mut PgSandbox| {
+            let child = pool
+                .command(
+                    env!("CARGO_BIN_EXE_dagger"),
+                    &["worker", "--schedules", &wf, "--concurrency", "1"],
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            pool.children.push(child);
+        };
+        for _ in 0..3 {
+            spawn(&mut pool);
+        }
+        let started = now_ms();
+        wait_until("ten fires", 60, || fires(&dir).len() >= 10);
+        assert!(fires(&dir).keys().any(|t| *t > started + 1000));
+        for c in &mut pool.children {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+        pool.children.clear();
+        let killed_at = now_ms();
+        std::thread::sleep(Duration::from_millis(2500));
+        let restarted_at = now_ms();
+        spawn(&mut pool);
+        wait_until("a fire missed while down", 60, || {
+            fires(&dir)
+                .keys()
+                .any(|t| *t > killed_at + 500 && *t < restarted_at - 500)
+        });
+        let seen = fires(&dir);
+        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "fires run more than once: {twice:?}");
+    }
+}

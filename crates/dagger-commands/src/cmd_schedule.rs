@@ -4,11 +4,12 @@
 use crate::App;
 use crate::error::CliError;
 use crate::signals;
+use crate::store::AnyStore;
 use crate::view::{print_issues, print_json};
 use crate::{DbArg, open_store};
 use dagger_coord::{Coordinator, Fired, Scheduler};
 use dagger_core::now_millis;
-use dagger_dag_flow::{DagConfig, DagExecutor, Overlap, Schedule, load_yaml_path};
+use dagger_dag_flow::{DagConfig, DagExecutor, Overlap, Schedule, WorkflowDef, load_yaml_path};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -145,7 +146,7 @@ fn time_arg(flag: &str, text: &str) -> Result<i64, CliError> {
 }
 
 /// The workflows of `files`, or every problem printed.
-fn load(files: &[PathBuf]) -> Result<Vec<(String, dagger_dag_flow::WorkflowDef)>, CliError> {
+fn load(files: &[PathBuf]) -> Result<Vec<(String, WorkflowDef)>, CliError> {
     let mut defs = Vec::new();
     for file in files {
         match load_yaml_path(file) {
@@ -209,10 +210,40 @@ fn list(files: &[PathBuf], json: bool) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Fires the schedules of `files` on `store` (at `db`) in the background
+/// until `stop` is cancelled (`dagger worker --schedules`).
+pub(crate) async fn spawn_files(
+    files: &[PathBuf],
+    store: &AnyStore,
+    db: &str,
+    app: &App,
+    stop: CancellationToken,
+) -> Result<(), CliError> {
+    let scheduler = scheduler_of(load(files)?, store, db, app).await?;
+    errln!("firing {} schedule(s)", scheduler.schedules().count());
+    tokio::spawn(async move {
+        if let Err(e) = scheduler.run(stop).await {
+            tracing::error!(error = %e, "the scheduler stopped");
+        }
+    });
+    Ok(())
+}
+
 /// A scheduler of the schedules of `files`, on store `db`, with the binary's actions.
 async fn scheduler(files: &[PathBuf], db: &str, app: &App) -> Result<Scheduler, CliError> {
     let defs = load(files)?;
     let store = open_store(db).await?;
+    scheduler_of(defs, &store, db, app).await
+}
+
+/// A scheduler of the schedules of workflows `defs` (each with the file it
+/// came from), on `store` (at location `db`), with the binary's actions.
+pub(crate) async fn scheduler_of(
+    defs: Vec<(String, WorkflowDef)>,
+    store: &AnyStore,
+    db: &str,
+    app: &App,
+) -> Result<Scheduler, CliError> {
     let mut executor: DagExecutor = app
         .executor(
             Some(DagConfig::default()),
@@ -226,6 +257,6 @@ async fn scheduler(files: &[PathBuf], db: &str, app: &App) -> Result<Scheduler, 
             .insert_workflow(def, source)
             .map_err(dagger_coord::CoordError::from)?;
     }
-    let coordinator = crate::cmd_run::dispatching(Coordinator::default(), &store, true, true);
+    let coordinator = crate::cmd_run::dispatching(Coordinator::default(), store, true, true);
     Ok(Scheduler::new(coordinator, executor, now_millis())?)
 }

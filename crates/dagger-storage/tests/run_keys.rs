@@ -59,6 +59,13 @@ async fn key_suite(stores: Stores) {
         .await
         .unwrap();
     assert_eq!(after, KeyedCreate::Existing(id("k-5")));
+    // A start under the same key and the same (caller-chosen) id is no
+    // different: the key names a run already.
+    let same = runs
+        .create_keyed_run(run("k-5", "wf", RunStatus::Running, 6), "order-7", None)
+        .await
+        .unwrap();
+    assert_eq!(same, KeyedCreate::Existing(id("k-5")));
     // A taken run id fails the start and leaves the new key unbound.
     let taken = runs
         .create_keyed_run(run("k-1", "wf", RunStatus::Running, 7), "fresh", None)

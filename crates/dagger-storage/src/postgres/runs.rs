@@ -289,10 +289,6 @@ impl RunStore for PostgresStore {
                         &[&row.workflow, &key],
                     )?
                     .get(0);
-                // A retry after a commit whose answer was lost finds its own run.
-                if holder == row.run_id {
-                    return Ok(KeyedCreate::Created);
-                }
                 return Ok(KeyedCreate::Existing(RunId::from(holder)));
             }
             if tx.execute(INSERT_RUN, &run_params(&row))? == 0 {
