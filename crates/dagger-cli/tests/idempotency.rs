@@ -9,6 +9,9 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::{Command, Output, Stdio};
 
+#[path = "support/schema.rs"]
+mod schema;
+
 const WORKFLOW: &str = "name: keyed\nnodes:\n  - id: nap\n    action: sleep\n    inputs: [{name: seconds, value: 0.3}]\n";
 
 /// `dagger ARGS` on `db` in `dir`.
@@ -29,6 +32,11 @@ fn run_id_of(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    if v.get("started").is_some() {
+        schema::assert_matches("already_started", &v);
+    } else {
+        schema::assert_matches("report", &v);
+    }
     v["run_id"].as_str().unwrap().to_string()
 }
 

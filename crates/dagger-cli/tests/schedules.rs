@@ -11,6 +11,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/schema.rs"]
+mod schema;
+
 fn dagger(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
     c.args(args).current_dir(dir).env(
@@ -125,6 +128,7 @@ fn list_trigger_backfill_and_bad_cron() {
         .output()
         .unwrap()))
     .unwrap();
+    schema::assert_matches("schedule_list", &list);
     assert_eq!(list[0]["name"], "tick");
     assert_eq!(list[0]["workflow"], "ticker");
     assert_eq!(list[0]["every"], "1s");

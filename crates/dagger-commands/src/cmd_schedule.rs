@@ -80,7 +80,7 @@ struct ScheduleJson<'a> {
     overlap: Overlap,
     catch_up_ms: i64,
     paused: bool,
-    next_fire: Option<String>,
+    next_fire_at: Option<i64>,
 }
 
 pub(crate) async fn schedule(command: ScheduleCommand, app: &App) -> Result<ExitCode, CliError> {
@@ -182,10 +182,7 @@ fn list(files: &[PathBuf], json: bool) -> Result<ExitCode, CliError> {
             overlap: s.def.overlap,
             catch_up_ms: s.catch_up_ms(),
             paused: s.def.paused,
-            next_fire: s
-                .next_fire(now)
-                .and_then(chrono::DateTime::from_timestamp_millis)
-                .map(|t| t.to_rfc3339()),
+            next_fire_at: s.next_fire(now),
         })
         .collect();
     if json {
@@ -204,7 +201,9 @@ fn list(files: &[PathBuf], json: bool) -> Result<ExitCode, CliError> {
             r.name,
             r.workflow,
             r.overlap,
-            r.next_fire.as_deref().unwrap_or("-")
+            r.next_fire_at
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map_or_else(|| "-".to_string(), |t| t.to_rfc3339())
         );
     }
     Ok(ExitCode::SUCCESS)
