@@ -30,7 +30,9 @@ async fn key_policies() {
     let first_id = first.id().to_string();
     for policy in [KeyPolicy::Once, KeyPolicy::Skip] {
         let again = coord.start(&ex, start(policy)).await;
-        let err = again.err().expect("the key names a run");
+        let Err(err) = again else {
+            panic!("{policy:?}: the key names a run, nothing may start");
+        };
         assert_eq!(err.existing_run(), Some(first_id.as_str()), "{policy:?}");
     }
     // A start without a key starts freely.
@@ -50,5 +52,5 @@ async fn key_policies() {
         "{named:?}"
     );
     second.cancel("test");
-    second.await.unwrap();
+    assert_eq!(second.await.unwrap().status, RunStatus::Cancelled);
 }
