@@ -241,9 +241,24 @@ impl<'t> Shape<'t> {
                 }
                 "schedules" => {
                     for (j, item) in self.list(v, ctx, "schedules").iter().enumerate() {
-                        if let Some(schedule) = self.schedule(j, item) {
-                            def.schedules.push(schedule);
+                        let Some(schedule) = self.schedule(j, item) else {
+                            continue;
+                        };
+                        if def.schedules.iter().any(|s| s.name == schedule.name) {
+                            self.push(
+                                item.pos,
+                                LoadIssueKind::WrongType {
+                                    context: format!("schedules[{j}]"),
+                                    field: "name".into(),
+                                    message: format!(
+                                        "a schedule named `{}` is given before",
+                                        schedule.name
+                                    ),
+                                },
+                            );
+                            continue;
                         }
+                        def.schedules.push(schedule);
                     }
                 }
                 _ => {
