@@ -119,6 +119,42 @@ fn three_schedulers_fire_once_and_catch_up_after_kill() {
     assert!(seen.keys().all(|t| t % 1000 == 0), "{seen:?}");
 }
 
+/// `dagger serve` fires the schedules of its workflows directory, and
+/// `--no-schedules` turns that off.
+#[test]
+fn serve_fires_its_workflows_schedules() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let flows = dir.join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let wf = write_workflow(dir, "allow_all", "0s");
+    std::fs::rename(&wf, flows.join("ticker.yaml")).unwrap();
+    let flows = flows.display().to_string();
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--addr", "127.0.0.1:0", "--workflows", &flows];
+        args.extend_from_slice(extra);
+        dagger(dir, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut quiet = serve(&["--no-schedules"]);
+    // Time is under test: three seconds in which a firing server would fire.
+    std::thread::sleep(Duration::from_secs(3));
+    quiet.kill().unwrap();
+    quiet.wait().unwrap();
+    assert!(
+        fires(dir).is_empty(),
+        "--no-schedules fired {:?}",
+        fires(dir)
+    );
+    let mut firing = serve(&[]);
+    wait_until("two fires from serve", 60, || fires(dir).len() >= 2);
+    firing.kill().unwrap();
+    firing.wait().unwrap();
+}
+
 #[test]
 fn list_trigger_backfill_and_bad_cron() {
     let dir = tempfile::tempdir().unwrap();
