@@ -63,10 +63,11 @@ impl RunRequest {
         self
     }
 
-    /// Runs under `id` instead of a fresh one. The id is also the run's
-    /// idempotency key: a second start under a recorded id is refused with
-    /// [`crate::CoordError::RunExists`], so a retried request never runs the
-    /// workflow twice.
+    /// Runs under `id` instead of a fresh one. A second start under a
+    /// recorded id is refused with [`crate::CoordError::RunExists`], so a
+    /// retried request never runs the workflow twice; to be answered with
+    /// the existing run instead (and for singleton policies), start under
+    /// an [idempotency key](Self::idempotency_key).
     pub fn id(mut self, id: impl Into<RunId>) -> Self {
         self.run_id = id.into();
         self
