@@ -96,6 +96,7 @@ pub fn workflow(shape: &Shape) -> WorkflowDef {
         tags: Vec::new(),
         config: None,
         inputs: None,
+        schedules: Vec::new(),
         nodes,
     }
 }

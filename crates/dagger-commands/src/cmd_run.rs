@@ -7,7 +7,7 @@ use crate::signals::{self, Interrupt};
 use crate::store::{AnyStore, resolve_run_id};
 use crate::view::{NodeJson, ReportJson, human_duration, print_issues, print_json};
 use crate::{DbArg, open_store};
-use dagger_coord::{Coordinator, DagExecutionReport, EventHook};
+use dagger_coord::{Coordinator, DagExecutionReport, EventHook, KeyPolicy};
 use dagger_core::store::RunUpdate;
 use dagger_core::{Cache, NodeStatus, RunId, RunStatus};
 use dagger_dag_flow::{
@@ -64,6 +64,18 @@ pub(crate) struct RunArgs {
     /// The run id (default: a new UUID v7).
     #[arg(long)]
     run_id: Option<String>,
+    /// Start the run under this idempotency key of the workflow: when the
+    /// key names a run already (in this store, from any process), print
+    /// that run's id and start nothing.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// What a start under a key that names a run does: `once` (answer with
+    /// that run, always), `skip` (answer with it while it is unfinished,
+    /// else start a new run), `cancel_other` (cancel it if unfinished and
+    /// start a new run).
+    #[arg(long, value_name = "POLICY", default_value = "once", requires = "idempotency_key",
+          value_parser = parse_key_policy)]
+    key_policy: KeyPolicy,
     /// Run one node at a time, in topological order.
     #[arg(long)]
     sequential: bool,
@@ -263,9 +275,19 @@ pub(crate) async fn run(args: RunArgs, app: &App) -> Result<ExitCode, CliError> 
         args.quiet,
     );
     let (interrupt, cancel_rx) = signals::cancel_on_signal();
-    let mut report = coordinator
-        .run_parallel(&mut executor, &cache, &name, &run_id, cancel_rx)
-        .await?;
+    let key = args
+        .idempotency_key
+        .as_deref()
+        .map(|k| (k, args.key_policy));
+    let started = coordinator
+        .run_keyed(&mut executor, &cache, &name, &run_id, key, cancel_rx)
+        .await;
+    let mut report = match started {
+        Err(dagger_coord::CoordError::AlreadyStarted { key, run_id }) => {
+            return Ok(already_started(&key, &run_id, args.json));
+        }
+        other => other?,
+    };
     record_signal(&store, &mut report, &interrupt).await;
     let def = executor
         .workflow(&name)
@@ -273,6 +295,29 @@ pub(crate) async fn run(args: RunArgs, app: &App) -> Result<ExitCode, CliError> 
         .def
         .clone();
     Ok(finish(&report, &cache, &def, args.json, &interrupt))
+}
+
+/// `--key-policy`'s values.
+fn parse_key_policy(text: &str) -> Result<KeyPolicy, String> {
+    KeyPolicy::parse(text).ok_or_else(|| format!("`{text}` is not one of once, skip, cancel_other"))
+}
+
+/// What `run` prints when its idempotency key names a run already: the
+/// run's id (as JSON with `--json`: an `already_started` of
+/// docs/schemas/cli.schema.json). Exit code 0: the start is answered.
+fn already_started(key: &str, run_id: &str, json: bool) -> ExitCode {
+    if json {
+        let value = serde_json::json!({
+            "run_id": run_id,
+            "idempotency_key": key,
+            "started": false,
+        });
+        outln!("{value}");
+    } else {
+        errln!("idempotency key `{key}` names run {run_id}; no new run started");
+        outln!("{run_id}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// How `resume` reports: `--json`, `--quiet`.

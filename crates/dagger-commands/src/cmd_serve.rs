@@ -8,6 +8,7 @@ use dagger_serve::{ServeOptions, Server, WorkflowCatalog};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
 /// Where workflow definitions are read from unless `--workflows` says otherwise.
 const DEFAULT_WORKFLOWS: &str = "examples/workflows";
@@ -31,6 +32,10 @@ pub(crate) struct ServeArgs {
     /// its lease), checking every SECS seconds [default: 5]
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "5")]
     resume_orphans: Option<f64>,
+    /// Do not fire the schedules (`schedules:`) of the workflows directory
+    /// (fired by default when the store is writable).
+    #[arg(long)]
+    no_schedules: bool,
     #[command(flatten)]
     run_lease: crate::cmd_run::RunLeaseArg,
 }
@@ -70,6 +75,27 @@ pub(crate) async fn serve(args: ServeArgs, app: &App) -> Result<ExitCode, CliErr
             store.location()
         );
     }
+    let scheduled: Vec<_> = catalog
+        .workflows
+        .iter()
+        .filter(|w| !w.schedules.is_empty())
+        .map(|w| (format!("workflow `{}`", w.name), w.clone()))
+        .collect();
+    let schedules = CancellationToken::new();
+    if !args.no_schedules && !store.is_read_only() && !scheduled.is_empty() {
+        let scheduler =
+            crate::cmd_schedule::scheduler_of(scheduled, &store, &args.db.db, app).await?;
+        errln!(
+            "firing {} schedule(s) of the workflows directory",
+            scheduler.schedules().count()
+        );
+        let cancel = schedules.clone();
+        tokio::spawn(async move {
+            if let Err(e) = scheduler.run(cancel).await {
+                tracing::error!(error = %e, "the scheduler stopped");
+            }
+        });
+    }
     let listener = dagger_serve::bind(args.addr, token.as_deref())
         .await
         .map_err(|e| CliError::Other(e.to_string()))?;
@@ -102,5 +128,6 @@ pub(crate) async fn serve(args: ServeArgs, app: &App) -> Result<ExitCode, CliErr
         })
         .await
         .map_err(|e| CliError::Other(e.to_string()))?;
+    schedules.cancel();
     Ok(ExitCode::SUCCESS)
 }

@@ -46,6 +46,11 @@ pub(crate) struct WorkerArgs {
     resume_orphans: Option<f64>,
     #[command(flatten)]
     run_lease: crate::cmd_run::RunLeaseArg,
+    /// Also fire the schedules (`schedules:`) of these workflow files, as
+    /// `dagger schedule run` does: with several workers on one store each
+    /// fire still starts one run.
+    #[arg(long = "schedules", value_name = "FILE")]
+    schedules: Vec<std::path::PathBuf>,
     /// Answer GET /metrics (Prometheus), /healthz and /readyz on ADDR
     /// (e.g. 127.0.0.1:9464; port 0 picks a free port, printed on stderr).
     #[arg(long, value_name = "ADDR")]
@@ -144,6 +149,10 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
             ))),
         };
     };
+    if !args.schedules.is_empty() {
+        crate::cmd_schedule::spawn_files(&args.schedules, &store, &args.db.db, app, stop.clone())
+            .await?;
+    }
     // Stalls are for whoever started the job to judge; a worker only warns.
     let stall = StallAction::Custom(Arc::new(|report| {
         tracing::warn!(job = %report.job_id, idle_ms = report.idle_ms, "job stalled");

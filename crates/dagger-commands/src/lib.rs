@@ -54,6 +54,7 @@ mod cmd_logs;
 mod cmd_pubsub;
 mod cmd_rerun;
 mod cmd_run;
+mod cmd_schedule;
 mod cmd_serve;
 mod cmd_tasks;
 mod cmd_worker;
@@ -160,6 +161,13 @@ enum Command {
     /// every node runs again), with changed inputs if given. The new run
     /// records its parent and the node it was forked from (`runs show`).
     Rerun(cmd_rerun::RerunArgs),
+    /// The schedules (`schedules:`) of workflow files: list them, fire them
+    /// (`run`), start one run now (`trigger`), or the runs of a past range
+    /// (`backfill`).
+    Schedule {
+        #[command(subcommand)]
+        command: cmd_schedule::ScheduleCommand,
+    },
     /// List or show recorded runs.
     Runs {
         #[command(subcommand)]
@@ -337,6 +345,7 @@ async fn dispatch(command: Command, app: &App) -> Result<ExitCode, CliError> {
         }
         Command::Rerun(args) => cmd_rerun::rerun(args, app).await,
         Command::Runs { command } => cmd_inspect::runs(command).await,
+        Command::Schedule { command } => cmd_schedule::schedule(command, app).await,
         Command::Logs(args) => cmd_logs::logs(args).await,
         Command::Dot { file, run, db } => cmd_inspect::dot(file, run, &db.db).await,
         Command::Cancel { run_id, reason, db } => {

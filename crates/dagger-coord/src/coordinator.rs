@@ -6,6 +6,7 @@ use crate::cancel::RunCancel;
 use crate::error::CoordError;
 use crate::event::EventHook;
 use crate::handle::{Forwarder, RunHandle};
+use crate::idempotency::{self, KeyPolicy};
 use crate::ownership;
 use crate::persist;
 use crate::report::DagExecutionReport;
@@ -159,8 +160,15 @@ impl Coordinator {
         for (k, v) in request.inputs {
             cache.insert("inputs", &k, v);
         }
+        let key = request.key.as_deref().map(|k| (k, request.key_policy));
         let (setup, owner) = coord
-            .create(executor, &cache, &request.workflow, request.run_id.clone())
+            .create(
+                executor,
+                &cache,
+                &request.workflow,
+                request.run_id.clone(),
+                key,
+            )
             .await?;
         let token = request
             .cancel
@@ -198,8 +206,26 @@ impl Coordinator {
         run_id: impl Into<RunId>,
         cancel: impl Into<RunCancel>,
     ) -> Result<DagExecutionReport, CoordError> {
+        self.run_keyed(executor, cache, dag_name, run_id, None, cancel)
+            .await
+    }
+
+    /// [`Self::run_parallel`] under idempotency key `key` with its policy
+    /// (see [`crate::RunRequest::idempotency_key`]): when the key names a
+    /// run already, nothing runs and the answer is
+    /// [`CoordError::AlreadyStarted`] naming that run. `None` is
+    /// [`Self::run_parallel`].
+    pub async fn run_keyed(
+        &self,
+        executor: &mut DagExecutor,
+        cache: &Cache,
+        dag_name: &str,
+        run_id: impl Into<RunId>,
+        key: Option<(&str, KeyPolicy)>,
+        cancel: impl Into<RunCancel>,
+    ) -> Result<DagExecutionReport, CoordError> {
         let (setup, owner) = self
-            .create(executor, cache, dag_name, run_id.into())
+            .create(executor, cache, dag_name, run_id.into(), key)
             .await?;
         let report = RunLoop::start(self, setup, owner, false, cancel.into()).await?;
         executor.record_last_run(&report.dag_name, report.last_run());
@@ -207,13 +233,15 @@ impl Coordinator {
     }
 
     /// Creates run `run_id` of `dag_name` in the executor's store, owned by
-    /// this process, and everything its loop needs.
+    /// this process (under an idempotency key, when given), and everything
+    /// its loop needs.
     async fn create(
         &self,
         executor: &DagExecutor,
         cache: &Cache,
         dag_name: &str,
         run_id: RunId,
+        key: Option<(&str, KeyPolicy)>,
     ) -> Result<(Setup, RunOwner), CoordError> {
         let loaded = executor.workflow(dag_name)?;
         let wf = loaded.def.clone();
@@ -246,33 +274,36 @@ impl Coordinator {
             token: 1,
             ..ownership::new_owner(self.run_lease)
         };
-        stores
-            .runs
-            .create_run(RunRecord {
-                run_id: run_id.clone(),
-                workflow: dag_name.to_string(),
-                // `Durability::Memory` records nothing a resume could use, so
-                // the definition is not serialized (it cost as much as the
-                // run of a 10k-node no-op workflow).
-                definition: if stores.durability == Durability::Memory {
-                    serde_json::Value::Null
-                } else {
-                    persist::snapshot_json(&setup.wf, &[])
-                },
-                inputs: cache
-                    .namespace("inputs")
-                    .map(serde_json::Value::Object)
-                    .unwrap_or_default(),
-                config: serde_json::to_value(&config).unwrap_or_default(),
-                status: RunStatus::Running,
-                reason: None,
-                created_at: now,
-                updated_at: now,
-                finished_at: None,
-                owner: Some(owner.clone()),
-                lineage: None,
-            })
-            .await?;
+        let record = RunRecord {
+            run_id: run_id.clone(),
+            workflow: dag_name.to_string(),
+            // `Durability::Memory` records nothing a resume could use, so
+            // the definition is not serialized (it cost as much as the
+            // run of a 10k-node no-op workflow).
+            definition: if stores.durability == Durability::Memory {
+                serde_json::Value::Null
+            } else {
+                persist::snapshot_json(&setup.wf, &[])
+            },
+            inputs: cache
+                .namespace("inputs")
+                .map(serde_json::Value::Object)
+                .unwrap_or_default(),
+            config: serde_json::to_value(&config).unwrap_or_default(),
+            status: RunStatus::Running,
+            reason: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            owner: Some(owner.clone()),
+            lineage: None,
+        };
+        match key {
+            Some((key, policy)) => {
+                idempotency::create_keyed(stores.runs.as_ref(), record, key, policy).await?;
+            }
+            None => stores.runs.create_run(record).await?,
+        }
         Ok((setup, owner))
     }
 

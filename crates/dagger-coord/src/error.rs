@@ -26,6 +26,23 @@ pub enum CoordError {
     /// A run with this id exists already.
     #[error("run `{0}` already exists; use resume to continue it")]
     RunExists(String),
+    /// The start's idempotency key already names run `run_id` of the
+    /// workflow, so no run was started (see [`crate::KeyPolicy`]); the
+    /// caller's answer is that run ([`CoordError::existing_run`]).
+    #[error("idempotency key `{key}` names run `{run_id}`; no new run started")]
+    AlreadyStarted {
+        /// The key.
+        key: String,
+        /// The run it names.
+        run_id: String,
+    },
+    /// A schedule cannot fire as written (bad cron expression, time zone,
+    /// duration, or a name given twice).
+    #[error(transparent)]
+    Schedule(#[from] dagger_dag_flow::ScheduleError),
+    /// No schedule has this name.
+    #[error("no schedule named `{0}`")]
+    UnknownSchedule(String),
     /// No run with this id is recorded.
     #[error("run `{0}` not found")]
     RunNotFound(String),
@@ -139,6 +156,17 @@ pub enum CoordError {
 pub struct RunFailed {
     /// The run's report.
     pub report: Box<DagExecutionReport>,
+}
+
+impl CoordError {
+    /// The run an idempotent start answered with instead of starting one
+    /// ([`CoordError::AlreadyStarted`]); `None` for every other error.
+    pub fn existing_run(&self) -> Option<&str> {
+        match self {
+            Self::AlreadyStarted { run_id, .. } => Some(run_id),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for RunFailed {

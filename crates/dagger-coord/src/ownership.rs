@@ -10,8 +10,8 @@
 use async_trait::async_trait;
 use dagger_core::store::{
     ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, CacheSnapshotStore, ControlRequest,
-    NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SnapshotEntry,
-    stale_run_token,
+    KeyedCreate, NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate,
+    SnapshotEntry, stale_run_token,
 };
 use dagger_core::{RunId, StoreError, Stores, TaskId, now_millis};
 use std::sync::Arc;
@@ -189,6 +189,14 @@ impl Fenced {
 impl RunStore for Fenced {
     async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
         self.runs.create_run(run).await
+    }
+    async fn create_keyed_run(
+        &self,
+        run: RunRecord,
+        key: &str,
+        replace: Option<&RunId>,
+    ) -> Result<KeyedCreate, StoreError> {
+        self.runs.create_keyed_run(run, key, replace).await
     }
     async fn child_runs(&self, run_id: &RunId) -> Result<Vec<RunRecord>, StoreError> {
         self.runs.child_runs(run_id).await

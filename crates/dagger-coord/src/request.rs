@@ -2,6 +2,7 @@
 //! events, an outside cancellation token). Started with
 //! [`crate::Coordinator::start`], which answers with a [`crate::RunHandle`].
 
+use crate::KeyPolicy;
 use dagger_core::{Cache, RunId};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,8 @@ pub struct RunRequest {
     pub(crate) events: bool,
     pub(crate) cancel: Option<CancellationToken>,
     pub(crate) cache: Option<Cache>,
+    pub(crate) key: Option<String>,
+    pub(crate) key_policy: KeyPolicy,
 }
 
 impl RunRequest {
@@ -40,6 +43,8 @@ impl RunRequest {
             events: false,
             cancel: None,
             cache: None,
+            key: None,
+            key_policy: KeyPolicy::Once,
         }
     }
 
@@ -58,12 +63,31 @@ impl RunRequest {
         self
     }
 
-    /// Runs under `id` instead of a fresh one. The id is also the run's
-    /// idempotency key: a second start under a recorded id is refused with
-    /// [`crate::CoordError::RunExists`], so a retried request never runs the
-    /// workflow twice.
+    /// Runs under `id` instead of a fresh one. A second start under a
+    /// recorded id is refused with [`crate::CoordError::RunExists`], so a
+    /// retried request never runs the workflow twice; to be answered with
+    /// the existing run instead (and for singleton policies), start under
+    /// an [idempotency key](Self::idempotency_key).
     pub fn id(mut self, id: impl Into<RunId>) -> Self {
         self.run_id = id.into();
+        self
+    }
+
+    /// Starts the run under idempotency key `key` of its workflow: of every
+    /// start with the key (in any process on the store) exactly one records
+    /// a run; the others get [`crate::CoordError::AlreadyStarted`] naming
+    /// it ([`crate::CoordError::existing_run`]). Keys of different workflows
+    /// are distinct. The policy is [`KeyPolicy::Once`] unless
+    /// [`Self::key_policy`] says otherwise. Ignored with `record(false)`.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// What a start does when its idempotency key names a run already (see
+    /// [`KeyPolicy`]); only meaningful with [`Self::idempotency_key`].
+    pub fn key_policy(mut self, policy: KeyPolicy) -> Self {
+        self.key_policy = policy;
         self
     }
 

@@ -537,3 +537,15 @@ pub enum LoadIssueKind {
         existing: String,
     },
 }
+
+/// A schedule (`schedules:`) that cannot fire as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("schedule `{schedule}`: field `{field}`: {message}")]
+pub struct ScheduleError {
+    /// The schedule's name.
+    pub schedule: String,
+    /// The field that is wrong.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}

@@ -19,6 +19,7 @@ pub mod loader;
 pub mod model;
 pub mod retry_strategy;
 mod run_inputs;
+pub mod schedule;
 mod shape;
 pub mod validate;
 mod yaml;
@@ -30,7 +31,7 @@ pub use annotated::{annotated_actions, register_all_actions};
 pub use config::{DagConfig, DagConfigOverride, HumanTimeoutAction, OnFailure};
 pub use dagger_core::{Cache, InputSpec};
 pub use dot::{NodeRunView, serialize_run_to_dot, serialize_tree_to_dot};
-pub use error::{DagError, LoadErrors, LoadIssue, LoadIssueKind, RunInputProblem};
+pub use error::{DagError, LoadErrors, LoadIssue, LoadIssueKind, RunInputProblem, ScheduleError};
 pub use executor::{DagExecutor, LoadedWorkflow, StoreSource};
 pub use last_run::{LastRun, NodeState, RunMetrics};
 pub use loader::{
@@ -40,5 +41,6 @@ pub use loader::{
 pub use model::{DagMetadata, JsonType, NodeDef, OutputSpec, RunInputDef, WorkflowDef};
 pub use retry_strategy::RetryStrategy;
 pub use run_inputs::{apply_run_inputs, closest_name, run_inputs_help};
+pub use schedule::{Overlap, Schedule, ScheduleDef};
 pub use validate::{validate_added_nodes, validate_added_nodes_with, validate_workflow};
 pub use yaml::{MAX_ALIAS_REPLAY_EVENTS, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES};

@@ -32,6 +32,10 @@ pub struct WorkflowDef {
     /// node runs. `None`: undeclared, any `inputs.<key>` is accepted as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<RunInputDef>>,
+    /// The schedules that start runs of the workflow on their own
+    /// (`schedules:`; see [`crate::schedule`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<crate::schedule::ScheduleDef>,
     /// The nodes.
     pub nodes: Vec<NodeDef>,
 }

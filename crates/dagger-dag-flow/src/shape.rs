@@ -7,6 +7,7 @@ use crate::config::DagConfigOverride;
 use crate::error::LoadIssueKind;
 use crate::model::{NodeDef, OutputSpec, RunInputDef, WorkflowDef};
 use crate::run_inputs::closest_name as closest;
+use crate::schedule::{Schedule, ScheduleDef};
 use crate::validate::{Found, InputLocations, NodeLocations, RunInputLocations, WorkflowLocations};
 use crate::yaml::{DeError, DeErrorKind, NodeDe, Pos, Source, YNode, YValue, expected_list};
 use dagger_core::InputSpec;
@@ -24,6 +25,7 @@ const WORKFLOW_FIELDS: &[&str] = &[
     "tags",
     "config",
     "inputs",
+    "schedules",
     "nodes",
 ];
 const NODE_FIELDS: &[&str] = &[
@@ -191,6 +193,7 @@ impl<'t> Shape<'t> {
             tags: Vec::new(),
             config: None,
             inputs: None,
+            schedules: Vec::new(),
             nodes: Vec::new(),
         };
         let mut locs = WorkflowLocations {
@@ -236,6 +239,28 @@ impl<'t> Shape<'t> {
                     }
                     def.inputs = Some(declared);
                 }
+                "schedules" => {
+                    for (j, item) in self.list(v, ctx, "schedules").iter().enumerate() {
+                        let Some(schedule) = self.schedule(j, item) else {
+                            continue;
+                        };
+                        if def.schedules.iter().any(|s| s.name == schedule.name) {
+                            self.push(
+                                item.pos,
+                                LoadIssueKind::WrongType {
+                                    context: format!("schedules[{j}]"),
+                                    field: "name".into(),
+                                    message: format!(
+                                        "a schedule named `{}` is given before",
+                                        schedule.name
+                                    ),
+                                },
+                            );
+                            continue;
+                        }
+                        def.schedules.push(schedule);
+                    }
+                }
                 _ => {
                     has_nodes = true;
                     locs.nodes_key = f.key.pos;
@@ -264,6 +289,32 @@ impl<'t> Shape<'t> {
         locs.name_reported |= !has_name;
         locs.nodes_reported |= !has_nodes;
         (def, locs)
+    }
+
+    /// Reads schedule `j` of `schedules:` and checks it (cron expression,
+    /// time zone, durations), reporting a problem at the field it is in.
+    fn schedule(&mut self, j: usize, item: &'t YNode) -> Option<ScheduleDef> {
+        let ctx = format!("schedules[{j}]");
+        let def: ScheduleDef = self.typed(item, &ctx, "schedule")?;
+        if let Err(e) = Schedule::new("", def.clone()) {
+            let pos = match &item.value {
+                YValue::Map(entries) => entries
+                    .iter()
+                    .find(|(k, _)| k.scalar_text(self.src) == Some(e.field))
+                    .map_or(item.pos, |(_, v)| v.pos),
+                _ => item.pos,
+            };
+            self.push(
+                pos,
+                LoadIssueKind::WrongType {
+                    context: ctx,
+                    field: e.field.to_string(),
+                    message: e.message,
+                },
+            );
+            return None;
+        }
+        Some(def)
     }
 
     /// Reads `config:`: each field on its own, so every bad field is

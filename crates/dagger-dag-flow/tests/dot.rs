@@ -94,6 +94,7 @@ fn hostile_def() -> WorkflowDef {
         tags: vec![],
         config: None,
         inputs: None,
+        schedules: Vec::new(),
         nodes,
     }
 }

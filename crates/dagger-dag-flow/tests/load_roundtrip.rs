@@ -45,6 +45,7 @@ fn every_field_round_trips() {
                 description: None,
             },
         ]),
+        schedules: Vec::new(),
         nodes: vec![
             NodeDef {
                 id: "first".into(),

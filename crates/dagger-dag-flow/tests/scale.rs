@@ -70,6 +70,7 @@ fn workflow(nodes: Vec<NodeDef>) -> WorkflowDef {
         tags: Vec::new(),
         config: None,
         inputs: None,
+        schedules: Vec::new(),
         nodes,
     }
 }

@@ -201,6 +201,7 @@ mod tests {
             tags: vec![],
             config: None,
             inputs: None,
+            schedules: Vec::new(),
             nodes: ids
                 .iter()
                 .map(|(id, deps)| NodeDef {
@@ -288,6 +289,7 @@ mod tests {
             })
             .collect();
         let d = WorkflowDef {
+            schedules: Vec::new(),
             nodes: ids
                 .iter()
                 .zip(&deps)

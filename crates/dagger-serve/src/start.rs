@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use dagger_coord::{CoordError, Coordinator, RunRequest};
+use dagger_coord::{CoordError, Coordinator, KeyPolicy, RunRequest};
 use dagger_core::RunId;
 use dagger_dag_flow::{DagExecutor, JsonType, WorkflowDef, apply_run_inputs};
 use maud::{Markup, html};
@@ -148,12 +148,14 @@ fn inputs_of_form(
 
 /// Starts a run of catalogue workflow `name` with `inputs` (checked against
 /// its declaration, defaults applied) in the background, and returns its
-/// id once the run is recorded.
+/// id once the run is recorded. Under an idempotency `key` that names a run
+/// already, nothing starts and the answer is that run with `true`.
 pub(crate) async fn start_run(
     state: &Arc<AppState>,
     name: &str,
     inputs: Map<String, Value>,
-) -> Result<String, RequestError> {
+    key: Option<(&str, KeyPolicy)>,
+) -> Result<(String, bool), RequestError> {
     let def = state
         .catalog
         .get(name)
@@ -181,19 +183,28 @@ pub(crate) async fn start_run(
     if let Some(lease) = state.run_lease {
         coordinator = coordinator.with_run_lease(lease);
     }
-    let request = RunRequest::new(name)
+    let mut request = RunRequest::new(name)
         .id(run_id.as_str())
         .inputs(Value::Object(inputs))
         .cancel_token(cancel);
+    if let Some((key, policy)) = key {
+        request = request.idempotency_key(key).key_policy(policy);
+    }
     // `start` returns once the run record is written (or refused), so the
     // page can redirect to a run that exists.
     let handle = coordinator
         .start(&executor, request)
         .await
         .map_err(|e| match e {
-            CoordError::Store(_) => RequestError::Coord(e),
+            CoordError::Store(_) | CoordError::AlreadyStarted { .. } => RequestError::Coord(e),
             other => RequestError::BadRequest(other.to_string()),
-        })?;
+        });
+    let handle = match handle {
+        Err(RequestError::Coord(CoordError::AlreadyStarted { run_id, .. })) => {
+            return Ok((run_id, true));
+        }
+        other => other?,
+    };
     let state = state.clone();
     let id = run_id.clone();
     tokio::spawn(async move {
@@ -206,7 +217,7 @@ pub(crate) async fn start_run(
             }
         }
     });
-    Ok(run_id)
+    Ok((run_id, false))
 }
 
 /// `POST /workflows/{name}/start`: starts a run and redirects to its page;
@@ -228,11 +239,11 @@ pub(crate) async fn page_start(
         .get(&name)
         .ok_or_else(|| RequestError::WorkflowNotFound(name.clone()))?;
     let outcome = match inputs_of_form(w, &fields) {
-        Ok(inputs) => start_run(&state, &name, inputs).await,
+        Ok(inputs) => start_run(&state, &name, inputs, None).await,
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(run_id) => Ok(Redirect::to(&crate::pages::run_url(&run_id)).into_response()),
+        Ok((run_id, _)) => Ok(Redirect::to(&crate::pages::run_url(&run_id)).into_response()),
         Err(RequestError::BadRequest(why)) => {
             let form = form(&state, w, &fields, Some(&why));
             Ok((
@@ -246,7 +257,10 @@ pub(crate) async fn page_start(
 }
 
 /// `POST /api/workflows/{name}/runs` with `{"inputs": {...}}` (optional):
-/// 201 with the new run's id, 400 naming each bad input.
+/// 201 with the new run's id, 400 naming each bad input. An idempotency key
+/// (`"idempotency_key"` in the body or the `Idempotency-Key` header, with
+/// an optional `"key_policy"`: `once`, `skip`, `cancel_other`) that names a
+/// run already answers 200 with that run's id and `"existing": true`.
 pub(crate) async fn api_start(
     State(state): Shared,
     Path(name): Path<String>,
@@ -254,19 +268,23 @@ pub(crate) async fn api_start(
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     check_mutation(&state, &headers, None)?;
+    let mut body = Map::new();
     let inputs = if bytes.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(mut body)) => match body.remove("inputs") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(inputs)) => inputs,
-                Some(_) => {
-                    return Err(
-                        RequestError::BadRequest("`inputs` must be an object".into()).into(),
-                    );
+            Ok(Value::Object(object)) => {
+                body = object;
+                match body.remove("inputs") {
+                    None | Some(Value::Null) => Map::new(),
+                    Some(Value::Object(inputs)) => inputs,
+                    Some(_) => {
+                        return Err(
+                            RequestError::BadRequest("`inputs` must be an object".into()).into(),
+                        );
+                    }
                 }
-            },
+            }
             Ok(_) => {
                 return Err(
                     RequestError::BadRequest("the body must be a JSON object".into()).into(),
@@ -277,9 +295,48 @@ pub(crate) async fn api_start(
             }
         }
     };
-    let run_id = start_run(&state, &name, inputs).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "run_id": run_id, "workflow": name })),
-    ))
+    let key = idempotency_key(&headers, &body)?;
+    let key = key.as_ref().map(|(k, p)| (k.as_str(), *p));
+    match start_run(&state, &name, inputs, key).await? {
+        (run_id, true) => Ok((
+            StatusCode::OK,
+            Json(json!({ "run_id": run_id, "workflow": name, "existing": true })),
+        )),
+        (run_id, false) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "run_id": run_id, "workflow": name })),
+        )),
+    }
+}
+
+/// The start's idempotency key and policy: the body's `idempotency_key`
+/// (else the `Idempotency-Key` header) and `key_policy` (default `once`).
+fn idempotency_key(
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+) -> Result<Option<(String, KeyPolicy)>, RequestError> {
+    let bad = |why: &str| RequestError::BadRequest(why.to_string());
+    let key = match body.get("idempotency_key") {
+        None | Some(Value::Null) => match headers.get("idempotency-key") {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| bad("the Idempotency-Key header must be text"))?
+                    .to_string(),
+            ),
+        },
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(bad("`idempotency_key` must be a string")),
+    };
+    let policy = match body.get("key_policy") {
+        None | Some(Value::Null) => KeyPolicy::Once,
+        Some(Value::String(p)) => KeyPolicy::parse(p)
+            .ok_or_else(|| bad("`key_policy` must be one of once, skip, cancel_other"))?,
+        Some(_) => return Err(bad("`key_policy` must be a string")),
+    };
+    match key {
+        Some(k) if k.is_empty() => Err(bad("the idempotency key must not be empty")),
+        Some(k) => Ok(Some((k, policy))),
+        None => Ok(None),
+    }
 }

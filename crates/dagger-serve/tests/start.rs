@@ -192,3 +192,52 @@ async fn the_page_form_starts_a_run_and_a_refusal_keeps_the_page() {
     let output = get(&app, &format!("/api/runs/{run_id}/nodes/greet/output")).await;
     assert!(output.body.contains("Grace"), "{}", output.body);
 }
+
+#[tokio::test]
+async fn an_idempotency_key_answers_with_the_run_it_names() {
+    let (_dir, stores) = temp_store().await;
+    let server = server(&stores, vec![greeting()], None);
+    let csrf = server.csrf_token().to_string();
+    let app = server.router();
+    let h = [("x-csrf-token", csrf.as_str())];
+    let body = json!({"inputs": {"who": "Ada"}, "idempotency_key": "order-7"});
+
+    let first = post_json(&app, "/api/workflows/greeting/runs", body.clone(), &h).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let run_id = first.json()["run_id"].as_str().unwrap().to_string();
+    let again = post_json(&app, "/api/workflows/greeting/runs", body, &h).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["run_id"], run_id.as_str());
+    assert_eq!(again.json()["existing"], true);
+    // The header form of the key, and the CSRF rule still holds.
+    let header = [
+        ("x-csrf-token", csrf.as_str()),
+        ("idempotency-key", "order-7"),
+    ];
+    let by_header = post_json(
+        &app,
+        "/api/workflows/greeting/runs",
+        json!({"inputs": {"who": "Ada"}}),
+        &header,
+    )
+    .await;
+    assert_eq!(by_header.json()["run_id"], run_id.as_str());
+    let no_csrf = post_json(
+        &app,
+        "/api/workflows/greeting/runs",
+        json!({"inputs": {"who": "Ada"}, "idempotency_key": "order-8"}),
+        &[],
+    )
+    .await;
+    assert_eq!(no_csrf.status, 403, "{}", no_csrf.body);
+    let bad = post_json(
+        &app,
+        "/api/workflows/greeting/runs",
+        json!({"inputs": {"who": "Ada"}, "idempotency_key": "k", "key_policy": "maybe"}),
+        &h,
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(run_count(&stores).await, 1, "one run for the key");
+    ended(&app, &run_id).await;
+}

@@ -114,7 +114,7 @@ async fn migrations_are_recorded_with_version_and_name() {
 }
 
 /// The memo lookup can go through the partial index, and completed nodes
-/// without an input hash have no entries in it (migration 9): with
+/// without an input hash have no entries in it (migration 10): with
 /// sequential scans off, a lookup by hash uses it, and a scan of every
 /// completed node cannot.
 #[tokio::test]

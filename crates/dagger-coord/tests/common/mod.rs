@@ -169,6 +169,7 @@ pub fn workflow(name: &str, nodes: Vec<NodeDef>) -> WorkflowDef {
         tags: Vec::new(),
         config: None,
         inputs: None,
+        schedules: Vec::new(),
         nodes,
     }
 }

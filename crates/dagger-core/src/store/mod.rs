@@ -24,8 +24,8 @@ pub use memory_queue::MemoryNodeQueue;
 pub use message::{MessageLog, MessageRecord};
 pub use queue::{NodeClaim, NodeQueue, NodeResult, NodeWorkItem};
 pub use run::{
-    ControlRequest, NodeRunRecord, RunClaim, RunLineage, RunOwner, RunQuery, RunRecord, RunStore,
-    RunUpdate, decision_conflict, stale_run_token,
+    ControlRequest, KeyedCreate, NodeRunRecord, RunClaim, RunLineage, RunOwner, RunQuery,
+    RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,
 };
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 pub use task::{

@@ -110,6 +110,15 @@ pub enum RunClaim {
     Held(RunOwner),
 }
 
+/// The answer to [`RunStore::create_keyed_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyedCreate {
+    /// The run was recorded and the key now names it.
+    Created,
+    /// The key names this other run; nothing was recorded.
+    Existing(RunId),
+}
+
 /// A partial update of a [`RunRecord`]; `None` fields are left unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunUpdate {
@@ -240,6 +249,20 @@ pub fn decision_conflict(
 pub trait RunStore: Send + Sync + 'static {
     /// Records a new run; [`StoreError::AlreadyExists`] if the id is taken.
     async fn create_run(&self, run: RunRecord) -> Result<(), StoreError>;
+    /// Records a new run under idempotency key `key` of its workflow, in one
+    /// atomic step: the key is bound to `run.run_id` and the run recorded, or
+    /// neither. When the key is bound already, nothing is recorded and the
+    /// bound run's id comes back ([`KeyedCreate::Existing`]), unless it is
+    /// `replace`: then the key is re-bound to the new run (a compare-and-set,
+    /// so of two processes replacing the same run exactly one succeeds). Of
+    /// concurrent calls with one key, in one process or many, exactly one
+    /// records its run. The write is committed before this returns.
+    async fn create_keyed_run(
+        &self,
+        run: RunRecord,
+        key: &str,
+        replace: Option<&RunId>,
+    ) -> Result<KeyedCreate, StoreError>;
     /// Applies a partial update; [`StoreError::NotFound`] if there is no such run.
     async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<(), StoreError>;
     /// Reads one run.

@@ -37,6 +37,7 @@ pub fn workflow(name: &str, nodes: &[(&str, &[&str])]) -> WorkflowDef {
         tags: vec!["test".into()],
         config: None,
         inputs: None,
+        schedules: Vec::new(),
         nodes: nodes
             .iter()
             .map(|(id, deps)| NodeDef {

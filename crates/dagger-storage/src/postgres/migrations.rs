@@ -59,8 +59,13 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 9,
+        name: "run idempotency keys",
+        sql: include_str!("schema/0009_run_keys.sql"),
+    },
+    Migration {
+        version: 10,
         name: "memo index: only completed nodes with an input hash",
-        sql: include_str!("schema/0009_node_runs_memo.sql"),
+        sql: include_str!("schema/0010_node_runs_memo.sql"),
     },
 ];
 

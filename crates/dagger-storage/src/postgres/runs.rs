@@ -10,8 +10,8 @@ use crate::rows::run::{
 };
 use crate::rows::{from_json, to_json};
 use dagger_core::store::{
-    ArtifactId, AttemptQuery, AttemptRecord, ControlRequest, NodeRunRecord, RunClaim, RunOwner,
-    RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,
+    ArtifactId, AttemptQuery, AttemptRecord, ControlRequest, KeyedCreate, NodeRunRecord, RunClaim,
+    RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use postgres::Row;
@@ -22,6 +22,43 @@ const SELECT_RUN: &str = concat!(
     run_columns!(),
     " FROM flow_runs WHERE run_id = $1"
 );
+
+const INSERT_RUN: &str = "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, \
+     status, reason, created_at, updated_at, finished_at, owner_id, owner_host, owner_pid, \
+     owner_token, lease_expires_at, parent_run_id, forked_from_node) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+     ON CONFLICT DO NOTHING";
+
+/// The parameters of [`INSERT_RUN`].
+fn run_params(row: &RunRow) -> [&(dyn postgres::types::ToSql + Sync); 17] {
+    [
+        &row.run_id,
+        &row.workflow,
+        &row.definition,
+        &row.inputs,
+        &row.config,
+        &row.status,
+        &row.reason,
+        &row.created_at,
+        &row.updated_at,
+        &row.finished_at,
+        &row.owner_id,
+        &row.owner_host,
+        &row.owner_pid,
+        &row.owner_token,
+        &row.lease_expires_at,
+        &row.parent_run_id,
+        &row.forked_from_node,
+    ]
+}
+
+/// The error for a taken run id.
+fn taken(row: &RunRow) -> StoreError {
+    StoreError::AlreadyExists {
+        entity: "run",
+        id: row.run_id.clone(),
+    }
+}
 
 const SELECT_CHILDREN: &str = concat!(
     "SELECT ",
@@ -208,45 +245,57 @@ impl RunStore for PostgresStore {
     async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
         let row = RunRow::encode(&run)?;
         self.with_write(move |c| {
-            let stmt = c.stmts.get(
-                &mut c.client,
-                "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, \
-                 reason, created_at, updated_at, finished_at, owner_id, owner_host, owner_pid, \
-                 owner_token, lease_expires_at, parent_run_id, forked_from_node) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17) \
-                 ON CONFLICT DO NOTHING",
-            )?;
-            let inserted = c.client.execute(
-                &stmt,
-                &[
-                    &row.run_id,
-                    &row.workflow,
-                    &row.definition,
-                    &row.inputs,
-                    &row.config,
-                    &row.status,
-                    &row.reason,
-                    &row.created_at,
-                    &row.updated_at,
-                    &row.finished_at,
-                    &row.owner_id,
-                    &row.owner_host,
-                    &row.owner_pid,
-                    &row.owner_token,
-                    &row.lease_expires_at,
-                    &row.parent_run_id,
-                    &row.forked_from_node,
-                ],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists {
-                    entity: "run",
-                    id: row.run_id.clone(),
-                }
-                .into());
+            let stmt = c.stmts.get(&mut c.client, INSERT_RUN)?;
+            if c.client.execute(&stmt, &run_params(&row))? == 0 {
+                return Err(taken(&row).into());
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn create_keyed_run(
+        &self,
+        run: RunRecord,
+        key: &str,
+        replace: Option<&RunId>,
+    ) -> Result<KeyedCreate, StoreError> {
+        let row = RunRow::encode(&run)?;
+        let key = key.to_string();
+        let replace = replace.map(|r| r.to_string());
+        self.with_write(move |c| {
+            let mut tx = c.client.transaction()?;
+            let now = now_millis();
+            let slot: [&(dyn postgres::types::ToSql + Sync); 4] =
+                [&row.workflow, &key, &row.run_id, &now];
+            // The primary key makes a concurrent binder wait for this
+            // transaction and then find the key taken.
+            let mut bound = tx.execute(
+                "INSERT INTO flow_run_keys (workflow, key, run_id, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &slot,
+            )? == 1;
+            if let (false, Some(old)) = (bound, &replace) {
+                bound = tx.execute(
+                    "UPDATE flow_run_keys SET run_id = $3, created_at = $4 \
+                     WHERE workflow = $1 AND key = $2 AND run_id = $5",
+                    &[&row.workflow, &key, &row.run_id, &now, old],
+                )? == 1;
+            }
+            if !bound {
+                let holder: String = tx
+                    .query_one(
+                        "SELECT run_id FROM flow_run_keys WHERE workflow = $1 AND key = $2",
+                        &[&row.workflow, &key],
+                    )?
+                    .get(0);
+                return Ok(KeyedCreate::Existing(RunId::from(holder)));
+            }
+            if tx.execute(INSERT_RUN, &run_params(&row))? == 0 {
+                return Err(taken(&row).into());
+            }
+            tx.commit()?;
+            Ok(KeyedCreate::Created)
         })
         .await
     }

@@ -20,7 +20,7 @@ pub(crate) struct Migration {
 /// 0001 runs/artifacts/snapshots (dagger-storage), 0002 tasks (dagger-task-core),
 /// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
 /// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage, 0007 node attempts,
-/// 0008 the memo index without unhashed rows (dagger-storage).
+/// 0008 run idempotency keys, 0009 the memo index without unhashed rows (dagger-storage).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -59,8 +59,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 8,
+        name: "run idempotency keys",
+        sql: include_str!("schema/0008_run_keys.sql"),
+    },
+    Migration {
+        version: 9,
         name: "memo index: only completed nodes with an input hash",
-        sql: include_str!("schema/0008_node_runs_memo.sql"),
+        sql: include_str!("schema/0009_node_runs_memo.sql"),
     },
 ];
 

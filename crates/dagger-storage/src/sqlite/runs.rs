@@ -16,12 +16,12 @@ use crate::rows::{from_json, to_json};
 use crate::sqlite::artifacts::{INLINE_LIMIT, insert_inline_artifact};
 use crate::sqlite::{ErrorMapper, SqliteStore};
 use dagger_core::store::{
-    ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, ControlRequest, NodeRunRecord,
-    RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict,
+    ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, ControlRequest, KeyedCreate,
+    NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict,
     stale_run_token,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -305,45 +305,26 @@ impl RunStore for SqliteStore {
     async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
         let row = RunRow::encode(&run)?;
         let store = self.error_mapper();
+        self.write(move |tx| insert_new_run(tx, &row, &store)).await
+    }
+
+    async fn create_keyed_run(
+        &self,
+        run: RunRecord,
+        key: &str,
+        replace: Option<&RunId>,
+    ) -> Result<KeyedCreate, StoreError> {
+        let row = RunRow::encode(&run)?;
+        let store = self.error_mapper();
+        let key = key.to_string();
+        let replace = replace.map(|r| r.to_string());
         self.write(move |tx| {
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, \
-                     reason, created_at, updated_at, finished_at, owner_id, owner_host, \
-                     owner_pid, owner_token, lease_expires_at, parent_run_id, forked_from_node) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        row.run_id,
-                        row.workflow,
-                        row.definition,
-                        row.inputs,
-                        row.config,
-                        row.status,
-                        row.reason,
-                        row.created_at,
-                        row.updated_at,
-                        row.finished_at,
-                        row.owner_id,
-                        row.owner_host,
-                        row.owner_pid,
-                        row.owner_token,
-                        row.lease_expires_at,
-                        row.parent_run_id,
-                        row.forked_from_node,
-                    ])
-                })
-                .map_err(|e| store.map_err(e))?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists {
-                    entity: "run",
-                    id: row.run_id,
-                });
+            let slot = (row.workflow.as_str(), key.as_str(), row.run_id.as_str());
+            if let Some(bound) = bind_key(tx, slot, replace.as_deref(), &store)? {
+                return Ok(KeyedCreate::Existing(RunId::from(bound)));
             }
-            Ok(())
+            insert_new_run(tx, &row, &store)?;
+            Ok(KeyedCreate::Created)
         })
         .await
     }
@@ -748,4 +729,97 @@ impl RunStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Inserts run `row` unless its id is taken; the number of rows inserted.
+fn insert_run(
+    tx: &Transaction<'_>,
+    row: &RunRow,
+    store: &ErrorMapper,
+) -> Result<usize, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO flow_runs (run_id, workflow, definition, inputs, config, status, \
+             reason, created_at, updated_at, finished_at, owner_id, owner_host, \
+             owner_pid, owner_token, lease_expires_at, parent_run_id, forked_from_node) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+             ?16, ?17) \
+             ON CONFLICT DO NOTHING",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            row.run_id,
+            row.workflow,
+            row.definition,
+            row.inputs,
+            row.config,
+            row.status,
+            row.reason,
+            row.created_at,
+            row.updated_at,
+            row.finished_at,
+            row.owner_id,
+            row.owner_host,
+            row.owner_pid,
+            row.owner_token,
+            row.lease_expires_at,
+            row.parent_run_id,
+            row.forked_from_node,
+        ])
+    })
+    .map_err(|e| store.map_err(e))
+}
+
+/// [`insert_run`] refusing a taken id.
+fn insert_new_run(
+    tx: &Transaction<'_>,
+    row: &RunRow,
+    store: &ErrorMapper,
+) -> Result<(), StoreError> {
+    if insert_run(tx, row, store)? == 0 {
+        return Err(StoreError::AlreadyExists {
+            entity: "run",
+            id: row.run_id.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Binds `key` of `workflow` to `run_id` (or re-binds it from `replace`);
+/// the run it names otherwise.
+fn bind_key(
+    tx: &Transaction<'_>,
+    (workflow, key, run_id): (&str, &str, &str),
+    replace: Option<&str>,
+    store: &ErrorMapper,
+) -> Result<Option<String>, StoreError> {
+    let now = now_millis();
+    let inserted = tx
+        .execute(
+            "INSERT INTO flow_run_keys (workflow, key, run_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            params![workflow, key, run_id, now],
+        )
+        .map_err(|e| store.map_err(e))?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    if let Some(old) = replace {
+        let rebound = tx
+            .execute(
+                "UPDATE flow_run_keys SET run_id = ?3, created_at = ?4 \
+                 WHERE workflow = ?1 AND key = ?2 AND run_id = ?5",
+                params![workflow, key, run_id, now, old],
+            )
+            .map_err(|e| store.map_err(e))?;
+        if rebound == 1 {
+            return Ok(None);
+        }
+    }
+    tx.query_row(
+        "SELECT run_id FROM flow_run_keys WHERE workflow = ?1 AND key = ?2",
+        params![workflow, key],
+        |r| r.get(0),
+    )
+    .map(Some)
+    .map_err(|e| store.map_err(e))
 }

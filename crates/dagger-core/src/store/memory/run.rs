@@ -6,8 +6,8 @@ use crate::ids::RunId;
 use crate::status::NodeStatus;
 use crate::store::{
     ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, CacheSnapshotStore, ControlRequest,
-    NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SnapshotEntry,
-    stale_run_token,
+    KeyedCreate, NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate,
+    SnapshotEntry, stale_run_token,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,6 +25,8 @@ pub(super) struct RunTables {
     snapshots: HashMap<String, Vec<SnapshotEntry>>,
     /// The last fencing token of each run, kept after its owner released it.
     owner_tokens: HashMap<RunId, u64>,
+    /// Idempotency keys: (workflow, key) to the run they name.
+    keys: HashMap<(String, String), RunId>,
 }
 
 fn apply_update(run: &mut RunRecord, update: RunUpdate) {
@@ -50,22 +52,44 @@ fn not_found(run_id: &RunId) -> StoreError {
     }
 }
 
+fn insert_run(t: &mut RunTables, run: RunRecord) -> Result<(), StoreError> {
+    if t.runs.contains_key(&run.run_id) {
+        return Err(StoreError::AlreadyExists {
+            entity: "run",
+            id: run.run_id.to_string(),
+        });
+    }
+    t.order.push(run.run_id.clone());
+    if let Some(owner) = &run.owner {
+        t.owner_tokens.insert(run.run_id.clone(), owner.token);
+    }
+    t.runs.insert(run.run_id.clone(), run);
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl RunStore for MemoryStore {
     async fn create_run(&self, run: RunRecord) -> Result<(), StoreError> {
+        insert_run(&mut self.runs.lock(), run)
+    }
+
+    async fn create_keyed_run(
+        &self,
+        run: RunRecord,
+        key: &str,
+        replace: Option<&RunId>,
+    ) -> Result<KeyedCreate, StoreError> {
         let mut t = self.runs.lock();
-        if t.runs.contains_key(&run.run_id) {
-            return Err(StoreError::AlreadyExists {
-                entity: "run",
-                id: run.run_id.to_string(),
-            });
+        let slot = (run.workflow.clone(), key.to_string());
+        if let Some(bound) = t.keys.get(&slot)
+            && Some(bound) != replace
+        {
+            return Ok(KeyedCreate::Existing(bound.clone()));
         }
-        t.order.push(run.run_id.clone());
-        if let Some(owner) = &run.owner {
-            t.owner_tokens.insert(run.run_id.clone(), owner.token);
-        }
-        t.runs.insert(run.run_id.clone(), run);
-        Ok(())
+        let run_id = run.run_id.clone();
+        insert_run(&mut t, run)?;
+        t.keys.insert(slot, run_id);
+        Ok(KeyedCreate::Created)
     }
 
     async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<(), StoreError> {
