@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use prost::Message;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,65 +86,36 @@ fn receiver() -> (SocketAddr, Arc<Mutex<Vec<Got>>>) {
     (rx.recv().unwrap(), spans)
 }
 
-fn url() -> String {
-    std::env::var("DAGGER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
+#[path = "support/pg_sandbox.rs"]
+mod pg_sandbox;
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use dagger_storage::{PostgresOptions, PostgresStore};
+use pg_sandbox::PgSandbox;
 
 #[test]
 fn one_trace_spans_the_coordinator_and_the_worker() {
-    use dagger_storage::{PostgresOptions, PostgresStore};
-    let schema = format!("t_otel_{}", std::process::id());
-    let options = PostgresOptions {
-        schema: Some(schema.clone()),
-        ..PostgresOptions::default()
-    };
-    let store = match PostgresStore::connect_blocking(&url(), &options) {
-        Ok(s) => s,
-        Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
-            eprintln!("skipping: PostgreSQL at {} is unreachable ({e})", url());
-            return;
-        }
-        Err(e) => panic!("PostgreSQL at {} is unreachable: {e}", url()),
+    let Some(mut sandbox) = PgSandbox::new("otel", "two_procs") else {
+        return;
     };
     let (addr, spans) = receiver();
     let endpoint = format!("http://{addr}");
-    let dir = tempfile::tempdir().unwrap();
-    let dagger = |service: &str| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
-        c.current_dir(dir.path())
-            .env("DAGGER_PG_SCHEMA", &schema)
-            .env("DAGGER_DB", url())
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+    let traced = |mut c: Command, service: &str| {
+        c.env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
             .env("OTEL_SERVICE_NAME", service)
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .env_remove("RUST_LOG")
-            .env_remove("DAGGER_LOG");
+            .env_remove("RUST_LOG");
         c
     };
-    let worker = dagger("worker-proc")
-        .arg("worker")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let worker = Killed(worker);
-    let wf = dir.path().join("traced.yaml");
+    let bin = env!("CARGO_BIN_EXE_dagger");
+    let worker = sandbox.start(traced(sandbox.worker_command(bin, &[]), "worker-proc"));
+    let wf = sandbox.dir.path().join("traced.yaml");
     std::fs::write(
         &wf,
         "name: traced\nnodes:\n  - { id: hop, action: echo, inputs: [{ name: value, value: 1 }] }\n",
     )
     .unwrap();
-    let out = dagger("coordinator-proc")
+    let out = traced(sandbox.command(bin, &[]), "coordinator-proc")
+        .env_remove("DAGGER_LOG")
         .args(["run", wf.to_str().unwrap()])
         .output()
         .unwrap();
@@ -155,7 +126,7 @@ fn one_trace_spans_the_coordinator_and_the_worker() {
     );
     // SIGTERM: the worker stops and flushes its spans.
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(worker.0.id()).unwrap()),
+        nix::unistd::Pid::from_raw(i32::try_from(worker).unwrap()),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
@@ -196,11 +167,4 @@ fn one_trace_spans_the_coordinator_and_the_worker() {
         "the worker's span is a child of the attempt's"
     );
     assert_eq!(remote.node_id.as_deref(), Some("hop"));
-    drop(worker);
-    let _ = std::thread::spawn(move || {
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(store.drop_schema())
-    })
-    .join();
 }

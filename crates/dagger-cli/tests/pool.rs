@@ -36,26 +36,9 @@ impl PgSandbox {
 
     /// Starts a worker logging to `worker<i>.log`; returns its pid.
     fn worker(&mut self, extra: &[&str]) -> u32 {
-        let log = self
-            .dir
-            .path()
-            .join(format!("worker{}.log", self.children.len()));
-        let mut args = vec!["worker", "--lease", "1", "--concurrency", "2"];
+        let mut args = vec!["--lease", "1", "--concurrency", "2"];
         args.extend_from_slice(extra);
-        let child = self
-            .cmd(&args)
-            .env("DAGGER_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
-    fn log_of(&self, i: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("worker{i}.log"))).unwrap_or_default()
+        self.spawn_worker(env!("CARGO_BIN_EXE_dagger"), &args)
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
