@@ -24,7 +24,6 @@ mod report;
 mod request;
 mod rerun;
 mod run;
-mod trace_context;
 mod worker;
 
 pub use cancel::RunCancel;

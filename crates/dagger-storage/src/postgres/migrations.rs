@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "node attempts: every attempt with its outcome, output and logs",
         sql: include_str!("schema/0008_node_attempts.sql"),
     },
+    Migration {
+        version: 9,
+        name: "task trace context: the creator's W3C traceparent",
+        sql: include_str!("schema/0009_task_traceparent.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").

@@ -20,7 +20,7 @@ pub(crate) struct Migration {
 /// 0001 runs/artifacts/snapshots (dagger-storage), 0002 tasks (dagger-task-core),
 /// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
 /// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage, 0007 node attempts
-/// (dagger-storage).
+/// (dagger-storage), 0008 task trace context (dagger-task-core).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -56,6 +56,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "node attempts: every attempt with its outcome, output and logs",
         sql: include_str!("schema/0007_node_attempts.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "task trace context: the creator's W3C traceparent",
+        sql: include_str!("schema/0008_task_traceparent.sql"),
     },
 ];
 
