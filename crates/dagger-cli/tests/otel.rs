@@ -3,6 +3,10 @@
 //! spans over OTLP/HTTP to a receiver this test runs, which decodes the
 //! protobuf. The worker's span of the attempt is a child of the
 //! coordinator's span of that attempt, itself a child of the run's span.
+//! A Task Agent task created in a traced span of this process runs on a
+//! `dagger worker` in a span that is a child of its creator's; a pub/sub
+//! subscriber's handler runs in a child of the publisher's span (in
+//! process; the NATS leg is `crates/dagger-nats/tests/trace_context.rs`).
 //!
 //! `cargo test -p dagger-cli --features otel --test otel`
 #![cfg(all(feature = "otel", feature = "postgres"))]
