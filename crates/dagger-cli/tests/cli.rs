@@ -2,7 +2,7 @@
 //! other processes, and resume after SIGKILL.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,34 +10,12 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_dagger")
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+#[path = "support/sandbox.rs"]
+mod sandbox;
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
+use sandbox::{Sandbox, repo};
 
 impl Sandbox {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn db(&self) -> String {
-        format!("sqlite:{}", self.dir.path().join("runs.db").display())
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.args(args)

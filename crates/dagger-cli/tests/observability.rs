@@ -5,6 +5,9 @@
 //! Postgres schema is gone).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "postgres")]
+use dagger_storage::{PostgresOptions, PostgresStore};
+
 use prometheus_parse::{Scrape, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -296,14 +299,13 @@ nodes:
 }
 
 #[cfg(feature = "postgres")]
+#[path = "support/pg_sandbox.rs"]
+mod pg_sandbox;
+
+#[cfg(feature = "postgres")]
 mod worker {
     use super::*;
-    use dagger_storage::{PostgresOptions, PostgresStore};
-
-    fn url() -> String {
-        std::env::var("DAGGER_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-    }
+    use crate::pg_sandbox::PgSandbox;
 
     fn block_on<T>(f: impl std::future::Future<Output = T> + Send + 'static) -> T
     where
@@ -316,44 +318,32 @@ mod worker {
 
     #[test]
     fn worker_metrics_and_readyz_follow_the_store() {
-        let schema = format!("t_obs_worker_{}", std::process::id());
-        let options = PostgresOptions {
-            schema: Some(schema.clone()),
-            ..PostgresOptions::default()
+        let Some(mut sandbox) = PgSandbox::new("obs", "worker") else {
+            return;
         };
-        let store = match PostgresStore::connect_blocking(&url(), &options) {
-            Ok(s) => s,
-            Err(e) if std::env::var("DAGGER_TEST_SKIP_SERVERS").is_ok_and(|v| v == "1") => {
-                eprintln!("skipping: PostgreSQL at {} is unreachable ({e})", url());
-                return;
-            }
-            Err(e) => panic!("PostgreSQL at {} is unreachable: {e}", url()),
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let envs = [("DAGGER_PG_SCHEMA", schema.as_str())];
-        let db = url();
-        let (_worker, addr) = spawn_with_addr(
-            dir.path(),
-            &["worker", "--db", &db, "--metrics-addr", "127.0.0.1:0"],
-            &envs,
-            "metrics on http://",
-        );
+        let bin = env!("CARGO_BIN_EXE_dagger");
+        sandbox.spawn_worker(bin, &["--metrics-addr", "127.0.0.1:0"]);
+        let addr: SocketAddr = sandbox
+            .wait_log(0, "metrics on http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(http(addr, "GET", "/healthz", &[], ""), (200, "ok\n".into()));
         assert_eq!(
             http(addr, "GET", "/readyz", &[], ""),
             (200, "ready\n".into())
         );
 
-        let wf = dir.path().join("one.yaml");
+        let wf = sandbox.dir.path().join("one.yaml");
         std::fs::write(
             &wf,
             "name: one\nnodes:\n  - { id: only, action: echo, inputs: [{ name: value, value: 1 }] }\n",
         )
         .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_dagger"))
-            .args(["run", "--db", &db, wf.to_str().unwrap()])
-            .current_dir(dir.path())
-            .envs(envs)
+        let out = sandbox
+            .command(bin, &["run", wf.to_str().unwrap()])
             .output()
             .unwrap();
         assert!(
@@ -371,7 +361,7 @@ mod worker {
         );
         assert_eq!(value(&s, "dagger_claims_total", &[("queue", "nodes")]), 1.0);
 
-        block_on(store.drop_schema()).unwrap();
+        block_on(sandbox.store.clone().drop_schema()).unwrap();
         let (status, body) = http(addr, "GET", "/readyz", &[], "");
         assert_eq!(status, 503, "{body}");
         assert!(

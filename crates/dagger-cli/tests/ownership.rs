@@ -4,39 +4,22 @@
 //! `dagger serve --resume-orphans` takes it over to completion.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+#[path = "support/sandbox.rs"]
+mod sandbox;
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
+use sandbox::{Sandbox, repo};
 
 impl Sandbox {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
         c.args(args)
             .current_dir(repo())
             .env_remove("DAGGER_RUN_LEASE")
-            .env(
-                "DAGGER_DB",
-                format!("sqlite:{}", self.path("runs.db").display()),
-            );
+            .env("DAGGER_DB", self.db());
         c
     }
     fn run(&self, args: &[&str]) -> Output {

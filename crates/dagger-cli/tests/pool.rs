@@ -36,26 +36,9 @@ impl PgSandbox {
 
     /// Starts a worker logging to `worker<i>.log`; returns its pid.
     fn worker(&mut self, extra: &[&str]) -> u32 {
-        let log = self
-            .dir
-            .path()
-            .join(format!("worker{}.log", self.children.len()));
-        let mut args = vec!["worker", "--lease", "1", "--concurrency", "2"];
+        let mut args = vec!["--lease", "1", "--concurrency", "2"];
         args.extend_from_slice(extra);
-        let child = self
-            .cmd(&args)
-            .env("DAGGER_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
-    fn log_of(&self, i: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("worker{i}.log"))).unwrap_or_default()
+        self.spawn_worker(env!("CARGO_BIN_EXE_dagger"), &args)
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -84,6 +67,21 @@ fn files(dir: &Path, prefix: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// The body of `GET /metrics` at `addr_path` (`ADDR/…`, as a worker logs it).
+fn scrape(addr_path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = addr_path.split('/').next().unwrap();
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    text
 }
 
 fn now_nanos() -> u128 {
@@ -276,7 +274,7 @@ fn a_frozen_workers_late_completion_is_rejected() {
         nix::sys::signal::Signal::SIGSTOP,
     )
     .unwrap();
-    let second = pool.worker(&[]);
+    let second = pool.worker(&["--metrics-addr", "127.0.0.1:0"]);
     let out = wait_output(run, Duration::from_secs(60));
     assert!(
         out.status.success(),
@@ -297,6 +295,14 @@ fn a_frozen_workers_late_completion_is_rejected() {
     assert!(
         files(&marks, "start.only.").contains(&format!("start.only.{second}")),
         "the second worker took the node over"
+    );
+    // The second worker counted the lease it took over.
+    let metrics = scrape(&pool.wait_log(1, "metrics on http://"));
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "dagger_lease_expiries_total{queue=\"nodes\"} 1"),
+        "{metrics}"
     );
     // Thaw: the first worker's result is refused, its lease long gone.
     nix::sys::signal::kill(

@@ -11,30 +11,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
+#[path = "support/sandbox.rs"]
+mod sandbox;
+
+use sandbox::Sandbox;
 
 impl Sandbox {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
-        c.args(args).current_dir(self.dir.path()).env(
-            "DAGGER_DB",
-            format!("sqlite:{}", self.path("runs.db").display()),
-        );
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("DAGGER_DB", self.db());
         c
     }
     fn spawn(&self, args: &[&str]) -> Child {

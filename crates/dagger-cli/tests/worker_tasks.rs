@@ -8,7 +8,6 @@ use dagger_core::{Cache, JobStatus};
 use dagger_storage::{PostgresOptions, PostgresStore};
 use dagger_task_core::{StallAction, TaskAgentRegistry, TaskManager, TaskSpec};
 use serde_json::json;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,18 +21,10 @@ fn worker_concurrency_bounds_tasks_across_jobs() {
     let Some(mut sandbox) = PgSandbox::new("wt", "conc") else {
         return;
     };
-    let log = std::env::temp_dir().join(format!("{}.log", sandbox.schema));
-    let worker = sandbox
-        .command(
-            env!("CARGO_BIN_EXE_dagger"),
-            &["worker", "--concurrency", "2", "--agents", "shell"],
-        )
-        .env("DAGGER_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    sandbox.children.push(worker);
+    sandbox.spawn_worker(
+        env!("CARGO_BIN_EXE_dagger"),
+        &["--concurrency", "2", "--agents", "shell"],
+    );
     let tasks: Arc<dyn TaskStore> = Arc::new(sandbox.store.clone());
     let manager = TaskManager::new(
         Duration::from_secs(60),

@@ -13,6 +13,11 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Age past which a `.partial` record is taken for one whose writer died
+/// mid-write (a write takes microseconds) and removed by the scan.
+const PARTIAL_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// One recorded process group.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -114,6 +119,8 @@ impl GroupBook {
 
 /// Kills every process group recorded in `dir` whose owning process is
 /// gone, and removes its record; returns how many groups were killed.
+/// A `.partial` record older than [`PARTIAL_MAX_AGE`] (its writer was
+/// killed mid-write) is removed too.
 pub(crate) fn kill_orphans(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -122,7 +129,10 @@ pub(crate) fn kill_orphans(dir: &Path) -> usize {
     for entry in entries.flatten() {
         let path = entry.path();
         if entry.file_name().to_string_lossy().starts_with('.') {
-            // A record being written (or one whose writer died mid-write).
+            // A record being written, or one whose writer died mid-write.
+            if is_stale_partial(&entry) {
+                let _ = std::fs::remove_file(&path);
+            }
             continue;
         }
         let Some(record) = std::fs::read(&path)
@@ -157,6 +167,18 @@ pub(crate) fn kill_orphans(dir: &Path) -> usize {
         let _ = std::fs::remove_file(&path);
     }
     killed
+}
+
+/// Whether `entry` is a `.partial` record last written more than
+/// [`PARTIAL_MAX_AGE`] ago.
+fn is_stale_partial(entry: &std::fs::DirEntry) -> bool {
+    entry.file_name().to_string_lossy().ends_with(".partial")
+        && entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > PARTIAL_MAX_AGE)
 }
 
 #[cfg(test)]
@@ -205,5 +227,29 @@ mod tests {
         assert_eq!(kill_orphans(dir.path()), 1);
         assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
         assert!(!file.exists());
+    }
+
+    #[test]
+    fn partial_records_older_than_a_minute_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(".41.partial");
+        let fresh = dir.path().join(".42.partial");
+        let other = dir.path().join(".hidden");
+        for f in [&old, &fresh, &other] {
+            std::fs::write(f, b"{\"run_id\":").unwrap();
+        }
+        let long_ago = SystemTime::now() - Duration::from_secs(120);
+        for f in [&old, &other] {
+            std::fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        assert_eq!(kill_orphans(dir.path()), 0);
+        assert!(!old.exists(), "a writer killed mid-write left it long ago");
+        assert!(fresh.exists(), "it may be being written right now");
+        assert!(other.exists(), "not a record of ours");
     }
 }

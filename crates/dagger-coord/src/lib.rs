@@ -26,7 +26,6 @@ mod request;
 mod rerun;
 mod run;
 mod scheduler;
-mod trace_context;
 mod worker;
 
 pub use cancel::RunCancel;

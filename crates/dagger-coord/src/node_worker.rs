@@ -132,7 +132,7 @@ impl NodeWorker {
                         for claim in claims {
                             let span = tracing::info_span!("remote_node", run_id = %claim.item.run_id, node_id = %claim.item.node_id, attempt = claim.item.attempt);
                             if let Some(parent) = &claim.item.traceparent {
-                                crate::trace_context::adopt(&span, parent);
+                                dagger_core::trace_context::adopt(&span, parent);
                             }
                             running.spawn(
                                 this.clone()

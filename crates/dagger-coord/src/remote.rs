@@ -59,7 +59,7 @@ pub(crate) async fn execute(
         inputs,
         idempotency_key: ctx.idempotency_key.clone(),
         timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-        traceparent: crate::trace_context::traceparent(&tracing::Span::current()),
+        traceparent: dagger_core::trace_context::traceparent(&tracing::Span::current()),
     };
     queue.enqueue(item).await?;
     let mut withdraw = Withdraw {

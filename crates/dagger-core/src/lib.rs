@@ -17,6 +17,7 @@ pub mod retry;
 pub mod schema;
 pub mod status;
 pub mod store;
+pub mod trace_context;
 pub mod unwind;
 
 pub use cache::{

@@ -193,6 +193,14 @@ pub fn store_commit(store: &'static str, writes: usize, seconds: f64) {
     metrics::histogram!(STORE_COMMIT_BATCH, "store" => store).record(writes as f64);
 }
 
+/// Counts `n` leases of `queue` (`tasks`, `nodes`) that ran out before
+/// their holder finished: items a claim took over from another holder.
+pub fn lease_expiries(queue: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!(LEASE_EXPIRIES, "queue" => queue).increment(n);
+    }
+}
+
 /// Writes the `# HELP` text of every metric to the installed recorder.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};

@@ -5,7 +5,7 @@ use crate::config::NatsConfig;
 use crate::error::NatsError;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer::pull, stream};
-use dagger_core::BoxError;
+use dagger_core::{BoxError, trace_context};
 use dagger_pubsub::{Message, PubSubExecutor, Transport};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,16 +23,23 @@ impl Inner {
         format!("{}.{channel}", self.config.subject_prefix)
     }
 
-    /// Publishes already-encoded messages with their dedup ids and waits for
-    /// every acknowledgement. Publishing all before awaiting any pipelines them.
-    pub(crate) async fn publish_all(
-        &self,
-        items: Vec<(String, String, bytes::Bytes)>,
-    ) -> Result<Vec<Sent>, NatsError> {
+    /// Publishes already-encoded messages with their dedup ids (and trace
+    /// context, as the `traceparent` header) and waits for every
+    /// acknowledgement. Publishing all before awaiting any pipelines them.
+    pub(crate) async fn publish_all(&self, items: Vec<Encoded>) -> Result<Vec<Sent>, NatsError> {
         let mut acks = Vec::with_capacity(items.len());
-        for (subject, id, body) in items {
+        for Encoded {
+            subject,
+            id,
+            traceparent,
+            body,
+        } in items
+        {
             let mut headers = HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+            if let Some(parent) = traceparent {
+                headers.insert(trace_context::HEADER, parent.as_str());
+            }
             let ack = self
                 .js
                 .publish_with_headers(subject.clone(), headers, body)
@@ -57,10 +64,7 @@ impl Inner {
         Ok(sent)
     }
 
-    fn encode(
-        &self,
-        messages: &[Message],
-    ) -> Result<Vec<(String, String, bytes::Bytes)>, NatsError> {
+    fn encode(&self, messages: &[Message]) -> Result<Vec<Encoded>, NatsError> {
         messages
             .iter()
             .map(|m| {
@@ -69,10 +73,26 @@ impl Inner {
                     message_id: m.id.to_string(),
                     source,
                 })?;
-                Ok((self.subject(&m.channel), m.id.to_string(), body.into()))
+                Ok(Encoded {
+                    subject: self.subject(&m.channel),
+                    id: m.id.to_string(),
+                    traceparent: m.headers.get(trace_context::HEADER).cloned(),
+                    body: body.into(),
+                })
             })
             .collect()
     }
+}
+
+/// A message ready to publish.
+pub(crate) struct Encoded {
+    subject: String,
+    /// The dedup id (`Nats-Msg-Id`).
+    id: String,
+    /// The message's trace context, also sent as a NATS header.
+    traceparent: Option<String>,
+    /// The message as JSON.
+    body: bytes::Bytes,
 }
 
 /// What the stream said to a publish.

@@ -9,6 +9,7 @@
 use crate::bridge::Inner;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
+use dagger_core::trace_context;
 use dagger_pubsub::{
     DeadLetterReason, Delivery, DeliveryOutcome, Message, PubSubError, PubSubExecutor,
 };
@@ -69,7 +70,11 @@ pub(crate) async fn run(
             let last = delivered >= i64::from(config.max_deliver);
             let pending = match serde_json::from_slice::<Message>(&msg.payload) {
                 Err(e) => Pending::Undecodable(format!("not a Dagger message: {e}")),
-                Ok(m) => match feed.executor.deliver(&feed.agent, m, last).await {
+                Ok(m) => match feed
+                    .executor
+                    .deliver(&feed.agent, with_trace(m, &msg), last)
+                    .await
+                {
                     Ok(d) => Pending::Delivered(d),
                     Err(e @ PubSubError::ShuttingDown { .. }) => {
                         // Leave the message unacknowledged for redelivery.
@@ -95,6 +100,21 @@ pub(crate) async fn run(
 }
 
 /// Acknowledges each pulled message once its outcome is known.
+/// `m` with the `traceparent` of the NATS headers when its own headers
+/// carry none (a message published by another client).
+fn with_trace(mut m: Message, msg: &jetstream::Message) -> Message {
+    if !m.headers.contains_key(trace_context::HEADER)
+        && let Some(parent) = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(trace_context::HEADER))
+    {
+        m.headers
+            .insert(trace_context::HEADER.to_string(), parent.to_string());
+    }
+    m
+}
+
 async fn acknowledge(feed: Arc<Feed>, mut rx: mpsc::Receiver<(jetstream::Message, Pending)>) {
     let config = &feed.inner.config;
     while let Some((msg, pending)) = rx.recv().await {

@@ -11,7 +11,7 @@ use crate::pattern::Pattern;
 use crate::queue::{BoundedQueue, Pushed};
 use crate::transport::{Delivery, Remote, Transport};
 use dagger_core::store::MessageLog;
-use dagger_core::{Cache, JsonSchema, MessageId};
+use dagger_core::{Cache, JsonSchema, MessageId, trace_context};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -244,7 +244,8 @@ impl Runtime {
         MessageId::new(std::str::from_utf8(&buf).unwrap_or_default())
     }
 
-    /// Builds a message for `channel`.
+    /// Builds a message for `channel`, with the `traceparent` header of
+    /// the current span when it is traced and `headers` has none.
     pub(crate) fn new_message(
         &self,
         channel: &Channel,
@@ -252,8 +253,14 @@ impl Runtime {
         source: Option<&str>,
         parent: Option<&Message>,
         correlation_id: Option<String>,
-        headers: BTreeMap<String, String>,
+        mut headers: BTreeMap<String, String>,
     ) -> Message {
+        // Published inside a traced span: the subscribers' spans join it.
+        if !headers.contains_key(trace_context::HEADER)
+            && let Some(parent) = trace_context::current()
+        {
+            headers.insert(trace_context::HEADER.to_string(), parent);
+        }
         Message {
             id: self.next_message_id(),
             channel: ChannelName::shared(&channel.name),

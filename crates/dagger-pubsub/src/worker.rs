@@ -7,9 +7,10 @@ use crate::error::PubSubError;
 use crate::message::Message;
 use crate::runtime::{Channel, Envelope, Runtime};
 use crate::transport::DeliveryOutcome;
-use dagger_core::{BoxError, ErrorClass, Permanent};
+use dagger_core::{BoxError, ErrorClass, Permanent, trace_context};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use tracing::Instrument;
 
 /// Runs agent `agent` until its queue is closed and drained.
 pub(crate) async fn run_worker(rt: Arc<Runtime>, agent: usize, placeholder: Arc<Envelope>) {
@@ -130,8 +131,20 @@ async fn handle(rt: &Runtime, ctx: &mut PubSubContext, remote: bool) -> Delivery
 /// Runs the handler once; a panic becomes an error.
 async fn attempt(rt: &Runtime, ctx: &PubSubContext) -> Result<(), BoxError> {
     let a = &rt.agents[ctx.agent];
+    let message = &ctx.envelope.message;
+    // A message published in a traced span: the handler's span is its child
+    // (an untraced message gets no span).
+    let span = match message.headers.get(trace_context::HEADER) {
+        Some(parent) => {
+            let span = tracing::info_span!("message", channel = %message.channel, agent = %a.name, message_id = %message.id);
+            trace_context::adopt(&span, parent);
+            span
+        }
+        None => tracing::Span::none(),
+    };
+    let handled = a.agent.handle_message(ctx, message).instrument(span);
     // One bad message cannot kill the agent's worker.
-    match dagger_core::catch_panic(a.agent.handle_message(ctx, &ctx.envelope.message)).await {
+    match dagger_core::catch_panic(handled).await {
         Ok(result) => result,
         Err(panic) => Err(format!("handler {panic}").into()),
     }

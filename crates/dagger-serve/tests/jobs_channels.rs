@@ -41,6 +41,7 @@ fn task(job: &str, id: &str, deps: &[&str], status: TaskStatus) -> TaskRecord {
         updated_at: 2,
         started_at: None,
         finished_at: None,
+        traceparent: None,
     }
 }
 

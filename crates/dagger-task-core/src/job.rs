@@ -378,13 +378,11 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
 
 /// Counts a committed turn's claims and expired leases.
 fn count_turn(turn: &Turn) {
-    use dagger_core::metrics::{CLAIMS, LEASE_EXPIRIES};
+    use dagger_core::metrics::CLAIMS;
     if !turn.claimed.is_empty() {
         metrics::counter!(CLAIMS, "queue" => "tasks").increment(turn.claimed.len() as u64);
     }
-    if turn.expired > 0 {
-        metrics::counter!(LEASE_EXPIRIES, "queue" => "tasks").increment(turn.expired as u64);
-    }
+    dagger_core::metrics::lease_expiries("tasks", turn.expired as u64);
 }
 
 /// The job's last progress and the next moment its loop must wake by itself

@@ -146,6 +146,7 @@ impl TaskSpec {
             updated_at: 0,
             started_at: None,
             finished_at: None,
+            traceparent: dagger_core::trace_context::current(),
         }
     }
 }

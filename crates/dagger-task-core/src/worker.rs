@@ -9,10 +9,11 @@ use crate::job::JobRuntime;
 use crate::manager::TaskManager;
 use crate::ops;
 use dagger_core::store::TaskRecord;
-use dagger_core::{ErrorClass, Permanent, catch_panic, now_millis};
+use dagger_core::{ErrorClass, Permanent, catch_panic, now_millis, trace_context};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// How an attempt ended, before it is committed.
 enum Attempt {
@@ -41,6 +42,12 @@ pub(crate) async fn run(m: TaskManager, rt: Arc<JobRuntime>, task: TaskRecord) {
         // A panicking agent fails its attempt like an error would (the
         // retry policy applies); it neither kills this worker nor leaves
         // the task InProgress to be re-leased without end.
+        // The attempt's span; a child of the span that created the task
+        // when that one was traced (possibly in another process).
+        let span = tracing::info_span!("task", task_id = %task.task_id, job_id = %task.job_id, agent = %task.agent, attempt = token);
+        if let Some(parent) = &task.traceparent {
+            trace_context::adopt(&span, parent);
+        }
         let execute = async {
             match catch_panic(execute(&m, &task, &ctx)).await {
                 Ok(a) => a,
@@ -52,7 +59,8 @@ pub(crate) async fn run(m: TaskManager, rt: Arc<JobRuntime>, task: TaskRecord) {
                     }
                 }
             }
-        };
+        }
+        .instrument(span);
         let renew = renew_lease(&m, &rt, &task, &ctx);
         tokio::pin!(execute);
         tokio::select! {

@@ -10,8 +10,8 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use super::{PostgresOptions, PostgresStore};
-use std::process::{Child, Command};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The server the tests use.
 pub(crate) fn url() -> String {
@@ -75,6 +75,61 @@ impl PgSandbox {
             .env("DAGGER_PG_SCHEMA", &self.schema)
             .env("DAGGER_DB", url());
         c
+    }
+
+    /// `bin worker ARGS` on this schema, logging at `info`.
+    pub(crate) fn worker_command(&self, bin: &str, args: &[&str]) -> Command {
+        let mut c = self.command(bin, &[&["worker"], args].concat());
+        c.env("DAGGER_LOG", "info");
+        c
+    }
+
+    /// Starts `cmd` (stdin and stdout closed) with its stderr in
+    /// `worker<i>.log` of the scratch directory, `i` the number of
+    /// processes started before; it is killed on drop. Returns its pid.
+    pub(crate) fn start(&mut self, mut cmd: Command) -> u32 {
+        let log = std::fs::File::create(self.log_path(self.children.len())).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Starts `bin worker ARGS` (see [`Self::start`]); returns its pid.
+    pub(crate) fn spawn_worker(&mut self, bin: &str, args: &[&str]) -> u32 {
+        let cmd = self.worker_command(bin, args);
+        self.start(cmd)
+    }
+
+    fn log_path(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("worker{i}.log"))
+    }
+
+    /// The stderr so far of the `i`-th process started.
+    pub(crate) fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    /// Waits (up to 60 s) for `marker` in the log of the `i`-th process;
+    /// returns the rest of that line.
+    pub(crate) fn wait_log(&self, i: usize, marker: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(rest) = self.log_of(i).lines().find_map(|l| l.split(marker).nth(1)) {
+                return rest.to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "`{marker}` never logged: {}",
+                self.log_of(i)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

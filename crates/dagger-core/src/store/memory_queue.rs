@@ -141,6 +141,12 @@ impl NodeQueue for MemoryNodeQueue {
             .collect();
         open.sort_by_key(|e| e.seq);
         let expires = now.saturating_add(lease_ms(lease));
+        let expired = open
+            .iter()
+            .take(limit)
+            .filter(|e| matches!(e.state, State::Claimed { .. }))
+            .count();
+        crate::metrics::lease_expiries("nodes", expired as u64);
         Ok(open
             .into_iter()
             .take(limit)

@@ -130,6 +130,9 @@ pub struct TaskRecord {
     pub started_at: Option<i64>,
     /// When it reached Completed, Failed or Cancelled.
     pub finished_at: Option<i64>,
+    /// The W3C trace context of the span that created the task (see
+    /// [`crate::trace_context`]); the agent's span is its child.
+    pub traceparent: Option<String>,
 }
 
 /// The error of one failed attempt of a task, kept for dead letters.

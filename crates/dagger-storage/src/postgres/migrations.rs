@@ -67,6 +67,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "memo index: only completed nodes with an input hash",
         sql: include_str!("schema/0010_node_runs_memo.sql"),
     },
+    Migration {
+        version: 11,
+        name: "task trace context: the creator's W3C traceparent",
+        sql: include_str!("schema/0011_task_traceparent.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").

@@ -246,21 +246,26 @@ impl NodeQueue for PostgresStore {
             let stmt = c.stmts.get(
                 &mut c.client,
                 "WITH picked AS ( \
-                   SELECT item_id FROM node_queue \
+                   SELECT item_id, state FROM node_queue \
                    WHERE action = ANY($1) AND state <> 'done' \
                      AND (state = 'queued' OR lease_expires_at <= $2) \
                    ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
                  UPDATE node_queue q SET state = 'claimed', token = q.token + 1, worker = $4, \
                    lease_expires_at = $5, updated_at = $2 \
                  FROM picked WHERE q.item_id = picked.item_id \
-                 RETURNING q.item, q.token, q.seq",
+                 RETURNING q.item, q.token, q.seq, picked.state = 'claimed'",
             )?;
             let rows = c
                 .client
                 .query(&stmt, &[&actions, &now, &limit, &worker, &expires])?;
             let mut claims = Vec::with_capacity(rows.len());
             let mut ordered: Vec<(i64, NodeClaim)> = Vec::with_capacity(rows.len());
+            // Items taken over from a holder whose lease ran out.
+            let mut expired = 0u64;
             for row in rows {
+                if row.try_get::<_, bool>(3)? {
+                    expired += 1;
+                }
                 let text: String = row.try_get(0)?;
                 let item: NodeWorkItem = serde_json::from_str(&text)
                     .map_err(|e| decode("a claimed node work item", e))?;
@@ -274,6 +279,7 @@ impl NodeQueue for PostgresStore {
                     },
                 ));
             }
+            dagger_core::metrics::lease_expiries("nodes", expired);
             ordered.sort_by_key(|(seq, _)| *seq);
             claims.extend(ordered.into_iter().map(|(_, c)| c));
             Ok(claims)

@@ -55,7 +55,7 @@ macro_rules! select_tasks {
              t.attempts, t.failures, t.max_retries, t.timeout_ms, t.lease_owner, \
              t.lease_expires_at, t.not_before, t.created_at, t.updated_at, t.started_at, \
              t.finished_at, ARRAY(SELECT d.dependency_id FROM task_dependencies d \
-               WHERE d.task_id = t.task_id ORDER BY d.position) \
+               WHERE d.task_id = t.task_id ORDER BY d.position), t.traceparent \
              FROM tasks t ",
             $tail
         )
@@ -65,9 +65,9 @@ macro_rules! select_tasks {
 const UPSERT_TASK: &str = "INSERT INTO tasks (task_id, job_id, parent_id, task_type, agent, \
      description, acceptance_criteria, input, output, error, priority, seq, status, attempts, \
      failures, max_retries, timeout_ms, lease_owner, lease_expires_at, not_before, created_at, \
-     updated_at, started_at, finished_at) VALUES \
+     updated_at, started_at, finished_at, traceparent) VALUES \
      ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-      $20, $21, $22, $23, $24) \
+      $20, $21, $22, $23, $24, $25) \
      ON CONFLICT (task_id) DO UPDATE SET job_id = excluded.job_id, \
        parent_id = excluded.parent_id, task_type = excluded.task_type, agent = excluded.agent, \
        description = excluded.description, acceptance_criteria = excluded.acceptance_criteria, \
@@ -78,7 +78,7 @@ const UPSERT_TASK: &str = "INSERT INTO tasks (task_id, job_id, parent_id, task_t
        lease_owner = excluded.lease_owner, lease_expires_at = excluded.lease_expires_at, \
        not_before = excluded.not_before, created_at = excluded.created_at, \
        updated_at = excluded.updated_at, started_at = excluded.started_at, \
-       finished_at = excluded.finished_at";
+       finished_at = excluded.finished_at, traceparent = excluded.traceparent";
 
 /// The wake-up side of LISTEN/NOTIFY, shared by the clones of one store.
 pub(crate) struct TaskSignal {
@@ -290,6 +290,7 @@ fn decode_task(r: &Row) -> Result<TaskRecord, StoreError> {
         started_at: r.try_get(22).map_err(col)?,
         finished_at: r.try_get(23).map_err(col)?,
         dependencies: Dependencies::List(r.try_get(24).map_err(col)?),
+        traceparent: r.try_get(25).map_err(col)?,
         task_id,
     }
     .decode()
@@ -486,6 +487,7 @@ impl TaskTx for PgTx<'_, '_> {
                 &t.updated_at,
                 &t.started_at,
                 &t.finished_at,
+                &t.traceparent,
             ],
         )?;
         // Dependencies are only ever added, so as many as known are the same.

@@ -75,6 +75,7 @@ pub(crate) struct TaskRow {
     pub(crate) started_at: Option<i64>,
     pub(crate) finished_at: Option<i64>,
     pub(crate) dependencies: Dependencies,
+    pub(crate) traceparent: Option<String>,
 }
 
 impl TaskRow {
@@ -113,6 +114,7 @@ impl TaskRow {
             updated_at: self.updated_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            traceparent: self.traceparent,
             task_id: self.task_id.into(),
         })
     }

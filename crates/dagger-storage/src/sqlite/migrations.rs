@@ -20,7 +20,8 @@ pub(crate) struct Migration {
 /// 0001 runs/artifacts/snapshots (dagger-storage), 0002 tasks (dagger-task-core),
 /// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
 /// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage, 0007 node attempts,
-/// 0008 run idempotency keys, 0009 the memo index without unhashed rows (dagger-storage).
+/// 0008 run idempotency keys, 0009 the memo index without unhashed rows (dagger-storage),
+/// 0010 task trace context (dagger-task-core).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -66,6 +67,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 9,
         name: "memo index: only completed nodes with an input hash",
         sql: include_str!("schema/0009_node_runs_memo.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "task trace context: the creator's W3C traceparent",
+        sql: include_str!("schema/0010_task_traceparent.sql"),
     },
 ];
 

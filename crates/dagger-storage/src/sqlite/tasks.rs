@@ -76,7 +76,7 @@ macro_rules! select_tasks {
             "SELECT task_id, job_id, parent_id, task_type, agent, description, \
              acceptance_criteria, input, output, error, priority, seq, status, attempts, failures, \
              max_retries, timeout_ms, lease_owner, lease_expires_at, not_before, created_at, \
-             updated_at, started_at, finished_at, dependencies FROM tasks ",
+             updated_at, started_at, finished_at, dependencies, traceparent FROM tasks ",
             $tail
         )
     };
@@ -89,15 +89,16 @@ macro_rules! select_tasks {
 const INSERT_TASK: &str = "INSERT INTO tasks (task_id, job_id, parent_id, task_type, agent, \
     description, acceptance_criteria, input, output, error, priority, seq, status, attempts, \
     failures, max_retries, timeout_ms, lease_owner, lease_expires_at, not_before, created_at, \
-    updated_at, started_at, finished_at, dependencies) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-    ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+    updated_at, started_at, finished_at, dependencies, traceparent) VALUES (?1, ?2, ?3, ?4, ?5, \
+    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, \
+    ?25, ?26)";
 
 const UPDATE_TASK: &str = "UPDATE tasks SET parent_id = ?3, task_type = ?4, agent = ?5, \
     description = ?6, acceptance_criteria = ?7, input = ?8, output = ?9, error = ?10, \
     priority = ?11, status = ?13, attempts = ?14, failures = ?15, max_retries = ?16, \
     timeout_ms = ?17, lease_owner = ?18, lease_expires_at = ?19, not_before = ?20, \
-    updated_at = ?22, started_at = ?23, finished_at = ?24, dependencies = ?25 \
-    WHERE task_id = ?1";
+    updated_at = ?22, started_at = ?23, finished_at = ?24, dependencies = ?25, \
+    traceparent = ?26 WHERE task_id = ?1";
 
 /// A task row as this transaction last read or wrote it.
 struct Known {
@@ -252,6 +253,7 @@ impl<'a, 'c> SqlTx<'a, 'c> {
             started_at: row.get(22)?,
             finished_at: row.get(23)?,
             dependencies: Dependencies::Json(row.get(24)?),
+            traceparent: row.get(25)?,
         })
     }
 
@@ -336,7 +338,8 @@ impl<'a, 'c> SqlTx<'a, 'c> {
                     t.updated_at,
                     t.started_at,
                     t.finished_at,
-                    deps_json
+                    deps_json,
+                    t.traceparent
                 ])
             })
             .map_err(|e| self.err(e))?;

@@ -51,6 +51,7 @@ pub(crate) fn task(id: &str, job: &str, seq: u64, priority: i32) -> TaskRecord {
         updated_at: 20,
         started_at: None,
         finished_at: None,
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
     }
 }
 

@@ -1,12 +1,25 @@
 //! The W3C trace context (`traceparent`) carried with work that leaves the
-//! process, so that the spans of a run form one trace across processes.
+//! span that created it: node work items, Task Agent tasks, pub/sub
+//! messages (in process and over NATS). The creator records
+//! [`current`]; whoever runs the work makes it the parent of its span with
+//! [`adopt`], so one trace shows the work end to end across processes.
 //! Without the `otel` feature there is no context to carry: the functions
 //! return nothing and change nothing.
+
+/// The name of the pub/sub message header (and NATS header) that carries
+/// the W3C trace context.
+pub const HEADER: &str = "traceparent";
+
+/// The `traceparent` of the current span, when it belongs to an exported
+/// trace.
+pub fn current() -> Option<String> {
+    traceparent(&tracing::Span::current())
+}
 
 /// The `traceparent` of `span` (`00-<trace id>-<span id>-<flags>`), when it
 /// belongs to an exported trace.
 #[cfg(feature = "otel")]
-pub(crate) fn traceparent(span: &tracing::Span) -> Option<String> {
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let cx = span.context();
@@ -24,7 +37,7 @@ pub(crate) fn traceparent(span: &tracing::Span) -> Option<String> {
 /// Makes the remote span that `traceparent` names the parent of `span`; a
 /// value that does not parse is ignored (the span starts its own trace).
 #[cfg(feature = "otel")]
-pub(crate) fn adopt(span: &tracing::Span, traceparent: &str) {
+pub fn adopt(span: &tracing::Span, traceparent: &str) {
     use opentelemetry::trace::{
         SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
@@ -58,12 +71,14 @@ pub(crate) fn adopt(span: &tracing::Span, traceparent: &str) {
     }
 }
 
-/// Without the `otel` feature: no trace to carry.
+/// The `traceparent` of `span`; without the `otel` feature there is no
+/// trace to carry: always `None`.
 #[cfg(not(feature = "otel"))]
-pub(crate) fn traceparent(_span: &tracing::Span) -> Option<String> {
+pub fn traceparent(_span: &tracing::Span) -> Option<String> {
     None
 }
 
-/// Without the `otel` feature: nothing to join.
+/// Makes the span `traceparent` names the parent of `span`; without the
+/// `otel` feature there is no trace to join: does nothing.
 #[cfg(not(feature = "otel"))]
-pub(crate) fn adopt(_span: &tracing::Span, _traceparent: &str) {}
+pub fn adopt(_span: &tracing::Span, _traceparent: &str) {}
