@@ -28,6 +28,7 @@
 pub mod error;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod prune;
 mod rows;
 mod sqlite;
 

@@ -9,6 +9,7 @@ pub mod memory;
 mod memory_queue;
 mod message;
 mod queue;
+mod retention;
 mod run;
 mod snapshot;
 mod task;
@@ -23,6 +24,7 @@ pub use memory::MemoryStore;
 pub use memory_queue::MemoryNodeQueue;
 pub use message::{MessageLog, MessageRecord};
 pub use queue::{NodeClaim, NodeQueue, NodeResult, NodeWorkItem};
+pub use retention::{PruneReport, Retention};
 pub use run::{
     ControlRequest, KeyedCreate, NodeRunRecord, RunClaim, RunLineage, RunOwner, RunQuery,
     RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,

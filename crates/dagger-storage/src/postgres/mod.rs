@@ -17,6 +17,7 @@ mod conn;
 mod messages;
 mod migrations;
 mod nodes;
+mod retention;
 mod runs;
 mod snapshots;
 mod tasks;

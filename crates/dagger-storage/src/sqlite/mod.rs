@@ -7,6 +7,7 @@ mod checkpoint;
 pub(crate) mod location;
 pub(crate) mod messages;
 pub(crate) mod migrations;
+mod retention;
 mod runs;
 mod snapshots;
 pub(crate) mod tasks;

@@ -7,6 +7,7 @@ pub(crate) mod conformance;
 pub(crate) mod message_conformance;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+pub(crate) mod retention;
 pub(crate) mod task_conformance;
 
 use dagger_storage::{SqliteOptions, SqliteStore};
