@@ -48,6 +48,7 @@ macro_rules! errln {
 mod actions;
 mod app;
 mod cmd_control;
+mod cmd_gc;
 mod cmd_inspect;
 mod cmd_list;
 mod cmd_logs;
@@ -231,6 +232,13 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Remove what finished more than `--older-than` ago: finished runs with
+    /// their node records, attempts, snapshots, idempotency keys and the
+    /// artifacts no remaining run uses; ended task jobs with their tasks and
+    /// dead letters; Pub/Sub messages every subscriber has passed; finished
+    /// node queue items. Unfinished runs are never touched. Prints the
+    /// counts (`--dry-run`: what would go).
+    Gc(cmd_gc::GcArgs),
     /// Serve the web interface (runs, workflows, JSON API) over the store.
     Serve(cmd_serve::ServeArgs),
     /// Work for a pool sharing a Postgres store: execute the DAG nodes that
@@ -344,6 +352,7 @@ async fn dispatch(command: Command, app: &App) -> Result<ExitCode, CliError> {
             cmd_run::resume(&run_id, &db.db, output, local, &run_lease, app).await
         }
         Command::Rerun(args) => cmd_rerun::rerun(args, app).await,
+        Command::Gc(args) => cmd_gc::gc(args).await,
         Command::Runs { command } => cmd_inspect::runs(command).await,
         Command::Schedule { command } => cmd_schedule::schedule(command, app).await,
         Command::Logs(args) => cmd_logs::logs(args).await,
