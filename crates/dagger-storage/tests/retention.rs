@@ -1,5 +1,5 @@
-//! `Retention::prune` on SQLite and, with the `postgres` feature, on a real
-//! Postgres server (own schema).
+//! `Retention::prune` on SQLite, the memory store and, with the `postgres`
+//! feature, a real Postgres server (own schema).
 
 mod common;
 
@@ -47,4 +47,10 @@ async fn postgres_prunes_only_what_finished_before_the_cutoff() {
     };
     retention_suite(&store, "p").await;
     store.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_prunes_only_what_finished_before_the_cutoff() {
+    let store = dagger_core::store::MemoryStore::new();
+    retention_suite(&store, "m").await;
 }

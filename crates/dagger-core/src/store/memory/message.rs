@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 
 #[derive(Default)]
 pub(super) struct MessageTables {
-    /// Channel -> records in offset order; record `i` has offset `i + 1`.
+    /// Channel -> records in offset order, dense; a prune removes a prefix
+    /// (never the last record), so the first record's offset says where
+    /// the log starts.
     logs: BTreeMap<String, Vec<MessageRecord>>,
     /// (channel, subscriber) -> committed offset.
     cursors: HashMap<(String, String), u64>,
@@ -18,7 +20,7 @@ impl MessageLog for MemoryStore {
     async fn append(&self, channel: &str, records: Vec<MessageRecord>) -> Result<u64, StoreError> {
         let mut t = self.messages.lock();
         let log = t.logs.entry(channel.to_string()).or_default();
-        let first = log.len() as u64 + 1;
+        let first = log.last().map_or(0, |r| r.offset) + 1;
         for (i, mut r) in records.into_iter().enumerate() {
             r.offset = first + i as u64;
             r.channel = channel.to_string();
@@ -40,7 +42,8 @@ impl MessageLog for MemoryStore {
         let Some(log) = t.logs.get(channel) else {
             return Ok(Vec::new());
         };
-        let start = usize::try_from(from.max(1) - 1).unwrap_or(usize::MAX);
+        let base = log.first().map_or(1, |r| r.offset);
+        let start = usize::try_from(from.max(base) - base).unwrap_or(usize::MAX);
         Ok(log.iter().skip(start).take(limit).cloned().collect())
     }
 
@@ -50,7 +53,8 @@ impl MessageLog for MemoryStore {
             .lock()
             .logs
             .get(channel)
-            .map_or(0, |l| l.len() as u64))
+            .and_then(|l| l.last())
+            .map_or(0, |r| r.offset))
     }
 
     async fn commit(&self, channel: &str, subscriber: &str, offset: u64) -> Result<(), StoreError> {
@@ -86,6 +90,34 @@ impl MessageLog for MemoryStore {
             .map(|((_, subscriber), offset)| (subscriber.clone(), *offset))
             .collect())
     }
+}
+
+/// Removes the messages of each channel published before `cutoff_ms` that
+/// every subscriber committed, keeping the last (a prefix of each log);
+/// returns how many (with `dry_run`, would be).
+pub(super) fn prune(t: &mut MessageTables, cutoff_ms: i64, dry_run: bool) -> u64 {
+    let mut removed = 0;
+    for (channel, log) in t.logs.iter_mut() {
+        let Some(passed) = t
+            .cursors
+            .iter()
+            .filter(|((c, _), _)| c == channel)
+            .map(|(_, offset)| *offset)
+            .min()
+        else {
+            continue;
+        };
+        let last = log.last().map_or(0, |r| r.offset);
+        let n = log
+            .iter()
+            .take_while(|r| r.offset < last && r.offset <= passed && r.timestamp < cutoff_ms)
+            .count();
+        if !dry_run {
+            log.drain(..n);
+        }
+        removed += n as u64;
+    }
+    removed
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! that need no persistence.
 
 mod message;
+mod retention;
 mod run;
 mod task;
 

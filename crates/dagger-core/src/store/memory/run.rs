@@ -6,10 +6,10 @@ use crate::ids::RunId;
 use crate::status::NodeStatus;
 use crate::store::{
     ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, CacheSnapshotStore, ControlRequest,
-    KeyedCreate, NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate,
-    SnapshotEntry, stale_run_token,
+    KeyedCreate, NodeRunRecord, PruneReport, RunClaim, RunOwner, RunQuery, RunRecord, RunStore,
+    RunUpdate, SnapshotEntry, stale_run_token,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[derive(Default)]
 pub(super) struct RunTables {
@@ -27,6 +27,59 @@ pub(super) struct RunTables {
     owner_tokens: HashMap<RunId, u64>,
     /// Idempotency keys: (workflow, key) to the run they name.
     keys: HashMap<(String, String), RunId>,
+}
+
+/// Removes the runs that finished before `cutoff_ms` with everything of
+/// theirs and the artifacts only they used, adding the counts to `report`
+/// (with `dry_run`, counting only).
+pub(super) fn prune(t: &mut RunTables, cutoff_ms: i64, dry_run: bool, report: &mut PruneReport) {
+    let gone: HashSet<RunId> = t
+        .runs
+        .values()
+        .filter(|r| r.status.is_terminal() && r.finished_at.unwrap_or(r.updated_at) < cutoff_ms)
+        .map(|r| r.run_id.clone())
+        .collect();
+    let outputs = |t: &RunTables, id: &RunId| -> Vec<ArtifactId> {
+        let nodes = t.node_runs.get(id).into_iter().flat_map(|m| m.values());
+        let attempts = t.attempts.get(id).into_iter().flat_map(|m| m.values());
+        nodes
+            .filter_map(|n| n.output_artifact_id.clone())
+            .chain(attempts.filter_map(|a| a.output_artifact_id.clone()))
+            .collect()
+    };
+    let kept: HashSet<ArtifactId> = t
+        .runs
+        .keys()
+        .filter(|id| !gone.contains(*id))
+        .flat_map(|id| outputs(t, id))
+        .collect();
+    let artifacts: HashSet<ArtifactId> = gone
+        .iter()
+        .flat_map(|id| outputs(t, id))
+        .filter(|a| !kept.contains(a) && t.artifacts.contains_key(a))
+        .collect();
+    report.runs += gone.len() as u64;
+    report.artifacts += artifacts.len() as u64;
+    for id in &gone {
+        report.node_runs += t.node_runs.get(id).map_or(0, |m| m.len() as u64);
+        report.node_attempts += t.attempts.get(id).map_or(0, |m| m.len() as u64);
+        report.snapshots += t.snapshots.get(id.as_str()).map_or(0, |v| v.len() as u64);
+    }
+    report.run_keys += t.keys.values().filter(|r| gone.contains(*r)).count() as u64;
+    if dry_run {
+        return;
+    }
+    for id in &gone {
+        t.runs.remove(id);
+        t.node_runs.remove(id);
+        t.attempts.remove(id);
+        t.controls.remove(id);
+        t.snapshots.remove(id.as_str());
+        t.owner_tokens.remove(id);
+    }
+    t.order.retain(|id| !gone.contains(id));
+    t.keys.retain(|_, r| !gone.contains(r));
+    t.artifacts.retain(|a, _| !artifacts.contains(a));
 }
 
 fn apply_update(run: &mut RunRecord, update: RunUpdate) {

@@ -10,6 +10,7 @@ use super::MemoryStore;
 use crate::error::StoreError;
 use crate::ids::{JobId, TaskId};
 use crate::status::{JobStatus, TaskStatus};
+use crate::store::PruneReport;
 use crate::store::task::{
     AttemptError, BreakerRecord, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
 };
@@ -83,6 +84,50 @@ impl Default for TaskTables {
 }
 
 impl TaskTables {
+    /// Removes the jobs that ended and were last updated before
+    /// `cutoff_ms` with their tasks, edges and dead letters, adding the
+    /// counts to `report` (with `dry_run`, counting only).
+    pub(super) fn prune(&mut self, cutoff_ms: i64, dry_run: bool, report: &mut PruneReport) {
+        let gone: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.status.is_terminal() && j.updated_at < cutoff_ms)
+            .map(|j| j.job_id.clone())
+            .collect();
+        for job in &gone {
+            let order = self
+                .index
+                .get(job)
+                .map(|ix| ix.order.clone())
+                .unwrap_or_default();
+            report.task_jobs += 1;
+            report.tasks += order.len() as u64;
+            for id in &order {
+                report.task_dependencies += self
+                    .tasks
+                    .get(id)
+                    .map_or(0, |t| t.dependencies.len() as u64);
+                report.task_dead_letters +=
+                    self.attempt_errors.get(id).map_or(0, |e| e.len() as u64);
+            }
+            if dry_run {
+                continue;
+            }
+            for id in &order {
+                if let Some(t) = self.tasks.remove(id) {
+                    self.index_remove(&t);
+                }
+                self.attempt_errors.remove(id);
+                self.dependents.remove(id);
+            }
+            self.index.remove(job);
+            self.jobs.remove(job);
+        }
+        if !dry_run {
+            self.job_order.retain(|j| !gone.contains(j));
+        }
+    }
+
     fn index_add(&mut self, t: &TaskRecord) {
         let ix = self.index.entry(t.job_id.clone()).or_default();
         ix.counts.total += 1;
