@@ -54,3 +54,59 @@ async fn memory_prunes_only_what_finished_before_the_cutoff() {
     let store = dagger_core::store::MemoryStore::new();
     retention_suite(&store, "m").await;
 }
+
+/// Finished node queue items go; a claimed one stays.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_prunes_finished_node_queue_items() {
+    use dagger_core::store::{NodeQueue, NodeResult, NodeWorkItem, Retention};
+    use dagger_core::{NodeId, RunId};
+    use std::time::Duration;
+    let Some(store) = common::postgres::fresh_store("gc_queue").await else {
+        return;
+    };
+    let item = |node: &str| {
+        let key = format!("r/{node}/");
+        NodeWorkItem {
+            item_id: NodeWorkItem::id_for(&key, 1),
+            dag_name: "wf".into(),
+            run_id: RunId::from("r"),
+            node_id: NodeId::from(node),
+            invocation_key: String::new(),
+            attempt: 1,
+            action: "echo".into(),
+            inputs: serde_json::Map::new(),
+            idempotency_key: key,
+            timeout_ms: None,
+            traceparent: None,
+        }
+    };
+    store.enqueue(item("a")).await.unwrap();
+    store.enqueue(item("b")).await.unwrap();
+    let claims = store
+        .claim("w", &["echo".to_string()], 2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 2);
+    let done = &claims[0];
+    let result = NodeResult::Output {
+        outputs: serde_json::json!(1),
+        success: true,
+        metadata: serde_json::Map::new(),
+        logs: Default::default(),
+    };
+    store
+        .complete(&done.item.item_id, done.token, result)
+        .await
+        .unwrap();
+    let later = dagger_core::now_millis() + 60_000;
+    let report = store.prune(later, false).await.unwrap();
+    assert_eq!(report.node_queue_items, 1, "only the finished item");
+    let other = &claims[1];
+    store
+        .renew(&other.item.item_id, other.token, Duration::from_secs(60))
+        .await
+        .expect("the claimed item is still there");
+    assert_eq!(store.prune(later, true).await.unwrap().node_queue_items, 0);
+    store.drop_schema().await.unwrap();
+}

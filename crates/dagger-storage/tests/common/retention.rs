@@ -3,11 +3,12 @@
 
 use super::conformance::{node, run};
 use super::message_conformance::record;
+use super::task_conformance::{job, task};
 use dagger_core::store::{
-    ArtifactStore, AttemptLogs, AttemptOutcome, AttemptQuery, AttemptRecord, MessageLog,
-    PruneReport, Retention, RunStore,
+    ArtifactStore, AttemptError, AttemptLogs, AttemptOutcome, AttemptQuery, AttemptRecord,
+    MessageLog, PruneReport, Retention, RunStore, TaskStore, TaskTx, read, transact,
 };
-use dagger_core::{NodeId, NodeStatus, RunId, RunStatus};
+use dagger_core::{JobId, JobStatus, NodeId, NodeStatus, RunId, RunStatus, StoreError, TaskId};
 use serde_json::json;
 
 const CUTOFF: i64 = 10_000;
@@ -46,13 +47,45 @@ async fn add_run<S: RunStore>(
     store.flush().await.unwrap();
 }
 
+/// An ended job last updated at 1 000 with two tasks (the second depends on
+/// the first) and a dead letter, and a running job as old with one task.
+fn add_jobs(store: &dyn TaskStore, ended: &str, running: &str) {
+    transact(store, |tx: &mut dyn TaskTx| {
+        let mut done = job(ended);
+        done.status = JobStatus::Completed(false);
+        done.updated_at = 1_000;
+        tx.put_job(&done)?;
+        let first = task(&format!("{ended}-1"), ended, 1, 0);
+        let mut second = task(&format!("{ended}-2"), ended, 2, 0);
+        second.dependencies = vec![first.task_id.clone()];
+        tx.put_task(&first)?;
+        tx.put_task(&second)?;
+        tx.add_attempt_error(&AttemptError {
+            task_id: first.task_id.clone(),
+            job_id: JobId::from(ended),
+            attempt: 1,
+            error: "boom".into(),
+            at: 900,
+        })?;
+        let mut live = job(running);
+        live.updated_at = 1_000;
+        tx.put_job(&live)?;
+        tx.put_task(&task(&format!("{running}-1"), running, 3, 0))?;
+        Ok::<_, StoreError>(())
+    })
+    .unwrap();
+}
+
 /// Old finished runs go with their attempts and unshared artifacts; running,
 /// paused and recent runs, and an artifact a kept run still uses, stay.
 /// `p` keeps ids apart when a backend is shared.
 pub(crate) async fn retention_suite<S>(store: &S, p: &str)
 where
-    S: RunStore + ArtifactStore + MessageLog + Retention,
+    S: RunStore + ArtifactStore + MessageLog + Retention + TaskStore,
 {
+    let ended = format!("{p}ended");
+    let busy = format!("{p}busy");
+    add_jobs(store, &ended, &busy);
     let own = store
         .put_artifact(format!("{p} own").into_bytes())
         .await
@@ -97,6 +130,10 @@ where
         node_runs: 2,
         node_attempts: 2,
         artifacts: 1,
+        task_jobs: 1,
+        tasks: 2,
+        task_dependencies: 1,
+        task_dead_letters: 1,
         // Offset 1 and 2 are behind both subscribers; 3 is the last.
         messages: 2,
         ..PruneReport::default()
@@ -142,6 +179,20 @@ where
     let left = store.read_from(&channel, 0, 10).await.unwrap();
     assert_eq!(left.iter().map(|m| m.offset).collect::<Vec<_>>(), [3]);
     assert_eq!(store.read_from(&lonely, 0, 10).await.unwrap().len(), 2);
+    let (ended_job, busy_job, busy_tasks, dead) = read(store, |tx: &mut dyn TaskTx| {
+        Ok::<_, StoreError>((
+            tx.job(&JobId::from(ended.as_str()))?,
+            tx.job(&JobId::from(busy.as_str()))?,
+            tx.job_tasks(&JobId::from(busy.as_str()))?.len(),
+            tx.attempt_errors(&TaskId::from(format!("{ended}-1").as_str()))?
+                .len(),
+        ))
+    })
+    .unwrap();
+    assert!(ended_job.is_none(), "the ended job is pruned");
+    assert_eq!(dead, 0, "its dead letters with it");
+    assert!(busy_job.is_some(), "a running job stays, however old");
+    assert_eq!(busy_tasks, 1);
     let next = store.append(&channel, vec![record(4)]).await.unwrap();
     assert_eq!(next, 4, "offsets keep counting after a prune");
 
