@@ -57,6 +57,10 @@ pub struct Scheduler {
     coordinator: Coordinator,
     executor: DagExecutor,
     slots: Vec<Slot>,
+    /// When the last tick ran (ms since the epoch); fires due since then are
+    /// on time, however late this tick wakes, so the catch-up window only
+    /// judges fires missed while no tick ran.
+    last_tick_ms: i64,
 }
 
 impl Scheduler {
@@ -94,6 +98,7 @@ impl Scheduler {
             coordinator,
             executor,
             slots,
+            last_tick_ms: now_ms,
         })
     }
 
@@ -116,9 +121,11 @@ impl Scheduler {
     /// paused schedule are passed over.
     pub async fn tick(&mut self, now_ms: i64) -> Result<Vec<Fired>, CoordError> {
         let mut fired = Vec::new();
+        let since_last_tick = self.last_tick_ms.min(now_ms);
+        self.last_tick_ms = now_ms;
         for i in 0..self.slots.len() {
             let slot = &mut self.slots[i];
-            let window_start = now_ms - slot.schedule.catch_up_ms();
+            let window_start = (now_ms - slot.schedule.catch_up_ms()).min(since_last_tick);
             while let Some(at) = slot.next.filter(|at| *at <= now_ms) {
                 if at >= window_start && !slot.schedule.def.paused {
                     slot.pending.push_back(at);
@@ -175,9 +182,16 @@ impl Scheduler {
     pub async fn run(mut self, cancel: CancellationToken) -> Result<(), CoordError> {
         loop {
             let now = now_millis();
-            for f in self.tick(now).await? {
-                tracing::info!(schedule = %f.schedule, fire_ms = f.fire_ms, run_id = %f.run_id,
-                    outcome = ?f.outcome, "schedule fired");
+            // A store error is logged and the tick tried again: one failed
+            // query must not stop every schedule of the process for good.
+            match self.tick(now).await {
+                Ok(fired) => {
+                    for f in fired {
+                        tracing::info!(schedule = %f.schedule, fire_ms = f.fire_ms,
+                            run_id = %f.run_id, outcome = ?f.outcome, "schedule fired");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "schedule tick failed; retrying"),
             }
             let wait = self
                 .next_due()

@@ -171,3 +171,20 @@ async fn a_paused_schedule_fires_nothing_but_can_be_triggered() {
     handle.unwrap().cancel("test");
     assert!(s.trigger("nope", b).await.is_err());
 }
+
+/// A tick that wakes after its fire's time (the run loop never wakes on the
+/// exact millisecond) still starts that fire with a zero catch-up window:
+/// the window judges only fires due before the scheduler's previous tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_tick_starts_its_fire_even_without_a_catch_up_window() {
+    let stores = Stores::from(Arc::new(MemoryStore::new()));
+    let b = base();
+    let mut s = scheduler(&stores, Overlap::AllowAll, false, b);
+    let first = s.tick(b + 40).await.unwrap();
+    assert_eq!(outcomes(&first), vec![(b, FireOutcome::Started)]);
+    let second = s.tick(b + EVERY + 250).await.unwrap();
+    assert_eq!(outcomes(&second), vec![(b + EVERY, FireOutcome::Started)]);
+    for f in first.iter().chain(&second) {
+        stop_and_wait(&stores, &f.run_id).await;
+    }
+}
