@@ -76,6 +76,13 @@ pub trait DagExecutorExt: Sized {
     /// only when the run completed. Primary form:
     /// `Coordinator::run_parallel` (or `execute_dag`), which returns the
     /// report of any run that ran.
+    ///
+    /// Recovery (the DAG Flow guide's "Recovery from Failures"): when
+    /// `dag_name` is not loaded in this executor but its store holds an
+    /// unfinished run of it (paused, waiting, or left running by a process
+    /// that died), that run is resumed instead, from its recorded
+    /// definition: what had completed is not run again. Primary form:
+    /// `Coordinator::resume` with the run's id.
     fn execute_static_dag(
         &mut self,
         dag_name: &str,
@@ -131,6 +138,17 @@ impl DagExecutorExt for DagExecutor {
         cancel: impl Into<RunCancel> + Send,
     ) -> Result<DagExecutionReport, DagError> {
         let cancel = cancel.into();
+        if !self.has_dag(dag_name)
+            && let Some(run) = self
+                .sqlite_cache
+                .load_execution_state(dag_name, "active")
+                .await?
+        {
+            let report = Coordinator::default()
+                .resume(self, cache, run.run_id, cancel)
+                .await?;
+            return Ok(report.into_result()?);
+        }
         let report = Coordinator::default()
             .run_parallel(self, cache, dag_name, RunId::generate(), cancel)
             .await?;

@@ -5,8 +5,8 @@
 use crate::error::CoordError;
 use dagger_core::metrics::AttemptOutcome;
 use dagger_core::store::{AttemptLogs, LogSink, NodeClaim, NodeQueue, NodeResult};
-use dagger_core::{Cache, Permanent, StoreError, TaskId};
-use dagger_dag_flow::{ActionRegistry, NodeCtx, NodeInputs};
+use dagger_core::{Permanent, StoreError, TaskId};
+use dagger_dag_flow::{ActionRegistry, CacheView, NodeCtx, NodeInputs};
 use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,7 +191,8 @@ impl NodeWorker {
             invocation_key: item.invocation_key.clone(),
             attempt: item.attempt,
             inputs: NodeInputs::from_map(item.inputs.clone()),
-            cache: Cache::new(),
+            // The run's cache is the coordinator's: reads here are errors.
+            cache: CacheView::unavailable(),
             idempotency_key: item.idempotency_key.clone(),
             cancel: cancel.clone(),
             app_data: self.app_data.clone(),

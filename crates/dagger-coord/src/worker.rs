@@ -7,7 +7,7 @@ use crate::machine::graph::DefHandle;
 use crate::machine::msg::{Failure, Outcome};
 use dagger_core::store::{ArtifactId, AttemptOutcome, AttemptRecord, LogSink, NodeRunRecord};
 use dagger_core::{Cache, ErrorClass, NodeId, NodeStatus, Permanent, RunId, Stores, now_millis};
-use dagger_dag_flow::{NodeAction, NodeCtx, NodeInputs, NodeOutput};
+use dagger_dag_flow::{CacheView, NodeAction, NodeCtx, NodeInputs, NodeOutput};
 use serde_json::{Map, Value};
 use std::any::Any;
 use std::sync::Arc;
@@ -224,7 +224,7 @@ async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_
         invocation_key,
         attempt: a.attempt,
         inputs,
-        cache: shared.cache.clone(),
+        cache: CacheView::new(shared.cache.clone()),
         idempotency_key,
         cancel: a.cancel.clone(),
         app_data: shared.app_data.clone(),
@@ -467,7 +467,7 @@ pub(crate) async fn failure_handler(
     let mut ctx = NodeCtx::for_test(&format!("{node_id}.failure"), inputs);
     ctx.dag_name = shared.dag_name.clone();
     ctx.run_id = shared.run_id.clone();
-    ctx.cache = shared.cache.clone();
+    ctx.cache = CacheView::new(shared.cache.clone());
     ctx.idempotency_key = format!("{}/{node_id}/failure", shared.run_id);
     ctx.app_data = shared.app_data.clone();
     match dagger_core::catch_panic(handler.execute(&ctx)).await {

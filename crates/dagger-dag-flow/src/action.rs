@@ -1,5 +1,6 @@
 //! Actions: the pure units of computation a node runs, and their registry.
 
+use crate::cache_view::CacheView;
 use dagger_core::store::LogSink;
 use dagger_core::{BoxError, Cache, JsonSchema, NodeId, RunId};
 use parking_lot::RwLock;
@@ -33,10 +34,11 @@ impl NodeOutput {
         }
     }
 
-    /// A failed output; `detail` explains why.
-    pub fn failure(detail: Value) -> Self {
+    /// A failed output; `detail` explains why (any JSON value, or text:
+    /// `NodeOutput::failure("no valid data")`).
+    pub fn failure(detail: impl Into<Value>) -> Self {
         Self {
-            outputs: detail,
+            outputs: detail.into(),
             success: false,
             metadata: Map::new(),
         }
@@ -110,8 +112,9 @@ pub struct NodeCtx {
     pub attempt: u32,
     /// Resolved inputs by name (shared with the cache, never copied).
     pub inputs: NodeInputs,
-    /// Read access to the run's cache.
-    pub cache: Cache,
+    /// Read access to the run's cache: `ctx.cache.get(namespace, key)?`
+    /// (an error on a remote worker, which has the node's inputs only).
+    pub cache: CacheView,
     /// Stable across attempts and resumes of this invocation: use it to make side effects idempotent.
     pub idempotency_key: String,
     /// Cancelled when the node times out, the run is cancelled or halts.
@@ -134,7 +137,7 @@ impl NodeCtx {
             invocation_key: String::new(),
             attempt: 1,
             inputs,
-            cache: Cache::new(),
+            cache: CacheView::new(Cache::new()),
             idempotency_key: format!("test-run/{node_id}/"),
             cancel: CancellationToken::new(),
             app_data: None,

@@ -549,3 +549,11 @@ pub struct ScheduleError {
     /// What is wrong.
     pub message: String,
 }
+
+/// A read of the run's cache by an attempt that runs where the cache is not
+/// (a remote worker gets its node's inputs only); see [`crate::CacheView`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the run's cache is not available to this attempt (it runs on a remote worker): declare what the node reads as an input"
+)]
+pub struct CacheUnavailable;

@@ -7,6 +7,7 @@ use crate::config::DagConfig;
 use crate::error::DagError;
 use crate::last_run::LastRun;
 use crate::model::{DagMetadata, WorkflowDef};
+use crate::store_view::ExecutorStore;
 use dagger_core::store::SnapshotEntry;
 use dagger_core::{Cache, Stores};
 use parking_lot::RwLock;
@@ -30,7 +31,10 @@ pub struct LoadedWorkflow {
 pub struct DagExecutor {
     config: DagConfig,
     registry: ActionRegistry,
-    stores: Stores,
+    /// The store runs are recorded in, under the DAG Flow guide's name
+    /// (whatever the backend): `executor.sqlite_cache.load_execution_tree(..)`.
+    /// [`Self::stores`] is the same stores.
+    pub sqlite_cache: ExecutorStore,
     workflows: BTreeMap<String, LoadedWorkflow>,
     app_data: Option<Arc<dyn Any + Send + Sync>>,
     /// The latest run of each workflow, shared by clones.
@@ -49,7 +53,7 @@ impl fmt::Debug for DagExecutor {
         f.debug_struct("DagExecutor")
             .field("config", &self.config)
             .field("registry", &self.registry)
-            .field("stores", &self.stores)
+            .field("stores", self.stores())
             .field("workflows", &self.workflows.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -133,7 +137,7 @@ impl DagExecutor {
         Ok(Self {
             config,
             registry: registry.into(),
-            stores: stores.into().open().await?,
+            sqlite_cache: ExecutorStore::new(stores.into().open().await?),
             workflows: BTreeMap::new(),
             app_data: None,
             last_runs: Arc::default(),
@@ -191,12 +195,12 @@ impl DagExecutor {
 
     /// The stores runs are recorded in.
     pub fn stores(&self) -> &Stores {
-        &self.stores
+        self.sqlite_cache.stores()
     }
 
     /// The same executor recording in `stores` instead.
     pub fn with_stores(mut self, stores: impl Into<Stores>) -> Self {
-        self.stores = stores.into();
+        self.sqlite_cache = ExecutorStore::new(stores.into());
         self
     }
 
@@ -262,7 +266,10 @@ impl DagExecutor {
         let entry = SnapshotEntry::Full {
             data: cache.to_json(),
         };
-        self.stores.snapshots.append_snapshot(scope, entry).await?;
+        self.stores()
+            .snapshots
+            .append_snapshot(scope, entry)
+            .await?;
         Ok(())
     }
 
@@ -270,7 +277,7 @@ impl DagExecutor {
     /// (empty when nothing was saved).
     pub async fn load_cache_snapshot(&self, scope: &str) -> Result<Cache, DagError> {
         let cache = Cache::new();
-        for entry in self.stores.snapshots.load_snapshot_chain(scope).await? {
+        for entry in self.stores().snapshots.load_snapshot_chain(scope).await? {
             match entry {
                 SnapshotEntry::Full { data } => {
                     cache.merge_json(&data).map_err(|e| DagError::Snapshot {

@@ -20,6 +20,7 @@ mod manager;
 mod ops;
 mod serve;
 mod spec;
+mod store_source;
 mod worker;
 
 pub use agent::{FnAgent, TaskAgent, TaskAgentRegistry, TaskContext, TaskOutcome};
@@ -38,3 +39,4 @@ pub use job::JobHandle;
 pub use manager::{DeadLetter, Task, TaskManager};
 pub use ops::Redriven;
 pub use spec::TaskSpec;
+pub use store_source::TaskStoreSource;

@@ -14,6 +14,7 @@ use crate::event::TaskEvent;
 use crate::job::{self, JobHandle, JobRuntime};
 use crate::ops::{self, Redriven};
 use crate::spec::TaskSpec;
+use crate::store_source::TaskStoreSource;
 use dagger_core::store::{
     AttemptError, BreakerRecord, BreakerState, JobRecord, MemoryStore, TaskRecord, TaskStore,
     TaskType,
@@ -109,16 +110,20 @@ impl Slots {
 }
 
 impl TaskManager {
-    /// A manager over `store`. A job with no progress for `heartbeat_interval`
-    /// triggers `stall_action`; completed outputs are also put in `cache`
+    /// A manager over `store`: an opened store (`Arc<SqliteStore>`,
+    /// `Arc<dyn TaskStore>`, ...), or `None` (in memory) / `Some(path)` (a
+    /// SQLite file opened at the first operation, see [`TaskStoreSource`]).
+    /// A job with no progress for `heartbeat_interval` triggers
+    /// `stall_action`; completed outputs are also put in `cache`
     /// (namespace: job id, key: task id).
     pub fn new(
         heartbeat_interval: Duration,
         stall_action: StallAction,
         cache: Cache,
         agent_registry: TaskAgentRegistry,
-        store: Arc<dyn TaskStore>,
+        store: impl Into<TaskStoreSource>,
     ) -> Self {
+        let store = store.into().into_store();
         Self {
             inner: Arc::new(Inner {
                 heartbeat: heartbeat_interval.max(Duration::from_millis(1)),

@@ -135,8 +135,9 @@ pub mod prelude {
     };
 
     pub use dagger_dag_flow::{
-        ActionRegistry, DagConfig, DagError, DagExecutor, HumanTimeoutAction, NodeAction, NodeCtx,
-        NodeInputs, NodeOutput, OnFailure, RetryStrategy,
+        ActionRegistry, CacheView, DagConfig, DagError, DagExecutor, HumanTimeoutAction,
+        NodeAction, NodeCtx, NodeInputs, NodeOutput, OnFailure, RetryStrategy, SerializableData,
+        ValueAsRef,
     };
 
     pub use dagger_task_core::{

@@ -733,11 +733,13 @@ impl NodeAction for Gauge {
     }
 }
 
-/// "Execution Control / Parallel Execution Control", its coordinator half:
-/// twelve independent nodes never run more than four at once. (The block's
-/// second half writes `max_parallel_nodes: Some(4)`, which contradicts
-/// "Custom Configuration"'s `max_parallel_nodes: 4`; the field is a plain
-/// number, see docs/seed-guide.md.)
+/// "Execution Control / Parallel Execution Control": twelve independent
+/// nodes never run more than four at once, limited by the coordinator
+/// (the first statement, as written) or by the executor's configuration
+/// (the second, adapted by one change: `max_parallel_nodes: 4` for the
+/// guide's `Some(4)`, which contradicts its own Custom Configuration and
+/// seed 002; a struct literal's field has one type, see
+/// docs/seed-guide.md).
 #[tokio::test]
 async fn parallel_execution_control() -> Result<()> {
     let hooks: Vec<Arc<dyn EventHook>> = vec![];
@@ -772,6 +774,32 @@ async fn parallel_execution_control() -> Result<()> {
     assert!(
         (2..=4).contains(&max),
         "ran in parallel, at most four at once: {max}"
+    );
+
+    // seed block (second statement, adapted: `4` for `Some(4)`)
+    // Or use DagConfig for executor-level control
+    let config = DagConfig {
+        max_parallel_nodes: 4,           // Limit concurrent nodes
+        enable_parallel_execution: true, // Must be true for coordinator
+        ..Default::default()
+    };
+    // end of seed block
+    let max = Arc::new(AtomicUsize::new(0));
+    let registry = ActionRegistry::new();
+    registry.register(Arc::new(Gauge {
+        now: AtomicUsize::new(0),
+        max: max.clone(),
+    }));
+    let mut executor = DagExecutor::new(Some(config), registry, Stores::memory()).await?;
+    executor.load_yaml_string(&format!("name: wide\nnodes:\n{nodes}"))?;
+    let report = execute_dag(&mut executor, &Cache::new(), "wide")
+        .await?
+        .into_result()?;
+    assert_eq!(report.completed_nodes(), 12);
+    let max = max.load(Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&max),
+        "the executor's limit: at most four at once: {max}"
     );
     Ok(())
 }
