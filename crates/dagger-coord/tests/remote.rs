@@ -31,8 +31,23 @@ impl NodeAction for Key {
     }
 }
 
+/// `peek`: reads `inputs.seen` from the run's cache (`ctx.cache`).
+struct Peek;
+
+#[async_trait::async_trait]
+impl NodeAction for Peek {
+    fn name(&self) -> &str {
+        "peek"
+    }
+    async fn execute(&self, ctx: &NodeCtx) -> Result<NodeOutput, BoxError> {
+        let seen = ctx.cache.get("inputs", "seen")?;
+        Ok(NodeOutput::success(json!({ "seen": seen.as_deref() })))
+    }
+}
+
 fn with_key(r: ActionRegistry) -> ActionRegistry {
     r.register(Arc::new(Key));
+    r.register(Arc::new(Peek));
     r
 }
 
@@ -316,4 +331,49 @@ async fn a_panic_on_the_worker_fails_that_attempt_and_the_retry_policy_applies()
     // item again, at least once as documented.)
     assert!(pool.worker_probe.runs_of("bad") >= 2);
     pool.stop().await;
+}
+
+/// A remote attempt has its inputs, not the run's cache: reading the cache
+/// there fails the attempt with `CacheUnavailable` (it was a silent `None`),
+/// while the same action run locally reads the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_run_cache_on_a_remote_worker_is_an_error() {
+    let pool = Pool::start();
+    let mut peek = node("p", &[], json!({}));
+    peek.action = "peek".into();
+    let wf = workflow("w", vec![peek]);
+    let cache = Cache::new();
+    cache.insert("inputs", "seen", json!("yes"));
+    let mut ex = pool.executor(quick_retries(), wf.clone());
+    let (_keep, rx) = tokio::sync::oneshot::channel();
+    let r = pool
+        .coordinator()
+        .run_parallel(&mut ex, &cache, "w", "run-c", rx)
+        .await
+        .unwrap();
+    let s = r.get_node_state("p").unwrap();
+    assert_eq!(s.status, NodeStatus::Failed);
+    let error = s.error.clone().unwrap_or_default();
+    assert!(error.contains("cache is not available"), "{error}");
+    pool.stop().await;
+
+    let mut local = pool_free_executor(wf);
+    let (_keep, rx) = tokio::sync::oneshot::channel();
+    let r = Coordinator::new(vec![], 8, 8)
+        .run_parallel(&mut local, &cache, "w", "run-l", rx)
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed);
+    assert_eq!(*cache.get("p", "seen").unwrap(), json!("yes"));
+}
+
+/// An executor for `wf` without a node queue (every node runs locally).
+fn pool_free_executor(wf: dagger_dag_flow::WorkflowDef) -> dagger_dag_flow::DagExecutor {
+    let probe = Arc::new(Probe::default());
+    executor(
+        quick_retries(),
+        with_key(registry(&probe)),
+        wf,
+        Stores::memory(),
+    )
 }
