@@ -105,12 +105,14 @@ mod lazy {
     }
 
     impl TaskStore for LazySqlite {
+        // Called through the trait: with the store's `unstable-raw`
+        // feature, `SqliteStore` has inherent methods of the same names.
         fn transact(&self, f: &mut Body<'_>) -> Result<(), StoreError> {
-            self.store()?.transact(f)
+            TaskStore::transact(self.store()?.as_ref(), f)
         }
 
         fn read(&self, f: &mut Body<'_>) -> Result<(), StoreError> {
-            self.store()?.read(f)
+            TaskStore::read(self.store()?.as_ref(), f)
         }
 
         fn location(&self) -> String {
@@ -118,7 +120,7 @@ mod lazy {
         }
 
         fn change_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-            self.store().ok()?.change_signal()
+            TaskStore::change_signal(self.store().ok()?.as_ref())
         }
     }
 }
