@@ -232,6 +232,29 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Send a signal to a run: a node waiting for it (`wait_for: { signal: NAME }`)
+    /// takes it, now or when it starts waiting; a run not running now gets it
+    /// when resumed. With `--workflow W` (and no RUN), to every unfinished run
+    /// of W with a node waiting for NAME; prints one line per run reached.
+    ///
+    /// Exit 1, naming the run, if the run is unknown or ended, no node of it
+    /// waits for NAME, or the payload does not match the waiting node's
+    /// `schema` (naming the node and the signal too).
+    Signal {
+        /// The run (or the start of its id); omit it with `--workflow`.
+        #[arg(required_unless_present = "workflow")]
+        run_id: Option<String>,
+        /// The signal's name.
+        name: String,
+        /// The payload, JSON (default `null`).
+        #[arg(long)]
+        data: Option<String>,
+        /// Broadcast to every matching waiting run of this workflow.
+        #[arg(long, conflicts_with = "run_id")]
+        workflow: Option<String>,
+        #[command(flatten)]
+        db: DbArg,
+    },
     /// Remove what finished more than `--older-than` ago: finished runs with
     /// their node records, attempts, snapshots, idempotency keys and the
     /// artifacts no remaining run uses; ended task jobs with their tasks and
@@ -372,6 +395,22 @@ async fn dispatch(command: Command, app: &App) -> Result<ExitCode, CliError> {
             reason,
             db,
         } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
+        Command::Signal {
+            run_id,
+            name,
+            data,
+            workflow,
+            db,
+        } => {
+            let target = match (run_id, workflow) {
+                (Some(run), _) => cmd_control::Target::Run(run),
+                (None, Some(w)) => cmd_control::Target::Workflow(w),
+                (None, None) => {
+                    return Err(CliError::Usage("give a RUN or --workflow W".into()));
+                }
+            };
+            cmd_control::signal(target, &name, data.as_deref(), &db.db).await
+        }
         Command::Serve(args) => cmd_serve::serve(args, app).await,
         Command::Worker(args) => cmd_worker::worker(args, app).await,
         #[cfg(feature = "nats")]

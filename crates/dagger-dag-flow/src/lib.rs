@@ -22,6 +22,7 @@ mod run_inputs;
 pub mod schedule;
 mod shape;
 pub mod validate;
+pub mod wait;
 mod yaml;
 
 pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeInputs, NodeOutput};
@@ -43,4 +44,5 @@ pub use retry_strategy::RetryStrategy;
 pub use run_inputs::{apply_run_inputs, closest_name, run_inputs_help};
 pub use schedule::{Overlap, Schedule, ScheduleDef};
 pub use validate::{validate_added_nodes, validate_added_nodes_with, validate_workflow};
+pub use wait::{OnTimeout, SignalMatch, WaitFor, WaitUntil};
 pub use yaml::{MAX_ALIAS_REPLAY_EVENTS, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES};
