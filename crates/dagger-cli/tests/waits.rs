@@ -56,6 +56,10 @@ impl Env {
             Env::Pg(p) => {
                 c.env("DAGGER_DB", pg_sandbox::url())
                     .env("DAGGER_PG_SCHEMA", &p.schema);
+                // Nodes run in the coordinating process, not on a worker pool.
+                if matches!(args.first(), Some(&"run" | &"resume")) {
+                    c.arg("--local");
+                }
             }
         }
         c
@@ -65,13 +69,16 @@ impl Env {
         self.cmd(args).output().unwrap()
     }
 
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    /// Starts `dagger ARGS`; the process is killed when the result is dropped.
+    fn spawn(&self, args: &[&str]) -> Killed {
+        Killed(
+            self.cmd(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -151,10 +158,10 @@ fn stamp_node(id: &str, deps: &[&str]) -> String {
 }
 
 /// Waits until `child` exits; its exit code.
-fn finish(mut child: Child) -> i32 {
+fn finish(mut child: Killed) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             return status.code().unwrap_or(-1);
         }
         assert!(Instant::now() < deadline, "the process did not end");
@@ -178,8 +185,8 @@ fn killed_while_sleeping(env: &Env, run_id: &str, secs: u32) -> i64 {
     // The human form names the wake-up time too.
     let text = ok(&env.run(&["runs", "show", run_id]));
     assert!(text.contains("waiting until"), "{text}");
-    child.kill().unwrap(); // SIGKILL: nothing records the run's end
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL: nothing records the run's end
+    child.0.wait().unwrap();
     wake_at
 }
 
@@ -262,8 +269,8 @@ fn a_signal_sent_while_nothing_runs_is_delivered_after_resume(env: &Env) {
     env.wait_for("s-down", "pay waits", |v| {
         status(v, "pay") == "Waiting" && node(v, "pay")["signal"] == "paid"
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     let out = ok(&env.run(&["signal", "s-down", "paid", "--data", r#"{"amount": 42}"#]));
     assert!(out.contains("signal paid sent to run s-down"), "{out}");
     let out = env.run(&["resume", "s-down", "--json"]);
@@ -289,8 +296,11 @@ fn a_signal_timeout_fails_skips_or_continues(env: &Env) {
         ("skip", "Completed", "Skipped", "Skipped"),
         ("continue", "Completed", "Completed", "Completed"),
     ] {
-        let extra = format!("      timeout: 1s\n      on_timeout: {policy}\n");
-        let wf = pay_workflow(env, &format!("timeout_{policy}"), false, &extra);
+        let wf = format!(
+            "name: timeout_{policy}\nnodes:\n  - id: pay\n    wait_for:\n      signal: paid\n      timeout: 1s\n      on_timeout: {policy}\n{}",
+            stamp_node("ship", &["pay"])
+        );
+        let wf = env.write(&format!("timeout_{policy}.yaml"), &wf);
         let run_id = format!("to-{policy}");
         env.run(&["run", wf.to_str().unwrap(), "--run-id", &run_id]);
         let v = env.show(&run_id).unwrap();
@@ -339,11 +349,11 @@ fn a_payload_the_schema_refuses_is_refused_naming_run_node_and_signal(env: &Env)
 fn a_broadcast_reaches_every_waiting_run_of_the_workflow(env: &Env) {
     let wf = pay_workflow(env, "fleet", false, "");
     let other = pay_workflow(env, "other_fleet", false, "");
-    let children: Vec<Child> = ["b-1", "b-2"]
+    let children: Vec<Killed> = ["b-1", "b-2"]
         .iter()
         .map(|id| env.spawn(&["run", wf.to_str().unwrap(), "--run-id", id]))
         .collect();
-    let mut stray = env.spawn(&["run", other.to_str().unwrap(), "--run-id", "b-other"]);
+    let stray = env.spawn(&["run", other.to_str().unwrap(), "--run-id", "b-other"]);
     for id in ["b-1", "b-2", "b-other"] {
         env.wait_for(id, "pay waits", |v| status(v, "pay") == "Waiting");
     }
@@ -366,8 +376,18 @@ fn a_broadcast_reaches_every_waiting_run_of_the_workflow(env: &Env) {
     assert_eq!(env.read("shipped-b-1.txt"), "5");
     assert_eq!(env.read("shipped-b-2.txt"), "5");
     assert_eq!(status(&env.show("b-other").unwrap(), "pay"), "Waiting");
-    stray.kill().unwrap();
-    stray.wait().unwrap();
+    drop(stray);
+}
+
+/// A child killed when dropped (also when the test fails first), before
+/// the store's schema is dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 macro_rules! on_both {

@@ -241,16 +241,16 @@ enum Command {
     /// waits for NAME, or the payload does not match the waiting node's
     /// `schema` (naming the node and the signal too).
     Signal {
-        /// The run (or the start of its id); omit it with `--workflow`.
-        #[arg(required_unless_present = "workflow")]
-        run_id: Option<String>,
-        /// The signal's name.
-        name: String,
+        /// `RUN NAME`: the run (or the start of its id) and the signal's
+        /// name; with `--workflow`, only `NAME`.
+        #[arg(value_names = ["RUN", "NAME"], num_args = 1..=2, required = true)]
+        target: Vec<String>,
         /// The payload, JSON (default `null`).
         #[arg(long)]
         data: Option<String>,
-        /// Broadcast to every matching waiting run of this workflow.
-        #[arg(long, conflicts_with = "run_id")]
+        /// Broadcast to every unfinished run of this workflow with a node
+        /// waiting for NAME.
+        #[arg(long)]
         workflow: Option<String>,
         #[command(flatten)]
         db: DbArg,
@@ -396,17 +396,25 @@ async fn dispatch(command: Command, app: &App) -> Result<ExitCode, CliError> {
             db,
         } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
         Command::Signal {
-            run_id,
-            name,
+            target,
             data,
             workflow,
             db,
         } => {
-            let target = match (run_id, workflow) {
-                (Some(run), _) => cmd_control::Target::Run(run),
-                (None, Some(w)) => cmd_control::Target::Workflow(w),
-                (None, None) => {
-                    return Err(CliError::Usage("give a RUN or --workflow W".into()));
+            let (target, name) = match (<[String; 2]>::try_from(target), workflow) {
+                (Ok([run, name]), None) => (cmd_control::Target::Run(run), name),
+                (Err(mut one), Some(w)) if one.len() == 1 => {
+                    (cmd_control::Target::Workflow(w), one.remove(0))
+                }
+                (_, None) => {
+                    return Err(CliError::Usage(
+                        "give RUN NAME, or --workflow W NAME".into(),
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(CliError::Usage(
+                        "with --workflow give only NAME (no RUN)".into(),
+                    ));
                 }
             };
             cmd_control::signal(target, &name, data.as_deref(), &db.db).await
