@@ -18,6 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod pg_sandbox;
 #[path = "support/sandbox.rs"]
 mod sandbox;
+#[path = "support/schema.rs"]
+mod schema;
 
 use pg_sandbox::PgSandbox;
 use sandbox::Sandbox;
@@ -182,6 +184,7 @@ fn killed_while_sleeping(env: &Env, run_id: &str, secs: u32) -> i64 {
     let mut child = env.spawn(&["run", path.to_str().unwrap(), "--run-id", run_id]);
     let v = env.wait_for(run_id, "nap waits", |v| status(v, "nap") == "Waiting");
     let wake_at = node(&v, "nap")["wake_at"].as_i64().expect("wake_at shown");
+    schema::assert_matches("run_detail", &v);
     // The human form names the wake-up time too.
     let text = ok(&env.run(&["runs", "show", run_id]));
     assert!(text.contains("waiting until"), "{text}");
@@ -266,9 +269,10 @@ fn pay_workflow(env: &Env, name: &str, first: bool, extra: &str) -> PathBuf {
 fn a_signal_sent_while_nothing_runs_is_delivered_after_resume(env: &Env) {
     let wf = pay_workflow(env, "shop", false, "");
     let mut child = env.spawn(&["run", wf.to_str().unwrap(), "--run-id", "s-down"]);
-    env.wait_for("s-down", "pay waits", |v| {
+    let v = env.wait_for("s-down", "pay waits", |v| {
         status(v, "pay") == "Waiting" && node(v, "pay")["signal"] == "paid"
     });
+    schema::assert_matches("run_detail", &v);
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     let out = ok(&env.run(&["signal", "s-down", "paid", "--data", r#"{"amount": 42}"#]));

@@ -20,7 +20,10 @@ fn waiting_nodes_load_without_an_action() {
     assert_eq!(wf.nodes[0].sleep.as_deref(), Some("10m"));
     assert!(wf.nodes.iter().all(|n| n.action.is_empty() && n.is_wait()));
     let w = wf.nodes[2].wait_for.as_ref().unwrap();
-    assert_eq!((w.signal.as_str(), w.on_timeout), ("paid", OnTimeout::Continue));
+    assert_eq!(
+        (w.signal.as_str(), w.on_timeout),
+        ("paid", OnTimeout::Continue)
+    );
 }
 
 #[test]
@@ -37,10 +40,15 @@ fn mistakes_in_waiting_nodes_are_reported_at_their_field() {
         "node `e`: field `wait_for`: `timeout`: `forever` is not a duration",
     ];
     for e in expect {
-        assert!(found.iter().any(|f| f.contains(e)), "`{e}` not in {found:#?}");
+        assert!(
+            found.iter().any(|f| f.contains(e)),
+            "`{e}` not in {found:#?}"
+        );
     }
     assert!(
-        !found.iter().any(|f| f.contains("missing required field `action`")),
+        !found
+            .iter()
+            .any(|f| f.contains("missing required field `action`")),
         "{found:#?}"
     );
 }

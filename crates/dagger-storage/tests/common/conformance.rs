@@ -502,7 +502,11 @@ async fn signals_are_sequenced(stores: &Stores, p: &str) {
             .await
             .unwrap();
     }
-    let payloads = [json!({"amount": 5, "text": "héllo"}), json!(null), json!([1, 2])];
+    let payloads = [
+        json!({"amount": 5, "text": "héllo"}),
+        json!(null),
+        json!([1, 2]),
+    ];
     for (i, payload) in payloads.iter().enumerate() {
         let seq = stores
             .runs
@@ -512,7 +516,11 @@ async fn signals_are_sequenced(stores: &Stores, p: &str) {
         assert_eq!(seq, i as u64 + 1);
     }
     assert_eq!(
-        stores.runs.push_signal(&other, "other", json!(1)).await.unwrap(),
+        stores
+            .runs
+            .push_signal(&other, "other", json!(1))
+            .await
+            .unwrap(),
         1
     );
     let after = stores.runs.signals_after(&id, 1).await.unwrap();
@@ -521,7 +529,10 @@ async fn signals_are_sequenced(stores: &Stores, p: &str) {
             .iter()
             .map(|s| (s.seq, s.name.as_str(), s.payload.clone()))
             .collect::<Vec<_>>(),
-        vec![(2, "paid", payloads[1].clone()), (3, "paid", payloads[2].clone())]
+        vec![
+            (2, "paid", payloads[1].clone()),
+            (3, "paid", payloads[2].clone())
+        ]
     );
     assert!(after.iter().all(|s| s.sent_at > 0));
     assert_eq!(stores.runs.signals_after(&id, 0).await.unwrap().len(), 3);
