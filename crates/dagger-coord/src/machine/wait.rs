@@ -50,8 +50,15 @@ impl Machine {
         n.started_ms.get_or_insert(now);
         n.error = None;
         n.rare_mut().wake_at = due;
+        let node = n.node_ref(None);
         self.g.waits.insert(i);
         self.g.touch(i);
+        let signal = def.wait_for.as_ref().map(|w| w.signal.clone());
+        self.g.emit(|| ExecutionEvent::NodeWaiting {
+            node,
+            wake_at: due,
+            signal,
+        });
         if let Some(due) = due {
             let left = due.saturating_sub(now).max(0) as u64;
             self.g.fx.push(Effect::Arm(Timer::Wake(i), left));
