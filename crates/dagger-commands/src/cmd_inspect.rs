@@ -261,11 +261,27 @@ async fn show(db: &str, run_id: &str, json: bool) -> Result<ExitCode, CliError> 
             n.duration_ms
                 .map(|d| human_duration(i64::try_from(d).unwrap_or(i64::MAX)))
                 .unwrap_or_else(|| "-".into()),
-            n.error.clone().unwrap_or_default(),
+            waiting_text(n)
+                .or_else(|| n.error.clone())
+                .unwrap_or_default(),
         ]);
     }
     print_table(&t);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a `Waiting` node waits for, for the ERROR column of `runs show`.
+fn waiting_text(n: &dagger_coord::NodeReport) -> Option<String> {
+    if n.status != dagger_core::NodeStatus::Waiting {
+        return None;
+    }
+    let until = n.wake_at.map(|at| format!("{} UTC", format_time(at)));
+    Some(match (&n.signal, until) {
+        (Some(s), Some(t)) => format!("waiting for signal `{s}` until {t}"),
+        (Some(s), None) => format!("waiting for signal `{s}`"),
+        (None, Some(t)) => format!("waiting until {t}"),
+        (None, None) => "waiting".into(),
+    })
 }
 
 pub(crate) async fn dot(

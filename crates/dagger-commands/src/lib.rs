@@ -232,6 +232,29 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Send a signal to a run: a node waiting for it (`wait_for: { signal: NAME }`)
+    /// takes it, now or when it starts waiting; a run not running now gets it
+    /// when resumed. With `--workflow W` (and no RUN), to every unfinished run
+    /// of W with a node waiting for NAME; prints one line per run reached.
+    ///
+    /// Exit 1, naming the run, if the run is unknown or ended, no node of it
+    /// waits for NAME, or the payload does not match the waiting node's
+    /// `schema` (naming the node and the signal too).
+    Signal {
+        /// `RUN NAME`: the run (or the start of its id) and the signal's
+        /// name; with `--workflow`, only `NAME`.
+        #[arg(value_names = ["RUN", "NAME"], num_args = 1..=2, required = true)]
+        target: Vec<String>,
+        /// The payload, JSON (default `null`).
+        #[arg(long)]
+        data: Option<String>,
+        /// Broadcast to every unfinished run of this workflow with a node
+        /// waiting for NAME.
+        #[arg(long)]
+        workflow: Option<String>,
+        #[command(flatten)]
+        db: DbArg,
+    },
     /// Remove what finished more than `--older-than` ago: finished runs with
     /// their node records, attempts, snapshots, idempotency keys and the
     /// artifacts no remaining run uses; ended task jobs with their tasks and
@@ -372,6 +395,30 @@ async fn dispatch(command: Command, app: &App) -> Result<ExitCode, CliError> {
             reason,
             db,
         } => cmd_control::reject(&run_id, &node_id, &reason, &db.db).await,
+        Command::Signal {
+            target,
+            data,
+            workflow,
+            db,
+        } => {
+            let (target, name) = match (<[String; 2]>::try_from(target), workflow) {
+                (Ok([run, name]), None) => (cmd_control::Target::Run(run), name),
+                (Err(mut one), Some(w)) if one.len() == 1 => {
+                    (cmd_control::Target::Workflow(w), one.remove(0))
+                }
+                (_, None) => {
+                    return Err(CliError::Usage(
+                        "give RUN NAME, or --workflow W NAME".into(),
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(CliError::Usage(
+                        "with --workflow give only NAME (no RUN)".into(),
+                    ));
+                }
+            };
+            cmd_control::signal(target, &name, data.as_deref(), &db.db).await
+        }
         Command::Serve(args) => cmd_serve::serve(args, app).await,
         Command::Worker(args) => cmd_worker::worker(args, app).await,
         #[cfg(feature = "nats")]

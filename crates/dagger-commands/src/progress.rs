@@ -193,6 +193,22 @@ impl EventHook for Progress {
                     node.node_id, ctx.run_id, node.node_id
                 ));
             }
+            ExecutionEvent::NodeWaiting {
+                node,
+                wake_at,
+                signal,
+            } => {
+                let until = wake_at
+                    .map(|at| format!(" until {} UTC", crate::view::format_time(at)))
+                    .unwrap_or_default();
+                self.line(match signal {
+                    Some(s) => format!(
+                        "waiting   {} for signal {s}{until} (send with: dagger signal {} {s} --data JSON)",
+                        node.node_id, ctx.run_id
+                    ),
+                    None => format!("waiting   {}{until}", node.node_id),
+                });
+            }
             ExecutionEvent::NodesAdded { node_ids } => {
                 self.counts().total += node_ids.len();
             }

@@ -77,6 +77,10 @@ pub(crate) struct NodeJson {
     pub(crate) error: Option<String>,
     pub(crate) cache_hit: bool,
     pub(crate) added_at_runtime: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) wake_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signal: Option<String>,
 }
 
 impl From<&NodeReport> for NodeJson {
@@ -90,6 +94,8 @@ impl From<&NodeReport> for NodeJson {
             error: n.error.clone(),
             cache_hit: n.cache_hit,
             added_at_runtime: n.added_at_runtime,
+            wake_at: n.wake_at,
+            signal: n.signal.clone(),
         }
     }
 }

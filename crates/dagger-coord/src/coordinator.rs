@@ -659,6 +659,15 @@ pub async fn load_run_view(
                         == Some(true)
                 }),
                 added_at_runtime: added_ids.contains(&n.id),
+                wake_at: plain
+                    .filter(|r| r.state == dagger_core::NodeStatus::Waiting)
+                    .and_then(|r| r.metadata.get("wake_at"))
+                    .and_then(serde_json::Value::as_i64),
+                signal: plain
+                    .filter(|r| r.state == dagger_core::NodeStatus::Waiting)
+                    .and_then(|r| r.metadata.get("signal"))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string),
             }
         })
         .collect();

@@ -93,6 +93,28 @@ pub enum CoordError {
         /// What was asked: `cancel`, `approve node `x`` ...
         what: String,
     },
+    /// A signal's payload does not match the schema of the node that waits
+    /// for it (`wait_for.schema`); nothing was stored.
+    #[error("run `{run_id}`: node `{node_id}` refused signal `{signal}`: {message}")]
+    SignalRejected {
+        /// The run.
+        run_id: String,
+        /// The node whose schema refused it.
+        node_id: String,
+        /// The signal.
+        signal: String,
+        /// What the schema found wrong.
+        message: String,
+    },
+    /// No node of the run waits for a signal of this name (`wait_for.signal`);
+    /// nothing was stored.
+    #[error("run `{run_id}` has no node that waits for signal `{signal}`")]
+    NoSignalWait {
+        /// The run.
+        run_id: String,
+        /// The signal.
+        signal: String,
+    },
     /// Another approval or rejection of the node was recorded first; the
     /// first decision recorded wins.
     #[error(

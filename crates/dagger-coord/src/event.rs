@@ -79,6 +79,16 @@ pub enum ExecutionEvent {
         /// What the human is asked.
         prompt: String,
     },
+    /// A node waits for a time (`sleep`, `wait_until`) or a signal
+    /// (`wait_for`), holding no slot.
+    NodeWaiting {
+        /// The node.
+        node: NodeRef,
+        /// When it wakes up (a timer, or a signal wait's timeout), ms since the epoch.
+        wake_at: Option<i64>,
+        /// The signal it waits for, if it waits for one.
+        signal: Option<String>,
+    },
     /// Nodes were added at run time.
     NodesAdded {
         /// Their ids.
@@ -140,6 +150,7 @@ impl ExecutionEvent {
             Self::NodeSkipped { .. } => "NodeSkipped",
             Self::NodeCancelled { .. } => "NodeCancelled",
             Self::NodeWaitingForHuman { .. } => "NodeWaitingForHuman",
+            Self::NodeWaiting { .. } => "NodeWaiting",
             Self::NodesAdded { .. } => "NodesAdded",
             Self::CommandRejected { .. } => "CommandRejected",
             Self::BranchPaused { .. } => "BranchPaused",
@@ -160,6 +171,7 @@ impl ExecutionEvent {
             Self::NodeSkipped { node, .. } => Some((node, NodeStatus::Skipped)),
             Self::NodeCancelled { node, .. } => Some((node, NodeStatus::Cancelled)),
             Self::NodeWaitingForHuman { node, .. } => Some((node, NodeStatus::WaitingForHuman)),
+            Self::NodeWaiting { node, .. } => Some((node, NodeStatus::Waiting)),
             _ => None,
         }
     }

@@ -26,6 +26,7 @@ mod request;
 mod rerun;
 mod run;
 mod scheduler;
+mod signal;
 mod worker;
 
 pub use cancel::RunCancel;
@@ -48,4 +49,5 @@ pub use report::{DagExecutionReport, ExecutionMetrics, NodeReport};
 pub use request::RunRequest;
 pub use rerun::RerunRequest;
 pub use scheduler::{FireOutcome, Fired, Scheduler};
+pub use signal::{SignalSent, broadcast_signal, send_signal};
 pub use tokio_util::sync::CancellationToken;

@@ -258,6 +258,21 @@ impl RunStore for Fenced {
     ) -> Result<Vec<(u64, ControlRequest)>, StoreError> {
         self.runs.controls_after(run_id, after).await
     }
+    async fn push_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<u64, StoreError> {
+        self.runs.push_signal(run_id, name, payload).await
+    }
+    async fn signals_after(
+        &self,
+        run_id: &RunId,
+        after: u64,
+    ) -> Result<Vec<dagger_core::store::SignalRecord>, StoreError> {
+        self.runs.signals_after(run_id, after).await
+    }
     async fn find_memoized(
         &self,
         action: &str,

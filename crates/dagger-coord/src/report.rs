@@ -26,6 +26,13 @@ pub struct NodeReport {
     pub cache_hit: bool,
     /// The node was added by a hook while the run went on.
     pub added_at_runtime: bool,
+    /// A `Waiting` node (timer, or signal wait with a timeout): when it
+    /// wakes up (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at: Option<i64>,
+    /// A `Waiting` node of `wait_for`: the signal it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
 /// Aggregates over a run's nodes.

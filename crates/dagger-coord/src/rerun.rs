@@ -246,6 +246,9 @@ impl Coordinator {
                 copy.run_id = run_id.clone();
                 if let Value::Object(meta) = &mut copy.metadata {
                     meta.insert("reused_from".into(), Value::from(parent_id.as_str()));
+                    // The signal a reused wait took is the parent's (signals
+                    // are numbered per run): none of the new run's is taken.
+                    meta.remove("signal_seq");
                 } else {
                     copy.metadata = serde_json::json!({ "reused_from": parent_id.as_str() });
                 }

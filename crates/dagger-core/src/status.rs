@@ -31,6 +31,9 @@ pub enum NodeStatus {
     Paused,
     /// Waiting for a human's approval or input.
     WaitingForHuman,
+    /// A durable timer (`sleep`, `wait_until`) or a signal (`wait_for`):
+    /// waiting for a time or an event, holding no execution slot.
+    Waiting,
     /// Finished successfully.
     Completed,
     /// Finished with an error after its last attempt.
@@ -51,6 +54,7 @@ impl NodeStatus {
             Self::Retrying => "Retrying",
             Self::Paused => "Paused",
             Self::WaitingForHuman => "WaitingForHuman",
+            Self::Waiting => "Waiting",
             Self::Completed => "Completed",
             Self::Failed => "Failed",
             Self::Skipped => "Skipped",
@@ -64,13 +68,14 @@ impl NodeStatus {
     }
 
     /// Every status.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Pending,
         Self::Ready,
         Self::Running,
         Self::Retrying,
         Self::Paused,
         Self::WaitingForHuman,
+        Self::Waiting,
         Self::Completed,
         Self::Failed,
         Self::Skipped,
@@ -92,12 +97,14 @@ impl NodeStatus {
             (self, to),
             // A node can fail before running (bad fan-out list, human rejection).
             (Pending, Ready | Skipped | Cancelled | Paused | Failed)
-                | (Ready, Running | Skipped | Cancelled | Paused | WaitingForHuman | Completed | Failed)
+                | (Ready, Running | Skipped | Cancelled | Paused | WaitingForHuman | Waiting | Completed | Failed)
                 // Running -> Pending: an attempt interrupted by a pause runs again on resume.
                 | (Running, Completed | Failed | Retrying | Cancelled | WaitingForHuman | Ready | Pending)
                 | (Retrying, Running | Cancelled | Failed | Paused | Skipped)
                 | (Paused, Ready | Pending | Cancelled | Skipped)
                 | (WaitingForHuman, Ready | Completed | Failed | Cancelled | Skipped)
+                // A timer or signal wait ends in the node's end (or a skip).
+                | (Waiting, Completed | Failed | Cancelled | Skipped)
         )
     }
 

@@ -53,6 +53,7 @@ fn status_colour(status: NodeStatus) -> &'static str {
         NodeStatus::Retrying => "orange",
         NodeStatus::Paused => "khaki",
         NodeStatus::WaitingForHuman => "plum",
+        NodeStatus::Waiting => "lavender",
         NodeStatus::Completed => "palegreen",
         NodeStatus::Failed => "salmon",
         NodeStatus::Skipped => "lightgrey",

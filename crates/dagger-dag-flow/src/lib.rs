@@ -25,6 +25,7 @@ pub mod schedule;
 mod shape;
 pub mod store_view;
 pub mod validate;
+pub mod wait;
 mod yaml;
 
 pub use action::{ActionRegistry, NodeAction, NodeCtx, NodeInputs, NodeOutput};
@@ -52,4 +53,5 @@ pub use run_inputs::{apply_run_inputs, closest_name, run_inputs_help};
 pub use schedule::{Overlap, Schedule, ScheduleDef};
 pub use store_view::{ExecutionTree, ExecutorStore, SerializableData};
 pub use validate::{validate_added_nodes, validate_added_nodes_with, validate_workflow};
+pub use wait::{OnTimeout, SignalMatch, WaitFor, WaitUntil};
 pub use yaml::{MAX_ALIAS_REPLAY_EVENTS, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES};

@@ -88,6 +88,28 @@ pub struct NodeDef {
     /// it runs; the human's input becomes its input `human_input`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
+    /// Durable timer: once ready, the node waits this long (`90s`, `10m`,
+    /// `2h`; see [`crate::schedule::parse_duration_ms`]) and completes. Its
+    /// wake-up time is recorded, so it survives a restart (see `docs/timers.md`).
+    /// A waiting node has no `action`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<String>,
+    /// Durable timer: once ready, the node waits until this time (RFC 3339,
+    /// or `{{ inputs.at }}` / `{{ node.key }}` naming one) and completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_until: Option<String>,
+    /// Once ready, the node waits for a named signal; its output is the
+    /// signal's payload (see [`crate::wait::WaitFor`] and `docs/signals.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<crate::wait::WaitFor>,
+}
+
+impl NodeDef {
+    /// Whether the node waits (`sleep`, `wait_until` or `wait_for`) instead
+    /// of running an action.
+    pub fn is_wait(&self) -> bool {
+        self.sleep.is_some() || self.wait_until.is_some() || self.wait_for.is_some()
+    }
 }
 
 fn is_false(b: &bool) -> bool {

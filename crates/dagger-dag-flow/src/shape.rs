@@ -43,6 +43,9 @@ const NODE_FIELDS: &[&str] = &[
     "cache",
     "when",
     "approval",
+    "sleep",
+    "wait_until",
+    "wait_for",
 ];
 const INPUT_FIELDS: &[&str] = &["name", "description", "reference", "value"];
 const OUTPUT_FIELDS: &[&str] = &["name", "description"];
@@ -490,9 +493,23 @@ impl<'t> Shape<'t> {
                     loc.when = v.pos;
                     node.when = self.typed(v, c, f.name).flatten();
                 }
+                "sleep" => {
+                    loc.wait = v.pos;
+                    node.sleep = self.typed(v, c, f.name).flatten();
+                }
+                "wait_until" => {
+                    loc.wait = v.pos;
+                    node.wait_until = self.typed(v, c, f.name).flatten();
+                }
+                "wait_for" => {
+                    loc.wait = v.pos;
+                    node.wait_for = self.typed(v, c, f.name).flatten();
+                }
                 _ => node.approval = self.typed(v, c, f.name).flatten(),
             }
         }
+        // A waiting node has no action (see `wait.rs`).
+        let has_action = has_action || node.is_wait();
         for (present, field) in [(has_id, "id"), (has_action, "action")] {
             if !present {
                 self.push(

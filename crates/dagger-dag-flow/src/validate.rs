@@ -65,6 +65,8 @@ pub(crate) struct NodeLocations {
     pub(crate) try_count: Option<Pos>,
     pub(crate) map_over: Option<Pos>,
     pub(crate) when: Option<Pos>,
+    /// `sleep`, `wait_until` or `wait_for`.
+    pub(crate) wait: Option<Pos>,
     pub(crate) dependencies: Vec<Option<Pos>>,
     pub(crate) inputs: Vec<InputLocations>,
     pub(crate) outputs: Vec<Option<Pos>>,
@@ -248,7 +250,21 @@ pub(crate) fn check_node(
             ));
         }
     }
-    if !loc.is_some_and(|l| l.action_reported) && node.action.trim().is_empty() {
+    for (field, message) in crate::wait::problems(node) {
+        let pos = match field {
+            "action" => loc.and_then(|l| l.action),
+            _ => loc.and_then(|l| l.wait),
+        };
+        out.push((
+            pos.or(entry),
+            LoadIssueKind::WrongType {
+                context: context(),
+                field: field.to_string(),
+                message,
+            },
+        ));
+    }
+    if !loc.is_some_and(|l| l.action_reported) && node.action.trim().is_empty() && !node.is_wait() {
         out.push((
             loc.and_then(|l| l.action).or(entry),
             LoadIssueKind::EmptyValue {

@@ -125,7 +125,7 @@ fn unknown_field_lists_the_allowed_ones_and_suggests_the_closest() {
     assert_eq!((line, col), (Some(4), Some(5)));
     assert!(
         kind.to_string()
-            .ends_with("`approval`; did you mean `action`?"),
+            .ends_with("`approval`, `sleep`, `wait_until`, `wait_for`; did you mean `action`?"),
         "{kind}"
     );
     let LoadIssueKind::UnknownField {
@@ -341,7 +341,7 @@ fn multiple_problems_are_all_reported_in_file_order() {
         "9:5: node `b`: missing required field `action`",
         "10:23: node `b` depends on itself",
         "11:9: node id `a` is used by more than one node",
-        "13:5: node `a`: unknown field `priority`, expected one of `id`, `dependencies`, `action`, `inputs`, `outputs`, `failure`, `onfailure`, `timeout`, `try_count`, `description`, `map_over`, `cache`, `when`, `approval`",
+        "13:5: node `a`: unknown field `priority`, expected one of `id`, `dependencies`, `action`, `inputs`, `outputs`, `failure`, `onfailure`, `timeout`, `try_count`, `description`, `map_over`, `cache`, `when`, `approval`, `sleep`, `wait_until`, `wait_for`",
         "16:20: dependency cycle: c -> d -> c",
         "21:9: node `d`: input `x` has both `reference` and `value`; give exactly one",
         "24:9: node `d`: input `y` has neither `reference` nor `value`; give exactly one",

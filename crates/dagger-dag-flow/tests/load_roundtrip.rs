@@ -4,8 +4,8 @@
 //! this test until the loader reads it.
 
 use dagger_dag_flow::{
-    DagConfigOverride, InputSpec, JsonType, NodeDef, OnFailure, OutputSpec, RetryStrategy,
-    RunInputDef, WorkflowDef, load_yaml_str,
+    DagConfigOverride, InputSpec, JsonType, NodeDef, OnFailure, OnTimeout, OutputSpec,
+    RetryStrategy, RunInputDef, WaitFor, WorkflowDef, load_yaml_str,
 };
 use serde_json::json;
 
@@ -70,6 +70,9 @@ fn every_field_round_trips() {
                 cache: true,
                 when: None,
                 approval: Some("ok?".into()),
+                sleep: None,
+                wait_until: None,
+                wait_for: None,
             },
             NodeDef {
                 id: "second".into(),
@@ -86,6 +89,33 @@ fn every_field_round_trips() {
                 cache: false,
                 when: Some("inputs.go".into()),
                 approval: None,
+                sleep: None,
+                wait_until: None,
+                wait_for: None,
+            },
+            NodeDef {
+                id: "nap".into(),
+                dependencies: vec!["second".into()],
+                sleep: Some("1.5h".into()),
+                ..NodeDef::default()
+            },
+            NodeDef {
+                id: "until".into(),
+                dependencies: vec!["nap".into()],
+                wait_until: Some("{{ inputs.at }}".into()),
+                ..NodeDef::default()
+            },
+            NodeDef {
+                id: "paid".into(),
+                dependencies: vec!["until".into()],
+                wait_for: Some(WaitFor {
+                    signal: "payment".into(),
+                    matches: Some("/order == {{ inputs.order }}".into()),
+                    timeout: Some("1h".into()),
+                    on_timeout: OnTimeout::Skip,
+                    schema: Some(json!({"type": "object"})),
+                }),
+                ..NodeDef::default()
             },
         ],
     };

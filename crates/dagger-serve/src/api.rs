@@ -291,6 +291,26 @@ pub(crate) async fn reject(
     ))
 }
 
+/// `POST /api/runs/{id}/signals/{name}`: the body (JSON, may be empty
+/// for `null`) is the signal's payload. 404 for an unknown run, 409 when
+/// the run ended or no node of it waits for the signal, 422 when the
+/// waiting node's schema refuses the payload.
+pub(crate) async fn signal(
+    State(state): Shared,
+    Path((run_id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_mutation(&state, &headers, None)?;
+    let payload: Value = body(&bytes, Some(Value::Null))?;
+    let seq = dagger_coord::send_signal(&state.stores, run_id.as_str(), &name, payload)
+        .await
+        .map_err(RequestError::from)?;
+    Ok(Json(
+        json!({ "run_id": run_id, "signal": name, "seq": seq }),
+    ))
+}
+
 /// Any other path under `/api/`.
 pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
     // Nested under `/api`, the router sees the path without its prefix.

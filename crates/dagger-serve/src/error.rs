@@ -125,8 +125,10 @@ impl RequestError {
                 CoordError::AlreadyFinished { .. }
                 | CoordError::RunEnded { .. }
                 | CoordError::NotWaiting { .. }
-                | CoordError::AlreadyDecided { .. },
+                | CoordError::AlreadyDecided { .. }
+                | CoordError::NoSignalWait { .. },
             ) => StatusCode::CONFLICT,
+            Self::Coord(CoordError::SignalRejected { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             // A store on read-only media serves its pages; changes cannot be
             // made through this server at all.
             Self::Coord(CoordError::Store(StoreError::ReadOnly { .. }))

@@ -88,6 +88,7 @@ pub(crate) fn status_fill(status: Option<&str>) -> &'static str {
         "Retrying" | "Blocked" => "#ffa500",
         "Paused" => "#f0e68c",
         "WaitingForHuman" => "#dda0dd",
+        "Waiting" => "#e6e6fa",
         "Completed" | "Accepted" | "Succeeded" => "#98fb98",
         "Failed" | "Rejected" => "#fa8072",
         "Skipped" => "#d3d3d3",

@@ -375,6 +375,7 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/resume", post(api::resume))
         .route("/runs/{id}/approve", post(api::approve))
         .route("/runs/{id}/reject", post(api::reject))
+        .route("/runs/{id}/signals/{name}", post(api::signal))
         .route("/jobs", get(jobs::api_list))
         .route("/jobs/{id}", get(jobs::api_job))
         .route("/channels", get(channels::api_list))

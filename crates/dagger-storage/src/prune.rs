@@ -77,6 +77,7 @@ pub(crate) fn steps(cutoff_ms: i64, node_queue: bool) -> Vec<Step> {
         step(Some(|r| &mut r.node_attempts), "node_attempts", in_runs),
         step(Some(|r| &mut r.node_runs), "node_runs", in_runs),
         step(None, "run_controls", in_runs),
+        step(None, "run_signals", in_runs),
         step(
             Some(|r| &mut r.snapshots),
             "cache_snapshots",

@@ -57,7 +57,7 @@ async fn sqlite_file(durability: Durability) {
         .list_runs(&RunQuery::default())
         .await
         .expect("sqlite file store");
-    assert_eq!(listed.len(), 17); // 9 runs, 3 of the ownership checks, 4 of lineage, 1 of the attempts check
+    assert_eq!(listed.len(), 19); // 9 runs, 2 of the signals check, 3 of the ownership checks, 4 of lineage, 1 of the attempts check
     assert_eq!(
         reopened
             .runs
@@ -97,7 +97,7 @@ async fn postgres_store() {
     // Everything is still there through a second connection pool.
     let again = common::postgres::same_schema(&store).await.stores();
     let listed = again.runs.list_runs(&RunQuery::default()).await.unwrap();
-    assert_eq!(listed.len(), 17); // 9 runs, 3 of the ownership checks, 4 of lineage, 1 of the attempts check
+    assert_eq!(listed.len(), 19); // 9 runs, 2 of the signals check, 3 of the ownership checks, 4 of lineage, 1 of the attempts check
     assert_eq!(
         again
             .runs

@@ -26,6 +26,11 @@ pub(crate) struct Rare {
     pub(crate) approved: bool,
     /// When the node began waiting for a human.
     pub(crate) waiting_since: Option<Millis>,
+    /// A waiting node (`sleep`, `wait_until`, `wait_for` with a timeout):
+    /// when its timer fires. Recorded, and restored on resume.
+    pub(crate) wake_at: Option<Millis>,
+    /// The sequence number of the signal a `wait_for` node received.
+    pub(crate) signal_seq: Option<u64>,
 }
 
 /// A node definition, shared: a static node points into the workflow, a
@@ -180,6 +185,8 @@ pub(crate) struct RunGraph {
     /// Events emitted and not yet answered by the hooks: nothing starts
     /// while there are any, so a hook can still pause, skip or rewire.
     pub(crate) unanswered: usize,
+    /// Nodes in `Waiting` (timers and signal waits): they hold no slot.
+    pub(crate) waits: HashSet<u32>,
 }
 
 impl RunGraph {
@@ -200,6 +207,7 @@ impl RunGraph {
             hooks,
             record,
             unanswered: 0,
+            waits: HashSet::new(),
         }
     }
 
@@ -319,6 +327,7 @@ impl RunGraph {
                     | NodeStatus::Ready
                     | NodeStatus::Paused
                     | NodeStatus::WaitingForHuman
+                    | NodeStatus::Waiting
                     | NodeStatus::Retrying
             );
             // A running node can only be cancelled (its attempt was stopped).
@@ -328,6 +337,7 @@ impl RunGraph {
             n.set_status(st);
             n.error = Some(why.clone());
             n.clear_wait();
+            self.waits.remove(&j);
             let node = n.node_ref(None);
             let dependents = n.dependents.clone();
             self.mark_dirty(j);
@@ -355,6 +365,7 @@ impl RunGraph {
                     | NodeStatus::Ready
                     | NodeStatus::Paused
                     | NodeStatus::WaitingForHuman
+                    | NodeStatus::Waiting
                     | NodeStatus::Retrying
             ) {
                 continue;
@@ -362,6 +373,7 @@ impl RunGraph {
             n.set_status(NodeStatus::Cancelled);
             n.error = Some(reason.to_string());
             n.clear_wait();
+            self.waits.remove(&j);
             let node = n.node_ref(None);
             outside.extend(
                 n.dependents

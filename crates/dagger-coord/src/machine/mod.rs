@@ -15,6 +15,7 @@ mod grow;
 pub(crate) mod msg;
 #[cfg(test)]
 mod tests;
+mod wait;
 
 use crate::event::ExecutionEvent;
 use dagger_core::{NodeStatus, RunStatus};
@@ -72,6 +73,8 @@ pub(crate) struct Params {
     pub(crate) grace_ms: u64,
     /// Seeds the retry jitter.
     pub(crate) seed: u64,
+    /// Signals taken by nodes before (resume): not delivered again.
+    pub(crate) consumed_signals: HashSet<u64>,
 }
 
 /// A run's state and its rules.
@@ -104,6 +107,10 @@ pub(crate) struct Machine {
     now: Millis,
     /// The run ended ([`Machine::end`]): events change nothing any more.
     ended: bool,
+    /// Sequence numbers of the signals nodes took.
+    consumed: HashSet<u64>,
+    /// Signals no waiting node took yet, oldest first.
+    kept: Vec<msg::Signal>,
 }
 
 impl Machine {
@@ -136,6 +143,8 @@ impl Machine {
             seed: p.seed,
             now: 0,
             ended: false,
+            consumed: p.consumed_signals,
+            kept: Vec::new(),
         }
     }
 
@@ -178,7 +187,7 @@ impl Machine {
                 invocation,
                 outcome,
             } => self.on_done(node, invocation, outcome, data),
-            Event::TimerFired(t) => self.on_timer(t),
+            Event::TimerFired(t) => self.on_timer(t, data),
             Event::HookAnswered { commands, panics } => {
                 self.g.unanswered = self.g.unanswered.saturating_sub(1);
                 for p in panics {
@@ -187,7 +196,7 @@ impl Machine {
                 self.apply_commands(commands);
             }
             Event::HookCommands(commands) => self.apply_commands(commands),
-            Event::Control(c) => self.on_control(c),
+            Event::Control(c) => self.on_control(c, data),
             Event::HandlerDone { node, error } => {
                 self.handlers = self.handlers.saturating_sub(1);
                 self.finalize_failed(node, error);
@@ -223,11 +232,13 @@ impl Machine {
             && self.g.ready.is_empty()
             && self.work.is_empty()
             && self.waiting.is_empty()
+            && self.g.waits.is_empty()
     }
 
     /// Only humans can move the run on.
     pub(crate) fn only_waiting(&self) -> bool {
         !self.waiting.is_empty()
+            && self.g.waits.is_empty()
             && self.running == 0
             && self.g.ready.is_empty()
             && self.work.is_empty()
@@ -278,6 +289,10 @@ impl Machine {
             if let Some(prompt) = self.g.nodes[i as usize].approval_prompt() {
                 let prompt = prompt.to_string();
                 self.wait_for_human(i, prompt);
+                continue;
+            }
+            if self.g.nodes[i as usize].def.is_wait() {
+                self.begin_wait(i, data);
                 continue;
             }
             if let Some(reference) = self.g.nodes[i as usize].def.map_over.clone() {
@@ -689,7 +704,7 @@ impl Machine {
 
     // ----- timers, humans and requests from outside -------------------------------
 
-    fn on_timer(&mut self, t: Timer) {
+    fn on_timer(&mut self, t: Timer, data: &dyn Outputs) {
         match t {
             Timer::Retry { node, invocation } => {
                 self.retries = self.retries.saturating_sub(1);
@@ -718,6 +733,11 @@ impl Machine {
             Timer::Grace => {
                 if self.running > 0 {
                     self.abort_all();
+                }
+            }
+            Timer::Wake(i) => {
+                if self.stop.is_none() {
+                    self.on_wake(i, data);
                 }
             }
         }
@@ -770,8 +790,13 @@ impl Machine {
         }
     }
 
-    fn on_control(&mut self, c: Control) {
+    fn on_control(&mut self, c: Control, data: &dyn Outputs) {
         match c {
+            Control::Signal(signal) => {
+                if self.stop.is_none() {
+                    self.on_signal(signal, data);
+                }
+            }
             Control::Cancel(reason) => self.stop(Stop::Cancel(reason)),
             Control::Lost(reason) => self.stop(Stop::Lost(reason)),
             Control::Approve { node_id, input } => {

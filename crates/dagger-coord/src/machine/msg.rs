@@ -47,6 +47,17 @@ pub(crate) enum Timer {
     RunTimeout,
     /// The grace period after a stop ran out: attempts still running are dropped.
     Grace,
+    /// Waiting node `node`'s wake-up time (a timer, or a signal wait's timeout) came.
+    Wake(u32),
+}
+
+/// A signal sent to the run (see `docs/signals.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Signal {
+    /// Its sequence number in the run (unique; the store assigns it).
+    pub(crate) seq: u64,
+    pub(crate) name: String,
+    pub(crate) payload: Value,
 }
 
 /// A request from outside the run.
@@ -63,6 +74,8 @@ pub(crate) enum Control {
     Reject { node_id: String, reason: String },
     /// Another process took the run over.
     Lost(String),
+    /// A signal arrived.
+    Signal(Signal),
 }
 
 /// Something that happened to the run.

@@ -96,6 +96,7 @@ impl Sim {
             restored_invocations: HashMap::new(),
             grace_ms: 1_000,
             seed: 7,
+            consumed_signals: Default::default(),
         });
         m.start(0, false);
         let mut sim = Self {
@@ -482,5 +483,266 @@ fn any_order_of_completions_runs_every_node_once_within_the_limit() {
             30 + failed_once.len(),
             "seed {seed}: one retry per failure"
         );
+    }
+}
+
+// ----- waiting nodes: timers and signals ------------------------------------------
+
+fn wait_node(id: &str, deps: &[&str], set: impl FnOnce(&mut NodeDef)) -> NodeDef {
+    let mut n = node(id, deps);
+    n.action = String::new();
+    set(&mut n);
+    n
+}
+
+fn signal(seq: u64, name: &str, payload: Value) -> Event {
+    Event::Control(Control::Signal(super::msg::Signal {
+        seq,
+        name: name.into(),
+        payload,
+    }))
+}
+
+impl Sim {
+    /// Steps `event` at time `at`.
+    fn at(&mut self, at: i64, event: Event) {
+        self.now = at - 1;
+        self.step(event);
+    }
+
+    /// The last `Arm` of `Timer::Wake(node)` in the log, in ms.
+    fn wake_armed(&self, id: &str) -> Option<u64> {
+        let i = self.i(id);
+        self.log.iter().rev().find_map(|e| match e {
+            Effect::Arm(Timer::Wake(n), ms) if *n == i => Some(*ms),
+            _ => None,
+        })
+    }
+}
+
+#[test]
+fn a_sleeping_node_holds_no_slot_and_completes_when_its_timer_fires() {
+    let nodes = vec![
+        wait_node("nap", &[], |n| n.sleep = Some("10s".into())),
+        node("busy", &[]),
+        node("after", &["nap"]),
+    ];
+    let config = DagConfig {
+        max_parallel_nodes: 1,
+        ..Default::default()
+    };
+    let mut sim = Sim::new(nodes, config, false);
+    // The sleeper waits; the one slot goes to `busy`.
+    assert_eq!(ids(&sim.starts()), ["busy"]);
+    assert_eq!(sim.status("nap"), NodeStatus::Waiting);
+    assert_eq!(sim.wake_armed("nap"), Some(10_000));
+    let nap = sim.i("nap");
+    assert_eq!(sim.m.g.nodes[nap as usize].waiting_since(), None);
+    assert_eq!(
+        sim.m.g.nodes[nap as usize]
+            .rare
+            .as_ref()
+            .and_then(|r| r.wake_at),
+        Some(10_000)
+    );
+    sim.ok("busy", None, json!({}));
+    assert!(sim.starts().is_empty());
+    assert!(!sim.m.is_done(), "a sleeping node keeps the run going");
+    // A timer that fires early (its clock ran ahead) is armed again.
+    sim.at(9_000, Event::TimerFired(Timer::Wake(nap)));
+    assert!(sim.starts().is_empty());
+    assert_eq!(sim.status("nap"), NodeStatus::Waiting);
+    assert_eq!(sim.wake_armed("nap"), Some(1_000));
+    sim.at(10_002, Event::TimerFired(Timer::Wake(nap)));
+    assert_eq!(sim.status("nap"), NodeStatus::Completed);
+    assert_eq!(ids(&sim.starts()), ["after"]);
+    let woke = sim.data.get("nap.wake_at").unwrap();
+    assert_eq!(*woke, json!("1970-01-01T00:00:10.000Z"));
+    sim.ok("after", None, json!({}));
+    assert_eq!(sim.m.end().0, RunStatus::Completed);
+}
+
+/// A machine over `nodes`, their states prepared by `prep` (as a resume
+/// restores them), not yet started.
+fn bare_machine(nodes: Vec<NodeDef>, prep: impl FnOnce(&mut [NodeState])) -> Machine {
+    let wf = Arc::new(workflow(nodes));
+    let mut states: Vec<NodeState> = (0..wf.nodes.len())
+        .map(|i| {
+            NodeState::new(
+                Arc::from(wf.nodes[i].id.as_str()),
+                DefHandle::Static(wf.clone(), i as u32),
+                Arc::new(Noop),
+                false,
+            )
+        })
+        .collect();
+    prep(&mut states);
+    Machine::new(Params {
+        graph: RunGraph::new(states, false, true),
+        wf,
+        added: Vec::new(),
+        config: DagConfig::default(),
+        registry: ActionRegistry::new(),
+        failure_actions: HashMap::new(),
+        restored_invocations: HashMap::new(),
+        grace_ms: 1_000,
+        seed: 7,
+        consumed_signals: Default::default(),
+    })
+}
+
+#[test]
+fn a_recorded_wake_up_time_is_kept_and_an_overdue_one_fires_at_once() {
+    let nodes = vec![wait_node("nap", &[], |n| n.sleep = Some("1h".into()))];
+    // Restored from the record: it was to wake at 5 s.
+    let mut m = bare_machine(nodes, |s| s[0].rare_mut().wake_at = Some(5_000));
+    // Resumed at 60 s: the wake-up time passed while nothing ran.
+    m.start(60_000, true);
+    let data = Data::default();
+    m.advance(60_000, &data);
+    let mut fx = Vec::new();
+    m.drain(&mut fx);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Arm(Timer::Wake(0), 0))),
+        "armed to fire now"
+    );
+    m.step(Event::TimerFired(Timer::Wake(0)), 60_001, &data);
+    assert_eq!(m.g.nodes[0].status, NodeStatus::Completed);
+    assert_eq!(m.end().0, RunStatus::Completed);
+}
+
+#[test]
+fn wait_until_reads_its_time_from_the_run_inputs() {
+    let nodes = vec![wait_node("gate", &[], |n| {
+        n.wait_until = Some("{{ inputs.at }}".into())
+    })];
+    let mut m = bare_machine(nodes, |_| {});
+    let data = Data::default();
+    data.put("inputs", &json!({ "at": "1970-01-01T00:01:00Z" }));
+    m.start(5, false);
+    m.advance(5, &data);
+    let mut fx = Vec::new();
+    m.drain(&mut fx);
+    assert_eq!(m.g.nodes[0].status, NodeStatus::Waiting);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Arm(Timer::Wake(0), 59_995)))
+    );
+}
+
+#[test]
+fn a_cancel_ends_a_waiting_node_and_the_run() {
+    let nodes = vec![wait_node("nap", &[], |n| n.sleep = Some("1h".into()))];
+    let mut sim = Sim::new(nodes, DagConfig::default(), false);
+    sim.starts();
+    sim.step(Event::Control(Control::Cancel("stop".into())));
+    assert!(sim.m.is_done());
+    assert_eq!(sim.m.end().0, RunStatus::Cancelled);
+    assert_eq!(sim.status("nap"), NodeStatus::Cancelled);
+}
+
+#[test]
+fn a_signal_sent_before_the_node_waits_is_kept_and_delivered() {
+    let nodes = vec![
+        node("first", &[]),
+        wait_node("pay", &["first"], |n| {
+            n.wait_for = Some(dagger_dag_flow::WaitFor {
+                signal: "paid".into(),
+                matches: Some("/order == {{ first.order }}".into()),
+                ..Default::default()
+            })
+        }),
+        node("ship", &["pay"]),
+    ];
+    let mut sim = Sim::new(nodes, DagConfig::default(), false);
+    assert_eq!(ids(&sim.starts()), ["first"]);
+    // Another order's payment, then this one's, before `pay` waits.
+    sim.step(signal(1, "paid", json!({ "order": 2, "amount": 5 })));
+    sim.step(signal(2, "paid", json!({ "order": 1, "amount": 9 })));
+    sim.step(signal(2, "paid", json!({ "order": 1, "amount": 9 })));
+    assert_eq!(sim.m.kept.len(), 2, "a repeated signal is kept once");
+    sim.ok("first", None, json!({ "order": 1 }));
+    assert_eq!(sim.status("pay"), NodeStatus::Completed);
+    assert_eq!(*sim.data.get("pay.amount").unwrap(), json!(9));
+    let pay = sim.i("pay");
+    assert_eq!(
+        sim.m.g.nodes[pay as usize]
+            .rare
+            .as_ref()
+            .and_then(|r| r.signal_seq),
+        Some(2)
+    );
+    assert_eq!(ids(&sim.starts()), ["ship"]);
+    // The other order's payment stays kept; a taken one is not taken again.
+    assert_eq!(sim.m.kept.len(), 1);
+    assert!(sim.m.consumed.contains(&2));
+}
+
+#[test]
+fn a_signal_refused_by_the_schema_is_not_taken() {
+    let nodes = vec![wait_node("pay", &[], |n| {
+        n.wait_for = Some(dagger_dag_flow::WaitFor {
+            signal: "paid".into(),
+            schema: Some(json!({ "type": "object", "required": ["amount"] })),
+            ..Default::default()
+        })
+    })];
+    let mut sim = Sim::new(nodes, DagConfig::default(), false);
+    sim.starts();
+    sim.step(signal(1, "paid", json!({ "note": "no amount" })));
+    sim.step(signal(2, "other", json!({ "amount": 1 })));
+    assert_eq!(sim.status("pay"), NodeStatus::Waiting);
+    sim.step(signal(3, "paid", json!({ "amount": 1 })));
+    assert_eq!(sim.status("pay"), NodeStatus::Completed);
+}
+
+#[test]
+fn a_signal_timeout_fails_skips_or_continues() {
+    use dagger_dag_flow::OnTimeout;
+    for (on_timeout, node_status, next, run) in [
+        (
+            OnTimeout::Fail,
+            NodeStatus::Failed,
+            NodeStatus::Skipped,
+            RunStatus::Failed,
+        ),
+        (
+            OnTimeout::Skip,
+            NodeStatus::Skipped,
+            NodeStatus::Skipped,
+            RunStatus::Completed,
+        ),
+        (
+            OnTimeout::Continue,
+            NodeStatus::Completed,
+            NodeStatus::Running,
+            RunStatus::Completed,
+        ),
+    ] {
+        let nodes = vec![
+            wait_node("pay", &[], |n| {
+                n.wait_for = Some(dagger_dag_flow::WaitFor {
+                    signal: "paid".into(),
+                    timeout: Some("2s".into()),
+                    on_timeout,
+                    ..Default::default()
+                })
+            }),
+            node("ship", &["pay"]),
+        ];
+        let mut sim = Sim::new(nodes, DagConfig::default(), false);
+        sim.starts();
+        assert_eq!(sim.wake_armed("pay"), Some(2_000));
+        let pay = sim.i("pay");
+        sim.at(2_000, Event::TimerFired(Timer::Wake(pay)));
+        assert_eq!(sim.status("pay"), node_status, "{on_timeout:?}");
+        assert_eq!(sim.status("ship"), next, "{on_timeout:?}");
+        if next == NodeStatus::Running {
+            assert_eq!(*sim.data.get("pay.timed_out").unwrap(), json!(true));
+            sim.ok("ship", None, json!({}));
+        }
+        assert!(sim.m.is_done(), "{on_timeout:?}");
+        assert_eq!(sim.m.end().0, run, "{on_timeout:?}");
     }
 }

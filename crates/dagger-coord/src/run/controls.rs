@@ -1,8 +1,8 @@
 //! Control intake: requests other processes left in the store (cancel,
-//! approve, reject), read after a sequence number and turned into the
-//! machine's [`Control`] events.
+//! approve, reject) and signals, read after a sequence number and turned
+//! into the machine's [`Control`] events.
 
-use crate::machine::msg::Control;
+use crate::machine::msg::{Control, Signal};
 use dagger_core::RunId;
 use dagger_core::store::{ControlRequest, RunStore};
 
@@ -41,4 +41,30 @@ pub(crate) async fn read(
         });
     }
     out
+}
+
+/// The signals sent to `run_id` after `*seq` (advanced past them).
+pub(crate) async fn read_signals(
+    runs: &dyn RunStore,
+    run_id: &RunId,
+    seq: &mut u64,
+) -> Vec<Control> {
+    let signals = match runs.signals_after(run_id, *seq).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read signals");
+            return Vec::new();
+        }
+    };
+    signals
+        .into_iter()
+        .map(|s| {
+            *seq = (*seq).max(s.seq);
+            Control::Signal(Signal {
+                seq: s.seq,
+                name: s.name,
+                payload: s.payload,
+            })
+        })
+        .collect()
 }

@@ -8,7 +8,7 @@ use crate::event::{ExecutionEvent, ExecutorCommand};
 use crate::machine::Stop;
 use crate::report::{DagExecutionReport, NodeReport, metrics_for};
 use dagger_core::store::{NodeRunRecord, RunUpdate};
-use dagger_core::{RunStatus, now_millis};
+use dagger_core::{NodeStatus, RunStatus, now_millis};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -127,6 +127,12 @@ impl RunLoop {
         let nodes: Vec<NodeReport> = table
             .into_iter()
             .map(|n| NodeReport {
+                wake_at: (n.status == NodeStatus::Waiting)
+                    .then(|| n.rare.as_ref().and_then(|r| r.wake_at))
+                    .flatten(),
+                signal: (n.status == NodeStatus::Waiting)
+                    .then(|| n.def.wait_for.as_ref().map(|w| w.signal.clone()))
+                    .flatten(),
                 id: n.id.to_string(),
                 action: n.def.action.clone(),
                 status: n.status,

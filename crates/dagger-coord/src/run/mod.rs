@@ -45,6 +45,10 @@ pub(crate) struct RunLoop {
     hook_list: Vec<Arc<dyn EventHook>>,
     hook_ctx: HookContext,
     control_seq: u64,
+    /// The last signal read.
+    signal_seq: u64,
+    /// A node of the run waits for signals (`wait_for`): read them.
+    signals_wanted: bool,
     /// The run's record says it waits for a human.
     waiting_recorded: bool,
     record: bool,
@@ -118,7 +122,10 @@ impl RunLoop {
             restored_invocations: setup.restored_invocations,
             grace_ms: coord.cancel_grace.as_millis() as u64,
             seed: RandomState::new().hash_one(0u8),
+            consumed_signals: setup.consumed_signals,
         });
+        let has_signal_waits = machine.wf.nodes.iter().any(|n| n.wait_for.is_some())
+            || machine.added.iter().any(|n| n.wait_for.is_some());
         machine.start(now_millis(), resumed);
         let shared = Arc::new(RunShared::new(env, machine, tx, !hooked));
         let mut lp = RunLoop {
@@ -129,6 +136,8 @@ impl RunLoop {
             hook_list: coord.hooks.clone(),
             hook_ctx,
             control_seq: 0,
+            signal_seq: 0,
+            signals_wanted: has_signal_waits,
             waiting_recorded: false,
             record,
             snapshot_every,
@@ -142,6 +151,7 @@ impl RunLoop {
         if resumed {
             lp.read_controls(true).await;
         }
+        lp.read_signals().await;
         let nodes = lp.shared.machine.lock().g.nodes.len();
         tracing::info!(parent: &span, resumed, nodes, "run started");
         metrics::counter!(dagger_core::metrics::RUNS_STARTED).increment(1);
@@ -243,7 +253,10 @@ impl RunLoop {
                     cancel_armed = false;
                     self.step(Event::Control(Control::Cancel(reason)));
                 }
-                Wake::Controls => self.read_controls(false).await,
+                Wake::Controls => {
+                    self.read_controls(false).await;
+                    self.read_signals().await;
+                }
                 Wake::Snapshot => self.write_full_snapshot().await,
                 Wake::Lost => {
                     lost_seen = true;
@@ -367,6 +380,22 @@ impl RunLoop {
             {
                 meta.insert("prompt".into(), Value::String(p.to_string()));
             }
+            if let Some(r) = &n.rare {
+                // A waiting node's wake-up time is what a resume arms again.
+                if n.status == NodeStatus::Waiting
+                    && let Some(at) = r.wake_at
+                {
+                    meta.insert("wake_at".into(), Value::from(at));
+                }
+                if let Some(seq) = r.signal_seq {
+                    meta.insert("signal_seq".into(), Value::from(seq));
+                }
+            }
+            if n.status == NodeStatus::Waiting
+                && let Some(w) = &n.def.wait_for
+            {
+                meta.insert("signal".into(), Value::String(w.signal.clone()));
+            }
             rec.metadata = Value::Object(meta);
             let output_of = (n.status == NodeStatus::Completed).then(|| n.id.clone());
             (rec, output_of)
@@ -439,6 +468,27 @@ impl RunLoop {
         )
         .await;
         for c in controls {
+            self.step(Event::Control(c));
+        }
+    }
+}
+
+impl RunLoop {
+    /// Steps the machine with the signals sent since the last read (only
+    /// for a run with a node that waits for one, also one a hook added).
+    async fn read_signals(&mut self) {
+        if !self.signals_wanted {
+            // A hook may have added a node that waits for one.
+            let m = self.shared.machine.lock();
+            self.signals_wanted = m.added.iter().any(|n| n.wait_for.is_some());
+            if !self.signals_wanted {
+                return;
+            }
+        }
+        let env = &self.shared.env;
+        let signals =
+            controls::read_signals(&*env.stores.runs, &env.run_id, &mut self.signal_seq).await;
+        for c in signals {
             self.step(Event::Control(c));
         }
     }

@@ -10,7 +10,7 @@ use dagger_core::store::Durability;
 use dagger_core::{Cache, NodeStatus, RunId, Stores};
 use dagger_dag_flow::{ActionRegistry, DagConfig, DagExecutor, NodeAction, NodeDef, WorkflowDef};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Everything a run needs before its loop starts.
@@ -26,6 +26,26 @@ pub(crate) struct Setup {
     pub(crate) app_data: Option<Arc<dyn std::any::Any + Send + Sync>>,
     pub(crate) run_id: RunId,
     pub(crate) restored_invocations: HashMap<u32, RestoredFanOut>,
+    /// Signals nodes took before (resume).
+    pub(crate) consumed_signals: HashSet<u64>,
+}
+
+/// The action of a waiting node (`sleep`, `wait_until`, `wait_for`): the
+/// machine ends such a node itself and never starts an attempt of it.
+struct WaitNode;
+
+#[async_trait::async_trait]
+impl NodeAction for WaitNode {
+    fn name(&self) -> &str {
+        "wait"
+    }
+
+    async fn execute(
+        &self,
+        ctx: &dagger_dag_flow::NodeCtx,
+    ) -> Result<dagger_dag_flow::NodeOutput, dagger_core::BoxError> {
+        Err(format!("node `{}` waits; it has no action to run", ctx.node_id).into())
+    }
 }
 
 impl Setup {
@@ -51,8 +71,10 @@ impl Setup {
             .chain(added.iter().map(|d| (DefHandle::Dynamic(d.clone()), true)));
         // Consecutive nodes usually share an action: look each run of them up once.
         let mut last: Option<(String, Arc<dyn NodeAction>)> = None;
+        let wait_node: Arc<dyn NodeAction> = Arc::new(WaitNode);
         for (def, is_added) in handles {
             let action = match &last {
+                _ if def.is_wait() => Some(wait_node.clone()),
                 Some((name, a)) if *name == def.action => Some(a.clone()),
                 _ => {
                     let found = registry.get(&def.action);
@@ -95,6 +117,7 @@ impl Setup {
             app_data: executor.app_data(),
             run_id,
             restored_invocations: HashMap::new(),
+            consumed_signals: HashSet::new(),
         })
     }
 
@@ -108,6 +131,15 @@ impl Setup {
             let n = &mut self.graph.nodes[i as usize];
             if let Some(plain) = &rec.plain {
                 n.attempts = plain.attempt;
+                let meta_i64 = |k: &str| plain.metadata.get(k).and_then(Value::as_i64);
+                if let Some(seq) = plain.metadata.get("signal_seq").and_then(Value::as_u64) {
+                    self.consumed_signals.insert(seq);
+                }
+                if plain.state == NodeStatus::Waiting {
+                    // A timer keeps its wake-up time across a restart.
+                    n.rare_mut().wake_at = meta_i64("wake_at");
+                    n.started_ms = plain.started_at;
+                }
                 if plain.state == NodeStatus::Completed {
                     n.status = NodeStatus::Completed;
                     n.cache_hit = plain

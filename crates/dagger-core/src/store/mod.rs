@@ -27,7 +27,7 @@ pub use queue::{NodeClaim, NodeQueue, NodeResult, NodeWorkItem};
 pub use retention::{PruneReport, Retention};
 pub use run::{
     ControlRequest, KeyedCreate, NodeRunRecord, RunClaim, RunLineage, RunOwner, RunQuery,
-    RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,
+    RunRecord, RunStore, RunUpdate, SignalRecord, decision_conflict, stale_run_token,
 };
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 pub use task::{

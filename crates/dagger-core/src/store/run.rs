@@ -218,6 +218,22 @@ impl ControlRequest {
     }
 }
 
+/// A signal sent to a run (`dagger signal`; see `docs/signals.md`). A
+/// node that waits for it (`wait_for:`) takes it; the store keeps it until
+/// the run is pruned, and the record of the node that took it names it
+/// (`signal_seq` in its metadata).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalRecord {
+    /// Numbers the run's signals from 1, in the order they were stored.
+    pub seq: u64,
+    /// The signal's name.
+    pub name: String,
+    /// Its payload.
+    pub payload: Value,
+    /// When it was stored (ms since the epoch).
+    pub sent_at: i64,
+}
+
 /// What a store's [`RunStore::push_control`] returns for `request` when an
 /// earlier request of the run (`earlier`, number `seq`, recorded at `at_ms`)
 /// already decided the same node: [`StoreError::AlreadyDecided`]. `None` when
@@ -345,6 +361,21 @@ pub trait RunStore: Send + Sync + 'static {
         run_id: &RunId,
         after: u64,
     ) -> Result<Vec<(u64, ControlRequest)>, StoreError>;
+    /// Stores signal `name` with `payload` for run `run_id`; returns its
+    /// sequence number (the run's signals are numbered from 1).
+    /// [`StoreError::NotFound`] for an unknown run. Committed before it returns.
+    async fn push_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: Value,
+    ) -> Result<u64, StoreError>;
+    /// The signals of a run with a sequence number above `after`, in order.
+    async fn signals_after(
+        &self,
+        run_id: &RunId,
+        after: u64,
+    ) -> Result<Vec<SignalRecord>, StoreError>;
     /// The output of an earlier completed execution of `action` with this input hash.
     async fn find_memoized(
         &self,

@@ -11,7 +11,8 @@ use crate::rows::run::{
 use crate::rows::{from_json, to_json};
 use dagger_core::store::{
     ArtifactId, AttemptQuery, AttemptRecord, ControlRequest, KeyedCreate, NodeRunRecord, RunClaim,
-    RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict, stale_run_token,
+    RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SignalRecord, decision_conflict,
+    stale_run_token,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use postgres::Row;
@@ -512,6 +513,72 @@ impl RunStore for PostgresStore {
                     let text: String = row.try_get(1)?;
                     let what = format!("control request {seq} of run `{run_id}`");
                     Ok((narrow(&what, seq)?, from_json(&what, &text)?))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn push_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<u64, StoreError> {
+        let text = to_json(&format!("signal `{name}` for run `{run_id}`"), &payload)?;
+        let run_id = run_id.clone();
+        let name = name.to_string();
+        self.with_conn(move |c| {
+            let lock = c.stmts.get(
+                &mut c.client,
+                "SELECT 1 FROM flow_runs WHERE run_id = $1 FOR NO KEY UPDATE",
+            )?;
+            let insert = c.stmts.get(
+                &mut c.client,
+                "INSERT INTO run_signals (run_id, seq, name, payload, created_at) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM run_signals \
+                 WHERE run_id = $1 RETURNING seq",
+            )?;
+            let mut tx = c.client.transaction()?;
+            // The row lock serializes senders to one run, so MAX + 1 cannot race.
+            if tx.query_opt(&lock, &[&run_id.as_str()])?.is_none() {
+                return Err(run_not_found(run_id.as_str()).into());
+            }
+            let seq: i64 = tx
+                .query_one(&insert, &[&run_id.as_str(), &name, &text, &now_millis()])?
+                .try_get(0)?;
+            tx.commit()?;
+            Ok(narrow("signal sequence number", seq)?)
+        })
+        .await
+    }
+
+    async fn signals_after(
+        &self,
+        run_id: &RunId,
+        after: u64,
+    ) -> Result<Vec<SignalRecord>, StoreError> {
+        let run_id = run_id.clone();
+        let after = wide(after);
+        self.with_conn(move |c| {
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "SELECT seq, name, payload, created_at FROM run_signals \
+                 WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+            )?;
+            c.client
+                .query(&stmt, &[&run_id.as_str(), &after])?
+                .iter()
+                .map(|row| {
+                    let seq: i64 = row.try_get(0)?;
+                    let text: String = row.try_get(2)?;
+                    let what = format!("signal {seq} of run `{run_id}`");
+                    Ok(SignalRecord {
+                        seq: narrow(&what, seq)?,
+                        name: row.try_get(1)?,
+                        payload: from_json(&what, &text)?,
+                        sent_at: row.try_get(3)?,
+                    })
                 })
                 .collect()
         })

@@ -17,8 +17,8 @@ use crate::sqlite::artifacts::{INLINE_LIMIT, insert_inline_artifact};
 use crate::sqlite::{ErrorMapper, SqliteStore};
 use dagger_core::store::{
     ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, ControlRequest, KeyedCreate,
-    NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, decision_conflict,
-    stale_run_token,
+    NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SignalRecord,
+    decision_conflict, stale_run_token,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
@@ -590,6 +590,75 @@ impl RunStore for SqliteStore {
                 let what = format!("control request {seq}");
                 let seq = u64::try_from(seq).map_err(|_| decode(&what, seq))?;
                 Ok((seq, from_json(&what, &text)?))
+            })
+            .collect()
+    }
+
+    async fn push_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<u64, StoreError> {
+        let text = to_json(&format!("signal `{name}` for run `{run_id}`"), &payload)?;
+        let run_id = run_id.clone();
+        let name = name.to_string();
+        let store = self.error_mapper();
+        self.write(move |tx| {
+            let sql = |e| store.map_err(e);
+            if !run_exists(tx, run_id.as_str()).map_err(sql)? {
+                return Err(run_not_found(run_id.as_str()));
+            }
+            // The writer holds the write lock, so MAX + 1 cannot race.
+            let seq: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO run_signals (run_id, seq, name, payload, created_at) \
+                     SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4 FROM run_signals \
+                     WHERE run_id = ?1 RETURNING seq",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![run_id.as_str(), name, text, now_millis()], |r| {
+                        r.get(0)
+                    })
+                })
+                .map_err(sql)?;
+            u64::try_from(seq).map_err(|_| decode("signal sequence number", seq))
+        })
+        .await
+    }
+
+    async fn signals_after(
+        &self,
+        run_id: &RunId,
+        after: u64,
+    ) -> Result<Vec<SignalRecord>, StoreError> {
+        let run_id = run_id.clone();
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let store = self.error_mapper();
+        let rows: Vec<(i64, String, String, i64)> = self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT seq, name, payload, created_at FROM run_signals \
+                     WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![run_id.as_str(), after], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?
+                    .collect()
+                })
+                .map_err(|e| store.map_err(e))
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(seq, name, text, sent_at)| {
+                let what = format!("signal {seq}");
+                Ok(SignalRecord {
+                    seq: u64::try_from(seq).map_err(|_| decode(&what, seq))?,
+                    name,
+                    payload: from_json(&what, &text)?,
+                    sent_at,
+                })
             })
             .collect()
     }

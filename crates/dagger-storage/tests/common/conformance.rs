@@ -67,6 +67,7 @@ pub(crate) async fn run_store_suite(stores: Stores, prefix: &str) {
     list_runs_filters_and_pages(&stores, prefix).await;
     node_runs_round_trip(&stores, prefix).await;
     controls_are_sequenced(&stores, prefix).await;
+    signals_are_sequenced(&stores, prefix).await;
     the_first_decision_of_a_node_wins(&stores, prefix).await;
     memoization_finds_completed_outputs(&stores, prefix).await;
     artifacts_round_trip(&stores).await;
@@ -485,6 +486,65 @@ async fn node_runs_round_trip(stores: &Stores, p: &str) {
     let err = queued_error(stores, call).await;
     assert!(
         matches!(&err, StoreError::NotFound { entity: "run", id } if id.ends_with("-no-such-run")),
+        "{err:?}"
+    );
+}
+
+/// Signals are numbered per run from 1, read back in order after a
+/// sequence number, payload intact; a signal to an unknown run is refused.
+async fn signals_are_sequenced(stores: &Stores, p: &str) {
+    let id = RunId::from(format!("{p}-signals"));
+    let other = RunId::from(format!("{p}-signals-other"));
+    for r in [&id, &other] {
+        stores
+            .runs
+            .create_run(run(r.as_str(), "wf", RunStatus::Running, 310))
+            .await
+            .unwrap();
+    }
+    let payloads = [
+        json!({"amount": 5, "text": "héllo"}),
+        json!(null),
+        json!([1, 2]),
+    ];
+    for (i, payload) in payloads.iter().enumerate() {
+        let seq = stores
+            .runs
+            .push_signal(&id, "paid", payload.clone())
+            .await
+            .unwrap();
+        assert_eq!(seq, i as u64 + 1);
+    }
+    assert_eq!(
+        stores
+            .runs
+            .push_signal(&other, "other", json!(1))
+            .await
+            .unwrap(),
+        1
+    );
+    let after = stores.runs.signals_after(&id, 1).await.unwrap();
+    assert_eq!(
+        after
+            .iter()
+            .map(|s| (s.seq, s.name.as_str(), s.payload.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (2, "paid", payloads[1].clone()),
+            (3, "paid", payloads[2].clone())
+        ]
+    );
+    assert!(after.iter().all(|s| s.sent_at > 0));
+    assert_eq!(stores.runs.signals_after(&id, 0).await.unwrap().len(), 3);
+    assert!(stores.runs.signals_after(&id, 3).await.unwrap().is_empty());
+    let missing = RunId::from(format!("{p}-signals-missing"));
+    let err = stores
+        .runs
+        .push_signal(&missing, "paid", json!(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound { entity: "run", id } if *id == missing.as_str()),
         "{err:?}"
     );
 }

@@ -7,7 +7,7 @@ use crate::status::NodeStatus;
 use crate::store::{
     ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, CacheSnapshotStore, ControlRequest,
     KeyedCreate, NodeRunRecord, PruneReport, RunClaim, RunOwner, RunQuery, RunRecord, RunStore,
-    RunUpdate, SnapshotEntry, stale_run_token,
+    RunUpdate, SignalRecord, SnapshotEntry, stale_run_token,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -21,6 +21,8 @@ pub(super) struct RunTables {
     attempts: HashMap<RunId, BTreeMap<(String, String, u32), AttemptRecord>>,
     /// Each run's control requests with the time they were recorded (ms).
     controls: HashMap<RunId, Vec<(ControlRequest, i64)>>,
+    /// Each run's signals, in order (sequence number = position + 1).
+    signals: HashMap<RunId, Vec<SignalRecord>>,
     artifacts: HashMap<ArtifactId, Vec<u8>>,
     snapshots: HashMap<String, Vec<SnapshotEntry>>,
     /// The last fencing token of each run, kept after its owner released it.
@@ -74,6 +76,7 @@ pub(super) fn prune(t: &mut RunTables, cutoff_ms: i64, dry_run: bool, report: &m
         t.node_runs.remove(id);
         t.attempts.remove(id);
         t.controls.remove(id);
+        t.signals.remove(id);
         t.snapshots.remove(id.as_str());
         t.owner_tokens.remove(id);
     }
@@ -268,6 +271,42 @@ impl RunStore for MemoryStore {
                     .filter(|(seq, _)| *seq > after)
                     .collect()
             })
+            .unwrap_or_default())
+    }
+
+    async fn push_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<u64, StoreError> {
+        let mut t = self.runs.lock();
+        if !t.runs.contains_key(run_id) {
+            return Err(StoreError::NotFound {
+                entity: "run",
+                id: run_id.to_string(),
+            });
+        }
+        let list = t.signals.entry(run_id.clone()).or_default();
+        let seq = list.len() as u64 + 1;
+        list.push(SignalRecord {
+            seq,
+            name: name.to_string(),
+            payload,
+            sent_at: crate::now_millis(),
+        });
+        Ok(seq)
+    }
+
+    async fn signals_after(
+        &self,
+        run_id: &RunId,
+        after: u64,
+    ) -> Result<Vec<SignalRecord>, StoreError> {
+        let t = self.runs.lock();
+        Ok(t.signals
+            .get(run_id)
+            .map(|list| list.iter().filter(|s| s.seq > after).cloned().collect())
             .unwrap_or_default())
     }
 
