@@ -92,15 +92,6 @@ fn rejection(c: &mut super::conn::PgConn, item_id: &str, token: u64) -> Result<S
 }
 
 impl PostgresStore {
-    fn notify_nodes(c: &mut super::conn::PgConn, payload: &str) -> Result<(), PgFail> {
-        let stmt = c.stmts.get(
-            &mut c.client,
-            "SELECT pg_notify($1, current_schema() || ' ' || $2)",
-        )?;
-        c.client.execute(&stmt, &[&CHANNEL, &payload])?;
-        Ok(())
-    }
-
     fn start_node_listener(&self) {
         let config = self.config().clone();
         let schema = self
@@ -202,20 +193,30 @@ impl NodeQueue for PostgresStore {
         let json = serde_json::to_string(&item)
             .map_err(|e| decode(format!("node work item `{}`", item.item_id), e))?;
         self.with_conn(move |c| {
+            // One statement (one round trip, one commit) with its notification.
             let now = now_millis();
-            let mut tx = c.client.transaction()?;
-            tx.execute(
-                "INSERT INTO node_queue (item_id, run_id, action, item, state, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'queued', $5, $5) \
-                 ON CONFLICT (item_id) DO UPDATE SET item = excluded.item, state = 'queued', \
-                   worker = NULL, lease_expires_at = NULL, result = NULL, updated_at = excluded.updated_at",
-                &[&item.item_id, &item.run_id.as_str(), &item.action, &json, &now],
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "WITH queued AS ( \
+                   INSERT INTO node_queue (item_id, run_id, action, item, state, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, 'queued', $5, $5) \
+                   ON CONFLICT (item_id) DO UPDATE SET item = excluded.item, state = 'queued', \
+                     worker = NULL, lease_expires_at = NULL, result = NULL, \
+                     updated_at = excluded.updated_at \
+                   RETURNING 1) \
+                 SELECT pg_notify($6, current_schema() || ' work') FROM queued",
             )?;
-            tx.execute(
-                "SELECT pg_notify($1, current_schema() || ' work')",
-                &[&CHANNEL],
+            c.client.execute(
+                &stmt,
+                &[
+                    &item.item_id,
+                    &item.run_id.as_str(),
+                    &item.action,
+                    &json,
+                    &now,
+                    &CHANNEL,
+                ],
             )?;
-            tx.commit()?;
             Ok(())
         })
         .await?;
@@ -319,20 +320,23 @@ impl NodeQueue for PostgresStore {
         let json = serde_json::to_string(&result)
             .map_err(|e| decode(format!("result of node work item `{id}`"), e))?;
         self.with_conn(move |c| {
+            // The notification is sent at the statement's commit, so the
+            // waiter finds the result; one round trip, one commit.
             let stmt = c.stmts.get(
                 &mut c.client,
-                "UPDATE node_queue SET state = 'done', result = $3, lease_expires_at = NULL, \
-                   updated_at = $4 \
-                 WHERE item_id = $1 AND token = $2 AND state = 'claimed'",
+                "WITH done AS ( \
+                   UPDATE node_queue SET state = 'done', result = $3, lease_expires_at = NULL, \
+                     updated_at = $4 \
+                   WHERE item_id = $1 AND token = $2 AND state = 'claimed' RETURNING item_id) \
+                 SELECT pg_notify($5, current_schema() || ' done ' || item_id) FROM done",
             )?;
             let n = c
                 .client
-                .execute(&stmt, &[&id, &wide(token), &json, &now_millis()])?;
+                .execute(&stmt, &[&id, &wide(token), &json, &now_millis(), &CHANNEL])?;
             if n != 1 {
                 return Err(PgFail::Store(rejection(c, &id, token)?));
             }
-            // After the commit (autocommit), so the waiter finds the result.
-            PostgresStore::notify_nodes(c, &format!("done {id}"))
+            Ok(())
         })
         .await
     }
@@ -340,12 +344,12 @@ impl NodeQueue for PostgresStore {
     async fn cancel(&self, item_id: &str) -> Result<(), StoreError> {
         let id = item_id.to_string();
         self.with_conn(move |c| {
-            let stmt = c
-                .stmts
-                .get(&mut c.client, "DELETE FROM node_queue WHERE item_id = $1")?;
-            if c.client.execute(&stmt, &[&id])? == 1 {
-                PostgresStore::notify_nodes(c, &format!("done {id}"))?;
-            }
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "WITH gone AS (DELETE FROM node_queue WHERE item_id = $1 RETURNING item_id) \
+                 SELECT pg_notify($2, current_schema() || ' done ' || item_id) FROM gone",
+            )?;
+            c.client.execute(&stmt, &[&id, &CHANNEL])?;
             Ok(())
         })
         .await
@@ -356,14 +360,10 @@ impl NodeQueue for PostgresStore {
         self.with_conn(move |c| {
             let stmt = c.stmts.get(
                 &mut c.client,
-                "DELETE FROM node_queue WHERE run_id = $1 RETURNING item_id",
+                "WITH gone AS (DELETE FROM node_queue WHERE run_id = $1 RETURNING item_id) \
+                 SELECT pg_notify($2, current_schema() || ' done ' || item_id) FROM gone",
             )?;
-            let rows = c.client.query(&stmt, &[&run_id])?;
-            for row in &rows {
-                let id: String = row.get(0);
-                PostgresStore::notify_nodes(c, &format!("done {id}"))?;
-            }
-            Ok(rows.len() as u64)
+            Ok(c.client.execute(&stmt, &[&run_id, &CHANNEL])?)
         })
         .await
     }
