@@ -941,14 +941,23 @@ impl PostgresStore {
                 None => Attempt::Failed(e),
             };
         }
-        let notified = if notify {
-            tx.execute("SELECT pg_notify($1, current_schema())", &[&CHANNEL])
-                .map(drop)
-        } else {
-            Ok(())
-        };
-        match notified.and_then(|()| tx.commit()) {
-            Ok(()) => Attempt::Committed { wake },
+        match tx.commit() {
+            Ok(()) => {
+                // After the commit, in a transaction of its own: one that
+                // notifies holds the server's notification lock until its
+                // commit is flushed, so a notifying write would serialize
+                // every such write on that flush; this one writes nothing.
+                if notify {
+                    let sent = stmts
+                        .get(client, "SELECT pg_notify($1, current_schema())")
+                        .and_then(|stmt| client.execute(&stmt, &[&CHANNEL]));
+                    if let Err(e) = sent {
+                        tracing::warn!(location = %location, error = %e,
+                            "task notification not sent; other processes' job loops wake on their timers");
+                    }
+                }
+                Attempt::Committed { wake }
+            }
             Err(e) => match retry_kind(&e) {
                 Some(kind) => Attempt::Retry(kind, map_pg(&e, location)),
                 None => Attempt::Failed(map_pg(&e, location)),

@@ -10,6 +10,13 @@
 //!
 //! When a batch fails, nothing of it is committed; its jobs then run one by
 //! one, each in its own transaction, so each gets its own result.
+//!
+//! A job may carry a node-queue notification (`NOTIFY dagger_nodes`). They
+//! are sent after the batch has committed, all in one statement of a
+//! transaction of their own: a transaction that notifies holds the server's
+//! notification lock until its commit is flushed, so notifying inside a
+//! transaction that writes would serialize every writer on that flush; a
+//! transaction that only notifies writes nothing to flush.
 
 use super::PostgresStore;
 use super::conn::{PgFail, StmtCache, is_connection_lost, map_pg};
@@ -28,11 +35,16 @@ pub(crate) type Op =
 
 type Reply = oneshot::Sender<Result<(), StoreError>>;
 
+/// The channel of node-queue notifications.
+pub(crate) const NODE_CHANNEL: &str = "dagger_nodes";
+
 /// A queued job: a write, or (no op) a mark that replies once everything
 /// queued before it is committed.
 struct Job {
     op: Option<Op>,
     reply: Option<Reply>,
+    /// Sent on [`NODE_CHANNEL`] (after the schema) once the write committed.
+    note: Option<String>,
 }
 
 #[derive(Default)]
@@ -53,15 +65,20 @@ pub(crate) struct Writer {
 impl PostgresStore {
     /// Queues `op` and returns once it is committed, with its result.
     pub(crate) async fn write_grouped(&self, op: Op) -> Result<(), StoreError> {
+        self.write_noted(op, None).await
+    }
+
+    /// [`Self::write_grouped`], then `note` on the node-queue channel.
+    pub(crate) async fn write_noted(&self, op: Op, note: Option<String>) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.submit(Some(op), Some(tx));
+        self.submit(Some(op), Some(tx), note);
         rx.await.map_err(|_| self.writer_gone())?
     }
 
     /// Queues `op` without waiting; its error shows at the next
     /// [`Self::flush_records`].
     pub(crate) fn queue_grouped(&self, op: Op) {
-        self.submit(Some(op), None);
+        self.submit(Some(op), None, None);
     }
 
     /// Waits until everything queued so far is committed; the first error
@@ -86,7 +103,7 @@ impl PostgresStore {
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
-        self.submit(None, Some(tx));
+        self.submit(None, Some(tx), None);
         rx.await.map_err(|_| self.writer_gone())?
     }
 
@@ -97,10 +114,10 @@ impl PostgresStore {
         }
     }
 
-    fn submit(&self, op: Option<Op>, reply: Option<Reply>) {
+    fn submit(&self, op: Option<Op>, reply: Option<Reply>, note: Option<String>) {
         let start = {
             let mut s = self.inner.writer.state.lock();
-            s.jobs.push(Job { op, reply });
+            s.jobs.push(Job { op, reply, note });
             !std::mem::replace(&mut s.busy, true)
         };
         if start {
@@ -189,7 +206,10 @@ impl PostgresStore {
                     })
             };
             match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.announce(&mut conn, jobs);
+                    return Ok(());
+                }
                 Err(PgFail::Store(e)) => return Err(e),
                 Err(PgFail::Pg(e)) if !retried && is_connection_lost(&e) => {
                     tracing::warn!(location = %self.location(), error = %e,
@@ -199,6 +219,29 @@ impl PostgresStore {
                 }
                 Err(PgFail::Pg(e)) => return Err(map_pg(&e, self.location())),
             }
+        }
+    }
+
+    /// Sends the notifications of committed jobs, in one statement. A
+    /// failure is only logged: the data is committed, and waiters look
+    /// again on their own within seconds.
+    fn announce(&self, conn: &mut super::conn::PgConn, jobs: &[Job]) {
+        let mut notes: Vec<&str> = jobs.iter().filter_map(|j| j.note.as_deref()).collect();
+        if notes.is_empty() {
+            return;
+        }
+        notes.sort_unstable();
+        notes.dedup();
+        let sent = conn
+            .stmts
+            .get(
+                &mut conn.client,
+                "SELECT pg_notify($1, current_schema() || ' ' || n) FROM unnest($2::text[]) AS n",
+            )
+            .and_then(|stmt| conn.client.execute(&stmt, &[&NODE_CHANNEL, &notes]));
+        if let Err(e) = sent {
+            tracing::warn!(location = %self.location(), error = %e,
+                "node-queue notifications not sent; waiters look again on their own");
         }
     }
 }
