@@ -15,10 +15,17 @@
 //! closure again, which the trait allows; so does a connection lost
 //! mid-transaction, on a fresh one.
 //!
+//! Task rows a transaction has locked are kept in memory and its task
+//! writes are sent in one statement (see [`PgTx`]), so a job loop's turn
+//! costs a few round trips however many attempts it records and tasks it
+//! claims.
+//!
 //! A committed transaction that made work claimable (a task written as
-//! Ready) or changed a job's status sends `NOTIFY dagger_tasks` (the payload
-//! is the schema); a listener thread with its own connection turns those
-//! into [`TaskStore::change_signal`] wake-ups, so idle job loops in every
+//! Ready) or changed a job's status is followed by `NOTIFY dagger_tasks`
+//! (the payload is the schema) in a transaction of its own, which writes
+//! nothing and so holds the server's notification lock only briefly. A
+//! listener thread with its own connection turns those notifications into
+//! [`TaskStore::change_signal`] wake-ups, so idle job loops in every
 //! process wake on each other's changes without polling. Other writes
 //! (lease renewals, completions that release nothing) wake only this
 //! process's loops: waking every worker for them would make each
