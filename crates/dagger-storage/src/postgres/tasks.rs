@@ -660,7 +660,7 @@ impl TaskTx for PgTx<'_, '_> {
             let t = decode_task(r)?;
             let dependents: Vec<String> = r
                 .try_get(26)
-                .map_err(|e| decode(&format!("dependents of task `{}`", t.task_id), e))?;
+                .map_err(|e| decode(format!("dependents of task `{}`", t.task_id), e))?;
             self.dependents.insert(
                 t.task_id.to_string(),
                 dependents.into_iter().map(TaskId::from).collect(),
