@@ -116,6 +116,46 @@ fn a_transaction_reads_its_own_kept_task_writes() {
 }
 
 #[test]
+fn kept_writes_change_every_column_they_change() {
+    let schema = unique_schema("kept_columns");
+    let Some(store) = open_blocking(&schema) else {
+        return;
+    };
+    seed(&store, 2);
+    transact(&store, |tx| {
+        // t0: only changing columns (sent as an update of those).
+        let mut t0 = tx.task(&TaskId::from("t0"))?.expect("t0");
+        t0.status = TaskStatus::InProgress;
+        t0.attempts = 3;
+        t0.lease_owner = Some("w".into());
+        t0.output = Some(serde_json::json!({"partial": true}));
+        tx.put_task(&t0)?;
+        // t1: a fixed column too (sent whole).
+        let mut t1 = tx.task(&TaskId::from("t1"))?.expect("t1");
+        t1.priority = 7;
+        t1.input = serde_json::json!({"rewritten": 1});
+        t1.error = Some("e".into());
+        tx.put_task(&t1)?;
+        Ok::<_, StoreError>(())
+    })
+    .expect("write");
+    let (t0, t1) = transact(&store, |tx| {
+        Ok::<_, StoreError>((
+            tx.task(&TaskId::from("t0"))?.expect("t0"),
+            tx.task(&TaskId::from("t1"))?.expect("t1"),
+        ))
+    })
+    .expect("read");
+    assert_eq!((t0.status, t0.attempts), (TaskStatus::InProgress, 3));
+    assert_eq!(t0.lease_owner.as_deref(), Some("w"));
+    assert_eq!(t0.output, Some(serde_json::json!({"partial": true})));
+    assert_eq!(t0.input, ready_task(0).input, "untouched columns kept");
+    assert_eq!((t1.priority, t1.error.as_deref()), (7, Some("e")));
+    assert_eq!(t1.input, serde_json::json!({"rewritten": 1}));
+    drop_schema_blocking(store);
+}
+
+#[test]
 fn a_failed_transaction_leaves_no_kept_write_behind() {
     let schema = unique_schema("kept_rollback");
     let Some(store) = open_blocking(&schema) else {

@@ -1,5 +1,8 @@
 //! Many task rows written in one statement: the rows as column arrays,
-//! unnested by the server into one `INSERT … ON CONFLICT DO UPDATE`.
+//! unnested by the server into one `INSERT … ON CONFLICT DO UPDATE`, or,
+//! for rows that exist and whose fixed columns (set at insertion: agent,
+//! description, input, …) are unchanged, into one `UPDATE` of the columns
+//! that change (status, attempts, lease, output, times).
 
 use super::conn::wide;
 use crate::rows::to_json;
@@ -151,6 +154,113 @@ impl<'a> TaskColumns<'a> {
             &self.started_at,
             &self.finished_at,
             &self.traceparent,
+        ]
+    }
+}
+
+/// Sets the changing columns of existing rows (no task twice).
+pub(crate) const UPDATE_TASKS: &str = "UPDATE tasks t SET output = u.output, error = u.error, \
+     status = u.status, attempts = u.attempts, failures = u.failures, \
+     lease_owner = u.lease_owner, lease_expires_at = u.lease_expires_at, \
+     not_before = u.not_before, updated_at = u.updated_at, started_at = u.started_at, \
+     finished_at = u.finished_at \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], \
+       $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[]) \
+       AS u(task_id, output, error, status, attempts, failures, lease_owner, lease_expires_at, \
+         not_before, updated_at, started_at, finished_at) \
+     WHERE t.task_id = u.task_id";
+
+/// True when `a` and `b` agree on every column [`UPDATE_TASKS`] leaves alone
+/// (dependencies live in their own table).
+pub(crate) fn same_fixed(a: &TaskRecord, b: &TaskRecord) -> bool {
+    a.task_id == b.task_id
+        && a.job_id == b.job_id
+        && a.parent_id == b.parent_id
+        && a.task_type == b.task_type
+        && a.agent == b.agent
+        && a.description == b.description
+        && a.acceptance_criteria == b.acceptance_criteria
+        && a.priority == b.priority
+        && a.seq == b.seq
+        && a.max_retries == b.max_retries
+        && a.timeout_ms == b.timeout_ms
+        && a.created_at == b.created_at
+        && a.traceparent == b.traceparent
+        && a.input == b.input
+}
+
+/// The changing columns of some task rows, in the order of [`UPDATE_TASKS`].
+pub(crate) struct TaskChanges<'a> {
+    task_id: Vec<&'a str>,
+    output: Vec<Option<String>>,
+    error: Vec<Option<&'a str>>,
+    status: Vec<&'static str>,
+    attempts: Vec<i64>,
+    failures: Vec<i64>,
+    lease_owner: Vec<Option<&'a str>>,
+    lease_expires_at: Vec<Option<i64>>,
+    not_before: Vec<Option<i64>>,
+    updated_at: Vec<i64>,
+    started_at: Vec<Option<i64>>,
+    finished_at: Vec<Option<i64>>,
+}
+
+impl<'a> TaskChanges<'a> {
+    /// The changing columns of `tasks`; fails only if an output cannot be
+    /// written as JSON.
+    pub(crate) fn new(tasks: &[&'a TaskRecord]) -> Result<Self, StoreError> {
+        let n = tasks.len();
+        let mut c = Self {
+            task_id: Vec::with_capacity(n),
+            output: Vec::with_capacity(n),
+            error: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+            attempts: Vec::with_capacity(n),
+            failures: Vec::with_capacity(n),
+            lease_owner: Vec::with_capacity(n),
+            lease_expires_at: Vec::with_capacity(n),
+            not_before: Vec::with_capacity(n),
+            updated_at: Vec::with_capacity(n),
+            started_at: Vec::with_capacity(n),
+            finished_at: Vec::with_capacity(n),
+        };
+        for t in tasks {
+            c.task_id.push(t.task_id.as_str());
+            c.output.push(
+                t.output
+                    .as_ref()
+                    .map(|o| to_json(&format!("task `{}`", t.task_id), o))
+                    .transpose()?,
+            );
+            c.error.push(t.error.as_deref());
+            c.status.push(t.status.as_str());
+            c.attempts.push(i64::from(t.attempts));
+            c.failures.push(i64::from(t.failures));
+            c.lease_owner.push(t.lease_owner.as_deref());
+            c.lease_expires_at.push(t.lease_expires_at);
+            c.not_before.push(t.not_before);
+            c.updated_at.push(t.updated_at);
+            c.started_at.push(t.started_at);
+            c.finished_at.push(t.finished_at);
+        }
+        Ok(c)
+    }
+
+    /// The statement's parameters.
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+        [
+            &self.task_id,
+            &self.output,
+            &self.error,
+            &self.status,
+            &self.attempts,
+            &self.failures,
+            &self.lease_owner,
+            &self.lease_expires_at,
+            &self.not_before,
+            &self.updated_at,
+            &self.started_at,
+            &self.finished_at,
         ]
     }
 }

@@ -33,7 +33,7 @@
 
 use super::PostgresStore;
 use super::conn::{PgConn, StmtCache, decode, is_connection_lost, listen_loop, map_pg, wide};
-use super::task_columns::{TaskColumns, UPSERT_TASKS};
+use super::task_columns::{TaskChanges, TaskColumns, UPDATE_TASKS, UPSERT_TASKS, same_fixed};
 use crate::rows::narrow;
 use crate::rows::task::{BreakerRow, Dependencies, JobRow, TaskRow};
 use crate::rows::to_json;
@@ -115,6 +115,9 @@ struct Held {
     deps_stored: Option<usize>,
     /// Written here but not sent to the server yet.
     dirty: bool,
+    /// The next send writes every column: a new row, or one whose fixed
+    /// columns changed; otherwise only the changing ones.
+    whole: bool,
 }
 
 /// The view of the task tables inside one transaction.
@@ -314,21 +317,42 @@ impl PgTx<'_, '_> {
             return Ok(());
         }
         let dirty = std::mem::take(&mut self.dirty);
+        let (mut whole, mut changed) = (Vec::new(), Vec::new());
         for id in &dirty {
             if let Some(h) = self.held.get_mut(id) {
                 h.dirty = false;
+                if std::mem::replace(&mut h.whole, false) {
+                    whole.push(id);
+                } else {
+                    changed.push(id);
+                }
             }
         }
-        let rows: Vec<&TaskRecord> = dirty
-            .iter()
-            .filter_map(|id| self.held.get(id).map(|h| &h.task))
-            .collect();
-        let columns = TaskColumns::new(&rows)?;
-        let result = self
-            .stmts
-            .get(self.tx, UPSERT_TASKS)
-            .and_then(|stmt| self.tx.execute(&stmt, &columns.params()));
-        result.map(drop).map_err(|e| self.fail(&e))
+        if !whole.is_empty() {
+            let rows: Vec<&TaskRecord> = whole
+                .iter()
+                .filter_map(|id| self.held.get(*id).map(|h| &h.task))
+                .collect();
+            let columns = TaskColumns::new(&rows)?;
+            let result = self
+                .stmts
+                .get(self.tx, UPSERT_TASKS)
+                .and_then(|stmt| self.tx.execute(&stmt, &columns.params()));
+            result.map_err(|e| self.fail(&e))?;
+        }
+        if !changed.is_empty() {
+            let rows: Vec<&TaskRecord> = changed
+                .iter()
+                .filter_map(|id| self.held.get(*id).map(|h| &h.task))
+                .collect();
+            let columns = TaskChanges::new(&rows)?;
+            let result = self
+                .stmts
+                .get(self.tx, UPDATE_TASKS)
+                .and_then(|stmt| self.tx.execute(&stmt, &columns.params()));
+            result.map_err(|e| self.fail(&e))?;
+        }
+        Ok(())
     }
 
     /// Writes everything collected; called before commit. Tasks first,
@@ -349,6 +373,7 @@ impl PgTx<'_, '_> {
                     task: t.clone(),
                     deps_stored: Some(t.dependencies.len()),
                     dirty: false,
+                    whole: false,
                 },
             );
         }
@@ -532,6 +557,11 @@ impl TaskTx for PgTx<'_, '_> {
     fn put_task(&mut self, t: &TaskRecord) -> Result<(), StoreError> {
         self.lock_job(t.job_id.as_str())?;
         let id = t.task_id.as_str();
+        // Rows not held are written whole (new, or unknown here).
+        let whole = self
+            .held
+            .get(id)
+            .is_none_or(|h| (h.dirty && h.whole) || !same_fixed(&h.task, t));
         let (old, deps_stored, dirty) = match self.held.get(id) {
             Some(h) => (Some(h.task.status.as_str()), h.deps_stored, h.dirty),
             None if self.absent.contains(id) => (None, Some(0), false),
@@ -579,6 +609,7 @@ impl TaskTx for PgTx<'_, '_> {
                 task: t.clone(),
                 deps_stored: Some(t.dependencies.len()),
                 dirty: true,
+                whole,
             },
         );
         if !dirty {
