@@ -161,6 +161,8 @@ pub(crate) fn record(
         let now = now_millis();
         let mut events = Vec::new();
         let mut out = Vec::with_capacity(batch.len());
+        let claimed: Vec<&TaskRecord> = batch.iter().map(|p| &p.claimed).collect();
+        tx.prefetch(&claimed)?;
         for p in batch {
             match record_one(tx, p, now, &mut events) {
                 Err(e @ TaskError::StaleLease { .. }) => out.push(Err(e)),

@@ -330,6 +330,8 @@ fn turn(m: &TaskManager, rt: &Arc<JobRuntime>) -> Result<Turn, crate::TaskError>
         let now = now_millis();
         let mut events = Vec::new();
         let mut recorded = Vec::with_capacity(batch.len());
+        let claimed: Vec<&TaskRecord> = batch.iter().map(|p| &p.claimed).collect();
+        tx.prefetch(&claimed)?;
         for p in &batch {
             match commit::record_one(tx, p, now, &mut events) {
                 Err(e @ TaskError::StaleLease { .. }) => recorded.push(Err(e)),

@@ -84,6 +84,8 @@ pub(crate) fn insert_tasks(
         .map(|(i, t)| (t.task_id.clone(), i))
         .collect();
     let mut existing: HashMap<TaskId, TaskRecord> = HashMap::new();
+    // One lookup for the whole batch (all are expected to be new).
+    tx.prefetch(&tasks.iter().collect::<Vec<_>>())?;
     for (i, t) in tasks.iter().enumerate() {
         check_agent(&job, t)?;
         if batch.get(&t.task_id) != Some(&i) || tx.task(&t.task_id)?.is_some() {

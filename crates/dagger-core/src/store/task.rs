@@ -249,6 +249,15 @@ pub trait TaskTx {
             None => Ok(false),
         }
     }
+    /// Says that the transaction is about to read and write these tasks
+    /// (a batch of finished attempts, tasks being inserted): a backend may
+    /// read and lock them all in one round trip and answer the reads that
+    /// follow from memory. Only a hint: reads and writes behave the same
+    /// with or without it. The default does nothing.
+    fn prefetch(&mut self, tasks: &[&TaskRecord]) -> Result<(), StoreError> {
+        let _ = tasks;
+        Ok(())
+    }
     /// A fresh insertion sequence number.
     fn next_seq(&mut self) -> Result<u64, StoreError>;
     /// Every task of a job, in insertion order.

@@ -7,6 +7,11 @@ use super::conn::wide;
 use dagger_core::StoreError;
 use dagger_core::store::{ArtifactId, ArtifactStore};
 
+/// Inserts an artifact row (`$1` id, `$2` size, `$3` bytes, `$4` time)
+/// unless it is there already.
+pub(crate) const INSERT_ARTIFACT: &str = "INSERT INTO artifacts (artifact_id, size, data, \
+     created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+
 #[async_trait::async_trait]
 impl ArtifactStore for PostgresStore {
     async fn put_artifact(&self, bytes: Vec<u8>) -> Result<ArtifactId, StoreError> {
@@ -14,11 +19,7 @@ impl ArtifactStore for PostgresStore {
         let key = id.clone();
         let size = wide(bytes.len());
         self.with_conn(move |c| {
-            let stmt = c.stmts.get(
-                &mut c.client,
-                "INSERT INTO artifacts (artifact_id, size, data, created_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )?;
+            let stmt = c.stmts.get(&mut c.client, INSERT_ARTIFACT)?;
             c.client.execute(
                 &stmt,
                 &[&key.as_str(), &size, &bytes, &dagger_core::now_millis()],

@@ -28,12 +28,14 @@ const SELECT_ATTEMPTS: &str = concat!(
 );
 
 impl PostgresStore {
-    /// Writes `record` (see `RunStore::put_attempt`); committed on return.
-    pub(crate) async fn insert_attempt(&self, record: &AttemptRecord) -> Result<(), StoreError> {
+    /// Queues `record` (see `RunStore::put_attempt`): it is committed with
+    /// the next batch of node records, and its error shows at a later
+    /// `flush`.
+    pub(crate) fn queue_attempt(&self, record: &AttemptRecord) -> Result<(), StoreError> {
         let row = AttemptRow::encode(record)?;
-        self.with_conn(move |c| {
-            let stmt = c.stmts.get(&mut c.client, UPSERT_ATTEMPT)?;
-            let result = c.client.execute(
+        self.queue_grouped(Box::new(move |tx, stmts| {
+            let stmt = stmts.get(tx, UPSERT_ATTEMPT)?;
+            let result = tx.execute(
                 &stmt,
                 &[
                     &row.run_id,
@@ -57,8 +59,8 @@ impl PostgresStore {
                 }
                 Err(e) => Err(e.into()),
             }
-        })
-        .await
+        }));
+        Ok(())
     }
 
     /// The attempts of `run_id` matching `query` (see `RunStore::attempts`).
@@ -70,6 +72,8 @@ impl PostgresStore {
         let run_id = run_id.to_string();
         let node = query.node_id.as_ref().map(ToString::to_string);
         let attempt = query.attempt.map(i64::from);
+        // Queued records first, so that a reader sees its own writes.
+        self.settle_records().await?;
         let mut out = self
             .with_conn(move |c| {
                 let stmt = c.stmts.get(&mut c.client, SELECT_ATTEMPTS)?;

@@ -20,7 +20,9 @@ mod nodes;
 mod retention;
 mod runs;
 mod snapshots;
+mod task_columns;
 mod tasks;
+mod writer;
 
 pub use migrations::latest_pg_version;
 
@@ -77,6 +79,8 @@ struct Inner {
     signal: tasks::TaskSignal,
     /// LISTEN/NOTIFY wake-ups for node workers and dispatching coordinators.
     nodes: nodes::NodeSignal,
+    /// The group-commit queue of node records.
+    writer: writer::Writer,
 }
 
 impl Drop for Inner {
@@ -216,6 +220,7 @@ impl PostgresStore {
                 schema: options.schema.clone(),
                 signal: tasks::TaskSignal::new(),
                 nodes: nodes::NodeSignal::new(),
+                writer: writer::Writer::default(),
             }),
         })
     }

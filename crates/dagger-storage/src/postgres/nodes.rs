@@ -18,13 +18,12 @@ use super::conn::{PgFail, decode, listen_loop, wide};
 use dagger_core::store::{NodeClaim, NodeQueue, NodeResult, NodeWorkItem};
 use dagger_core::{StoreError, now_millis};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
-/// The channel of node-queue notifications.
-const CHANNEL: &str = "dagger_nodes";
+use super::writer::NODE_CHANNEL as CHANNEL;
 
 /// How long a waiter trusts notifications before it looks again anyway.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -32,6 +31,8 @@ const RECHECK: Duration = Duration::from_secs(5);
 /// The wake-up side of LISTEN/NOTIFY for the node queue.
 pub(crate) struct NodeSignal {
     work: watch::Sender<u64>,
+    /// Items whose result was taken and whose row's removal is queued.
+    taken: Arc<Mutex<HashSet<String>>>,
     waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     listener: std::sync::Once,
     /// Dropped with the store; the listener thread stops when it is gone.
@@ -42,6 +43,7 @@ impl NodeSignal {
     pub(crate) fn new() -> Self {
         Self {
             work: watch::Sender::new(0),
+            taken: Arc::default(),
             waiters: Arc::default(),
             listener: std::sync::Once::new(),
             alive: Arc::new(()),
@@ -74,12 +76,14 @@ fn not_found(item_id: &str) -> StoreError {
 
 /// The rejection of a renewal or completion whose conditional update
 /// matched nothing: the item is gone, or its token moved on.
-fn rejection(c: &mut super::conn::PgConn, item_id: &str, token: u64) -> Result<StoreError, PgFail> {
-    let stmt = c.stmts.get(
-        &mut c.client,
-        "SELECT token FROM node_queue WHERE item_id = $1",
-    )?;
-    let row = c.client.query_opt(&stmt, &[&item_id])?;
+fn rejection(
+    client: &mut impl postgres::GenericClient,
+    stmts: &mut super::conn::StmtCache,
+    item_id: &str,
+    token: u64,
+) -> Result<StoreError, PgFail> {
+    let stmt = stmts.get(client, "SELECT token FROM node_queue WHERE item_id = $1")?;
+    let row = client.query_opt(&stmt, &[&item_id])?;
     Ok(match row {
         None => not_found(item_id),
         Some(row) => StoreError::StaleToken {
@@ -92,15 +96,6 @@ fn rejection(c: &mut super::conn::PgConn, item_id: &str, token: u64) -> Result<S
 }
 
 impl PostgresStore {
-    fn notify_nodes(c: &mut super::conn::PgConn, payload: &str) -> Result<(), PgFail> {
-        let stmt = c.stmts.get(
-            &mut c.client,
-            "SELECT pg_notify($1, current_schema() || ' ' || $2)",
-        )?;
-        c.client.execute(&stmt, &[&CHANNEL, &payload])?;
-        Ok(())
-    }
-
     fn start_node_listener(&self) {
         let config = self.config().clone();
         let schema = self
@@ -126,14 +121,41 @@ impl PostgresStore {
             .call_once(|| self.start_node_listener());
     }
 
-    /// Takes the result of a finished item: `Ok(Some)` and the row is gone,
-    /// `Ok(None)` while it is open, `NotFound` when there is no such item.
+    /// Takes the result of a finished item: `Ok(Some)` and the row's
+    /// removal is queued (committed with the next batch of the group-commit
+    /// queue: the node's record follows right after), `Ok(None)` while it is
+    /// open, `NotFound` when there is no such item.
     async fn take_result(&self, item_id: &str) -> Result<Option<NodeResult>, StoreError> {
+        let taken = self.inner.nodes.taken.clone();
+        if taken.lock().contains(item_id) {
+            // Taken already: once the removal is committed, it is gone.
+            self.settle_records().await?;
+        }
+        let result = self.read_result(item_id).await?;
+        if result.is_some() {
+            let id = item_id.to_string();
+            taken.lock().insert(id.clone());
+            self.queue_grouped(Box::new(move |tx, stmts| {
+                let stmt = stmts.get(
+                    tx,
+                    "DELETE FROM node_queue WHERE item_id = $1 AND state = 'done'",
+                )?;
+                tx.execute(&stmt, &[&id])?;
+                taken.lock().remove(&id);
+                Ok(())
+            }));
+        }
+        Ok(result)
+    }
+
+    /// The result of a finished item, `Ok(None)` while it is open,
+    /// `NotFound` when there is no such item.
+    async fn read_result(&self, item_id: &str) -> Result<Option<NodeResult>, StoreError> {
         let id = item_id.to_string();
         self.with_conn(move |c| {
             let stmt = c.stmts.get(
                 &mut c.client,
-                "DELETE FROM node_queue WHERE item_id = $1 AND state = 'done' RETURNING result",
+                "SELECT result FROM node_queue WHERE item_id = $1 AND state = 'done'",
             )?;
             if let Some(row) = c.client.query_opt(&stmt, &[&id])? {
                 let text: Option<String> = row.try_get(0)?;
@@ -201,23 +223,24 @@ impl NodeQueue for PostgresStore {
     async fn enqueue(&self, item: NodeWorkItem) -> Result<(), StoreError> {
         let json = serde_json::to_string(&item)
             .map_err(|e| decode(format!("node work item `{}`", item.item_id), e))?;
-        self.with_conn(move |c| {
-            let now = now_millis();
-            let mut tx = c.client.transaction()?;
-            tx.execute(
-                "INSERT INTO node_queue (item_id, run_id, action, item, state, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'queued', $5, $5) \
-                 ON CONFLICT (item_id) DO UPDATE SET item = excluded.item, state = 'queued', \
-                   worker = NULL, lease_expires_at = NULL, result = NULL, updated_at = excluded.updated_at",
-                &[&item.item_id, &item.run_id.as_str(), &item.action, &json, &now],
-            )?;
-            tx.execute(
-                "SELECT pg_notify($1, current_schema() || ' work')",
-                &[&CHANNEL],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
+        // Through the group-commit queue: enqueues made at once share one
+        // commit and one notification.
+        let (id, run_id, action) = (item.item_id.clone(), item.run_id.to_string(), item.action);
+        self.write_noted(
+            Box::new(move |tx, stmts| {
+                let stmt = stmts.get(
+                    tx,
+                    "INSERT INTO node_queue (item_id, run_id, action, item, state, created_at, \
+                       updated_at) VALUES ($1, $2, $3, $4, 'queued', $5, $5) \
+                     ON CONFLICT (item_id) DO UPDATE SET item = excluded.item, state = 'queued', \
+                       worker = NULL, lease_expires_at = NULL, result = NULL, \
+                       updated_at = excluded.updated_at",
+                )?;
+                tx.execute(&stmt, &[&id, &run_id, &action, &json, &now_millis()])?;
+                Ok(())
+            }),
+            Some("work".to_string()),
+        )
         .await?;
         self.inner
             .nodes
@@ -303,7 +326,12 @@ impl NodeQueue for PostgresStore {
             if n == 1 {
                 Ok(expires)
             } else {
-                Err(PgFail::Store(rejection(c, &id, token)?))
+                Err(PgFail::Store(rejection(
+                    &mut c.client,
+                    &mut c.stmts,
+                    &id,
+                    token,
+                )?))
             }
         })
         .await
@@ -318,34 +346,38 @@ impl NodeQueue for PostgresStore {
         let id = item_id.to_string();
         let json = serde_json::to_string(&result)
             .map_err(|e| decode(format!("result of node work item `{id}`"), e))?;
-        self.with_conn(move |c| {
-            let stmt = c.stmts.get(
-                &mut c.client,
-                "UPDATE node_queue SET state = 'done', result = $3, lease_expires_at = NULL, \
-                   updated_at = $4 \
-                 WHERE item_id = $1 AND token = $2 AND state = 'claimed'",
-            )?;
-            let n = c
-                .client
-                .execute(&stmt, &[&id, &wide(token), &json, &now_millis()])?;
-            if n != 1 {
-                return Err(PgFail::Store(rejection(c, &id, token)?));
-            }
-            // After the commit (autocommit), so the waiter finds the result.
-            PostgresStore::notify_nodes(c, &format!("done {id}"))
-        })
+        // Through the group-commit queue (completions made at once share
+        // one commit and one notification statement); the waiter is
+        // notified after the commit, so it finds the result.
+        let note = format!("done {id}");
+        self.write_noted(
+            Box::new(move |tx, stmts| {
+                let stmt = stmts.get(
+                    tx,
+                    "UPDATE node_queue SET state = 'done', result = $3, lease_expires_at = NULL, \
+                       updated_at = $4 \
+                     WHERE item_id = $1 AND token = $2 AND state = 'claimed'",
+                )?;
+                let n = tx.execute(&stmt, &[&id, &wide(token), &json, &now_millis()])?;
+                if n != 1 {
+                    return Err(PgFail::Store(rejection(tx, stmts, &id, token)?));
+                }
+                Ok(())
+            }),
+            Some(note),
+        )
         .await
     }
 
     async fn cancel(&self, item_id: &str) -> Result<(), StoreError> {
         let id = item_id.to_string();
         self.with_conn(move |c| {
-            let stmt = c
-                .stmts
-                .get(&mut c.client, "DELETE FROM node_queue WHERE item_id = $1")?;
-            if c.client.execute(&stmt, &[&id])? == 1 {
-                PostgresStore::notify_nodes(c, &format!("done {id}"))?;
-            }
+            let stmt = c.stmts.get(
+                &mut c.client,
+                "WITH gone AS (DELETE FROM node_queue WHERE item_id = $1 RETURNING item_id) \
+                 SELECT pg_notify($2, current_schema() || ' done ' || item_id) FROM gone",
+            )?;
+            c.client.execute(&stmt, &[&id, &CHANNEL])?;
             Ok(())
         })
         .await
@@ -356,14 +388,10 @@ impl NodeQueue for PostgresStore {
         self.with_conn(move |c| {
             let stmt = c.stmts.get(
                 &mut c.client,
-                "DELETE FROM node_queue WHERE run_id = $1 RETURNING item_id",
+                "WITH gone AS (DELETE FROM node_queue WHERE run_id = $1 RETURNING item_id) \
+                 SELECT pg_notify($2, current_schema() || ' done ' || item_id) FROM gone",
             )?;
-            let rows = c.client.query(&stmt, &[&run_id])?;
-            for row in &rows {
-                let id: String = row.get(0);
-                PostgresStore::notify_nodes(c, &format!("done {id}"))?;
-            }
-            Ok(rows.len() as u64)
+            Ok(c.client.execute(&stmt, &[&run_id, &CHANNEL])?)
         })
         .await
     }

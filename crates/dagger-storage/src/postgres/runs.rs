@@ -1,17 +1,23 @@
 //! [`RunStore`] over Postgres: `flow_runs`, `node_runs`, `node_attempts`
 //! (see `attempts.rs`) and `run_controls`.
-//! Every write is its own statement or transaction and returns after commit.
+//! Node and attempt records go through the group-commit queue (`writer.rs`):
+//! many of them share one commit. Every other write is its own statement or
+//! transaction, made after the records queued before it, and returns after
+//! commit; reads of node records see the queued ones.
 
 use super::PostgresStore;
+use super::artifacts::INSERT_ARTIFACT;
 use super::conn::{PgConn, PgFail, wide};
+use super::writer::Op;
 use crate::rows::narrow;
 use crate::rows::run::{
     NodeRow, RunRow, decode_owner, node_columns, node_metadata, run_columns, run_not_found,
 };
 use crate::rows::{from_json, to_json};
 use dagger_core::store::{
-    ArtifactId, AttemptQuery, AttemptRecord, ControlRequest, KeyedCreate, NodeRunRecord, RunClaim,
-    RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SignalRecord, decision_conflict,
+    ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, ControlRequest, KeyedCreate,
+    NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SignalRecord,
+    decision_conflict,
     stale_run_token,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
@@ -83,6 +89,64 @@ const UPSERT_NODE: &str = concat!(
        error = excluded.error, started_at = excluded.started_at, \
        finished_at = excluded.finished_at, metadata = excluded.metadata"
 );
+
+/// The write of a node record, after the row of its output's artifact
+/// when `output` is given (content addressed: should the record fail, a row
+/// nothing refers to is harmless, as after a separate `put_artifact`).
+fn node_op(record: NodeRunRecord, output: Option<Vec<u8>>) -> Result<Op, StoreError> {
+    let metadata = node_metadata(&record)?;
+    Ok(Box::new(move |tx, stmts| {
+        if let (Some(bytes), Some(id)) = (&output, &record.output_artifact_id) {
+            let stmt = stmts.get(tx, INSERT_ARTIFACT)?;
+            tx.execute(
+                &stmt,
+                &[&id.as_str(), &wide(bytes.len()), bytes, &now_millis()],
+            )?;
+        }
+        let stmt = stmts.get(tx, UPSERT_NODE)?;
+        let result = tx.execute(
+            &stmt,
+            &[
+                &record.run_id.as_str(),
+                &record.node_id.as_str(),
+                &record.invocation_key,
+                &record.action,
+                &i64::from(record.attempt),
+                &record.state.as_str(),
+                &record.input_hash,
+                &record.output_artifact_id.as_ref().map(ArtifactId::as_str),
+                &record.error,
+                &record.started_at,
+                &record.finished_at,
+                &metadata,
+            ],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                // The constraint says which reference is unknown.
+                let constraint = e
+                    .as_db_error()
+                    .and_then(|d| d.constraint())
+                    .unwrap_or_default();
+                if constraint.contains("output_artifact") {
+                    Err(StoreError::NotFound {
+                        entity: "artifact",
+                        id: record
+                            .output_artifact_id
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                    }
+                    .into())
+                } else {
+                    Err(run_not_found(record.run_id.as_str()).into())
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }))
+}
 
 /// The `SET` list of `update_run` and `release_run`: `$2`..`$8` bind the
 /// [`RunUpdate`]. A NULL parameter leaves a column unchanged; the `*_set`
@@ -302,6 +366,7 @@ impl RunStore for PostgresStore {
     }
 
     async fn update_run(&self, run_id: &RunId, update: RunUpdate) -> Result<(), StoreError> {
+        self.settle_records().await?;
         let definition = update
             .definition
             .as_ref()
@@ -368,56 +433,40 @@ impl RunStore for PostgresStore {
     }
 
     async fn put_node_run(&self, record: NodeRunRecord) -> Result<(), StoreError> {
-        let metadata = node_metadata(&record)?;
-        self.with_write(move |c| {
-            let stmt = c.stmts.get(&mut c.client, UPSERT_NODE)?;
-            let result = c.client.execute(
-                &stmt,
-                &[
-                    &record.run_id.as_str(),
-                    &record.node_id.as_str(),
-                    &record.invocation_key,
-                    &record.action,
-                    &i64::from(record.attempt),
-                    &record.state.as_str(),
-                    &record.input_hash,
-                    &record.output_artifact_id.as_ref().map(ArtifactId::as_str),
-                    &record.error,
-                    &record.started_at,
-                    &record.finished_at,
-                    &metadata,
-                ],
-            );
-            match result {
-                Ok(_) => Ok(()),
-                Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
-                    // The constraint says which reference is unknown.
-                    let constraint = e
-                        .as_db_error()
-                        .and_then(|d| d.constraint())
-                        .unwrap_or_default();
-                    if constraint.contains("output_artifact") {
-                        Err(StoreError::NotFound {
-                            entity: "artifact",
-                            id: record
-                                .output_artifact_id
-                                .as_ref()
-                                .map(ToString::to_string)
-                                .unwrap_or_default(),
-                        }
-                        .into())
-                    } else {
-                        Err(run_not_found(record.run_id.as_str()).into())
-                    }
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
+        let op = node_op(record, None)?;
+        self.write_grouped(op).await
+    }
+
+    async fn put_node_started(&self, record: NodeRunRecord) -> Result<(), StoreError> {
+        // Queued: committed with the next batch (see `RunStore`).
+        self.queue_grouped(node_op(record, None)?);
+        Ok(())
+    }
+
+    async fn put_completed_node_run(
+        &self,
+        artifacts: &dyn ArtifactStore,
+        output: Vec<u8>,
+        mut record: NodeRunRecord,
+    ) -> Result<ArtifactId, StoreError> {
+        // One write (in one batch) for both when the artifacts live in this
+        // very store (`Stores::from(PostgresStore)`).
+        let here = std::ptr::addr_eq(std::ptr::from_ref(artifacts), std::ptr::from_ref(self));
+        if !here {
+            let id = artifacts.put_artifact(output).await?;
+            record.output_artifact_id = Some(id.clone());
+            self.put_node_run(record).await?;
+            return Ok(id);
+        }
+        let id = ArtifactId::of(&output);
+        record.output_artifact_id = Some(id.clone());
+        let op = node_op(record, Some(output))?;
+        self.write_grouped(op).await?;
+        Ok(id)
     }
 
     async fn put_attempt(&self, record: AttemptRecord) -> Result<(), StoreError> {
-        self.insert_attempt(&record).await
+        self.queue_attempt(&record)
     }
 
     async fn attempts(
@@ -429,6 +478,7 @@ impl RunStore for PostgresStore {
     }
 
     async fn node_runs(&self, run_id: &RunId) -> Result<Vec<NodeRunRecord>, StoreError> {
+        self.settle_records().await?;
         let run_id = run_id.clone();
         self.with_conn(move |c| {
             let stmt = c.stmts.get(&mut c.client, SELECT_NODES)?;
@@ -448,6 +498,7 @@ impl RunStore for PostgresStore {
     ) -> Result<u64, StoreError> {
         let text = to_json(&format!("control request for run `{run_id}`"), &request)?;
         let run_id = run_id.clone();
+        self.settle_records().await?;
         self.with_conn(move |c| {
             let lock = c.stmts.get(
                 &mut c.client,
@@ -528,6 +579,7 @@ impl RunStore for PostgresStore {
         let text = to_json(&format!("signal `{name}` for run `{run_id}`"), &payload)?;
         let run_id = run_id.clone();
         let name = name.to_string();
+        self.settle_records().await?;
         self.with_conn(move |c| {
             let lock = c.stmts.get(
                 &mut c.client,
@@ -592,6 +644,7 @@ impl RunStore for PostgresStore {
     ) -> Result<Option<ArtifactId>, StoreError> {
         let action = action.to_string();
         let input_hash = input_hash.to_string();
+        self.settle_records().await?;
         self.with_conn(move |c| {
             // `state = 'Completed'` and `input_hash = $2` match the partial index `node_runs_memo`.
             let stmt = c.stmts.get(
@@ -610,8 +663,7 @@ impl RunStore for PostgresStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        // Every write has committed before it returned.
-        Ok(())
+        self.flush_records().await
     }
 
     async fn claim_run(
@@ -715,6 +767,7 @@ impl RunStore for PostgresStore {
             .map(|d| to_json(&format!("definition of run `{run_id}`"), d))
             .transpose()?;
         let run_id = run_id.clone();
+        self.settle_records().await?;
         self.with_write(move |c| {
             let changed = apply_run_update(
                 c,

@@ -15,10 +15,17 @@
 //! closure again, which the trait allows; so does a connection lost
 //! mid-transaction, on a fresh one.
 //!
+//! Task rows a transaction has locked are kept in memory and its task
+//! writes are sent in one statement (see [`PgTx`]), so a job loop's turn
+//! costs a few round trips however many attempts it records and tasks it
+//! claims.
+//!
 //! A committed transaction that made work claimable (a task written as
-//! Ready) or changed a job's status sends `NOTIFY dagger_tasks` (the payload
-//! is the schema); a listener thread with its own connection turns those
-//! into [`TaskStore::change_signal`] wake-ups, so idle job loops in every
+//! Ready) or changed a job's status is followed by `NOTIFY dagger_tasks`
+//! (the payload is the schema) in a transaction of its own, which writes
+//! nothing and so holds the server's notification lock only briefly. A
+//! listener thread with its own connection turns those notifications into
+//! [`TaskStore::change_signal`] wake-ups, so idle job loops in every
 //! process wake on each other's changes without polling. Other writes
 //! (lease renewals, completions that release nothing) wake only this
 //! process's loops: waking every worker for them would make each
@@ -26,6 +33,7 @@
 
 use super::PostgresStore;
 use super::conn::{PgConn, StmtCache, decode, is_connection_lost, listen_loop, map_pg, wide};
+use super::task_columns::{TaskChanges, TaskColumns, UPDATE_TASKS, UPSERT_TASKS, same_fixed};
 use crate::rows::narrow;
 use crate::rows::task::{BreakerRow, Dependencies, JobRow, TaskRow};
 use crate::rows::to_json;
@@ -36,6 +44,7 @@ use dagger_core::{JobId, JobStatus, StoreError, TaskId, TaskStatus};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Row, Transaction};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Weak};
 use tokio::sync::watch;
 
@@ -49,36 +58,32 @@ const MAX_RETRIES: u32 = 20;
 /// The columns of a task row, then its dependencies in order.
 macro_rules! select_tasks {
     ($tail:literal) => {
+        select_tasks!(""; $tail)
+    };
+    ($extra:literal; $tail:literal) => {
         concat!(
             "SELECT t.task_id, t.job_id, t.parent_id, t.task_type, t.agent, t.description, \
              t.acceptance_criteria, t.input, t.output, t.error, t.priority, t.seq, t.status, \
              t.attempts, t.failures, t.max_retries, t.timeout_ms, t.lease_owner, \
              t.lease_expires_at, t.not_before, t.created_at, t.updated_at, t.started_at, \
              t.finished_at, ARRAY(SELECT d.dependency_id FROM task_dependencies d \
-               WHERE d.task_id = t.task_id ORDER BY d.position), t.traceparent \
-             FROM tasks t ",
+               WHERE d.task_id = t.task_id ORDER BY d.position), t.traceparent",
+            $extra,
+            " FROM tasks t ",
             $tail
         )
     };
 }
 
-const UPSERT_TASK: &str = "INSERT INTO tasks (task_id, job_id, parent_id, task_type, agent, \
-     description, acceptance_criteria, input, output, error, priority, seq, status, attempts, \
-     failures, max_retries, timeout_ms, lease_owner, lease_expires_at, not_before, created_at, \
-     updated_at, started_at, finished_at, traceparent) VALUES \
-     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-      $20, $21, $22, $23, $24, $25) \
-     ON CONFLICT (task_id) DO UPDATE SET job_id = excluded.job_id, \
-       parent_id = excluded.parent_id, task_type = excluded.task_type, agent = excluded.agent, \
-       description = excluded.description, acceptance_criteria = excluded.acceptance_criteria, \
-       input = excluded.input, output = excluded.output, error = excluded.error, \
-       priority = excluded.priority, seq = excluded.seq, status = excluded.status, \
-       attempts = excluded.attempts, failures = excluded.failures, \
-       max_retries = excluded.max_retries, timeout_ms = excluded.timeout_ms, \
-       lease_owner = excluded.lease_owner, lease_expires_at = excluded.lease_expires_at, \
-       not_before = excluded.not_before, created_at = excluded.created_at, \
-       updated_at = excluded.updated_at, started_at = excluded.started_at, \
-       finished_at = excluded.finished_at, traceparent = excluded.traceparent";
+/// Tasks by id, locked in id order, each with its dependents (column 26).
+const PREFETCH_TASKS: &str = select_tasks!(
+    ", ARRAY(SELECT d.task_id FROM task_dependencies d WHERE d.dependency_id = t.task_id \
+       ORDER BY d.task_id)";
+    "WHERE t.task_id = ANY($1) ORDER BY t.task_id FOR NO KEY UPDATE OF t"
+);
+
+/// Sequence numbers a transaction takes at once when it inserts tasks.
+const SEQ_BATCH: i32 = 64;
 
 /// The wake-up side of LISTEN/NOTIFY, shared by the clones of one store.
 pub(crate) struct TaskSignal {
@@ -102,7 +107,26 @@ impl TaskSignal {
     }
 }
 
+/// A task row this transaction holds locked, as it is now in this
+/// transaction (no other transaction can change it before commit).
+struct Held {
+    task: TaskRecord,
+    /// How many of its dependencies are stored (they are only ever added).
+    deps_stored: Option<usize>,
+    /// Written here but not sent to the server yet.
+    dirty: bool,
+    /// The next send writes every column: a new row, or one whose fixed
+    /// columns changed; otherwise only the changing ones.
+    whole: bool,
+}
+
 /// The view of the task tables inside one transaction.
+///
+/// Task rows it has locked are kept ([`Held`]) and served from memory;
+/// writes of tasks are kept too and sent in one statement before the next
+/// query that could see them (a claim, a scan of the job's tasks) and at
+/// commit, so a batch of completions and claims costs a few round trips,
+/// not a few per task.
 struct PgTx<'a, 't> {
     tx: &'a mut Transaction<'t>,
     stmts: &'a mut StmtCache,
@@ -114,12 +138,18 @@ struct PgTx<'a, 't> {
     job_status: Vec<(String, &'static str)>,
     /// Set when a statement failed in a way that a new attempt may cure.
     retry: Option<Retry>,
-    /// Jobs whose row this transaction has locked.
-    locked: Vec<String>,
-    /// Status and number of dependencies of each task row this transaction
-    /// has locked (by reading or writing it), so writing it back needs no
-    /// read first, nor a write of dependencies it already has.
-    known: std::collections::HashMap<String, (&'static str, usize)>,
+    /// Job rows this transaction has locked, as they are now in it.
+    jobs: HashMap<String, Option<JobRecord>>,
+    /// Task rows this transaction has locked.
+    held: HashMap<String, Held>,
+    /// Held tasks written but not sent yet, in the order first written.
+    dirty: Vec<String>,
+    /// Tasks looked up and not found.
+    absent: HashSet<String>,
+    /// Dependents of held tasks, read with them.
+    dependents: HashMap<String, Vec<TaskId>>,
+    /// Sequence numbers taken from `task_seq` and not handed out yet.
+    seqs: VecDeque<i64>,
     /// Per-status count changes not yet written: (job, status, delta).
     counts: Vec<(String, &'static str, i64)>,
     /// `updated_at` of jobs touched but not yet written.
@@ -188,17 +218,56 @@ impl PgTx<'_, '_> {
         self.query(sql, params)?.iter().map(decode_task).collect()
     }
 
-    /// Locks the job's row (once per transaction), ordering this
-    /// transaction after every other one of the same job.
-    fn lock_job(&mut self, job_id: &str) -> Result<(), StoreError> {
-        if !self.locked.iter().any(|j| j == job_id) {
-            self.query(
-                "SELECT 1 FROM task_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
-                &[&job_id],
-            )?;
-            self.locked.push(job_id.to_string());
+    /// The job's row, locked (once per transaction: later calls answer from
+    /// memory), which orders this transaction after every other one of the
+    /// same job.
+    fn locked_job(&mut self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        if let Some(job) = self.jobs.get(job_id) {
+            return Ok(job.clone());
         }
-        Ok(())
+        let rows = self.query(
+            "SELECT status, allowed_agents, config, started, reason, created_at, updated_at \
+             FROM task_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
+            &[&job_id],
+        )?;
+        let job = match rows.first() {
+            None => None,
+            Some(r) => {
+                let what = format!("job `{job_id}`");
+                let col = |e: postgres::Error| decode(&what, e);
+                let job = JobRow {
+                    status: r.try_get(0).map_err(col)?,
+                    allowed_agents: r.try_get(1).map_err(col)?,
+                    config: r.try_get(2).map_err(col)?,
+                    started: r.try_get(3).map_err(col)?,
+                    reason: r.try_get(4).map_err(col)?,
+                    created_at: r.try_get(5).map_err(col)?,
+                    updated_at: r.try_get(6).map_err(col)?,
+                }
+                .decode(&JobId::from(job_id))?;
+                if !self.job_status.iter().any(|(j, _)| j == job_id) {
+                    self.job_status
+                        .push((job_id.to_string(), job.status.as_str()));
+                }
+                Some(job)
+            }
+        };
+        self.jobs.insert(job_id.to_string(), job.clone());
+        Ok(job)
+    }
+
+    /// Locks the job's row (see [`Self::locked_job`]).
+    fn lock_job(&mut self, job_id: &str) -> Result<(), StoreError> {
+        self.locked_job(job_id).map(drop)
+    }
+
+    /// Ids of the jobs whose rows this transaction holds.
+    fn locked_ids(&self) -> Vec<String> {
+        self.jobs
+            .iter()
+            .filter(|(_, j)| j.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     fn bump_count(&mut self, job: &str, status: &'static str, delta: i64) {
@@ -231,10 +300,9 @@ impl PgTx<'_, '_> {
         Ok(())
     }
 
-    /// Writes the collected job touches.
+    /// Writes the collected job touches (their rows are locked already).
     fn flush_touches(&mut self) -> Result<(), StoreError> {
         for (job, at) in std::mem::take(&mut self.touched) {
-            self.lock_job(&job)?;
             self.execute(
                 "UPDATE task_jobs SET updated_at = $2 WHERE job_id = $1",
                 &[&job, &at],
@@ -243,21 +311,85 @@ impl PgTx<'_, '_> {
         Ok(())
     }
 
-    /// Writes everything collected; called before commit. Touches first:
-    /// job rows, then counts, the order every transaction locks in.
+    /// Sends the task writes kept so far, in one statement.
+    fn flush_tasks(&mut self) -> Result<(), StoreError> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let (mut whole, mut changed) = (Vec::new(), Vec::new());
+        for id in &dirty {
+            if let Some(h) = self.held.get_mut(id) {
+                h.dirty = false;
+                if std::mem::replace(&mut h.whole, false) {
+                    whole.push(id);
+                } else {
+                    changed.push(id);
+                }
+            }
+        }
+        if !whole.is_empty() {
+            let rows: Vec<&TaskRecord> = whole
+                .iter()
+                .filter_map(|id| self.held.get(*id).map(|h| &h.task))
+                .collect();
+            let columns = TaskColumns::new(&rows)?;
+            let result = self
+                .stmts
+                .get(self.tx, UPSERT_TASKS)
+                .and_then(|stmt| self.tx.execute(&stmt, &columns.params()));
+            result.map_err(|e| self.fail(&e))?;
+        }
+        if !changed.is_empty() {
+            let rows: Vec<&TaskRecord> = changed
+                .iter()
+                .filter_map(|id| self.held.get(*id).map(|h| &h.task))
+                .collect();
+            let columns = TaskChanges::new(&rows)?;
+            let result = self
+                .stmts
+                .get(self.tx, UPDATE_TASKS)
+                .and_then(|stmt| self.tx.execute(&stmt, &columns.params()));
+            result.map_err(|e| self.fail(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything collected; called before commit. Tasks first,
+    /// then job rows and counts: the order every transaction locks in.
     fn finish(&mut self) -> Result<(), StoreError> {
+        self.flush_tasks()?;
         self.flush_touches()?;
         self.flush_counts()
     }
 
-    /// Remembers the status of locked task rows.
-    fn remember(&mut self, tasks: &[TaskRecord]) {
+    /// Keeps locked task rows as read.
+    fn hold(&mut self, tasks: &[TaskRecord]) {
         for t in tasks {
-            self.known.insert(
+            self.absent.remove(t.task_id.as_str());
+            self.held.insert(
                 t.task_id.to_string(),
-                (t.status.as_str(), t.dependencies.len()),
+                Held {
+                    task: t.clone(),
+                    deps_stored: Some(t.dependencies.len()),
+                    dirty: false,
+                    whole: false,
+                },
             );
         }
+    }
+
+    /// Task rows selected and locked by `sql` (after the kept writes are
+    /// sent, so that it sees them), kept as read.
+    fn held_tasks(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.flush_tasks()?;
+        let tasks = self.tasks(sql, params)?;
+        self.hold(&tasks);
+        Ok(tasks)
     }
 }
 
@@ -313,39 +445,12 @@ fn decode_breaker(r: &Row) -> Result<BreakerRecord, StoreError> {
 
 impl TaskTx for PgTx<'_, '_> {
     fn job(&mut self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
-        self.flush_touches()?;
-        let rows = self.query(
-            "SELECT status, allowed_agents, config, started, reason, created_at, updated_at \
-             FROM task_jobs WHERE job_id = $1 FOR NO KEY UPDATE",
-            &[&job_id.as_str()],
-        )?;
-        if !rows.is_empty() && !self.locked.iter().any(|j| j == job_id.as_str()) {
-            self.locked.push(job_id.to_string());
-        }
-        let Some(r) = rows.first() else {
-            return Ok(None);
-        };
-        let what = format!("job `{job_id}`");
-        let col = |e: postgres::Error| decode(&what, e);
-        let job = JobRow {
-            status: r.try_get(0).map_err(col)?,
-            allowed_agents: r.try_get(1).map_err(col)?,
-            config: r.try_get(2).map_err(col)?,
-            started: r.try_get(3).map_err(col)?,
-            reason: r.try_get(4).map_err(col)?,
-            created_at: r.try_get(5).map_err(col)?,
-            updated_at: r.try_get(6).map_err(col)?,
-        }
-        .decode(job_id)?;
-        if !self.job_status.iter().any(|(j, _)| j == job_id.as_str()) {
-            self.job_status
-                .push((job_id.to_string(), job.status.as_str()));
-        }
-        Ok(Some(job))
+        self.locked_job(job_id.as_str())
     }
 
     fn put_job(&mut self, job: &JobRecord) -> Result<(), StoreError> {
-        self.flush_touches()?;
+        // The job as written wins over a touch kept for commit.
+        self.touched.retain(|(j, _)| j != job.job_id.as_str());
         let allowed = job
             .allowed_agents
             .as_ref()
@@ -370,6 +475,8 @@ impl TaskTx for PgTx<'_, '_> {
                 &job.updated_at,
             ],
         )?;
+        // Written here, so locked until commit.
+        self.jobs.insert(job.job_id.to_string(), Some(job.clone()));
         let known = self
             .job_status
             .iter()
@@ -398,10 +505,17 @@ impl TaskTx for PgTx<'_, '_> {
 
     fn task(&mut self, task_id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
         // Locked (job first): the caller's checks (fencing token, status)
-        // hold until commit. A task of a job this transaction has locked
-        // already is read and locked in one round trip.
-        if !self.locked.is_empty() {
-            let locked = self.locked.clone();
+        // hold until commit, and later reads answer from memory. A task of
+        // a job this transaction has locked already is read and locked in
+        // one round trip.
+        if let Some(h) = self.held.get(task_id.as_str()) {
+            return Ok(Some(h.task.clone()));
+        }
+        if self.absent.contains(task_id.as_str()) {
+            return Ok(None);
+        }
+        let locked = self.locked_ids();
+        if !locked.is_empty() {
             let found = self
                 .tasks(
                     select_tasks!(
@@ -411,7 +525,7 @@ impl TaskTx for PgTx<'_, '_> {
                 )?
                 .pop();
             if let Some(t) = found {
-                self.remember(std::slice::from_ref(&t));
+                self.hold(std::slice::from_ref(&t));
                 return Ok(Some(t));
             }
         }
@@ -420,6 +534,7 @@ impl TaskTx for PgTx<'_, '_> {
             &[&task_id.as_str()],
         )?;
         let Some(job) = job.first() else {
+            self.absent.insert(task_id.to_string());
             return Ok(None);
         };
         let job: String = job.try_get(0).map_err(|e| decode("task's job id", e))?;
@@ -430,77 +545,56 @@ impl TaskTx for PgTx<'_, '_> {
                 &[&task_id.as_str()],
             )?
             .pop();
-        self.remember(found.as_slice());
+        match &found {
+            Some(t) => self.hold(std::slice::from_ref(t)),
+            None => {
+                self.absent.insert(task_id.to_string());
+            }
+        }
         Ok(found)
     }
 
     fn put_task(&mut self, t: &TaskRecord) -> Result<(), StoreError> {
         self.lock_job(t.job_id.as_str())?;
-        let known = self.known.get(t.task_id.as_str()).copied();
-        let old: Option<&'static str> = match known {
-            Some((status, _)) => Some(status),
+        let id = t.task_id.as_str();
+        // Rows not held are written whole (new, or unknown here).
+        let whole = self
+            .held
+            .get(id)
+            .is_none_or(|h| (h.dirty && h.whole) || !same_fixed(&h.task, t));
+        let (old, deps_stored, dirty) = match self.held.get(id) {
+            Some(h) => (Some(h.task.status.as_str()), h.deps_stored, h.dirty),
+            None if self.absent.contains(id) => (None, Some(0), false),
             None => {
                 let rows = self.query(
                     "SELECT status FROM tasks WHERE task_id = $1 FOR NO KEY UPDATE",
-                    &[&t.task_id.as_str()],
+                    &[&id],
                 )?;
                 match rows.first() {
                     Some(r) => {
                         let s: String = r.try_get(0).map_err(|e| decode("task status", e))?;
-                        Some(
-                            TaskStatus::parse(&s)
-                                .ok_or_else(|| decode("task status", format!("unknown `{s}`")))?
-                                .as_str(),
-                        )
+                        let status = TaskStatus::parse(&s)
+                            .ok_or_else(|| decode("task status", format!("unknown `{s}`")))?;
+                        (Some(status.as_str()), None, false)
                     }
-                    None => None,
+                    None => (None, Some(0), false),
                 }
             }
         };
-        let what = format!("task `{}`", t.task_id);
-        let input = to_json(&what, &t.input)?;
-        let output = t.output.as_ref().map(|o| to_json(&what, o)).transpose()?;
-        self.execute(
-            UPSERT_TASK,
-            &[
-                &t.task_id.as_str(),
-                &t.job_id.as_str(),
-                &t.parent_id.as_ref().map(TaskId::as_str),
-                &t.task_type.as_str(),
-                &t.agent,
-                &t.description,
-                &t.acceptance_criteria,
-                &input,
-                &output,
-                &t.error,
-                &t.priority,
-                &wide(t.seq),
-                &t.status.as_str(),
-                &i64::from(t.attempts),
-                &i64::from(t.failures),
-                &t.max_retries.map(i64::from),
-                &t.timeout_ms.map(wide),
-                &t.lease_owner,
-                &t.lease_expires_at,
-                &t.not_before,
-                &t.created_at,
-                &t.updated_at,
-                &t.started_at,
-                &t.finished_at,
-                &t.traceparent,
-            ],
-        )?;
-        // Dependencies are only ever added, so as many as known are the same.
-        let deps_known = known.is_some_and(|(_, n)| n == t.dependencies.len());
-        if !t.dependencies.is_empty() && !deps_known {
-            // Known ones keep their position.
+        // Dependencies are only ever added, so as many as stored are the same.
+        if !t.dependencies.is_empty() && deps_stored != Some(t.dependencies.len()) {
+            // Known ones keep their position. The foreign keys are checked
+            // at commit, so the task's own row may follow.
             let deps: Vec<&str> = t.dependencies.iter().map(TaskId::as_str).collect();
             self.execute(
                 "INSERT INTO task_dependencies (task_id, dependency_id, position) \
                  SELECT $1, d, p FROM unnest($2::text[]) WITH ORDINALITY AS u(d, p) \
                  ON CONFLICT DO NOTHING",
-                &[&t.task_id.as_str(), &deps],
+                &[&id, &deps],
             )?;
+            for d in &t.dependencies {
+                self.dependents.remove(d.as_str());
+            }
         }
         if old != Some(t.status.as_str()) {
             if let Some(o) = old {
@@ -508,10 +602,19 @@ impl TaskTx for PgTx<'_, '_> {
             }
             self.bump_count(t.job_id.as_str(), t.status.as_str(), 1);
         }
-        self.known.insert(
-            t.task_id.to_string(),
-            (t.status.as_str(), t.dependencies.len()),
+        self.absent.remove(id);
+        self.held.insert(
+            id.to_string(),
+            Held {
+                task: t.clone(),
+                deps_stored: Some(t.dependencies.len()),
+                dirty: true,
+                whole,
+            },
         );
+        if !dirty {
+            self.dirty.push(id.to_string());
+        }
         if t.status == TaskStatus::Ready {
             self.notify = true;
         }
@@ -520,16 +623,30 @@ impl TaskTx for PgTx<'_, '_> {
     }
 
     fn next_seq(&mut self) -> Result<u64, StoreError> {
-        let rows = self.query("SELECT nextval('task_seq')", &[])?;
-        let n: i64 = rows
-            .first()
-            .ok_or_else(|| decode("task sequence", "no row"))?
-            .try_get(0)
-            .map_err(|e| decode("task sequence", e))?;
+        if self.seqs.is_empty() {
+            // A few at once: numbers left unused are gaps, as a rolled
+            // back transaction leaves anyway.
+            let rows = self.query(
+                "SELECT nextval('task_seq') FROM generate_series(1, $1)",
+                &[&SEQ_BATCH],
+            )?;
+            let mut taken = rows
+                .iter()
+                .map(|r| r.try_get::<_, i64>(0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| decode("task sequence", e))?;
+            taken.sort_unstable();
+            self.seqs.extend(taken);
+        }
+        let n = self
+            .seqs
+            .pop_front()
+            .ok_or_else(|| decode("task sequence", "no row"))?;
         narrow("task sequence", n)
     }
 
     fn job_tasks(&mut self, job_id: &JobId) -> Result<Vec<TaskRecord>, StoreError> {
+        self.flush_tasks()?;
         self.tasks(
             select_tasks!("WHERE t.job_id = $1 ORDER BY t.seq"),
             &[&job_id.as_str()],
@@ -537,6 +654,9 @@ impl TaskTx for PgTx<'_, '_> {
     }
 
     fn dependents(&mut self, task_id: &TaskId) -> Result<Vec<TaskId>, StoreError> {
+        if let Some(d) = self.dependents.get(task_id.as_str()) {
+            return Ok(d.clone());
+        }
         let rows = self.query(
             "SELECT task_id FROM task_dependencies WHERE dependency_id = $1 ORDER BY task_id",
             &[&task_id.as_str()],
@@ -550,6 +670,43 @@ impl TaskTx for PgTx<'_, '_> {
             .collect()
     }
 
+    fn prefetch(&mut self, tasks: &[&TaskRecord]) -> Result<(), StoreError> {
+        let mut jobs: Vec<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
+        jobs.sort_unstable();
+        jobs.dedup();
+        for j in jobs {
+            self.lock_job(j)?;
+        }
+        let ids: Vec<&str> = tasks
+            .iter()
+            .map(|t| t.task_id.as_str())
+            .filter(|id| !self.held.contains_key(*id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows = self.query(PREFETCH_TASKS, &[&ids])?;
+        let mut found = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let t = decode_task(r)?;
+            let dependents: Vec<String> = r
+                .try_get(26)
+                .map_err(|e| decode(format!("dependents of task `{}`", t.task_id), e))?;
+            self.dependents.insert(
+                t.task_id.to_string(),
+                dependents.into_iter().map(TaskId::from).collect(),
+            );
+            found.push(t);
+        }
+        for id in ids {
+            if !found.iter().any(|t| t.task_id.as_str() == id) {
+                self.absent.insert(id.to_string());
+            }
+        }
+        self.hold(&found);
+        Ok(())
+    }
+
     fn ready_tasks(
         &mut self,
         job_id: &JobId,
@@ -558,32 +715,29 @@ impl TaskTx for PgTx<'_, '_> {
     ) -> Result<Vec<TaskRecord>, StoreError> {
         // The claim query: tasks another transaction holds are skipped, not waited for.
         self.lock_job(job_id.as_str())?;
-        let ready = self.tasks(
+        self.held_tasks(
             select_tasks!(
                 "WHERE t.job_id = $1 AND t.status = 'Ready' \
                    AND (t.not_before IS NULL OR t.not_before <= $2) \
                  ORDER BY t.priority DESC, t.seq LIMIT $3 FOR UPDATE OF t SKIP LOCKED"
             ),
             &[&job_id.as_str(), &now, &wide(limit)],
-        )?;
-        self.remember(&ready);
-        Ok(ready)
+        )
     }
 
     fn expired_leases(&mut self, job_id: &JobId, now: i64) -> Result<Vec<TaskRecord>, StoreError> {
         self.lock_job(job_id.as_str())?;
-        let expired = self.tasks(
+        self.held_tasks(
             select_tasks!(
                 "WHERE t.job_id = $1 AND t.status = 'InProgress' AND t.lease_expires_at <= $2 \
                  ORDER BY t.seq FOR NO KEY UPDATE OF t"
             ),
             &[&job_id.as_str(), &now],
-        )?;
-        self.remember(&expired);
-        Ok(expired)
+        )
     }
 
     fn next_deadline(&mut self, job_id: &JobId, now: i64) -> Result<Option<i64>, StoreError> {
+        self.flush_tasks()?;
         let rows = self.query(
             "SELECT LEAST( \
                (SELECT MIN(lease_expires_at) FROM tasks \
@@ -599,9 +753,14 @@ impl TaskTx for PgTx<'_, '_> {
     }
 
     fn touch_job(&mut self, job_id: &JobId, now: i64) -> Result<(), StoreError> {
-        // Written once at commit (or before the job is read or written);
-        // the status is untouched, so other processes need not hear of it.
-        self.lock_job(job_id.as_str())?;
+        // Written once at commit; the status is untouched, so other
+        // processes need not hear of it.
+        if self.locked_job(job_id.as_str())?.is_none() {
+            return Ok(());
+        }
+        if let Some(Some(job)) = self.jobs.get_mut(job_id.as_str()) {
+            job.updated_at = now;
+        }
         match self.touched.iter_mut().find(|(j, _)| j == job_id.as_str()) {
             Some((_, at)) => *at = now,
             None => self.touched.push((job_id.to_string(), now)),
@@ -690,6 +849,7 @@ impl TaskTx for PgTx<'_, '_> {
     }
 
     fn dead_letters(&mut self, job: Option<&JobId>) -> Result<Vec<TaskRecord>, StoreError> {
+        self.flush_tasks()?;
         match job {
             Some(j) => self.tasks(
                 select_tasks!(
@@ -710,16 +870,29 @@ impl TaskTx for PgTx<'_, '_> {
     }
 
     fn job_counts(&mut self, job_id: &JobId) -> Result<JobCounts, StoreError> {
-        self.flush_counts()?;
         let rows = self.query(
             "SELECT status, n FROM task_counts WHERE job_id = $1",
             &[&job_id.as_str()],
         )?;
-        let mut c = JobCounts::default();
+        let mut by_status: Vec<(String, i64)> = Vec::with_capacity(rows.len());
         for r in &rows {
             let status: String = r.try_get(0).map_err(|e| decode("task count", e))?;
             let n: i64 = r.try_get(1).map_err(|e| decode("task count", e))?;
-            let n = usize::try_from(n).unwrap_or(0);
+            by_status.push((status, n));
+        }
+        // This transaction's changes, written at commit.
+        for (j, status, delta) in &self.counts {
+            if j != job_id.as_str() {
+                continue;
+            }
+            match by_status.iter_mut().find(|(s, _)| s == status) {
+                Some((_, n)) => *n += delta,
+                None => by_status.push(((*status).to_string(), *delta)),
+            }
+        }
+        let mut c = JobCounts::default();
+        for (status, n) in &by_status {
+            let n = usize::try_from(*n).unwrap_or(0);
             c.total += n;
             match status.as_str() {
                 "Pending" | "Ready" | "Blocked" => c.open += n,
@@ -787,8 +960,12 @@ impl PostgresStore {
             notify: false,
             job_status: Vec::new(),
             retry: None,
-            locked: Vec::new(),
-            known: std::collections::HashMap::new(),
+            jobs: HashMap::new(),
+            held: HashMap::new(),
+            dirty: Vec::new(),
+            absent: HashSet::new(),
+            dependents: HashMap::new(),
+            seqs: VecDeque::new(),
             counts: Vec::new(),
             touched: Vec::new(),
             quiet: false,
@@ -802,14 +979,23 @@ impl PostgresStore {
                 None => Attempt::Failed(e),
             };
         }
-        let notified = if notify {
-            tx.execute("SELECT pg_notify($1, current_schema())", &[&CHANNEL])
-                .map(drop)
-        } else {
-            Ok(())
-        };
-        match notified.and_then(|()| tx.commit()) {
-            Ok(()) => Attempt::Committed { wake },
+        match tx.commit() {
+            Ok(()) => {
+                // After the commit, in a transaction of its own: one that
+                // notifies holds the server's notification lock until its
+                // commit is flushed, so a notifying write would serialize
+                // every such write on that flush; this one writes nothing.
+                if notify {
+                    let sent = stmts
+                        .get(client, "SELECT pg_notify($1, current_schema())")
+                        .and_then(|stmt| client.execute(&stmt, &[&CHANNEL]));
+                    if let Err(e) = sent {
+                        tracing::warn!(location = %location, error = %e,
+                            "task notification not sent; other processes' job loops wake on their timers");
+                    }
+                }
+                Attempt::Committed { wake }
+            }
             Err(e) => match retry_kind(&e) {
                 Some(kind) => Attempt::Retry(kind, map_pg(&e, location)),
                 None => Attempt::Failed(map_pg(&e, location)),
