@@ -20,6 +20,7 @@ pub mod model;
 pub mod retry_strategy;
 mod run_inputs;
 pub mod schedule;
+pub mod schedule_state;
 mod shape;
 pub mod validate;
 mod yaml;
@@ -42,5 +43,6 @@ pub use model::{DagMetadata, JsonType, NodeDef, OutputSpec, RunInputDef, Workflo
 pub use retry_strategy::RetryStrategy;
 pub use run_inputs::{apply_run_inputs, closest_name, run_inputs_help};
 pub use schedule::{Overlap, Schedule, ScheduleDef};
+pub use schedule_state::{ScheduleEntry, ScheduleSource, effective_schedules, stored_schedule};
 pub use validate::{validate_added_nodes, validate_added_nodes_with, validate_workflow};
 pub use yaml::{MAX_ALIAS_REPLAY_EVENTS, MAX_INPUT_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES};

@@ -72,6 +72,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "task trace context: the creator's W3C traceparent",
         sql: include_str!("schema/0011_task_traceparent.sql"),
     },
+    Migration {
+        version: 12,
+        name: "schedule states: paused overrides, schedules added to the store",
+        sql: include_str!("schema/0012_schedule_states.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").

@@ -21,7 +21,7 @@ pub(crate) struct Migration {
 /// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
 /// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage, 0007 node attempts,
 /// 0008 run idempotency keys, 0009 the memo index without unhashed rows (dagger-storage),
-/// 0010 task trace context (dagger-task-core).
+/// 0010 task trace context (dagger-task-core), 0011 schedule states (dagger-storage).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -72,6 +72,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 10,
         name: "task trace context: the creator's W3C traceparent",
         sql: include_str!("schema/0010_task_traceparent.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "schedule states: paused overrides, schedules added to the store",
+        sql: include_str!("schema/0011_schedule_states.sql"),
     },
 ];
 
