@@ -152,9 +152,6 @@ pub(crate) async fn set_paused(
     schedules
         .set_schedule_paused(name, paused, now_millis())
         .await?;
-    outln!(
-        "{name}\t{}",
-        if paused { "paused" } else { "active" }
-    );
+    outln!("{name}\t{}", if paused { "paused" } else { "active" });
     Ok(ExitCode::SUCCESS)
 }

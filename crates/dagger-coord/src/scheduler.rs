@@ -147,9 +147,8 @@ impl Scheduler {
     pub async fn refresh(&mut self, now_ms: i64) -> Result<(), CoordError> {
         let stored = self.store.list_schedules().await?;
         let loaded = self.executor.list_dags();
-        let (entries, problems) = effective_schedules(&self.declared, &stored, |w| {
-            loaded.iter().any(|l| l == w)
-        });
+        let (entries, problems) =
+            effective_schedules(&self.declared, &stored, |w| loaded.iter().any(|l| l == w));
         for p in problems {
             tracing::warn!(error = %p, "stored schedule left out");
         }

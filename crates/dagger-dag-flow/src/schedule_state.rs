@@ -136,7 +136,11 @@ mod tests {
         let files = [declared("a", true), declared("b", false)];
         let rows = [
             row("a", None, Some(false)),
-            row("c", Some(json!({"name": "c", "cron": "0 * * * *"})), Some(true)),
+            row(
+                "c",
+                Some(json!({"name": "c", "cron": "0 * * * *"})),
+                Some(true),
+            ),
             row("d", Some(json!({"name": "d", "every": "1m"})), None),
         ];
         let (entries, problems) = effective_schedules(&files, &rows, |w| w == "wf");
@@ -166,7 +170,11 @@ mod tests {
         let rows = [
             row("a", Some(json!({"name": "a", "every": "5m"})), None),
             row("b", Some(json!({"name": "b", "every": "10 parsecs"})), None),
-            row("c", Some(json!({"name": "c", "every": "1m", "color": "red"})), None),
+            row(
+                "c",
+                Some(json!({"name": "c", "every": "1m", "color": "red"})),
+                None,
+            ),
         ];
         let (entries, problems) = effective_schedules(&files, &rows, |_| true);
         assert_eq!(entries.len(), 1);
