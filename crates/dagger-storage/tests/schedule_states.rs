@@ -18,20 +18,30 @@ async fn schedule_suite(stores: Stores) {
     s.set_schedule_paused("nightly", false, 20).await.unwrap();
     // A stored schedule, then paused.
     let spec = json!({"name": "hourly", "cron": "0 * * * *", "inputs": {"n": 3}});
-    s.add_schedule("hourly", "wf", spec.clone(), 30).await.unwrap();
+    s.add_schedule("hourly", "wf", spec.clone(), 30)
+        .await
+        .unwrap();
     s.set_schedule_paused("hourly", true, 40).await.unwrap();
     let err = s
         .add_schedule("hourly", "other", json!({}), 50)
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::AlreadyExists { entity: "schedule", .. }),
+        matches!(
+            err,
+            StoreError::AlreadyExists {
+                entity: "schedule",
+                ..
+            }
+        ),
         "{err}"
     );
     // A pause recorded before the schedule is added is kept.
     s.set_schedule_paused("later", true, 60).await.unwrap();
     let later = json!({"name": "later", "every": "1m"});
-    s.add_schedule("later", "wf", later.clone(), 70).await.unwrap();
+    s.add_schedule("later", "wf", later.clone(), 70)
+        .await
+        .unwrap();
     let want = vec![
         ScheduleRecord {
             name: "hourly".into(),
