@@ -166,6 +166,45 @@ fn serve_fires_its_workflows_schedules() {
     firing.wait().unwrap();
 }
 
+/// `dagger serve` fires a schedule added to the store for one of its
+/// workflows (one without `schedules:`) while it runs.
+#[test]
+fn serve_fires_a_schedule_added_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let flows = dir.join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let plain = flows.join("plain.yaml");
+    std::fs::write(
+        &plain,
+        format!(
+            "name: plain\nnodes:\n  - id: mark\n    action: shell\n    inputs:\n      - name: command\n        value: 'echo \"$DAGGER_RUN_ID\" >> {}'\n",
+            dir.join("fires.log").display()
+        ),
+    )
+    .unwrap();
+    let flows = flows.display().to_string();
+    let mut serve = dagger(
+        dir,
+        &["serve", "--addr", "127.0.0.1:0", "--workflows", &flows],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let plain = plain.display().to_string();
+    ok(
+        dagger(dir, &["schedule", "add", &plain, "added", "--every", "1s"])
+            .output()
+            .unwrap(),
+    );
+    wait_until("a fire of the added schedule", 60, || {
+        fires_of(dir, "added").len() >= 2
+    });
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}
+
 #[test]
 fn list_trigger_backfill_and_bad_cron() {
     let dir = tempfile::tempdir().unwrap();
