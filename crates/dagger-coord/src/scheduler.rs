@@ -7,6 +7,8 @@
 //! resumes (which override a definition's `paused:`) and schedules added to
 //! the store for its workflows.
 
+mod admin;
+
 use crate::coordinator::Coordinator;
 use crate::error::CoordError;
 use crate::handle::RunHandle;

@@ -270,3 +270,76 @@ async fn the_store_pauses_resumes_adds_and_deletes_schedules() {
         stop_and_wait(&stores, r.run_id.as_str()).await;
     }
 }
+
+/// The library form of `schedule pause|resume|add|delete`: checked against
+/// the scheduler's schedules, seen by another scheduler at its next tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_pause_resume_add_delete() {
+    let stores = Stores::from(Arc::new(MemoryStore::new()));
+    let b = base();
+    let mut one = scheduler(&stores, Overlap::AllowAll, false, b);
+    let mut two = scheduler(&stores, Overlap::AllowAll, false, b);
+    assert!(matches!(
+        one.pause("nope", b).await,
+        Err(dagger_coord::CoordError::UnknownSchedule(_))
+    ));
+    one.pause("tick", b).await.unwrap();
+    assert!(two.tick(b).await.unwrap().is_empty(), "paused by the other");
+    assert!(one.entries().all(|e| e.paused));
+    one.resume("tick", b).await.unwrap();
+
+    let def = |name: &str, every: &str| -> ScheduleDef {
+        serde_json::from_value(
+            json!({"name": name, "every": every, "overlap": "allow_all", "catch_up": "0s"}),
+        )
+        .unwrap()
+    };
+    let err = one.add("nightly", def("tick", "1m"), b).await.unwrap_err();
+    assert!(
+        err.to_string().contains("declared in workflow `nightly`"),
+        "{err}"
+    );
+    let err = one
+        .add("nightly", def("bad", "1 parsec"), b)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not a duration"), "{err}");
+    assert!(one.add("missing_wf", def("x", "1m"), b).await.is_err());
+    one.add("nightly", def("extra", "10s"), b).await.unwrap();
+    let err = two.add("nightly", def("extra", "1m"), b).await.unwrap_err();
+    assert!(
+        err.to_string().contains("stored for workflow `nightly`"),
+        "{err}"
+    );
+    let err = one.delete("tick", b).await.unwrap_err();
+    assert!(err.to_string().contains("edit the workflow"), "{err}");
+    let at = b + EVERY;
+    let mut fired: Vec<_> = two
+        .tick(at)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.schedule)
+        .collect();
+    fired.sort();
+    // `two` found `extra` at `b` (its failed add refreshed): the fires at
+    // `b` and `at` are due.
+    assert_eq!(fired, ["extra", "extra", "tick"]);
+    one.delete("extra", at).await.unwrap();
+    assert!(matches!(
+        one.delete("extra", at).await,
+        Err(dagger_coord::CoordError::UnknownSchedule(_))
+    ));
+    let later = at + EVERY;
+    let fired = two.tick(later).await.unwrap();
+    assert_eq!(outcomes(&fired), vec![(later, FireOutcome::Started)]);
+    assert_eq!(fired[0].schedule, "tick");
+    let runs = stores
+        .runs
+        .list_runs(&dagger_core::store::RunQuery::default())
+        .await
+        .unwrap();
+    for r in runs.iter().filter(|r| !r.status.is_terminal()) {
+        stop_and_wait(&stores, r.run_id.as_str()).await;
+    }
+}
