@@ -2,7 +2,9 @@
 //! fire's run exactly once; after all of them are SIGKILLed, a fire that
 //! fell while none ran is started by the next scheduler (catch-up window).
 //! Also `schedule list --json`, `trigger`, `backfill`, and a bad cron
-//! expression named at its file, line and column.
+//! expression named at its file, line and column; `schedule pause|resume`
+//! stopping and restarting a running scheduler (SQLite and Postgres), and
+//! `schedule add|delete` of a schedule kept in the store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
@@ -48,12 +50,21 @@ fn write_workflow(dir: &Path, overlap: &str, catch_up: &str) -> String {
     wf.display().to_string()
 }
 
-/// Fire time (ms) of each run id in `fires.log`, with how often it ran.
+/// Fire time (ms) of each run id of schedule `tick` in `fires.log`, with
+/// how often it ran.
 fn fires(dir: &Path) -> BTreeMap<i64, usize> {
+    fires_of(dir, "tick")
+}
+
+/// [`fires`] of schedule `name`.
+fn fires_of(dir: &Path, name: &str) -> BTreeMap<i64, usize> {
     let text = std::fs::read_to_string(dir.join("fires.log")).unwrap_or_default();
     let mut seen = BTreeMap::new();
+    let prefix = format!("{name}@");
     for line in text.lines() {
-        let stamp = line.strip_prefix("tick@").unwrap();
+        let Some(stamp) = line.strip_prefix(&prefix) else {
+            continue;
+        };
         let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ").unwrap();
         *seen.entry(t.and_utc().timestamp_millis()).or_insert(0) += 1;
     }
@@ -155,6 +166,45 @@ fn serve_fires_its_workflows_schedules() {
     firing.wait().unwrap();
 }
 
+/// `dagger serve` fires a schedule added to the store for one of its
+/// workflows (one without `schedules:`) while it runs.
+#[test]
+fn serve_fires_a_schedule_added_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let flows = dir.join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let plain = flows.join("plain.yaml");
+    std::fs::write(
+        &plain,
+        format!(
+            "name: plain\nnodes:\n  - id: mark\n    action: shell\n    inputs:\n      - name: command\n        value: 'echo \"$DAGGER_RUN_ID\" >> {}'\n",
+            dir.join("fires.log").display()
+        ),
+    )
+    .unwrap();
+    let flows = flows.display().to_string();
+    let mut serve = dagger(
+        dir,
+        &["serve", "--addr", "127.0.0.1:0", "--workflows", &flows],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let plain = plain.display().to_string();
+    ok(
+        dagger(dir, &["schedule", "add", &plain, "added", "--every", "1s"])
+            .output()
+            .unwrap(),
+    );
+    wait_until("a fire of the added schedule", 60, || {
+        fires_of(dir, "added").len() >= 2
+    });
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}
+
 #[test]
 fn list_trigger_backfill_and_bad_cron() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,6 +267,172 @@ fn list_trigger_backfill_and_bad_cron() {
     );
 }
 
+/// Pauses `tick` with `cli` while a scheduler runs: no fire after the
+/// pause returned; resumes it: fires again, without catching up the fires
+/// that fell while paused.
+fn pause_then_resume(dir: &Path, wf: &str, cli: &dyn Fn(&[&str]) -> Output) {
+    wait_until("two fires", 60, || fires(dir).len() >= 2);
+    let out = ok(cli(&["schedule", "pause", wf, "tick"]));
+    assert_eq!(out.trim(), "tick\tpaused");
+    let paused_at = now_ms();
+    // Time is under test: three seconds in which an active schedule fires.
+    std::thread::sleep(Duration::from_secs(3));
+    let late: Vec<_> = fires(dir).into_keys().filter(|t| *t > paused_at).collect();
+    assert!(late.is_empty(), "fired after the pause: {late:?}");
+    let list: Value = serde_json::from_str(&ok(cli(&["schedule", "list", wf, "--json"]))).unwrap();
+    schema::assert_matches("schedule_list", &list);
+    assert_eq!(list[0]["paused"], true);
+    assert_eq!(list[0]["paused_source"], "store");
+    assert_eq!(list[0]["source"], "file");
+
+    ok(cli(&["schedule", "resume", wf, "tick"]));
+    let resumed_at = now_ms();
+    wait_until("a fire after the resume", 60, || {
+        fires(dir).keys().any(|t| *t > resumed_at)
+    });
+    // A tick just before the resume may take the fire of its last second.
+    let caught_up: Vec<_> = fires(dir)
+        .into_keys()
+        .filter(|t| *t > paused_at && *t < resumed_at - 1500)
+        .collect();
+    assert!(
+        caught_up.is_empty(),
+        "paused fires caught up: {caught_up:?}"
+    );
+}
+
+/// `schedule pause|resume` act on a running `schedule run` at its next
+/// tick; `schedule add` gives it a stored schedule to fire, `delete` takes
+/// it away.
+#[test]
+fn pause_resume_add_delete_reach_a_running_scheduler() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let wf = write_workflow(dir, "allow_all", "0s");
+    let mut procs = schedulers(dir, &wf, 1);
+    let cli = |args: &[&str]| dagger(dir, args).output().unwrap();
+    pause_then_resume(dir, &wf, &cli);
+
+    ok(cli(&[
+        "schedule",
+        "add",
+        &wf,
+        "extra",
+        "--every",
+        "1s",
+        "--input",
+        "n=3",
+        "--overlap",
+        "allow_all",
+        "--catch-up",
+        "0s",
+    ]));
+    wait_until("a fire of the stored schedule", 60, || {
+        !fires_of(dir, "extra").is_empty()
+    });
+    let list: Value = serde_json::from_str(&ok(cli(&["schedule", "list", &wf, "--json"]))).unwrap();
+    schema::assert_matches("schedule_list", &list);
+    assert_eq!(list[1]["name"], "extra");
+    assert_eq!(list[1]["source"], "store");
+    assert_eq!(list[1]["paused"], false);
+    assert_eq!(list[1]["overlap"], "allow_all");
+    // The stored schedule's inputs reach its runs.
+    let runs: Value = serde_json::from_str(&ok(cli(&["runs", "list", "--json"]))).unwrap();
+    let extra = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"].as_str().unwrap().starts_with("extra@"))
+        .unwrap();
+    let id = extra["run_id"].as_str().unwrap();
+    let shown: Value = serde_json::from_str(&ok(cli(&["runs", "show", id, "--json"]))).unwrap();
+    assert_eq!(shown["inputs"]["n"], 3, "{shown}");
+
+    ok(cli(&["schedule", "delete", &wf, "extra"]));
+    let deleted_at = now_ms();
+    // Time is under test: three seconds in which the schedule would fire.
+    std::thread::sleep(Duration::from_secs(3));
+    let late: Vec<_> = fires_of(dir, "extra")
+        .into_keys()
+        .filter(|t| *t > deleted_at)
+        .collect();
+    assert!(late.is_empty(), "a deleted schedule fired: {late:?}");
+    for p in &mut procs {
+        p.kill().unwrap();
+        p.wait().unwrap();
+    }
+    assert!(fires_of(dir, "extra").values().all(|n| *n == 1));
+    assert!(fires(dir).values().all(|n| *n == 1));
+}
+
+/// `schedule add` checks what it stores as the YAML loader does; names
+/// clashing with a declared schedule, deleting a declared schedule and
+/// pausing an unknown one are errors that say so.
+#[test]
+fn stored_schedules_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let wf = write_workflow(dir, "skip", "1m");
+    let fail = |args: &[&str]| {
+        let out = dagger(dir, args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = fail(&["schedule", "add", &wf, "h", "--cron", "61 * * * *"]);
+    assert!(
+        err.contains("field `cron`: invalid cron expression"),
+        "{err}"
+    );
+    let err = fail(&[
+        "schedule",
+        "add",
+        &wf,
+        "h",
+        "--every",
+        "1m",
+        "--overlap",
+        "sometimes",
+    ]);
+    assert!(err.contains("--overlap `sometimes`"), "{err}");
+    let err = fail(&["schedule", "add", &wf, "tick", "--every", "1m"]);
+    assert!(
+        err.contains("schedule `tick` is declared in") && err.contains("ticker.yaml"),
+        "{err}"
+    );
+    ok(dagger(
+        dir,
+        &[
+            "schedule",
+            "add",
+            &wf,
+            "h",
+            "--cron",
+            "0 * * * *",
+            "--timezone",
+            "Europe/Berlin",
+        ],
+    )
+    .output()
+    .unwrap());
+    let err = fail(&["schedule", "add", &wf, "h", "--every", "1m"]);
+    assert!(err.contains("already stored (workflow `ticker`)"), "{err}");
+    let err = fail(&["schedule", "delete", &wf, "tick"]);
+    assert!(err.contains("edit the file"), "{err}");
+    let err = fail(&["schedule", "pause", &wf, "nope"]);
+    assert!(err.contains("no schedule `nope`"), "{err}");
+    let list: Value = serde_json::from_str(&ok(dagger(dir, &["schedule", "list", &wf, "--json"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert_eq!(list[1]["name"], "h");
+    assert_eq!(list[1]["timezone"], "Europe/Berlin");
+    ok(dagger(dir, &["schedule", "delete", &wf, "h"])
+        .output()
+        .unwrap());
+    let err = fail(&["schedule", "delete", &wf, "h"]);
+    assert!(err.contains("no schedule `h` is stored"), "{err}");
+}
+
 #[cfg(feature = "postgres")]
 use dagger_storage::{PostgresOptions, PostgresStore};
 
@@ -273,5 +489,32 @@ mod pg {
         let seen = fires(&dir);
         let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
         assert!(twice.is_empty(), "fires run more than once: {twice:?}");
+    }
+
+    /// `schedule pause|resume` on Postgres act on a running
+    /// `dagger worker --schedules` at its next tick.
+    #[test]
+    fn pause_resume_reach_a_running_worker_on_postgres() {
+        let Some(mut pool) = PgSandbox::new("sched", "pause") else {
+            return;
+        };
+        let dir = pool.dir.path().to_path_buf();
+        let wf = write_workflow(&dir, "allow_all", "0s");
+        let child = pool
+            .command(
+                env!("CARGO_BIN_EXE_dagger"),
+                &["worker", "--schedules", &wf, "--concurrency", "1"],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        pool.children.push(child);
+        let cli = |args: &[&str]| {
+            pool.command(env!("CARGO_BIN_EXE_dagger"), args)
+                .output()
+                .unwrap()
+        };
+        pause_then_resume(&dir, &wf, &cli);
     }
 }

@@ -1,7 +1,9 @@
-//! `dagger schedule list|run|trigger|backfill`: the schedules (`schedules:`)
-//! of workflow files, fired by a [`Scheduler`] over the store.
+//! `dagger schedule list|run|trigger|backfill|add|delete|pause|resume`: the
+//! schedules of workflow files (`schedules:`) and those added to the store,
+//! fired by a [`Scheduler`] over the store.
 
 use crate::App;
+use crate::cmd_schedule_store::{self as stored, NewSchedule};
 use crate::error::CliError;
 use crate::signals;
 use crate::store::AnyStore;
@@ -9,7 +11,10 @@ use crate::view::{print_issues, print_json};
 use crate::{DbArg, open_store};
 use dagger_coord::{Coordinator, Fired, Scheduler};
 use dagger_core::now_millis;
-use dagger_dag_flow::{DagConfig, DagExecutor, Overlap, Schedule, WorkflowDef, load_yaml_path};
+use dagger_dag_flow::{
+    DagConfig, DagExecutor, Overlap, Schedule, ScheduleSource, WorkflowDef, effective_schedules,
+    load_yaml_path,
+};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 /// `dagger schedule …`.
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum ScheduleCommand {
-    /// List the schedules of workflow files with their next fire.
+    /// List the schedules of workflow files and those stored for their
+    /// workflows, with their state (paused or active, and whether the file or
+    /// the store says so) and next fire.
     List {
         /// Workflow YAML files.
         #[arg(required = true)]
@@ -26,6 +33,73 @@ pub(crate) enum ScheduleCommand {
         /// Print a `schedule_list` of docs/schemas/cli.schema.json.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Pause a schedule (declared in the files or stored for their
+    /// workflows) in the store, overriding `paused:`: every scheduler on the
+    /// store stops firing it at its next tick. Trigger and backfill still work.
+    Pause {
+        /// Workflow YAML files, then the schedule's name.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// The schedule.
+        name: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Resume a schedule in the store (also one with `paused: true` in its
+    /// file): every scheduler on the store fires it again from its next tick;
+    /// fires that fell while it was paused are not caught up.
+    Resume {
+        /// Workflow YAML files, then the schedule's name.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// The schedule.
+        name: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Add a schedule of the workflow of FILE to the store, checked as a
+    /// `schedules:` entry is; every scheduler on the store that loads the
+    /// workflow fires it from its next tick.
+    Add {
+        /// The workflow YAML file.
+        file: PathBuf,
+        /// The schedule's name (not one declared in the file).
+        name: String,
+        /// A cron expression (5 fields, or 6 with seconds first).
+        #[arg(long, required_unless_present = "every")]
+        cron: Option<String>,
+        /// A fixed interval (`30s`, `10m`, `2h`, `1d`).
+        #[arg(long)]
+        every: Option<String>,
+        /// The IANA time zone of `--cron` (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// A run input of every fired run, as KEY=VALUE (VALUE is JSON when
+        /// it parses as JSON, else a string).
+        #[arg(long = "input", value_name = "KEY=VALUE")]
+        inputs: Vec<String>,
+        /// skip (default), buffer_one, buffer_all, cancel_other or allow_all.
+        #[arg(long)]
+        overlap: Option<String>,
+        /// How late a missed fire may still start (default 1m).
+        #[arg(long)]
+        catch_up: Option<String>,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Delete a schedule added to the store (one declared in a file is
+    /// removed by editing the file).
+    Delete {
+        /// Workflow YAML files, then the schedule's name.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// The schedule.
+        name: String,
+        #[command(flatten)]
+        db: DbArg,
     },
     /// Fire the schedules of workflow files until Ctrl-C or SIGTERM: each fire
     /// starts one run in this process; with several schedulers on one store,
@@ -80,16 +154,56 @@ struct ScheduleJson<'a> {
     overlap: Overlap,
     catch_up_ms: i64,
     paused: bool,
+    source: ScheduleSource,
+    paused_source: ScheduleSource,
     next_fire_at: Option<i64>,
 }
 
 pub(crate) async fn schedule(command: ScheduleCommand, app: &App) -> Result<ExitCode, CliError> {
     match command {
-        ScheduleCommand::List { files, json } => list(&files, json),
+        ScheduleCommand::List { files, json, db } => list(&files, json, &db.db).await,
+        ScheduleCommand::Pause { files, name, db } => {
+            stored::set_paused(&load(&files)?, &name, true, &open_store(&db.db).await?).await
+        }
+        ScheduleCommand::Resume { files, name, db } => {
+            stored::set_paused(&load(&files)?, &name, false, &open_store(&db.db).await?).await
+        }
+        ScheduleCommand::Delete { files, name, db } => {
+            stored::delete(&load(&files)?, &name, &open_store(&db.db).await?).await
+        }
+        ScheduleCommand::Add {
+            file,
+            name,
+            cron,
+            every,
+            timezone,
+            inputs,
+            overlap,
+            catch_up,
+            db,
+        } => {
+            let defs = load(&[file])?;
+            let inputs = inputs
+                .iter()
+                .map(|text| crate::cmd_run::parse_input(text))
+                .collect::<Result<_, _>>()?;
+            let new = NewSchedule {
+                name,
+                cron,
+                every,
+                timezone,
+                inputs,
+                overlap,
+                catch_up,
+            };
+            stored::add(&defs, new, &open_store(&db.db).await?).await
+        }
         ScheduleCommand::Run { files, db } => {
             let scheduler = scheduler(&files, &db.db, app).await?;
             if scheduler.schedules().next().is_none() {
-                return Err(CliError::Usage("the files declare no schedules".into()));
+                return Err(CliError::Usage(
+                    "the files declare no schedules and none is stored for their workflows".into(),
+                ));
             }
             let cancel = CancellationToken::new();
             let stop = cancel.clone();
@@ -162,27 +276,44 @@ fn load(files: &[PathBuf]) -> Result<Vec<(String, WorkflowDef)>, CliError> {
     Ok(defs)
 }
 
-fn list(files: &[PathBuf], json: bool) -> Result<ExitCode, CliError> {
+async fn list(files: &[PathBuf], json: bool, db: &str) -> Result<ExitCode, CliError> {
     let now = now_millis();
-    let mut schedules = Vec::new();
-    for (_, def) in load(files)? {
+    let defs = load(files)?;
+    let mut declared = Vec::new();
+    for (_, def) in &defs {
         for s in &def.schedules {
-            schedules
+            declared
                 .push(Schedule::new(&def.name, s.clone()).map_err(dagger_coord::CoordError::from)?);
         }
     }
-    let rows: Vec<ScheduleJson<'_>> = schedules
+    // A SQLite file that does not exist holds no state; list creates none.
+    let stored = match AnyStore::open_for_reading(db).await? {
+        Some(store) => store.stores().schedules.list_schedules().await?,
+        None => Vec::new(),
+    };
+    let (entries, problems) = effective_schedules(&declared, &stored, |w| {
+        defs.iter().any(|(_, d)| d.name == w)
+    });
+    for p in problems {
+        errln!("warning: {p}");
+    }
+    let rows: Vec<ScheduleJson<'_>> = entries
         .iter()
-        .map(|s| ScheduleJson {
-            name: s.name(),
-            workflow: &s.workflow,
-            cron: s.def.cron.as_deref(),
-            timezone: s.def.timezone.as_deref(),
-            every: s.def.every.as_deref(),
-            overlap: s.def.overlap,
-            catch_up_ms: s.catch_up_ms(),
-            paused: s.def.paused,
-            next_fire_at: s.next_fire(now),
+        .map(|e| {
+            let s = &e.schedule;
+            ScheduleJson {
+                name: s.name(),
+                workflow: &s.workflow,
+                cron: s.def.cron.as_deref(),
+                timezone: s.def.timezone.as_deref(),
+                every: s.def.every.as_deref(),
+                overlap: s.def.overlap,
+                catch_up_ms: s.catch_up_ms(),
+                paused: e.paused,
+                source: e.source,
+                paused_source: e.paused_source,
+                next_fire_at: s.next_fire(now),
+            }
         })
         .collect();
     if json {
@@ -196,11 +327,17 @@ fn list(files: &[PathBuf], json: bool) -> Result<ExitCode, CliError> {
             _ => String::new(),
         };
         let state = if r.paused { "paused" } else { "active" };
+        let by = |s: ScheduleSource| match s {
+            ScheduleSource::File => "file",
+            ScheduleSource::Store => "store",
+        };
         outln!(
-            "{}\t{}\t{when}\t{:?}\t{state}\tnext {}",
+            "{}\t{}\t{when}\t{:?}\t{state} ({})\tdefined in {}\tnext {}",
             r.name,
             r.workflow,
             r.overlap,
+            by(r.paused_source),
+            by(r.source),
             r.next_fire_at
                 .and_then(chrono::DateTime::from_timestamp_millis)
                 .map_or_else(|| "-".to_string(), |t| t.to_rfc3339())
@@ -257,5 +394,7 @@ pub(crate) async fn scheduler_of(
             .map_err(dagger_coord::CoordError::from)?;
     }
     let coordinator = crate::cmd_run::dispatching(Coordinator::default(), store, true, true);
-    Ok(Scheduler::new(coordinator, executor, now_millis())?)
+    let mut scheduler = Scheduler::new(coordinator, executor, now_millis())?;
+    scheduler.refresh(now_millis()).await?;
+    Ok(scheduler)
 }

@@ -32,8 +32,9 @@ pub(crate) struct ServeArgs {
     /// its lease), checking every SECS seconds [default: 5]
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "5")]
     resume_orphans: Option<f64>,
-    /// Do not fire the schedules (`schedules:`) of the workflows directory
-    /// (fired by default when the store is writable).
+    /// Do not fire the schedules of the workflows directory's workflows
+    /// (`schedules:`, and those added to the store with `dagger schedule
+    /// add`; fired by default when the store is writable).
     #[arg(long)]
     no_schedules: bool,
     #[command(flatten)]
@@ -75,10 +76,11 @@ pub(crate) async fn serve(args: ServeArgs, app: &App) -> Result<ExitCode, CliErr
             store.location()
         );
     }
+    // Every workflow of the directory: a schedule may be added to the
+    // store for any of them while serve runs (`dagger schedule add`).
     let scheduled: Vec<_> = catalog
         .workflows
         .iter()
-        .filter(|w| !w.schedules.is_empty())
         .map(|w| (format!("workflow `{}`", w.name), w.clone()))
         .collect();
     let schedules = CancellationToken::new();

@@ -56,6 +56,7 @@ mod cmd_pubsub;
 mod cmd_rerun;
 mod cmd_run;
 mod cmd_schedule;
+mod cmd_schedule_store;
 mod cmd_serve;
 mod cmd_tasks;
 mod cmd_worker;

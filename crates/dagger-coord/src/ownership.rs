@@ -168,6 +168,7 @@ impl Fenced {
             runs: fenced.clone(),
             artifacts: stores.artifacts.clone(),
             snapshots: fenced,
+            schedules: stores.schedules.clone(),
             durability: stores.durability,
             location: stores.location.clone(),
         }

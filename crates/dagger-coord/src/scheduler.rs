@@ -3,16 +3,24 @@
 //! the schedule and the fire time, so of every scheduler on one store (in
 //! one process or many) exactly one starts it; a fire missed while no
 //! scheduler ran is started late, within the schedule's catch-up window.
+//! At each tick the scheduler reads the store's schedule state: pauses and
+//! resumes (which override a definition's `paused:`) and schedules added to
+//! the store for its workflows.
+
+mod admin;
 
 use crate::coordinator::Coordinator;
 use crate::error::CoordError;
 use crate::handle::RunHandle;
 use crate::request::RunRequest;
-use dagger_core::store::{ControlRequest, RunQuery};
+use dagger_core::store::{ControlRequest, RunQuery, ScheduleStore};
 use dagger_core::{RunId, now_millis};
-use dagger_dag_flow::{DagExecutor, Overlap, Schedule, ScheduleError};
+use dagger_dag_flow::{
+    DagExecutor, Overlap, Schedule, ScheduleEntry, ScheduleError, effective_schedules,
+};
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -43,11 +51,26 @@ pub enum FireOutcome {
 
 /// One schedule and the fires it has not handled yet.
 struct Slot {
-    schedule: Schedule,
+    /// The schedule and its effective state.
+    entry: ScheduleEntry,
     /// The next fire not yet due.
     next: Option<i64>,
     /// Due fires waiting for an earlier run to finish (`buffer_*`), oldest first.
     pending: VecDeque<i64>,
+}
+
+impl Slot {
+    /// A schedule new to the scheduler: the fires of its catch-up window
+    /// before `now_ms` are due.
+    fn new(entry: ScheduleEntry, now_ms: i64) -> Self {
+        let schedule = &entry.schedule;
+        let next = schedule.next_fire(now_ms - schedule.catch_up_ms() - 1);
+        Self {
+            entry,
+            next,
+            pending: VecDeque::new(),
+        }
+    }
 }
 
 /// Fires the schedules of every workflow of an executor: see the module
@@ -56,6 +79,10 @@ struct Slot {
 pub struct Scheduler {
     coordinator: Coordinator,
     executor: DagExecutor,
+    /// The schedules of the executor's workflow definitions.
+    declared: Vec<Schedule>,
+    /// The store's schedule state, read at each tick.
+    store: Arc<dyn ScheduleStore>,
     slots: Vec<Slot>,
     /// When the last tick ran (ms since the epoch); fires due since then are
     /// on time, however late this tick wakes, so the catch-up window only
@@ -67,18 +94,20 @@ impl Scheduler {
     /// A scheduler of the schedules of `executor`'s workflows, which starts
     /// runs with `coordinator`. Fires from `now_ms` back to each schedule's
     /// catch-up window are due at the first [`Self::tick`]. A bad schedule,
-    /// or two schedules of one name, is an error naming it.
+    /// or two schedules of one name, is an error naming it. The store's
+    /// schedule state (pauses, added schedules) is read by [`Self::refresh`]
+    /// and at each tick.
     pub fn new(
         coordinator: Coordinator,
         executor: DagExecutor,
         now_ms: i64,
     ) -> Result<Self, CoordError> {
-        let mut slots: Vec<Slot> = Vec::new();
+        let mut declared: Vec<Schedule> = Vec::new();
         for name in executor.list_dags() {
             let wf = executor.workflow(&name)?;
             for def in &wf.def.schedules {
                 let schedule = Schedule::new(&name, def.clone())?;
-                if slots.iter().any(|s| s.schedule.name() == schedule.name()) {
+                if declared.iter().any(|s| s.name() == schedule.name()) {
                     return Err(ScheduleError {
                         schedule: schedule.name().to_string(),
                         field: "name",
@@ -86,54 +115,99 @@ impl Scheduler {
                     }
                     .into());
                 }
-                let next = schedule.next_fire(now_ms - schedule.catch_up_ms() - 1);
-                slots.push(Slot {
-                    schedule,
-                    next,
-                    pending: VecDeque::new(),
-                });
+                declared.push(schedule);
             }
         }
+        let (entries, _) = effective_schedules(&declared, &[], |_| false);
+        let slots = entries.into_iter().map(|e| Slot::new(e, now_ms)).collect();
         Ok(Self {
             coordinator,
+            store: executor.stores().schedules.clone(),
             executor,
+            declared,
             slots,
             last_tick_ms: now_ms,
         })
     }
 
-    /// The schedules, in the order of their workflows.
+    /// The schedules, declared ones first in the order of their workflows,
+    /// then those added to the store (as of the last refresh).
     pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
-        self.slots.iter().map(|s| &s.schedule)
+        self.slots.iter().map(|s| &s.entry.schedule)
+    }
+
+    /// The schedules with their effective state (as of the last refresh).
+    pub fn entries(&self) -> impl Iterator<Item = &ScheduleEntry> {
+        self.slots.iter().map(|s| &s.entry)
+    }
+
+    /// Reads the store's schedule state: pauses and resumes, schedules
+    /// added to the store for this scheduler's workflows (their first fires
+    /// are those of their catch-up window before `now_ms`), and stored
+    /// schedules deleted since. A stored schedule that cannot be read, or
+    /// that has the name of a declared one, is logged and left out.
+    pub async fn refresh(&mut self, now_ms: i64) -> Result<(), CoordError> {
+        let stored = self.store.list_schedules().await?;
+        let loaded = self.executor.list_dags();
+        let (entries, problems) =
+            effective_schedules(&self.declared, &stored, |w| loaded.iter().any(|l| l == w));
+        for p in problems {
+            tracing::warn!(error = %p, "stored schedule left out");
+        }
+        let mut old = std::mem::take(&mut self.slots);
+        for entry in entries {
+            let same = old.iter().position(|s| {
+                s.entry.schedule.def == entry.schedule.def
+                    && s.entry.schedule.workflow == entry.schedule.workflow
+            });
+            let slot = match same {
+                Some(i) => {
+                    let mut slot = old.swap_remove(i);
+                    slot.entry = entry;
+                    slot
+                }
+                None => Slot::new(entry, now_ms),
+            };
+            self.slots.push(slot);
+        }
+        for slot in &mut self.slots {
+            if slot.entry.paused {
+                slot.pending.clear();
+            }
+        }
+        Ok(())
     }
 
     /// The earliest fire not yet due (ms since the epoch), if any.
     pub fn next_due(&self) -> Option<i64> {
         self.slots
             .iter()
-            .filter(|s| !s.schedule.def.paused)
+            .filter(|s| !s.entry.paused)
             .filter_map(|s| s.next)
             .min()
     }
 
     /// Handles every fire due at `now_ms` (ms since the epoch) following each
-    /// schedule's overlap policy; returns what became of each. Fires of a
-    /// paused schedule are passed over.
+    /// schedule's overlap policy, after a [`Self::refresh`]; returns what
+    /// became of each. Fires of a paused schedule are passed over (not
+    /// caught up on resume).
     pub async fn tick(&mut self, now_ms: i64) -> Result<Vec<Fired>, CoordError> {
+        self.refresh(now_ms).await?;
         let mut fired = Vec::new();
         let since_last_tick = self.last_tick_ms.min(now_ms);
         self.last_tick_ms = now_ms;
         for i in 0..self.slots.len() {
             let slot = &mut self.slots[i];
-            let window_start = (now_ms - slot.schedule.catch_up_ms()).min(since_last_tick);
+            let schedule = &slot.entry.schedule;
+            let window_start = (now_ms - schedule.catch_up_ms()).min(since_last_tick);
             while let Some(at) = slot.next.filter(|at| *at <= now_ms) {
-                if at >= window_start && !slot.schedule.def.paused {
+                if at >= window_start && !slot.entry.paused {
                     slot.pending.push_back(at);
                 }
-                slot.next = slot.schedule.next_fire(at);
+                slot.next = schedule.next_fire(at);
             }
             while let Some(&fire) = self.slots[i].pending.front() {
-                let schedule = self.slots[i].schedule.clone();
+                let schedule = self.slots[i].entry.schedule.clone();
                 let running = self.running(&schedule, fire).await?;
                 let run_id = schedule.run_id(fire);
                 let outcome = match (schedule.def.overlap, running.is_empty()) {
@@ -204,7 +278,8 @@ impl Scheduler {
     }
 
     /// Starts a run of schedule `name` now (its inputs, its workflow), as a
-    /// fire at `now_ms`, whatever its overlap policy and even when paused;
+    /// fire at `now_ms`, whatever its overlap policy and even when paused
+    /// (a schedule added to the store is known after a [`Self::refresh`]);
     /// with the run's handle when this call started it (dropping the handle
     /// leaves the run going).
     pub async fn trigger(
@@ -259,9 +334,7 @@ impl Scheduler {
     }
 
     fn schedule(&self, name: &str) -> Result<&Schedule, CoordError> {
-        self.slots
-            .iter()
-            .map(|s| &s.schedule)
+        self.schedules()
             .find(|s| s.name() == name)
             .ok_or_else(|| CoordError::UnknownSchedule(name.to_string()))
     }

@@ -188,3 +188,158 @@ async fn a_late_tick_starts_its_fire_even_without_a_catch_up_window() {
         stop_and_wait(&stores, &f.run_id).await;
     }
 }
+
+/// The store's schedule state reaches each scheduler on it at its next
+/// tick: a resume overrides `paused: true`, a pause stops the fires (not
+/// caught up on resume), a schedule added to the store fires with its
+/// inputs and stops once deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_pauses_resumes_adds_and_deletes_schedules() {
+    let stores = Stores::from(Arc::new(MemoryStore::new()));
+    let b = base();
+    let mut one = scheduler(&stores, Overlap::AllowAll, true, b);
+    let mut two = scheduler(&stores, Overlap::AllowAll, true, b);
+    let state = stores.schedules.clone();
+    assert!(one.tick(b).await.unwrap().is_empty(), "paused in its file");
+    assert!(two.tick(b).await.unwrap().is_empty(), "paused in its file");
+    state.set_schedule_paused("tick", false, b).await.unwrap();
+    let at = b + EVERY;
+    assert_eq!(
+        outcomes(&one.tick(at).await.unwrap()),
+        vec![(at, FireOutcome::Started)]
+    );
+    assert_eq!(
+        outcomes(&two.tick(at).await.unwrap()),
+        vec![(at, FireOutcome::Existing)]
+    );
+    state.set_schedule_paused("tick", true, at).await.unwrap();
+    assert!(one.tick(at + EVERY).await.unwrap().is_empty());
+    assert!(two.tick(at + EVERY).await.unwrap().is_empty());
+    state.set_schedule_paused("tick", false, at).await.unwrap();
+    let resumed = at + 2 * EVERY;
+    assert_eq!(
+        outcomes(&one.tick(resumed).await.unwrap()),
+        vec![(resumed, FireOutcome::Started)],
+        "the fire missed while paused is not caught up"
+    );
+
+    let spec = json!({"name": "extra", "every": "10s", "inputs": {"n": 3}, "overlap": "allow_all", "catch_up": "0s"});
+    state
+        .add_schedule("extra", "nightly", spec, resumed)
+        .await
+        .unwrap();
+    // A stored schedule of a workflow the scheduler does not load is not its.
+    let other = json!({"name": "elsewhere", "every": "10s"});
+    state
+        .add_schedule("elsewhere", "other_wf", other, resumed)
+        .await
+        .unwrap();
+    let next = resumed + EVERY;
+    let fired = one.tick(next).await.unwrap();
+    let mut got: Vec<_> = fired
+        .iter()
+        .map(|f| (f.schedule.as_str(), f.fire_ms, f.outcome))
+        .collect();
+    got.sort_by_key(|g| g.0);
+    assert_eq!(
+        got,
+        vec![
+            ("extra", next, FireOutcome::Started),
+            ("tick", next, FireOutcome::Started)
+        ]
+    );
+    let extra = fired.iter().find(|f| f.schedule == "extra").unwrap();
+    let run = stores
+        .runs
+        .get_run(&RunId::from(extra.run_id.as_str()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.inputs, json!({"n": 3}));
+    assert!(state.delete_schedule("extra").await.unwrap());
+    let last = next + EVERY;
+    let fired = one.tick(last).await.unwrap();
+    assert_eq!(outcomes(&fired), vec![(last, FireOutcome::Started)]);
+    assert_eq!(fired[0].schedule, "tick");
+    let runs = stores
+        .runs
+        .list_runs(&dagger_core::store::RunQuery::default())
+        .await
+        .unwrap();
+    for r in runs.iter().filter(|r| !r.status.is_terminal()) {
+        stop_and_wait(&stores, r.run_id.as_str()).await;
+    }
+}
+
+/// The library form of `schedule pause|resume|add|delete`: checked against
+/// the scheduler's schedules, seen by another scheduler at its next tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_pause_resume_add_delete() {
+    let stores = Stores::from(Arc::new(MemoryStore::new()));
+    let b = base();
+    let mut one = scheduler(&stores, Overlap::AllowAll, false, b);
+    let mut two = scheduler(&stores, Overlap::AllowAll, false, b);
+    assert!(matches!(
+        one.pause("nope", b).await,
+        Err(dagger_coord::CoordError::UnknownSchedule(_))
+    ));
+    one.pause("tick", b).await.unwrap();
+    assert!(two.tick(b).await.unwrap().is_empty(), "paused by the other");
+    assert!(one.entries().all(|e| e.paused));
+    one.resume("tick", b).await.unwrap();
+
+    let def = |name: &str, every: &str| -> ScheduleDef {
+        serde_json::from_value(
+            json!({"name": name, "every": every, "overlap": "allow_all", "catch_up": "0s"}),
+        )
+        .unwrap()
+    };
+    let err = one.add("nightly", def("tick", "1m"), b).await.unwrap_err();
+    assert!(
+        err.to_string().contains("declared in workflow `nightly`"),
+        "{err}"
+    );
+    let err = one
+        .add("nightly", def("bad", "1 parsec"), b)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not a duration"), "{err}");
+    assert!(one.add("missing_wf", def("x", "1m"), b).await.is_err());
+    one.add("nightly", def("extra", "10s"), b).await.unwrap();
+    let err = two.add("nightly", def("extra", "1m"), b).await.unwrap_err();
+    assert!(
+        err.to_string().contains("stored for workflow `nightly`"),
+        "{err}"
+    );
+    let err = one.delete("tick", b).await.unwrap_err();
+    assert!(err.to_string().contains("edit the workflow"), "{err}");
+    let at = b + EVERY;
+    let mut fired: Vec<_> = two
+        .tick(at)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.schedule)
+        .collect();
+    fired.sort();
+    // `two` found `extra` at `b` (its failed add refreshed): the fires at
+    // `b` and `at` are due.
+    assert_eq!(fired, ["extra", "extra", "tick"]);
+    one.delete("extra", at).await.unwrap();
+    assert!(matches!(
+        one.delete("extra", at).await,
+        Err(dagger_coord::CoordError::UnknownSchedule(_))
+    ));
+    let later = at + EVERY;
+    let fired = two.tick(later).await.unwrap();
+    assert_eq!(outcomes(&fired), vec![(later, FireOutcome::Started)]);
+    assert_eq!(fired[0].schedule, "tick");
+    let runs = stores
+        .runs
+        .list_runs(&dagger_core::store::RunQuery::default())
+        .await
+        .unwrap();
+    for r in runs.iter().filter(|r| !r.status.is_terminal()) {
+        stop_and_wait(&stores, r.run_id.as_str()).await;
+    }
+}

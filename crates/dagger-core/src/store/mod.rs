@@ -11,6 +11,7 @@ mod message;
 mod queue;
 mod retention;
 mod run;
+mod schedule;
 mod snapshot;
 mod task;
 
@@ -29,6 +30,7 @@ pub use run::{
     ControlRequest, KeyedCreate, NodeRunRecord, RunClaim, RunLineage, RunOwner, RunQuery,
     RunRecord, RunStore, RunUpdate, SignalRecord, decision_conflict, stale_run_token,
 };
+pub use schedule::{ScheduleRecord, ScheduleStore};
 pub use snapshot::{CacheSnapshotStore, SnapshotEntry};
 pub use task::{
     AttemptError, BreakerRecord, BreakerState, JobCounts, JobRecord, TaskRecord, TaskStore, TaskTx,
@@ -46,6 +48,9 @@ pub struct Stores {
     pub artifacts: std::sync::Arc<dyn ArtifactStore>,
     /// Cache snapshots and deltas.
     pub snapshots: std::sync::Arc<dyn CacheSnapshotStore>,
+    /// Schedule state shared by every scheduler of the store (paused
+    /// overrides, schedules added to the store).
+    pub schedules: std::sync::Arc<dyn ScheduleStore>,
     /// How writes are kept; [`Durability::Memory`] skips recording entirely.
     pub durability: Durability,
     /// A human-readable location (`sqlite:path`, `memory`), for messages.
@@ -81,7 +86,8 @@ impl From<std::sync::Arc<MemoryStore>> for Stores {
         Self {
             runs: store.clone(),
             artifacts: store.clone(),
-            snapshots: store,
+            snapshots: store.clone(),
+            schedules: store,
             durability: Durability::Batched,
             location: "memory".to_string(),
         }

@@ -77,6 +77,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "run signals: signals sent to runs, kept until delivered",
         sql: include_str!("schema/0012_run_signals.sql"),
     },
+    Migration {
+        version: 13,
+        name: "schedule states: paused overrides, schedules added to the store",
+        sql: include_str!("schema/0013_schedule_states.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").

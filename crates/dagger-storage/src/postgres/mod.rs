@@ -19,6 +19,7 @@ mod migrations;
 mod nodes;
 mod retention;
 mod runs;
+mod schedules;
 mod snapshots;
 mod task_columns;
 mod tasks;
@@ -336,7 +337,8 @@ impl From<PostgresStore> for dagger_core::Stores {
         Self {
             runs: shared.clone(),
             artifacts: shared.clone(),
-            snapshots: shared,
+            snapshots: shared.clone(),
+            schedules: shared,
             durability: Durability::Sync,
             location,
         }

@@ -7,6 +7,7 @@
 pub(crate) mod attempt;
 pub(crate) mod message;
 pub(crate) mod run;
+pub(crate) mod schedule;
 pub(crate) mod task;
 
 use crate::error::decode;

@@ -21,7 +21,8 @@ pub(crate) struct Migration {
 /// 0003 messages (dagger-pubsub), 0004 task attempt errors and circuit
 /// breakers (dagger-task-core), 0005 run ownership, 0006 run lineage, 0007 node attempts,
 /// 0008 run idempotency keys, 0009 the memo index without unhashed rows (dagger-storage),
-/// 0010 task trace context (dagger-task-core), 0011 run signals (dagger-storage).
+/// 0010 task trace context (dagger-task-core), 0011 run signals, 0012 schedule states
+/// (dagger-storage).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -77,6 +78,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 11,
         name: "run signals: signals sent to runs, kept until delivered",
         sql: include_str!("schema/0011_run_signals.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "schedule states: paused overrides, schedules added to the store",
+        sql: include_str!("schema/0012_schedule_states.sql"),
     },
 ];
 

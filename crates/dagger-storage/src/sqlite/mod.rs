@@ -9,6 +9,7 @@ pub(crate) mod messages;
 pub(crate) mod migrations;
 mod retention;
 mod runs;
+mod schedules;
 mod snapshots;
 pub(crate) mod tasks;
 mod writer;
@@ -769,7 +770,8 @@ impl From<SqliteStore> for dagger_core::Stores {
         Self {
             runs: shared.clone(),
             artifacts: shared.clone(),
-            snapshots: shared,
+            snapshots: shared.clone(),
+            schedules: shared,
             durability,
             location,
         }

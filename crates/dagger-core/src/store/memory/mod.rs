@@ -4,6 +4,7 @@
 mod message;
 mod retention;
 mod run;
+mod schedule;
 mod task;
 
 use parking_lot::Mutex;
@@ -14,6 +15,7 @@ pub struct MemoryStore {
     runs: Mutex<run::RunTables>,
     tasks: Mutex<task::TaskTables>,
     messages: Mutex<message::MessageTables>,
+    schedules: Mutex<schedule::ScheduleTable>,
 }
 
 impl MemoryStore {
