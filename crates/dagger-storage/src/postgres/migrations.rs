@@ -72,6 +72,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "task trace context: the creator's W3C traceparent",
         sql: include_str!("schema/0011_task_traceparent.sql"),
     },
+    Migration {
+        version: 12,
+        name: "artifacts: when last stored again (gc grace period)",
+        sql: include_str!("schema/0012_artifact_reuse.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").
