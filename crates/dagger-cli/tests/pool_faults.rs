@@ -162,7 +162,10 @@ fn worker_args() -> Vec<&'static str> {
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < LIMIT, "{what} did not happen within {LIMIT:?}");
+        assert!(
+            start.elapsed() < LIMIT,
+            "{what} did not happen within {LIMIT:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -261,7 +264,11 @@ fn node_queue(fault: Fault, test: &str) {
     });
     if fault == Fault::Partition {
         // The short node's result waited out the cut, then was refused.
-        assert!(pool.log_a().contains("completion rejected"), "{}", pool.log_a());
+        assert!(
+            pool.log_a().contains("completion rejected"),
+            "{}",
+            pool.log_a()
+        );
     }
     let out = wait_output(run);
     assert!(

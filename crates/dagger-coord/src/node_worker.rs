@@ -190,7 +190,8 @@ impl NodeWorker {
                 permanent: true,
                 logs: AttemptLogs::default(),
             };
-            self.finish(&item.item_id, claim.token, result, &cancel).await;
+            self.finish(&item.item_id, claim.token, result, &cancel)
+                .await;
             return;
         };
         let ctx = NodeCtx {
@@ -277,7 +278,8 @@ impl NodeWorker {
                 logs,
             },
         };
-        self.finish(&item.item_id, claim.token, result, &cancel).await;
+        self.finish(&item.item_id, claim.token, result, &cancel)
+            .await;
     }
 
     /// Renews the lease every third of it; returns when a renewal is

@@ -134,6 +134,10 @@ pub(crate) fn upstream_of(url: &str) -> String {
     let authority = rest.split('/').next().unwrap_or(rest);
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let (name, port) = host.rsplit_once(':').unwrap_or((host, "5432"));
-    let name = if name == "localhost" { "127.0.0.1" } else { name };
+    let name = if name == "localhost" {
+        "127.0.0.1"
+    } else {
+        name
+    };
     format!("{name}:{port}")
 }

@@ -47,7 +47,8 @@ impl ArtifactStore for PostgresStore {
                 let reused_at: Option<i64> = row.try_get(1)?;
                 let now: i64 = row.try_get(2)?;
                 if inserted
-                    || reused_at.is_some_and(|at| at >= now.saturating_sub(crate::prune::REUSE_MARK_MS))
+                    || reused_at
+                        .is_some_and(|at| at >= now.saturating_sub(crate::prune::REUSE_MARK_MS))
                 {
                     return Ok(());
                 }
