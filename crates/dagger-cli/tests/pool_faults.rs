@@ -32,7 +32,7 @@ use tcp_proxy::TcpProxy;
 /// Lease of both workers (renewed every second).
 const LEASE: &str = "3";
 /// Generous: the machine running the tests may be loaded.
-const LIMIT: Duration = Duration::from_secs(90);
+const LIMIT: Duration = Duration::from_secs(180);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Fault {

@@ -177,3 +177,22 @@ fn soak_keeps_the_queue_tables_small() {
     let job_size = env_count("DAGGER_SOAK_JOB", 10_000);
     soak("long", total, job_size, "3s");
 }
+
+#[test]
+fn worker_refuses_a_malformed_prune_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
+        .args(["worker", "--prune-older-than", "soon"])
+        .env(
+            "DAGGER_DB",
+            format!("sqlite:{}", dir.path().join("runs.db").display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--prune-older-than") && stderr.contains("not a duration"),
+        "{stderr}"
+    );
+}

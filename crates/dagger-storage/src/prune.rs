@@ -18,6 +18,7 @@ pub(crate) const ARTIFACT_GRACE_MS: i64 = 10 * 60 * 1000;
 
 /// A reuse mark younger than this is not refreshed (a popular output stored
 /// again and again writes its mark at most once a minute).
+#[cfg(feature = "postgres")]
 pub(crate) const REUSE_MARK_MS: i64 = 60 * 1000;
 
 /// Which report count a step adds to (`None`: removed, not reported).
