@@ -55,8 +55,22 @@ pub(crate) struct WorkerArgs {
     /// (e.g. 127.0.0.1:9464; port 0 picks a free port, printed on stderr).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Keep the tables small: remove what finished more than DURATION ago
+    /// (`30d`, `1h`, `0s`), as `dagger gc --older-than DURATION` does (ended
+    /// task jobs with their tasks, finished runs, passed messages, leftover
+    /// node-queue items), checking every tenth of DURATION (at least every
+    /// second, at most every 10 minutes). Workers pruning at once take turns.
+    #[arg(long, value_name = "DURATION")]
+    prune_older_than: Option<String>,
     #[command(flatten)]
     pubsub: crate::cmd_pubsub::WorkerPubSubArgs,
+}
+
+/// How often `--prune-older-than AGE` prunes: a tenth of AGE, between a
+/// second and ten minutes.
+pub(crate) fn prune_interval(age_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(age_ms / 10).unwrap_or(0))
+        .clamp(Duration::from_secs(1), Duration::from_secs(600))
 }
 
 /// The interval of `--resume-orphans SECS`.
@@ -82,6 +96,12 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
     // Before anything registers a metric, so that every one is recorded.
     let ops_listener = crate::ops::listen(args.metrics_addr).await?;
     let resume_orphans = args.resume_orphans.map(scan_interval).transpose()?;
+    let prune_age = args
+        .prune_older_than
+        .as_deref()
+        .map(dagger_dag_flow::schedule::parse_duration_ms)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--prune-older-than: {e}")))?;
     let all = app.actions_recording(&args.db.db);
     let own_agents = app.task_agents();
     let mut known: Vec<String> = all.names();
@@ -204,8 +224,16 @@ pub(crate) async fn worker(args: WorkerArgs, app: &App) -> Result<ExitCode, CliE
             stop.clone(),
         ))
     });
+    let pruner = prune_age.map(|age| {
+        let every = prune_interval(age);
+        errln!("pruning what finished more than {age} ms ago (every {every:?})");
+        tokio::spawn(prune_old(store.retention(), age, every, stop.clone()))
+    });
     let nodes = node_worker.run(stop.clone()).await;
     stop.cancel();
+    if let Some(pruner) = pruner {
+        let _ = pruner.await;
+    }
     if let Some(orphans) = orphans {
         let _ = orphans.await;
     }
@@ -317,6 +345,40 @@ async fn take_over_orphans(orphans: Orphans, every: Duration, stop: Cancellation
         let _ = cancel.send(());
     }
     while resumed.join_next().await.is_some() {}
+}
+
+/// Every `every` until `stop`: removes what finished more than `age_ms`
+/// ago ([`Retention::prune`](dagger_core::store::Retention::prune)). A
+/// failed prune is logged and tried again at the next turn.
+async fn prune_old(
+    retention: Arc<dyn dagger_core::store::Retention>,
+    age_ms: i64,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let cutoff = dagger_core::now_millis().saturating_sub(age_ms);
+        match retention.prune(cutoff, false).await {
+            Ok(report) => {
+                let removed: Vec<String> = report
+                    .rows()
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(kind, n)| format!("{kind}={n}"))
+                    .collect();
+                if !removed.is_empty() {
+                    tracing::info!(cutoff, removed = %removed.join(" "), "pruned");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "prune failed; trying again at the next turn"),
+        }
+    }
 }
 
 /// Cancels `stop` on SIGINT (Ctrl-C), SIGTERM or SIGHUP; returns the signal.

@@ -185,6 +185,15 @@ impl AnyStore {
         }
     }
 
+    /// Retention (`dagger gc`, `dagger worker --prune-older-than`).
+    pub(crate) fn retention(&self) -> Arc<dyn dagger_core::store::Retention> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
     /// The message log (SQLite only).
     pub(crate) fn message_log(&self) -> Option<Arc<dyn dagger_core::store::MessageLog>> {
         match self {

@@ -117,6 +117,9 @@ impl NodeWorker {
             signal.borrow_and_update();
             let room = this.concurrency.saturating_sub(running.len());
             if room > 0 && !cancel.is_cancelled() {
+                // The lease is counted from before the claim was sent, so
+                // this worker's view of it never outlasts the store's.
+                let asked = tokio::time::Instant::now();
                 match this
                     .queue
                     .claim(&this.worker_id, &actions, room, this.lease)
@@ -136,7 +139,7 @@ impl NodeWorker {
                             }
                             running.spawn(
                                 this.clone()
-                                    .attempt(claim, stop.child_token())
+                                    .attempt(claim, asked, stop.child_token())
                                     .instrument(span),
                             );
                         }
@@ -172,8 +175,14 @@ impl NodeWorker {
         Ok(())
     }
 
-    /// Runs one claimed item to its completion.
-    async fn attempt(self: Arc<Self>, claim: NodeClaim, cancel: CancellationToken) {
+    /// Runs one claimed item to its completion; `claimed` is when the claim
+    /// was asked for (the lease runs from then at the latest).
+    async fn attempt(
+        self: Arc<Self>,
+        claim: NodeClaim,
+        claimed: tokio::time::Instant,
+        cancel: CancellationToken,
+    ) {
         let item = claim.item;
         let Some(action) = self.registry.get(&item.action) else {
             let result = NodeResult::Error {
@@ -181,7 +190,8 @@ impl NodeWorker {
                 permanent: true,
                 logs: AttemptLogs::default(),
             };
-            self.finish(&item.item_id, claim.token, result).await;
+            self.finish(&item.item_id, claim.token, result, &cancel)
+                .await;
             return;
         };
         let ctx = NodeCtx {
@@ -211,7 +221,7 @@ impl NodeWorker {
         let metrics = dagger_core::metrics::action(&item.action);
         let began = std::time::Instant::now();
         let counted = |outcome| metrics.attempt(outcome, began.elapsed().as_secs_f64());
-        let renew = self.renew_until_lost(&item.item_id, claim.token, &cancel);
+        let renew = self.renew_until_lost(&item.item_id, claim.token, claimed, &cancel);
         // A backstop for a coordinator that went away: the coordinator
         // enforces the node's timeout itself and withdraws the item, which
         // this worker notices within a lease period.
@@ -269,47 +279,109 @@ impl NodeWorker {
                 logs,
             },
         };
-        self.finish(&item.item_id, claim.token, result).await;
+        self.finish(&item.item_id, claim.token, result, &cancel)
+            .await;
     }
 
     /// Renews the lease every third of it; returns when a renewal is
-    /// rejected (the item was withdrawn or taken over: the attempt's token
-    /// is cancelled) or the worker stops.
-    async fn renew_until_lost(&self, item_id: &str, token: u64, cancel: &CancellationToken) {
+    /// rejected (the item was withdrawn or taken over), when the lease
+    /// lapsed without a renewal getting through (the store unreachable, or
+    /// this process frozen: another worker may run the item by now), or when
+    /// the worker stops. The caller then cancels the attempt. `held` is when
+    /// the current lease was asked for: the lease is counted from the moment
+    /// a claim or renewal was sent, so it never outlasts the store's.
+    async fn renew_until_lost(
+        &self,
+        item_id: &str,
+        token: u64,
+        held: tokio::time::Instant,
+        cancel: &CancellationToken,
+    ) {
         let every = self.lease / 3;
+        let mut held_until = held + self.lease;
+        let mut next = held + every;
         loop {
             tokio::select! {
-                () = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep_until(next) => {}
                 () = cancel.cancelled() => return,
             }
-            match self.queue.renew(item_id, token, self.lease).await {
-                Ok(_) => {}
-                Err(e @ (StoreError::StaleToken { .. } | StoreError::NotFound { .. })) => {
+            let asked = tokio::time::Instant::now();
+            // A renewal still unanswered when the lease lapses (a cut
+            // connection can block) is as good as failed; once lapsed, one
+            // more renewal gets a third of the lease to answer, since the
+            // item may not have been taken over.
+            let answer_by = held_until.max(asked + every);
+            let failure = match tokio::time::timeout_at(
+                answer_by,
+                self.queue.renew(item_id, token, self.lease),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {
+                    held_until = asked + self.lease;
+                    next = asked + every;
+                    continue;
+                }
+                Ok(Err(e @ (StoreError::StaleToken { .. } | StoreError::NotFound { .. }))) => {
                     tracing::info!(item = item_id, reason = %e, "node attempt withdrawn or taken over; stopping it");
-                    cancel.cancel();
                     return;
                 }
-                Err(e) => {
-                    tracing::warn!(item = item_id, error = %e, "lease renewal failed; retrying");
-                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the store did not answer".to_string(),
+            };
+            let now = tokio::time::Instant::now();
+            if now >= held_until {
+                tracing::warn!(item = item_id, error = %failure, lease_ms = self.lease.as_millis() as u64,
+                    "lease lapsed without a renewal; stopping the attempt (another worker may run it)");
+                return;
             }
+            tracing::warn!(item = item_id, error = %failure, "lease renewal failed; retrying");
+            // Try again soon, and once more right when the lease lapses.
+            next = (now + (every / 4).max(Duration::from_millis(10))).min(held_until);
         }
     }
 
-    async fn finish(&self, item_id: &str, token: u64, result: NodeResult) {
-        match self.queue.complete(item_id, token, result).await {
-            Ok(()) => {
-                self.stats.completed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e @ (StoreError::StaleToken { .. } | StoreError::NotFound { .. })) => {
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(dagger_core::metrics::STALE_COMPLETIONS, "queue" => "nodes")
-                    .increment(1);
-                tracing::warn!(item = item_id, reason = %e, "completion rejected");
-            }
-            Err(e) => {
-                // The lease will expire and another worker runs the item again.
-                tracing::error!(item = item_id, error = %e, "cannot complete a node attempt");
+    /// Reports the attempt's result. While the store cannot be reached
+    /// (a network cut, a server restart) the completion is tried again with
+    /// a growing pause until the store answers, so a result is not lost to a
+    /// short outage: the store accepts it if the lease is still this
+    /// worker's, and rejects it (fencing) if another worker took the item
+    /// over meanwhile. It gives up only when the worker stops.
+    async fn finish(
+        &self,
+        item_id: &str,
+        token: u64,
+        result: NodeResult,
+        stop: &CancellationToken,
+    ) {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.queue.complete(item_id, token, result.clone()).await {
+                Ok(()) => {
+                    self.stats.completed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(e @ (StoreError::StaleToken { .. } | StoreError::NotFound { .. })) => {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(dagger_core::metrics::STALE_COMPLETIONS, "queue" => "nodes")
+                        .increment(1);
+                    tracing::warn!(item = item_id, reason = %e, "completion rejected");
+                    return;
+                }
+                Err(e @ StoreError::Open { .. }) if !stop.is_cancelled() => {
+                    tracing::warn!(item = item_id, error = %e, retry_in_ms = pause.as_millis() as u64,
+                        "cannot reach the store to complete a node attempt; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stop.cancelled() => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    // The lease will expire and another worker runs the item again.
+                    tracing::error!(item = item_id, error = %e, "cannot complete a node attempt");
+                    return;
+                }
             }
         }
     }

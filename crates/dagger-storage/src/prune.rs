@@ -8,6 +8,19 @@
 
 use dagger_core::store::PruneReport;
 
+/// A Postgres prune keeps every artifact stored again (`artifacts.reused_at`,
+/// the server's clock) less than this long before the prune's transaction
+/// began: a run that stores an output identical to an artifact being pruned
+/// records its node right after, and that record must not point at a
+/// removed row. Ten minutes cover the store's own delay between the two
+/// writes many times over, and [`REUSE_MARK_MS`].
+pub(crate) const ARTIFACT_GRACE_MS: i64 = 10 * 60 * 1000;
+
+/// A reuse mark younger than this is not refreshed (a popular output stored
+/// again and again writes its mark at most once a minute).
+#[cfg(feature = "postgres")]
+pub(crate) const REUSE_MARK_MS: i64 = 60 * 1000;
+
 /// Which report count a step adds to (`None`: removed, not reported).
 pub(crate) type Count = Option<fn(&mut PruneReport) -> &mut u64>;
 
@@ -63,9 +76,10 @@ pub(crate) fn setup(cutoff_ms: i64, create: &str, suffix: &str) -> Vec<String> {
     ]
 }
 
-/// The steps in order (children before parents). `node_queue`: the backend
-/// has the node work queue table.
-pub(crate) fn steps(cutoff_ms: i64, node_queue: bool) -> Vec<Step> {
+/// The steps in order (children before parents). `postgres`: the Postgres
+/// backend, which has the node work queue table and the artifacts' reuse
+/// mark.
+pub(crate) fn steps(cutoff_ms: i64, postgres: bool) -> Vec<Step> {
     let in_runs = "run_id IN (SELECT run_id FROM gc_runs)";
     let in_jobs = "job_id IN (SELECT job_id FROM gc_jobs)";
     let step = |count: Count, table: &'static str, filter: &str| Step {
@@ -85,11 +99,20 @@ pub(crate) fn steps(cutoff_ms: i64, node_queue: bool) -> Vec<Step> {
         ),
         step(Some(|r| &mut r.run_keys), "flow_run_keys", in_runs),
         step(Some(|r| &mut r.runs), "flow_runs", in_runs),
-        step(
-            Some(|r| &mut r.artifacts),
-            "artifacts",
-            "artifact_id IN (SELECT artifact_id FROM gc_artifacts)",
-        ),
+        Step {
+            count: Some(|r| &mut r.artifacts),
+            table: "artifacts",
+            filter: if postgres {
+                // `now()`: when the prune's transaction began.
+                format!(
+                    "artifact_id IN (SELECT artifact_id FROM gc_artifacts) \
+                     AND COALESCE(reused_at, 0) < \
+                       (extract(epoch FROM now()) * 1000)::bigint - {ARTIFACT_GRACE_MS}"
+                )
+            } else {
+                "artifact_id IN (SELECT artifact_id FROM gc_artifacts)".to_string()
+            },
+        },
         step(
             Some(|r| &mut r.task_dependencies),
             "task_dependencies",
@@ -114,11 +137,16 @@ pub(crate) fn steps(cutoff_ms: i64, node_queue: bool) -> Vec<Step> {
             ),
         },
     ];
-    if node_queue {
+    if postgres {
         steps.push(Step {
             count: Some(|r| &mut r.node_queue_items),
             table: "node_queue",
-            filter: format!("state = 'done' AND updated_at < {cutoff_ms}"),
+            // Finished items nobody took, and every item of a pruned run
+            // (left by a coordinator that died; nobody will take them).
+            filter: format!(
+                "(state = 'done' AND updated_at < {cutoff_ms}) \
+                 OR run_id IN (SELECT run_id FROM gc_runs)"
+            ),
         });
     }
     steps

@@ -110,3 +110,95 @@ async fn postgres_prunes_finished_node_queue_items() {
     assert_eq!(store.prune(later, true).await.unwrap().node_queue_items, 0);
     store.drop_schema().await.unwrap();
 }
+
+/// An artifact stored again just before a prune (a new run recording the
+/// same output as an old run being pruned) is kept, so the new run's node
+/// record, written next, finds it. Without the reuse mark the prune removed
+/// it and the record failed (`NotFound` artifact).
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_keeps_an_artifact_stored_again_within_the_grace_period() {
+    use dagger_core::store::{ArtifactStore, NodeRunRecord, Retention, RunStore};
+    use dagger_core::{NodeStatus, RunStatus};
+    let Some(store) = common::postgres::fresh_store("gc_grace").await else {
+        return;
+    };
+    let bytes = b"the same output".to_vec();
+    let id = store.put_artifact(bytes.clone()).await.unwrap();
+    let mut old = common::conformance::run("old", "wf", RunStatus::Completed, 1_000);
+    old.finished_at = Some(1_000);
+    store.create_run(old).await.unwrap();
+    let record = |run: &str| NodeRunRecord {
+        output_artifact_id: Some(id.clone()),
+        ..common::conformance::node(run, "a", "", NodeStatus::Completed)
+    };
+    store.put_node_run(record("old")).await.unwrap();
+    // Referenced by the old run only: the prune would remove it.
+    assert_eq!(store.prune(5_000, true).await.unwrap().artifacts, 1);
+
+    // A new run stores the same output, then the prune runs, then the new
+    // run records its node.
+    assert_eq!(store.put_artifact(bytes.clone()).await.unwrap(), id);
+    let report = store.prune(5_000, false).await.unwrap();
+    assert_eq!((report.runs, report.artifacts), (1, 0), "{report:?}");
+    store
+        .create_run(common::conformance::run(
+            "new",
+            "wf",
+            RunStatus::Running,
+            dagger_core::now_millis(),
+        ))
+        .await
+        .unwrap();
+    store.put_node_run(record("new")).await.unwrap();
+    assert_eq!(store.get_artifact(&id).await.unwrap(), bytes);
+    store.drop_schema().await.unwrap();
+}
+
+/// The same race, for real: runs storing an old output and recording it
+/// while prunes of the old runs go on; no record ever misses its artifact.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_prunes_racing_new_runs_never_remove_their_artifacts() {
+    use dagger_core::store::{ArtifactStore, NodeRunRecord, Retention, RunStore};
+    use dagger_core::{NodeStatus, RunStatus};
+    let Some(store) = common::postgres::fresh_store("gc_race").await else {
+        return;
+    };
+    for i in 0..20 {
+        let bytes = format!("output {i}").into_bytes();
+        let id = store.put_artifact(bytes.clone()).await.unwrap();
+        let old = format!("old{i}");
+        let mut r = common::conformance::run(&old, "wf", RunStatus::Completed, 1_000);
+        r.finished_at = Some(1_000);
+        store.create_run(r).await.unwrap();
+        let record = |run: &str| NodeRunRecord {
+            output_artifact_id: Some(id.clone()),
+            ..common::conformance::node(run, "a", "", NodeStatus::Completed)
+        };
+        store.put_node_run(record(&old)).await.unwrap();
+        let new = format!("new{i}");
+        store
+            .create_run(common::conformance::run(
+                &new,
+                "wf",
+                RunStatus::Running,
+                dagger_core::now_millis(),
+            ))
+            .await
+            .unwrap();
+        let prune = {
+            let store = store.clone();
+            tokio::spawn(async move { store.prune(5_000, false).await })
+        };
+        let stored = store.put_artifact(bytes.clone()).await.unwrap();
+        store
+            .put_node_run(record(&new))
+            .await
+            .unwrap_or_else(|e| panic!("round {i}: the new run's record: {e}"));
+        prune.await.unwrap().unwrap();
+        assert_eq!(stored, id);
+        assert_eq!(store.get_artifact(&id).await.unwrap(), bytes, "round {i}");
+    }
+    store.drop_schema().await.unwrap();
+}

@@ -73,7 +73,12 @@ pub trait Retention: Send + Sync + 'static {
     ///   subscriber of the channel has committed; a channel without
     ///   subscribers keeps its messages, and each channel keeps its last
     ///   message so offsets keep counting from it;
-    /// - finished node work queue items last updated before the cutoff.
+    /// - finished node work queue items last updated before the cutoff,
+    ///   and every item of a pruned run.
+    ///
+    /// A backend may keep an artifact stored again shortly before the prune
+    /// began (Postgres: within 10 minutes), so that a run recording that
+    /// same output meanwhile never points at a removed artifact.
     ///
     /// With `dry_run` nothing is removed and the report says what would be.
     async fn prune(&self, cutoff_ms: i64, dry_run: bool) -> Result<PruneReport, StoreError>;

@@ -82,6 +82,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "schedule states: paused overrides, schedules added to the store",
         sql: include_str!("schema/0013_schedule_states.sql"),
     },
+    Migration {
+        version: 14,
+        name: "artifacts: when last stored again (gc grace period)",
+        sql: include_str!("schema/0014_artifact_reuse.sql"),
+    },
 ];
 
 /// First key of the advisory lock held while migrating ("dagr").

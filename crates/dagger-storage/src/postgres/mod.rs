@@ -307,22 +307,36 @@ impl PostgresStore {
         result
     }
 
-    /// The blocking form of [`Self::with_conn`].
+    /// The blocking form of [`Self::with_conn`]. A connection found closed
+    /// is dropped and `f` runs again on another; after a cut every idle
+    /// connection of the pool is closed, so this goes on while the
+    /// connections it meets are closed (at most the pool's size plus one
+    /// tries). When even a fresh one is lost, the server is unreachable:
+    /// [`StoreError::Open`] naming the URL, which callers may retry later.
     pub(crate) fn with_conn_blocking<T>(
         &self,
         f: &mut dyn FnMut(&mut PgConn) -> Result<T, conn::PgFail>,
     ) -> Result<T, StoreError> {
-        let mut retried = false;
+        let tries = self.inner.pool.as_ref().map_or(1, r2d2::Pool::max_size) + 1;
+        let mut lost = 0;
         loop {
             let mut conn = self.conn()?;
             match f(&mut conn) {
                 Ok(v) => return Ok(v),
                 Err(conn::PgFail::Store(e)) => return Err(e),
-                Err(conn::PgFail::Pg(e)) if !retried && conn::is_connection_lost(&e) => {
-                    tracing::warn!(location = %self.inner.location, error = %e,
-                        "postgres connection lost; retrying on a fresh connection");
+                Err(conn::PgFail::Pg(e)) if conn::is_connection_lost(&e) => {
                     conn.mark_broken();
-                    retried = true;
+                    lost += 1;
+                    if lost >= tries {
+                        return Err(StoreError::Open {
+                            location: self.inner.location.clone(),
+                            reason: conn::describe(&e),
+                        });
+                    }
+                    if lost == 1 {
+                        tracing::warn!(location = %self.inner.location, error = %e,
+                            "postgres connection lost; retrying on a fresh connection");
+                    }
                 }
                 Err(conn::PgFail::Pg(e)) => return Err(map_pg(&e, &self.inner.location)),
             }

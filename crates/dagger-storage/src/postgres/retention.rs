@@ -1,5 +1,7 @@
 //! [`Retention`] over Postgres: the shared plan in `crate::prune`, with the
 //! node work queue, in one transaction (temporary tables dropped at commit).
+//! Concurrent prunes of one schema wait for each other (a transaction-scoped
+//! advisory lock), so workers pruning periodically never deadlock.
 
 use super::PostgresStore;
 use crate::prune;
@@ -11,6 +13,13 @@ impl Retention for PostgresStore {
     async fn prune(&self, cutoff_ms: i64, dry_run: bool) -> Result<PruneReport, StoreError> {
         self.with_conn(move |c| {
             let mut tx = c.client.transaction()?;
+            // Prunes of one schema take turns (several workers pruning
+            // periodically would otherwise delete the same rows in whatever
+            // order their scans meet them, and could deadlock).
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ' dagger prune'))",
+                &[],
+            )?;
             for sql in prune::setup(cutoff_ms, "CREATE TEMP TABLE", " ON COMMIT DROP") {
                 tx.batch_execute(&sql)?;
             }
