@@ -13,6 +13,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
+/// A node's dependents (indices), inline while they are few.
+pub(crate) type Dependents = smallvec::SmallVec<[u32; 4]>;
+
 /// Fields few nodes use (hooks, humans, cancelled branches).
 #[derive(Default)]
 pub(crate) struct Rare {
@@ -34,6 +37,41 @@ pub(crate) struct Rare {
 pub(crate) enum DefHandle {
     Static(Arc<WorkflowDef>, u32),
     Dynamic(Arc<NodeDef>),
+}
+
+impl DefHandle {
+    /// The handle an attempt carries: an index for a node of the workflow
+    /// (no reference count of the shared workflow is touched per attempt).
+    pub(crate) fn to_ref(&self) -> DefRef {
+        match self {
+            DefHandle::Static(_, i) => DefRef::Static(*i),
+            DefHandle::Dynamic(d) => DefRef::Dynamic(d.clone()),
+        }
+    }
+}
+
+/// A node definition as an attempt finds it: node `i` of the run's
+/// workflow, or a definition added at run time (see `worker::Env::def`).
+#[derive(Clone)]
+pub(crate) enum DefRef {
+    Static(u32),
+    Dynamic(Arc<NodeDef>),
+}
+
+/// A node's action: entry `i` of the run's action table (the nodes of the
+/// workflow, see `worker::Env::action`) or a handle of its own (nodes
+/// added at run time). Attempts of table actions touch no shared
+/// reference count.
+#[derive(Clone)]
+pub(crate) enum ActionRef {
+    Table(u32),
+    Owned(Arc<dyn NodeAction>),
+}
+
+impl From<Arc<dyn NodeAction>> for ActionRef {
+    fn from(a: Arc<dyn NodeAction>) -> Self {
+        ActionRef::Owned(a)
+    }
 }
 
 impl std::ops::Deref for DefHandle {
@@ -60,10 +98,11 @@ pub(crate) struct FanOut {
 pub(crate) struct NodeState {
     pub(crate) id: Arc<str>,
     pub(crate) def: DefHandle,
-    pub(crate) action: Arc<dyn NodeAction>,
+    pub(crate) action: ActionRef,
     pub(crate) status: NodeStatus,
     pub(crate) remaining: u32,
-    pub(crate) dependents: Vec<u32>,
+    /// Inline up to four (most nodes): wiring allocates nothing for them.
+    pub(crate) dependents: Dependents,
     pub(crate) attempts: u32,
     /// Start of the first attempt (ms since the epoch).
     pub(crate) started_ms: Option<Millis>,
@@ -80,16 +119,16 @@ impl NodeState {
     pub(crate) fn new(
         id: Arc<str>,
         def: DefHandle,
-        action: Arc<dyn NodeAction>,
+        action: impl Into<ActionRef>,
         added: bool,
     ) -> Self {
         Self {
             id,
             def,
-            action,
+            action: action.into(),
             status: NodeStatus::Pending,
             remaining: 0,
-            dependents: Vec::new(),
+            dependents: Dependents::new(),
             attempts: 0,
             started_ms: None,
             duration_ms: None,

@@ -405,7 +405,7 @@ impl Machine {
             invocation: inv,
             attempt,
             node_id: n.id.clone(),
-            def: n.def.clone(),
+            def: n.def.to_ref(),
             action: n.action.clone(),
             item,
             overrides: n.overrides().cloned(),

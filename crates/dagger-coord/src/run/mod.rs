@@ -99,6 +99,8 @@ impl RunLoop {
             cancel_grace: coord.cancel_grace,
             tracker: coord.tracker.clone(),
             node_queue: coord.node_queue.clone(),
+            wf: setup.wf.clone(),
+            actions: std::mem::take(&mut setup.actions),
         };
         let hook_ctx = HookContext {
             dag_name: setup.wf.name.clone(),
