@@ -13,6 +13,11 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
+/// `NodeState::started_ms` of a node that never started.
+const NOT_YET: Millis = Millis::MIN;
+/// `NodeState::duration_ms` of a node that has not ended.
+const NO_DURATION: u64 = u64::MAX;
+
 /// A node's dependents (indices), inline while they are few.
 pub(crate) type Dependents = smallvec::SmallVec<[u32; 4]>;
 
@@ -65,12 +70,13 @@ pub(crate) enum DefRef {
 #[derive(Clone)]
 pub(crate) enum ActionRef {
     Table(u32),
-    Owned(Arc<dyn NodeAction>),
+    /// Boxed (a thin pointer), so the common node stays small.
+    Owned(Box<Arc<dyn NodeAction>>),
 }
 
 impl From<Arc<dyn NodeAction>> for ActionRef {
     fn from(a: Arc<dyn NodeAction>) -> Self {
-        ActionRef::Owned(a)
+        ActionRef::Owned(Box::new(a))
     }
 }
 
@@ -104,9 +110,11 @@ pub(crate) struct NodeState {
     /// Inline up to four (most nodes): wiring allocates nothing for them.
     pub(crate) dependents: Dependents,
     pub(crate) attempts: u32,
-    /// Start of the first attempt (ms since the epoch).
-    pub(crate) started_ms: Option<Millis>,
-    pub(crate) duration_ms: Option<u64>,
+    /// Start of the first attempt (ms since the epoch), [`NOT_YET`] before
+    /// it (see [`NodeState::started`]; a plain number keeps the node small).
+    started_ms: Millis,
+    /// [`NO_DURATION`] until the node ended (see [`NodeState::duration`]).
+    duration_ms: u64,
     pub(crate) error: Option<String>,
     pub(crate) cache_hit: bool,
     pub(crate) added: bool,
@@ -130,14 +138,36 @@ impl NodeState {
             remaining: 0,
             dependents: Dependents::new(),
             attempts: 0,
-            started_ms: None,
-            duration_ms: None,
+            started_ms: NOT_YET,
+            duration_ms: NO_DURATION,
             error: None,
             cache_hit: false,
             added,
             rare: None,
             fanout: None,
         }
+    }
+
+    /// Start of the first attempt (ms since the epoch), if one started.
+    pub(crate) fn started(&self) -> Option<Millis> {
+        (self.started_ms != NOT_YET).then_some(self.started_ms)
+    }
+
+    /// Records the first attempt's start (later starts change nothing).
+    pub(crate) fn mark_started(&mut self, now: Millis) {
+        if self.started_ms == NOT_YET {
+            self.started_ms = now;
+        }
+    }
+
+    /// Time from the first start to the end, once the node ended.
+    pub(crate) fn duration(&self) -> Option<u64> {
+        (self.duration_ms != NO_DURATION).then_some(self.duration_ms)
+    }
+
+    /// Sets (or clears) the node's duration.
+    pub(crate) fn set_duration(&mut self, ms: Option<u64>) {
+        self.duration_ms = ms.map_or(NO_DURATION, |d| d.min(NO_DURATION - 1));
     }
 
     pub(crate) fn node_ref(&self, invocation: Option<u32>) -> NodeRef {

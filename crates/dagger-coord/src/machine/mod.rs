@@ -357,7 +357,7 @@ impl Machine {
             .collect();
         let n = &mut self.g.nodes[i as usize];
         n.set_status(NodeStatus::Running);
-        n.started_ms.get_or_insert(self.now);
+        n.mark_started(self.now);
         n.fanout = Some(Box::new(fan));
         if pending.is_empty() {
             self.complete_fanout(i, data);
@@ -399,7 +399,7 @@ impl Machine {
         if n.status != NodeStatus::Running {
             n.set_status(NodeStatus::Running);
         }
-        n.started_ms.get_or_insert(self.now);
+        n.mark_started(self.now);
         let start = Start {
             node: i,
             invocation: inv,
@@ -463,7 +463,7 @@ impl Machine {
                 n.set_status(NodeStatus::Completed);
                 n.cache_hit = cache_hit;
                 n.error = None;
-                n.duration_ms = Some(elapsed(n.started_ms, now));
+                n.set_duration(Some(elapsed(n.started(), now)));
                 self.tokens += output.tokens();
                 let selected: Option<HashSet<String>> =
                     output.branches().map(|b| b.into_iter().collect());
@@ -551,7 +551,7 @@ impl Machine {
             .collect();
         let output = Arc::new(NodeOutput::success(json!({ "results": results })));
         n.set_status(NodeStatus::Completed);
-        n.duration_ms = Some(elapsed(n.started_ms, now));
+        n.set_duration(Some(elapsed(n.started(), now)));
         data.put(&n.id, &output.outputs);
         let node = n.node_ref(None);
         self.g.touch(i);
@@ -655,7 +655,7 @@ impl Machine {
         n.set_status(NodeStatus::Failed);
         n.error = Some(error.clone());
         n.clear_wait();
-        n.duration_ms = n.started_ms.map(|s| elapsed(Some(s), now));
+        n.set_duration(n.started().map(|s| elapsed(Some(s), now)));
         let onfailure = n.def.onfailure;
         let node = n.node_ref(None);
         let id = n.id.clone();

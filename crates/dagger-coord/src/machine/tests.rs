@@ -184,7 +184,7 @@ fn a_chain_starts_each_node_after_its_dependency() {
     assert!(sim.starts().is_empty());
     assert!(sim.m.is_done());
     assert_eq!(sim.m.end(), (RunStatus::Completed, None));
-    assert_eq!(sim.m.g.nodes[2].duration_ms, Some(1));
+    assert_eq!(sim.m.g.nodes[2].duration(), Some(1));
 }
 
 #[test]

@@ -135,13 +135,13 @@ impl RunLoop {
                     ActionRef::Table(i) => actions[*i as usize].name.clone(),
                     ActionRef::Owned(_) => Arc::from(n.def.action.as_str()),
                 },
-                id: NodeId::new(n.id),
+                duration_ms: n.duration(),
                 status: n.status,
                 attempts: n.attempts,
-                duration_ms: n.duration_ms,
                 error: n.error,
                 cache_hit: n.cache_hit,
                 added_at_runtime: n.added,
+                id: NodeId::new(n.id),
             })
             .collect();
         let metrics = metrics_for(&nodes, m.tokens, m.iterations);

@@ -355,7 +355,7 @@ impl RunLoop {
                 n.status,
             );
             rec.error = n.error.clone();
-            rec.started_at = n.started_ms;
+            rec.started_at = n.started();
             if n.status.is_terminal() {
                 rec.finished_at = Some(now_millis());
             }
