@@ -111,10 +111,11 @@ pub(crate) async fn attempt(shared: &Env, attempt: Attempt, cancel: Cancellation
     // Boxed (under 1 KiB, so the allocator's fast path): the task that runs
     // attempts is copied a few times per spawn and per attempt, and this is
     // most of its size.
-    let result = match dagger_core::catch_panic(Box::pin(run(shared, attempt, cancel, &trace))).await {
-        Ok(r) => r,
-        Err(p) => Ok(Outcome::Failed(panic_failure(&node_id, &p))),
-    };
+    let result =
+        match dagger_core::catch_panic(Box::pin(run(shared, attempt, cancel, &trace))).await {
+            Ok(r) => r,
+            Err(p) => Ok(Outcome::Failed(panic_failure(&node_id, &p))),
+        };
     match result {
         // A success was recorded with its completion (one commit for both).
         Ok(r @ Outcome::Succeeded { .. }) => {

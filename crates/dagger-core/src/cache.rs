@@ -319,8 +319,7 @@ impl Cache {
                 }
                 dashmap::Entry::Occupied(mut slot) => {
                     for (k, v) in map {
-                        slot.get_mut()
-                            .insert(shared_name(k), Arc::new(v.clone()));
+                        slot.get_mut().insert(shared_name(k), Arc::new(v.clone()));
                     }
                 }
             }
