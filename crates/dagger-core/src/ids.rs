@@ -88,12 +88,6 @@ macro_rules! string_id {
                 &*self.0 == *other
             }
         }
-
-        impl PartialEq<String> for $name {
-            fn eq(&self, other: &String) -> bool {
-                &*self.0 == other.as_str()
-            }
-        }
     };
 }
 
