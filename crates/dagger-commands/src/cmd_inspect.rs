@@ -252,7 +252,7 @@ async fn show(db: &str, run_id: &str, json: bool) -> Result<ExitCode, CliError> 
         let id = if n.added_at_runtime {
             format!("{} (added)", n.id)
         } else {
-            n.id.clone()
+            n.id.to_string()
         };
         t.add_row([
             id,

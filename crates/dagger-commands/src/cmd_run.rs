@@ -494,7 +494,7 @@ fn print_results(report: &DagExecutionReport, cache: &Cache, def: &WorkflowDef) 
         .iter()
         .filter(|n| n.status == NodeStatus::Completed && !upstream.contains(n.id.as_str()))
     {
-        let Some(outputs) = cache.namespace(&n.id) else {
+        let Some(outputs) = cache.namespace(n.id.as_str()) else {
             continue;
         };
         let shown = match outputs.get("stdout") {
@@ -542,7 +542,7 @@ fn print_summary(report: &DagExecutionReport) {
                 .nodes
                 .iter()
                 .find(|n| n.status == NodeStatus::Failed)
-                .map_or_else(|| "NODE".to_string(), |n| n.id.clone());
+                .map_or_else(|| "NODE".to_string(), |n| n.id.to_string());
             outln!(
                 "re-run with: dagger rerun {} --from {from} [--input KEY=VALUE]",
                 report.run_id

@@ -86,8 +86,8 @@ pub(crate) struct NodeJson {
 impl From<&NodeReport> for NodeJson {
     fn from(n: &NodeReport) -> Self {
         Self {
-            node_id: n.id.clone(),
-            action: n.action.clone(),
+            node_id: n.id.to_string(),
+            action: n.action.to_string(),
             status: n.status,
             attempts: n.attempts,
             duration_ms: n.duration_ms,

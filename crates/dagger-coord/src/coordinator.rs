@@ -644,8 +644,8 @@ pub async fn load_run_view(
             let started = recs.iter().filter_map(|r| r.started_at).min();
             let finished = plain.and_then(|r| r.finished_at);
             crate::report::NodeReport {
-                id: n.id.clone(),
-                action: n.action.clone(),
+                id: NodeId::from(&n.id),
+                action: std::sync::Arc::from(n.action.as_str()),
                 status,
                 attempts: recs.iter().map(|r| r.attempt).max().unwrap_or(0),
                 duration_ms: started

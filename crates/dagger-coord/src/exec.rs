@@ -12,6 +12,7 @@
 //! [`worker::attempt`].
 
 use crate::machine::Machine;
+use crate::machine::graph::ActionRef;
 use crate::machine::msg::{Effect, Event, Outcome, Start, Timer};
 use crate::worker::{self, Attempt, Env};
 use dagger_core::metrics::{self as m, AttemptOutcome};
@@ -200,6 +201,7 @@ struct Ready {
     node: u32,
     invocation: Option<u32>,
     attempt: Attempt,
+    cancel: CancellationToken,
 }
 
 /// `s` with its cancellation token.
@@ -218,10 +220,10 @@ fn prepare(shared: &RunShared, s: Start) -> Ready {
             node_id: s.node_id,
             def: s.def,
             action: s.action,
-            cancel,
             item: s.item,
             overrides: s.overrides,
         },
+        cancel,
     }
 }
 
@@ -238,17 +240,26 @@ async fn attempts(shared: Arc<RunShared>, first: Ready) {
             node,
             invocation,
             attempt,
+            cancel,
         } = next;
         let span = worker::attempt_span(&shared.env, &attempt);
         let (node_id, try_no) = (attempt.node_id.clone(), attempt.attempt);
-        // Attempts on the node queue are counted by the worker that runs them.
-        let action = shared
-            .env
-            .node_queue
-            .is_none()
-            .then(|| m::action(&attempt.def.action));
+        // Attempts on the node queue are counted by the worker that runs
+        // them. The run's actions have their handles in its table.
+        let owned;
+        let action = match &attempt.action {
+            _ if shared.env.node_queue.is_some() => None,
+            ActionRef::Table(i) => Some(&*shared.env.actions[*i as usize].metrics),
+            ActionRef::Owned(_) => {
+                owned = m::action(&shared.env.def(&attempt.def).action);
+                Some(&*owned)
+            }
+        };
         let began = Instant::now();
-        let run = worker::attempt(&shared.env, attempt);
+        // Boxed: the attempt's state is most of this task's size, and a
+        // task is copied whole a few times per spawn; the box is built once
+        // instead of the state being moved through the wrappers below.
+        let run = Box::pin(worker::attempt(&shared.env, attempt, cancel));
         // An instrumented future is larger and enters its span on every
         // poll: only pay for it when the span is recorded.
         let run = if span.is_disabled() {
@@ -267,12 +278,20 @@ async fn attempts(shared: Arc<RunShared>, first: Ready) {
             action.attempt(label, took.as_secs_f64());
         }
         finished(node_id, try_no, label, took, &outcome);
+        // The machine drops the outcome under its lock: the output is
+        // dropped here instead, after the lock is released.
+        let output = match &outcome {
+            Outcome::Succeeded { output, .. } => Some(output.clone()),
+            _ => None,
+        };
         let event = Event::AttemptDone {
             node,
             invocation,
             outcome,
         };
-        match step(&shared, event, true) {
+        let kept = step(&shared, event, true);
+        drop(output);
+        match kept {
             Some(s) => next = prepare(&shared, s),
             None => return,
         }

@@ -37,7 +37,7 @@ impl From<RunFailed> for DagError {
             && r.status == RunStatus::Failed
         {
             return DagError::NodeExecutionError {
-                node_id: node.id.clone(),
+                node_id: node.id.to_string(),
                 error: node.error.clone().unwrap_or_default(),
             };
         }

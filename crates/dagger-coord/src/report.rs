@@ -1,19 +1,21 @@
 //! What a run produced: per-node outcomes, the run's status and metrics.
 
 use crate::error::RunFailed;
-use dagger_core::{NodeStatus, RunStatus};
+use dagger_core::{NodeId, NodeStatus, RunStatus};
 use dagger_dag_flow::{LastRun, NodeRunView, RunMetrics};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The outcome of one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeReport {
-    /// The node's id.
-    pub id: String,
-    /// Its action.
-    pub action: String,
+    /// The node's id (shared with the run's other views of the node:
+    /// building a report copies no string).
+    pub id: NodeId,
+    /// Its action (one shared name for every node of the action).
+    pub action: Arc<str>,
     /// Its final (or current, for a paused run) status.
     pub status: NodeStatus,
     /// Attempts made (for a fanned-out node: the most any invocation made).
@@ -167,9 +169,9 @@ impl DagExecutionReport {
     pub(crate) fn collect_outputs(&mut self, cache: &dagger_core::Cache) {
         for n in &self.nodes {
             if n.status == NodeStatus::Completed
-                && let Some(out) = cache.namespace(&n.id)
+                && let Some(out) = cache.namespace(n.id.as_str())
             {
-                self.outputs.insert(n.id.clone(), Value::Object(out));
+                self.outputs.insert(n.id.to_string(), Value::Object(out));
             }
         }
     }
@@ -244,6 +246,7 @@ pub(crate) fn metrics_for(nodes: &[NodeReport], tokens: u64, iterations: u64) ->
     };
     let mut total_ms = 0u64;
     let mut timed = 0u64;
+    let mut slowest: Option<(&NodeReport, u64)> = None;
     for n in nodes {
         match n.status {
             NodeStatus::Completed => m.nodes_completed += 1,
@@ -257,11 +260,12 @@ pub(crate) fn metrics_for(nodes: &[NodeReport], tokens: u64, iterations: u64) ->
         if let Some(d) = n.duration_ms {
             total_ms += d;
             timed += 1;
-            if m.slowest_node.as_ref().is_none_or(|(_, s)| d > *s) {
-                m.slowest_node = Some((n.id.clone(), d));
+            if slowest.is_none_or(|(_, s)| d > s) {
+                slowest = Some((n, d));
             }
         }
     }
+    m.slowest_node = slowest.map(|(n, d)| (n.id.to_string(), d));
     if timed > 0 {
         m.average_node_ms = total_ms as f64 / timed as f64;
     }

@@ -3,11 +3,13 @@
 //! cancellation, store the output. What it returns is the machine's
 //! [`Outcome`]; `exec.rs` spawns attempts and reports their outcomes.
 
-use crate::machine::graph::DefHandle;
+use crate::machine::graph::{ActionRef, DefRef};
 use crate::machine::msg::{Failure, Outcome};
 use dagger_core::store::{ArtifactId, AttemptOutcome, AttemptRecord, LogSink, NodeRunRecord};
 use dagger_core::{Cache, ErrorClass, NodeId, NodeStatus, Permanent, RunId, Stores, now_millis};
-use dagger_dag_flow::{CacheView, NodeAction, NodeCtx, NodeInputs, NodeOutput};
+use dagger_dag_flow::{
+    CacheView, NodeAction, NodeCtx, NodeDef, NodeInputs, NodeOutput, WorkflowDef,
+};
 use serde_json::{Map, Value};
 use std::any::Any;
 use std::sync::Arc;
@@ -37,6 +39,47 @@ pub(crate) struct Env {
     pub(crate) node_queue: Option<Arc<dyn dagger_core::store::NodeQueue>>,
     /// The run's span: the parent of every attempt's span.
     pub(crate) span: tracing::Span,
+    /// The run's workflow: what [`DefRef::Static`] indexes.
+    pub(crate) wf: Arc<WorkflowDef>,
+    /// The actions of the workflow's nodes: what [`ActionRef::Table`] indexes.
+    pub(crate) actions: Vec<RunAction>,
+}
+
+/// An action of the run's table, with its metric handles (looked up once
+/// per run, not per attempt).
+pub(crate) struct RunAction {
+    pub(crate) name: Arc<str>,
+    pub(crate) action: Arc<dyn NodeAction>,
+    pub(crate) metrics: Arc<dagger_core::metrics::ActionMetrics>,
+}
+
+impl RunAction {
+    /// `action`, registered as `name`, with its metric handles.
+    pub(crate) fn new(name: &str, action: Arc<dyn NodeAction>) -> Self {
+        Self {
+            name: Arc::from(name),
+            action,
+            metrics: dagger_core::metrics::action(name),
+        }
+    }
+}
+
+impl Env {
+    /// The definition `d` refers to.
+    pub(crate) fn def<'a>(&'a self, d: &'a DefRef) -> &'a NodeDef {
+        match d {
+            DefRef::Static(i) => &self.wf.nodes[*i as usize],
+            DefRef::Dynamic(def) => def,
+        }
+    }
+
+    /// The action `a` refers to.
+    pub(crate) fn action<'a>(&'a self, a: &'a ActionRef) -> &'a Arc<dyn NodeAction> {
+        match a {
+            ActionRef::Table(i) => &self.actions[*i as usize].action,
+            ActionRef::Owned(action) => action,
+        }
+    }
 }
 
 /// One attempt to run.
@@ -44,9 +87,8 @@ pub(crate) struct Attempt {
     pub(crate) invocation: Option<u32>,
     pub(crate) attempt: u32,
     pub(crate) node_id: Arc<str>,
-    pub(crate) def: DefHandle,
-    pub(crate) action: Arc<dyn NodeAction>,
-    pub(crate) cancel: CancellationToken,
+    pub(crate) def: DefRef,
+    pub(crate) action: ActionRef,
     /// The fan-out element.
     pub(crate) item: Option<Arc<Value>>,
     pub(crate) overrides: Option<Map<String, Value>>,
@@ -57,8 +99,10 @@ pub(crate) fn attempt_span(env: &Env, a: &Attempt) -> tracing::Span {
     tracing::info_span!(parent: &env.span, "node", run_id = %env.run_id, node_id = %a.node_id, attempt = a.attempt)
 }
 
-/// Runs one attempt and records how it ended.
-pub(crate) async fn attempt(shared: &Env, attempt: Attempt) -> Outcome {
+/// Runs one attempt and records how it ended; `cancel` becomes the
+/// action's `ctx.cancel` (moved, not cloned: a clone of a token locks its
+/// tree, which every attempt of a run shares).
+pub(crate) async fn attempt(shared: &Env, attempt: Attempt, cancel: CancellationToken) -> Outcome {
     let node_id = attempt.node_id.clone();
     // Records the attempt if it is dropped before it ends (an action that
     // ignored its cancellation past the grace period, an aborted run).
@@ -69,10 +113,11 @@ pub(crate) async fn attempt(shared: &Env, attempt: Attempt) -> Outcome {
     // Boxed (under 1 KiB, so the allocator's fast path): the task that runs
     // attempts is copied a few times per spawn and per attempt, and this is
     // most of its size.
-    let result = match dagger_core::catch_panic(Box::pin(run(shared, attempt, &trace))).await {
-        Ok(r) => r,
-        Err(p) => Ok(Outcome::Failed(panic_failure(&node_id, &p))),
-    };
+    let result =
+        match dagger_core::catch_panic(Box::pin(run(shared, attempt, cancel, &trace))).await {
+            Ok(r) => r,
+            Err(p) => Ok(Outcome::Failed(panic_failure(&node_id, &p))),
+        };
     match result {
         // A success was recorded with its completion (one commit for both).
         Ok(r @ Outcome::Succeeded { .. }) => {
@@ -99,9 +144,9 @@ pub(crate) fn panic_failure(node_id: &str, p: &dagger_core::Panicked) -> Failure
     }
 }
 
-fn resolve_inputs(shared: &Env, a: &Attempt) -> Result<NodeInputs, Failure> {
+fn resolve_inputs(shared: &Env, a: &Attempt, def: &NodeDef) -> Result<NodeInputs, Failure> {
     let mut inputs = NodeInputs::new();
-    for spec in &a.def.inputs {
+    for spec in &def.inputs {
         let value = shared.cache.resolve_input(spec).map_err(|e| Failure {
             class: ErrorClass::Permanent,
             message: format!("node `{}`: {e}", a.node_id),
@@ -148,28 +193,35 @@ pub(crate) fn record(
     }
 }
 
-async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_core::StoreError> {
-    let inputs = match resolve_inputs(shared, &a) {
+async fn run(
+    shared: &Env,
+    a: Attempt,
+    cancel: CancellationToken,
+    trace: &Trace,
+) -> Result<Outcome, dagger_core::StoreError> {
+    let def = shared.def(&a.def);
+    let action = shared.action(&a.action);
+    let inputs = match resolve_inputs(shared, &a, def) {
         Ok(i) => i,
         Err(f) => return Ok(Outcome::Failed(f)),
     };
-    if let Some(schema) = a.action.input_schema()
+    if let Some(schema) = action.input_schema()
         && let Err(v) = schema.validate(&inputs.to_value())
     {
         return Ok(Outcome::Failed(Failure {
             class: ErrorClass::Schema,
             message: format!(
                 "node `{}`: inputs rejected by action `{}`: {v}",
-                a.node_id, a.def.action
+                a.node_id, def.action
             ),
         }));
     }
-    let input_hash = a.def.cache.then(|| {
+    let input_hash = def.cache.then(|| {
         let text = serde_json::to_string(&inputs.to_value()).unwrap_or_default();
-        ArtifactId::of(format!("{}\0{text}", a.def.action).as_bytes()).to_string()
+        ArtifactId::of(format!("{}\0{text}", def.action).as_bytes()).to_string()
     });
     if let Some(hash) = &input_hash
-        && let Some(output) = Box::pin(memoized(shared, &a.def.action, hash)).await?
+        && let Some(output) = Box::pin(memoized(shared, &def.action, hash)).await?
     {
         let output = Arc::new(output.with_metadata("cache_hit", Value::Bool(true)));
         let deferred = complete(shared, &a, &output, input_hash.clone(), true, None, trace).await?;
@@ -182,21 +234,27 @@ async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_
     // Rare or optional steps are boxed: the attempt's future (and so each
     // spawned task) stays small when they are not taken.
     let _permit = match &shared.tracker {
-        Some(t) => match Box::pin(acquire(t, &a.cancel)).await {
+        Some(t) => match Box::pin(acquire(t, &cancel)).await {
             Some(p) => Some(p),
             None => return Ok(Outcome::Cancelled),
         },
         None => None,
     };
-    let started_at = now_millis();
-    trace.started_at.store(started_at, Ordering::Relaxed);
-    tracing::info!(node_id = %a.node_id, action = %a.def.action, attempt = a.attempt, "node started");
+    // Only records read the start time (a run in memory reads no clock here).
+    let started_at = if shared.record {
+        let now = now_millis();
+        trace.started_at.store(now, Ordering::Relaxed);
+        now
+    } else {
+        0
+    };
+    tracing::info!(node_id = %a.node_id, action = %def.action, attempt = a.attempt, "node started");
     if shared.record {
         let mut rec = record(
             shared,
             &a.node_id,
             invocation_key(&a),
-            &a.def.action,
+            &def.action,
             a.attempt,
             NodeStatus::Running,
         );
@@ -226,12 +284,11 @@ async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_
         inputs,
         cache: CacheView::new(shared.cache.clone()),
         idempotency_key,
-        cancel: a.cancel.clone(),
+        cancel,
         app_data: shared.app_data.clone(),
         logs: trace.logs.clone(),
     };
-    let timeout = a
-        .def
+    let timeout = def
         .timeout
         .filter(|t| t.is_finite() && *t > 0.0)
         .map(Duration::from_secs_f64);
@@ -240,8 +297,8 @@ async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_
     let exec = async {
         match &shared.node_queue {
             // Boxed: the dispatch's state is large and most runs execute locally.
-            Some(q) => Box::pin(crate::remote::execute(q, &a.def.action, &ctx, timeout)).await,
-            None => match dagger_core::catch_panic(a.action.execute(&ctx)).await {
+            Some(q) => Box::pin(crate::remote::execute(q, &def.action, &ctx, timeout)).await,
+            None => match dagger_core::catch_panic(action.execute(&ctx)).await {
                 Ok(r) => r,
                 Err(p) => Err(panic_failure(&a.node_id, &p).message.into()),
             },
@@ -264,7 +321,7 @@ async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_
             .await
         }
     };
-    if a.cancel.is_cancelled() && matches!(result, Ok(Err(_))) {
+    if ctx.cancel.is_cancelled() && matches!(result, Ok(Err(_))) {
         return Ok(Outcome::Cancelled);
     }
     let output = match result {
@@ -293,7 +350,7 @@ async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_
             trace.set_detail(&output.outputs);
             let message = match &output.outputs {
                 Value::String(s) => s.clone(),
-                Value::Null => format!("action `{}` reported failure", a.def.action),
+                Value::Null => format!("action `{}` reported failure", def.action),
                 other => other.to_string(),
             };
             return Ok(Outcome::Failed(Failure {
@@ -303,14 +360,14 @@ async fn run(shared: &Env, a: Attempt, trace: &Trace) -> Result<Outcome, dagger_
         }
         Ok(Ok(output)) => output,
     };
-    if let Some(schema) = a.action.output_schema()
+    if let Some(schema) = action.output_schema()
         && let Err(v) = schema.validate(&output.outputs)
     {
         return Ok(Outcome::Failed(Failure {
             class: ErrorClass::Schema,
             message: format!(
                 "node `{}`: output rejected by action `{}`: {v}",
-                a.node_id, a.def.action
+                a.node_id, def.action
             ),
         }));
     }
@@ -415,7 +472,7 @@ async fn record_completion(
         shared,
         &a.node_id,
         invocation_key(a),
-        &a.def.action,
+        &shared.def(&a.def).action,
         a.attempt,
         NodeStatus::Completed,
     );
@@ -516,7 +573,7 @@ impl Trace {
             node_id: a.node_id.clone(),
             invocation_key: invocation_key(a),
             attempt: a.attempt,
-            action: a.def.action.clone(),
+            action: shared.def(&a.def).action.clone(),
             stores: shared.stores.clone(),
             run_id: shared.run_id.clone(),
         });
@@ -526,7 +583,7 @@ impl Trace {
             } else {
                 LogSink::disabled()
             },
-            started_at: AtomicI64::new(now_millis()),
+            started_at: AtomicI64::new(if shared.record { now_millis() } else { 0 }),
             detail: parking_lot::Mutex::new(Value::Null),
             who,
             done: AtomicBool::new(false),

@@ -120,7 +120,7 @@ async fn child(dir: &Path, resume: bool) {
     let ids: Vec<String> = nodes
         .iter()
         .filter(|n| n.status == dagger_core::NodeStatus::Completed)
-        .map(|n| n.id.clone())
+        .map(|n| n.id.to_string())
         .collect();
     println!("COMPLETED {}", ids.join(","));
 }

@@ -117,7 +117,9 @@ pub type Names = foldhash::fast::RandomState;
 /// a short vector searched in order is cheaper to build and to read than a
 /// map; a namespace that grows past [`FEW`] keys becomes a map.
 enum Entries {
-    Few(Vec<(Arc<str>, Arc<Value>)>),
+    /// Inline while it holds one value (a node's usual output): a new
+    /// namespace allocates no list.
+    Few(smallvec::SmallVec<[(Arc<str>, Arc<Value>); 1]>),
     Many(HashMap<Arc<str>, Arc<Value>, Names>),
 }
 
@@ -126,7 +128,7 @@ const FEW: usize = 16;
 
 impl Default for Entries {
     fn default() -> Self {
-        Entries::Few(Vec::new())
+        Entries::Few(smallvec::SmallVec::new())
     }
 }
 
@@ -135,7 +137,7 @@ impl Entries {
         if n > FEW {
             Entries::Many(HashMap::with_capacity_and_hasher(n, Names::default()))
         } else {
-            Entries::Few(Vec::with_capacity(n))
+            Entries::Few(smallvec::SmallVec::with_capacity(n))
         }
     }
 
@@ -256,7 +258,7 @@ impl Cache {
     /// Stores `value` at `namespace.key`; the namespace's name is copied
     /// only when the namespace is new and the caller has no shared copy.
     fn insert_in(&self, namespace: NsName<'_>, key: &str, value: Arc<Value>) {
-        let k: Arc<str> = Arc::from(key);
+        let k: Arc<str> = shared_name(key);
         let size = self.inner.bounds.as_ref().map(|_| estimate_size(&value));
         let existing = self.inner.data.get_mut(namespace.as_str());
         let ns = match existing {
@@ -311,14 +313,13 @@ impl Cache {
                 dashmap::Entry::Vacant(slot) => {
                     let mut entries = Entries::with_capacity(map.len());
                     for (k, v) in map {
-                        entries.insert(Arc::from(k.as_str()), Arc::new(v.clone()));
+                        entries.insert(shared_name(k), Arc::new(v.clone()));
                     }
                     slot.insert(entries);
                 }
                 dashmap::Entry::Occupied(mut slot) => {
                     for (k, v) in map {
-                        slot.get_mut()
-                            .insert(Arc::from(k.as_str()), Arc::new(v.clone()));
+                        slot.get_mut().insert(shared_name(k), Arc::new(v.clone()));
                     }
                 }
             }
@@ -473,6 +474,44 @@ impl Cache {
     }
 }
 
+/// Names up to this many bytes are shared by [`shared_name`].
+const SHARED_NAME_MAX: usize = 32;
+/// Names [`shared_name`] remembers per thread.
+const SHARED_NAMES: usize = 8;
+
+thread_local! {
+    /// The names `shared_name` handed out last on this thread, and the slot to replace next.
+    static NAMES: std::cell::RefCell<(Vec<Arc<str>>, usize)> =
+        const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// `name` as a shared string: a short name this thread shared lately
+/// (an output key such as `v`, an input name) is handed out again instead
+/// of allocated, so a thousand nodes with output `v` hold one `v`, not a
+/// thousand. Equal to `Arc::from(name)` in every way but memory.
+pub fn shared_name(name: &str) -> Arc<str> {
+    if name.len() > SHARED_NAME_MAX {
+        return Arc::from(name);
+    }
+    NAMES.with(|cell| {
+        let Ok(mut names) = cell.try_borrow_mut() else {
+            return Arc::from(name);
+        };
+        let (list, next) = &mut *names;
+        if let Some(found) = list.iter().find(|n| &***n == name) {
+            return found.clone();
+        }
+        let fresh: Arc<str> = Arc::from(name);
+        if list.len() < SHARED_NAMES {
+            list.push(fresh.clone());
+        } else {
+            list[*next] = fresh.clone();
+            *next = (*next + 1) % SHARED_NAMES;
+        }
+        fresh
+    })
+}
+
 /// A namespace's name as the caller has it.
 #[derive(Clone, Copy)]
 enum NsName<'a> {
@@ -587,6 +626,22 @@ pub fn load_cache_from_json(json: &str) -> Result<Cache, CacheError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn short_names_are_shared_and_long_ones_copied() {
+        let (a, b) = (shared_name("v"), shared_name("v"));
+        assert!(Arc::ptr_eq(&a, &b), "one `v` for both");
+        assert_eq!(&*a, "v");
+        // More names than the thread remembers: each is still the right string.
+        let many: Vec<String> = (0..3 * SHARED_NAMES).map(|i| format!("k{i}")).collect();
+        for name in &many {
+            assert_eq!(&*shared_name(name), name.as_str());
+        }
+        let long = "x".repeat(SHARED_NAME_MAX + 1);
+        let (c, d) = (shared_name(&long), shared_name(&long));
+        assert!(!Arc::ptr_eq(&c, &d), "long names are not remembered");
+        assert_eq!(*c, *long);
+    }
 
     #[test]
     fn insert_and_read_typed_inputs() {

@@ -189,7 +189,8 @@ impl fmt::Debug for NodeCtx {
 /// cache through `Arc`. Reads like a JSON map: `inputs.get("x")`, `inputs["x"]`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeInputs {
-    entries: Vec<(Arc<str>, Arc<Value>)>,
+    /// Inline up to two inputs (most nodes): resolving them allocates nothing.
+    entries: smallvec::SmallVec<[(Arc<str>, Arc<Value>); 2]>,
 }
 
 static NULL: Value = Value::Null;
@@ -214,7 +215,9 @@ impl NodeInputs {
     pub fn insert(&mut self, name: &str, value: Arc<Value>) {
         match self.entries.iter_mut().find(|(k, _)| &**k == name) {
             Some(slot) => slot.1 = value,
-            None => self.entries.push((Arc::from(name), value)),
+            None => self
+                .entries
+                .push((dagger_core::cache::shared_name(name), value)),
         }
     }
 

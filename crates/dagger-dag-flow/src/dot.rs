@@ -3,7 +3,7 @@
 //! whatever the node ids hold.
 
 use crate::model::{NodeDef, WorkflowDef};
-use dagger_core::{DotWriter, NodeStatus};
+use dagger_core::{DotWriter, NodeId, NodeStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -13,8 +13,8 @@ const MAX_DETAIL_CHARS: usize = 120;
 /// What a run did with one node, as [`serialize_run_to_dot`] shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRunView {
-    /// The node.
-    pub node_id: String,
+    /// The node (a shared id: a run's views share it with its report).
+    pub node_id: NodeId,
     /// Its state.
     pub status: NodeStatus,
     /// Attempts made.
@@ -31,7 +31,7 @@ pub struct NodeRunView {
 
 impl NodeRunView {
     /// A view of `node_id` in `status`, with no attempts and no details.
-    pub fn new(node_id: impl Into<String>, status: NodeStatus) -> Self {
+    pub fn new(node_id: impl Into<NodeId>, status: NodeStatus) -> Self {
         Self {
             node_id: node_id.into(),
             status,
@@ -134,8 +134,8 @@ pub fn serialize_run_to_dot(def: &WorkflowDef, nodes: &[NodeRunView]) -> String 
         if !drawn.contains(view.node_id.as_str()) {
             run_node(
                 &mut w,
-                vec![view.node_id.clone()],
-                &view.node_id,
+                vec![view.node_id.to_string()],
+                view.node_id.as_str(),
                 Some(view),
             );
         }

@@ -101,7 +101,7 @@ pub(crate) async fn run_svg(
         .nodes
         .iter()
         .map(|n| GraphNode {
-            id: &n.id,
+            id: n.id.as_str(),
             action: &n.action,
             status: Some(n.status.as_str()),
             added_at_runtime: n.added_at_runtime,

@@ -177,8 +177,8 @@ impl NodeRow {
     fn new(index: usize, n: &NodeReport) -> Self {
         Self {
             index,
-            id: n.id.clone(),
-            action: n.action.clone(),
+            id: n.id.to_string(),
+            action: n.action.to_string(),
             status: n.status,
             attempts: n.attempts,
             duration_ms: n.duration_ms,
@@ -261,8 +261,8 @@ pub(crate) async fn run_detail(
         .filter(|(_, n)| n.status == NodeStatus::WaitingForHuman)
         .map(|(index, n)| WaitingNode {
             index,
-            id: n.id.clone(),
-            prompt: prompt_of(&n.id),
+            id: n.id.to_string(),
+            prompt: prompt_of(n.id.as_str()),
         })
         .collect();
     let mut page = Vec::new();
@@ -276,7 +276,7 @@ pub(crate) async fn run_detail(
         let mut row = NodeRow::new(index, n);
         if let Some(rec) = records.get(n.id.as_str()) {
             if n.status == NodeStatus::WaitingForHuman {
-                row.prompt = prompt_of(&n.id);
+                row.prompt = prompt_of(n.id.as_str());
             }
             if let Some(id) = &rec.output_artifact_id {
                 row.output_preview = Some(match stores.artifacts.get_artifact(id).await {

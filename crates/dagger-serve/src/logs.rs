@@ -32,7 +32,7 @@ pub(crate) async fn api_attempts(
     Query(params): Query<AttemptParams>,
 ) -> Result<Json<Value>, ApiError> {
     let view = data::load_view(&state.stores, &run_id).await?;
-    if !view.nodes.iter().any(|n| n.id == node_id) {
+    if !view.nodes.iter().any(|n| n.id == node_id.as_str()) {
         return Err(RequestError::NodeNotFound { run_id, node_id }.into());
     }
     let query = AttemptQuery {

@@ -176,7 +176,7 @@ fn run_graph(detail: &RunDetail) -> Markup {
         .nodes
         .iter()
         .map(|n| GraphNode {
-            id: &n.id,
+            id: n.id.as_str(),
             action: &n.action,
             status: Some(n.status.as_str()),
             added_at_runtime: n.added_at_runtime,

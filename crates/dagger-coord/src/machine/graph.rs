@@ -13,6 +13,14 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
+/// `NodeState::started_ms` of a node that never started.
+const NOT_YET: Millis = Millis::MIN;
+/// `NodeState::duration_ms` of a node that has not ended.
+const NO_DURATION: u64 = u64::MAX;
+
+/// A node's dependents (indices), inline while they are few.
+pub(crate) type Dependents = smallvec::SmallVec<[u32; 4]>;
+
 /// Fields few nodes use (hooks, humans, cancelled branches).
 #[derive(Default)]
 pub(crate) struct Rare {
@@ -41,6 +49,42 @@ pub(crate) enum DefHandle {
     Dynamic(Arc<NodeDef>),
 }
 
+impl DefHandle {
+    /// The handle an attempt carries: an index for a node of the workflow
+    /// (no reference count of the shared workflow is touched per attempt).
+    pub(crate) fn to_ref(&self) -> DefRef {
+        match self {
+            DefHandle::Static(_, i) => DefRef::Static(*i),
+            DefHandle::Dynamic(d) => DefRef::Dynamic(d.clone()),
+        }
+    }
+}
+
+/// A node definition as an attempt finds it: node `i` of the run's
+/// workflow, or a definition added at run time (see `worker::Env::def`).
+#[derive(Clone)]
+pub(crate) enum DefRef {
+    Static(u32),
+    Dynamic(Arc<NodeDef>),
+}
+
+/// A node's action: entry `i` of the run's action table (the nodes of the
+/// workflow, see `worker::Env::action`) or a handle of its own (nodes
+/// added at run time). Attempts of table actions touch no shared
+/// reference count.
+#[derive(Clone)]
+pub(crate) enum ActionRef {
+    Table(u32),
+    /// Boxed (a thin pointer), so the common node stays small.
+    Owned(Box<Arc<dyn NodeAction>>),
+}
+
+impl From<Arc<dyn NodeAction>> for ActionRef {
+    fn from(a: Arc<dyn NodeAction>) -> Self {
+        ActionRef::Owned(Box::new(a))
+    }
+}
+
 impl std::ops::Deref for DefHandle {
     type Target = NodeDef;
     fn deref(&self) -> &NodeDef {
@@ -65,14 +109,17 @@ pub(crate) struct FanOut {
 pub(crate) struct NodeState {
     pub(crate) id: Arc<str>,
     pub(crate) def: DefHandle,
-    pub(crate) action: Arc<dyn NodeAction>,
+    pub(crate) action: ActionRef,
     pub(crate) status: NodeStatus,
     pub(crate) remaining: u32,
-    pub(crate) dependents: Vec<u32>,
+    /// Inline up to four (most nodes): wiring allocates nothing for them.
+    pub(crate) dependents: Dependents,
     pub(crate) attempts: u32,
-    /// Start of the first attempt (ms since the epoch).
-    pub(crate) started_ms: Option<Millis>,
-    pub(crate) duration_ms: Option<u64>,
+    /// Start of the first attempt (ms since the epoch), [`NOT_YET`] before
+    /// it (see [`NodeState::started`]; a plain number keeps the node small).
+    started_ms: Millis,
+    /// [`NO_DURATION`] until the node ended (see [`NodeState::duration`]).
+    duration_ms: u64,
     pub(crate) error: Option<String>,
     pub(crate) cache_hit: bool,
     pub(crate) added: bool,
@@ -85,25 +132,47 @@ impl NodeState {
     pub(crate) fn new(
         id: Arc<str>,
         def: DefHandle,
-        action: Arc<dyn NodeAction>,
+        action: impl Into<ActionRef>,
         added: bool,
     ) -> Self {
         Self {
             id,
             def,
-            action,
+            action: action.into(),
             status: NodeStatus::Pending,
             remaining: 0,
-            dependents: Vec::new(),
+            dependents: Dependents::new(),
             attempts: 0,
-            started_ms: None,
-            duration_ms: None,
+            started_ms: NOT_YET,
+            duration_ms: NO_DURATION,
             error: None,
             cache_hit: false,
             added,
             rare: None,
             fanout: None,
         }
+    }
+
+    /// Start of the first attempt (ms since the epoch), if one started.
+    pub(crate) fn started(&self) -> Option<Millis> {
+        (self.started_ms != NOT_YET).then_some(self.started_ms)
+    }
+
+    /// Records the first attempt's start (later starts change nothing).
+    pub(crate) fn mark_started(&mut self, now: Millis) {
+        if self.started_ms == NOT_YET {
+            self.started_ms = now;
+        }
+    }
+
+    /// Time from the first start to the end, once the node ended.
+    pub(crate) fn duration(&self) -> Option<u64> {
+        (self.duration_ms != NO_DURATION).then_some(self.duration_ms)
+    }
+
+    /// Sets (or clears) the node's duration.
+    pub(crate) fn set_duration(&mut self, ms: Option<u64>) {
+        self.duration_ms = ms.map_or(NO_DURATION, |d| d.min(NO_DURATION - 1));
     }
 
     pub(crate) fn node_ref(&self, invocation: Option<u32>) -> NodeRef {

@@ -372,7 +372,7 @@ impl Machine {
             .collect();
         let n = &mut self.g.nodes[i as usize];
         n.set_status(NodeStatus::Running);
-        n.started_ms.get_or_insert(self.now);
+        n.mark_started(self.now);
         n.fanout = Some(Box::new(fan));
         if pending.is_empty() {
             self.complete_fanout(i, data);
@@ -414,13 +414,13 @@ impl Machine {
         if n.status != NodeStatus::Running {
             n.set_status(NodeStatus::Running);
         }
-        n.started_ms.get_or_insert(self.now);
+        n.mark_started(self.now);
         let start = Start {
             node: i,
             invocation: inv,
             attempt,
             node_id: n.id.clone(),
-            def: n.def.clone(),
+            def: n.def.to_ref(),
             action: n.action.clone(),
             item,
             overrides: n.overrides().cloned(),
@@ -478,7 +478,7 @@ impl Machine {
                 n.set_status(NodeStatus::Completed);
                 n.cache_hit = cache_hit;
                 n.error = None;
-                n.duration_ms = Some(elapsed(n.started_ms, now));
+                n.set_duration(Some(elapsed(n.started(), now)));
                 self.tokens += output.tokens();
                 let selected: Option<HashSet<String>> =
                     output.branches().map(|b| b.into_iter().collect());
@@ -566,7 +566,7 @@ impl Machine {
             .collect();
         let output = Arc::new(NodeOutput::success(json!({ "results": results })));
         n.set_status(NodeStatus::Completed);
-        n.duration_ms = Some(elapsed(n.started_ms, now));
+        n.set_duration(Some(elapsed(n.started(), now)));
         data.put(&n.id, &output.outputs);
         let node = n.node_ref(None);
         self.g.touch(i);
@@ -670,7 +670,7 @@ impl Machine {
         n.set_status(NodeStatus::Failed);
         n.error = Some(error.clone());
         n.clear_wait();
-        n.duration_ms = n.started_ms.map(|s| elapsed(Some(s), now));
+        n.set_duration(n.started().map(|s| elapsed(Some(s), now)));
         let onfailure = n.def.onfailure;
         let node = n.node_ref(None);
         let id = n.id.clone();

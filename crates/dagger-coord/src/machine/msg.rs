@@ -2,7 +2,7 @@
 //! ([`Effect`]). Plain data: the machine reads no clock (time arrives with
 //! each step) and does no I/O (effects are executed by the driver).
 
-use super::graph::DefHandle;
+use super::graph::{ActionRef, DefRef};
 use crate::event::{ExecutionEvent, ExecutorCommand};
 use dagger_core::ErrorClass;
 use dagger_core::store::NodeRunRecord;
@@ -109,8 +109,8 @@ pub(crate) struct Start {
     pub(crate) invocation: Option<u32>,
     pub(crate) attempt: u32,
     pub(crate) node_id: Arc<str>,
-    pub(crate) def: DefHandle,
-    pub(crate) action: Arc<dyn NodeAction>,
+    pub(crate) def: DefRef,
+    pub(crate) action: ActionRef,
     /// The fan-out element.
     pub(crate) item: Option<Arc<Value>>,
     pub(crate) overrides: Option<Map<String, Value>>,

@@ -2,7 +2,7 @@
 //! runtime, no clock: a [`Sim`] feeds events (in a seeded order where the
 //! order is what is tested) and reads the effects back.
 
-use super::graph::{DefHandle, NodeState, RunGraph};
+use super::graph::{ActionRef, DefHandle, NodeState, RunGraph};
 use super::msg::{Control, Effect, Event, Failure, Outcome, Outputs, Timer};
 use super::{Machine, Params};
 use crate::event::ExecutionEvent;
@@ -185,7 +185,7 @@ fn a_chain_starts_each_node_after_its_dependency() {
     assert!(sim.starts().is_empty());
     assert!(sim.m.is_done());
     assert_eq!(sim.m.end(), (RunStatus::Completed, None));
-    assert_eq!(sim.m.g.nodes[2].duration_ms, Some(1));
+    assert_eq!(sim.m.g.nodes[2].duration(), Some(1));
 }
 
 #[test]
@@ -571,7 +571,7 @@ fn bare_machine(nodes: Vec<NodeDef>, prep: impl FnOnce(&mut [NodeState])) -> Mac
             NodeState::new(
                 Arc::from(wf.nodes[i].id.as_str()),
                 DefHandle::Static(wf.clone(), i as u32),
-                Arc::new(Noop),
+                ActionRef::from(Arc::new(Noop) as Arc<dyn NodeAction>),
                 false,
             )
         })

@@ -47,7 +47,7 @@ impl Machine {
         };
         let n = &mut self.g.nodes[i as usize];
         n.set_status(NodeStatus::Waiting);
-        n.started_ms.get_or_insert(now);
+        n.mark_started(now);
         n.error = None;
         n.rare_mut().wake_at = due;
         let node = n.node_ref(None);
@@ -178,7 +178,7 @@ impl Machine {
         self.g.waits.remove(&i);
         let n = &mut self.g.nodes[i as usize];
         n.set_status(NodeStatus::Completed);
-        n.duration_ms = Some(super::elapsed(n.started_ms, now));
+        n.set_duration(Some(super::elapsed(n.started(), now)));
         data.put(&n.id, &output);
         let node = n.node_ref(None);
         self.g.touch(i);

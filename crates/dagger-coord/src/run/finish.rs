@@ -6,9 +6,11 @@ use super::{RunLoop, hooks};
 use crate::error::CoordError;
 use crate::event::{ExecutionEvent, ExecutorCommand};
 use crate::machine::Stop;
+use crate::machine::graph::ActionRef;
 use crate::report::{DagExecutionReport, NodeReport, metrics_for};
 use dagger_core::store::{NodeRunRecord, RunUpdate};
-use dagger_core::{NodeStatus, RunStatus, now_millis};
+use dagger_core::{NodeId, NodeStatus, RunStatus, now_millis};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -124,6 +126,8 @@ impl RunLoop {
         // goes first, so the report adds little to the run's peak memory.
         m.g.index = Default::default();
         let table = std::mem::take(&mut m.g.nodes);
+        let actions = &self.shared.env.actions;
+        // Ids and action names are shared, not copied.
         let nodes: Vec<NodeReport> = table
             .into_iter()
             .map(|n| NodeReport {
@@ -133,14 +137,17 @@ impl RunLoop {
                 signal: (n.status == NodeStatus::Waiting)
                     .then(|| n.def.wait_for.as_ref().map(|w| w.signal.clone()))
                     .flatten(),
-                id: n.id.to_string(),
-                action: n.def.action.clone(),
+                action: match &n.action {
+                    ActionRef::Table(i) => actions[*i as usize].name.clone(),
+                    ActionRef::Owned(_) => Arc::from(n.def.action.as_str()),
+                },
+                duration_ms: n.duration(),
                 status: n.status,
                 attempts: n.attempts,
-                duration_ms: n.duration_ms,
                 error: n.error,
                 cache_hit: n.cache_hit,
                 added_at_runtime: n.added,
+                id: NodeId::new(n.id),
             })
             .collect();
         let metrics = metrics_for(&nodes, m.tokens, m.iterations);

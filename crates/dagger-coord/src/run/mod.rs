@@ -103,6 +103,8 @@ impl RunLoop {
             cancel_grace: coord.cancel_grace,
             tracker: coord.tracker.clone(),
             node_queue: coord.node_queue.clone(),
+            wf: setup.wf.clone(),
+            actions: std::mem::take(&mut setup.actions),
         };
         let hook_ctx = HookContext {
             dag_name: setup.wf.name.clone(),
@@ -366,7 +368,7 @@ impl RunLoop {
                 n.status,
             );
             rec.error = n.error.clone();
-            rec.started_at = n.started_ms;
+            rec.started_at = n.started();
             if n.status.is_terminal() {
                 rec.finished_at = Some(now_millis());
             }

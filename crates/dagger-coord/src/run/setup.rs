@@ -4,8 +4,9 @@
 use crate::coordinator::Coordinator;
 use crate::error::CoordError;
 use crate::machine::RestoredFanOut;
-use crate::machine::graph::{DefHandle, NodeState, RunGraph};
+use crate::machine::graph::{ActionRef, DefHandle, NodeState, RunGraph};
 use crate::persist::Recorded;
+use crate::worker::RunAction;
 use dagger_core::store::Durability;
 use dagger_core::{Cache, NodeStatus, RunId, Stores};
 use dagger_dag_flow::{ActionRegistry, DagConfig, DagExecutor, NodeAction, NodeDef, WorkflowDef};
@@ -20,6 +21,8 @@ pub(crate) struct Setup {
     pub(crate) graph: RunGraph,
     pub(crate) config: DagConfig,
     pub(crate) registry: ActionRegistry,
+    /// The distinct actions of the workflow's nodes (what their [`ActionRef`]s index).
+    pub(crate) actions: Vec<RunAction>,
     pub(crate) failure_actions: HashMap<String, Arc<dyn NodeAction>>,
     pub(crate) stores: Stores,
     pub(crate) cache: Cache,
@@ -66,26 +69,47 @@ impl Setup {
         let mut unknown = Vec::new();
         let mut nodes = Vec::with_capacity(wf.nodes.len() + added.len());
         let mut failure_actions = HashMap::new();
-        let handles = (0..wf.nodes.len())
-            .map(|i| (DefHandle::Static(wf.clone(), i as u32), false))
-            .chain(added.iter().map(|d| (DefHandle::Dynamic(d.clone()), true)));
-        // Consecutive nodes usually share an action: look each run of them up once.
-        let mut last: Option<(String, Arc<dyn NodeAction>)> = None;
+        let handles = wf
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (DefHandle::Static(wf.clone(), i as u32), d, false))
+            .chain(
+                added
+                    .iter()
+                    .map(|d| (DefHandle::Dynamic(d.clone()), &**d, true)),
+            );
+        // Each distinct action once in the run's table; consecutive nodes
+        // usually share an action, so the last one is tried first.
+        let mut actions: Vec<RunAction> = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        let mut by_name: HashMap<&str, u32> = HashMap::new();
+        let mut last: Option<u32> = None;
         let wait_node: Arc<dyn NodeAction> = Arc::new(WaitNode);
-        for (def, is_added) in handles {
-            let action = match &last {
-                _ if def.is_wait() => Some(wait_node.clone()),
-                Some((name, a)) if *name == def.action => Some(a.clone()),
-                _ => {
-                    let found = registry.get(&def.action);
-                    last = found.clone().map(|a| (def.action.clone(), a));
-                    found
+        for (handle, def, is_added) in handles {
+            let found = if def.is_wait() {
+                Some(ActionRef::from(wait_node.clone()))
+            } else {
+                match last {
+                    Some(i) if names[i as usize] == def.action => Some(i),
+                    _ => by_name.get(def.action.as_str()).copied().or_else(|| {
+                        let action = registry.get(&def.action)?;
+                        let i = actions.len() as u32;
+                        actions.push(RunAction::new(&def.action, action));
+                        names.push(&def.action);
+                        by_name.insert(&def.action, i);
+                        Some(i)
+                    }),
                 }
+                .map(|i| {
+                    last = Some(i);
+                    ActionRef::Table(i)
+                })
             };
-            match action {
+            match found {
                 Some(action) => nodes.push(NodeState::new(
                     Arc::from(def.id.as_str()),
-                    def.clone(),
+                    handle,
                     action,
                     is_added,
                 )),
@@ -111,6 +135,7 @@ impl Setup {
             graph,
             config,
             registry,
+            actions,
             failure_actions,
             stores: executor.stores().clone(),
             cache: cache.clone(),
@@ -138,7 +163,9 @@ impl Setup {
                 if plain.state == NodeStatus::Waiting {
                     // A timer keeps its wake-up time across a restart.
                     n.rare_mut().wake_at = meta_i64("wake_at");
-                    n.started_ms = plain.started_at;
+                    if let Some(at) = plain.started_at {
+                        n.mark_started(at);
+                    }
                 }
                 if plain.state == NodeStatus::Completed {
                     n.status = NodeStatus::Completed;

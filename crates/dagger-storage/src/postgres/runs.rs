@@ -17,8 +17,7 @@ use crate::rows::{from_json, to_json};
 use dagger_core::store::{
     ArtifactId, ArtifactStore, AttemptQuery, AttemptRecord, ControlRequest, KeyedCreate,
     NodeRunRecord, RunClaim, RunOwner, RunQuery, RunRecord, RunStore, RunUpdate, SignalRecord,
-    decision_conflict,
-    stale_run_token,
+    decision_conflict, stale_run_token,
 };
 use dagger_core::{RunId, RunStatus, StoreError, now_millis};
 use postgres::Row;
