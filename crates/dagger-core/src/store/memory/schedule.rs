@@ -9,6 +9,18 @@ use std::collections::BTreeMap;
 /// The schedule rows, by name.
 pub(super) type ScheduleTable = BTreeMap<String, ScheduleRecord>;
 
+/// The row of `name`, created empty (no definition, no pause) if missing.
+fn row_of<'a>(rows: &'a mut ScheduleTable, name: &str, now_ms: i64) -> &'a mut ScheduleRecord {
+    rows.entry(name.to_string())
+        .or_insert_with(|| ScheduleRecord {
+            name: name.to_string(),
+            workflow: None,
+            spec: None,
+            paused: None,
+            updated_at: now_ms,
+        })
+}
+
 #[async_trait::async_trait]
 impl ScheduleStore for MemoryStore {
     async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
@@ -22,15 +34,7 @@ impl ScheduleStore for MemoryStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut rows = self.schedules.lock();
-        let row = rows
-            .entry(name.to_string())
-            .or_insert_with(|| ScheduleRecord {
-                name: name.to_string(),
-                workflow: None,
-                spec: None,
-                paused: None,
-                updated_at: now_ms,
-            });
+        let row = row_of(&mut rows, name, now_ms);
         row.paused = Some(paused);
         row.updated_at = now_ms;
         Ok(())
@@ -44,15 +48,7 @@ impl ScheduleStore for MemoryStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut rows = self.schedules.lock();
-        let row = rows
-            .entry(name.to_string())
-            .or_insert_with(|| ScheduleRecord {
-                name: name.to_string(),
-                workflow: None,
-                spec: None,
-                paused: None,
-                updated_at: now_ms,
-            });
+        let row = row_of(&mut rows, name, now_ms);
         if row.spec.is_some() {
             return Err(StoreError::AlreadyExists {
                 entity: "schedule",
